@@ -1,0 +1,214 @@
+//! `Distributor`: the software distributor that partners are onboarded under and billed to.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A distributor: who partners are billed to, which SKUs they get, and how their trial runs.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "partner-operator.io",
+    version = "v1alpha1",
+    kind = "Distributor",
+    shortname = "dist",
+    category = "partner-operator",
+    status = "DistributorStatus",
+    derive = "PartialEq",
+    printcolumn(
+        name = "Organization",
+        type_ = "string",
+        json_path = ".spec.organizationName"
+    ),
+    printcolumn(name = "SKUs", type_ = "string", json_path = ".spec.skus"),
+    printcolumn(
+        name = "Trial",
+        type_ = "integer",
+        json_path = ".status.partners.trial"
+    ),
+    printcolumn(
+        name = "Production",
+        type_ = "integer",
+        json_path = ".status.partners.production"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributorSpec {
+    /// Legal name of the distributor, as it appears in emails. 1..256 characters, no control
+    /// characters.
+    #[schemars(schema_with = "super::organization_name_schema")]
+    pub organization_name: String,
+
+    /// Where the distributor receives trial-ending notices.
+    #[schemars(schema_with = "super::email_schema")]
+    pub notification_email: String,
+
+    /// Products every partner of this distributor is entitled to, and billed for once in
+    /// Production. 1..100 unique codes such as `ESSENTIALS`.
+    #[schemars(length(min = 1, max = 100))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(x, self.exists_one(y, y == x))")
+        .message("spec.skus must not contain duplicates"))]
+    pub skus: Vec<Sku>,
+
+    /// Namespaces whose Partners may bind to this distributor. When unset, namespaces labelled
+    /// `partner-operator.io/distributor=<this distributor's name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_namespaces: Option<LabelSelector>,
+
+    /// How the trial of a new partner runs.
+    #[serde(default)]
+    pub trial: TrialPolicy,
+
+    /// How partners are sent their activation link.
+    #[serde(default)]
+    pub activation: ActivationPolicy,
+}
+
+/// A product code, such as `ESSENTIALS`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(transparent)]
+pub struct Sku(pub String);
+
+impl schemars::JsonSchema for Sku {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Sku".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "maxLength": 64,
+            "pattern": "^[A-Z0-9][A-Z0-9_-]{0,63}$",
+        })
+    }
+}
+
+impl std::fmt::Display for Sku {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The trial every new partner gets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialPolicy {
+    /// Length of the trial, in days (1..365). Default 14.
+    #[serde(default = "default_trial_days")]
+    #[schemars(range(min = 1, max = 365))]
+    pub days: u32,
+
+    /// How many days before the trial ends the distributor and the partner are emailed
+    /// (0..365; 0 sends no notice). Default 3.
+    #[serde(default = "default_upgrade_notice_days")]
+    #[schemars(range(min = 0, max = 365))]
+    pub upgrade_notice_days: u32,
+
+    /// Whether a trial converts to Production when it ends, for Partners that do not say.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub auto_upgrade: bool,
+}
+
+impl Default for TrialPolicy {
+    fn default() -> Self {
+        Self {
+            days: default_trial_days(),
+            upgrade_notice_days: default_upgrade_notice_days(),
+            auto_upgrade: true,
+        }
+    }
+}
+
+/// How activation links are made.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationPolicy {
+    /// Page the activation link points to (`<baseUrl>?tenant=<id>&token=<token>`). When unset,
+    /// the operator's `--activation-base-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s?#]+$"))]
+    pub base_url: Option<String>,
+
+    /// How long an activation link stays valid, in days (1..90). Default 7.
+    #[serde(default = "default_link_validity_days")]
+    #[schemars(range(min = 1, max = 90))]
+    pub link_validity_days: u32,
+}
+
+impl Default for ActivationPolicy {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            link_validity_days: default_link_validity_days(),
+        }
+    }
+}
+
+fn default_trial_days() -> u32 {
+    14
+}
+fn default_upgrade_notice_days() -> u32 {
+    3
+}
+fn default_link_validity_days() -> u32 {
+    7
+}
+fn default_true() -> bool {
+    true
+}
+
+/// What the operator observed about a distributor and its partners.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributorStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`: the spec is valid and the counts are current.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// Bound partners by subscription level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partners: Option<PartnerCounts>,
+
+    /// What the distributor is billed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<DistributorBilling>,
+}
+
+/// Bound partners by subscription level.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerCounts {
+    pub pending: u32,
+    pub trial: u32,
+    pub production: u32,
+    pub expired: u32,
+}
+
+/// Billing totals of a distributor.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributorBilling {
+    /// Partners in Production, billed to this distributor.
+    pub production_partners: u32,
+    /// Production partners per SKU.
+    #[serde(default)]
+    pub seats: BTreeMap<String, u32>,
+}

@@ -1,0 +1,66 @@
+//! The custom resources users write: [`Distributor`] (cluster-scoped) and [`Partner`]
+//! (namespaced), group `partner-operator.io`, version `v1alpha1`.
+//!
+//! Every rule that can be checked at admission lives in the generated schema (types, required
+//! fields, enums, patterns, lengths, formats) or in a CEL `x-kubernetes-validations` rule whose
+//! message names the field. The operator never writes `spec`; it only writes `status`.
+
+pub mod conditions;
+pub mod distributor;
+pub mod partner;
+
+pub use conditions::*;
+pub use distributor::*;
+pub use partner::*;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// API group of both kinds.
+pub const GROUP: &str = "partner-operator.io";
+/// API version of both kinds.
+pub const VERSION: &str = "v1alpha1";
+
+/// Label put on namespaces whose Partners may bind to the Distributor named by its value, when
+/// the Distributor does not set `spec.partnerNamespaces`.
+pub const DISTRIBUTOR_LABEL: &str = "partner-operator.io/distributor";
+
+/// Organization names: 1..256 characters, none of them a control character (CR/LF would let a
+/// name break the headers of the emails it appears in).
+pub(crate) const ORGANIZATION_NAME_PATTERN: &str = r"^[^\x00-\x1F\x7F]+$";
+
+/// Both CRDs, in the order they are printed by `partner-operator crds`.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Distributor::crd(), Partner::crd()]
+}
+
+/// The CRDs as one multi-document YAML stream: exactly what `partner-operator crds` prints and
+/// what `crds/` holds.
+pub fn crds_yaml() -> String {
+    crds()
+        .iter()
+        .map(|crd| serde_yaml::to_string(crd).expect("a CRD always serializes"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Schema for `notificationEmail`: an address as Kubernetes' `email` format understands it,
+/// bounded to the 254 characters SMTP allows.
+pub(crate) fn email_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "format": "email",
+        "minLength": 3,
+        "maxLength": 254,
+    })
+}
+
+/// Schema for `organizationName`.
+pub(crate) fn organization_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 256,
+        "pattern": ORGANIZATION_NAME_PATTERN,
+    })
+}

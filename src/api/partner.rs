@@ -1,0 +1,283 @@
+//! `Partner`: a managed service provider onboarded as a tenant of a distributor.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::Sku;
+
+/// A partner of a distributor, with its tenant and subscription.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "partner-operator.io",
+    version = "v1alpha1",
+    kind = "Partner",
+    namespaced,
+    shortname = "ptr",
+    category = "partner-operator",
+    status = "PartnerStatus",
+    derive = "PartialEq",
+    printcolumn(
+        name = "Organization",
+        type_ = "string",
+        json_path = ".spec.organizationName"
+    ),
+    printcolumn(
+        name = "Distributor",
+        type_ = "string",
+        json_path = ".spec.distributorRef.name"
+    ),
+    printcolumn(
+        name = "Level",
+        type_ = "string",
+        json_path = ".status.subscriptionLevel"
+    ),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerSpec {
+    /// Legal name of the partner, as it appears in emails. 1..256 characters, no control
+    /// characters.
+    #[schemars(schema_with = "super::organization_name_schema")]
+    pub organization_name: String,
+
+    /// Where the partner receives its activation link and notices.
+    #[schemars(schema_with = "super::email_schema")]
+    pub notification_email: String,
+
+    /// The distributor this partner is onboarded under and billed to. Immutable.
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf")
+        .message("spec.distributorRef is immutable"))]
+    pub distributor_ref: DistributorRef,
+
+    /// The subscription the owner asks for.
+    #[serde(default)]
+    pub subscription: Subscription,
+
+    /// What becomes of the tenant.
+    #[serde(default)]
+    pub tenant: TenantPolicy,
+}
+
+/// Reference to a cluster-scoped `Distributor`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributorRef {
+    /// Name of the Distributor.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+/// The lowest subscription level the owner asks for, and when it ends.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    /// `Trial` (default) or `Production`. The operator never downgrades; going back from
+    /// `Production` to `Trial` is rejected.
+    #[serde(default)]
+    #[x_kube(validation = kube::core::Rule::new("!(oldSelf == 'Production' && self == 'Trial')")
+        .message("spec.subscription.level cannot go back from Production to Trial"))]
+    pub level: RequestedLevel,
+
+    /// Whether the trial converts to Production when it ends. Default: the Distributor's
+    /// `spec.trial.autoUpgrade`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_upgrade: Option<bool>,
+
+    /// When the current level ends: the end of the trial while in Trial, the end of Production
+    /// after a conversion by hand (must then lie in the future).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_date: Option<DateTime<Utc>>,
+}
+
+/// A level an owner can ask for.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum RequestedLevel {
+    #[default]
+    Trial,
+    Production,
+}
+
+/// What becomes of the tenant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantPolicy {
+    /// `Delete` (default) removes the tenant namespace with the Partner; `Retain` keeps it.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// What happens to the tenant when its Partner is deleted.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Retain,
+}
+
+/// The level the tenant actually has.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    schemars::JsonSchema,
+)]
+pub enum SubscriptionLevel {
+    /// Not bound to a distributor yet: nothing provisioned, mailed or billed.
+    #[default]
+    Pending,
+    Trial,
+    Production,
+    Expired,
+}
+
+impl std::fmt::Display for SubscriptionLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pending => "Pending",
+            Self::Trial => "Trial",
+            Self::Production => "Production",
+            Self::Expired => "Expired",
+        })
+    }
+}
+
+/// What the operator observed and did for a partner.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The level the tenant has: `Pending`, `Trial`, `Production` or `Expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_level: Option<SubscriptionLevel>,
+
+    /// The provisioned tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantStatus>,
+
+    /// SKUs inherited from the Distributor, kept in step with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skus: Vec<Sku>,
+
+    /// The trial, once the tenant was provisioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<TrialStatus>,
+
+    /// End of the current level, when there is one (the trial's end while in Trial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+
+    /// The activation email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<ActivationStatus>,
+
+    /// When the trial-ending notice was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_notice_sent_at: Option<DateTime<Utc>>,
+
+    /// How and when the tenant entered Production.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production: Option<ProductionStatus>,
+
+    /// Billing to the distributor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<BillingStatus>,
+
+    /// `Ready`, `DistributorBound`, `TenantProvisioned`, `ActivationSent`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The tenant provisioned for a partner.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// Stable tenant id (a UUID).
+    pub id: String,
+    /// The tenant's namespace.
+    pub namespace: String,
+    /// When the tenant was provisioned; the trial starts then.
+    pub provisioned_at: DateTime<Utc>,
+}
+
+/// The trial window.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialStatus {
+    pub started_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// The activation email.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationStatus {
+    /// When the SMTP server accepted the message; unset while it is only intended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+    /// The message's deterministic `Message-ID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// When the activation link stops working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_expires_at: Option<DateTime<Utc>>,
+}
+
+/// How the tenant entered Production.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductionStatus {
+    pub since: DateTime<Utc>,
+    pub reason: ProductionReason,
+}
+
+/// Why the tenant is in Production.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ProductionReason {
+    /// The owner set `spec.subscription.level: Production`.
+    Manual,
+    /// The trial ended with `autoUpgrade` on.
+    AutoUpgrade,
+}
+
+/// Billing of a partner to its distributor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BillingStatus {
+    /// The Distributor billed.
+    pub billed_to: String,
+    /// When billing started: the moment of entering Production. Never changes once set.
+    pub started_at: DateTime<Utc>,
+    /// When billing ended, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+}
