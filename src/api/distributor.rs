@@ -1,5 +1,8 @@
 //! `Distributor`: the software distributor that partners are onboarded under and billed to.
 
+// Each `printcolumn(...)` repeats the same keys, which clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};

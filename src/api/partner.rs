@@ -1,5 +1,8 @@
 //! `Partner`: a managed service provider onboarded as a tenant of a distributor.
 
+// Each `printcolumn(...)` repeats the same keys, which clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
