@@ -3,6 +3,10 @@
 //! See `DESIGN.md`-level overview in the README. Modules, one concept each:
 //! - [`api`]: the custom resources (`Distributor`, `Partner`) and their conditions;
 //! - [`clock`]: the injectable clock every deadline is measured on;
+//! - [`metrics`]: Prometheus metrics and the health endpoints;
+//! - [`telemetry`]: structured logging;
 
 pub mod api;
 pub mod clock;
+pub mod metrics;
+pub mod telemetry;

@@ -1,0 +1,307 @@
+//! Prometheus metrics and the health endpoints (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! Following cert-manager, deadlines are exposed as timestamps (seconds since the epoch), not as
+//! durations: an alert is then a plain comparison with `time()`, and the series does not change
+//! on every scrape.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LevelLabels {
+    pub distributor: String,
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DistributorLabels {
+    pub distributor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeatLabels {
+    pub distributor: String,
+    pub sku: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EmailLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartnerLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Every metric the operator exports, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub reconciliations: Family<ControllerLabels, Counter>,
+    pub reconcile_errors: Family<ControllerLabels, Counter>,
+    pub reconcile_duration: Family<ControllerLabels, Histogram>,
+    pub partners: Family<LevelLabels, Gauge>,
+    pub billable_partners: Family<DistributorLabels, Gauge>,
+    pub seats: Family<SeatLabels, Gauge>,
+    pub emails_sent: Family<EmailLabels, Counter>,
+    pub emails_failed: Family<EmailLabels, Counter>,
+    pub next_deadline: Family<PartnerLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("partner_operator");
+        let reconciliations = Family::default();
+        registry.register(
+            "reconciliations",
+            "Reconciliations run, per controller",
+            reconciliations.clone(),
+        );
+        let reconcile_errors = Family::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconciliations that failed, per controller",
+            reconcile_errors.clone(),
+        );
+        let reconcile_duration =
+            Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            });
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time a reconciliation took, per controller",
+            reconcile_duration.clone(),
+        );
+        let partners = Family::default();
+        registry.register(
+            "partners",
+            "Partners per distributor and subscription level",
+            partners.clone(),
+        );
+        let billable_partners = Family::default();
+        registry.register(
+            "billable_partners",
+            "Partners in Production, billed to the distributor",
+            billable_partners.clone(),
+        );
+        let seats = Family::default();
+        registry.register(
+            "seats",
+            "Production partners per distributor and SKU",
+            seats.clone(),
+        );
+        let emails_sent = Family::default();
+        registry.register(
+            "emails_sent",
+            "Emails accepted by the SMTP server, per kind",
+            emails_sent.clone(),
+        );
+        let emails_failed = Family::default();
+        registry.register(
+            "emails_failed",
+            "Email attempts that failed, per kind",
+            emails_failed.clone(),
+        );
+        let next_deadline = Family::default();
+        registry.register(
+            "partner_next_deadline_timestamp_seconds",
+            "When the operator next acts on a Partner (notice, trial end, expiry), as a Unix timestamp",
+            next_deadline.clone(),
+        );
+        Self {
+            registry,
+            reconciliations,
+            reconcile_errors,
+            reconcile_duration,
+            partners,
+            billable_partners,
+            seats,
+            emails_sent,
+            emails_failed,
+            next_deadline,
+        }
+    }
+
+    /// Records one reconciliation of `controller` that took `elapsed` and failed or not.
+    pub fn observe_reconcile(&self, controller: &'static str, elapsed: Duration, failed: bool) {
+        let labels = ControllerLabels { controller };
+        self.reconciliations.get_or_create(&labels).inc();
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if failed {
+            self.reconcile_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Sets (or, with `None`, removes) a Partner's next deadline.
+    pub fn set_next_deadline(&self, namespace: &str, name: &str, at: Option<DateTime<Utc>>) {
+        let labels = PartnerLabels {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        match at {
+            Some(at) => {
+                self.next_deadline
+                    .get_or_create(&labels)
+                    .set(at.timestamp_millis() as f64 / 1000.0);
+            }
+            None => {
+                self.next_deadline.remove(&labels);
+            }
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Whether the operator is ready to serve: its caches are synced (and, with leader election,
+/// it is either leading or standing by with synced caches).
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set_ready(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+}
+
+/// The router serving `/metrics`, `/healthz` and `/readyz`.
+pub fn router(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(serve_readyz))
+        .with_state(HttpState { metrics, readiness })
+}
+
+/// Serves the router on `addr` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(metrics, readiness))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+async fn serve_readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.readiness.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_counters_and_deadlines() {
+        let metrics = Metrics::new();
+        metrics.observe_reconcile("partner", Duration::from_millis(3), false);
+        metrics.observe_reconcile("partner", Duration::from_millis(3), true);
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        metrics.set_next_deadline("ns", "contoso", Some(at));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"partner_operator_reconciliations_total{controller="partner"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"partner_operator_reconcile_errors_total{controller="partner"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"partner_operator_partner_next_deadline_timestamp_seconds{namespace="ns",name="contoso"} 1800000000.0"#),
+            "{text}"
+        );
+        metrics.set_next_deadline("ns", "contoso", None);
+        assert!(!metrics.encode().contains("contoso"));
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_readiness() {
+        let readiness = Readiness::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(Arc::new(Metrics::new()), readiness.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let status = |path: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream
+                .write_all(
+                    format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response.lines().next().unwrap().to_string()
+        };
+        assert!(status("/healthz").await.contains("200"));
+        assert!(status("/readyz").await.contains("503"));
+        readiness.set_ready(true);
+        assert!(status("/readyz").await.contains("200"));
+        assert!(status("/metrics").await.contains("200"));
+    }
+}
