@@ -215,6 +215,12 @@ pub struct PartnerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing: Option<BillingStatus>,
 
+    /// Every email the lifecycle decided to send, recorded before it is sent (so a crash between
+    /// deciding and sending resends the same message, never a second one) and marked sent once
+    /// the SMTP server accepted it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<EmailRecord>,
+
     /// `Ready`, `DistributorBound`, `TenantProvisioned`, `ActivationSent`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -283,4 +289,50 @@ pub struct BillingStatus {
     /// When billing ended, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// An email event of a Partner's lifecycle. Each happens at most once per Partner.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum EmailEvent {
+    /// The activation link, once the tenant is provisioned.
+    Activation,
+    /// Before the trial ends, when it will convert to Production.
+    UpgradeNotice,
+    /// Before the trial ends, when it will expire.
+    ExpiryNotice,
+    /// The tenant entered Production.
+    Converted,
+    /// The trial ended without conversion.
+    TrialExpired,
+    /// The Production subscription reached its expiration date.
+    ProductionExpired,
+}
+
+impl EmailEvent {
+    /// Stable kebab-case name: part of the Message-ID, the event header and outbox file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Activation => "activation",
+            Self::UpgradeNotice => "upgrade-notice",
+            Self::ExpiryNotice => "expiry-notice",
+            Self::Converted => "converted",
+            Self::TrialExpired => "trial-expired",
+            Self::ProductionExpired => "production-expired",
+        }
+    }
+}
+
+/// One email decided by the lifecycle.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailRecord {
+    pub event: EmailEvent,
+    /// Deterministic `Message-ID`, derived from the Partner's uid and the event.
+    pub message_id: String,
+    /// When the SMTP server accepted it; unset while it is only intended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Why the last attempt failed, while it is unsent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }

@@ -1,0 +1,704 @@
+//! The subscription lifecycle of a Partner, decided in one pure function.
+//!
+//! [`plan`] takes what the operator observed (the Partner, its Distributor if any, whether the
+//! Partner's namespace may bind to it, whether the tenant namespace exists, the time) and returns
+//! the status the Partner should have, the side effects that must happen, and when to look again.
+//! It reads no clock and does no I/O, so every transition of DESIGN §2 is tested without a server,
+//! and the reconciler stays a thin loop: plan, write the status if it changed, perform the effects,
+//! record what they did.
+//!
+//! Crash safety comes from the order the reconciler follows and from determinism here:
+//! - an email is first *recorded* in `status.emails` (event + deterministic Message-ID, no
+//!   `sentAt`), that status is written, and only then is the email sent; a record without
+//!   `sentAt` is planned again with the same Message-ID, so a retry after a crash is the same
+//!   message, and an event that has a record is never planned anew;
+//! - a transition's timestamps are the deadline, not the moment of observation (an automatic
+//!   upgrade starts billing at `trial.endsAt` even if the operator was down then);
+//! - the level only goes up: Pending < Trial < Production, and Expired is entered only from Trial
+//!   or Production.
+
+use chrono::{DateTime, Duration, Utc};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use sha2::{Digest, Sha256};
+
+use crate::api::{
+    BillingStatus, DISTRIBUTOR_LABEL, Distributor, EmailEvent, EmailRecord, Partner, PartnerCounts,
+    PartnerStatus, ProductionReason, ProductionStatus, RequestedLevel, SubscriptionLevel,
+    TenantStatus, TrialStatus, set_condition, types,
+};
+
+/// What the operator observed about one Partner.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    pub partner: &'a Partner,
+    /// The Distributor named by `spec.distributorRef`, if it exists.
+    pub distributor: Option<&'a Distributor>,
+    /// Whether the Partner's namespace matches the Distributor's `partnerNamespaces`.
+    pub namespace_allowed: bool,
+    /// Whether the tenant namespace exists (as last seen by the operator's watch).
+    pub tenant_exists: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// What must happen for a Partner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The status the Partner should have. Written before the effects are performed.
+    pub status: PartnerStatus,
+    /// Side effects, in the order they must be performed.
+    pub effects: Vec<Effect>,
+    /// When to look again: the next deadline, strictly after `now`, or none.
+    pub next_review: Option<DateTime<Utc>>,
+}
+
+/// A side effect the reconciler performs. Each is idempotent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Create or update the tenant namespace and its `entitlements` ConfigMap from the status.
+    EnsureTenant,
+    /// Send the email recorded in `status.emails` under this Message-ID.
+    SendEmail {
+        event: EmailEvent,
+        message_id: String,
+        to: Vec<String>,
+    },
+    /// Record an Event on the Partner.
+    Event {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// `Ready=False` reasons, first missing thing first.
+pub mod reasons {
+    pub const DISTRIBUTOR_NOT_FOUND: &str = "DistributorNotFound";
+    pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    pub const PROVISIONING: &str = "Provisioning";
+    pub const ACTIVATION_PENDING: &str = "ActivationPending";
+    pub const EMAIL_DELIVERY_FAILED: &str = "EmailDeliveryFailed";
+    pub const EXPIRED: &str = "Expired";
+    pub const EXPIRATION_DATE_IN_PAST: &str = "ExpirationDateInPast";
+}
+
+/// Event reasons (CamelCase, as Kubernetes Events use them).
+pub mod events {
+    pub const TENANT_PROVISIONED: &str = "TenantProvisioned";
+    pub const TRIAL_ENDING_SOON: &str = "TrialEndingSoon";
+    pub const CONVERTED_TO_PRODUCTION: &str = "ConvertedToProduction";
+    pub const BILLING_STARTED: &str = "BillingStarted";
+    pub const BILLING_ENDED: &str = "BillingEnded";
+    pub const TRIAL_EXPIRED: &str = "TrialExpired";
+    pub const PRODUCTION_EXPIRED: &str = "ProductionExpired";
+    pub const EXPIRATION_DATE_IN_PAST: &str = "ExpirationDateInPast";
+}
+
+/// Decides what must happen for a Partner. Pure: same observation, same plan.
+pub fn plan(obs: &Observation) -> Plan {
+    let partner = obs.partner;
+    let now = obs.now;
+    let generation = partner.metadata.generation;
+    let before = partner.status.clone().unwrap_or_default();
+    let mut status = before.clone();
+    status.observed_generation = generation;
+    let mut effects = Vec::new();
+    let mut deadlines = Vec::new();
+
+    let level = status.subscription_level.unwrap_or_default();
+    let distributor = match (obs.distributor, obs.namespace_allowed) {
+        (Some(d), true) => d,
+        (distributor, _) => {
+            // Unbound: nothing is provisioned, mailed or billed. A tenant that already exists
+            // keeps its level (the operator never downgrades) and is frozen until bound again.
+            let (reason, message) = if distributor.is_none() {
+                (
+                    reasons::DISTRIBUTOR_NOT_FOUND,
+                    format!(
+                        "Distributor {:?} (spec.distributorRef.name) does not exist",
+                        partner.spec.distributor_ref.name
+                    ),
+                )
+            } else {
+                (
+                    reasons::NAMESPACE_NOT_ALLOWED,
+                    format!(
+                        "namespace {:?} is not selected by spec.partnerNamespaces of Distributor {:?}",
+                        partner.metadata.namespace.as_deref().unwrap_or_default(),
+                        partner.spec.distributor_ref.name
+                    ),
+                )
+            };
+            status.subscription_level = Some(level);
+            set_condition(
+                &mut status.conditions,
+                types::DISTRIBUTOR_BOUND,
+                false,
+                reason,
+                &message,
+                generation,
+                now,
+            );
+            set_condition(
+                &mut status.conditions,
+                types::READY,
+                false,
+                reason,
+                message,
+                generation,
+                now,
+            );
+            return Plan {
+                status,
+                effects,
+                next_review: None,
+            };
+        }
+    };
+
+    let distributor_name = distributor.metadata.name.clone().unwrap_or_default();
+    set_condition(
+        &mut status.conditions,
+        types::DISTRIBUTOR_BOUND,
+        true,
+        "Bound",
+        format!("bound to Distributor {distributor_name:?}"),
+        generation,
+        now,
+    );
+    status.skus = distributor.spec.skus.clone();
+    let policy = &distributor.spec.trial;
+    let auto_upgrade = partner
+        .spec
+        .subscription
+        .auto_upgrade
+        .unwrap_or(policy.auto_upgrade);
+    let uid = partner.metadata.uid.as_deref().unwrap_or_default();
+
+    // Provision: the trial starts the moment the tenant is provisioned.
+    if status.tenant.is_none() {
+        status.tenant = Some(TenantStatus {
+            id: tenant_id(uid),
+            namespace: tenant_namespace(
+                partner.metadata.namespace.as_deref().unwrap_or_default(),
+                partner.metadata.name.as_deref().unwrap_or_default(),
+            ),
+            provisioned_at: now,
+        });
+        status.subscription_level = Some(SubscriptionLevel::Trial);
+        status.trial = Some(TrialStatus {
+            started_at: now,
+            ends_at: now,
+        });
+        effects.push(Effect::Event {
+            reason: events::TENANT_PROVISIONED,
+            message: format!(
+                "tenant {} provisioned; trial started",
+                status.tenant.as_ref().unwrap().namespace
+            ),
+        });
+    }
+    let mut level = status
+        .subscription_level
+        .unwrap_or(SubscriptionLevel::Trial);
+    if level == SubscriptionLevel::Pending {
+        level = SubscriptionLevel::Trial;
+    }
+
+    // While in Trial its end follows the spec: `expirationDate` if the owner set one, else
+    // `startedAt + trial.days` (so a changed Distributor policy moves running trials).
+    let mut trial = status
+        .trial
+        .clone()
+        .expect("a provisioned tenant has a trial");
+    if level == SubscriptionLevel::Trial {
+        trial.ends_at = match (
+            partner.spec.subscription.level,
+            partner.spec.subscription.expiration_date,
+        ) {
+            (RequestedLevel::Trial, Some(date)) => date,
+            _ => trial.started_at + Duration::days(i64::from(policy.days)),
+        };
+        status.trial = Some(trial.clone());
+    }
+
+    // Activation link: right after provisioning.
+    let partner_to = vec![partner.spec.notification_email.clone()];
+    let both_to = vec![
+        partner.spec.notification_email.clone(),
+        distributor.spec.notification_email.clone(),
+    ];
+    if record_email(&mut status, uid, EmailEvent::Activation) {
+        let activation = status.activation.get_or_insert_with(Default::default);
+        activation.message_id = Some(message_id(uid, EmailEvent::Activation));
+        activation.link_expires_at =
+            Some(now + Duration::days(i64::from(distributor.spec.activation.link_validity_days)));
+    }
+
+    let mut refused_date = None;
+    if level == SubscriptionLevel::Trial {
+        let ends_at = trial.ends_at;
+        // Conversion by hand beats everything else that could happen to a trial.
+        if partner.spec.subscription.level == RequestedLevel::Production {
+            match manual_conversion(&mut status, partner, &distributor_name, now) {
+                Ok(()) => {
+                    level = SubscriptionLevel::Production;
+                    record_email(&mut status, uid, EmailEvent::Converted);
+                    push_conversion_events(&mut effects, &status);
+                }
+                Err(date) => refused_date = Some(date),
+            }
+        }
+        if level == SubscriptionLevel::Trial && now >= ends_at {
+            if auto_upgrade {
+                level = SubscriptionLevel::Production;
+                status.production = Some(ProductionStatus {
+                    since: ends_at,
+                    reason: ProductionReason::AutoUpgrade,
+                });
+                start_billing(&mut status, &distributor_name, ends_at);
+                record_email(&mut status, uid, EmailEvent::Converted);
+                push_conversion_events(&mut effects, &status);
+            } else {
+                level = SubscriptionLevel::Expired;
+                record_email(&mut status, uid, EmailEvent::TrialExpired);
+                effects.push(Effect::Event {
+                    reason: events::TRIAL_EXPIRED,
+                    message: format!("trial ended on {} without conversion", ends_at.to_rfc3339()),
+                });
+            }
+        } else if level == SubscriptionLevel::Trial {
+            deadlines.push(ends_at);
+            // The notice: `upgradeNoticeDays` before the end. A notice whose moment already
+            // passed when the tenant was provisioned goes out at once; none once the trial ended.
+            if policy.upgrade_notice_days > 0 {
+                let notice_at = ends_at - Duration::days(i64::from(policy.upgrade_notice_days));
+                let event = if auto_upgrade {
+                    EmailEvent::UpgradeNotice
+                } else {
+                    EmailEvent::ExpiryNotice
+                };
+                let noticed = status.emails.iter().any(|e| {
+                    matches!(
+                        e.event,
+                        EmailEvent::UpgradeNotice | EmailEvent::ExpiryNotice
+                    )
+                });
+                if !noticed && now >= notice_at {
+                    record_email(&mut status, uid, event);
+                    effects.push(Effect::Event {
+                        reason: events::TRIAL_ENDING_SOON,
+                        message: if auto_upgrade {
+                            format!("trial converts to Production on {}", ends_at.to_rfc3339())
+                        } else {
+                            format!("trial expires on {}", ends_at.to_rfc3339())
+                        },
+                    });
+                } else if !noticed {
+                    deadlines.push(notice_at);
+                }
+            }
+        }
+    } else if level == SubscriptionLevel::Expired
+        && status.production.is_none()
+        && partner.spec.subscription.level == RequestedLevel::Production
+    {
+        // Converting a trial that expired.
+        match manual_conversion(&mut status, partner, &distributor_name, now) {
+            Ok(()) => {
+                level = SubscriptionLevel::Production;
+                record_email(&mut status, uid, EmailEvent::Converted);
+                push_conversion_events(&mut effects, &status);
+            }
+            Err(date) => refused_date = Some(date),
+        }
+    }
+
+    // Production ends at `expirationDate` when it lies after the conversion (after an automatic
+    // upgrade the date that ended the trial does not also end Production).
+    if level == SubscriptionLevel::Production {
+        let since = status.production.as_ref().map(|p| p.since).unwrap_or(now);
+        let ends = partner
+            .spec
+            .subscription
+            .expiration_date
+            .filter(|d| *d > since);
+        status.expires_at = ends;
+        if let Some(ends) = ends {
+            if now >= ends {
+                level = SubscriptionLevel::Expired;
+                if let Some(billing) = status.billing.as_mut() {
+                    billing.ended_at.get_or_insert(ends);
+                }
+                record_email(&mut status, uid, EmailEvent::ProductionExpired);
+                effects.push(Effect::Event {
+                    reason: events::PRODUCTION_EXPIRED,
+                    message: format!("Production subscription expired on {}", ends.to_rfc3339()),
+                });
+                effects.push(Effect::Event {
+                    reason: events::BILLING_ENDED,
+                    message: format!(
+                        "billing to {distributor_name} ended on {}",
+                        ends.to_rfc3339()
+                    ),
+                });
+            } else {
+                deadlines.push(ends);
+            }
+        }
+    }
+    status.subscription_level = Some(level);
+    status.expires_at = match level {
+        SubscriptionLevel::Trial => Some(trial.ends_at),
+        SubscriptionLevel::Production => status.expires_at,
+        SubscriptionLevel::Pending | SubscriptionLevel::Expired => None,
+    };
+
+    // Conditions.
+    if obs.tenant_exists {
+        set_condition(
+            &mut status.conditions,
+            types::TENANT_PROVISIONED,
+            true,
+            "Provisioned",
+            "tenant namespace and entitlements are in place",
+            generation,
+            now,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            types::TENANT_PROVISIONED,
+            false,
+            reasons::PROVISIONING,
+            "creating the tenant namespace",
+            generation,
+            now,
+        );
+    }
+    let activation_record = status
+        .emails
+        .iter()
+        .find(|e| e.event == EmailEvent::Activation)
+        .cloned();
+    let (activation_sent, activation_reason, activation_message) = match &activation_record {
+        Some(EmailRecord {
+            sent_at: Some(_), ..
+        }) => (true, "Sent", "activation email sent".to_string()),
+        Some(EmailRecord {
+            last_error: Some(error),
+            ..
+        }) => (
+            false,
+            reasons::EMAIL_DELIVERY_FAILED,
+            format!("activation email not delivered: {error}"),
+        ),
+        _ => (
+            false,
+            reasons::ACTIVATION_PENDING,
+            "sending the activation email".to_string(),
+        ),
+    };
+    set_condition(
+        &mut status.conditions,
+        types::ACTIVATION_SENT,
+        activation_sent,
+        activation_reason,
+        activation_message.clone(),
+        generation,
+        now,
+    );
+    let (ready, ready_reason, ready_message) = if !obs.tenant_exists {
+        (
+            false,
+            reasons::PROVISIONING,
+            "creating the tenant namespace".to_string(),
+        )
+    } else if !activation_sent {
+        (false, activation_reason, activation_message)
+    } else if level == SubscriptionLevel::Expired {
+        (
+            false,
+            reasons::EXPIRED,
+            "the subscription has expired".to_string(),
+        )
+    } else if let Some(date) = refused_date {
+        (
+            false,
+            reasons::EXPIRATION_DATE_IN_PAST,
+            format!(
+                "spec.subscription.expirationDate {} lies in the past: not converted to Production",
+                date.to_rfc3339()
+            ),
+        )
+    } else {
+        (true, "Ready", format!("{level} tenant is ready"))
+    };
+    let refused_before = partner
+        .status
+        .as_ref()
+        .and_then(|s| crate::api::find_condition(&s.conditions, types::READY))
+        .is_some_and(|c| {
+            c.reason == reasons::EXPIRATION_DATE_IN_PAST && c.observed_generation == generation
+        });
+    if refused_date.is_some() && !refused_before {
+        effects.push(Effect::Event {
+            reason: events::EXPIRATION_DATE_IN_PAST,
+            message: ready_message.clone(),
+        });
+    }
+    set_condition(
+        &mut status.conditions,
+        types::READY,
+        ready,
+        ready_reason,
+        ready_message,
+        generation,
+        now,
+    );
+
+    // Effects: the tenant first (the activation secret lives in it), then unsent emails.
+    if !obs.tenant_exists
+        || entitlements_changed(&before, &status)
+        || before.observed_generation != generation
+    {
+        effects.insert(0, Effect::EnsureTenant);
+    }
+    for record in status.emails.iter().filter(|e| e.sent_at.is_none()) {
+        let to = match record.event {
+            EmailEvent::Activation => partner_to.clone(),
+            _ => both_to.clone(),
+        };
+        effects.push(Effect::SendEmail {
+            event: record.event,
+            message_id: record.message_id.clone(),
+            to,
+        });
+    }
+
+    Plan {
+        status,
+        effects,
+        next_review: deadlines.into_iter().filter(|d| *d > now).min(),
+    }
+}
+
+/// Converts a Trial (or an expired trial) to Production by hand, now. Refuses, returning the
+/// date, when `expirationDate` does not lie in the future.
+fn manual_conversion(
+    status: &mut PartnerStatus,
+    partner: &Partner,
+    distributor: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DateTime<Utc>> {
+    if let Some(date) = partner.spec.subscription.expiration_date
+        && date <= now
+    {
+        return Err(date);
+    }
+    status.production = Some(ProductionStatus {
+        since: now,
+        reason: ProductionReason::Manual,
+    });
+    start_billing(status, distributor, now);
+    Ok(())
+}
+
+/// Billing starts once: a `startedAt` already set never changes.
+fn start_billing(status: &mut PartnerStatus, distributor: &str, at: DateTime<Utc>) {
+    if status.billing.is_none() {
+        status.billing = Some(BillingStatus {
+            billed_to: distributor.to_string(),
+            started_at: at,
+            ended_at: None,
+        });
+    }
+}
+
+fn push_conversion_events(effects: &mut Vec<Effect>, status: &PartnerStatus) {
+    let production = status.production.as_ref().expect("converted");
+    let billing = status
+        .billing
+        .as_ref()
+        .expect("billing started on conversion");
+    effects.push(Effect::Event {
+        reason: events::CONVERTED_TO_PRODUCTION,
+        message: format!(
+            "converted to Production ({:?}) on {}",
+            production.reason,
+            production.since.to_rfc3339()
+        ),
+    });
+    effects.push(Effect::Event {
+        reason: events::BILLING_STARTED,
+        message: format!(
+            "billing to {} started on {}",
+            billing.billed_to,
+            billing.started_at.to_rfc3339()
+        ),
+    });
+}
+
+/// Records an email for `event` unless one was recorded before. Returns whether it was new.
+fn record_email(status: &mut PartnerStatus, uid: &str, event: EmailEvent) -> bool {
+    if status.emails.iter().any(|e| e.event == event) {
+        return false;
+    }
+    status.emails.push(EmailRecord {
+        event,
+        message_id: message_id(uid, event),
+        sent_at: None,
+        last_error: None,
+    });
+    true
+}
+
+/// Marks the email with `message_id` as accepted by the SMTP server at `at`, mirroring the time
+/// into the fields users read (`activation.sentAt`, `upgradeNoticeSentAt`).
+pub fn mark_email_sent(status: &mut PartnerStatus, message_id: &str, at: DateTime<Utc>) {
+    let Some(record) = status
+        .emails
+        .iter_mut()
+        .find(|e| e.message_id == message_id)
+    else {
+        return;
+    };
+    record.sent_at = Some(at);
+    record.last_error = None;
+    match record.event {
+        EmailEvent::Activation => {
+            status
+                .activation
+                .get_or_insert_with(Default::default)
+                .sent_at = Some(at);
+        }
+        EmailEvent::UpgradeNotice | EmailEvent::ExpiryNotice => {
+            status.upgrade_notice_sent_at = Some(at)
+        }
+        _ => {}
+    }
+}
+
+/// Records why sending the email with `message_id` failed. The text must carry no secret.
+pub fn mark_email_failed(status: &mut PartnerStatus, message_id: &str, error: &str) {
+    if let Some(record) = status
+        .emails
+        .iter_mut()
+        .find(|e| e.message_id == message_id)
+    {
+        record.last_error = Some(error.to_string());
+    }
+}
+
+/// What the tenant's `entitlements` ConfigMap carries, so the tenant is rewritten only when one
+/// of these changed.
+fn entitlements_changed(before: &PartnerStatus, after: &PartnerStatus) -> bool {
+    before.tenant != after.tenant
+        || before.subscription_level != after.subscription_level
+        || before.skus != after.skus
+        || before.expires_at != after.expires_at
+}
+
+/// The deterministic Message-ID of a Partner's email `event`: the same on every retry, so a
+/// message resent after a crash is recognisable as the same message. Derived by hashing, so it
+/// reveals neither the uid nor anything secret.
+pub fn message_id(partner_uid: &str, event: EmailEvent) -> String {
+    let digest = Sha256::digest(format!("{partner_uid}/{}", event.as_str()).as_bytes());
+    format!(
+        "<{}.{}@partner-operator.io>",
+        event.as_str(),
+        &hex::encode(digest)[..32]
+    )
+}
+
+/// The stable tenant id of a Partner: a name-based UUID of its uid, so re-provisioning after a
+/// crash or a deleted namespace yields the same id.
+pub fn tenant_id(partner_uid: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5c1c_1d2e_7a9b_4c1e_9e57_3f0a_b0c4_d2e1);
+    uuid::Uuid::new_v5(&NAMESPACE, partner_uid.as_bytes()).to_string()
+}
+
+/// The tenant namespace of a Partner: `<namespace>-<name>`, a valid DNS label of at most 63
+/// characters. Longer names are cut and suffixed with a hash of the full name, so two Partners
+/// never share a tenant and the name never changes.
+pub fn tenant_namespace(partner_namespace: &str, partner_name: &str) -> String {
+    let full = format!("{partner_namespace}-{partner_name}")
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>();
+    if full.len() <= 63 {
+        return full;
+    }
+    let hash = &hex::encode(Sha256::digest(full.as_bytes()))[..8];
+    let head = full[..54].trim_end_matches('-');
+    format!("{head}-{hash}")
+}
+
+/// Whether a namespace may hold Partners of `distributor`: it matches `partnerNamespaces`, or,
+/// when that is unset, carries `partner-operator.io/distributor=<distributor name>`.
+pub fn namespace_allowed(distributor: &Distributor, namespace: &Namespace) -> bool {
+    let labels = namespace.metadata.labels.clone().unwrap_or_default();
+    match &distributor.spec.partner_namespaces {
+        Some(selector) => selector_matches(selector, &labels),
+        None => {
+            labels.get(DISTRIBUTOR_LABEL).map(String::as_str)
+                == distributor.metadata.name.as_deref()
+        }
+    }
+}
+
+/// Label selector semantics of Kubernetes: every `matchLabels` pair and every expression must
+/// hold; an empty selector matches everything.
+pub fn selector_matches(
+    selector: &LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_ok = selector.match_expressions.iter().flatten().all(|expr| {
+        let values = expr.values.clone().unwrap_or_default();
+        let value = labels.get(&expr.key);
+        match expr.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && expressions_ok
+}
+
+/// A Distributor's counts: bound Partners by level, and Production Partners per SKU.
+pub fn distributor_totals<'a>(
+    partners: impl IntoIterator<Item = &'a PartnerStatus>,
+) -> (PartnerCounts, crate::api::DistributorBilling) {
+    let mut counts = PartnerCounts::default();
+    let mut billing = crate::api::DistributorBilling::default();
+    for status in partners {
+        let bound = crate::api::is_condition_true(&status.conditions, types::DISTRIBUTOR_BOUND);
+        match status.subscription_level.unwrap_or_default() {
+            SubscriptionLevel::Pending => counts.pending += 1,
+            _ if !bound => {}
+            SubscriptionLevel::Trial => counts.trial += 1,
+            SubscriptionLevel::Production => {
+                counts.production += 1;
+                billing.production_partners += 1;
+                for sku in &status.skus {
+                    *billing.seats.entry(sku.0.clone()).or_default() += 1;
+                }
+            }
+            SubscriptionLevel::Expired => counts.expired += 1,
+        }
+    }
+    (counts, billing)
+}

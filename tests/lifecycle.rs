@@ -1,0 +1,855 @@
+//! The subscription lifecycle (DESIGN §2), decided by `lifecycle::plan`, tested without a server:
+//! a table test per transition, and property tests over random specs, clocks and event orders.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
+use partner_operator::api::*;
+use partner_operator::lifecycle::{self, Effect, Observation, Plan, reasons};
+use proptest::prelude::*;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 9, 30, 0).unwrap()
+}
+
+fn distributor(days: u32, notice: u32, auto: bool) -> Distributor {
+    let mut d = Distributor::new(
+        "northwind",
+        DistributorSpec {
+            organization_name: "Northwind".into(),
+            notification_email: "ops@northwind.example".into(),
+            skus: vec![Sku("ESSENTIALS".into()), Sku("GOVERNANCE".into())],
+            partner_namespaces: None,
+            trial: TrialPolicy {
+                days,
+                upgrade_notice_days: notice,
+                auto_upgrade: auto,
+            },
+            activation: ActivationPolicy::default(),
+        },
+    );
+    d.metadata.uid = Some("dist-uid".into());
+    d
+}
+
+fn partner() -> Partner {
+    let mut p = Partner::new(
+        "contoso",
+        PartnerSpec {
+            organization_name: "Contoso".into(),
+            notification_email: "admin@contoso.example".into(),
+            distributor_ref: DistributorRef {
+                name: "northwind".into(),
+            },
+            subscription: Subscription::default(),
+            tenant: TenantPolicy::default(),
+        },
+    );
+    p.metadata.namespace = Some("northwind-partners".into());
+    p.metadata.uid = Some("0b7c6a52-4f7e-4d8e-9a55-7f3f2f7a1c11".into());
+    p.metadata.generation = Some(1);
+    p
+}
+
+/// A model of the reconciler and the world around it: it follows a plan the way the controller
+/// does (write status, perform effects, record what they did) and remembers every email sent.
+struct World {
+    partner: Partner,
+    distributor: Option<Distributor>,
+    namespace_allowed: bool,
+    tenant_exists: bool,
+    now: DateTime<Utc>,
+    /// (event, Message-ID, recipients) of every delivery, retries included.
+    sent: Vec<(EmailEvent, String, Vec<String>)>,
+    events: Vec<&'static str>,
+}
+
+impl World {
+    fn new(partner: Partner, distributor: Distributor) -> Self {
+        Self {
+            partner,
+            distributor: Some(distributor),
+            namespace_allowed: true,
+            tenant_exists: false,
+            now: t0(),
+            sent: vec![],
+            events: vec![],
+        }
+    }
+
+    fn plan(&self) -> Plan {
+        lifecycle::plan(&Observation {
+            partner: &self.partner,
+            distributor: self.distributor.as_ref(),
+            namespace_allowed: self.namespace_allowed,
+            tenant_exists: self.tenant_exists,
+            now: self.now,
+        })
+    }
+
+    /// One reconcile: plan, write status, perform the effects. With `crash`, the process dies
+    /// after the emails went out but before their `sentAt` was recorded.
+    fn reconcile_once(&mut self, crash: bool) -> Plan {
+        let plan = self.plan();
+        let mut status = plan.status.clone();
+        for effect in &plan.effects {
+            match effect {
+                Effect::EnsureTenant => self.tenant_exists = true,
+                Effect::SendEmail {
+                    event,
+                    message_id,
+                    to,
+                } => {
+                    self.sent.push((*event, message_id.clone(), to.clone()));
+                    lifecycle::mark_email_sent(&mut status, message_id, self.now);
+                }
+                Effect::Event { reason, .. } => self.events.push(reason),
+            }
+        }
+        self.partner.status = Some(if crash { plan.status.clone() } else { status });
+        plan
+    }
+
+    /// Reconciles until a plan has nothing left to do, as the controller's requeue would.
+    fn settle(&mut self) -> Plan {
+        for _ in 0..6 {
+            let plan = self.reconcile_once(false);
+            if plan.effects.is_empty() {
+                return plan;
+            }
+        }
+        panic!("did not settle: {:?}", self.plan());
+    }
+
+    /// Moves time to `when` and settles. A Partner never reconciled before is first settled at
+    /// the current time, so that its trial starts then.
+    fn at(&mut self, when: DateTime<Utc>) -> Plan {
+        if self.partner.status.is_none() {
+            self.settle();
+        }
+        self.now = when;
+        self.settle()
+    }
+
+    fn status(&self) -> &PartnerStatus {
+        self.partner.status.as_ref().unwrap()
+    }
+
+    fn level(&self) -> SubscriptionLevel {
+        self.status().subscription_level.unwrap()
+    }
+
+    fn sent_events(&self) -> Vec<EmailEvent> {
+        self.sent.iter().map(|(e, _, _)| *e).collect()
+    }
+
+    fn ready(&self) -> (String, String) {
+        let c = find_condition(&self.status().conditions, types::READY).unwrap();
+        (c.status.clone(), c.reason.clone())
+    }
+}
+
+#[test]
+fn missing_distributor_leaves_the_partner_pending_and_does_nothing() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.distributor = None;
+    let plan = w.settle();
+    assert_eq!(w.level(), SubscriptionLevel::Pending);
+    assert!(plan.effects.is_empty() && plan.next_review.is_none());
+    assert!(w.sent.is_empty() && w.status().tenant.is_none() && w.status().billing.is_none());
+    assert_eq!(
+        w.ready(),
+        ("False".into(), reasons::DISTRIBUTOR_NOT_FOUND.into())
+    );
+    let bound = find_condition(&w.status().conditions, types::DISTRIBUTOR_BOUND).unwrap();
+    assert_eq!(
+        (bound.status.as_str(), bound.reason.as_str()),
+        ("False", "DistributorNotFound")
+    );
+    assert!(bound.message.contains("spec.distributorRef.name"));
+}
+
+#[test]
+fn namespace_not_allowed_leaves_the_partner_pending_until_it_is() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.namespace_allowed = false;
+    w.settle();
+    assert_eq!(w.level(), SubscriptionLevel::Pending);
+    assert_eq!(
+        w.ready(),
+        ("False".into(), reasons::NAMESPACE_NOT_ALLOWED.into())
+    );
+    assert!(w.sent.is_empty() && !w.tenant_exists);
+    // The namespace gets its label an hour later: the Partner binds, and its trial starts then.
+    w.namespace_allowed = true;
+    w.at(t0() + Duration::hours(1));
+    assert_eq!(w.level(), SubscriptionLevel::Trial);
+    assert_eq!(
+        w.status().trial.as_ref().unwrap().started_at,
+        t0() + Duration::hours(1)
+    );
+}
+
+#[test]
+fn provisioning_starts_the_trial_and_sends_the_activation_link() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    let first = w.plan();
+    assert_eq!(first.effects[0], Effect::EnsureTenant);
+    let status = &first.status;
+    assert_eq!(status.subscription_level, Some(SubscriptionLevel::Trial));
+    let tenant = status.tenant.as_ref().unwrap();
+    assert_eq!(tenant.namespace, "northwind-partners-contoso");
+    assert_eq!(tenant.provisioned_at, t0());
+    assert_eq!(
+        tenant.id,
+        lifecycle::tenant_id("0b7c6a52-4f7e-4d8e-9a55-7f3f2f7a1c11")
+    );
+    let trial = status.trial.as_ref().unwrap();
+    assert_eq!(
+        (trial.started_at, trial.ends_at),
+        (t0(), t0() + Duration::days(14))
+    );
+    assert_eq!(status.expires_at, Some(t0() + Duration::days(14)));
+    assert_eq!(
+        status.skus,
+        vec![Sku("ESSENTIALS".into()), Sku("GOVERNANCE".into())]
+    );
+    // The activation email is recorded (intent) before it is sent.
+    let record = &status.emails[0];
+    assert_eq!(
+        (record.event, record.sent_at),
+        (EmailEvent::Activation, None)
+    );
+    assert!(first.effects.contains(&Effect::SendEmail {
+        event: EmailEvent::Activation,
+        message_id: record.message_id.clone(),
+        to: vec!["admin@contoso.example".into()],
+    }));
+    assert_eq!(first.next_review, Some(t0() + Duration::days(11)));
+    assert_eq!(
+        status.activation.as_ref().unwrap().link_expires_at,
+        Some(t0() + Duration::days(7))
+    );
+    let (ready, _) = {
+        let c = find_condition(&status.conditions, types::READY).unwrap();
+        (c.status.clone(), c.reason.clone())
+    };
+    assert_eq!(ready, "False");
+
+    let settled = w.settle();
+    assert_eq!(w.ready(), ("True".into(), "Ready".into()));
+    assert_eq!(w.sent_events(), vec![EmailEvent::Activation]);
+    assert_eq!(w.status().activation.as_ref().unwrap().sent_at, Some(t0()));
+    assert!(settled.effects.is_empty());
+    assert!(w.events.contains(&"TenantProvisioned"));
+    for condition in &w.status().conditions {
+        assert_eq!(condition.observed_generation, Some(1), "{condition:?}");
+    }
+}
+
+#[test]
+fn a_settled_partner_plans_nothing_and_keeps_its_status() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.settle();
+    w.now = t0() + Duration::days(2);
+    let plan = w.plan();
+    assert!(plan.effects.is_empty());
+    assert_eq!(Some(&plan.status), w.partner.status.as_ref());
+}
+
+#[test]
+fn the_notice_goes_to_both_parties_three_days_before_the_end() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.settle();
+    w.at(t0() + Duration::days(11) - Duration::seconds(1));
+    assert_eq!(w.sent_events(), vec![EmailEvent::Activation]);
+    w.at(t0() + Duration::days(11));
+    assert_eq!(
+        w.sent_events(),
+        vec![EmailEvent::Activation, EmailEvent::UpgradeNotice]
+    );
+    assert_eq!(
+        w.sent[1].2,
+        vec![
+            "admin@contoso.example".to_string(),
+            "ops@northwind.example".to_string()
+        ]
+    );
+    assert_eq!(
+        w.status().upgrade_notice_sent_at,
+        Some(t0() + Duration::days(11))
+    );
+    assert!(w.events.contains(&"TrialEndingSoon"));
+    assert_eq!(w.plan().next_review, Some(t0() + Duration::days(14)));
+}
+
+#[test]
+fn without_auto_upgrade_the_notice_announces_the_expiry() {
+    let mut w = World::new(partner(), distributor(14, 3, false));
+    w.at(t0() + Duration::days(12));
+    assert_eq!(
+        w.sent_events(),
+        vec![EmailEvent::Activation, EmailEvent::ExpiryNotice]
+    );
+}
+
+#[test]
+fn a_partner_setting_overrides_the_distributor_default() {
+    let mut p = partner();
+    p.spec.subscription.auto_upgrade = Some(false);
+    let mut w = World::new(p, distributor(14, 3, true));
+    w.at(t0() + Duration::days(15));
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
+}
+
+#[test]
+fn no_notice_when_upgrade_notice_days_is_zero() {
+    let mut w = World::new(partner(), distributor(14, 0, true));
+    assert_eq!(w.settle().next_review, Some(t0() + Duration::days(14)));
+    w.at(t0() + Duration::days(13));
+    assert_eq!(w.sent_events(), vec![EmailEvent::Activation]);
+}
+
+#[test]
+fn a_notice_whose_time_passed_at_provisioning_goes_out_at_once() {
+    let mut w = World::new(partner(), distributor(2, 3, true));
+    w.settle();
+    assert_eq!(
+        w.sent_events(),
+        vec![EmailEvent::Activation, EmailEvent::UpgradeNotice]
+    );
+}
+
+#[test]
+fn no_notice_once_the_trial_has_ended() {
+    // The operator was down through the notice and the end: only the conversion goes out.
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.settle();
+    w.at(t0() + Duration::days(20));
+    assert_eq!(
+        w.sent_events(),
+        vec![EmailEvent::Activation, EmailEvent::Converted]
+    );
+}
+
+#[test]
+fn the_trial_converts_automatically_at_its_end_and_billing_starts_then() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.settle();
+    let ends = t0() + Duration::days(14);
+    // The operator gets round to it two hours late: the timestamps are still the deadline's.
+    w.at(ends + Duration::hours(2));
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    let production = w.status().production.clone().unwrap();
+    assert_eq!(
+        (production.since, production.reason),
+        (ends, ProductionReason::AutoUpgrade)
+    );
+    let billing = w.status().billing.clone().unwrap();
+    assert_eq!(
+        (
+            billing.billed_to.as_str(),
+            billing.started_at,
+            billing.ended_at
+        ),
+        ("northwind", ends, None)
+    );
+    assert_eq!(w.status().expires_at, None);
+    assert!(w.events.contains(&"ConvertedToProduction") && w.events.contains(&"BillingStarted"));
+    assert_eq!(w.ready(), ("True".into(), "Ready".into()));
+    assert_eq!(w.plan().next_review, None);
+}
+
+#[test]
+fn without_auto_upgrade_the_trial_expires_and_nothing_is_billed() {
+    let mut w = World::new(partner(), distributor(14, 3, false));
+    w.at(t0() + Duration::days(14));
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
+    assert!(w.status().billing.is_none());
+    assert_eq!(w.ready(), ("False".into(), reasons::EXPIRED.into()));
+    assert_eq!(w.sent_events().last(), Some(&EmailEvent::TrialExpired));
+    assert!(w.events.contains(&"TrialExpired"));
+}
+
+#[test]
+fn an_expiration_date_ends_the_trial_while_in_trial() {
+    let mut p = partner();
+    p.spec.subscription.expiration_date = Some(t0() + Duration::days(30));
+    let mut w = World::new(p, distributor(14, 3, true));
+    w.settle();
+    assert_eq!(
+        w.status().trial.as_ref().unwrap().ends_at,
+        t0() + Duration::days(30)
+    );
+    w.at(t0() + Duration::days(29));
+    assert_eq!(w.level(), SubscriptionLevel::Trial);
+    w.at(t0() + Duration::days(30));
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    // The date that ended the trial does not also end Production.
+    assert_eq!(w.status().expires_at, None);
+    w.at(t0() + Duration::days(400));
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+}
+
+#[test]
+fn converting_by_hand_sets_the_new_expiration_and_its_end_stops_billing() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.settle();
+    let converted_at = t0() + Duration::days(5);
+    let until = t0() + Duration::days(200);
+    w.partner.spec.subscription.level = RequestedLevel::Production;
+    w.partner.spec.subscription.expiration_date = Some(until);
+    w.partner.metadata.generation = Some(2);
+    let plan = w.at(converted_at);
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    let production = w.status().production.clone().unwrap();
+    assert_eq!(
+        (production.since, production.reason),
+        (converted_at, ProductionReason::Manual)
+    );
+    assert_eq!(
+        w.status().billing.as_ref().unwrap().started_at,
+        converted_at
+    );
+    assert_eq!(w.status().expires_at, Some(until));
+    assert_eq!(plan.next_review, Some(until));
+    assert_eq!(w.sent_events().last(), Some(&EmailEvent::Converted));
+    // Past the trial's old end nothing else happens: no notice, no second conversion.
+    w.at(t0() + Duration::days(20));
+    assert_eq!(
+        w.sent_events(),
+        vec![EmailEvent::Activation, EmailEvent::Converted]
+    );
+    // At the expiration date: Expired, billing ends at the date itself.
+    w.at(until + Duration::minutes(3));
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
+    assert_eq!(w.status().billing.as_ref().unwrap().ended_at, Some(until));
+    assert_eq!(
+        w.status().billing.as_ref().unwrap().started_at,
+        converted_at
+    );
+    assert_eq!(w.sent_events().last(), Some(&EmailEvent::ProductionExpired));
+    assert!(w.events.contains(&"BillingEnded"));
+}
+
+#[test]
+fn a_past_expiration_date_is_refused_in_a_condition_and_nothing_converts() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.settle();
+    w.partner.spec.subscription.level = RequestedLevel::Production;
+    w.partner.spec.subscription.expiration_date = Some(t0() + Duration::days(1));
+    w.partner.metadata.generation = Some(2);
+    w.at(t0() + Duration::days(2));
+    assert_eq!(w.level(), SubscriptionLevel::Trial);
+    assert!(w.status().billing.is_none() && w.status().production.is_none());
+    let ready = find_condition(&w.status().conditions, types::READY).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "ExpirationDateInPast")
+    );
+    assert!(
+        ready.message.contains("spec.subscription.expirationDate"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        w.events
+            .iter()
+            .filter(|e| **e == "ExpirationDateInPast")
+            .count(),
+        1
+    );
+    // A future date fixes it.
+    w.partner.spec.subscription.expiration_date = Some(t0() + Duration::days(90));
+    w.partner.metadata.generation = Some(3);
+    w.at(t0() + Duration::days(3));
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    assert_eq!(w.ready(), ("True".into(), "Ready".into()));
+}
+
+#[test]
+fn an_expired_trial_can_be_converted_by_hand() {
+    let mut w = World::new(partner(), distributor(14, 3, false));
+    w.at(t0() + Duration::days(15));
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
+    w.partner.spec.subscription.level = RequestedLevel::Production;
+    w.partner.metadata.generation = Some(2);
+    w.at(t0() + Duration::days(16));
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    assert_eq!(
+        w.status().production.as_ref().unwrap().reason,
+        ProductionReason::Manual
+    );
+    assert_eq!(
+        w.status().billing.as_ref().unwrap().started_at,
+        t0() + Duration::days(16)
+    );
+    assert_eq!(w.ready(), ("True".into(), "Ready".into()));
+}
+
+#[test]
+fn production_requested_at_creation_converts_right_after_provisioning() {
+    let mut p = partner();
+    p.spec.subscription.level = RequestedLevel::Production;
+    p.spec.subscription.expiration_date = Some(t0() + Duration::days(365));
+    let mut w = World::new(p, distributor(14, 3, true));
+    w.settle();
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    assert_eq!(
+        w.sent_events(),
+        vec![EmailEvent::Activation, EmailEvent::Converted]
+    );
+    assert_eq!(w.status().expires_at, Some(t0() + Duration::days(365)));
+}
+
+#[test]
+fn the_operator_never_downgrades() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.at(t0() + Duration::days(14));
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    // The spec still says Trial (the default): Production stays.
+    assert_eq!(w.partner.spec.subscription.level, RequestedLevel::Trial);
+    w.at(t0() + Duration::days(40));
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    // The Distributor disappears: the level is kept, the Partner reports it is unbound.
+    w.distributor = None;
+    w.at(t0() + Duration::days(41));
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    assert_eq!(
+        w.ready(),
+        ("False".into(), reasons::DISTRIBUTOR_NOT_FOUND.into())
+    );
+    assert_eq!(
+        w.status().billing.as_ref().unwrap().started_at,
+        t0() + Duration::days(14)
+    );
+}
+
+#[test]
+fn sku_changes_reach_the_status_and_the_tenant() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.settle();
+    let mut d = w.distributor.clone().unwrap();
+    d.spec.skus.push(Sku("BACKUP".into()));
+    w.distributor = Some(d);
+    let plan = w.plan();
+    assert_eq!(plan.effects, vec![Effect::EnsureTenant]);
+    assert_eq!(plan.status.skus.len(), 3);
+}
+
+#[test]
+fn a_deleted_tenant_namespace_is_provisioned_again_with_the_same_id() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.settle();
+    let id = w.status().tenant.clone().unwrap();
+    w.tenant_exists = false;
+    let plan = w.plan();
+    assert_eq!(plan.effects, vec![Effect::EnsureTenant]);
+    let provisioned = find_condition(&plan.status.conditions, types::TENANT_PROVISIONED).unwrap();
+    assert_eq!(provisioned.status, "False");
+    w.settle();
+    assert_eq!(w.status().tenant.clone().unwrap(), id);
+    assert_eq!(w.sent_events(), vec![EmailEvent::Activation]);
+}
+
+#[test]
+fn a_crash_between_sending_and_recording_resends_the_same_message() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.reconcile_once(true);
+    w.reconcile_once(false);
+    assert_eq!(w.sent.len(), 2);
+    assert_eq!(
+        w.sent[0].1, w.sent[1].1,
+        "the retry carries the same Message-ID"
+    );
+    w.settle();
+    assert_eq!(w.sent.len(), 2);
+}
+
+#[test]
+fn a_failed_delivery_is_reported_until_it_succeeds() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    let plan = w.plan();
+    let mut status = plan.status.clone();
+    let id = status.emails[0].message_id.clone();
+    lifecycle::mark_email_failed(&mut status, &id, "550 mailbox unavailable");
+    w.partner.status = Some(status);
+    w.tenant_exists = true;
+    let retry = w.plan();
+    let sent = find_condition(&retry.status.conditions, types::ACTIVATION_SENT).unwrap();
+    assert_eq!(sent.reason, "EmailDeliveryFailed");
+    assert!(sent.message.contains("550"));
+    let ready = find_condition(&retry.status.conditions, types::READY).unwrap();
+    assert_eq!(ready.reason, "EmailDeliveryFailed");
+    assert!(
+        retry
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::SendEmail { message_id, .. } if *message_id == id))
+    );
+    w.settle();
+    assert_eq!(w.ready(), ("True".into(), "Ready".into()));
+}
+
+#[test]
+fn message_ids_are_deterministic_and_distinct_per_event() {
+    let a = lifecycle::message_id("uid-1", EmailEvent::Activation);
+    assert_eq!(a, lifecycle::message_id("uid-1", EmailEvent::Activation));
+    assert_ne!(a, lifecycle::message_id("uid-1", EmailEvent::Converted));
+    assert_ne!(a, lifecycle::message_id("uid-2", EmailEvent::Activation));
+    assert!(a.starts_with("<activation.") && a.ends_with("@partner-operator.io>"));
+    assert!(!a.contains("uid-1"));
+}
+
+#[test]
+fn tenant_namespaces_are_stable_dns_labels() {
+    assert_eq!(
+        lifecycle::tenant_namespace("team-a", "contoso"),
+        "team-a-contoso"
+    );
+    let long = lifecycle::tenant_namespace(&"n".repeat(60), &"p".repeat(60));
+    assert!(long.len() <= 63, "{long}");
+    assert_eq!(
+        long,
+        lifecycle::tenant_namespace(&"n".repeat(60), &"p".repeat(60))
+    );
+    assert_ne!(
+        long,
+        lifecycle::tenant_namespace(&"n".repeat(60), &"q".repeat(60))
+    );
+    assert!(!long.ends_with('-') && !long.starts_with('-'));
+    assert!(
+        long.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    );
+    let dotted = lifecycle::tenant_namespace("ns", "a.b");
+    assert_eq!(dotted, "ns-a-b");
+}
+
+#[test]
+fn namespace_binding_follows_the_selector_or_the_default_label() {
+    let ns = |labels: &[(&str, &str)]| Namespace {
+        metadata: ObjectMeta {
+            name: Some("x".into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut d = distributor(14, 3, true);
+    assert!(lifecycle::namespace_allowed(
+        &d,
+        &ns(&[("partner-operator.io/distributor", "northwind")])
+    ));
+    assert!(!lifecycle::namespace_allowed(
+        &d,
+        &ns(&[("partner-operator.io/distributor", "other")])
+    ));
+    assert!(!lifecycle::namespace_allowed(&d, &ns(&[])));
+    d.spec.partner_namespaces = Some(LabelSelector {
+        match_labels: Some([("team".to_string(), "northwind".to_string())].into()),
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: "env".into(),
+            operator: "In".into(),
+            values: Some(vec!["prod".into(), "staging".into()]),
+        }]),
+    });
+    assert!(lifecycle::namespace_allowed(
+        &d,
+        &ns(&[("team", "northwind"), ("env", "prod")])
+    ));
+    assert!(!lifecycle::namespace_allowed(
+        &d,
+        &ns(&[("team", "northwind"), ("env", "dev")])
+    ));
+    assert!(!lifecycle::namespace_allowed(
+        &d,
+        &ns(&[("partner-operator.io/distributor", "northwind")])
+    ));
+}
+
+#[test]
+fn distributor_totals_count_levels_and_seats() {
+    let mut statuses = vec![];
+    for (days, auto) in [(14, true), (14, true), (14, false), (30, true)] {
+        let mut w = World::new(partner(), distributor(days, 3, auto));
+        w.at(t0() + Duration::days(20));
+        statuses.push(w.status().clone());
+    }
+    let mut pending = World::new(partner(), distributor(14, 3, true));
+    pending.namespace_allowed = false;
+    pending.settle();
+    statuses.push(pending.status().clone());
+    let (counts, billing) = lifecycle::distributor_totals(&statuses);
+    assert_eq!(
+        counts,
+        PartnerCounts {
+            pending: 1,
+            trial: 1,
+            production: 2,
+            expired: 1
+        }
+    );
+    assert_eq!(billing.production_partners, 2);
+    assert_eq!(billing.seats.get("ESSENTIALS"), Some(&2));
+    assert_eq!(billing.seats.get("GOVERNANCE"), Some(&2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties over random specs, clocks and orders of events.
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Time passes (minutes).
+    Advance(i64),
+    /// One reconcile that dies after sending, before recording.
+    Crash,
+    /// The owner converts by hand, with an expiration date relative to now (days), maybe none.
+    ConvertByHand(Option<i64>),
+    /// The owner sets or clears `autoUpgrade`.
+    SetAutoUpgrade(Option<bool>),
+    /// The owner sets a trial expiration date relative to now (days).
+    SetExpiration(Option<i64>),
+    /// The Distributor changes its trial length.
+    SetTrialDays(u32),
+    /// Someone deletes the tenant namespace.
+    DeleteTenant,
+    /// The Distributor goes away, or comes back.
+    ToggleDistributor,
+    /// The namespace label is removed or restored.
+    ToggleNamespace,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (1i64..(20 * 24 * 60)).prop_map(Step::Advance),
+        1 => Just(Step::Crash),
+        1 => proptest::option::of(-5i64..400).prop_map(Step::ConvertByHand),
+        1 => proptest::option::of(any::<bool>()).prop_map(Step::SetAutoUpgrade),
+        1 => proptest::option::of(-5i64..60).prop_map(Step::SetExpiration),
+        1 => (1u32..40).prop_map(Step::SetTrialDays),
+        1 => Just(Step::DeleteTenant),
+        1 => Just(Step::ToggleDistributor),
+        1 => Just(Step::ToggleNamespace),
+    ]
+}
+
+fn rank(level: SubscriptionLevel) -> u8 {
+    match level {
+        SubscriptionLevel::Pending => 0,
+        SubscriptionLevel::Trial => 1,
+        SubscriptionLevel::Production | SubscriptionLevel::Expired => 2,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn lifecycle_invariants_hold_in_any_order_of_events(
+        days in 1u32..40,
+        notice in 0u32..10,
+        auto in any::<bool>(),
+        steps in proptest::collection::vec(step(), 1..40),
+    ) {
+        let dist = distributor(days, notice, auto);
+        let mut w = World::new(partner(), dist.clone());
+        let mut billing_started: Option<DateTime<Utc>> = None;
+        let mut ids_by_event = std::collections::HashMap::<EmailEvent, String>::new();
+        let mut sent_and_recorded = std::collections::HashSet::<String>::new();
+        let mut last_rank = 0;
+        let mut was_production = false;
+        for step in steps {
+            let mut crash = false;
+            match step {
+                Step::Advance(minutes) => w.now += Duration::minutes(minutes),
+                Step::Crash => crash = true,
+                Step::ConvertByHand(days) => {
+                    w.partner.spec.subscription.level = RequestedLevel::Production;
+                    w.partner.spec.subscription.expiration_date = days.map(|d| w.now + Duration::days(d));
+                }
+                Step::SetAutoUpgrade(value) => w.partner.spec.subscription.auto_upgrade = value,
+                Step::SetExpiration(days) => {
+                    w.partner.spec.subscription.expiration_date = days.map(|d| w.now + Duration::days(d));
+                }
+                Step::SetTrialDays(days) => {
+                    if let Some(d) = w.distributor.as_mut() {
+                        d.spec.trial.days = days;
+                    }
+                }
+                Step::DeleteTenant => w.tenant_exists = false,
+                Step::ToggleDistributor => {
+                    w.distributor = if w.distributor.is_some() { None } else { Some(dist.clone()) };
+                }
+                Step::ToggleNamespace => w.namespace_allowed = !w.namespace_allowed,
+            }
+            if !matches!(step, Step::Advance(_) | Step::Crash | Step::DeleteTenant | Step::ToggleDistributor | Step::ToggleNamespace) {
+                let g = w.partner.metadata.generation.unwrap_or(1);
+                w.partner.metadata.generation = Some(g + 1);
+            }
+            let sent_before = w.sent.len();
+            let plan = w.reconcile_once(crash);
+
+            // The next look is in the future, or there is none.
+            if let Some(next) = plan.next_review {
+                prop_assert!(next > w.now, "next review {next} not after now {}", w.now);
+            }
+            let status = w.status().clone();
+            let level = status.subscription_level.unwrap();
+            // The level never goes down.
+            prop_assert!(rank(level) >= last_rank, "level went down to {level:?}");
+            last_rank = rank(level);
+            if level == SubscriptionLevel::Production {
+                was_production = true;
+            }
+            prop_assert!(!(was_production && level == SubscriptionLevel::Trial));
+            // Billing starts once and its start never moves.
+            if let Some(billing) = &status.billing {
+                if let Some(started) = billing_started {
+                    prop_assert_eq!(started, billing.started_at);
+                }
+                billing_started = Some(billing.started_at);
+                prop_assert!(billing.ended_at.is_none_or(|end| end >= billing.started_at));
+            } else {
+                prop_assert!(billing_started.is_none(), "billing disappeared");
+            }
+            // Nothing is provisioned, mailed or billed for a Partner that never bound.
+            if level == SubscriptionLevel::Pending {
+                prop_assert!(w.sent.is_empty() && status.billing.is_none() && status.tenant.is_none());
+            }
+            // Every email event has one Message-ID; once its delivery is recorded, never again.
+            for (event, id, _) in &w.sent[sent_before..] {
+                let known = ids_by_event.entry(*event).or_insert_with(|| id.clone());
+                prop_assert_eq!(&*known, id, "{:?} got a second Message-ID", event);
+                prop_assert!(!sent_and_recorded.contains(id), "{:?} sent again after it was recorded", event);
+            }
+            for record in &status.emails {
+                if record.sent_at.is_some() {
+                    sent_and_recorded.insert(record.message_id.clone());
+                }
+            }
+            // Planning over its own output (effects done) plans nothing new.
+            if !crash {
+                let mut again = w.plan();
+                if again.effects.iter().any(|e| matches!(e, Effect::EnsureTenant)) {
+                    // The tenant was just provisioned; the next plan sees it.
+                    w.tenant_exists = true;
+                    again = w.plan();
+                }
+                let sends: Vec<_> = again.effects.iter().filter(|e| matches!(e, Effect::SendEmail { .. })).collect();
+                prop_assert!(sends.is_empty(), "re-plan sends again: {:?}", sends);
+                w.partner.status = Some(again.status.clone());
+                let third = w.plan();
+                prop_assert!(third.effects.is_empty(), "third plan not empty: {:?}", third.effects);
+                prop_assert_eq!(Some(&third.status), w.partner.status.as_ref());
+            }
+        }
+    }
+}
