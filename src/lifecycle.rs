@@ -440,7 +440,7 @@ pub fn plan(obs: &Observation) -> Plan {
         .is_some_and(|c| {
             c.reason == reasons::EXPIRATION_DATE_IN_PAST && c.observed_generation == generation
         });
-    if refused_date.is_some() && !refused_before {
+    if ready_reason == reasons::EXPIRATION_DATE_IN_PAST && !refused_before {
         effects.push(Effect::Event {
             reason: events::EXPIRATION_DATE_IN_PAST,
             message: ready_message.clone(),
