@@ -1,12 +1,14 @@
 //! partner-operator: onboard the partners of a software distributor as tenants, declaratively.
 //!
 //! See `DESIGN.md`-level overview in the README. Modules, one concept each:
+//! - [`admission`]: what kube-apiserver checks before it stores a custom resource (defaults, schema, CEL);
 //! - [`api`]: the custom resources (`Distributor`, `Partner`) and their conditions;
 //! - [`clock`]: the injectable clock every deadline is measured on;
 //! - [`lifecycle`]: the pure subscription state machine (what must happen to a Partner, and when);
 //! - [`metrics`]: Prometheus metrics and the health endpoints;
 //! - [`telemetry`]: structured logging;
 
+pub mod admission;
 pub mod api;
 pub mod clock;
 pub mod lifecycle;
