@@ -6,6 +6,7 @@
 //! - [`clock`]: the injectable clock every deadline is measured on;
 //! - [`lifecycle`]: the pure subscription state machine (what must happen to a Partner, and when);
 //! - [`metrics`]: Prometheus metrics and the health endpoints;
+//! - [`sandbox`]: the embedded API server (and the rest of the sandbox) for trying the operator without a cluster;
 //! - [`telemetry`]: structured logging;
 
 pub mod admission;
@@ -13,4 +14,5 @@ pub mod api;
 pub mod clock;
 pub mod lifecycle;
 pub mod metrics;
+pub mod sandbox;
 pub mod telemetry;

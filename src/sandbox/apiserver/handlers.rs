@@ -1,0 +1,1125 @@
+//! Request handling: routing by path, the verbs, metadata rules (names, uid, generation,
+//! resourceVersion preconditions, finalizers and deletion), and `Status` errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::ServerState;
+use super::resources::ResourceType;
+use super::store::{ChangeKind, Write, Written};
+use super::tables::{FieldSelector, LabelSelector};
+use super::{discovery, patch, tables};
+use crate::admission::{FieldError, UnknownFieldPolicy};
+
+/// An error answered as a `Status` object.
+#[derive(Debug)]
+pub struct ApiError {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
+    details: Option<Value>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+    fn not_found(resource: &ResourceType, name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{} \"{name}\" not found", resource.qualified_plural()),
+        )
+        .with_details(resource, name)
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+    fn conflict(resource: &ResourceType, name: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                resource.qualified_plural()
+            ),
+        )
+        .with_details(resource, name)
+    }
+    fn invalid(resource: &ResourceType, name: &str, errors: &[FieldError]) -> Self {
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"reason": e.reason.cause_type(), "message": e.message, "field": e.field}))
+            .collect();
+        let mut error = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            crate::admission::invalid_message(&resource.qualified_kind(), name, errors),
+        );
+        error.details = Some(
+            json!({"name": name, "group": resource.group, "kind": resource.kind, "causes": causes}),
+        );
+        error
+    }
+    fn with_details(mut self, resource: &ResourceType, name: &str) -> Self {
+        self.details =
+            Some(json!({"name": name, "group": resource.group, "kind": resource.plural}));
+        self
+    }
+    pub fn injected(code: u16) -> Self {
+        let (code, reason) = match code {
+            429 => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+            409 => (StatusCode::CONFLICT, "Conflict"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        };
+        let mut error = Self::new(code, reason, "injected fault");
+        if code == StatusCode::TOO_MANY_REQUESTS {
+            error.retry_after = Some(1);
+        }
+        error
+    }
+    fn status_body(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": self.message, "reason": self.reason, "code": self.code.as_u16(),
+        });
+        if let Some(details) = &self.details {
+            status["details"] = details.clone();
+        }
+        status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.code, axum::Json(self.status_body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// What a request addresses, parsed from its path.
+#[derive(Debug, Default, Clone)]
+pub struct Target {
+    pub group: String,
+    pub version: String,
+    pub plural: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+fn parse_path(registry: &super::resources::Registry, path: &str) -> Option<Target> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => (String::new(), version.to_string(), rest),
+        ["apis", group, version, rest @ ..] => (group.to_string(), version.to_string(), rest),
+        _ => return None,
+    };
+    let mut target = Target {
+        group,
+        version,
+        ..Default::default()
+    };
+    let rest = match rest {
+        ["namespaces", ns, plural, tail @ ..]
+            if registry
+                .get(&target.group, &target.version, plural)
+                .is_some_and(|r| r.namespaced) =>
+        {
+            target.namespace = Some(ns.to_string());
+            let mut all = vec![*plural];
+            all.extend_from_slice(tail);
+            all
+        }
+        other => other.to_vec(),
+    };
+    match rest.as_slice() {
+        [] => {}
+        [plural] => target.plural = Some(plural.to_string()),
+        [plural, name] => {
+            target.plural = Some(plural.to_string());
+            target.name = Some(name.to_string());
+        }
+        [plural, name, sub] => {
+            target.plural = Some(plural.to_string());
+            target.name = Some(name.to_string());
+            target.subresource = Some(sub.to_string());
+        }
+        _ => return None,
+    }
+    Some(target)
+}
+
+/// Query parameters the verbs read.
+#[derive(Default)]
+struct Query {
+    watch: bool,
+    resource_version: Option<String>,
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+    limit: Option<usize>,
+    continue_token: Option<String>,
+    timeout_seconds: Option<u64>,
+    bookmarks: bool,
+    field_manager: Option<String>,
+    field_validation: Option<String>,
+    dry_run: bool,
+}
+
+fn parse_query(uri: &Uri) -> Query {
+    let mut query = Query::default();
+    for (key, value) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        let value = value.to_string();
+        match key.as_ref() {
+            "watch" => query.watch = value == "true" || value == "1",
+            "resourceVersion" => query.resource_version = Some(value).filter(|v| !v.is_empty()),
+            "labelSelector" => query.label_selector = Some(value),
+            "fieldSelector" => query.field_selector = Some(value),
+            "limit" => query.limit = value.parse().ok().filter(|l| *l > 0),
+            "continue" => query.continue_token = Some(value).filter(|v| !v.is_empty()),
+            "timeoutSeconds" => query.timeout_seconds = value.parse().ok(),
+            "allowWatchBookmarks" => query.bookmarks = value == "true",
+            "fieldManager" => query.field_manager = Some(value),
+            "fieldValidation" => query.field_validation = Some(value),
+            "dryRun" => query.dry_run = value == "All",
+            _ => {}
+        }
+    }
+    query
+}
+
+/// The one entry point for every request.
+pub async fn handle(
+    state: Arc<ServerState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    match path.as_str() {
+        "/version" => return axum::Json(discovery::version()).into_response(),
+        "/healthz" | "/readyz" | "/livez" => return "ok".into_response(),
+        "/api" => return axum::Json(discovery::api_versions()).into_response(),
+        "/apis" => return axum::Json(discovery::api_groups(&state.registry)).into_response(),
+        "/openapi/v3" => {
+            return axum::Json(discovery::openapi_v3_index(&state.registry)).into_response();
+        }
+        _ => {}
+    }
+    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+        return match discovery::openapi_v3(&state.registry, gv) {
+            Some(doc) => axum::Json(doc).into_response(),
+            None => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+            .into_response(),
+        };
+    }
+    let Some(target) = parse_path(&state.registry, &path) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .into_response();
+    };
+    let query = parse_query(&uri);
+    let verb = match (&method, &target.name, query.watch) {
+        (&Method::GET, _, true) => "watch",
+        (&Method::GET, Some(_), _) => "get",
+        (&Method::GET, None, _) => "list",
+        (&Method::POST, _, _) => "create",
+        (&Method::PUT, _, _) => "update",
+        (&Method::PATCH, _, _) => "patch",
+        (&Method::DELETE, Some(_), _) => "delete",
+        (&Method::DELETE, None, _) => "deletecollection",
+        _ => "unknown",
+    };
+    if target.plural.is_some() {
+        state.log.record(verb, &target);
+        if let Some(code) = state.faults.roll(verb) {
+            return ApiError::injected(code).into_response();
+        }
+    }
+    let Some(plural) = target.plural.clone() else {
+        return match discovery::resource_list(&state.registry, &target.group, &target.version) {
+            Some(list) => axum::Json(list).into_response(),
+            None => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+            .into_response(),
+        };
+    };
+    let Some(resource) = state.registry.get(&target.group, &target.version, &plural) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .into_response();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let wants_table = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"));
+    let request = Request {
+        state: &state,
+        resource: &resource,
+        target: &target,
+        query: &query,
+    };
+    let result = match verb {
+        "watch" => request.watch(),
+        "get" => request.get(wants_table),
+        "list" => request.list(wants_table),
+        "create" => request.create(&body, &content_type),
+        "update" => request.update(&body),
+        "patch" => request.patch(&body, &content_type),
+        "delete" => request.delete(&body),
+        _ => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "method not allowed",
+        )),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+struct Request<'a> {
+    state: &'a ServerState,
+    resource: &'a ResourceType,
+    target: &'a Target,
+    query: &'a Query,
+}
+
+fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    let parsed = if content_type.contains("yaml") {
+        serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| {
+        ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+    })
+}
+
+fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
+    let mut response = (code, axum::Json(value)).into_response();
+    for warning in warnings {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - {:?}", warning)) {
+            response.headers_mut().append("Warning", v);
+        }
+    }
+    response
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name)
+}
+
+impl Request<'_> {
+    fn key(&self) -> String {
+        self.resource.key()
+    }
+
+    fn namespace(&self) -> &str {
+        self.target.namespace.as_deref().unwrap_or("")
+    }
+
+    fn name(&self) -> &str {
+        self.target.name.as_deref().unwrap_or("")
+    }
+
+    fn now(&self) -> String {
+        crate::api::k8s_time(self.state.clock.now())
+            .0
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    }
+
+    fn get(&self, wants_table: bool) -> ApiResult {
+        let object = self
+            .state
+            .store
+            .get(&self.key(), self.namespace(), self.name())
+            .ok_or_else(|| ApiError::not_found(self.resource, self.name()))?;
+        if wants_table {
+            let table = tables::table(
+                self.resource,
+                &[object],
+                self.state.store.revision(),
+                self.state.clock.now(),
+            );
+            return Ok(axum::Json(table).into_response());
+        }
+        Ok(axum::Json(&*object).into_response())
+    }
+
+    fn selectors(&self) -> Result<(LabelSelector, FieldSelector), ApiError> {
+        let labels = LabelSelector::parse(self.query.label_selector.as_deref().unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
+        let fields = FieldSelector::parse(self.query.field_selector.as_deref().unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
+        Ok((labels, fields))
+    }
+
+    fn list(&self, wants_table: bool) -> ApiResult {
+        let (labels, fields) = self.selectors()?;
+        let (items, revision) = self
+            .state
+            .store
+            .list(&self.key(), self.target.namespace.as_deref());
+        let mut items: Vec<_> = items
+            .into_iter()
+            .filter(|o| labels.matches(o) && fields.matches(o))
+            .collect();
+        // Pagination: the continue token is the `namespace/name` of the last item returned.
+        if let Some(token) = &self.query.continue_token {
+            let after = String::from_utf8(
+                hex::decode(token).map_err(|_| ApiError::bad_request("invalid continue token"))?,
+            )
+            .map_err(|_| ApiError::bad_request("invalid continue token"))?;
+            items.retain(|o| object_key(o) > after);
+        }
+        let mut list_meta = json!({"resourceVersion": revision.to_string()});
+        if let Some(limit) = self.query.limit
+            && items.len() > limit
+        {
+            let remaining = items.len() - limit;
+            items.truncate(limit);
+            let last = object_key(items.last().expect("limit > 0"));
+            list_meta["continue"] = json!(hex::encode(last));
+            list_meta["remainingItemCount"] = json!(remaining);
+        }
+        if wants_table {
+            return Ok(axum::Json(tables::table(
+                self.resource,
+                &items,
+                revision,
+                self.state.clock.now(),
+            ))
+            .into_response());
+        }
+        let list = json!({
+            "kind": format!("{}List", self.resource.kind),
+            "apiVersion": self.resource.api_version(),
+            "metadata": list_meta,
+            "items": items.iter().map(|o| &**o).collect::<Vec<_>>(),
+        });
+        Ok(axum::Json(list).into_response())
+    }
+
+    fn watch(&self) -> ApiResult {
+        let (labels, fields) = self.selectors()?;
+        let from = match self.query.resource_version.as_deref() {
+            None | Some("0") => None,
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request("invalid resourceVersion"))?,
+            ),
+        };
+        let namespace = self.target.namespace.clone();
+        let in_scope = move |o: &Value| {
+            namespace
+                .as_deref()
+                .is_none_or(|ns| o["metadata"]["namespace"].as_str() == Some(ns))
+        };
+        let matches = move |o: &Value| in_scope(o) && labels.matches(o) && fields.matches(o);
+        let event = |type_: &str, object: &Value| {
+            let mut line =
+                serde_json::to_vec(&json!({"type": type_, "object": object})).expect("serializes");
+            line.push(b'\n');
+            Bytes::from(line)
+        };
+        let (start, mut receiver) = match self.state.store.watch(&self.key(), from) {
+            Ok(watch) => watch,
+            Err(_) => {
+                let gone = ApiError::new(
+                    StatusCode::GONE,
+                    "Expired",
+                    format!(
+                        "too old resource version: {} ({})",
+                        from.unwrap_or(0),
+                        self.state.store.revision()
+                    ),
+                );
+                let line = event("ERROR", &gone.status_body());
+                return Ok(Response::builder()
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(line))
+                    .expect("valid response"));
+            }
+        };
+        let mut initial = Vec::new();
+        match start {
+            super::store::WatchStart::Snapshot(objects) => {
+                for object in objects.iter().filter(|o| matches(o)) {
+                    initial.push(event("ADDED", object));
+                }
+            }
+            super::store::WatchStart::Replay(changes) => {
+                for change in changes {
+                    if let Some(line) = watch_line(&change, &matches, &event) {
+                        initial.push(line);
+                    }
+                }
+            }
+        }
+        let timeout =
+            Duration::from_secs(self.query.timeout_seconds.unwrap_or(1800).clamp(1, 3600));
+        let bookmarks = self.query.bookmarks;
+        let store = self.state.store.clone();
+        let api_version = self.resource.api_version();
+        let kind = self.resource.kind.clone();
+        let live = async_stream(move |tx| async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => return,
+                    _ = ticker.tick(), if bookmarks => {
+                        let bookmark = json!({"kind": kind, "apiVersion": api_version,
+                            "metadata": {"resourceVersion": store.revision().to_string()}});
+                        if tx.send(event("BOOKMARK", &bookmark)).await.is_err() { return; }
+                    }
+                    change = receiver.recv() => match change {
+                        Ok(change) => {
+                            if let Some(line) = watch_line(&change, &matches, &event)
+                                && tx.send(line).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        // Lagged (a slow watcher) or closed (watches dropped): end the stream,
+                        // the client re-watches from its last version.
+                        Err(_) => return,
+                    },
+                }
+            }
+        });
+        let stream = futures::stream::iter(initial.into_iter().map(Ok::<_, std::io::Error>))
+            .chain(live.map(Ok));
+        Ok(Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from_stream(stream))
+            .expect("valid response"))
+    }
+
+    fn admit(&self, object: Value, old: Option<&Value>) -> Result<(Value, Vec<String>), ApiError> {
+        let Some(validator) = &self.resource.validator else {
+            return Ok((object, vec![]));
+        };
+        let policy = UnknownFieldPolicy::from_query(self.query.field_validation.as_deref());
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        validator
+            .admit(object, old, policy)
+            .map(|a| (a.object, a.warnings))
+            .map_err(|errors| ApiError::invalid(self.resource, &name, &errors))
+    }
+
+    fn check_type(&self, object: &Value) -> Result<(), ApiError> {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let kind = object["kind"].as_str().unwrap_or_default();
+        if (!api_version.is_empty() && api_version != self.resource.api_version())
+            || (!kind.is_empty() && kind != self.resource.kind)
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({api_version}) does not match the expected API version ({})",
+                self.resource.api_version()
+            )));
+        }
+        Ok(())
+    }
+
+    fn create(&self, body: &[u8], content_type: &str) -> ApiResult {
+        let mut object = parse_body(body, content_type)?;
+        self.check_type(&object)?;
+        object["apiVersion"] = json!(self.resource.api_version());
+        object["kind"] = json!(self.resource.kind);
+        if !object["metadata"].is_object() {
+            object["metadata"] = json!({});
+        }
+        let metadata = &mut object["metadata"];
+        if metadata["name"].as_str().is_none_or(str::is_empty)
+            && let Some(prefix) = metadata["generateName"].as_str()
+        {
+            let suffix: String = (0..5)
+                .map(|_| (b'a' + rand::random_range(0..26u8)) as char)
+                .collect();
+            metadata["name"] = json!(format!("{prefix}{suffix}"));
+        }
+        self.create_object(object)
+    }
+
+    fn create_object(&self, mut object: Value) -> ApiResult {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut errors = Vec::new();
+        if name.is_empty() {
+            errors.push(FieldError {
+                field: "metadata.name".into(),
+                reason: crate::admission::FieldErrorReason::Required,
+                message: "metadata.name: Required value: name or generateName is required".into(),
+            });
+        } else if !(if self.resource.kind == "Namespace" {
+            is_dns_label(&name)
+        } else {
+            is_dns_subdomain(&name)
+        }) {
+            errors.push(FieldError {
+                field: "metadata.name".into(),
+                reason: crate::admission::FieldErrorReason::Invalid,
+                message: format!(
+                    "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 {} must consist of lower case alphanumeric characters, '-' or '.'",
+                    if self.resource.kind == "Namespace" { "label" } else { "subdomain" }
+                ),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(self.resource, &name, &errors));
+        }
+        let namespace = if self.resource.namespaced {
+            let namespace = self.namespace().to_string();
+            if let Some(body_ns) = object["metadata"]["namespace"].as_str()
+                && !body_ns.is_empty()
+                && body_ns != namespace
+            {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            match self.state.store.get("/v1/namespaces", "", &namespace) {
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("namespaces \"{namespace}\" not found"),
+                    ));
+                }
+                Some(ns) if !ns["metadata"]["deletionTimestamp"].is_null() => {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        format!(
+                            "unable to create new content in namespace {namespace} because it is being terminated"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+            object["metadata"]["namespace"] = json!(namespace);
+            namespace
+        } else {
+            if let Some(meta) = object["metadata"].as_object_mut() {
+                meta.remove("namespace");
+            }
+            String::new()
+        };
+        let (mut object, warnings) = self.admit(object, None)?;
+        let metadata = object["metadata"]
+            .as_object_mut()
+            .expect("metadata is an object");
+        metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        metadata.insert("creationTimestamp".into(), json!(self.now()));
+        metadata.remove("deletionTimestamp");
+        metadata.remove("resourceVersion");
+        metadata.remove("generateName").filter(|_| false);
+        if self.resource.has_generation {
+            metadata.insert("generation".into(), json!(1));
+        }
+        if self.resource.kind == "Namespace" {
+            object["status"] = json!({"phase": "Active"});
+        }
+        if self.resource.kind == "CustomResourceDefinition" {
+            self.register_crd(&mut object)?;
+        }
+        if self.query.dry_run {
+            return Ok(json_response(StatusCode::CREATED, &object, &warnings));
+        }
+        let resource = self.resource;
+        let written = self
+            .state
+            .store
+            .write(&self.key(), &namespace, &name, |current| {
+                if current.is_some() {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "AlreadyExists",
+                        format!("{} \"{name}\" already exists", resource.qualified_plural()),
+                    )
+                    .with_details(resource, &name));
+                }
+                Ok(Write::Put(object))
+            })?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            written.object(),
+            &warnings,
+        ))
+    }
+
+    /// Registers the resources of a CRD and marks it Established, as the real server does once
+    /// it serves them.
+    fn register_crd(&self, object: &mut Value) -> Result<(), ApiError> {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+            serde_json::from_value(object.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        for version in crd.spec.versions.iter().filter(|v| v.served) {
+            let resource = ResourceType::from_crd(&crd, &version.name).map_err(|e| {
+                ApiError::invalid(
+                    self.resource,
+                    &name,
+                    &[FieldError {
+                        field: "spec.versions".into(),
+                        reason: crate::admission::FieldErrorReason::Invalid,
+                        message: format!("spec.versions: Invalid value: {e}"),
+                    }],
+                )
+            })?;
+            if !self.query.dry_run {
+                self.state.registry.insert(resource);
+            }
+        }
+        let now = self.now();
+        object["status"] = json!({
+            "acceptedNames": crd.spec.names,
+            "storedVersions": crd.spec.versions.iter().filter(|v| v.storage).map(|v| v.name.clone()).collect::<Vec<_>>(),
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+            ],
+        });
+        Ok(())
+    }
+
+    fn update(&self, body: &[u8]) -> ApiResult {
+        let object = parse_body(body, "application/json")?;
+        self.check_type(&object)?;
+        if object["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n != self.name())
+        {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        let expected_version = object["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
+        self.write_existing(|_| Ok(object), expected_version)
+    }
+
+    fn patch(&self, body: &[u8], content_type: &str) -> ApiResult {
+        let content_type = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let patch_body = parse_body(body, &content_type)?;
+        if content_type == "application/apply-patch+yaml"
+            && self
+                .state
+                .store
+                .get(&self.key(), self.namespace(), self.name())
+                .is_none()
+        {
+            self.check_type(&patch_body)?;
+            let mut object = patch_body.clone();
+            object["metadata"]["name"] = json!(self.name());
+            let manager = self.query.field_manager.clone().unwrap_or_default();
+            object["metadata"]["managedFields"] = json!([{
+                "manager": manager, "operation": "Apply", "apiVersion": self.resource.api_version(),
+                "time": self.now(), "fieldsType": "FieldsV1", "fieldsV1": patch::fields_of(&patch_body),
+            }]);
+            return self.create_object(object);
+        }
+        let manager = self.query.field_manager.clone().unwrap_or_default();
+        let now = self.now();
+        let api_version = self.resource.api_version();
+        self.write_existing(
+            |current| {
+                let mut object = current.clone();
+                match content_type.as_str() {
+                    "application/json-patch+json" => {
+                        patch::json(&mut object, &patch_body).map_err(|e| {
+                            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the JSON patch could not be applied: {e}"))
+                        })?;
+                    }
+                    "application/merge-patch+json" => patch::merge(&mut object, &patch_body),
+                    "application/strategic-merge-patch+json" => patch::strategic(&mut object, &patch_body),
+                    "application/apply-patch+yaml" => {
+                        let managed = object["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+                        let previous = managed
+                            .iter()
+                            .find(|m| m["manager"] == json!(manager) && m["operation"] == json!("Apply"))
+                            .map(|m| m["fieldsV1"].clone());
+                        patch::apply(&mut object, &patch_body, previous.as_ref());
+                        let mut managed: Vec<Value> = managed
+                            .into_iter()
+                            .filter(|m| !(m["manager"] == json!(manager) && m["operation"] == json!("Apply")))
+                            .collect();
+                        managed.push(json!({
+                            "manager": manager, "operation": "Apply", "apiVersion": api_version,
+                            "time": now, "fieldsType": "FieldsV1", "fieldsV1": patch::fields_of(&patch_body),
+                        }));
+                        object["metadata"]["managedFields"] = Value::Array(managed);
+                    }
+                    other => {
+                        return Err(ApiError::new(
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            "UnsupportedMediaType",
+                            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"),
+                        ));
+                    }
+                }
+                Ok(object)
+            },
+            None,
+        )
+    }
+
+    /// Updates an existing object: `change` computes the new object from the current one. Applies
+    /// the subresource rules, the resourceVersion precondition, admission, generation, and
+    /// removal of an object being deleted whose finalizers are gone.
+    fn write_existing(
+        &self,
+        change: impl FnOnce(&Value) -> Result<Value, ApiError>,
+        expected_version: Option<String>,
+    ) -> ApiResult {
+        let resource = self.resource;
+        let name = self.name().to_string();
+        let subresource = self.target.subresource.clone();
+        let dry_run = self.query.dry_run;
+        let mut warnings = Vec::new();
+        let written = self
+            .state
+            .store
+            .write(&self.key(), self.namespace(), &name, |current| {
+                let current = current.ok_or_else(|| ApiError::not_found(resource, &name))?;
+                if let Some(expected) = &expected_version
+                    && current["metadata"]["resourceVersion"].as_str() != Some(expected.as_str())
+                {
+                    return Err(ApiError::conflict(resource, &name));
+                }
+                let mut object = change(current)?;
+                object["apiVersion"] = current["apiVersion"].clone();
+                object["kind"] = current["kind"].clone();
+                // Fields the server owns.
+                for field in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "namespace",
+                    "name",
+                    "generation",
+                ] {
+                    match current["metadata"].get(field) {
+                        Some(v) => object["metadata"][field] = v.clone(),
+                        None => {
+                            if let Some(meta) = object["metadata"].as_object_mut() {
+                                meta.remove(field);
+                            }
+                        }
+                    }
+                }
+                match subresource.as_deref() {
+                    Some("status") => {
+                        // Only the status changes through /status.
+                        let status = object.get("status").cloned();
+                        object = (**current).clone();
+                        match status {
+                            Some(status) => object["status"] = status,
+                            None => {
+                                object.as_object_mut().expect("object").remove("status");
+                            }
+                        }
+                    }
+                    Some(other) => {
+                        return Err(ApiError::not_found(resource, &format!("{name}/{other}")));
+                    }
+                    None if resource.status_subresource => match current.get("status") {
+                        Some(status) => object["status"] = status.clone(),
+                        None => {
+                            object.as_object_mut().expect("object").remove("status");
+                        }
+                    },
+                    None => {}
+                }
+                let (mut object, admitted_warnings) = self.admit(object, Some(current))?;
+                warnings = admitted_warnings;
+                if resource.has_generation && spec_of(&object) != spec_of(current) {
+                    let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+                    object["metadata"]["generation"] = json!(generation + 1);
+                }
+                object["metadata"]["resourceVersion"] =
+                    current["metadata"]["resourceVersion"].clone();
+                let deleting = !object["metadata"]["deletionTimestamp"].is_null();
+                let finalizers_empty = object["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty);
+                if dry_run {
+                    return Err(ApiError::new(
+                        StatusCode::OK,
+                        "DryRun",
+                        serde_json::to_string(&object).unwrap_or_default(),
+                    ));
+                }
+                if deleting && finalizers_empty {
+                    return Ok(Write::Delete);
+                }
+                if object == **current {
+                    return Ok(Write::Unchanged);
+                }
+                Ok(Write::Put(object))
+            });
+        let written = match written {
+            Err(e) if e.reason == "DryRun" => {
+                let object: Value = serde_json::from_str(&e.message).unwrap_or_default();
+                return Ok(json_response(StatusCode::OK, &object, &warnings));
+            }
+            other => other?,
+        };
+        if let Written::Deleted(object) = &written {
+            self.after_removal(object);
+        }
+        Ok(json_response(StatusCode::OK, written.object(), &warnings))
+    }
+
+    fn delete(&self, body: &[u8]) -> ApiResult {
+        let options: Value = if body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(body).unwrap_or(json!({}))
+        };
+        let resource = self.resource;
+        let name = self.name().to_string();
+        let now = self.now();
+        let dry_run = self.query.dry_run;
+        // Read before taking the write lock: the store's lock is not reentrant.
+        let namespace_is_empty =
+            resource.kind == "Namespace" && self.state.store.namespace_is_empty(&name);
+        let written = self
+            .state
+            .store
+            .write(&self.key(), self.namespace(), &name, |current| {
+                let current = current.ok_or_else(|| ApiError::not_found(resource, &name))?;
+                let preconditions = &options["preconditions"];
+                if let Some(uid) = preconditions["uid"].as_str()
+                    && current["metadata"]["uid"].as_str() != Some(uid)
+                {
+                    return Err(ApiError::conflict(resource, &name));
+                }
+                if let Some(version) = preconditions["resourceVersion"].as_str()
+                    && current["metadata"]["resourceVersion"].as_str() != Some(version)
+                {
+                    return Err(ApiError::conflict(resource, &name));
+                }
+                if dry_run {
+                    return Ok(Write::Unchanged);
+                }
+                let has_finalizers = current["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty());
+                if has_finalizers || resource.kind == "Namespace" {
+                    if !current["metadata"]["deletionTimestamp"].is_null() {
+                        return Ok(Write::Unchanged);
+                    }
+                    let mut object = (**current).clone();
+                    object["metadata"]["deletionTimestamp"] = json!(now);
+                    object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                    if resource.kind == "Namespace" {
+                        object["status"]["phase"] = json!("Terminating");
+                        if !has_finalizers && namespace_is_empty {
+                            return Ok(Write::Delete);
+                        }
+                    }
+                    return Ok(Write::Put(object));
+                }
+                Ok(Write::Delete)
+            })?;
+        match &written {
+            Written::Deleted(object) => self.after_removal(object),
+            Written::Stored(object) if self.resource.kind == "Namespace" => {
+                self.terminate_namespace(object)
+            }
+            _ => {}
+        }
+        Ok(json_response(StatusCode::OK, written.object(), &[]))
+    }
+
+    /// Deleting a namespace deletes what is in it; the namespace goes once it is empty.
+    fn terminate_namespace(&self, namespace: &Value) {
+        let name = namespace["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for ((group, version), resources) in self.state.registry.group_versions() {
+            for resource in resources.into_iter().filter(|r| r.namespaced) {
+                let (objects, _) = self.state.store.list(&resource.key(), Some(&name));
+                for object in objects {
+                    let target = Target {
+                        group: group.clone(),
+                        version: version.clone(),
+                        plural: Some(resource.plural.clone()),
+                        namespace: Some(name.clone()),
+                        name: object["metadata"]["name"].as_str().map(str::to_string),
+                        subresource: None,
+                    };
+                    let request = Request {
+                        state: self.state,
+                        resource: &resource,
+                        target: &target,
+                        query: &Query::default(),
+                    };
+                    let _ = request.delete(b"");
+                }
+            }
+        }
+        self.remove_namespace_if_empty(&name);
+    }
+
+    fn after_removal(&self, object: &Value) {
+        if self.resource.kind == "CustomResourceDefinition" {
+            let group = object["spec"]["group"].as_str().unwrap_or_default();
+            let plural = object["spec"]["names"]["plural"]
+                .as_str()
+                .unwrap_or_default();
+            for version in object["spec"]["versions"].as_array().into_iter().flatten() {
+                self.state.registry.remove(
+                    group,
+                    version["name"].as_str().unwrap_or_default(),
+                    plural,
+                );
+            }
+        }
+        if let Some(namespace) = object["metadata"]["namespace"].as_str() {
+            self.remove_namespace_if_empty(namespace);
+        }
+    }
+
+    fn remove_namespace_if_empty(&self, namespace: &str) {
+        let terminating = self
+            .state
+            .store
+            .get("/v1/namespaces", "", namespace)
+            .is_some_and(|ns| !ns["metadata"]["deletionTimestamp"].is_null());
+        if terminating && self.state.store.namespace_is_empty(namespace) {
+            let _ = self
+                .state
+                .store
+                .write("/v1/namespaces", "", namespace, |current| {
+                    Ok::<_, ()>(if current.is_some() {
+                        Write::Delete
+                    } else {
+                        Write::Unchanged
+                    })
+                });
+        }
+    }
+}
+
+/// What `metadata.generation` counts: everything but metadata and status.
+fn spec_of(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(map) = object.as_object_mut() {
+        map.remove("metadata");
+        map.remove("status");
+    }
+    object
+}
+
+fn object_key(object: &Value) -> String {
+    format!(
+        "{}/{}",
+        object["metadata"]["namespace"].as_str().unwrap_or_default(),
+        object["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
+
+/// The watch line for a change, as seen through a filter: a modified object that stops matching
+/// is reported as deleted, one that starts matching as added.
+fn watch_line(
+    change: &super::store::Change,
+    matches: &impl Fn(&Value) -> bool,
+    event: &impl Fn(&str, &Value) -> Bytes,
+) -> Option<Bytes> {
+    let now = matches(&change.object);
+    let before = change.previous.as_deref().is_some_and(matches);
+    let kind = match (change.kind, before, now) {
+        (ChangeKind::Modified, true, false) => "DELETED",
+        (ChangeKind::Modified, false, true) => "ADDED",
+        (_, _, true) => change.kind.as_str(),
+        _ => return None,
+    };
+    Some(event(kind, &change.object))
+}
+
+/// A stream fed by a task, ending when the task returns or the client goes away.
+fn async_stream<F, Fut>(produce: F) -> impl futures::Stream<Item = Bytes>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Bytes>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(produce(tx));
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures::Stream<Item = Bytes> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,279 @@
+//! A Kubernetes API server for the sandbox and the tests.
+//!
+//! kube-apiserver and etcd cannot be installed from the registries this project builds from, so
+//! the project carries its own server, faithful to the real one for everything the operator
+//! (kube-rs), the stock kubectl and Helm-rendered manifests touch: discovery and OpenAPI,
+//! built-in kinds and CRDs registered at run time, every verb with resourceVersion and
+//! generation semantics, watches that resume or answer 410 Gone, finalizers, the status
+//! subresource, patches and server-side apply, admission of custom resources through
+//! [`crate::admission`], and `Table` output. State is in memory.
+//!
+//! Tests drive faults through [`ApiServer`]: failing a share of requests, dropping watches,
+//! compacting history; and read back every request a client made from its request log.
+
+mod discovery;
+mod handlers;
+mod patch;
+mod resources;
+mod store;
+mod tables;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+pub use resources::ResourceType;
+
+/// State shared by every request.
+pub(crate) struct ServerState {
+    store: store::Store,
+    registry: resources::Registry,
+    clock: Clock,
+    faults: Faults,
+    log: RequestLog,
+}
+
+/// One request a client made, as the request log records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`.
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl RecordedRequest {
+    /// Whether the request changed (or tried to change) something.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
+    }
+}
+
+/// Every request to a resource, in order.
+#[derive(Clone, Default)]
+pub struct RequestLog(Arc<Mutex<Vec<RecordedRequest>>>);
+
+impl RequestLog {
+    fn record(&self, verb: &str, target: &handlers::Target) {
+        self.0.lock().unwrap().push(RecordedRequest {
+            verb: verb.to_string(),
+            group: target.group.clone(),
+            resource: target.plural.clone().unwrap_or_default(),
+            namespace: target.namespace.clone(),
+            name: target.name.clone(),
+            subresource: target.subresource.clone(),
+        });
+    }
+
+    pub fn entries(&self) -> Vec<RecordedRequest> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+/// A share of the requests of one verb (or of all verbs) answered with an error status.
+#[derive(Clone, Debug)]
+pub struct FaultRule {
+    /// `None`: every verb.
+    pub verb: Option<String>,
+    /// 0.0..=1.0.
+    pub share: f64,
+    /// 500, 429 (with Retry-After) or 409.
+    pub status: u16,
+    /// Fail at most this many requests, then stop; `None`: no limit.
+    pub limit: Option<u32>,
+}
+
+#[derive(Clone, Default)]
+struct Faults(Arc<Mutex<Vec<FaultRule>>>);
+
+impl Faults {
+    fn roll(&self, verb: &str) -> Option<u16> {
+        let mut rules = self.0.lock().unwrap();
+        let rule = rules
+            .iter_mut()
+            .filter(|r| r.verb.as_deref().is_none_or(|v| v == verb))
+            .filter(|r| r.limit != Some(0))
+            .find(|r| rand::random::<f64>() < r.share)?;
+        if let Some(left) = rule.limit.as_mut() {
+            *left -= 1;
+        }
+        Some(rule.status)
+    }
+}
+
+/// A running API server.
+pub struct ApiServer {
+    addr: SocketAddr,
+    state: Arc<ServerState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApiServer {
+    /// Starts serving on `addr` (port 0: any free port), with the built-in kinds and the default
+    /// namespaces, timestamps read from `clock`.
+    pub async fn start(addr: SocketAddr, clock: Clock) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let state = Arc::new(ServerState {
+            store: store::Store::default(),
+            registry: resources::Registry::with_builtins(),
+            clock,
+            faults: Faults::default(),
+            log: RequestLog::default(),
+        });
+        let server = Self::with_state(listener, state.clone());
+        for namespace in ["default", "kube-system", "kube-public"] {
+            server
+                .apply_json(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+                .await
+                .expect("default namespaces");
+        }
+        server.log().clear();
+        Ok(server)
+    }
+
+    fn with_state(listener: tokio::net::TcpListener, state: Arc<ServerState>) -> Self {
+        let addr = listener.local_addr().expect("bound");
+        let router = Router::new().fallback(route).with_state(state.clone());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            state,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for this server, for kubectl and `kube::Config::infer`.
+    pub fn kubeconfig_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    server: {url}\ncontexts:\n- name: sandbox\n  context:\n    cluster: sandbox\n    user: sandbox\n    namespace: default\ncurrent-context: sandbox\nusers:\n- name: sandbox\n  user: {{}}\n",
+            url = self.url()
+        )
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig_yaml())
+    }
+
+    /// A kube-rs client for this server.
+    pub fn client(&self) -> kube::Client {
+        let url = self.url().parse().expect("a valid URL");
+        let config = kube::Config::new(url);
+        kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
+    }
+
+    /// Creates the project's CRDs.
+    pub async fn install_crds(&self) -> Result<(), String> {
+        for crd in crate::api::crds() {
+            self.apply_json(serde_json::to_value(crd).expect("serializes"))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates an object through the server's own request path (so it is admitted as any other).
+    pub async fn apply_json(&self, object: serde_json::Value) -> Result<(), String> {
+        let client = self.client();
+        let gvk = kube::core::GroupVersionKind::try_from(
+            &serde_json::from_value::<kube::core::TypeMeta>(object.clone())
+                .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        let (resource, caps) = kube::discovery::pinned_kind(&client, &gvk)
+            .await
+            .map_err(|e| e.to_string())?;
+        let object: kube::core::DynamicObject =
+            serde_json::from_value(object).map_err(|e| e.to_string())?;
+        let api: kube::Api<kube::core::DynamicObject> =
+            match (&object.metadata.namespace, caps.scope) {
+                (Some(ns), kube::discovery::Scope::Namespaced) => {
+                    kube::Api::namespaced_with(client, ns, &resource)
+                }
+                _ => kube::Api::all_with(client, &resource),
+            };
+        api.create(&Default::default(), &object)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Answers a share of the requests with an error status (see [`FaultRule`]).
+    pub fn inject_fault(&self, rule: FaultRule) {
+        self.state.faults.0.lock().unwrap().push(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        self.state.faults.0.lock().unwrap().clear();
+    }
+
+    /// Ends every open watch; clients re-watch from their last version.
+    pub fn drop_watches(&self) {
+        self.state.store.drop_watches();
+    }
+
+    /// Forgets the watch history: re-watching from any earlier version gets 410 Gone.
+    pub fn compact(&self) {
+        self.state.store.compact();
+    }
+
+    /// Every request made to a resource so far.
+    pub fn log(&self) -> &RequestLog {
+        &self.state.log
+    }
+
+    /// Stops serving and waits until the listener is closed.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.state.store.drop_watches();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn route(State(state): State<Arc<ServerState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(body) => body,
+        Err(_) => axum::body::Bytes::new(),
+    };
+    handlers::handle(state, parts.method, parts.uri, parts.headers, body).await
+}

@@ -1,0 +1,319 @@
+//! `Table` responses (`kubectl get`), label and field selectors, and the JSONPath subset printer
+//! columns use.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::resources::ResourceType;
+
+/// A parsed `labelSelector`: every requirement must hold.
+#[derive(Debug, Default)]
+pub struct LabelSelector(Vec<Requirement>);
+
+#[derive(Debug)]
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+impl LabelSelector {
+    /// Parses `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut requirements = Vec::new();
+        let mut rest = text.trim();
+        while !rest.is_empty() {
+            // Split off one requirement: up to a comma outside parentheses.
+            let mut depth = 0;
+            let end = rest
+                .char_indices()
+                .find(|(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    *c == ',' && depth == 0
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            let part = rest[..end].trim();
+            rest = rest.get(end + 1..).unwrap_or("").trim();
+            if part.is_empty() {
+                continue;
+            }
+            let values = |list: &str| -> Result<Vec<String>, String> {
+                let inner = list
+                    .trim()
+                    .strip_prefix('(')
+                    .and_then(|l| l.strip_suffix(')'))
+                    .ok_or_else(|| format!("invalid label selector {text:?}"))?;
+                Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
+            };
+            let requirement = if let Some((k, v)) = part.split_once("!=") {
+                Requirement::NotEquals(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = part.split_once("==") {
+                Requirement::Equals(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = part.split_once('=') {
+                Requirement::Equals(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = part.split_once(" notin ") {
+                Requirement::NotIn(k.trim().into(), values(v)?)
+            } else if let Some((k, v)) = part.split_once(" in ") {
+                Requirement::In(k.trim().into(), values(v)?)
+            } else if let Some(k) = part.strip_prefix('!') {
+                Requirement::NotExists(k.trim().into())
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
+                Requirement::Exists(part.into())
+            } else {
+                return Err(format!("invalid label selector {text:?}"));
+            };
+            requirements.push(requirement);
+        }
+        Ok(Self(requirements))
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        let labels = &object["metadata"]["labels"];
+        let get = |k: &str| labels.get(k).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+        })
+    }
+}
+
+/// A parsed `fieldSelector` over `metadata.name`, `metadata.namespace` and any other dotted
+/// field path (as CRDs' `selectableFields` allow).
+#[derive(Debug, Default)]
+pub struct FieldSelector(Vec<(String, bool, String)>);
+
+impl FieldSelector {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut terms = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (field, equal, value) = if let Some((f, v)) = part.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = part.split_once("==") {
+                (f, true, v)
+            } else if let Some((f, v)) = part.split_once('=') {
+                (f, true, v)
+            } else {
+                return Err(format!("invalid field selector {text:?}"));
+            };
+            terms.push((field.trim().to_string(), equal, value.trim().to_string()));
+        }
+        Ok(Self(terms))
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.0.iter().all(|(field, equal, value)| {
+            let actual = field.split('.').fold(object, |v, k| &v[k]);
+            let actual = match actual {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (actual == *value) == *equal
+        })
+    }
+}
+
+/// Evaluates the JSONPath subset printer columns use: `.a.b`, `.a[0]`, `.a[*].b` and
+/// `.a[?(@.k=="v")].b`.
+pub fn json_path(object: &Value, path: &str) -> Vec<Value> {
+    let mut current = vec![object.clone()];
+    let mut rest = path
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim_start_matches('.');
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('[') {
+            let Some(close) = after.find(']') else {
+                return vec![];
+            };
+            let selector = &after[..close];
+            rest = after[close + 1..].trim_start_matches('.');
+            current = current
+                .into_iter()
+                .flat_map(|v| {
+                    let items = v.as_array().cloned().unwrap_or_default();
+                    if selector == "*" {
+                        items
+                    } else if let Ok(i) = selector.parse::<usize>() {
+                        items.get(i).cloned().into_iter().collect()
+                    } else if let Some(filter) = selector
+                        .strip_prefix("?(@.")
+                        .and_then(|f| f.strip_suffix(')'))
+                    {
+                        let (key, expected) = filter.split_once("==").unwrap_or((filter, ""));
+                        let expected = expected.trim().trim_matches('"').trim_matches('\'');
+                        items
+                            .into_iter()
+                            .filter(|item| {
+                                item.get(key.trim()).and_then(Value::as_str) == Some(expected)
+                            })
+                            .collect()
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect();
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            let key = &rest[..end];
+            rest = rest[end..].trim_start_matches('.');
+            current = current
+                .into_iter()
+                .filter_map(|v| v.get(key).cloned())
+                .collect();
+        }
+    }
+    current
+}
+
+/// Kubernetes' short human durations: `45s`, `3m`, `5h`, `2d`, `3y`.
+pub fn human_age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let seconds = (now - since).num_seconds().max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 3600 * 2 => format!("{}m", s / 60),
+        s if s < 3600 * 48 => format!("{}h", s / 3600),
+        s if s < 86400 * 365 * 2 => format!("{}d", s / 86400),
+        s => format!("{}y", s / (86400 * 365)),
+    }
+}
+
+fn cell(value: Vec<Value>, type_: &str, now: DateTime<Utc>) -> Value {
+    let value = match value.len() {
+        0 => return Value::Null,
+        1 => value.into_iter().next().unwrap(),
+        _ => Value::Array(value),
+    };
+    match (type_, &value) {
+        ("date", Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Value::String(human_age(t.with_timezone(&Utc), now)))
+            .unwrap_or(value),
+        (_, Value::Array(_) | Value::Object(_)) => Value::String(value.to_string()),
+        _ => value,
+    }
+}
+
+/// A `meta.k8s.io/v1` `Table` of `objects` with the resource's printer columns.
+pub fn table(
+    resource: &ResourceType,
+    objects: &[std::sync::Arc<Value>],
+    resource_version: u64,
+    now: DateTime<Utc>,
+) -> Value {
+    let mut columns = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}),
+    ];
+    let mut paths: Vec<(String, String)> = Vec::new();
+    if resource.printer_columns.is_empty() {
+        let extra: &[(&str, &str, &str)] = match resource.kind.as_str() {
+            "Namespace" => &[("Status", "string", ".status.phase")],
+            "ConfigMap" => &[("Data", "integer", "#data")],
+            "Secret" => &[("Type", "string", ".type"), ("Data", "integer", "#data")],
+            _ => &[],
+        };
+        for (name, type_, path) in extra {
+            columns.push(json!({"name": name, "type": type_, "format": "", "description": "", "priority": 0}));
+            paths.push((path.to_string(), type_.to_string()));
+        }
+        columns.push(
+            json!({"name": "Age", "type": "date", "format": "", "description": "", "priority": 0}),
+        );
+        paths.push((".metadata.creationTimestamp".into(), "date".into()));
+    } else {
+        for column in &resource.printer_columns {
+            columns.push(json!({
+                "name": column.name, "type": column.type_, "format": column.format.clone().unwrap_or_default(),
+                "description": column.description.clone().unwrap_or_default(), "priority": column.priority.unwrap_or(0),
+            }));
+            paths.push((column.json_path.clone(), column.type_.clone()));
+        }
+    }
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let mut cells = vec![object["metadata"]["name"].clone()];
+            for (path, type_) in &paths {
+                cells.push(if let Some(field) = path.strip_prefix('#') {
+                    json!(
+                        object
+                            .get(field)
+                            .and_then(Value::as_object)
+                            .map_or(0, |m| m.len())
+                    )
+                } else {
+                    cell(json_path(object, path), type_, now)
+                });
+            }
+            json!({
+                "cells": cells,
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": object["metadata"],
+                },
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version.to_string()},
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selectors() {
+        let object = json!({"metadata": {"labels": {"app": "x", "tier": "db"}}});
+        for (selector, expected) in [
+            ("app=x", true),
+            ("app==x,tier=db", true),
+            ("app!=x", false),
+            ("tier in (db, cache)", true),
+            ("tier notin (db)", false),
+            ("app", true),
+            ("!missing", true),
+            ("missing", false),
+            ("", true),
+        ] {
+            assert_eq!(
+                LabelSelector::parse(selector).unwrap().matches(&object),
+                expected,
+                "{selector}"
+            );
+        }
+        assert!(LabelSelector::parse("a in x").is_err());
+    }
+
+    #[test]
+    fn json_paths() {
+        let object = json!({"status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]}, "spec": {"skus": ["A", "B"]}});
+        assert_eq!(
+            json_path(&object, ".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![json!("True")]
+        );
+        assert_eq!(json_path(&object, ".spec.skus"), vec![json!(["A", "B"])]);
+        assert_eq!(json_path(&object, ".spec.skus[1]"), vec![json!("B")]);
+        assert!(json_path(&object, ".spec.missing").is_empty());
+    }
+}
