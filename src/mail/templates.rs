@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use minijinja::{Environment, UndefinedBehavior, context};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
 
 use crate::api::EmailEvent;
 
@@ -308,6 +308,7 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Keep a template's final newline out of subjects; bodies keep their own layout.
         env.set_keep_trailing_newline(false);
+        env.set_formatter(html_formatter);
         for (name, from, source) in sources.iter() {
             env.add_template_owned(name.clone(), source.clone())
                 .map_err(|err| TemplateError::Invalid {
@@ -374,6 +375,35 @@ fn describe(err: &minijinja::Error) -> String {
     message
 }
 
+/// Escapes strings in HTML templates like minijinja does, except `/`: escaping it is allowed
+/// but makes links in the HTML source unreadable (`https:&#x2f;&#x2f;...`), and some mail
+/// clients show that source to their users.
+fn html_formatter(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    match value.as_str() {
+        Some(text) if state.auto_escape() == AutoEscape::Html && !value.is_safe() => {
+            let mut escaped = String::with_capacity(text.len());
+            for c in text.chars() {
+                match c {
+                    '&' => escaped.push_str("&amp;"),
+                    '<' => escaped.push_str("&lt;"),
+                    '>' => escaped.push_str("&gt;"),
+                    '"' => escaped.push_str("&quot;"),
+                    '\'' => escaped.push_str("&#x27;"),
+                    c => escaped.push(c),
+                }
+            }
+            out.write_str(&escaped).map_err(|err| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, err.to_string())
+            })
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
 /// A subject on one line: user-supplied names must not add header lines.
 fn one_line(subject: &str) -> String {
     subject
@@ -403,6 +433,7 @@ mod tests {
             assert!(email.text.contains("Acme <IT> & Co"), "{event:?}");
             assert!(email.html.contains("Acme &lt;IT&gt; &amp; Co"), "{event:?}");
             assert!(!email.html.contains("<IT>"), "{event:?}");
+            assert!(!email.html.contains("&#x2f;"), "{event:?}");
         }
     }
 
