@@ -369,6 +369,9 @@ async fn starttls_is_required_unless_plaintext_is_allowed() {
         sink.received().is_empty(),
         "nothing may go out in clear: {err}"
     );
+    assert!(err.is_transient(), "{err}");
+    assert!(matches!(err, MailError::Session(_)), "{err}");
+    assert!(err.to_string().contains("STARTTLS"), "{err}");
 }
 
 #[tokio::test]
@@ -468,4 +471,25 @@ async fn waiting_for_more_than_arrives_times_out_with_a_count() {
         .unwrap_err();
     assert_eq!(err.received, 0);
     assert!(err.to_string().contains("expected 1 messages"));
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_transiently() {
+    // Connections complete in the backlog, but nobody ever greets them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("smtp://{}?timeout=0.2", silent.local_addr().unwrap());
+    let err = mailer_for(&url, Templates::built_in())
+        .send(&email(EmailEvent::Activation, &["owner@acme.example"]))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(matches!(err, MailError::Timeout(_)), "{err:?}");
+}
+
+#[test]
+fn the_activation_link_never_shows_in_debug_output() {
+    let email = email(EmailEvent::Activation, &["owner@acme.example"]);
+    let debug = format!("{email:?} {:#?}", email.vars);
+    assert!(!debug.contains(TOKEN), "{debug}");
+    assert!(debug.contains("<redacted>"), "{debug}");
 }

@@ -246,9 +246,14 @@ pub enum MailError {
     Deferred { code: u16, message: String },
     #[error("timed out talking to the SMTP server: {0}")]
     Timeout(String),
-    /// Connecting, TLS, or the connection broke.
+    /// Connecting failed or the connection broke.
     #[error("cannot reach the SMTP server: {0}")]
     Connection(String),
+    /// The server was reached but the session could not go on: TLS failed, STARTTLS is not
+    /// offered although required, an unreadable reply. Counted as transient: it is the
+    /// server's or the network's configuration, which is fixed without touching the email.
+    #[error("the SMTP session failed: {0}")]
+    Session(String),
 }
 
 impl MailError {
@@ -281,6 +286,7 @@ impl MailError {
                 message,
             },
             None if err.is_timeout() => Self::Timeout(message),
+            None if err.is_client() || err.is_response() || err.is_tls() => Self::Session(message),
             None => Self::Connection(message),
         }
     }
