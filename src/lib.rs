@@ -5,14 +5,16 @@
 //! - [`api`]: the custom resources (`Distributor`, `Partner`) and their conditions;
 //! - [`clock`]: the injectable clock every deadline is measured on;
 //! - [`lifecycle`]: the pure subscription state machine (what must happen to a Partner, and when);
+//! - [`mail`]: the lifecycle emails, their templates and their delivery over SMTP;
 //! - [`metrics`]: Prometheus metrics and the health endpoints;
-//! - [`sandbox`]: the embedded API server (and the rest of the sandbox) for trying the operator without a cluster;
+//! - [`sandbox`]: the whole system on one machine: an API server and an SMTP server on loopback;
 //! - [`telemetry`]: structured logging;
 
 pub mod admission;
 pub mod api;
 pub mod clock;
 pub mod lifecycle;
+pub mod mail;
 pub mod metrics;
 pub mod sandbox;
 pub mod telemetry;

@@ -1,5 +1,9 @@
-//! The sandbox: a whole working system on one machine, with no cluster. An embedded Kubernetes
-//! API server on loopback ([`apiserver`]), the project's CRDs installed, and (with the operator
-//! wired in) an SMTP server that keeps every message.
+//! The sandbox: a whole working system on one machine, with no cluster.
+//!
+//! The parts a cluster and a mail provider would supply, run in-process on loopback so the
+//! operator can be tried and tested end to end without either:
+//! - [`apiserver`]: a Kubernetes API server, faithful to kube-apiserver for what we touch;
+//! - [`smtp`]: an SMTP server that keeps every message it accepts.
 
 pub mod apiserver;
+pub mod smtp;

@@ -1,0 +1,12 @@
+//! Lifecycle emails: their wording ([`templates`]) and their delivery over SMTP ([`mailer`]).
+//!
+//! The lifecycle decides *that* an email is due and records the intent in status; this module
+//! only renders and sends it. Each email carries the deterministic Message-ID of
+//! [`crate::lifecycle::message_id`], so a message sent again after a crash is recognisable as
+//! the same one.
+
+pub mod mailer;
+pub mod templates;
+
+pub use mailer::{ConfigError, MailError, Mailer, MailerConfig, OutgoingEmail, Security};
+pub use templates::{ActivationLink, EmailVars, RenderedEmail, TemplateError, Templates};

@@ -1,0 +1,684 @@
+//! An SMTP server on loopback that keeps every message it accepts.
+//!
+//! It speaks enough of RFC 5321 for any client (EHLO/HELO, MAIL, RCPT, DATA with
+//! dot-unstuffing, RSET, NOOP, VRFY, QUIT; AUTH PLAIN and LOGIN accept any password), so the
+//! operator's real mailer is exercised over a real socket. Each message is kept in memory for
+//! tests and, given an outbox directory, written there as `NNNN-<event>.eml` for people
+//! trying the sandbox. TLS is not offered: a client must be told to allow plaintext.
+//!
+//! Faults a mail provider has can be switched on: the whole server down (421) and a recipient
+//! refused at RCPT with a chosen code.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use mail_parser::{MessageParser, MimeHeaders};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
+
+/// Largest message accepted; bigger ones get 552 (advertised as `SIZE`).
+const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+/// Longest command line; longer ones get 500 (RFC 5321 allows 512 octets).
+const MAX_LINE_BYTES: usize = 4096;
+/// An idle client is dropped after this long, as real servers do.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A message the server accepted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReceivedEmail {
+    /// The envelope sender (`MAIL FROM`).
+    pub from: String,
+    /// The envelope recipients (`RCPT TO`) that were accepted.
+    pub to: Vec<String>,
+    /// The `Message-ID` header, with its angle brackets.
+    pub message_id: Option<String>,
+    /// The `Subject` header, decoded.
+    pub subject: Option<String>,
+    /// The `X-Partner-Operator-Event` header.
+    pub event: Option<String>,
+    /// The user the client authenticated as, if it did.
+    pub auth_user: Option<String>,
+    /// The message as received, after dot-unstuffing.
+    pub raw: Vec<u8>,
+}
+
+impl fmt::Debug for ReceivedEmail {
+    /// The raw message may hold an activation link: it is left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReceivedEmail")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("message_id", &self.message_id)
+            .field("subject", &self.subject)
+            .field("event", &self.event)
+            .field("auth_user", &self.auth_user)
+            .field("raw_bytes", &self.raw.len())
+            .finish()
+    }
+}
+
+impl ReceivedEmail {
+    fn new(from: String, to: Vec<String>, auth_user: Option<String>, raw: Vec<u8>) -> Self {
+        let parsed = MessageParser::default().parse(&raw);
+        let parsed = parsed.as_ref();
+        Self {
+            message_id: parsed
+                .and_then(|m| m.message_id())
+                .map(|id| format!("<{id}>")),
+            subject: parsed.and_then(|m| m.subject()).map(str::to_owned),
+            event: parsed
+                .and_then(|m| m.header_raw("X-Partner-Operator-Event"))
+                .map(|v| v.trim().to_owned()),
+            from,
+            to,
+            auth_user,
+            raw,
+        }
+    }
+
+    /// `type/subtype` of the message, e.g. `multipart/alternative`.
+    pub fn content_type(&self) -> Option<String> {
+        let parsed = MessageParser::default().parse(&self.raw)?;
+        let ct = parsed.content_type()?;
+        Some(match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+            None => ct.ctype().to_ascii_lowercase(),
+        })
+    }
+
+    /// The decoded `text/plain` part.
+    pub fn text_body(&self) -> Option<String> {
+        let parsed = MessageParser::default().parse(&self.raw)?;
+        let part = parsed.text_body.first().copied()?;
+        let part = parsed.part(part)?;
+        if !part.is_text() || part.is_text_html() {
+            return None;
+        }
+        part.text_contents().map(str::to_owned)
+    }
+
+    /// The decoded `text/html` part.
+    pub fn html_body(&self) -> Option<String> {
+        let parsed = MessageParser::default().parse(&self.raw)?;
+        let part = parsed.html_body.first().copied()?;
+        let part = parsed.part(part)?;
+        if !part.is_text_html() {
+            return None;
+        }
+        part.text_contents().map(str::to_owned)
+    }
+
+    /// The raw value of the header `name` (first occurrence), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let parsed = MessageParser::default().parse(&self.raw)?;
+        parsed
+            .header_raw(name.to_owned())
+            .map(|v| v.replace("\r\n", "").trim().to_owned())
+    }
+}
+
+/// `wait_for` gave up.
+#[derive(Debug, thiserror::Error)]
+#[error("expected {expected} messages within {timeout:?}, received {received}")]
+pub struct WaitTimeout {
+    pub expected: usize,
+    pub received: usize,
+    pub timeout: Duration,
+}
+
+struct Shared {
+    messages: Mutex<Vec<ReceivedEmail>>,
+    /// Number of messages received, to wake `wait_for`.
+    count: watch::Sender<usize>,
+    down: AtomicBool,
+    /// Lower-cased address -> reply code at RCPT.
+    rejected: Mutex<HashMap<String, u16>>,
+    outbox: Option<Outbox>,
+}
+
+/// The directory messages are written to, and the number of the last one.
+struct Outbox {
+    dir: PathBuf,
+    last: tokio::sync::Mutex<u32>,
+}
+
+impl Outbox {
+    /// Continues numbering after the files already there, so a restarted sandbox never
+    /// overwrites what an earlier run received.
+    fn open(dir: PathBuf) -> io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let mut last = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name
+                .split_once('-')
+                .filter(|_| name.ends_with(".eml"))
+                .and_then(|(n, _)| n.parse::<u32>().ok())
+            {
+                last = last.max(n);
+            }
+        }
+        Ok(Self {
+            dir,
+            last: tokio::sync::Mutex::new(last),
+        })
+    }
+
+    /// Writes the message whole (to a temporary name, then renamed), so a reader never sees
+    /// half a message.
+    async fn store(&self, event: Option<&str>, raw: &[u8]) -> io::Result<PathBuf> {
+        let mut last = self.last.lock().await;
+        let n = *last + 1;
+        let event: String = event
+            .unwrap_or("message")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let name = format!("{n:04}-{event}.eml");
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let path = self.dir.join(name);
+        tokio::fs::write(&tmp, raw).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        *last = n;
+        Ok(path)
+    }
+}
+
+/// A running SMTP server; stops when dropped.
+pub struct SmtpSink {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: AbortHandle,
+}
+
+impl fmt::Debug for SmtpSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSink")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl SmtpSink {
+    /// Listens on `addr` (port 0 picks a free one), writing messages to `outbox` if given.
+    pub async fn start(addr: SocketAddr, outbox: Option<PathBuf>) -> io::Result<Self> {
+        let outbox = outbox.map(Outbox::open).transpose()?;
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            messages: Mutex::new(Vec::new()),
+            count: watch::Sender::new(0),
+            down: AtomicBool::new(false),
+            rejected: Mutex::new(HashMap::new()),
+            outbox,
+        });
+        let accept = tokio::spawn(accept_loop(listener, shared.clone())).abort_handle();
+        Ok(Self {
+            addr,
+            shared,
+            accept,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// An `smtp://` URL for this server (plaintext: clients must allow it).
+    pub fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    /// The outbox directory, if messages are written to one.
+    pub fn outbox(&self) -> Option<&Path> {
+        self.shared.outbox.as_ref().map(|o| o.dir.as_path())
+    }
+
+    /// Every message accepted so far, in order.
+    pub fn received(&self) -> Vec<ReceivedEmail> {
+        lock(&self.shared.messages).clone()
+    }
+
+    /// Waits until at least `count` messages were accepted, then returns all of them.
+    pub async fn wait_for(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<ReceivedEmail>, WaitTimeout> {
+        let mut changes = self.shared.count.subscribe();
+        let reached = tokio::time::timeout(timeout, changes.wait_for(|n| *n >= count)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(self.received()),
+            _ => Err(WaitTimeout {
+                expected: count,
+                received: *self.shared.count.borrow(),
+                timeout,
+            }),
+        }
+    }
+
+    /// While down, new connections are greeted with 421 and closed, and open ones get 421 at
+    /// their next command: what a client sees from a provider in maintenance.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Refuses `address` at RCPT with `code` (e.g. 550 for no such mailbox, 450 for try
+    /// later). The rest of the transaction goes on, as with a real server.
+    pub fn reject_recipient(&self, address: &str, code: u16) {
+        lock(&self.shared.rejected).insert(address.to_ascii_lowercase(), code);
+    }
+
+    /// Accepts `address` again.
+    pub fn accept_recipient(&self, address: &str) {
+        lock(&self.shared.rejected).remove(&address.to_ascii_lowercase());
+    }
+}
+
+/// Locks a mutex, carrying on past a panic of another holder: the data stays usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    // Owning the sessions here means aborting this task ends them all.
+    let mut sessions = JoinSet::new();
+    loop {
+        while sessions.try_join_next().is_some() {}
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors and the like: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        sessions.spawn(async move {
+            if let Err(Stop::Io(err)) = Session::new(stream, shared).run().await {
+                tracing::debug!(error = %err, "SMTP session ended");
+            }
+        });
+    }
+}
+
+/// The reason a session ends early.
+enum Stop {
+    Quit,
+    Io(io::Error),
+}
+
+impl From<io::Error> for Stop {
+    fn from(err: io::Error) -> Self {
+        Self::Io(err)
+    }
+}
+
+struct Session {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    shared: Arc<Shared>,
+    greeted: bool,
+    auth_user: Option<String>,
+    from: Option<String>,
+    to: Vec<String>,
+}
+
+impl Session {
+    fn new(stream: TcpStream, shared: Arc<Shared>) -> Self {
+        let _ = stream.set_nodelay(true);
+        let (read, writer) = stream.into_split();
+        Self {
+            reader: BufReader::new(read),
+            writer,
+            shared,
+            greeted: false,
+            auth_user: None,
+            from: None,
+            to: Vec::new(),
+        }
+    }
+
+    fn down(&self) -> bool {
+        self.shared.down.load(Ordering::SeqCst)
+    }
+
+    async fn reply(&mut self, line: &str) -> io::Result<()> {
+        // One write per reply: two small writes would meet Nagle's algorithm and the peer's
+        // delayed ACK, costing 40 ms a reply.
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+    }
+
+    /// One line without its line ending; `None` at end of input. Over-long lines are
+    /// returned cut, flagged by `true`.
+    async fn line(&mut self) -> Result<Option<(Vec<u8>, bool)>, Stop> {
+        let mut line = Vec::new();
+        let mut too_long = false;
+        loop {
+            let buf = tokio::time::timeout(IDLE_TIMEOUT, self.reader.fill_buf())
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle client"))??;
+            if buf.is_empty() {
+                return Ok((!line.is_empty()).then_some((line, too_long)));
+            }
+            let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (&buf[..=i], true),
+                None => (buf, false),
+            };
+            let used = chunk.len();
+            if line.len() + used <= MAX_MESSAGE_BYTES {
+                line.extend_from_slice(chunk);
+            } else {
+                too_long = true;
+            }
+            self.reader.consume(used);
+            if done {
+                while matches!(line.last(), Some(b'\n' | b'\r')) {
+                    line.pop();
+                }
+                return Ok(Some((line, too_long)));
+            }
+        }
+    }
+
+    async fn run(mut self) -> Result<(), Stop> {
+        if self.down() {
+            self.reply("421 4.3.2 localhost Service not available, closing channel")
+                .await?;
+            return Ok(());
+        }
+        self.reply("220 localhost ESMTP partner-operator sandbox")
+            .await?;
+        loop {
+            let Some((line, too_long)) = self.line().await? else {
+                return Ok(());
+            };
+            if self.down() {
+                self.reply("421 4.3.2 localhost Service not available, closing channel")
+                    .await?;
+                return Ok(());
+            }
+            if too_long || line.len() > MAX_LINE_BYTES {
+                self.reply("500 5.5.2 Line too long").await?;
+                continue;
+            }
+            let line = String::from_utf8_lossy(&line).into_owned();
+            match self.command(&line).await {
+                Ok(()) => {}
+                Err(Stop::Quit) => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn command(&mut self, line: &str) -> Result<(), Stop> {
+        let (verb, arg) = match line.split_once(' ') {
+            Some((verb, arg)) => (verb.to_ascii_uppercase(), arg.trim()),
+            None => (line.trim().to_ascii_uppercase(), ""),
+        };
+        match verb.as_str() {
+            "EHLO" => {
+                self.reset();
+                self.greeted = true;
+                self.reply(&format!(
+                    "250-localhost greets {arg}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n\
+                     250-SIZE {MAX_MESSAGE_BYTES}\r\n250 AUTH PLAIN LOGIN"
+                ))
+                .await?;
+            }
+            "HELO" => {
+                self.reset();
+                self.greeted = true;
+                self.reply("250 localhost").await?;
+            }
+            "MAIL" => self.mail(arg).await?,
+            "RCPT" => self.rcpt(arg).await?,
+            "DATA" => self.data().await?,
+            "AUTH" => self.auth(arg).await?,
+            "RSET" => {
+                self.reset();
+                self.reply("250 2.0.0 OK").await?;
+            }
+            "NOOP" => self.reply("250 2.0.0 OK").await?,
+            "VRFY" => {
+                self.reply("252 2.5.0 Cannot verify, but will accept")
+                    .await?
+            }
+            "QUIT" => {
+                self.reply("221 2.0.0 Bye").await?;
+                return Err(Stop::Quit);
+            }
+            "STARTTLS" => self.reply("502 5.5.1 STARTTLS not offered").await?,
+            _ => self.reply("500 5.5.2 Command not recognized").await?,
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.from = None;
+        self.to.clear();
+    }
+
+    async fn mail(&mut self, arg: &str) -> Result<(), Stop> {
+        if !self.greeted {
+            return Ok(self.reply("503 5.5.1 Send EHLO or HELO first").await?);
+        }
+        if self.from.is_some() {
+            return Ok(self.reply("503 5.5.1 Sender already given").await?);
+        }
+        match path_argument(arg, "FROM:") {
+            Some(from) => {
+                self.from = Some(from);
+                self.reply("250 2.1.0 OK").await?;
+            }
+            None => self.reply("501 5.5.4 Syntax: MAIL FROM:<address>").await?,
+        }
+        Ok(())
+    }
+
+    async fn rcpt(&mut self, arg: &str) -> Result<(), Stop> {
+        if self.from.is_none() {
+            return Ok(self.reply("503 5.5.1 Need MAIL before RCPT").await?);
+        }
+        let Some(to) = path_argument(arg, "TO:").filter(|to| !to.is_empty()) else {
+            return Ok(self.reply("501 5.5.4 Syntax: RCPT TO:<address>").await?);
+        };
+        let refused = lock(&self.shared.rejected)
+            .get(&to.to_ascii_lowercase())
+            .copied();
+        match refused {
+            Some(code) if code >= 500 => {
+                self.reply(&format!("{code} 5.1.1 <{to}>: Recipient address rejected"))
+                    .await?
+            }
+            Some(code) => {
+                self.reply(&format!("{code} 4.2.1 <{to}>: Try again later"))
+                    .await?
+            }
+            None => {
+                self.to.push(to);
+                self.reply("250 2.1.5 OK").await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn data(&mut self) -> Result<(), Stop> {
+        if self.from.is_none() || self.to.is_empty() {
+            return Ok(self
+                .reply("503 5.5.1 Need MAIL and RCPT before DATA")
+                .await?);
+        }
+        self.reply("354 End data with <CR><LF>.<CR><LF>").await?;
+        let mut raw = Vec::new();
+        let mut too_big = false;
+        loop {
+            let Some((line, _)) = self.line().await? else {
+                return Ok(());
+            };
+            if line == b"." {
+                break;
+            }
+            // Dot-unstuffing: the client doubled every leading dot.
+            let line = line.strip_prefix(b".").unwrap_or(&line);
+            if raw.len() + line.len() + 2 > MAX_MESSAGE_BYTES {
+                too_big = true;
+                continue;
+            }
+            raw.extend_from_slice(line);
+            raw.extend_from_slice(b"\r\n");
+        }
+        let from = self.from.take().unwrap_or_default();
+        let to = std::mem::take(&mut self.to);
+        if too_big {
+            return Ok(self.reply("552 5.3.4 Message too big").await?);
+        }
+        if self.down() {
+            return Ok(self
+                .reply("421 4.3.2 localhost Service not available, closing channel")
+                .await?);
+        }
+        let email = ReceivedEmail::new(from, to, self.auth_user.clone(), raw);
+        if let Some(outbox) = &self.shared.outbox
+            && let Err(err) = outbox.store(email.event.as_deref(), &email.raw).await
+        {
+            tracing::warn!(error = %err, "cannot write to the outbox");
+            return Ok(self.reply("451 4.3.0 Cannot store the message").await?);
+        }
+        let id = email.message_id.clone().unwrap_or_default();
+        let count = {
+            let mut messages = lock(&self.shared.messages);
+            messages.push(email);
+            messages.len()
+        };
+        self.shared.count.send_replace(count);
+        self.reply(&format!("250 2.0.0 OK queued as {id}")).await?;
+        Ok(())
+    }
+
+    /// Accepts any credentials: the sandbox checks that a client authenticates, not who.
+    async fn auth(&mut self, arg: &str) -> Result<(), Stop> {
+        let (mechanism, initial) = match arg.split_once(' ') {
+            Some((m, initial)) => (m.to_ascii_uppercase(), Some(initial.trim().to_owned())),
+            None => (arg.to_ascii_uppercase(), None),
+        };
+        let user = match mechanism.as_str() {
+            "PLAIN" => {
+                let response = match initial {
+                    Some(initial) => initial,
+                    None => match self.challenge("").await? {
+                        Some(response) => response,
+                        None => return Ok(()),
+                    },
+                };
+                // authzid NUL authcid NUL password
+                decode(&response).and_then(|plain| {
+                    plain
+                        .split('\0')
+                        .nth(1)
+                        .map(str::to_owned)
+                        .filter(|_| plain.split('\0').count() == 3)
+                })
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(initial) => Some(initial),
+                    None => self.challenge("VXNlcm5hbWU6").await?,
+                };
+                let Some(user) = user else { return Ok(()) };
+                if self.challenge("UGFzc3dvcmQ6").await?.is_none() {
+                    return Ok(());
+                }
+                decode(&user)
+            }
+            _ => {
+                return Ok(self
+                    .reply("504 5.5.4 Unrecognized authentication type")
+                    .await?);
+            }
+        };
+        match user {
+            Some(user) => {
+                self.auth_user = Some(user);
+                self.reply("235 2.7.0 Authentication successful").await?;
+            }
+            None => self.reply("501 5.5.2 Cannot decode response").await?,
+        }
+        Ok(())
+    }
+
+    /// Sends a 334 challenge; `None` when the client cancelled (after replying 501).
+    async fn challenge(&mut self, prompt: &str) -> Result<Option<String>, Stop> {
+        self.reply(&format!("334 {prompt}")).await?;
+        let Some((line, _)) = self.line().await? else {
+            return Err(Stop::Quit);
+        };
+        let line = String::from_utf8_lossy(&line).trim().to_owned();
+        if line == "*" {
+            self.reply("501 5.7.0 Authentication cancelled").await?;
+            return Ok(None);
+        }
+        Ok(Some(line))
+    }
+}
+
+fn decode(base64: &str) -> Option<String> {
+    let bytes = BASE64.decode(base64.trim()).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The address of `FROM:<addr> [params]` / `TO:<addr> [params]`, case-insensitively.
+fn path_argument(arg: &str, keyword: &str) -> Option<String> {
+    let head = arg.get(..keyword.len())?;
+    if !head.eq_ignore_ascii_case(keyword) {
+        return None;
+    }
+    let rest = arg[keyword.len()..].trim_start();
+    let rest = rest.strip_prefix('<')?;
+    let end = rest.find('>')?;
+    Some(rest[..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_paths() {
+        assert_eq!(
+            path_argument("FROM:<a@example.com> SIZE=10", "FROM:").as_deref(),
+            Some("a@example.com")
+        );
+        assert_eq!(
+            path_argument("to: <B@example.com>", "TO:").as_deref(),
+            Some("B@example.com")
+        );
+        assert_eq!(path_argument("FROM:<>", "FROM:").as_deref(), Some(""));
+        assert_eq!(path_argument("FROM:a@example.com", "FROM:"), None);
+        assert_eq!(path_argument("TO:<a@example.com>", "FROM:"), None);
+    }
+}
