@@ -4,17 +4,23 @@
 //! - [`admission`]: what kube-apiserver checks before it stores a custom resource (defaults, schema, CEL);
 //! - [`api`]: the custom resources (`Distributor`, `Partner`) and their conditions;
 //! - [`clock`]: the injectable clock every deadline is measured on;
+//! - [`controller`]: the reconcilers (Partner, Distributor) and their wiring;
 //! - [`lifecycle`]: the pure subscription state machine (what must happen to a Partner, and when);
 //! - [`mail`]: the lifecycle emails, their templates and their delivery over SMTP;
 //! - [`metrics`]: Prometheus metrics and the health endpoints;
+//! - [`operator`]: the `run` command: settings checked up front, then the controllers;
 //! - [`sandbox`]: the whole system on one machine: an API server and an SMTP server on loopback;
 //! - [`telemetry`]: structured logging;
+//! - [`tenant`]: a Partner's tenant namespace, entitlements and activation secret;
 
 pub mod admission;
 pub mod api;
 pub mod clock;
+pub mod controller;
 pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
+pub mod operator;
 pub mod sandbox;
 pub mod telemetry;
+pub mod tenant;

@@ -827,7 +827,8 @@ impl Request<'_> {
                 }
                 Ok(object)
             },
-            None,
+            // As in kube-apiserver, a resourceVersion in the patch is a precondition.
+            patch_body["metadata"]["resourceVersion"].as_str().map(str::to_string),
         )
     }
 

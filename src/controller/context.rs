@@ -1,0 +1,153 @@
+//! What every reconciliation shares: the client, the caches, the mailer, the clock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::warn;
+
+use super::{OperatorConfig, PartnerIndex};
+use crate::api::{Distributor, Partner};
+use crate::clock::Clock;
+use crate::mail::Mailer;
+use crate::metrics::{Metrics, Readiness};
+
+pub struct Context {
+    pub client: Client,
+    pub clock: Clock,
+    pub mailer: Arc<Mailer>,
+    pub activation_base_url: Option<String>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    pub partners: Store<Partner>,
+    pub distributors: Store<Distributor>,
+    pub namespaces: Store<Namespace>,
+    pub index: PartnerIndex,
+    recorder: Recorder,
+    synced: AtomicBool,
+    /// Tells the Distributor controller that one of its Partners changed in a way it counts.
+    distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
+    /// Consecutive failures per Partner, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<Partner>, u32>>,
+}
+
+/// First retry after a failure; doubles on each further failure.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// The longest wait between retries.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+impl Context {
+    pub(super) fn new(
+        client: Client,
+        config: &OperatorConfig,
+        partners: Store<Partner>,
+        distributors: Store<Distributor>,
+        namespaces: Store<Namespace>,
+        index: PartnerIndex,
+        distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "partner-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            clock: config.clock.clone(),
+            mailer: config.mailer.clone(),
+            activation_base_url: config.activation_base_url.clone(),
+            metrics: config.metrics.clone(),
+            readiness: config.readiness.clone(),
+            partners,
+            distributors,
+            namespaces,
+            index,
+            synced: AtomicBool::new(false),
+            distributor_triggers,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Whether every cache has been filled once. Until then a reconciler would decide on a
+    /// partial picture (a Distributor not seen yet looks deleted), so it waits instead.
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    pub fn recount(&self, distributor: &str) {
+        let _ = self.distributor_triggers.send(ObjectRef::new(distributor));
+    }
+
+    /// Records a Kubernetes Event on `partner`. Events are best effort: a failure is logged,
+    /// never retried, and never fails the reconciliation.
+    pub async fn publish(&self, partner: &Partner, warning: bool, reason: &str, note: String) {
+        let event = KubeEvent {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        let reference = kube::Resource::object_ref(partner, &());
+        if let Err(err) = self.recorder.publish(&event, &reference).await {
+            warn!(reason, error = %err, "could not record an Event");
+        }
+    }
+
+    /// The wait before retrying `partner` after one more failure.
+    pub fn backoff(&self, partner: &ObjectRef<Partner>) -> Duration {
+        let mut failures = self.failures.lock().unwrap();
+        let count = failures.entry(partner.clone()).or_default();
+        *count = count.saturating_add(1);
+        backoff_after(*count)
+    }
+
+    pub fn succeeded(&self, partner: &ObjectRef<Partner>) {
+        self.failures.lock().unwrap().remove(partner);
+    }
+}
+
+/// The wait after `failures` consecutive failures: 0.5 s, 1 s, 2 s, ... up to 5 minutes.
+fn backoff_after(failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_CAP)
+}
+
+/// Marks the context (and `/readyz`) ready once the Partner, Distributor and Namespace caches
+/// have each been filled from a first list.
+pub(super) async fn mark_ready_when_synced(ctx: Arc<Context>) {
+    let waits = futures::future::join3(
+        ctx.partners.wait_until_ready(),
+        ctx.distributors.wait_until_ready(),
+        ctx.namespaces.wait_until_ready(),
+    );
+    let (a, b, c) = waits.await;
+    if a.is_ok() && b.is_ok() && c.is_ok() {
+        ctx.synced.store(true, Ordering::Release);
+        ctx.readiness.set_ready(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff_after(1), Duration::from_millis(500));
+        assert_eq!(backoff_after(2), Duration::from_secs(1));
+        assert_eq!(backoff_after(5), Duration::from_secs(8));
+        assert_eq!(backoff_after(12), BACKOFF_CAP);
+        assert_eq!(backoff_after(u32::MAX), BACKOFF_CAP);
+    }
+}

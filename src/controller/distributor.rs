@@ -1,0 +1,117 @@
+//! The Distributor reconciler: keeps `status.partners` and `status.billing` equal to what its
+//! Partners' statuses say, and reports the Distributor Ready.
+//!
+//! Counts are read from the Partner cache through the index, never by listing. A Partner being
+//! deleted no longer counts (its billing ended when its deletion began).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::Context;
+use crate::api::{Distributor, DistributorStatus, set_condition, types};
+use crate::lifecycle;
+use crate::metrics::{DistributorLabels, LevelLabels, SeatLabels};
+
+pub async fn reconcile(distributor: Arc<Distributor>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+    if !ctx.synced() {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let started = std::time::Instant::now();
+    let result = recount(&distributor, &ctx).await;
+    ctx.metrics
+        .observe_reconcile("distributor", started.elapsed(), result.is_err());
+    result
+}
+
+pub fn error_policy(_: Arc<Distributor>, error: &kube::Error, _: Arc<Context>) -> Action {
+    tracing::warn!(%error, "distributor reconciliation failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kube::Error> {
+    let name = distributor.name_any();
+    let partners: Vec<_> = ctx
+        .index
+        .of_distributor(&name)
+        .iter()
+        .filter_map(|r| ctx.partners.get(r))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    let (counts, billing) =
+        lifecycle::distributor_totals(partners.iter().filter_map(|p| p.status.as_ref()));
+    export_metrics(ctx, distributor, &counts, &billing);
+
+    let before = distributor.status.clone().unwrap_or_default();
+    let generation = distributor.metadata.generation;
+    let mut status = DistributorStatus {
+        observed_generation: generation,
+        conditions: before.conditions.clone(),
+        partners: Some(counts),
+        billing: Some(billing),
+    };
+    set_condition(
+        &mut status.conditions,
+        types::READY,
+        true,
+        "CountsCurrent",
+        "spec accepted; partner counts and billing are current",
+        generation,
+        ctx.clock.now(),
+    );
+    if status != before {
+        Api::<Distributor>::all(ctx.client.clone())
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await?;
+    }
+    Ok(Action::await_change())
+}
+
+fn export_metrics(
+    ctx: &Context,
+    distributor: &Distributor,
+    counts: &crate::api::PartnerCounts,
+    billing: &crate::api::DistributorBilling,
+) {
+    let metrics = &ctx.metrics;
+    let name = distributor.name_any();
+    for (level, count) in [
+        ("Pending", counts.pending),
+        ("Trial", counts.trial),
+        ("Production", counts.production),
+        ("Expired", counts.expired),
+    ] {
+        metrics
+            .partners
+            .get_or_create(&LevelLabels {
+                distributor: name.to_string(),
+                level: level.to_string(),
+            })
+            .set(i64::from(count));
+    }
+    metrics
+        .billable_partners
+        .get_or_create(&DistributorLabels {
+            distributor: name.to_string(),
+        })
+        .set(i64::from(billing.production_partners));
+    // Every SKU on offer, so a SKU whose last seat went away reads 0 rather than its last value.
+    for sku in &distributor.spec.skus {
+        let seats = billing.seats.get(&sku.0).copied().unwrap_or(0);
+        metrics
+            .seats
+            .get_or_create(&SeatLabels {
+                distributor: name.clone(),
+                sku: sku.0.clone(),
+            })
+            .set(i64::from(seats));
+    }
+}

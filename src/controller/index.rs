@@ -1,0 +1,76 @@
+//! Which Partners a Distributor or a namespace concerns, kept current from the Partner watch, so
+//! a change to either reaches its Partners without listing them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::Partner;
+
+#[derive(Clone, Default)]
+pub struct PartnerIndex {
+    inner: Arc<RwLock<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_distributor: HashMap<String, HashSet<ObjectRef<Partner>>>,
+    by_namespace: HashMap<String, HashSet<ObjectRef<Partner>>>,
+}
+
+impl PartnerIndex {
+    /// Records a Partner seen by the watch. `distributorRef` is immutable, so an entry never moves.
+    pub fn insert(&self, partner: &Partner) {
+        let reference = ObjectRef::from_obj(partner);
+        let mut inner = self.inner.write().unwrap();
+        inner
+            .by_distributor
+            .entry(partner.spec.distributor_ref.name.clone())
+            .or_default()
+            .insert(reference.clone());
+        inner
+            .by_namespace
+            .entry(partner.namespace().unwrap_or_default())
+            .or_default()
+            .insert(reference);
+    }
+
+    pub fn remove(&self, partner: &Partner) {
+        let reference = ObjectRef::from_obj(partner);
+        let mut inner = self.inner.write().unwrap();
+        let distributor = partner.spec.distributor_ref.name.clone();
+        if let Some(set) = inner.by_distributor.get_mut(&distributor) {
+            set.remove(&reference);
+            if set.is_empty() {
+                inner.by_distributor.remove(&distributor);
+            }
+        }
+        let namespace = partner.namespace().unwrap_or_default();
+        if let Some(set) = inner.by_namespace.get_mut(&namespace) {
+            set.remove(&reference);
+            if set.is_empty() {
+                inner.by_namespace.remove(&namespace);
+            }
+        }
+    }
+
+    pub fn of_distributor(&self, name: &str) -> Vec<ObjectRef<Partner>> {
+        let inner = self.inner.read().unwrap();
+        inner
+            .by_distributor
+            .get(name)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn in_namespace(&self, namespace: &str) -> Vec<ObjectRef<Partner>> {
+        let inner = self.inner.read().unwrap();
+        inner
+            .by_namespace
+            .get(namespace)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}

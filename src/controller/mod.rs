@@ -1,0 +1,231 @@
+//! The reconcilers and their wiring: a Partner controller that drives each Partner through
+//! [`crate::lifecycle`], and a Distributor controller that keeps each Distributor's counts.
+//!
+//! What feeds them:
+//! - Partners, through one watch whose events also maintain a [`PartnerIndex`] (by Distributor
+//!   and by namespace), so a change elsewhere finds its Partners without a list;
+//! - Distributors, through a watch whose *spec* changes (and deletions) reach the Partners that
+//!   name them; status-only updates are filtered out, or every count update would wake every
+//!   Partner of the Distributor;
+//! - Namespaces, through a watch whose store answers "may this namespace bind?" and "does the
+//!   tenant exist?"; a tenant namespace (labelled with its Partner) maps to its Partner, so a
+//!   deleted tenant is provisioned again; any other namespace maps to the Partners inside it;
+//! - the clock: when a test or the sandbox moves it, every Partner is looked at again;
+//! - the Partner reconciler, which tells the Distributor controller when a count may have moved.
+//!
+//! No periodic resync: a Partner is requeued at its next deadline (plus a little jitter), and
+//! errors back off exponentially up to a cap, per Partner.
+
+mod context;
+mod distributor;
+mod index;
+mod partner;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::ListParams;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{Controller, WatchStreamExt, reflector};
+use kube::{Api, Client, ResourceExt};
+use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
+use tracing::{info, warn};
+
+pub use context::Context;
+pub use index::PartnerIndex;
+
+use crate::api::{Distributor, Partner};
+use crate::clock::Clock;
+use crate::mail::Mailer;
+use crate::metrics::{Metrics, Readiness};
+
+/// The finalizer the operator puts on every Partner, so it can deprovision the tenant.
+pub const FINALIZER: &str = "partner-operator.io/tenant";
+
+/// Everything the operator needs besides a Kubernetes client.
+pub struct OperatorConfig {
+    pub mailer: Arc<Mailer>,
+    /// `--activation-base-url`: used for Distributors that set no `spec.activation.baseUrl`.
+    pub activation_base_url: Option<String>,
+    /// `--namespace`: watch Partners in this namespace only.
+    pub namespace: Option<String>,
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    /// Reconciliations run at once, per controller.
+    pub concurrency: u16,
+}
+
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "the {0} CRD is not installed in the cluster (apply crds/ or the Helm chart's CRDs first)"
+    )]
+    MissingCrd(&'static str),
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Unreachable(String),
+}
+
+/// Checks that the API server answers and serves both CRDs.
+pub async fn preflight(client: &Client) -> Result<(), StartError> {
+    let probe = ListParams::default().limit(1);
+    let check = |result: kube::Result<()>, kind: &'static str| match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Err(StartError::MissingCrd(kind)),
+        Err(err) => Err(StartError::Unreachable(err.to_string())),
+    };
+    check(
+        Api::<Distributor>::all(client.clone()).list(&probe).await.map(drop),
+        "distributors.partner-operator.io",
+    )?;
+    check(
+        Api::<Partner>::all(client.clone()).list(&probe).await.map(drop),
+        "partners.partner-operator.io",
+    )
+}
+
+/// Runs both controllers until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    config: OperatorConfig,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let partners_api: Api<Partner> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let distributors_api: Api<Distributor> = Api::all(client.clone());
+    let namespaces_api: Api<Namespace> = Api::all(client.clone());
+    let index = PartnerIndex::default();
+
+    // Partners: one watch, a store, and the index.
+    let (partners, partners_writer) = reflector::store();
+    let indexing = index.clone();
+    let partner_events = reflector(
+        partners_writer,
+        kube::runtime::watcher(partners_api.clone(), watcher::Config::default()),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| match event {
+        Event::Apply(p) | Event::InitApply(p) => indexing.insert(p),
+        Event::Delete(p) => indexing.remove(p),
+        Event::Init | Event::InitDone => {}
+    })
+    .touched_objects();
+
+    // Distributors: a store for the reconciler, and spec changes as triggers.
+    let (distributors, distributors_writer) = reflector::store();
+    let generations = Mutex::new(HashMap::<String, Option<i64>>::new());
+    let distributor_changes = reflector(
+        distributors_writer,
+        kube::runtime::watcher(distributors_api.clone(), watcher::Config::default()),
+    )
+    .default_backoff()
+    .try_filter_map(move |event| {
+        let mut seen = generations.lock().unwrap();
+        let changed = match event {
+            Event::Apply(d) | Event::InitApply(d) => {
+                let generation = d.metadata.generation;
+                (seen.insert(d.name_any(), generation) != Some(generation)).then_some(d)
+            }
+            Event::Delete(d) => {
+                seen.remove(&d.name_any());
+                Some(d)
+            }
+            Event::Init | Event::InitDone => None,
+        };
+        futures::future::ready(Ok(changed))
+    });
+
+    // Namespaces: a store, and changes as triggers.
+    let (namespaces, namespaces_writer) = reflector::store();
+    let namespace_events = reflector(
+        namespaces_writer,
+        kube::runtime::watcher(namespaces_api, watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let (distributor_triggers, distributor_trigger_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        &config,
+        partners.clone(),
+        distributors.clone(),
+        namespaces.clone(),
+        index.clone(),
+        distributor_triggers,
+    ));
+    tokio::spawn(context::mark_ready_when_synced(ctx.clone()));
+
+    let clock_jumps = WatchStream::from_changes(config.clock.jumps()).map(|_| ());
+    let (stop_partners, stop_distributors) = shutdown_pair(shutdown);
+
+    let by_distributor = index.clone();
+    let by_namespace = index.clone();
+    let partner_controller = Controller::for_stream(partner_events, partners)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(config.concurrency),
+        )
+        .watches_stream(distributor_changes, move |d: Distributor| {
+            by_distributor.of_distributor(&d.name_any())
+        })
+        .watches_stream(namespace_events, move |ns: Namespace| {
+            match crate::tenant::owner_of(&ns) {
+                Some((namespace, name)) => vec![ObjectRef::new(&name).within(&namespace)],
+                None => by_namespace.in_namespace(&ns.name_any()),
+            }
+        })
+        .reconcile_all_on(clock_jumps)
+        .graceful_shutdown_on(stop_partners)
+        .run(partner::reconcile, partner::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                warn!(error = %err, "partner reconciliation failed");
+            }
+        });
+
+    let distributor_controller = Controller::new(distributors_api, watcher::Config::default())
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(4)
+                .debounce(Duration::from_millis(200)),
+        )
+        .reconcile_on(UnboundedReceiverStream::new(distributor_trigger_rx))
+        .graceful_shutdown_on(stop_distributors)
+        .run(distributor::reconcile, distributor::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                warn!(error = %err, "distributor reconciliation failed");
+            }
+        });
+
+    info!("controllers started");
+    futures::join!(partner_controller, distributor_controller);
+    config.readiness.set_ready(false);
+    info!("controllers stopped");
+}
+
+/// One shutdown signal, for two controllers.
+fn shutdown_pair(
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> (
+    impl Future<Output = ()> + Send + Sync + 'static,
+    impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let wait = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    (wait(rx.clone()), wait(rx))
+}

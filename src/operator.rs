@@ -1,0 +1,136 @@
+//! `partner-operator run`: settings checked up front, then the metrics server and the
+//! controllers, until a shutdown signal.
+//!
+//! Everything that can be wrong with the settings (a malformed SMTP URL, an unreadable
+//! credential file, a broken template override, a missing CRD, an unreachable API server) is
+//! found before the controllers start, and reported as one line.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kube::Client;
+use tracing::info;
+
+use crate::clock::Clock;
+use crate::controller::{self, OperatorConfig, StartError};
+use crate::mail::{ConfigError, Mailer, MailerConfig, TemplateError, Templates};
+use crate::metrics::{Metrics, Readiness};
+
+/// The operator's settings, from the command line (or from the sandbox).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// `smtp://` or `smtps://` URL; never logged (it may hold a password).
+    pub smtp_url: String,
+    pub smtp_insecure_plaintext: bool,
+    pub mail_from: Option<String>,
+    pub activation_base_url: Option<String>,
+    pub namespace: Option<String>,
+    pub templates_dir: Option<PathBuf>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: not served.
+    pub metrics_addr: Option<SocketAddr>,
+    pub concurrency: u16,
+    pub clock: Clock,
+}
+
+/// Why the operator did not start, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("--smtp-url: {0}")]
+    Smtp(#[from] ConfigError),
+    #[error("--templates-dir: {0}")]
+    Templates(#[from] TemplateError),
+    #[error("--activation-base-url: {0:?} is not an absolute URL")]
+    ActivationBaseUrl(String),
+    #[error("{0}")]
+    Start(#[from] StartError),
+    #[error("--metrics-addr {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Checks the settings, then runs the operator until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), RunError> {
+    let mut mailer_config = MailerConfig::from_url(&options.smtp_url, options.smtp_insecure_plaintext)?;
+    if let Some(from) = &options.mail_from {
+        mailer_config = mailer_config.with_from(from)?;
+    }
+    let templates = Templates::load(options.templates_dir.as_deref())?;
+    if let Some(base) = &options.activation_base_url
+        && url::Url::parse(base).map(|u| u.cannot_be_a_base()).unwrap_or(true)
+    {
+        return Err(RunError::ActivationBaseUrl(base.clone()));
+    }
+    let mailer = Arc::new(Mailer::new(mailer_config, templates)?);
+    controller::preflight(&client).await?;
+
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let metrics_server = match options.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Metrics { addr, source })?;
+            info!(%addr, "serving /metrics, /healthz and /readyz");
+            let router = crate::metrics::router(metrics.clone(), readiness.clone());
+            let stop = stopped(stop_rx.clone());
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await;
+            }))
+        }
+        None => None,
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    controller::run(
+        client,
+        OperatorConfig {
+            mailer,
+            activation_base_url: options.activation_base_url,
+            namespace: options.namespace,
+            clock: options.clock,
+            metrics,
+            readiness,
+            concurrency: options.concurrency,
+        },
+        stopped(stop_rx),
+    )
+    .await;
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    info!("shutdown signal received");
+}
