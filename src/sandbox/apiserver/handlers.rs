@@ -549,7 +549,10 @@ impl Request<'_> {
             .expect("valid response"))
     }
 
-    fn admit(&self, object: Value, old: Option<&Value>) -> Result<(Value, Vec<String>), ApiError> {
+    fn admit(&self, mut object: Value, old: Option<&Value>) -> Result<(Value, Vec<String>), ApiError> {
+        if self.resource.group.is_empty() && self.resource.kind == "Secret" {
+            fold_string_data(&mut object);
+        }
         let Some(validator) = &self.resource.validator else {
             return Ok((object, vec![]));
         };
@@ -1123,4 +1126,20 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Bytes>,
 ) -> impl futures::Stream<Item = Bytes> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A Secret's `stringData` is write-only: kube-apiserver merges it into `data`, base64-encoded
+/// (overriding keys of the same name), and never stores it.
+fn fold_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(string_data)) = secret.as_object_mut().and_then(|s| s.remove("stringData")) else {
+        return;
+    };
+    if !secret["data"].is_object() {
+        secret["data"] = json!({});
+    }
+    for (key, value) in string_data {
+        let text = value.as_str().unwrap_or_default();
+        secret["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
 }

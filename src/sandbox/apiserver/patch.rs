@@ -20,7 +20,19 @@ pub fn merge(target: &mut Value, patch: &Value) {
 pub fn json(target: &mut Value, patch: &Value) -> Result<(), String> {
     let patch: json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
-    json_patch::patch(target, &patch).map_err(|e| e.to_string())
+    // kube-apiserver's JSON patch (evanphx/json-patch) lets `test` compare a missing member
+    // with `null`; clients rely on it ("add the finalizers list only if there is none").
+    let operations = patch
+        .0
+        .into_iter()
+        .filter(|op| match op {
+            json_patch::PatchOperation::Test(test) => {
+                !(test.value.is_null() && target.pointer(test.path.as_str()).is_none())
+            }
+            _ => true,
+        })
+        .collect();
+    json_patch::patch(target, &json_patch::Patch(operations)).map_err(|e| e.to_string())
 }
 
 /// Strategic merge patch: a merge patch in which lists of keyed objects merge item by item, and

@@ -1,0 +1,268 @@
+//! The ground under the operator's integration tests: the sandbox API server, a real SMTP
+//! server on loopback, a clock the test moves, and the operator running in-process.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use partner_operator::api::{Distributor, Partner};
+use partner_operator::clock::Clock;
+use partner_operator::operator::{self, RunOptions};
+use partner_operator::sandbox::apiserver::ApiServer;
+use partner_operator::sandbox::smtp::{ReceivedEmail, SmtpSink};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const START: &str = "2027-03-01T09:00:00Z";
+pub const PORTAL: &str = "https://portal.example/activate";
+/// How long a test waits for the operator to converge before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn start_time() -> DateTime<Utc> {
+    START.parse().unwrap()
+}
+
+pub struct Harness {
+    pub server: ApiServer,
+    pub smtp: SmtpSink,
+    pub clock: Clock,
+    pub client: Client,
+    operator: Option<Operator>,
+}
+
+struct Operator {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Harness {
+    /// API server and SMTP server up, CRDs installed, clock frozen at [`START`], operator running.
+    pub async fn start() -> Self {
+        partner_operator::telemetry::init(
+            partner_operator::telemetry::LogFormat::Text,
+            "partner_operator=debug,kube=warn",
+        );
+        let clock = Clock::manual(start_time());
+        let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), clock.clone())
+            .await
+            .expect("the API server starts");
+        server.install_crds().await.expect("CRDs install");
+        let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .expect("the SMTP server starts");
+        let client = server.client();
+        let mut harness = Self {
+            server,
+            smtp,
+            clock,
+            client,
+            operator: None,
+        };
+        harness.start_operator();
+        harness
+    }
+
+    pub fn start_operator(&mut self) {
+        assert!(self.operator.is_none(), "the operator is already running");
+        let (stop, mut stopped) = watch::channel(false);
+        let options = RunOptions {
+            smtp_url: format!("{}?timeout=2", self.smtp.url()),
+            smtp_insecure_plaintext: true,
+            mail_from: Some("Onboarding <onboarding@operator.example>".into()),
+            activation_base_url: Some(PORTAL.into()),
+            namespace: None,
+            templates_dir: None,
+            metrics_addr: None,
+            concurrency: 16,
+            clock: self.clock.clone(),
+        };
+        let client = self.server.client();
+        let task = tokio::spawn(async move {
+            operator::run(client, options, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .expect("the operator starts");
+        });
+        self.operator = Some(Operator { stop, task });
+    }
+
+    pub async fn stop_operator(&mut self) {
+        let operator = self.operator.take().expect("the operator is running");
+        let _ = operator.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(10), operator.task)
+            .await
+            .expect("the operator stops within 10 s")
+            .expect("the operator task did not panic");
+    }
+
+    pub async fn apply(&self, object: Value) {
+        self.server.apply_json(object).await.expect("applies");
+    }
+
+    pub fn partners(&self, namespace: &str) -> Api<Partner> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    pub fn distributors(&self) -> Api<Distributor> {
+        Api::all(self.client.clone())
+    }
+
+    /// The standard setup: Distributor `northwind`, its partner namespace, and Partners by name.
+    pub async fn northwind(&self, auto_upgrade: bool) {
+        self.namespace("northwind-partners", &[("partner-operator.io/distributor", "northwind")])
+            .await;
+        self.apply(distributor("northwind", auto_upgrade)).await;
+    }
+
+    pub async fn namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels: serde_json::Map<String, Value> =
+            labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace created");
+    }
+
+    /// Polls `partner` until `check` holds, or fails with the last status seen.
+    pub async fn wait_partner(
+        &self,
+        namespace: &str,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Partner) -> bool,
+    ) -> Partner {
+        let api = self.partners(namespace);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let partner = api.get_opt(name).await.expect("get partner");
+            if let Some(p) = &partner
+                && check(p)
+            {
+                return p.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{namespace}/{name}: timed out waiting for {what}; last seen: {}",
+                    serde_json::to_string_pretty(&partner.map(|p| p.status)).unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_distributor(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Distributor) -> bool,
+    ) -> Distributor {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let d = self.distributors().get(name).await.expect("get distributor");
+            if check(&d) {
+                return d;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{name}: timed out waiting for {what}; last seen: {}",
+                    serde_json::to_string_pretty(&d.status).unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for `count` messages in all, then returns those of `event`.
+    pub async fn wait_emails(&self, count: usize) -> Vec<ReceivedEmail> {
+        self.smtp
+            .wait_for(count, PATIENCE)
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {:#?}", self.smtp.received()))
+    }
+
+    pub fn emails_of(&self, event: &str) -> Vec<ReceivedEmail> {
+        self.smtp
+            .received()
+            .into_iter()
+            .filter(|m| m.event.as_deref() == Some(event))
+            .collect()
+    }
+
+    /// Moves the clock and lets the operator see it.
+    pub fn advance_days(&self, days: i64) {
+        self.clock.advance(chrono::Duration::days(days));
+    }
+}
+
+pub fn distributor(name: &str, auto_upgrade: bool) -> Value {
+    json!({
+        "apiVersion": "partner-operator.io/v1alpha1",
+        "kind": "Distributor",
+        "metadata": {"name": name},
+        "spec": {
+            "organizationName": "Northwind Distribution",
+            "notificationEmail": format!("ops@{name}.example"),
+            "skus": ["ESSENTIALS", "GOVERNANCE"],
+            "trial": {"days": 14, "upgradeNoticeDays": 3, "autoUpgrade": auto_upgrade},
+        },
+    })
+}
+
+pub fn partner(namespace: &str, name: &str, distributor: &str) -> Value {
+    json!({
+        "apiVersion": "partner-operator.io/v1alpha1",
+        "kind": "Partner",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "organizationName": format!("{name} IT Services"),
+            "notificationEmail": format!("admin@{name}.example"),
+            "distributorRef": {"name": distributor},
+        },
+    })
+}
+
+pub fn condition(partner: &Partner, type_: &str) -> Option<(String, String)> {
+    partner
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+pub fn is_ready(partner: &Partner) -> bool {
+    condition(partner, "Ready").is_some_and(|(s, _)| s == "True")
+}
+
+pub fn level(partner: &Partner) -> String {
+    partner
+        .status
+        .as_ref()
+        .and_then(|s| s.subscription_level)
+        .map(|l| l.to_string())
+        .unwrap_or_default()
+}
+
+/// The `token` parameter of the activation link in an email's text.
+pub fn activation_link(email: &ReceivedEmail) -> url::Url {
+    let text = email.text_body().expect("a text part");
+    let start = text.find(PORTAL).expect("the link is in the text");
+    let link: String = text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    url::Url::parse(&link).expect("a URL")
+}
+
+pub fn uid(partner: &Partner) -> String {
+    partner.uid().expect("a uid")
+}
