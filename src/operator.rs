@@ -58,13 +58,16 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), RunError> {
-    let mut mailer_config = MailerConfig::from_url(&options.smtp_url, options.smtp_insecure_plaintext)?;
+    let mut mailer_config =
+        MailerConfig::from_url(&options.smtp_url, options.smtp_insecure_plaintext)?;
     if let Some(from) = &options.mail_from {
         mailer_config = mailer_config.with_from(from)?;
     }
     let templates = Templates::load(options.templates_dir.as_deref())?;
     if let Some(base) = &options.activation_base_url
-        && url::Url::parse(base).map(|u| u.cannot_be_a_base()).unwrap_or(true)
+        && url::Url::parse(base)
+            .map(|u| u.cannot_be_a_base())
+            .unwrap_or(true)
     {
         return Err(RunError::ActivationBaseUrl(base.clone()));
     }

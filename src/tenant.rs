@@ -33,7 +33,11 @@ pub const ENTITLEMENTS: &str = "entitlements";
 pub const ACTIVATION: &str = "activation";
 
 /// Creates or updates the tenant namespace and its `entitlements` from `status`.
-pub async fn ensure(client: &Client, partner: &Partner, status: &PartnerStatus) -> kube::Result<()> {
+pub async fn ensure(
+    client: &Client,
+    partner: &Partner,
+    status: &PartnerStatus,
+) -> kube::Result<()> {
     let Some(tenant) = &status.tenant else {
         return Ok(());
     };

@@ -19,7 +19,8 @@ use support::*;
 async fn happy_path_trial_notice_and_automatic_upgrade() {
     let h = Harness::start().await;
     h.northwind(true).await;
-    h.apply(partner("northwind-partners", "contoso", "northwind")).await;
+    h.apply(partner("northwind-partners", "contoso", "northwind"))
+        .await;
 
     let p = h
         .wait_partner("northwind-partners", "contoso", "Ready", is_ready)
@@ -63,7 +64,10 @@ async fn happy_path_trial_notice_and_automatic_upgrade() {
         activation.message_id.as_deref(),
         Some(message_id(&uid(&p), EmailEvent::Activation).as_str())
     );
-    assert_eq!(status.activation.as_ref().unwrap().message_id, activation.message_id);
+    assert_eq!(
+        status.activation.as_ref().unwrap().message_id,
+        activation.message_id
+    );
     let link = activation_link(activation);
     let query: BTreeMap<_, _> = link.query_pairs().into_owned().collect();
     assert_eq!(query["tenant"], tenant.id);
@@ -80,7 +84,10 @@ async fn happy_path_trial_notice_and_automatic_upgrade() {
         !serde_json::to_string(&p).unwrap().contains(token.as_str()),
         "the token is not in the Partner"
     );
-    assert_eq!(hex::encode(sha2::Sha256::digest(token.as_bytes())), stored_hash);
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(token.as_bytes())),
+        stored_hash
+    );
 
     // The notice, three days before the end, to both parties.
     h.advance_days(11);
@@ -135,5 +142,365 @@ async fn happy_path_trial_notice_and_automatic_upgrade() {
     assert_eq!(entitlements["level"], "Production");
     // Nothing else was mailed.
     assert_eq!(h.smtp.received().len(), 3);
-    let _ = (DeleteParams::default(), PatchParams::default(), Patch::Merge(json!({})));
+}
+
+async fn patch_spec(h: &Harness, name: &str, spec: serde_json::Value) {
+    h.partners("northwind-partners")
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .expect("spec patched");
+}
+
+fn events_of(h: &Harness, event: &str, to: &str) -> usize {
+    h.emails_of(event)
+        .iter()
+        .filter(|m| m.to.iter().any(|t| t == to))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auto_upgrade_the_trial_expires_unbilled() {
+    let h = Harness::start().await;
+    h.northwind(true).await;
+    let mut spec = partner("northwind-partners", "fabrikam", "northwind");
+    spec["spec"]["subscription"] = json!({"autoUpgrade": false});
+    h.apply(spec).await;
+    h.wait_partner("northwind-partners", "fabrikam", "Ready", is_ready)
+        .await;
+    h.advance_days(11);
+    h.wait_emails(2).await;
+    assert_eq!(events_of(&h, "expiry-notice", "ops@northwind.example"), 1);
+    assert_eq!(events_of(&h, "expiry-notice", "admin@fabrikam.example"), 1);
+    h.advance_days(3);
+    let p = h
+        .wait_partner("northwind-partners", "fabrikam", "Expired", |p| {
+            level(p) == "Expired"
+        })
+        .await;
+    let status = p.status.clone().unwrap();
+    assert!(status.billing.is_none(), "no billing for an expired trial");
+    assert_eq!(
+        condition(&p, "Ready").unwrap(),
+        ("False".into(), "Expired".into())
+    );
+    h.wait_emails(3).await;
+    assert_eq!(h.emails_of("trial-expired").len(), 1);
+    assert!(h.emails_of("converted").is_empty());
+    h.wait_distributor("northwind", "one expired", |d| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.partners.as_ref())
+            .is_some_and(|c| c.expired == 1 && c.production == 0)
+    })
+    .await;
+
+    // Converting the expired trial by hand.
+    patch_spec(
+        &h,
+        "fabrikam",
+        json!({"subscription": {"level": "Production"}}),
+    )
+    .await;
+    let p = h
+        .wait_partner("northwind-partners", "fabrikam", "Production", |p| {
+            level(p) == "Production" && is_ready(p)
+        })
+        .await;
+    let status = p.status.unwrap();
+    assert_eq!(status.production.unwrap().reason, ProductionReason::Manual);
+    assert_eq!(status.billing.unwrap().started_at, h.clock.now());
+    h.wait_emails(4).await;
+    assert_eq!(h.emails_of("converted").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversion_by_hand_then_production_expiry() {
+    let h = Harness::start().await;
+    h.northwind(true).await;
+    h.apply(partner("northwind-partners", "litware", "northwind"))
+        .await;
+    h.wait_partner("northwind-partners", "litware", "Ready", is_ready)
+        .await;
+    h.advance_days(2);
+
+    // A date in the past is refused, in a condition and an Event, and nothing converts.
+    let past = h.clock.now() - Duration::days(1);
+    patch_spec(
+        &h,
+        "litware",
+        json!({"subscription": {"level": "Production", "expirationDate": past.to_rfc3339()}}),
+    )
+    .await;
+    let p = h
+        .wait_partner("northwind-partners", "litware", "refusal", |p| {
+            condition(p, "Ready").is_some_and(|(_, r)| r == "ExpirationDateInPast")
+        })
+        .await;
+    assert_eq!(level(&p), "Trial");
+    assert!(p.status.as_ref().unwrap().billing.is_none());
+    let message = p
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        message.contains("spec.subscription.expirationDate"),
+        "{message}"
+    );
+
+    // A future date converts now and ends Production then.
+    let until = h.clock.now() + Duration::days(30);
+    patch_spec(
+        &h,
+        "litware",
+        json!({"subscription": {"expirationDate": until.to_rfc3339()}}),
+    )
+    .await;
+    let p = h
+        .wait_partner("northwind-partners", "litware", "Production", |p| {
+            level(p) == "Production" && is_ready(p)
+        })
+        .await;
+    let status = p.status.unwrap();
+    assert_eq!(status.expires_at, Some(until));
+    assert_eq!(status.production.unwrap().reason, ProductionReason::Manual);
+    let started = status.billing.unwrap().started_at;
+    assert_eq!(started, h.clock.now());
+
+    h.advance_days(31);
+    let p = h
+        .wait_partner("northwind-partners", "litware", "Expired", |p| {
+            level(p) == "Expired"
+        })
+        .await;
+    let billing = p.status.unwrap().billing.unwrap();
+    assert_eq!(billing.started_at, started, "startedAt never changes");
+    assert_eq!(billing.ended_at, Some(until));
+    h.wait_emails(3).await;
+    assert_eq!(h.emails_of("converted").len(), 1);
+    assert_eq!(h.emails_of("production-expired").len(), 1);
+    assert!(h.emails_of("upgrade-notice").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributor_skus_reach_every_partner() {
+    let h = Harness::start().await;
+    h.northwind(true).await;
+    for name in ["a", "b"] {
+        h.apply(partner("northwind-partners", name, "northwind"))
+            .await;
+    }
+    for name in ["a", "b"] {
+        h.wait_partner("northwind-partners", name, "Ready", is_ready)
+            .await;
+    }
+    h.distributors()
+        .patch(
+            "northwind",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"skus": ["ESSENTIALS", "BACKUP"]}})),
+        )
+        .await
+        .unwrap();
+    for name in ["a", "b"] {
+        let p = h
+            .wait_partner("northwind-partners", name, "new SKUs", |p| {
+                let skus: Vec<_> = p
+                    .status
+                    .as_ref()
+                    .unwrap()
+                    .skus
+                    .iter()
+                    .map(|s| s.0.clone())
+                    .collect();
+                skus == ["ESSENTIALS", "BACKUP"]
+            })
+            .await;
+        let tenant = p.status.unwrap().tenant.unwrap().namespace;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let data = Api::<ConfigMap>::namespaced(h.client.clone(), &tenant)
+                .get("entitlements")
+                .await
+                .unwrap()
+                .data
+                .unwrap();
+            if data["skus"] == "ESSENTIALS,BACKUP" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "entitlements of {name}: {data:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbound_partners_stay_pending_until_their_distributor_exists() {
+    let h = Harness::start().await;
+    h.northwind(true).await;
+    // A namespace the Distributor does not select.
+    h.namespace("elsewhere", &[]).await;
+    h.apply(partner("elsewhere", "intruder", "northwind")).await;
+    // A Distributor that does not exist yet.
+    h.namespace(
+        "tailspin-partners",
+        &[("partner-operator.io/distributor", "tailspin")],
+    )
+    .await;
+    h.apply(partner("tailspin-partners", "early", "tailspin"))
+        .await;
+
+    let p = h
+        .wait_partner("elsewhere", "intruder", "NamespaceNotAllowed", |p| {
+            condition(p, "DistributorBound").is_some_and(|(_, r)| r == "NamespaceNotAllowed")
+        })
+        .await;
+    assert_eq!(level(&p), "Pending");
+    let p = h
+        .wait_partner("tailspin-partners", "early", "DistributorNotFound", |p| {
+            condition(p, "Ready").is_some_and(|(_, r)| r == "DistributorNotFound")
+        })
+        .await;
+    assert_eq!(level(&p), "Pending");
+    assert!(p.status.unwrap().tenant.is_none());
+    let namespaces = Api::<Namespace>::all(h.client.clone());
+    assert!(
+        namespaces
+            .get_opt("elsewhere-intruder")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        namespaces
+            .get_opt("tailspin-partners-early")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The Distributor appears: the waiting Partner binds; the intruder stays out.
+    h.apply(distributor("tailspin", true)).await;
+    let p = h
+        .wait_partner("tailspin-partners", "early", "Ready", is_ready)
+        .await;
+    assert_eq!(level(&p), "Trial");
+    h.wait_emails(1).await;
+    assert_eq!(h.smtp.received()[0].to, vec!["admin@early.example"]);
+    let p = h.partners("elsewhere").get("intruder").await.unwrap();
+    assert_eq!(level(&p), "Pending");
+    h.wait_distributor("northwind", "one pending", |d| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.partners.as_ref())
+            .is_some_and(|c| c.pending == 1)
+    })
+    .await;
+    assert!(h.emails_of("activation").len() == 1);
+
+    // Labelling the namespace lets the intruder bind after all.
+    namespaces
+        .patch(
+            "elsewhere",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"partner-operator.io/distributor": "northwind"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    h.wait_partner("elsewhere", "intruder", "Ready", is_ready)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_honours_the_deletion_policy() {
+    let h = Harness::start().await;
+    h.northwind(true).await;
+    h.apply(partner("northwind-partners", "gone", "northwind"))
+        .await;
+    let mut kept = partner("northwind-partners", "kept", "northwind");
+    kept["spec"]["tenant"] = json!({"deletionPolicy": "Retain"});
+    h.apply(kept).await;
+    for name in ["gone", "kept"] {
+        h.wait_partner("northwind-partners", name, "Ready", is_ready)
+            .await;
+    }
+    // The deleted tenant namespace of a live Partner is provisioned again.
+    let namespaces = Api::<Namespace>::all(h.client.clone());
+    namespaces
+        .delete("northwind-partners-kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while namespaces
+        .get_opt("northwind-partners-kept")
+        .await
+        .unwrap()
+        .is_none()
+        || Api::<ConfigMap>::namespaced(h.client.clone(), "northwind-partners-kept")
+            .get_opt("entitlements")
+            .await
+            .unwrap()
+            .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tenant not re-provisioned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let partners = h.partners("northwind-partners");
+    for name in ["gone", "kept"] {
+        partners
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while partners.get_opt("gone").await.unwrap().is_some()
+        || partners.get_opt("kept").await.unwrap().is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Partners not removed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        namespaces
+            .get_opt("northwind-partners-gone")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        namespaces
+            .get_opt("northwind-partners-kept")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    h.wait_distributor("northwind", "no partners", |d| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.partners.as_ref())
+            .is_some_and(|c| c.trial == 0)
+    })
+    .await;
+    // Only the two activations were mailed.
+    assert_eq!(h.smtp.received().len(), 2);
 }

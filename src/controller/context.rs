@@ -30,7 +30,7 @@ pub struct Context {
     pub namespaces: Store<Namespace>,
     pub index: PartnerIndex,
     recorder: Recorder,
-    synced: AtomicBool,
+    listed: Arc<Listed>,
     /// Tells the Distributor controller that one of its Partners changed in a way it counts.
     distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
     /// Consecutive failures per Partner, for exponential backoff.
@@ -42,16 +42,29 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// The longest wait between retries.
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
+/// The caches the watches fill, handed to [`Context::new`] together.
+pub(super) struct Caches {
+    pub partners: Store<Partner>,
+    pub distributors: Store<Distributor>,
+    pub namespaces: Store<Namespace>,
+    pub index: PartnerIndex,
+    pub listed: Arc<Listed>,
+}
+
 impl Context {
     pub(super) fn new(
         client: Client,
         config: &OperatorConfig,
-        partners: Store<Partner>,
-        distributors: Store<Distributor>,
-        namespaces: Store<Namespace>,
-        index: PartnerIndex,
+        caches: Caches,
         distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
     ) -> Self {
+        let Caches {
+            partners,
+            distributors,
+            namespaces,
+            index,
+            listed,
+        } = caches;
         let reporter = Reporter {
             controller: "partner-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -68,7 +81,7 @@ impl Context {
             distributors,
             namespaces,
             index,
-            synced: AtomicBool::new(false),
+            listed,
             distributor_triggers,
             failures: Mutex::default(),
         }
@@ -77,7 +90,7 @@ impl Context {
     /// Whether every cache has been filled once. Until then a reconciler would decide on a
     /// partial picture (a Distributor not seen yet looks deleted), so it waits instead.
     pub fn synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
+        self.listed.all()
     }
 
     pub fn recount(&self, distributor: &str) {
@@ -123,18 +136,52 @@ fn backoff_after(failures: u32) -> Duration {
     BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_CAP)
 }
 
-/// Marks the context (and `/readyz`) ready once the Partner, Distributor and Namespace caches
-/// have each been filled from a first list.
-pub(super) async fn mark_ready_when_synced(ctx: Arc<Context>) {
-    let waits = futures::future::join3(
-        ctx.partners.wait_until_ready(),
-        ctx.distributors.wait_until_ready(),
-        ctx.namespaces.wait_until_ready(),
-    );
-    let (a, b, c) = waits.await;
-    if a.is_ok() && b.is_ok() && c.is_ok() {
-        ctx.synced.store(true, Ordering::Release);
-        ctx.readiness.set_ready(true);
+/// Which watches have delivered their first complete list.
+///
+/// Each watch stream sets its flag when it sees `InitDone`, and `/readyz` turns ready once all
+/// three are set. (kube's `Store::wait_until_ready` is not used for this: it wakes a single
+/// waiter, and the controller runtime already waits on the Partner store, so a second waiter
+/// could leave the controller asleep.)
+#[derive(Default)]
+pub struct Listed {
+    partners: AtomicBool,
+    distributors: AtomicBool,
+    namespaces: AtomicBool,
+    readiness: Readiness,
+}
+
+/// One of the watches whose first list [`Listed`] tracks.
+#[derive(Clone, Copy, Debug)]
+pub enum Watched {
+    Partners,
+    Distributors,
+    Namespaces,
+}
+
+impl Listed {
+    pub fn new(readiness: Readiness) -> Self {
+        Self {
+            readiness,
+            ..Self::default()
+        }
+    }
+
+    pub fn mark(&self, watched: Watched) {
+        let flag = match watched {
+            Watched::Partners => &self.partners,
+            Watched::Distributors => &self.distributors,
+            Watched::Namespaces => &self.namespaces,
+        };
+        flag.store(true, Ordering::Release);
+        if self.all() {
+            self.readiness.set_ready(true);
+        }
+    }
+
+    pub fn all(&self) -> bool {
+        self.partners.load(Ordering::Acquire)
+            && self.distributors.load(Ordering::Acquire)
+            && self.namespaces.load(Ordering::Acquire)
     }
 }
 

@@ -17,7 +17,10 @@ use crate::api::{Distributor, DistributorStatus, set_condition, types};
 use crate::lifecycle;
 use crate::metrics::{DistributorLabels, LevelLabels, SeatLabels};
 
-pub async fn reconcile(distributor: Arc<Distributor>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+pub async fn reconcile(
+    distributor: Arc<Distributor>,
+    ctx: Arc<Context>,
+) -> Result<Action, kube::Error> {
     if !ctx.synced() {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
@@ -35,11 +38,16 @@ pub fn error_policy(_: Arc<Distributor>, error: &kube::Error, _: Arc<Context>) -
 
 async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kube::Error> {
     let name = distributor.name_any();
-    let partners: Vec<_> = ctx
-        .index
-        .of_distributor(&name)
-        .iter()
-        .filter_map(|r| ctx.partners.get(r))
+    // The index and the Partner cache come from two watches; until the cache holds every
+    // Partner the index names (just after a start), a count would be short, and writing it
+    // would be a needless write that a later count undoes.
+    let members = ctx.index.of_distributor(&name);
+    let found: Vec<_> = members.iter().filter_map(|r| ctx.partners.get(r)).collect();
+    if found.len() < members.len() {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    let partners: Vec<_> = found
+        .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
     let (counts, billing) =

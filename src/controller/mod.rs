@@ -37,6 +37,7 @@ use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
 use tracing::{info, warn};
 
 pub use context::Context;
+use context::{Caches, Listed, Watched};
 pub use index::PartnerIndex;
 
 use crate::api::{Distributor, Partner};
@@ -81,11 +82,17 @@ pub async fn preflight(client: &Client) -> Result<(), StartError> {
         Err(err) => Err(StartError::Unreachable(err.to_string())),
     };
     check(
-        Api::<Distributor>::all(client.clone()).list(&probe).await.map(drop),
+        Api::<Distributor>::all(client.clone())
+            .list(&probe)
+            .await
+            .map(drop),
         "distributors.partner-operator.io",
     )?;
     check(
-        Api::<Partner>::all(client.clone()).list(&probe).await.map(drop),
+        Api::<Partner>::all(client.clone())
+            .list(&probe)
+            .await
+            .map(drop),
         "partners.partner-operator.io",
     )
 }
@@ -103,25 +110,31 @@ pub async fn run(
     let distributors_api: Api<Distributor> = Api::all(client.clone());
     let namespaces_api: Api<Namespace> = Api::all(client.clone());
     let index = PartnerIndex::default();
+    let listed = Arc::new(Listed::new(config.readiness.clone()));
 
-    // Partners: one watch, a store, and the index.
-    let (partners, partners_writer) = reflector::store();
+    // Partners: the controller's own watch and store, and a second, storeless watch that keeps
+    // the index. (Feeding the controller from our own reflector with `Controller::for_stream`
+    // sometimes left its runner idle after a start over existing objects; the controller's own
+    // watch does not, and a second watch costs no cache memory.)
+    let partner_controller = Controller::new(partners_api.clone(), watcher::Config::default());
+    let partners = partner_controller.store();
     let indexing = index.clone();
-    let partner_events = reflector(
-        partners_writer,
-        kube::runtime::watcher(partners_api.clone(), watcher::Config::default()),
-    )
-    .default_backoff()
-    .inspect_ok(move |event| match event {
-        Event::Apply(p) | Event::InitApply(p) => indexing.insert(p),
-        Event::Delete(p) => indexing.remove(p),
-        Event::Init | Event::InitDone => {}
-    })
-    .touched_objects();
+    let partners_listed = listed.clone();
+    let partner_index_events =
+        kube::runtime::watcher(partners_api.clone(), watcher::Config::default())
+            .default_backoff()
+            .inspect_ok(move |event| match event {
+                Event::Apply(p) | Event::InitApply(p) => indexing.insert(p),
+                Event::Delete(p) => indexing.remove(p),
+                Event::InitDone => partners_listed.mark(Watched::Partners),
+                Event::Init => {}
+            })
+            .touched_objects();
 
     // Distributors: a store for the reconciler, and spec changes as triggers.
     let (distributors, distributors_writer) = reflector::store();
     let generations = Mutex::new(HashMap::<String, Option<i64>>::new());
+    let distributors_listed = listed.clone();
     let distributor_changes = reflector(
         distributors_writer,
         kube::runtime::watcher(distributors_api.clone(), watcher::Config::default()),
@@ -138,58 +151,72 @@ pub async fn run(
                 seen.remove(&d.name_any());
                 Some(d)
             }
-            Event::Init | Event::InitDone => None,
+            Event::InitDone => {
+                distributors_listed.mark(Watched::Distributors);
+                None
+            }
+            Event::Init => None,
         };
         futures::future::ready(Ok(changed))
     });
 
     // Namespaces: a store, and changes as triggers.
     let (namespaces, namespaces_writer) = reflector::store();
+    let namespaces_listed = listed.clone();
     let namespace_events = reflector(
         namespaces_writer,
         kube::runtime::watcher(namespaces_api, watcher::Config::default()),
     )
     .default_backoff()
+    .inspect_ok(move |event| {
+        if matches!(event, Event::InitDone) {
+            namespaces_listed.mark(Watched::Namespaces);
+        }
+    })
     .touched_objects();
 
     let (distributor_triggers, distributor_trigger_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(Context::new(
         client.clone(),
         &config,
-        partners.clone(),
-        distributors.clone(),
-        namespaces.clone(),
-        index.clone(),
+        Caches {
+            partners,
+            distributors,
+            namespaces,
+            index: index.clone(),
+            listed,
+        },
         distributor_triggers,
     ));
-    tokio::spawn(context::mark_ready_when_synced(ctx.clone()));
 
-    let clock_jumps = WatchStream::from_changes(config.clock.jumps()).map(|_| ());
-    let (stop_partners, stop_distributors) = shutdown_pair(shutdown);
+    let clock_jumps = WatchStream::from_changes(config.clock.jumps()).map(|_| {
+        tracing::debug!("the clock moved: looking at every Partner again");
+    });
+    let stop = shutdown_signal(shutdown);
 
     let by_distributor = index.clone();
     let by_namespace = index.clone();
-    let partner_controller = Controller::for_stream(partner_events, partners)
+    let partner_controller = partner_controller
         .with_config(
-            kube::runtime::controller::Config::default().concurrency(config.concurrency),
+            kube::runtime::controller::Config::default()
+                .concurrency(config.concurrency)
+                .debounce(Duration::from_millis(10)),
         )
         .watches_stream(distributor_changes, move |d: Distributor| {
             by_distributor.of_distributor(&d.name_any())
         })
-        .watches_stream(namespace_events, move |ns: Namespace| {
-            match crate::tenant::owner_of(&ns) {
+        .watches_stream(
+            namespace_events,
+            move |ns: Namespace| match crate::tenant::owner_of(&ns) {
                 Some((namespace, name)) => vec![ObjectRef::new(&name).within(&namespace)],
                 None => by_namespace.in_namespace(&ns.name_any()),
-            }
-        })
+            },
+        )
+        .watches_stream(partner_index_events, |_: Partner| None)
         .reconcile_all_on(clock_jumps)
-        .graceful_shutdown_on(stop_partners)
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(partner::reconcile, partner::error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                warn!(error = %err, "partner reconciliation failed");
-            }
-        });
+        .for_each(|result| async move { log_outcome("partner", result) });
 
     let distributor_controller = Controller::new(distributors_api, watcher::Config::default())
         .with_config(
@@ -198,34 +225,60 @@ pub async fn run(
                 .debounce(Duration::from_millis(200)),
         )
         .reconcile_on(UnboundedReceiverStream::new(distributor_trigger_rx))
-        .graceful_shutdown_on(stop_distributors)
-        .run(distributor::reconcile, distributor::error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                warn!(error = %err, "distributor reconciliation failed");
-            }
-        });
+        .graceful_shutdown_on(stopped(stop.clone()))
+        .run(
+            distributor::reconcile,
+            distributor::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move { log_outcome("distributor", result) });
 
     info!("controllers started");
-    futures::join!(partner_controller, distributor_controller);
+    // A controller still waiting for its first list does not wind down by itself: give the
+    // graceful shutdown a few seconds, then stop regardless.
+    let deadline = async {
+        stopped(stop).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        _ = async { futures::join!(partner_controller, distributor_controller) } => {}
+        _ = deadline => warn!("controllers did not stop within 5 s of the shutdown signal"),
+    }
     config.readiness.set_ready(false);
     info!("controllers stopped");
 }
 
-/// One shutdown signal, for two controllers.
-fn shutdown_pair(
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> (
-    impl Future<Output = ()> + Send + Sync + 'static,
-    impl Future<Output = ()> + Send + Sync + 'static,
+/// Failures are logged by the error policies; what is left here is the runtime's own news.
+fn log_outcome<K: kube::Resource, E: std::error::Error, Q: std::error::Error>(
+    controller: &'static str,
+    result: Result<
+        (ObjectRef<K>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<E, Q>,
+    >,
 ) {
+    use kube::runtime::controller::Error;
+    match result {
+        Ok(_) | Err(Error::ReconcilerFailed(..)) => {}
+        // A trigger for an object deleted meanwhile: nothing to do.
+        Err(Error::ObjectNotFound(object)) => {
+            tracing::debug!(controller, %object, "object gone before its reconciliation");
+        }
+        Err(err) => warn!(controller, error = %err, "controller error"),
+    }
+}
+
+/// One shutdown signal that many can wait for.
+fn shutdown_signal(
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
-    let wait = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stopped| *stopped).await;
-    };
-    (wait(rx.clone()), wait(rx))
+    rx
+}
+
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stopped| *stopped).await;
 }

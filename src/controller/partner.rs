@@ -38,10 +38,7 @@ pub enum Error {
         source: MailError,
     },
     #[error("email {event}: {reason}")]
-    Activation {
-        event: &'static str,
-        reason: String,
-    },
+    Activation { event: &'static str, reason: String },
     #[error("finalizer: {0}")]
     Finalizer(String),
     #[error("the status kept changing under the operator; retrying")]
@@ -58,10 +55,8 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let started = std::time::Instant::now();
-    let api: Api<Partner> = Api::namespaced(
-        ctx.client.clone(),
-        &partner.namespace().unwrap_or_default(),
-    );
+    let api: Api<Partner> =
+        Api::namespaced(ctx.client.clone(), &partner.namespace().unwrap_or_default());
     let reference = ObjectRef::from_obj(&*partner);
     let result = finalizer(&api, FINALIZER, partner, |event| async {
         match event {
@@ -136,7 +131,8 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
                     lifecycle::events::EXPIRATION_DATE_IN_PAST | lifecycle::events::TRIAL_EXPIRED
                 );
                 info!(partner = %ObjectRef::from_obj(&current), reason, "{message}");
-                ctx.publish(&current, warning, reason, message.clone()).await;
+                ctx.publish(&current, warning, reason, message.clone())
+                    .await;
             }
         }
         let sends = plan
@@ -301,7 +297,10 @@ async fn send(
                 .inc();
             debug!(partner = %ObjectRef::from_obj(&*current), email = kind, "email sent");
             let at = ctx.clock.now();
-            record(api, current, |s| lifecycle::mark_email_sent(s, message_id, at)).await?;
+            record(api, current, |s| {
+                lifecycle::mark_email_sent(s, message_id, at)
+            })
+            .await?;
             if event == EmailEvent::Activation {
                 ctx.publish(
                     current,

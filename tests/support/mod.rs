@@ -92,6 +92,12 @@ impl Harness {
         self.operator = Some(Operator { stop, task });
     }
 
+    /// Kills the operator as a crash would: no graceful shutdown.
+    pub fn kill_operator(&mut self) {
+        let operator = self.operator.take().expect("the operator is running");
+        operator.task.abort();
+    }
+
     pub async fn stop_operator(&mut self) {
         let operator = self.operator.take().expect("the operator is running");
         let _ = operator.stop.send(true);
@@ -115,14 +121,19 @@ impl Harness {
 
     /// The standard setup: Distributor `northwind`, its partner namespace, and Partners by name.
     pub async fn northwind(&self, auto_upgrade: bool) {
-        self.namespace("northwind-partners", &[("partner-operator.io/distributor", "northwind")])
-            .await;
+        self.namespace(
+            "northwind-partners",
+            &[("partner-operator.io/distributor", "northwind")],
+        )
+        .await;
         self.apply(distributor("northwind", auto_upgrade)).await;
     }
 
     pub async fn namespace(&self, name: &str, labels: &[(&str, &str)]) {
-        let labels: serde_json::Map<String, Value> =
-            labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
         let ns: Namespace =
             serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
         Api::<Namespace>::all(self.client.clone())
@@ -142,7 +153,8 @@ impl Harness {
         let api = self.partners(namespace);
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let partner = api.get_opt(name).await.expect("get partner");
+            // Errors are retried: some tests inject API faults.
+            let partner = api.get_opt(name).await.ok().flatten();
             if let Some(p) = &partner
                 && check(p)
             {
@@ -166,14 +178,14 @@ impl Harness {
     ) -> Distributor {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let d = self.distributors().get(name).await.expect("get distributor");
-            if check(&d) {
-                return d;
+            let d = self.distributors().get(name).await.ok();
+            if let Some(d) = d.as_ref().filter(|d| check(d)) {
+                return d.clone();
             }
             if tokio::time::Instant::now() > deadline {
                 panic!(
                     "{name}: timed out waiting for {what}; last seen: {}",
-                    serde_json::to_string_pretty(&d.status).unwrap()
+                    serde_json::to_string_pretty(&d.map(|d| d.status)).unwrap()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

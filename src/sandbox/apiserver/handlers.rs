@@ -514,6 +514,7 @@ impl Request<'_> {
         let store = self.state.store.clone();
         let api_version = self.resource.api_version();
         let kind = self.resource.kind.clone();
+        tracing::trace!(kind = %kind, ?from, initial = initial.len(), "watch started");
         let live = async_stream(move |tx| async move {
             let deadline = tokio::time::Instant::now() + timeout;
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -528,6 +529,7 @@ impl Request<'_> {
                     }
                     change = receiver.recv() => match change {
                         Ok(change) => {
+                            tracing::trace!(kind = %kind, rv = change.resource_version, "watch event");
                             if let Some(line) = watch_line(&change, &matches, &event)
                                 && tx.send(line).await.is_err()
                             {
@@ -549,7 +551,11 @@ impl Request<'_> {
             .expect("valid response"))
     }
 
-    fn admit(&self, mut object: Value, old: Option<&Value>) -> Result<(Value, Vec<String>), ApiError> {
+    fn admit(
+        &self,
+        mut object: Value,
+        old: Option<&Value>,
+    ) -> Result<(Value, Vec<String>), ApiError> {
         if self.resource.group.is_empty() && self.resource.kind == "Secret" {
             fold_string_data(&mut object);
         }
@@ -1132,7 +1138,9 @@ fn tokio_stream_from(
 /// (overriding keys of the same name), and never stores it.
 fn fold_string_data(secret: &mut Value) {
     use base64::Engine as _;
-    let Some(Value::Object(string_data)) = secret.as_object_mut().and_then(|s| s.remove("stringData")) else {
+    let Some(Value::Object(string_data)) =
+        secret.as_object_mut().and_then(|s| s.remove("stringData"))
+    else {
         return;
     };
     if !secret["data"].is_object() {

@@ -248,6 +248,12 @@ impl ApiServer {
         self.state.store.compact();
     }
 
+    /// A handle that can outlive a borrow of the server, for a task that injects faults
+    /// while a test runs.
+    pub fn controls(&self) -> Controls {
+        Controls(self.state.clone())
+    }
+
     /// Every request made to a resource so far.
     pub fn log(&self) -> &RequestLog {
         &self.state.log
@@ -260,6 +266,20 @@ impl ApiServer {
         }
         self.state.store.drop_watches();
         let _ = (&mut self.task).await;
+    }
+}
+
+/// Fault injection from another task (see [`ApiServer::controls`]).
+#[derive(Clone)]
+pub struct Controls(Arc<ServerState>);
+
+impl Controls {
+    pub fn drop_watches(&self) {
+        self.0.store.drop_watches();
+    }
+
+    pub fn compact(&self) {
+        self.0.store.compact();
     }
 }
 

@@ -1,0 +1,214 @@
+//! The operator under restarts and failures: a restart over settled Partners costs nothing, an
+//! SMTP outage or a refused address is reported and retried, and API faults never duplicate an
+//! email.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use partner_operator::sandbox::apiserver::FaultRule;
+use support::*;
+
+async fn events(h: &Harness, namespace: &str, reason: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(h.client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
+fn message_counts(h: &Harness) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for message in h.smtp.received() {
+        *counts
+            .entry(message.message_id.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_over_settled_partners_writes_and_mails_nothing() {
+    let mut h = Harness::start().await;
+    h.northwind(true).await;
+    let names: Vec<String> = (0..20).map(|i| format!("p{i:02}")).collect();
+    for name in &names {
+        h.apply(partner("northwind-partners", name, "northwind"))
+            .await;
+    }
+    for name in &names {
+        h.wait_partner("northwind-partners", name, "Ready", is_ready)
+            .await;
+    }
+    h.wait_distributor("northwind", "20 in trial", |d| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.partners.as_ref())
+            .is_some_and(|c| c.trial == 20)
+    })
+    .await;
+    let mailed = h.wait_emails(20).await.len();
+    // Let the last writes and Events drain before the restart.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    h.kill_operator();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.server.log().clear();
+    h.start_operator();
+    // Long enough for the new instance to list, watch and reconcile every Partner.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = h.server.log().entries();
+    let writes: Vec<_> = log.iter().filter(|r| r.is_write()).collect();
+    assert!(writes.is_empty(), "writes after a restart: {writes:#?}");
+    assert!(
+        log.iter()
+            .any(|r| r.resource == "partners" && r.verb == "watch"),
+        "the new instance is running: {log:#?}"
+    );
+    assert_eq!(h.smtp.received().len(), mailed, "no email after a restart");
+
+    // And it is live: the next deadline is acted on.
+    h.advance_days(11);
+    h.wait_emails(40).await;
+    assert!(message_counts(&h).values().all(|n| *n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_outage_is_reported_then_delivered_exactly_once() {
+    let h = Harness::start().await;
+    h.northwind(true).await;
+    h.smtp.set_down(true);
+    h.apply(partner("northwind-partners", "contoso", "northwind"))
+        .await;
+    let p = h
+        .wait_partner(
+            "northwind-partners",
+            "contoso",
+            "EmailDeliveryFailed",
+            |p| condition(p, "ActivationSent").is_some_and(|(_, r)| r == "EmailDeliveryFailed"),
+        )
+        .await;
+    assert_eq!(
+        condition(&p, "Ready").unwrap(),
+        ("False".into(), "EmailDeliveryFailed".into())
+    );
+    let warnings = events(&h, "northwind-partners", "EmailDeliveryFailed").await;
+    assert!(!warnings.is_empty(), "an Event reports the failure");
+    let note = warnings[0].note.clone().unwrap_or_default();
+    assert!(
+        !note.contains("token="),
+        "no activation link in Events: {note}"
+    );
+    assert!(h.smtp.received().is_empty());
+
+    h.smtp.set_down(false);
+    h.wait_partner("northwind-partners", "contoso", "Ready", is_ready)
+        .await;
+    h.wait_emails(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.smtp.received().len(), 1, "delivered exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_address_stops_only_its_own_partner() {
+    let h = Harness::start().await;
+    h.northwind(true).await;
+    h.smtp.reject_recipient("admin@bad.example", 550);
+    h.apply(partner("northwind-partners", "bad", "northwind"))
+        .await;
+    h.apply(partner("northwind-partners", "good", "northwind"))
+        .await;
+    h.wait_partner("northwind-partners", "good", "Ready", is_ready)
+        .await;
+    let p = h
+        .wait_partner("northwind-partners", "bad", "EmailDeliveryFailed", |p| {
+            condition(p, "Ready").is_some_and(|(_, r)| r == "EmailDeliveryFailed")
+        })
+        .await;
+    let record = &p.status.unwrap().emails[0];
+    assert!(record.sent_at.is_none());
+    assert!(
+        record
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("550"),
+        "{record:?}"
+    );
+    let received = h.smtp.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].to, vec!["admin@good.example"]);
+
+    // Once the mailbox exists, the retry delivers.
+    h.smtp.accept_recipient("admin@bad.example");
+    h.wait_partner("northwind-partners", "bad", "Ready", is_ready)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_faults_delay_but_never_duplicate() {
+    let h = Harness::start().await;
+    h.northwind(true).await;
+    h.server.inject_fault(FaultRule {
+        verb: None,
+        share: 0.10,
+        status: 500,
+        limit: None,
+    });
+    h.server.inject_fault(FaultRule {
+        verb: Some("patch".into()),
+        share: 0.05,
+        status: 409,
+        limit: None,
+    });
+    let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+    for name in &names {
+        // The test's own writes go through the same faults: retry them.
+        let object = partner("northwind-partners", name, "northwind");
+        let mut tries = 0;
+        while h.server.apply_json(object.clone()).await.is_err() {
+            tries += 1;
+            assert!(tries < 50);
+        }
+    }
+    let dropper = {
+        let server_watches = h.server.controls();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                server_watches.drop_watches();
+            }
+        })
+    };
+    for name in &names {
+        h.wait_partner("northwind-partners", name, "Ready", is_ready)
+            .await;
+    }
+    h.advance_days(11);
+    h.wait_emails(20).await;
+    h.advance_days(3);
+    for name in &names {
+        h.wait_partner("northwind-partners", name, "Production", |p| {
+            level(p) == "Production"
+        })
+        .await;
+    }
+    h.wait_emails(30).await;
+    dropper.abort();
+    h.server.clear_faults();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = message_counts(&h);
+    assert_eq!(
+        counts.len(),
+        30,
+        "activation, notice and converted for each"
+    );
+    let duplicates: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicates.is_empty(), "sent twice: {duplicates:?}");
+}
