@@ -78,6 +78,14 @@ impl Clock {
         Self::now_of(&state)
     }
 
+    /// The current time in whole seconds: what is written into the API. Kubernetes
+    /// timestamps (`metav1.Time`) have second precision, and a status that reads
+    /// `2026-12-09T03:44:38Z` is easier to compare by eye than one with nanoseconds.
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        use chrono::SubsecRound;
+        self.now().trunc_subsecs(0)
+    }
+
     fn now_of(state: &State) -> DateTime<Utc> {
         if state.speed == 0.0 {
             return state.virtual_base;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use partner_operator::clock::Clock;
 use partner_operator::operator::{self, RunOptions};
+use partner_operator::sandbox::command::{self, SandboxOptions};
 use partner_operator::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -26,6 +27,32 @@ enum Command {
     Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crds,
+    /// A whole system on this machine: an API server, an SMTP server and the operator.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Args)]
+struct SandboxArgs {
+    /// Where `kubeconfig` and `outbox/` (one .eml file per message) are written.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// The API server's port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Run the clock this many times faster than real time (86400: a day a second).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Start only the API server (e.g. to run `partner-operator run` against it).
+    #[arg(long)]
+    without_operator: bool,
+    /// Serve the operator's /metrics, /healthz and /readyz here.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter (RUST_LOG wins when set).
+    #[arg(long, default_value = "warn,partner_operator=info")]
+    log_level: String,
 }
 
 #[derive(Args)]
@@ -70,7 +97,24 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => report(runtime().block_on(run(args))),
+        Command::Sandbox(args) => report(runtime().block_on(sandbox(args))),
     }
+}
+
+async fn sandbox(args: SandboxArgs) -> Result<(), String> {
+    telemetry::init(args.log_format, &args.log_level);
+    let options = SandboxOptions {
+        state_dir: args.state_dir,
+        port: args.port,
+        speed: args.speed,
+        without_operator: args.without_operator,
+        metrics_addr: args.metrics_addr,
+    };
+    command::run(options, operator::shutdown_signal(), |started| {
+        println!("{}", started.summary());
+    })
+    .await
+    .map_err(|err| err.to_string())
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {

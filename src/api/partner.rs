@@ -36,7 +36,9 @@ use super::Sku;
         type_ = "string",
         json_path = ".status.subscriptionLevel"
     ),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    // A date column would show the time since the expiry, which kubectl prints as `<invalid>`
+    // for a future date; the timestamp itself says what a reader wants to know.
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(
         name = "Ready",
         type_ = "string",

@@ -69,7 +69,7 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
         "CountsCurrent",
         "spec accepted; partner counts and billing are current",
         generation,
-        ctx.clock.now(),
+        ctx.clock.timestamp(),
     );
     if status != before {
         Api::<Distributor>::all(ctx.client.clone())

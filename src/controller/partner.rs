@@ -101,7 +101,7 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
         let distributor = ctx
             .distributors
             .get(&ObjectRef::new(&current.spec.distributor_ref.name));
-        let now = ctx.clock.now();
+        let now = ctx.clock.timestamp();
         let plan = lifecycle::plan(&Observation {
             partner: &current,
             distributor: distributor.as_deref(),
@@ -277,7 +277,8 @@ async fn send(
             current,
             &status,
             &link.token,
-            vars.link_expires_at.unwrap_or_else(|| ctx.clock.now()),
+            vars.link_expires_at
+                .unwrap_or_else(|| ctx.clock.timestamp()),
         )
         .await?;
         vars.activation_link = Some(ActivationLink::new(link.url));
@@ -296,7 +297,7 @@ async fn send(
                 .get_or_create(&crate::metrics::EmailLabels { kind })
                 .inc();
             debug!(partner = %ObjectRef::from_obj(&*current), email = kind, "email sent");
-            let at = ctx.clock.now();
+            let at = ctx.clock.timestamp();
             record(api, current, |s| {
                 lifecycle::mark_email_sent(s, message_id, at)
             })
@@ -480,7 +481,7 @@ async fn cleanup(api: &Api<Partner>, partner: &Partner, ctx: &Context) -> Result
         }
     }
     if let Some(billing) = status.billing.as_ref().filter(|b| b.ended_at.is_none()) {
-        let now = ctx.clock.now();
+        let now = ctx.clock.timestamp();
         let mut current = partner.clone();
         record(api, &mut current, |s| {
             if let Some(b) = s.billing.as_mut() {

@@ -183,13 +183,28 @@ pub fn json_path(object: &Value, path: &str) -> Vec<Value> {
 
 /// Kubernetes' short human durations: `45s`, `3m`, `5h`, `2d`, `3y`.
 pub fn human_age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let seconds = (now - since).num_seconds().max(0);
-    match seconds {
-        s if s < 120 => format!("{s}s"),
-        s if s < 3600 * 2 => format!("{}m", s / 60),
-        s if s < 3600 * 48 => format!("{}h", s / 3600),
-        s if s < 86400 * 365 * 2 => format!("{}d", s / 86400),
-        s => format!("{}y", s / (86400 * 365)),
+    // As kube-apiserver's `duration.HumanDuration`: up to a second in the future is "now"
+    // (clock skew); further in the future is `<invalid>`; precision shrinks with the age.
+    let seconds = (now - since).num_seconds();
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    let seconds = seconds.max(0);
+    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86400);
+    let with_rest = |whole: i64, unit: &str, rest: i64, rest_unit: &str| match rest {
+        0 => format!("{whole}{unit}"),
+        rest => format!("{whole}{unit}{rest}{rest_unit}"),
+    };
+    match () {
+        _ if seconds < 120 => format!("{seconds}s"),
+        _ if minutes < 10 => with_rest(minutes, "m", seconds % 60, "s"),
+        _ if minutes < 180 => format!("{minutes}m"),
+        _ if hours < 8 => with_rest(hours, "h", minutes % 60, "m"),
+        _ if hours < 48 => format!("{hours}h"),
+        _ if hours < 24 * 8 => with_rest(days, "d", hours % 24, "h"),
+        _ if hours < 24 * 365 * 2 => format!("{days}d"),
+        _ if hours < 24 * 365 * 8 => with_rest(days / 365, "y", days % 365, "d"),
+        _ => format!("{}y", days / 365),
     }
 }
 
@@ -315,5 +330,28 @@ mod tests {
         assert_eq!(json_path(&object, ".spec.skus"), vec![json!(["A", "B"])]);
         assert_eq!(json_path(&object, ".spec.skus[1]"), vec![json!("B")]);
         assert!(json_path(&object, ".spec.missing").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod human_age_tests {
+    use super::human_age;
+    use chrono::{Duration, TimeZone, Utc};
+
+    #[test]
+    fn reads_like_kubectl() {
+        let now = Utc.with_ymd_and_hms(2027, 3, 1, 9, 0, 0).unwrap();
+        let age = |d: Duration| human_age(now - d, now);
+        assert_eq!(age(Duration::seconds(-5)), "<invalid>");
+        assert_eq!(age(Duration::seconds(-1)), "0s");
+        assert_eq!(age(Duration::seconds(42)), "42s");
+        assert_eq!(age(Duration::seconds(185)), "3m5s");
+        assert_eq!(age(Duration::minutes(75)), "75m");
+        assert_eq!(age(Duration::minutes(5 * 60 + 7)), "5h7m");
+        assert_eq!(age(Duration::hours(30)), "30h");
+        assert_eq!(age(Duration::hours(3 * 24 + 5)), "3d5h");
+        assert_eq!(age(Duration::days(14)), "14d");
+        assert_eq!(age(Duration::days(3 * 365 + 10)), "3y10d");
+        assert_eq!(age(Duration::days(9 * 365)), "9y");
     }
 }
