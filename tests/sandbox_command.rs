@@ -1,0 +1,315 @@
+//! `partner-operator sandbox` as a user runs it: the built binary as a subprocess, driven with
+//! the stock kubectl, stopped with SIGTERM.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_partner-operator");
+
+struct Sandbox {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(BINARY)
+            .arg("sandbox")
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let sandbox = Self { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sandbox.kubeconfig().exists() {
+            assert!(Instant::now() < deadline, "no kubeconfig after 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sandbox
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// SIGTERM, then the exit status and what was printed.
+    fn terminate(&mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stdout = String::new();
+                self.child
+                    .stdout
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stdout)
+                    .unwrap();
+                return (status, stdout);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running 20 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "kubectl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+#[test]
+fn without_operator_serves_the_crds_and_stops_cleanly_on_sigterm() {
+    let mut sandbox = Sandbox::start(&["--without-operator"]);
+    let crds = stdout(&sandbox.kubectl(&["get", "crds", "-o", "name"]));
+    assert!(crds.contains("partners.partner-operator.io"), "{crds}");
+    assert!(crds.contains("distributors.partner-operator.io"), "{crds}");
+    stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
+    // Nobody reconciles: the Partners stay without a status.
+    std::thread::sleep(Duration::from_millis(500));
+    let levels = stdout(&sandbox.kubectl(&[
+        "get",
+        "partners",
+        "-A",
+        "-o",
+        "jsonpath={.items[*].status.subscriptionLevel}",
+    ]));
+    assert_eq!(levels.trim(), "");
+    assert!(!sandbox.dir.path().join("outbox").exists());
+
+    let (status, printed) = sandbox.terminate();
+    assert!(status.success(), "exit status {status}");
+    assert!(printed.contains("export KUBECONFIG="), "{printed}");
+    assert!(printed.contains("--without-operator"), "{printed}");
+    assert!(
+        !sandbox.kubeconfig().exists(),
+        "a kubeconfig pointing at a stopped server was left behind"
+    );
+}
+
+#[test]
+fn with_the_operator_partners_become_ready_and_mail_lands_in_the_outbox() {
+    let mut sandbox = Sandbox::start(&[]);
+    stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
+    let waited = sandbox.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "partners",
+        "--all",
+        "-n",
+        "northwind-partners",
+        "--timeout=60s",
+    ]);
+    stdout(&waited);
+    let outbox = sandbox.dir.path().join("outbox");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let activations = loop {
+        let names: Vec<String> = std::fs::read_dir(&outbox)
+            .map(|dir| {
+                dir.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with("-activation.eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.len() >= 3 {
+            break names;
+        }
+        assert!(Instant::now() < deadline, "activation emails: {names:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(activations.len(), 3, "{activations:?}");
+    let (status, printed) = sandbox.terminate();
+    assert!(status.success(), "exit status {status}");
+    assert!(printed.contains("outbox"), "{printed}");
+}
+
+#[test]
+fn a_busy_port_and_an_unwritable_state_dir_are_one_line_errors() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let busy = Command::new(BINARY)
+        .args([
+            "sandbox",
+            "--without-operator",
+            "--port",
+            &port,
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!busy.status.success());
+    let message = String::from_utf8_lossy(&busy.stderr);
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains(&format!("--port {port}")), "{message}");
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let unwritable = file.path().join("state");
+    let refused = Command::new(BINARY)
+        .args(["sandbox", "--state-dir"])
+        .arg(&unwritable)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains("--state-dir"), "{message}");
+}
+
+/// The operator as a separate process (`partner-operator run`), against the API server started
+/// alone: the way the README tells a user to try the `run` command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_against_the_sandbox_started_alone() {
+    use partner_operator::sandbox::smtp::SmtpSink;
+    let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let mut sandbox = Sandbox::start(&["--without-operator"]);
+    stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
+    let mut operator = Command::new(BINARY)
+        .args([
+            "run",
+            "--smtp-insecure-plaintext",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--activation-base-url",
+            "https://portal.example.com/activate",
+        ])
+        .env("SMTP_URL", smtp.url())
+        .env("KUBECONFIG", sandbox.kubeconfig())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    stdout(&sandbox.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "partners",
+        "--all",
+        "-n",
+        "northwind-partners",
+        "--timeout=60s",
+    ]));
+    // Three activations, and the converted notice of the Partner created as Production.
+    let received = smtp
+        .wait_for(4, Duration::from_secs(30))
+        .await
+        .expect("four emails");
+    let mut events: Vec<_> = received.iter().filter_map(|m| m.event.clone()).collect();
+    events.sort();
+    assert_eq!(
+        events,
+        ["activation", "activation", "activation", "converted"],
+        "{events:?}"
+    );
+
+    let pid = operator.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = operator.wait().unwrap();
+    assert!(status.success(), "run exited with {status} after SIGTERM");
+    sandbox.terminate();
+}
+
+#[test]
+fn run_names_a_missing_crd_and_an_unreachable_server_in_one_line() {
+    let sandbox = Sandbox::start(&["--without-operator"]);
+    stdout(&sandbox.kubectl(&["delete", "crd", "partners.partner-operator.io"]));
+    let run = |kubeconfig: &Path| {
+        let output = Command::new(BINARY)
+            .args([
+                "run",
+                "--smtp-url",
+                "smtp://127.0.0.1:1",
+                "--smtp-insecure-plaintext",
+            ])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let message = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        assert_eq!(message.lines().count(), 1, "{message}");
+        message
+    };
+    let missing = run(&sandbox.kubeconfig());
+    assert!(
+        missing.contains("partners.partner-operator.io"),
+        "{missing}"
+    );
+    assert!(missing.contains("not installed"), "{missing}");
+
+    let unreachable = sandbox.dir.path().join("unreachable");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &unreachable,
+        std::fs::read_to_string(sandbox.kubeconfig())
+            .unwrap()
+            .lines()
+            .map(|line| match line.trim_start().starts_with("server:") {
+                true => format!("    server: http://127.0.0.1:{port}"),
+                false => line.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let message = run(&unreachable);
+    assert!(
+        message.contains("cannot reach the Kubernetes API server"),
+        "{message}"
+    );
+}
