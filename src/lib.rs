@@ -1,10 +1,11 @@
 //! partner-operator: onboard the partners of a software distributor as tenants, declaratively.
 //!
-//! See `DESIGN.md`-level overview in the README. Modules, one concept each:
+//! The README says what it does and how to run it. Modules, one concept each:
 //! - [`admission`]: what kube-apiserver checks before it stores a custom resource (defaults, schema, CEL);
 //! - [`api`]: the custom resources (`Distributor`, `Partner`) and their conditions;
 //! - [`clock`]: the injectable clock every deadline is measured on;
 //! - [`controller`]: the reconcilers (Partner, Distributor) and their wiring;
+//! - [`leader`]: leader election on a Lease, so that one replica of several reconciles;
 //! - [`lifecycle`]: the pure subscription state machine (what must happen to a Partner, and when);
 //! - [`mail`]: the lifecycle emails, their templates and their delivery over SMTP;
 //! - [`metrics`]: Prometheus metrics and the health endpoints;
@@ -17,6 +18,7 @@ pub mod admission;
 pub mod api;
 pub mod clock;
 pub mod controller;
+pub mod leader;
 pub mod lifecycle;
 pub mod mail;
 pub mod metrics;

@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use partner_operator::clock::Clock;
+use partner_operator::leader::LeaderElection;
 use partner_operator::operator::{self, RunOptions};
 use partner_operator::sandbox::command::{self, SandboxOptions};
 use partner_operator::telemetry::{self, LogFormat};
@@ -87,6 +89,19 @@ struct RunArgs {
     /// Partners reconciled at once.
     #[arg(long, default_value_t = 32)]
     concurrency: u16,
+    /// Reconcile only while holding a Lease, so that several replicas can run
+    /// (`--leader-election=false`: this process alone reconciles).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "partner-operator")]
+    lease_name: String,
+    /// The Lease's namespace (default: the pod's, else the kubeconfig's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds a Lease holds without renewal: how long a standby waits after a leader dies.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
 }
 
 fn main() -> ExitCode {
@@ -132,10 +147,35 @@ async fn run(args: RunArgs) -> Result<(), String> {
         metrics_addr: Some(args.metrics_addr),
         concurrency: args.concurrency,
         clock: Clock::system(),
+        leader_election: args.leader_election.then(|| {
+            let namespace = args
+                .lease_namespace
+                .unwrap_or_else(|| client.default_namespace().to_string());
+            let mut election = LeaderElection::new(namespace, identity());
+            election.lease_name = args.lease_name;
+            election.lease_duration = Duration::from_secs(args.lease_duration_seconds);
+            election.renew_before = election.lease_duration / 3;
+            election
+        }),
     };
     operator::run(client, options, operator::shutdown_signal())
         .await
         .map_err(|err| err.to_string())
+}
+
+/// Who holds the Lease: the pod's name in a cluster (unique among replicas by construction),
+/// else the host name with a random suffix, so two processes on one machine differ.
+fn identity() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME") {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "partner-operator".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
 }
 
 fn runtime() -> tokio::runtime::Runtime {

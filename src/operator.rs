@@ -15,6 +15,7 @@ use tracing::info;
 
 use crate::clock::Clock;
 use crate::controller::{self, OperatorConfig, StartError};
+use crate::leader::{self, LeaderElection, LeaderError};
 use crate::mail::{ConfigError, Mailer, MailerConfig, TemplateError, Templates};
 use crate::metrics::{Metrics, Readiness};
 
@@ -32,6 +33,8 @@ pub struct RunOptions {
     pub metrics_addr: Option<SocketAddr>,
     pub concurrency: u16,
     pub clock: Clock,
+    /// `None`: this process reconciles without asking anyone (one replica, or the sandbox).
+    pub leader_election: Option<LeaderElection>,
 }
 
 /// Why the operator did not start, in one line.
@@ -45,6 +48,8 @@ pub enum RunError {
     ActivationBaseUrl(String),
     #[error("{0}")]
     Start(#[from] StartError),
+    #[error("{0}")]
+    Leader(#[from] LeaderError),
     #[error("--metrics-addr {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -100,7 +105,7 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    controller::run(
+    let result = lead_and_reconcile(
         client,
         OperatorConfig {
             mailer,
@@ -111,12 +116,58 @@ pub async fn run(
             readiness,
             concurrency: options.concurrency,
         },
-        stopped(stop_rx),
+        options.leader_election,
+        stop_rx.clone(),
     )
     .await;
     if let Some(server) = metrics_server {
+        // On a lost Lease the shutdown signal has not come: stop serving anyway.
+        server.abort();
         let _ = server.await;
     }
+    result
+}
+
+/// Runs the controllers: at once without leader election; else once this replica holds the
+/// Lease, for as long as it holds it. A standby reports ready (it is healthy and can take
+/// over); a leader, once its caches are filled.
+async fn lead_and_reconcile(
+    client: Client,
+    config: OperatorConfig,
+    election: Option<LeaderElection>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let Some(election) = election else {
+        controller::run(client, config, stopped(stop)).await;
+        return Ok(());
+    };
+    config.readiness.set_ready(true);
+    let Some(leadership) =
+        leader::acquire(client.clone(), &election, stopped(stop.clone())).await?
+    else {
+        return Ok(());
+    };
+    config.readiness.set_ready(false);
+    let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
+    let controllers = controller::run(client, config, async move {
+        tokio::select! {
+            _ = stopped(stop) => {}
+            _ = stopped(lost_rx) => {}
+        }
+    });
+    tokio::pin!(controllers);
+    tokio::select! {
+        _ = &mut controllers => {}
+        lost = leadership.hold() => {
+            let _ = lost_tx.send(true);
+            controllers.await;
+            return Err(lost.into());
+        }
+    }
+    leadership.release().await;
     Ok(())
 }
 

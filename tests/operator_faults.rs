@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
@@ -21,16 +20,6 @@ async fn events(h: &Harness, namespace: &str, reason: &str) -> Vec<Event> {
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some(reason))
         .collect()
-}
-
-fn message_counts(h: &Harness) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for message in h.smtp.received() {
-        *counts
-            .entry(message.message_id.clone().unwrap_or_default())
-            .or_default() += 1;
-    }
-    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +65,7 @@ async fn a_restart_over_settled_partners_writes_and_mails_nothing() {
     // And it is live: the next deadline is acted on.
     h.advance_days(11);
     h.wait_emails(40).await;
-    assert!(message_counts(&h).values().all(|n| *n == 1));
+    assert!(h.message_counts().values().all(|n| *n == 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +192,7 @@ async fn api_faults_delay_but_never_duplicate() {
     dropper.abort();
     h.server.clear_faults();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let counts = message_counts(&h);
+    let counts = h.message_counts();
     assert_eq!(
         counts.len(),
         30,

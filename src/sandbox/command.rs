@@ -118,6 +118,8 @@ pub async fn run(
                 metrics_addr: options.metrics_addr,
                 concurrency: 32,
                 clock,
+                // One operator in one process: nobody to elect.
+                leader_election: None,
             };
             operator::run(server.client(), options, shutdown)
                 .await

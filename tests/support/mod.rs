@@ -35,14 +35,43 @@ pub struct Harness {
     operator: Option<Operator>,
 }
 
-struct Operator {
+/// An operator running in-process, as a separate replica would.
+pub struct Operator {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<(), operator::RunError>>,
+}
+
+impl Operator {
+    /// Stops it as a crash would: no graceful shutdown, the Lease (if any) left held.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    /// Waits for `run` to end by itself.
+    pub async fn wait(self) -> Result<(), operator::RunError> {
+        self.task.await.expect("the operator task did not panic")
+    }
+
+    /// Stops it as SIGTERM would, and returns how `run` ended.
+    pub async fn stop(self) -> Result<(), operator::RunError> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the operator stops within 10 s")
+            .expect("the operator task did not panic")
+    }
 }
 
 impl Harness {
     /// API server and SMTP server up, CRDs installed, clock frozen at [`START`], operator running.
     pub async fn start() -> Self {
+        let mut harness = Self::start_servers().await;
+        harness.start_operator();
+        harness
+    }
+
+    /// As [`Harness::start`], without the operator.
+    pub async fn start_servers() -> Self {
         partner_operator::telemetry::init(
             partner_operator::telemetry::LogFormat::Text,
             "partner_operator=debug,kube=warn",
@@ -56,21 +85,18 @@ impl Harness {
             .await
             .expect("the SMTP server starts");
         let client = server.client();
-        let mut harness = Self {
+        Self {
             server,
             smtp,
             clock,
             client,
             operator: None,
-        };
-        harness.start_operator();
-        harness
+        }
     }
 
-    pub fn start_operator(&mut self) {
-        assert!(self.operator.is_none(), "the operator is already running");
-        let (stop, mut stopped) = watch::channel(false);
-        let options = RunOptions {
+    /// The options the harness runs the operator with.
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
             smtp_url: format!("{}?timeout=2", self.smtp.url()),
             smtp_insecure_plaintext: true,
             mail_from: Some("Onboarding <onboarding@operator.example>".into()),
@@ -80,31 +106,48 @@ impl Harness {
             metrics_addr: None,
             concurrency: 16,
             clock: self.clock.clone(),
-        };
-        let client = self.server.client();
-        let task = tokio::spawn(async move {
-            operator::run(client, options, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-            .expect("the operator starts");
-        });
-        self.operator = Some(Operator { stop, task });
+            leader_election: None,
+        }
+    }
+
+    /// Starts one more operator against the same servers (for leader election); its requests
+    /// carry `user_agent`.
+    pub fn spawn_operator_as(&self, user_agent: &str, options: RunOptions) -> Operator {
+        let (stop, mut stopped) = watch::channel(false);
+        let client = self.server.client_with_user_agent(user_agent);
+        let task = tokio::spawn(operator::run(client, options, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        Operator { stop, task }
+    }
+
+    pub fn start_operator(&mut self) {
+        assert!(self.operator.is_none(), "the operator is already running");
+        self.operator = Some(self.spawn_operator_as("partner-operator", self.run_options()));
     }
 
     /// Kills the operator as a crash would: no graceful shutdown.
     pub fn kill_operator(&mut self) {
-        let operator = self.operator.take().expect("the operator is running");
-        operator.task.abort();
+        self.operator
+            .take()
+            .expect("the operator is running")
+            .kill();
     }
 
     pub async fn stop_operator(&mut self) {
         let operator = self.operator.take().expect("the operator is running");
-        let _ = operator.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(10), operator.task)
-            .await
-            .expect("the operator stops within 10 s")
-            .expect("the operator task did not panic");
+        operator.stop().await.expect("the operator ran");
+    }
+
+    /// How many times each `Message-ID` arrived at the SMTP server.
+    pub fn message_counts(&self) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for message in self.smtp.received() {
+            *counts
+                .entry(message.message_id.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+        counts
     }
 
     pub async fn apply(&self, object: Value) {

@@ -259,7 +259,10 @@ pub async fn handle(
         _ => "unknown",
     };
     if target.plural.is_some() {
-        state.log.record(verb, &target);
+        let user_agent = headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        state.log.record(verb, &target, user_agent);
         if let Some(code) = state.faults.roll(verb) {
             return ApiError::injected(code).into_response();
         }

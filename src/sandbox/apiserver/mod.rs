@@ -49,6 +49,8 @@ pub struct RecordedRequest {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// The client's `User-Agent`, as an audit log records it: tells replicas apart.
+    pub user_agent: Option<String>,
 }
 
 impl RecordedRequest {
@@ -66,7 +68,7 @@ impl RecordedRequest {
 pub struct RequestLog(Arc<Mutex<Vec<RecordedRequest>>>);
 
 impl RequestLog {
-    fn record(&self, verb: &str, target: &handlers::Target) {
+    fn record(&self, verb: &str, target: &handlers::Target, user_agent: Option<&str>) {
         self.0.lock().unwrap().push(RecordedRequest {
             verb: verb.to_string(),
             group: target.group.clone(),
@@ -74,6 +76,7 @@ impl RequestLog {
             namespace: target.namespace.clone(),
             name: target.name.clone(),
             subresource: target.subresource.clone(),
+            user_agent: user_agent.map(str::to_string),
         });
     }
 
@@ -191,6 +194,17 @@ impl ApiServer {
     pub fn client(&self) -> kube::Client {
         let url = self.url().parse().expect("a valid URL");
         let config = kube::Config::new(url);
+        kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
+    }
+
+    /// A kube-rs client that sends `user_agent`, so the request log tells its requests apart.
+    pub fn client_with_user_agent(&self, user_agent: &str) -> kube::Client {
+        let url = self.url().parse().expect("a valid URL");
+        let mut config = kube::Config::new(url);
+        config.headers.push((
+            axum::http::header::USER_AGENT,
+            user_agent.parse().expect("a valid header value"),
+        ));
         kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
     }
 
