@@ -189,8 +189,9 @@ impl Metrics {
     }
 }
 
-/// Whether the operator is ready to serve: its caches are synced (and, with leader election,
-/// it is either leading or standing by with synced caches).
+/// What `/readyz` answers: without leader election, ready once the caches are filled; with it,
+/// ready while standing by (healthy, able to take over) and, once leading, when the caches
+/// are filled.
 #[derive(Clone, Debug, Default)]
 pub struct Readiness(Arc<AtomicBool>);
 

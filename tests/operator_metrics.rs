@@ -1,0 +1,171 @@
+//! `/metrics`, `/healthz` and `/readyz` of a running operator, scraped over HTTP after a
+//! scenario: the figures match what happened.
+
+mod support;
+
+use std::time::Duration;
+
+use partner_operator::operator::RunOptions;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `GET path` over plain HTTP/1.0: the status code and the body.
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the sample `name{labels}` (labels exactly as exported).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().unwrap())
+}
+
+/// Scrapes until `series` reads `value` (the Distributor's figures follow its Partners after
+/// its own, debounced, reconciliation), then returns the whole scrape.
+async fn scrape_until(addr: std::net::SocketAddr, series: &str, value: f64) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, metrics) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        if sample(&metrics, series) == Some(value) || tokio::time::Instant::now() > deadline {
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_lifecycle() {
+    let h = Harness::start_servers().await;
+    let addr = free_port();
+    let operator = h.spawn_operator_as(
+        "partner-operator",
+        RunOptions {
+            metrics_addr: Some(addr),
+            ..h.run_options()
+        },
+    );
+    h.northwind(true).await;
+    h.apply(partner("northwind-partners", "contoso", "northwind"))
+        .await;
+    let mut fabrikam = partner("northwind-partners", "fabrikam", "northwind");
+    fabrikam["spec"]["subscription"] = serde_json::json!({"autoUpgrade": false});
+    h.apply(fabrikam).await;
+    for name in ["contoso", "fabrikam"] {
+        h.wait_partner("northwind-partners", name, "Ready", is_ready)
+            .await;
+    }
+    h.wait_emails(2).await;
+
+    let (status, _) = get(addr, "/healthz").await;
+    assert_eq!(status, 200);
+    let (status, _) = get(addr, "/readyz").await;
+    assert_eq!(status, 200, "ready once the caches are filled");
+    let trials = r#"partner_operator_partners{distributor="northwind",level="Trial"}"#;
+    let metrics = scrape_until(addr, trials, 2.0).await;
+    let notice_at = (start_time() + chrono::Duration::days(11)).timestamp() as f64;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"partner_operator_partner_next_deadline_timestamp_seconds{namespace="northwind-partners",name="contoso"}"#
+        ),
+        Some(notice_at),
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, trials), Some(2.0), "{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"partner_operator_emails_sent_total{kind="activation"}"#
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            r#"partner_operator_reconciliations_total{controller="partner"}"#
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{metrics}"
+    );
+
+    // Through the notice and the trial's end: contoso converts, fabrikam expires.
+    h.advance_days(11);
+    h.wait_emails(4).await;
+    h.advance_days(3);
+    h.wait_partner("northwind-partners", "contoso", "Production", |p| {
+        level(p) == "Production"
+    })
+    .await;
+    h.wait_partner("northwind-partners", "fabrikam", "Expired", |p| {
+        level(p) == "Expired"
+    })
+    .await;
+    h.wait_emails(6).await;
+    let metrics = scrape_until(
+        addr,
+        r#"partner_operator_billable_partners{distributor="northwind"}"#,
+        1.0,
+    )
+    .await;
+    for (series, value) in [
+        (
+            r#"partner_operator_billable_partners{distributor="northwind"}"#,
+            1.0,
+        ),
+        (
+            r#"partner_operator_seats{distributor="northwind",sku="ESSENTIALS"}"#,
+            1.0,
+        ),
+        (
+            r#"partner_operator_partners{distributor="northwind",level="Production"}"#,
+            1.0,
+        ),
+        (
+            r#"partner_operator_partners{distributor="northwind",level="Expired"}"#,
+            1.0,
+        ),
+        (
+            r#"partner_operator_partners{distributor="northwind",level="Trial"}"#,
+            0.0,
+        ),
+        (
+            r#"partner_operator_emails_sent_total{kind="converted"}"#,
+            1.0,
+        ),
+        (
+            r#"partner_operator_emails_sent_total{kind="trial-expired"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&metrics, series), Some(value), "{series}\n{metrics}");
+    }
+    // Neither Partner has a deadline left: no series for them.
+    assert!(
+        !metrics.contains("partner_operator_partner_next_deadline_timestamp_seconds{"),
+        "neither an open-ended Production nor an expired trial has a deadline:\n{metrics}"
+    );
+    operator.stop().await.unwrap();
+}
