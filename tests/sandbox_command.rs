@@ -1,101 +1,13 @@
 //! `partner-operator sandbox` as a user runs it: the built binary as a subprocess, driven with
 //! the stock kubectl, stopped with SIGTERM.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_partner-operator");
-
-struct Sandbox {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(BINARY)
-            .arg("sandbox")
-            .arg("--state-dir")
-            .arg(dir.path())
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let sandbox = Self { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !sandbox.kubeconfig().exists() {
-            assert!(Instant::now() < deadline, "no kubeconfig after 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        sandbox
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// SIGTERM, then the exit status and what was printed.
-    fn terminate(&mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stdout = String::new();
-                self.child
-                    .stdout
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stdout)
-                    .unwrap();
-                return (status, stdout);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running 20 s after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "kubectl failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
+use support::process::*;
 
 #[test]
 fn without_operator_serves_the_crds_and_stops_cleanly_on_sigterm() {

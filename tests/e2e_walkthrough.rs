@@ -1,0 +1,441 @@
+//! The README's walkthrough, checked: the built binary's `sandbox` as a subprocess, driven
+//! only with `/usr/bin/kubectl` and read back from the outbox, asserting what a user sees.
+//!
+//! The steps that need no fast clock also run against a real cluster: set
+//! `PARTNER_OPERATOR_E2E_KUBECONFIG` to its kubeconfig (with the operator deployed there and the
+//! examples' names free). There, email is not read back (there is no outbox), and everything
+//! the test created is deleted at the end. The steps that need two weeks to pass run against a
+//! sandbox at a day a second (`--speed 86400`) in either case.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::process::{Sandbox, examples, stdout};
+
+/// Where the walkthrough runs: a sandbox, or a real cluster.
+enum Target {
+    Sandbox(Sandbox),
+    Cluster(PathBuf),
+}
+
+impl Target {
+    fn kubeconfig(&self) -> PathBuf {
+        match self {
+            Target::Sandbox(sandbox) => sandbox.kubeconfig(),
+            Target::Cluster(kubeconfig) => kubeconfig.clone(),
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with_input(args, None)
+    }
+
+    fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(input) = input {
+            stdin.write_all(input.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    }
+
+    /// kubectl's stdout, after asserting it succeeded.
+    fn ok(&self, args: &[&str]) -> String {
+        stdout(&self.kubectl(args))
+    }
+
+    fn outbox(&self) -> Option<PathBuf> {
+        match self {
+            Target::Sandbox(sandbox) => Some(sandbox.dir.path().join("outbox")),
+            Target::Cluster(_) => None,
+        }
+    }
+
+    fn jsonpath(&self, kind_name: &str, path: &str) -> String {
+        self.ok(&[
+            "get",
+            kind_name,
+            "-n",
+            NS,
+            "-o",
+            &format!("jsonpath={{{path}}}"),
+        ])
+    }
+
+    /// `kubectl wait --for=jsonpath=...` on a Partner.
+    fn wait_for(&self, partner: &str, path: &str, value: &str) {
+        self.ok(&[
+            "wait",
+            "-n",
+            NS,
+            &format!("partner/{partner}"),
+            &format!("--for=jsonpath={{{path}}}={value}"),
+            "--timeout=60s",
+        ]);
+    }
+}
+
+const NS: &str = "northwind-partners";
+
+/// One message in the outbox, as a user would read it in a mail client.
+struct Mail {
+    file: String,
+    to: String,
+    subject: String,
+    text: String,
+}
+
+fn read_outbox(dir: &Path) -> Vec<Mail> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let raw = std::fs::read(&path).unwrap();
+            let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+            let to = message
+                .to()
+                .map(|to| {
+                    to.iter()
+                        .filter_map(|a| a.address())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            Mail {
+                file: path.file_name().unwrap().to_string_lossy().into_owned(),
+                to,
+                subject: message.subject().unwrap_or_default().to_string(),
+                text: message.body_text(0).unwrap_or_default().into_owned(),
+            }
+        })
+        .collect()
+}
+
+/// Waits until the outbox holds a message of `kind` to `address`.
+fn wait_for_mail(dir: &Path, kind: &str, address: &str) -> Mail {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(mail) = read_outbox(dir)
+            .into_iter()
+            .find(|m| m.file.ends_with(&format!("-{kind}.eml")) && m.to.contains(address))
+        {
+            return mail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {kind} email to {address}; outbox: {:?}",
+            read_outbox(dir)
+                .iter()
+                .map(|m| (&m.file, &m.to))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn apply_examples(target: &Target) {
+    let applied = target.ok(&["apply", "-f", examples().to_str().unwrap()]);
+    for object in [
+        "namespace/northwind-partners",
+        "distributor.partner-operator.io/northwind",
+        "partner.partner-operator.io/contoso",
+        "partner.partner-operator.io/fabrikam",
+        "partner.partner-operator.io/litware",
+    ] {
+        assert!(applied.contains(object), "{applied}");
+    }
+    let waited = target.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "partners",
+        "--all",
+        "-n",
+        NS,
+        "--timeout=60s",
+    ]);
+    assert_eq!(waited.matches("condition met").count(), 3, "{waited}");
+}
+
+/// A table's rows as columns, keyed by the first column.
+fn table(output: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut lines = output.lines();
+    let header = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let rows = lines
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    (header, rows)
+}
+
+fn row<'a>(rows: &'a [Vec<String>], name: &str) -> &'a [String] {
+    rows.iter()
+        .find(|r| r.first().is_some_and(|n| n == name))
+        .unwrap_or_else(|| panic!("no row {name} in {rows:?}"))
+}
+
+const ADATUM: &str = "apiVersion: partner-operator.io/v1alpha1
+kind: Partner
+metadata: {name: adatum, namespace: northwind-partners}
+spec:
+  organizationName: Adatum Support
+  notificationEmail: ops@adatum.example
+  distributorRef: {name: northwind}
+  subscription: {autoUpgrade: false}
+";
+
+/// Everything in the walkthrough that needs no fast clock.
+fn walkthrough_at_real_speed(target: &Target) {
+    apply_examples(target);
+
+    // kubectl get partners: the printer columns.
+    let (header, rows) = table(&target.ok(&["get", "partners", "-n", NS]));
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "ORGANIZATION",
+            "DISTRIBUTOR",
+            "LEVEL",
+            "EXPIRES",
+            "READY",
+            "AGE"
+        ]
+    );
+    // Organization names have spaces: count columns from the right.
+    let contoso = row(&rows, "contoso");
+    assert_eq!(
+        &contoso[contoso.len() - 4..contoso.len() - 1],
+        ["Trial", &contoso[contoso.len() - 3], "True"]
+    );
+    let litware = row(&rows, "litware");
+    assert_eq!(
+        &litware[litware.len() - 4..litware.len() - 1],
+        ["Production", "2027-06-30T00:00:00Z", "True"]
+    );
+
+    // The Distributor's counts.
+    target.ok(&[
+        "wait",
+        "distributor/northwind",
+        "--for=jsonpath={.status.partners.trial}=2",
+        "--timeout=30s",
+    ]);
+    let (header, rows) = table(&target.ok(&["get", "dist"]));
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "ORGANIZATION",
+            "SKUS",
+            "TRIAL",
+            "PRODUCTION",
+            "READY",
+            "AGE"
+        ]
+    );
+    let northwind = row(&rows, "northwind");
+    assert_eq!(
+        &northwind[northwind.len() - 4..northwind.len() - 1],
+        ["2", "1", "True"]
+    );
+
+    // describe: conditions and Events.
+    let described = target.ok(&["describe", "partner", "contoso", "-n", NS]);
+    for expected in ["TenantProvisioned", "ActivationSent", "DistributorBound"] {
+        assert!(described.contains(expected), "{expected}:\n{described}");
+    }
+
+    // The tenant and its entitlements.
+    let tenant = target.ok(&[
+        "get",
+        "ns",
+        "-l",
+        "partner-operator.io/partner=contoso",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(tenant.trim(), "namespace/northwind-partners-contoso");
+    let entitlements = target.ok(&[
+        "get",
+        "configmap",
+        "entitlements",
+        "-n",
+        "northwind-partners-contoso",
+        "-o",
+        "yaml",
+    ]);
+    for expected in ["ESSENTIALS", "GOVERNANCE", "Trial", "Contoso IT Services"] {
+        assert!(
+            entitlements.contains(expected),
+            "{expected}:\n{entitlements}"
+        );
+    }
+
+    // The activation email: to the partner, a link to the Distributor's portal naming the tenant.
+    if let Some(outbox) = target.outbox() {
+        let tenant_id = target.jsonpath("partner/contoso", ".status.tenant.id");
+        let mail = wait_for_mail(&outbox, "activation", "admin@contoso.example");
+        assert!(
+            mail.subject.contains("Contoso IT Services"),
+            "{}",
+            mail.subject
+        );
+        let link = format!("https://portal.northwind.example/activate?tenant={tenant_id}&token=");
+        assert!(mail.text.contains(&link), "{link} not in:\n{}", mail.text);
+    }
+
+    // Convert fabrikam by hand, until a date in the future.
+    target.ok(&[
+        "patch",
+        "partner",
+        "fabrikam",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"subscription":{"level":"Production","expirationDate":"2030-01-01T00:00:00Z"}}}"#,
+    ]);
+    target.wait_for("fabrikam", ".status.subscriptionLevel", "Production");
+    assert_eq!(
+        target.jsonpath("partner/fabrikam", ".status.production.reason"),
+        "Manual"
+    );
+    assert_eq!(
+        target.jsonpath("partner/fabrikam", ".status.expiresAt"),
+        "2030-01-01T00:00:00Z"
+    );
+    if let Some(outbox) = target.outbox() {
+        wait_for_mail(&outbox, "converted", "it@fabrikam.example");
+    }
+
+    // A partner that will not convert on its own; a date in the past is refused.
+    stdout(&target.kubectl_with_input(&["apply", "-f", "-"], Some(ADATUM)));
+    target.wait_for("adatum", ".status.subscriptionLevel", "Trial");
+    target.ok(&[
+        "patch",
+        "partner",
+        "adatum",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"subscription":{"level":"Production","expirationDate":"2020-01-01T00:00:00Z"}}}"#,
+    ]);
+    target.wait_for(
+        "adatum",
+        r#".status.conditions[?(@.type=="Ready")].reason"#,
+        "ExpirationDateInPast",
+    );
+    assert_eq!(
+        target.jsonpath("partner/adatum", ".status.subscriptionLevel"),
+        "Trial"
+    );
+
+    // An invalid manifest is refused by kubectl apply, naming the field.
+    let refused = target.kubectl_with_input(
+        &["apply", "-f", "-"],
+        Some(&ADATUM.replace("adatum, ", "bad, ").replace(
+            "subscription: {autoUpgrade: false}",
+            "subscription: {level: production}",
+        )),
+    );
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("spec.subscription.level"), "{message}");
+
+    // Delete: contoso's tenant goes with it (deletionPolicy Delete); litware's stays (Retain).
+    target.ok(&["delete", "partner", "contoso", "-n", NS, "--timeout=60s"]);
+    target.ok(&["delete", "partner", "litware", "-n", NS, "--timeout=60s"]);
+    target.ok(&[
+        "wait",
+        "--for=delete",
+        "namespace/northwind-partners-contoso",
+        "--timeout=60s",
+    ]);
+    target.ok(&["get", "namespace", "northwind-partners-litware"]);
+}
+
+/// What two weeks do, at a day a second: the notices, the automatic upgrade, the expiry.
+fn walkthrough_over_two_weeks(target: &Target) {
+    apply_examples(target);
+    let outbox = target.outbox().expect("a sandbox");
+    let notice = wait_for_mail(&outbox, "upgrade-notice", "admin@contoso.example");
+    assert!(notice.to.contains("ops@northwind.example"), "{}", notice.to);
+    let expiry = wait_for_mail(&outbox, "expiry-notice", "it@fabrikam.example");
+    assert!(expiry.to.contains("ops@northwind.example"), "{}", expiry.to);
+
+    target.wait_for("contoso", ".status.subscriptionLevel", "Production");
+    assert_eq!(
+        target.jsonpath("partner/contoso", ".status.production.reason"),
+        "AutoUpgrade"
+    );
+    // Billing starts at the trial's end, not when the operator got round to it.
+    assert_eq!(
+        target.jsonpath("partner/contoso", ".status.billing.startedAt"),
+        target.jsonpath("partner/contoso", ".status.trial.endsAt")
+    );
+    wait_for_mail(&outbox, "converted", "admin@contoso.example");
+
+    target.wait_for("fabrikam", ".status.subscriptionLevel", "Expired");
+    assert_eq!(
+        target.jsonpath(
+            "partner/fabrikam",
+            r#".status.conditions[?(@.type=="Ready")].status"#
+        ),
+        "False"
+    );
+    wait_for_mail(&outbox, "trial-expired", "it@fabrikam.example");
+    target.ok(&[
+        "wait",
+        "distributor/northwind",
+        "--for=jsonpath={.status.billing.productionPartners}=2",
+        "--timeout=30s",
+    ]);
+    // Every message went out once.
+    let mails = read_outbox(&outbox);
+    let mut ids: Vec<_> = mails.iter().map(|m| (&m.file[5..], &m.to)).collect();
+    let count = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "a message went out twice");
+}
+
+#[test]
+fn the_readme_walkthrough() {
+    match std::env::var_os("PARTNER_OPERATOR_E2E_KUBECONFIG") {
+        Some(kubeconfig) => {
+            let cluster = Target::Cluster(kubeconfig.into());
+            walkthrough_at_real_speed(&cluster);
+            let _ =
+                cluster.kubectl(&["delete", "-f", examples().to_str().unwrap(), "--wait=false"]);
+            let _ = cluster.kubectl(&["delete", "partner", "adatum", "-n", NS]);
+        }
+        None => walkthrough_at_real_speed(&Target::Sandbox(Sandbox::start(&[]))),
+    }
+}
+
+#[test]
+fn the_readme_walkthrough_over_two_weeks() {
+    walkthrough_over_two_weeks(&Target::Sandbox(Sandbox::start(&["--speed", "86400"])));
+}
