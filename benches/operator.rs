@@ -1,0 +1,550 @@
+//! The operator at scale: `cargo bench --bench operator`.
+//!
+//! The operator runs as its own process (the release binary's `run`), so its memory and CPU are
+//! its own; the sandbox API server, the SMTP server on loopback and the load generator share
+//! this process. Prints one line per figure, with its target and the ratio to a reference
+//! measured in the same run. Scenarios, in order:
+//!
+//! 1. bulk onboarding: `DISTRIBUTORS` Distributors and `PARTNERS` Partners created as fast as
+//!    the API server takes them, until every one is Ready and its activation email received;
+//!    the reference is the API server's own capacity for the same number of writes;
+//! 2. restart over the settled Partners: time to settle, writes and emails (both must be 0);
+//! 3. idle: requests (beyond watches) and CPU seconds per minute, over `IDLE_SECONDS`;
+//! 4. mass expiry: `EXPIRING` trials ending at the same instant, lateness of the conversion;
+//! 5. memory: the operator's peak RSS.
+//!
+//! Environment: `PARTNERS` (10000), `DISTRIBUTORS` (10), `EXPIRING` (1000), `IDLE_SECONDS` (60),
+//! `CONCURRENCY` (the operator's `--concurrency`, default its own).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
+use partner_operator::api::{Distributor, Partner};
+use partner_operator::clock::Clock;
+use partner_operator::sandbox::apiserver::{ApiServer, RecordedRequest};
+use partner_operator::sandbox::smtp::SmtpSink;
+use serde_json::json;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_partner-operator");
+const BENCH_AGENT: &str = "operator-benchmark";
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One line per figure: name, value, target, ratio.
+fn figure(name: &str, value: f64, unit: &str, target: &str, ratio: Option<f64>) {
+    let ratio = ratio.map(|r| format!("  ratio {r:.2}")).unwrap_or_default();
+    println!("{name:<34} {value:>12.3} {unit:<12} target {target}{ratio}");
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// What the benchmark sees of each Partner, from its own watch.
+#[derive(Default)]
+struct Seen {
+    created: HashMap<String, Instant>,
+    ready: HashMap<String, Instant>,
+    production: HashMap<String, Instant>,
+}
+
+fn is_ready(p: &Partner) -> bool {
+    p.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+fn level(p: &Partner) -> Option<String> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.subscription_level.as_ref())
+        .map(|l| format!("{l:?}"))
+}
+
+fn watch_partners(client: Client, seen: Arc<Mutex<Seen>>) {
+    tokio::spawn(async move {
+        let stream = watcher::watcher(Api::<Partner>::all(client), watcher::Config::default());
+        futures::pin_mut!(stream);
+        while let Ok(Some(event)) = stream.try_next().await {
+            let (Event::Apply(p) | Event::InitApply(p)) = event else {
+                continue;
+            };
+            let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+            let now = Instant::now();
+            let mut seen = seen.lock().unwrap();
+            if is_ready(&p) {
+                seen.ready.entry(key.clone()).or_insert(now);
+            }
+            if level(&p).as_deref() == Some("Production") {
+                seen.production.entry(key).or_insert(now);
+            }
+        }
+    });
+}
+
+/// The operator as a process.
+struct Operator {
+    child: Child,
+    metrics: std::net::SocketAddr,
+}
+
+impl Operator {
+    fn start(kubeconfig: &std::path::Path, smtp: &SmtpSink) -> Self {
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut command = Command::new(BINARY);
+        command
+            .args([
+                "run",
+                "--smtp-insecure-plaintext",
+                "--leader-election=false",
+            ])
+            .args(["--metrics-addr", &metrics.to_string()])
+            .args(["--activation-base-url", "https://portal.example/activate"])
+            .env("SMTP_URL", smtp.url())
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Ok(concurrency) = std::env::var("CONCURRENCY") {
+            command.args(["--concurrency", &concurrency]);
+        }
+        Self {
+            child: command.spawn().expect("the operator starts"),
+            metrics,
+        }
+    }
+
+    fn proc_status(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Peak resident memory, MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        self.proc_status("VmHWM:") / 1024.0
+    }
+
+    /// CPU seconds used so far (user + system).
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces, inside parentheses).
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields
+            .get(11..13)
+            .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+            .unwrap_or(f64::NAN);
+        ticks / 100.0 // USER_HZ
+    }
+
+    /// A counter from `/metrics`, 0 when absent.
+    async fn metric(&self, series: &str) -> f64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(self.metrics).await else {
+            return 0.0;
+        };
+        let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await;
+        let mut body = String::new();
+        let _ = stream.read_to_string(&mut body).await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn operator_requests(log: &[RecordedRequest]) -> impl Iterator<Item = &RecordedRequest> {
+    log.iter()
+        .filter(|r| r.user_agent.as_deref() != Some(BENCH_AGENT))
+}
+
+async fn create_partners(
+    client: &Client,
+    names: Vec<(String, String, String)>,
+    spec_extra: serde_json::Value,
+    seen: &Arc<Mutex<Seen>>,
+) {
+    futures::stream::iter(names)
+        .map(|(namespace, name, distributor)| {
+            let api = Api::<Partner>::namespaced(client.clone(), &namespace);
+            let mut spec = json!({
+                "organizationName": format!("{name} IT Services"),
+                "notificationEmail": format!("admin@{name}.example"),
+                "distributorRef": {"name": distributor},
+            });
+            if let Some(extra) = spec_extra.as_object() {
+                for (k, v) in extra {
+                    spec[k] = v.clone();
+                }
+            }
+            let partner: Partner = serde_json::from_value(json!({
+                "apiVersion": "partner-operator.io/v1alpha1",
+                "kind": "Partner",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": spec,
+            }))
+            .unwrap();
+            let seen = seen.clone();
+            async move {
+                let key = format!("{namespace}/{name}");
+                seen.lock().unwrap().created.insert(key, Instant::now());
+                api.create(&PostParams::default(), &partner)
+                    .await
+                    .expect("the Partner is created");
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<()>()
+        .await;
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            panic!("{what}: not reached within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let partners = env_or("PARTNERS", 10_000);
+    let distributors = env_or("DISTRIBUTORS", 10);
+    let expiring = env_or("EXPIRING", 1_000);
+    let idle_seconds = env_or("IDLE_SECONDS", 60);
+    println!(
+        "operator benchmark: {partners} partners, {distributors} distributors, {expiring} expiring, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
+        .await
+        .unwrap();
+    server.install_crds().await.unwrap();
+    let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let client = server.client_with_user_agent(BENCH_AGENT);
+
+    // Distributors and their partners' namespaces; one more for the mass expiry.
+    for d in 0..=distributors {
+        let name = format!("d{d}");
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}-partners"),
+                         "labels": {"partner-operator.io/distributor": name}}
+        }))
+        .unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        let distributor: Distributor = serde_json::from_value(json!({
+            "apiVersion": "partner-operator.io/v1alpha1",
+            "kind": "Distributor",
+            "metadata": {"name": name},
+            "spec": {
+                "organizationName": format!("Distributor {d}"),
+                "notificationEmail": format!("ops@{name}.example"),
+                "skus": ["ESSENTIALS", "GOVERNANCE"],
+            },
+        }))
+        .unwrap();
+        Api::<Distributor>::all(client.clone())
+            .create(&PostParams::default(), &distributor)
+            .await
+            .unwrap();
+    }
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    watch_partners(client.clone(), seen.clone());
+    let operator = Operator::start(&kubeconfig, &smtp);
+    wait_until("the operator is ready", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(operator.metrics).is_ok()
+    })
+    .await;
+
+    // 1. Bulk onboarding.
+    server.log().clear();
+    let started = Instant::now();
+    let names: Vec<_> = (0..partners)
+        .map(|i| {
+            let d = i % distributors.max(1);
+            (format!("d{d}-partners"), format!("p{i}"), format!("d{d}"))
+        })
+        .collect();
+    create_partners(&client, names, json!({}), &seen).await;
+    let created_in = started.elapsed();
+    wait_until("every Partner Ready", Duration::from_secs(600), || {
+        seen.lock().unwrap().ready.len() >= partners
+    })
+    .await;
+    wait_until("every activation email", Duration::from_secs(600), || {
+        smtp.received().len() >= partners
+    })
+    .await;
+    let onboarding = started.elapsed().as_secs_f64();
+    let log = server.log().entries();
+    let operator_writes = operator_requests(&log).filter(|r| r.is_write()).count();
+    let mut latencies: Vec<f64> = {
+        let seen = seen.lock().unwrap();
+        seen.ready
+            .iter()
+            .filter_map(|(k, ready)| Some((*ready - *seen.created.get(k)?).as_secs_f64()))
+            .collect()
+    };
+    latencies.sort_by(f64::total_cmp);
+
+    // The reference: the API server's own capacity for as many small writes, from one client
+    // with the same concurrency as the load generator.
+    let reference_ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "reference"}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &reference_ns)
+        .await
+        .unwrap();
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), "reference");
+    let reference_started = Instant::now();
+    futures::stream::iter(0..operator_writes)
+        .map(|i| {
+            let configmaps = configmaps.clone();
+            async move {
+                let cm: ConfigMap = serde_json::from_value(json!({
+                    "metadata": {"name": format!("w{i}")},
+                    "data": {"level": "Trial", "tenant": "6f1c0000"},
+                }))
+                .unwrap();
+                configmaps
+                    .create(&PostParams::default(), &cm)
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<()>()
+        .await;
+    let reference = reference_started.elapsed().as_secs_f64();
+
+    figure(
+        "onboarding: seconds to all Ready",
+        onboarding,
+        "s",
+        "< 60",
+        Some(reference / onboarding),
+    );
+    println!(
+        "{:<34} {:>12.3} {:<12} ({} writes by the operator; the API server alone took {:.3} s for as many: ratio = reference / operator)",
+        "onboarding: creates took",
+        created_in.as_secs_f64(),
+        "s",
+        operator_writes,
+        reference
+    );
+    figure(
+        "onboarding: partners/s",
+        partners as f64 / onboarding,
+        "partners/s",
+        "> 166",
+        Some(partners as f64 / onboarding / 166.7),
+    );
+    figure(
+        "onboarding: create -> Ready p50",
+        percentile(&latencies, 50.0),
+        "s",
+        "-",
+        None,
+    );
+    figure(
+        "onboarding: create -> Ready p99",
+        percentile(&latencies, 99.0),
+        "s",
+        "-",
+        None,
+    );
+    figure(
+        "onboarding: writes per partner",
+        operator_writes as f64 / partners as f64,
+        "writes",
+        "-",
+        None,
+    );
+
+    // 2. Restart over settled Partners.
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the Distributors' counts settle
+    operator.stop();
+    let emails_before = smtp.received().len();
+    server.log().clear();
+    let restarted = Instant::now();
+    let operator = Operator::start(&kubeconfig, &smtp);
+    let reconciled = r#"partner_operator_reconciliations_total{controller="partner"}"#;
+    loop {
+        if operator.metric(reconciled).await >= partners as f64 {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(300),
+            "restart never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settled = restarted.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = server.log().entries();
+    let writes: Vec<_> = operator_requests(&log).filter(|r| r.is_write()).collect();
+    figure(
+        "restart: seconds to settle",
+        settled,
+        "s",
+        "< 10",
+        Some(settled / 10.0),
+    );
+    figure("restart: writes", writes.len() as f64, "writes", "0", None);
+    if let Some(first) = writes.first() {
+        println!("  first write after restart: {first:?}");
+    }
+    figure(
+        "restart: emails",
+        (smtp.received().len() - emails_before) as f64,
+        "emails",
+        "0",
+        None,
+    );
+
+    // 3. Idle.
+    server.log().clear();
+    let cpu_before = operator.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(idle_seconds as u64)).await;
+    let minutes = idle_seconds as f64 / 60.0;
+    let log = server.log().entries();
+    let requests = operator_requests(&log)
+        .filter(|r| r.verb != "watch")
+        .count();
+    figure(
+        "idle: requests/min beyond watches",
+        requests as f64 / minutes,
+        "req/min",
+        "< 1",
+        None,
+    );
+    figure(
+        "idle: CPU seconds/min",
+        (operator.cpu_seconds() - cpu_before) / minutes,
+        "cpu-s/min",
+        "-",
+        None,
+    );
+
+    // 4. Mass expiry: trials that end at one instant, far enough ahead to onboard them first.
+    let deadline_in = Duration::from_secs(20 + (expiring as u64) / 100);
+    let deadline = Utc::now() + chrono::Duration::from_std(deadline_in).unwrap();
+    let deadline_instant = Instant::now() + deadline_in;
+    let names: Vec<_> = (0..expiring)
+        .map(|i| {
+            let d = distributors;
+            (format!("d{d}-partners"), format!("e{i}"), format!("d{d}"))
+        })
+        .collect();
+    create_partners(
+        &client,
+        names,
+        json!({"subscription": {"expirationDate": deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}}),
+        &seen,
+    )
+    .await;
+    // The date was written in whole seconds: the deadline falls that much earlier.
+    let deadline_instant =
+        deadline_instant - Duration::from_nanos(u64::from(deadline.timestamp_subsec_nanos()));
+    wait_until(
+        "every expiring trial converted",
+        deadline_in + Duration::from_secs(300),
+        || {
+            let seen = seen.lock().unwrap();
+            (0..expiring).all(|i| {
+                seen.production
+                    .contains_key(&format!("d{distributors}-partners/e{i}"))
+            })
+        },
+    )
+    .await;
+    let mut lateness: Vec<f64> = {
+        let seen = seen.lock().unwrap();
+        (0..expiring)
+            .filter_map(|i| {
+                seen.production
+                    .get(&format!("d{distributors}-partners/e{i}"))
+            })
+            .map(|at| at.saturating_duration_since(deadline_instant).as_secs_f64())
+            .collect()
+    };
+    lateness.sort_by(f64::total_cmp);
+    figure(
+        "mass expiry: lateness p50",
+        percentile(&lateness, 50.0),
+        "s",
+        "-",
+        None,
+    );
+    figure(
+        "mass expiry: lateness p99",
+        percentile(&lateness, 99.0),
+        "s",
+        "< 1",
+        Some(percentile(&lateness, 99.0)),
+    );
+    figure(
+        "mass expiry: lateness max",
+        lateness.last().copied().unwrap_or(f64::NAN),
+        "s",
+        "-",
+        None,
+    );
+
+    // 5. Memory.
+    figure(
+        "memory: operator peak RSS",
+        operator.peak_rss_mib(),
+        "MiB",
+        "< 150",
+        Some(operator.peak_rss_mib() / 150.0),
+    );
+    operator.stop();
+}
