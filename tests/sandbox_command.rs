@@ -42,16 +42,7 @@ fn without_operator_serves_the_crds_and_stops_cleanly_on_sigterm() {
 fn with_the_operator_partners_become_ready_and_mail_lands_in_the_outbox() {
     let mut sandbox = Sandbox::start(&[]);
     stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
-    let waited = sandbox.kubectl(&[
-        "wait",
-        "--for=condition=Ready",
-        "partners",
-        "--all",
-        "-n",
-        "northwind-partners",
-        "--timeout=60s",
-    ]);
-    stdout(&waited);
+    sandbox.wait_for_ready_examples();
     let outbox = sandbox.dir.path().join("outbox");
     let deadline = Instant::now() + Duration::from_secs(30);
     let activations = loop {
@@ -136,15 +127,7 @@ async fn run_against_the_sandbox_started_alone() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    stdout(&sandbox.kubectl(&[
-        "wait",
-        "--for=condition=Ready",
-        "partners",
-        "--all",
-        "-n",
-        "northwind-partners",
-        "--timeout=60s",
-    ]));
+    sandbox.wait_for_ready_examples();
     // Three activations, and the converted notice of the Partner created as Production.
     let received = smtp
         .wait_for(4, Duration::from_secs(30))
@@ -158,14 +141,7 @@ async fn run_against_the_sandbox_started_alone() {
         "{events:?}"
     );
 
-    let pid = operator.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&operator);
     let status = operator.wait().unwrap();
     assert!(status.success(), "run exited with {status} after SIGTERM");
     sandbox.terminate();

@@ -49,16 +49,22 @@ impl Sandbox {
             .unwrap()
     }
 
+    /// `kubectl wait` until every example Partner is Ready.
+    pub fn wait_for_ready_examples(&self) {
+        stdout(&self.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "partners",
+            "--all",
+            "-n",
+            "northwind-partners",
+            "--timeout=60s",
+        ]));
+    }
+
     /// SIGTERM, then the exit status and what was printed.
     pub fn terminate(&mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        sigterm(&self.child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -99,4 +105,13 @@ pub fn stdout(output: &Output) -> String {
 /// The project's `examples/` directory.
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// Sends SIGTERM, as `kill` or a container runtime would.
+pub fn sigterm(child: &Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {}", child.id());
 }
