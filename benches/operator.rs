@@ -14,7 +14,8 @@
 //! 5. memory: the operator's peak RSS.
 //!
 //! Environment: `PARTNERS` (10000), `DISTRIBUTORS` (10), `EXPIRING` (1000), `IDLE_SECONDS` (60),
-//! `CONCURRENCY` (the operator's `--concurrency`, default its own).
+//! `CONCURRENCY` (the operator's `--concurrency`, default its own), `SMTP_PARAMS` (query
+//! parameters of the operator's SMTP URL, e.g. `max_connections=16`).
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -122,9 +123,18 @@ impl Operator {
             ])
             .args(["--metrics-addr", &metrics.to_string()])
             .args(["--activation-base-url", "https://portal.example/activate"])
-            .env("SMTP_URL", smtp.url())
+            .env(
+                "SMTP_URL",
+                match std::env::var("SMTP_PARAMS") {
+                    Ok(params) => format!("{}?{params}", smtp.url()),
+                    Err(_) => smtp.url(),
+                },
+            )
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         if let Ok(concurrency) = std::env::var("CONCURRENCY") {

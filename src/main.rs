@@ -87,7 +87,7 @@ struct RunArgs {
     #[arg(long, default_value = "info")]
     log_level: String,
     /// Partners reconciled at once.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     concurrency: u16,
     /// Reconcile only while holding a Lease, so that several replicas can run
     /// (`--leader-election=false`: this process alone reconciles).

@@ -162,7 +162,7 @@ async fn a_leader_that_loses_its_lease_stops_with_an_error() {
         )
         .await
         .unwrap();
-    let ended = tokio::time::timeout(LEASE * 5, a.wait())
+    let ended = tokio::time::timeout(LEASE * 10, a.wait())
         .await
         .expect("the replica that lost its Lease stops");
     let err = ended.expect_err("losing the Lease is an error").to_string();

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
@@ -29,7 +28,8 @@ pub struct Context {
     pub distributors: Store<Distributor>,
     pub namespaces: Store<Namespace>,
     pub index: PartnerIndex,
-    recorder: Recorder,
+    /// `reportingInstance` of our Events: the pod's name when there is one.
+    instance: String,
     listed: Arc<Listed>,
     /// Tells the Distributor controller that one of its Partners changed in a way it counts.
     distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
@@ -65,12 +65,9 @@ impl Context {
             index,
             listed,
         } = caches;
-        let reporter = Reporter {
-            controller: "partner-operator".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| "partner-operator".into()),
             client,
             clock: config.clock.clone(),
             mailer: config.mailer.clone(),
@@ -100,19 +97,18 @@ impl Context {
     /// Records a Kubernetes Event on `partner`. Events are best effort: a failure is logged,
     /// never retried, and never fails the reconciliation.
     pub async fn publish(&self, partner: &Partner, warning: bool, reason: &str, note: String) {
-        let event = KubeEvent {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_string(),
-            note: Some(note),
-            action: reason.to_string(),
-            secondary: None,
-        };
-        let reference = kube::Resource::object_ref(partner, &());
-        if let Err(err) = self.recorder.publish(&event, &reference).await {
+        let now = self.clock.now();
+        let published = super::events::publish(
+            &self.client,
+            &self.instance,
+            partner,
+            warning,
+            reason,
+            &note,
+            now,
+        )
+        .await;
+        if let Err(err) = published {
             warn!(reason, error = %err, "could not record an Event");
         }
     }

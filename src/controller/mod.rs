@@ -18,6 +18,7 @@
 
 mod context;
 mod distributor;
+mod events;
 mod index;
 mod partner;
 

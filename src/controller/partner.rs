@@ -109,11 +109,15 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             tenant_exists: tenant_applied || tenant_exists(ctx, &current),
             now,
         });
+        let level_before = current.status.as_ref().and_then(|s| s.subscription_level);
+        let mut level_moved = false;
         if current.status.as_ref() != Some(&plan.status) {
             match write_status(api, &current, &plan.status).await {
                 Ok(written) => {
                     current = written;
                     fresh = true;
+                    level_moved =
+                        level_before.is_some() && level_before != plan.status.subscription_level;
                 }
                 Err(err) if is_conflict(&err) => {
                     // The cache was behind: plan again on what is stored.
@@ -124,17 +128,20 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
                 Err(err) => return Err(err.into()),
             }
         }
-        for effect in &plan.effects {
-            if let Effect::Event { reason, message } = effect {
-                let warning = matches!(
-                    *reason,
-                    lifecycle::events::EXPIRATION_DATE_IN_PAST | lifecycle::events::TRIAL_EXPIRED
-                );
-                info!(partner = %ObjectRef::from_obj(&current), reason, "{message}");
-                ctx.publish(&current, warning, reason, message.clone())
-                    .await;
-            }
-        }
+        // A transition's Events (e.g. ConvertedToProduction and BillingStarted) go out together.
+        let events = plan.effects.iter().filter_map(|effect| match effect {
+            Effect::Event { reason, message } => Some((*reason, message)),
+            _ => None,
+        });
+        futures::future::join_all(events.map(|(reason, message)| {
+            let warning = matches!(
+                reason,
+                lifecycle::events::EXPIRATION_DATE_IN_PAST | lifecycle::events::TRIAL_EXPIRED
+            );
+            info!(partner = %ObjectRef::from_obj(&current), reason, "{message}");
+            ctx.publish(&current, warning, reason, message.clone())
+        }))
+        .await;
         let sends = plan
             .effects
             .iter()
@@ -143,6 +150,18 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
         if !sends && !ensures {
             finish(ctx, cached, &current, &plan);
             return Ok(requeue_at(ctx, plan.next_review));
+        }
+        if level_moved && sends {
+            // A deadline moved the level (the intent to mail is recorded with it). The tenant's
+            // entitlements follow now; the emails go out in the next pass, queued behind the
+            // other Partners whose deadline is now: a thousand trials ending at once all
+            // convert before any of their emails holds a reconciliation slot.
+            if ensures {
+                let status = current.status.clone().unwrap_or_default();
+                tenant::ensure(&ctx.client, &current, &status).await?;
+            }
+            finish(ctx, cached, &current, &plan);
+            return Ok(Action::requeue(Duration::ZERO));
         }
         if sends && !fresh {
             current = api.get_status(&current.name_any()).await?;

@@ -116,7 +116,7 @@ pub async fn run(
                 namespace: None,
                 templates_dir: None,
                 metrics_addr: options.metrics_addr,
-                concurrency: 32,
+                concurrency: 64,
                 clock,
                 // One operator in one process: nobody to elect.
                 leader_election: None,

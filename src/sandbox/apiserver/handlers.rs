@@ -208,6 +208,12 @@ fn parse_query(uri: &Uri) -> Query {
     query
 }
 
+/// Why a computed write could not be stored: the object changed, or went, meanwhile.
+enum Stale {
+    Changed,
+    Gone,
+}
+
 /// The one entry point for every request.
 pub async fn handle(
     state: Arc<ServerState>,
@@ -770,7 +776,7 @@ impl Request<'_> {
         let expected_version = object["metadata"]["resourceVersion"]
             .as_str()
             .map(str::to_string);
-        self.write_existing(|_| Ok(object), expected_version)
+        self.write_existing(|_| Ok(object.clone()), expected_version)
     }
 
     fn patch(&self, body: &[u8], content_type: &str) -> ApiResult {
@@ -847,108 +853,130 @@ impl Request<'_> {
     /// Updates an existing object: `change` computes the new object from the current one. Applies
     /// the subresource rules, the resourceVersion precondition, admission, generation, and
     /// removal of an object being deleted whose finalizers are gone.
+    ///
+    /// As kube-apiserver's guaranteed update: the new object is computed and admitted (schema,
+    /// CEL) outside the store's lock, then stored only if the object did not change meanwhile;
+    /// if it did, the whole computation runs again on the newer object. Admission is the
+    /// costly part of a write, and under the lock it would serialise every write to every
+    /// resource.
     fn write_existing(
         &self,
-        change: impl FnOnce(&Value) -> Result<Value, ApiError>,
+        change: impl Fn(&Value) -> Result<Value, ApiError>,
         expected_version: Option<String>,
     ) -> ApiResult {
-        let resource = self.resource;
         let name = self.name().to_string();
-        let subresource = self.target.subresource.clone();
-        let dry_run = self.query.dry_run;
-        let mut warnings = Vec::new();
-        let written = self
-            .state
-            .store
-            .write(&self.key(), self.namespace(), &name, |current| {
-                let current = current.ok_or_else(|| ApiError::not_found(resource, &name))?;
-                if let Some(expected) = &expected_version
-                    && current["metadata"]["resourceVersion"].as_str() != Some(expected.as_str())
-                {
-                    return Err(ApiError::conflict(resource, &name));
-                }
-                let mut object = change(current)?;
-                object["apiVersion"] = current["apiVersion"].clone();
-                object["kind"] = current["kind"].clone();
-                // Fields the server owns.
-                for field in [
-                    "uid",
-                    "creationTimestamp",
-                    "deletionTimestamp",
-                    "namespace",
-                    "name",
-                    "generation",
-                ] {
-                    match current["metadata"].get(field) {
-                        Some(v) => object["metadata"][field] = v.clone(),
-                        None => {
-                            if let Some(meta) = object["metadata"].as_object_mut() {
-                                meta.remove(field);
-                            }
-                        }
-                    }
-                }
-                match subresource.as_deref() {
-                    Some("status") => {
-                        // Only the status changes through /status.
-                        let status = object.get("status").cloned();
-                        object = (**current).clone();
-                        match status {
-                            Some(status) => object["status"] = status,
-                            None => {
-                                object.as_object_mut().expect("object").remove("status");
-                            }
-                        }
-                    }
-                    Some(other) => {
-                        return Err(ApiError::not_found(resource, &format!("{name}/{other}")));
-                    }
-                    None if resource.status_subresource => match current.get("status") {
-                        Some(status) => object["status"] = status.clone(),
-                        None => {
-                            object.as_object_mut().expect("object").remove("status");
-                        }
-                    },
-                    None => {}
-                }
-                let (mut object, admitted_warnings) = self.admit(object, Some(current))?;
-                warnings = admitted_warnings;
-                if resource.has_generation && spec_of(&object) != spec_of(current) {
-                    let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
-                    object["metadata"]["generation"] = json!(generation + 1);
-                }
-                object["metadata"]["resourceVersion"] =
-                    current["metadata"]["resourceVersion"].clone();
-                let deleting = !object["metadata"]["deletionTimestamp"].is_null();
-                let finalizers_empty = object["metadata"]["finalizers"]
-                    .as_array()
-                    .is_none_or(Vec::is_empty);
-                if dry_run {
-                    return Err(ApiError::new(
-                        StatusCode::OK,
-                        "DryRun",
-                        serde_json::to_string(&object).unwrap_or_default(),
-                    ));
-                }
-                if deleting && finalizers_empty {
-                    return Ok(Write::Delete);
-                }
-                if object == **current {
-                    return Ok(Write::Unchanged);
-                }
-                Ok(Write::Put(object))
-            });
-        let written = match written {
-            Err(e) if e.reason == "DryRun" => {
-                let object: Value = serde_json::from_str(&e.message).unwrap_or_default();
-                return Ok(json_response(StatusCode::OK, &object, &warnings));
+        loop {
+            let current = self
+                .state
+                .store
+                .get(&self.key(), self.namespace(), &name)
+                .ok_or_else(|| ApiError::not_found(self.resource, &name))?;
+            if let Some(expected) = &expected_version
+                && current["metadata"]["resourceVersion"].as_str() != Some(expected.as_str())
+            {
+                return Err(ApiError::conflict(self.resource, &name));
             }
-            other => other?,
-        };
-        if let Written::Deleted(object) = &written {
-            self.after_removal(object);
+            let (write, warnings) = self.next_version(&current, &change)?;
+            if self.query.dry_run {
+                let object = match &write {
+                    Write::Put(object) => object,
+                    _ => &*current,
+                };
+                return Ok(json_response(StatusCode::OK, object, &warnings));
+            }
+            let seen_version = current["metadata"]["resourceVersion"].clone();
+            let written = self
+                .state
+                .store
+                .write(&self.key(), self.namespace(), &name, |now| match now {
+                    None => Err(Stale::Gone),
+                    Some(now) if now["metadata"]["resourceVersion"] != seen_version => {
+                        Err(Stale::Changed)
+                    }
+                    Some(_) => Ok(write),
+                });
+            let written = match written {
+                Ok(written) => written,
+                Err(Stale::Changed) => continue,
+                Err(Stale::Gone) => return Err(ApiError::not_found(self.resource, &name)),
+            };
+            if let Written::Deleted(object) = &written {
+                self.after_removal(object);
+            }
+            return Ok(json_response(StatusCode::OK, written.object(), &warnings));
         }
-        Ok(json_response(StatusCode::OK, written.object(), &warnings))
+    }
+
+    /// What `change` makes of `current`, admitted: the write to make, and admission's warnings.
+    fn next_version(
+        &self,
+        current: &Value,
+        change: &impl Fn(&Value) -> Result<Value, ApiError>,
+    ) -> Result<(Write, Vec<String>), ApiError> {
+        let resource = self.resource;
+        let name = self.name();
+        let mut object = change(current)?;
+        object["apiVersion"] = current["apiVersion"].clone();
+        object["kind"] = current["kind"].clone();
+        // Fields the server owns.
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "namespace",
+            "name",
+            "generation",
+        ] {
+            match current["metadata"].get(field) {
+                Some(v) => object["metadata"][field] = v.clone(),
+                None => {
+                    if let Some(meta) = object["metadata"].as_object_mut() {
+                        meta.remove(field);
+                    }
+                }
+            }
+        }
+        match self.target.subresource.as_deref() {
+            Some("status") => {
+                // Only the status changes through /status.
+                let status = object.get("status").cloned();
+                object = current.clone();
+                match status {
+                    Some(status) => object["status"] = status,
+                    None => {
+                        object.as_object_mut().expect("object").remove("status");
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(ApiError::not_found(resource, &format!("{name}/{other}")));
+            }
+            None if resource.status_subresource => match current.get("status") {
+                Some(status) => object["status"] = status.clone(),
+                None => {
+                    object.as_object_mut().expect("object").remove("status");
+                }
+            },
+            None => {}
+        }
+        let (mut object, warnings) = self.admit(object, Some(current))?;
+        if resource.has_generation && spec_of(&object) != spec_of(current) {
+            let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+            object["metadata"]["generation"] = json!(generation + 1);
+        }
+        object["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        let deleting = !object["metadata"]["deletionTimestamp"].is_null();
+        let finalizers_empty = object["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
+        let write = if deleting && finalizers_empty {
+            Write::Delete
+        } else if object == *current {
+            Write::Unchanged
+        } else {
+            Write::Put(object)
+        };
+        Ok((write, warnings))
     }
 
     fn delete(&self, body: &[u8]) -> ApiResult {
