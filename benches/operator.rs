@@ -198,6 +198,14 @@ impl Operator {
     }
 }
 
+impl Drop for Operator {
+    fn drop(&mut self) {
+        // Already stopped, or the benchmark failed: never leave the process behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn operator_requests(log: &[RecordedRequest]) -> impl Iterator<Item = &RecordedRequest> {
     log.iter()
         .filter(|r| r.user_agent.as_deref() != Some(BENCH_AGENT))

@@ -110,23 +110,25 @@ async fn run_against_the_sandbox_started_alone() {
         .unwrap();
     let mut sandbox = Sandbox::start(&["--without-operator"]);
     stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
-    let mut operator = Command::new(BINARY)
-        .args([
-            "run",
-            "--smtp-insecure-plaintext",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--activation-base-url",
-            "https://portal.example.com/activate",
-        ])
-        .env("SMTP_URL", smtp.url())
-        .env("KUBECONFIG", sandbox.kubeconfig())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut operator = KillOnDrop(
+        Command::new(BINARY)
+            .args([
+                "run",
+                "--smtp-insecure-plaintext",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--activation-base-url",
+                "https://portal.example.com/activate",
+            ])
+            .env("SMTP_URL", smtp.url())
+            .env("KUBECONFIG", sandbox.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     sandbox.wait_for_ready_examples();
     // Three activations, and the converted notice of the Partner created as Production.
     let received = smtp
@@ -141,8 +143,8 @@ async fn run_against_the_sandbox_started_alone() {
         "{events:?}"
     );
 
-    sigterm(&operator);
-    let status = operator.wait().unwrap();
+    sigterm(&operator.0);
+    let status = operator.0.wait().unwrap();
     assert!(status.success(), "run exited with {status} after SIGTERM");
     sandbox.terminate();
 }

@@ -115,3 +115,13 @@ pub fn sigterm(child: &Child) {
         .unwrap();
     assert!(sent.success(), "kill -TERM {}", child.id());
 }
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
