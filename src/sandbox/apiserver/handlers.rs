@@ -332,6 +332,17 @@ struct Request<'a> {
 }
 
 fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    if content_type.contains("protobuf") {
+        // Protobuf is not served (discovery does not offer it): clients that negotiate fall
+        // back to JSON on 415, as they do with a real server that lacks a protobuf encoding.
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"
+            ),
+        ));
+    }
     let parsed = if content_type.contains("yaml") {
         serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
     } else {

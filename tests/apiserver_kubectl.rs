@@ -1,0 +1,547 @@
+//! The sandbox API server through the stock `/usr/bin/kubectl`, run as a subprocess, its output
+//! asserted as a user would read it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use partner_operator::clock::Clock;
+use partner_operator::sandbox::apiserver::ApiServer;
+
+/// An API server on its own thread and runtime, so the tests can block on kubectl.
+struct Server {
+    dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// A server with the built-in kinds only (`with_crds`: and the project's CRDs).
+    fn start(with_crds: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
+                    .await
+                    .unwrap();
+                if with_crds {
+                    server.install_crds().await.unwrap();
+                }
+                server.write_kubeconfig(&kubeconfig).unwrap();
+                ready_tx.send(()).unwrap();
+                let _ = stopped.await;
+                server.shutdown().await;
+            });
+        });
+        ready_rx.recv().expect("the API server starts");
+        Self {
+            dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("/usr/bin/kubectl");
+        command
+            .arg("--kubeconfig")
+            .arg(self.dir.path().join("kubeconfig"))
+            .args(args);
+        command
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// kubectl's stdout, after asserting it succeeded.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// kubectl's stderr, after asserting it failed.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            !output.status.success(),
+            "kubectl {} succeeded: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn apply_stdin(&self, args: &[&str], manifest: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn project(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn path_arg(path: &str) -> String {
+    project(path).to_string_lossy().into_owned()
+}
+
+/// Waits for a spawned kubectl; `None` if it is still running after `within`.
+fn finished_within(child: &mut Child, within: Duration) -> Option<Output> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return None.or(Some(output_of(child)));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn output_of(child: &mut Child) -> Output {
+    use std::io::Read;
+    let status = child.wait().unwrap();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Sets a Partner's status through the status subresource, as the operator would.
+fn set_ready(server: &Server, name: &str, ready: &str) {
+    let status = format!(
+        r#"{{"status":{{"subscriptionLevel":"Trial","conditions":[{{"type":"Ready","status":"{ready}","reason":"Test","message":"set by the test","lastTransitionTime":"2027-03-01T09:00:00Z","observedGeneration":1}}]}}}}"#
+    );
+    server.ok(&[
+        "patch",
+        "partner",
+        name,
+        "-n",
+        "northwind-partners",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ]);
+}
+
+#[test]
+fn crds_apply_client_side_and_server_side_then_custom_resources() {
+    let server = Server::start(false);
+    let applied = server.ok(&["apply", "-f", &path_arg("crds")]);
+    assert!(
+        applied.contains(
+            "customresourcedefinition.apiextensions.k8s.io/partners.partner-operator.io created"
+        ),
+        "{applied}"
+    );
+    let again = server.ok(&["apply", "--server-side", "-f", &path_arg("crds")]);
+    assert!(
+        again.contains("partners.partner-operator.io serverside-applied"),
+        "{again}"
+    );
+    // The kinds are served as soon as the CRDs are stored.
+    let examples = server.ok(&["apply", "-f", &path_arg("examples")]);
+    for line in [
+        "namespace/northwind-partners created",
+        "distributor.partner-operator.io/northwind created",
+        "partner.partner-operator.io/contoso created",
+    ] {
+        assert!(examples.contains(line), "{line}:\n{examples}");
+    }
+    let unchanged = server.ok(&["apply", "-f", &path_arg("examples")]);
+    assert!(
+        unchanged.contains("partner.partner-operator.io/contoso unchanged"),
+        "{unchanged}"
+    );
+    let server_side = server.ok(&["apply", "--server-side", "-f", &path_arg("examples")]);
+    assert!(
+        server_side.contains("partner.partner-operator.io/contoso serverside-applied"),
+        "{server_side}"
+    );
+    let names = server.ok(&["get", "ptr", "-n", "northwind-partners", "-o", "name"]);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        [
+            "partner.partner-operator.io/contoso",
+            "partner.partner-operator.io/fabrikam",
+            "partner.partner-operator.io/litware"
+        ]
+    );
+}
+
+#[test]
+fn get_shows_printer_columns_and_yaml_with_defaults() {
+    let server = Server::start(true);
+    server.ok(&["apply", "-f", &path_arg("examples")]);
+    set_ready(&server, "contoso", "True");
+    let table = server.ok(&["get", "partners", "-n", "northwind-partners"]);
+    let mut lines = table.lines();
+    let header: Vec<_> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "ORGANIZATION",
+            "DISTRIBUTOR",
+            "LEVEL",
+            "EXPIRES",
+            "READY",
+            "AGE"
+        ]
+    );
+    let contoso = lines.find(|l| l.starts_with("contoso ")).unwrap();
+    assert!(contoso.contains("Contoso IT Services"), "{contoso}");
+    assert!(contoso.contains("northwind"), "{contoso}");
+    assert!(contoso.contains("Trial"), "{contoso}");
+    assert!(contoso.contains("True"), "{contoso}");
+
+    let distributors = server.ok(&["get", "dist"]);
+    assert!(distributors.starts_with("NAME"), "{distributors}");
+    assert!(distributors.contains("SKUS") && distributors.contains("PRODUCTION"));
+    assert!(
+        distributors.contains(r#"["ESSENTIALS","GOVERNANCE"]"#),
+        "{distributors}"
+    );
+
+    let yaml = server.ok(&[
+        "get",
+        "ptr",
+        "contoso",
+        "-n",
+        "northwind-partners",
+        "-o",
+        "yaml",
+    ]);
+    for expected in [
+        "apiVersion: partner-operator.io/v1alpha1",
+        "kind: Partner",
+        "organizationName: Contoso IT Services",
+        // Defaulted by the schema at admission.
+        "deletionPolicy: Delete",
+        "level: Trial",
+        "resourceVersion:",
+        "uid:",
+        "subscriptionLevel: Trial",
+    ] {
+        assert!(yaml.contains(expected), "{expected}:\n{yaml}");
+    }
+}
+
+#[test]
+fn patches_merge_and_status_subresource() {
+    let server = Server::start(true);
+    server.ok(&["apply", "-f", &path_arg("examples")]);
+    let generation = |s: &Server| {
+        s.ok(&[
+            "get",
+            "ptr",
+            "fabrikam",
+            "-n",
+            "northwind-partners",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
+    };
+    assert_eq!(generation(&server), "1");
+    let patched = server.ok(&[
+        "patch",
+        "partner",
+        "fabrikam",
+        "-n",
+        "northwind-partners",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"subscription":{"autoUpgrade":true}}}"#,
+    ]);
+    assert!(patched.contains("partner.partner-operator.io/fabrikam patched"));
+    assert_eq!(
+        generation(&server),
+        "2",
+        "a spec change bumps the generation"
+    );
+
+    // A status patch changes only the status, and not the generation.
+    set_ready(&server, "fabrikam", "False");
+    assert_eq!(generation(&server), "2");
+    let level = server.ok(&[
+        "get",
+        "ptr",
+        "fabrikam",
+        "-n",
+        "northwind-partners",
+        "-o",
+        "jsonpath={.status.subscriptionLevel}",
+    ]);
+    assert_eq!(level, "Trial");
+    // Through the main resource, status is ignored (the status subresource owns it).
+    server.ok(&[
+        "patch",
+        "partner",
+        "fabrikam",
+        "-n",
+        "northwind-partners",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"subscriptionLevel":"Production"}}"#,
+    ]);
+    let level = server.ok(&[
+        "get",
+        "ptr",
+        "fabrikam",
+        "-n",
+        "northwind-partners",
+        "-o",
+        "jsonpath={.status.subscriptionLevel}",
+    ]);
+    assert_eq!(level, "Trial");
+
+    // A merge patch that breaks a rule is refused with the field named.
+    let refused = server.fails(&[
+        "patch",
+        "partner",
+        "fabrikam",
+        "-n",
+        "northwind-partners",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"distributorRef":{"name":"contoso-distribution"}}}"#,
+    ]);
+    assert!(refused.contains("spec.distributorRef"), "{refused}");
+}
+
+#[test]
+fn wait_returns_once_the_condition_is_met() {
+    let server = Server::start(true);
+    server.ok(&["apply", "-f", &path_arg("examples")]);
+    let mut waiting = server.spawn(&[
+        "wait",
+        "--for=condition=Ready",
+        "partner/contoso",
+        "-n",
+        "northwind-partners",
+        "--timeout=60s",
+    ]);
+    assert!(
+        finished_within(&mut waiting, Duration::from_millis(700)).is_none(),
+        "kubectl wait returned before the condition was set"
+    );
+    set_ready(&server, "contoso", "True");
+    let output = finished_within(&mut waiting, Duration::from_secs(30))
+        .expect("kubectl wait returns once the condition is met");
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "partner.partner-operator.io/contoso condition met"
+    );
+}
+
+#[test]
+fn delete_waits_for_the_finalizer() {
+    let server = Server::start(true);
+    server.ok(&["apply", "-f", &path_arg("examples")]);
+    server.ok(&[
+        "patch",
+        "partner",
+        "contoso",
+        "-n",
+        "northwind-partners",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["partner-operator.io/tenant"]}}"#,
+    ]);
+    let mut deleting = server.spawn(&[
+        "delete",
+        "partner",
+        "contoso",
+        "-n",
+        "northwind-partners",
+        "--timeout=60s",
+    ]);
+    assert!(
+        finished_within(&mut deleting, Duration::from_millis(1500)).is_none(),
+        "kubectl delete returned while a finalizer held the object"
+    );
+    let marked = server.ok(&[
+        "get",
+        "ptr",
+        "contoso",
+        "-n",
+        "northwind-partners",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
+    assert!(!marked.is_empty(), "a deletionTimestamp is set");
+    server.ok(&[
+        "patch",
+        "partner",
+        "contoso",
+        "-n",
+        "northwind-partners",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    let output = finished_within(&mut deleting, Duration::from_secs(30))
+        .expect("kubectl delete returns once the finalizer is removed");
+    assert!(output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains(r#"partner.partner-operator.io "contoso" deleted"#),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let gone = server.fails(&["get", "ptr", "contoso", "-n", "northwind-partners"]);
+    assert!(
+        gone.contains("NotFound") || gone.contains("not found"),
+        "{gone}"
+    );
+}
+
+/// kubectl's imperative `create` of a built-in kind sends protobuf, which this server does not
+/// decode: it answers 415, as kube-apiserver does for a media type it does not serve, and
+/// kubectl reports it in one line.
+#[test]
+fn protobuf_bodies_are_refused_with_415() {
+    let server = Server::start(false);
+    let refused = server.fails(&["create", "namespace", "imperative"]);
+    assert!(refused.contains("UnsupportedMediaType"), "{refused}");
+}
+
+#[test]
+fn explain_and_describe() {
+    let server = Server::start(true);
+    server.ok(&["apply", "-f", &path_arg("examples")]);
+    let explained = server.ok(&["explain", "partner.spec"]);
+    for expected in [
+        "KIND:",
+        "Partner",
+        "organizationName",
+        "notificationEmail",
+        "distributorRef",
+        "Legal name of the partner",
+    ] {
+        assert!(explained.contains(expected), "{expected}:\n{explained}");
+    }
+    let subscription = server.ok(&["explain", "partner.spec.subscription.level"]);
+    assert!(subscription.contains("Trial"), "{subscription}");
+
+    set_ready(&server, "contoso", "True");
+    let described = server.ok(&["describe", "partner", "contoso", "-n", "northwind-partners"]);
+    for expected in [
+        "Name:",
+        "contoso",
+        "Namespace:",
+        "northwind-partners",
+        "Organization Name:",
+        "Contoso IT Services",
+        "Subscription Level:",
+    ] {
+        assert!(described.contains(expected), "{expected}:\n{described}");
+    }
+}
+
+/// Every manifest of the admission corpus, through `kubectl apply`: the accepted ones are
+/// applied, the rejected ones refused with a message naming the field. A file with two
+/// documents is an update: kubectl applies the first (creating the object), then the second.
+#[test]
+fn the_admission_corpus_through_kubectl_apply() {
+    let mut checked = 0;
+    for (dir, accept) in [
+        ("tests/admission/accept", true),
+        ("tests/admission/reject", false),
+    ] {
+        let mut files: Vec<_> = std::fs::read_dir(project(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files {
+            // A server per case: the cases reuse names.
+            let server = Server::start(true);
+            let namespace = server.apply_stdin(
+                &["apply", "-f", "-"],
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: northwind-partners}\n",
+            );
+            assert!(namespace.status.success());
+            let text = std::fs::read_to_string(&file).unwrap();
+            let output = server.apply_stdin(&["apply", "-f", "-"], &text);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let name = file.file_name().unwrap().to_string_lossy();
+            if accept {
+                assert!(output.status.success(), "{name}: refused: {stderr}");
+            } else {
+                assert!(!output.status.success(), "{name}: accepted");
+                for field in text.lines().filter_map(|l| l.strip_prefix("# field:")) {
+                    assert!(
+                        stderr.contains(field.trim()),
+                        "{name}: the message does not name {}: {stderr}",
+                        field.trim()
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} cases");
+}
