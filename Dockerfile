@@ -1,0 +1,16 @@
+# The operator's image: built in a Rust image, run from a distroless one as a non-root user.
+# (The build machine of this project has no container runtime; CI builds it, see
+# .github/workflows/ci.yaml.)
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --locked --bin partner-operator
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/partner-operator /usr/local/bin/partner-operator
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/partner-operator"]
+CMD ["run"]
