@@ -34,6 +34,10 @@ use partner_operator::sandbox::apiserver::{ApiServer, RecordedRequest};
 use partner_operator::sandbox::smtp::SmtpSink;
 use serde_json::json;
 
+/// As the binary: the API server here allocates per request too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_partner-operator");
 const BENCH_AGENT: &str = "operator-benchmark";
 

@@ -489,10 +489,7 @@ impl Request<'_> {
         };
         let matches = move |o: &Value| in_scope(o) && labels.matches(o) && fields.matches(o);
         let event = |type_: &str, object: &Value| {
-            let mut line =
-                serde_json::to_vec(&json!({"type": type_, "object": object})).expect("serializes");
-            line.push(b'\n');
-            Bytes::from(line)
+            watch_event(type_, &serde_json::to_vec(object).expect("serializes"))
         };
         let (start, mut receiver) = match self.state.store.watch(&self.key(), from) {
             Ok(watch) => watch,
@@ -522,7 +519,7 @@ impl Request<'_> {
             }
             super::store::WatchStart::Replay(changes) => {
                 for change in changes {
-                    if let Some(line) = watch_line(&change, &matches, &event) {
+                    if let Some(line) = watch_line(&change, &matches) {
                         initial.push(line);
                     }
                 }
@@ -550,7 +547,7 @@ impl Request<'_> {
                     change = receiver.recv() => match change {
                         Ok(change) => {
                             tracing::trace!(kind = %kind, rv = change.resource_version, "watch event");
-                            if let Some(line) = watch_line(&change, &matches, &event)
+                            if let Some(line) = watch_line(&change, &matches)
                                 && tx.send(line).await.is_err()
                             {
                                 return;
@@ -1143,11 +1140,18 @@ fn object_key(object: &Value) -> String {
 
 /// The watch line for a change, as seen through a filter: a modified object that stops matching
 /// is reported as deleted, one that starts matching as added.
-fn watch_line(
-    change: &super::store::Change,
-    matches: &impl Fn(&Value) -> bool,
-    event: &impl Fn(&str, &Value) -> Bytes,
-) -> Option<Bytes> {
+/// One line of a watch: `{"type":...,"object":...}` and a newline, around an encoded object.
+fn watch_event(type_: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(type_.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
+fn watch_line(change: &super::store::Change, matches: &impl Fn(&Value) -> bool) -> Option<Bytes> {
     let now = matches(&change.object);
     let before = change.previous.as_deref().is_some_and(matches);
     let kind = match (change.kind, before, now) {
@@ -1156,7 +1160,7 @@ fn watch_line(
         (_, _, true) => change.kind.as_str(),
         _ => return None,
     };
-    Some(event(kind, &change.object))
+    Some(watch_event(kind, change.encoded_object()))
 }
 
 /// A stream fed by a task, ending when the task returns or the client goes away.

@@ -7,7 +7,9 @@
 //! a slow client never stalls writers, as with the real server.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::body::Bytes;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -28,6 +30,16 @@ pub struct Change {
     pub object: Arc<Value>,
     /// The object before a modification, so a selector-filtered watch can see an object leave.
     pub previous: Option<Arc<Value>>,
+    /// The object as JSON, encoded once for every watcher that sends it.
+    encoded: Arc<OnceLock<Bytes>>,
+}
+
+impl Change {
+    /// The object as JSON; the first watcher to ask encodes it.
+    pub fn encoded_object(&self) -> &Bytes {
+        self.encoded
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&*self.object).expect("serializes")))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +194,7 @@ impl Store {
             kind,
             object: object.clone(),
             previous: current.filter(|_| kind == ChangeKind::Modified),
+            encoded: Arc::default(),
         };
         table.history.push_back(change.clone());
         while table.history.len() > HISTORY_PER_RESOURCE {
