@@ -113,24 +113,25 @@ pub async fn run(
     let index = PartnerIndex::default();
     let listed = Arc::new(Listed::new(config.readiness.clone()));
 
-    // Partners: the controller's own watch and store, and a second, storeless watch that keeps
-    // the index. (Feeding the controller from our own reflector with `Controller::for_stream`
-    // sometimes left its runner idle after a start over existing objects; the controller's own
-    // watch does not, and a second watch costs no cache memory.)
-    let partner_controller = Controller::new(partners_api.clone(), watcher::Config::default());
-    let partners = partner_controller.store();
+    // Partners: one watch feeds the cache (the reconciler reads it), the index (Distributor and
+    // namespace changes find their Partners) and the controller. The cache is written before
+    // the index, so every Partner the index names is in the cache.
+    let (partners, partners_writer) = reflector::store();
     let indexing = index.clone();
     let partners_listed = listed.clone();
-    let partner_index_events =
-        kube::runtime::watcher(partners_api.clone(), watcher::Config::default())
-            .default_backoff()
-            .inspect_ok(move |event| match event {
-                Event::Apply(p) | Event::InitApply(p) => indexing.insert(p),
-                Event::Delete(p) => indexing.remove(p),
-                Event::InitDone => partners_listed.mark(Watched::Partners),
-                Event::Init => {}
-            })
-            .touched_objects();
+    let partner_events = reflector(
+        partners_writer,
+        kube::runtime::watcher(partners_api.clone(), watcher::Config::default()),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| match event {
+        Event::Apply(p) | Event::InitApply(p) => indexing.insert(p),
+        Event::Delete(p) => indexing.remove(p),
+        Event::InitDone => partners_listed.mark(Watched::Partners),
+        Event::Init => {}
+    })
+    .touched_objects();
+    let partner_controller = Controller::for_stream(partner_events, partners.clone());
 
     // Distributors: a store for the reconciler, and spec changes as triggers.
     let (distributors, distributors_writer) = reflector::store();
@@ -213,7 +214,6 @@ pub async fn run(
                 None => by_namespace.in_namespace(&ns.name_any()),
             },
         )
-        .watches_stream(partner_index_events, |_: Partner| None)
         .reconcile_all_on(clock_jumps)
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(partner::reconcile, partner::error_policy, ctx.clone())
