@@ -74,8 +74,9 @@ pub enum InvalidSchema {
 pub struct CrdValidator {
     schema: structural::Schema,
     cel: kube_cel::CompiledSchema,
-    /// `kube_cel::Validator` holds a CEL context that is `Send` but not `Sync`.
-    evaluator: Mutex<kube_cel::Validator>,
+    /// `kube_cel::Validator` holds a CEL context that is `Send` but not `Sync`: one per core,
+    /// so that admissions on different threads do not wait for each other.
+    evaluators: Vec<Mutex<kube_cel::Validator>>,
 }
 
 impl std::fmt::Debug for CrdValidator {
@@ -98,7 +99,9 @@ impl CrdValidator {
         Ok(Self {
             schema: structural::Schema::compile(&json, "")?,
             cel,
-            evaluator: Mutex::new(kube_cel::Validator::new()),
+            evaluators: (0..std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .map(|_| Mutex::new(kube_cel::Validator::new()))
+                .collect(),
         })
     }
 
@@ -155,7 +158,11 @@ impl CrdValidator {
                 self.schema.prune(old);
                 defaulting::apply(&self.schema, old);
             }
-            let evaluator = self.evaluator.lock().unwrap_or_else(|e| e.into_inner());
+            let evaluator = self
+                .evaluators
+                .iter()
+                .find_map(|e| e.try_lock().ok())
+                .unwrap_or_else(|| self.evaluators[0].lock().unwrap_or_else(|e| e.into_inner()));
             if let Err(failures) = evaluator.validate_compiled(&self.cel, &object, old.as_ref()) {
                 errors.extend(
                     failures
