@@ -33,24 +33,30 @@ pub const ENTITLEMENTS: &str = "entitlements";
 pub const ACTIVATION: &str = "activation";
 
 /// Creates or updates the tenant namespace and its `entitlements` from `status`.
+///
+/// `cached` is the tenant Namespace as the operator's cache has it: when it exists with every
+/// label in place, it is not applied again (one request less per change of entitlements).
 pub async fn ensure(
     client: &Client,
     partner: &Partner,
     status: &PartnerStatus,
+    cached: Option<&Namespace>,
 ) -> kube::Result<()> {
     let Some(tenant) = &status.tenant else {
         return Ok(());
     };
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let labels = tenant_labels(partner, &tenant.id);
-    let namespace = json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": tenant.namespace, "labels": labels},
-    });
-    Api::<Namespace>::all(client.clone())
-        .patch(&tenant.namespace, &params, &Patch::Apply(namespace))
-        .await?;
+    if !namespace_current(cached, &labels) {
+        let namespace = json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": tenant.namespace, "labels": labels},
+        });
+        Api::<Namespace>::all(client.clone())
+            .patch(&tenant.namespace, &params, &Patch::Apply(namespace))
+            .await?;
+    }
     let skus: Vec<&str> = status.skus.iter().map(|s| s.0.as_str()).collect();
     let level = status.subscription_level.unwrap_or_default().to_string();
     let entitlements = json!({
@@ -140,6 +146,16 @@ pub fn owner_of(namespace: &Namespace) -> Option<(String, String)> {
         labels.get(PARTNER_NAMESPACE_LABEL)?.clone(),
         labels.get(PARTNER_NAME_LABEL)?.clone(),
     ))
+}
+
+/// Whether the namespace exists, is not being deleted, and carries every tenant label.
+fn namespace_current(cached: Option<&Namespace>, labels: &BTreeMap<String, String>) -> bool {
+    cached.is_some_and(|ns| {
+        ns.metadata.deletion_timestamp.is_none()
+            && labels
+                .iter()
+                .all(|(k, v)| ns.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
+    })
 }
 
 fn tenant_labels(partner: &Partner, tenant_id: &str) -> BTreeMap<String, String> {

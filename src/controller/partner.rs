@@ -158,7 +158,13 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             // convert before any of their emails holds a reconciliation slot.
             if ensures {
                 let status = current.status.clone().unwrap_or_default();
-                tenant::ensure(&ctx.client, &current, &status).await?;
+                tenant::ensure(
+                    &ctx.client,
+                    &current,
+                    &status,
+                    cached_tenant(ctx, &current).as_deref(),
+                )
+                .await?;
             }
             finish(ctx, cached, &current, &plan);
             return Ok(Action::requeue(Duration::ZERO));
@@ -172,7 +178,13 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             match effect {
                 Effect::EnsureTenant => {
                     let status = current.status.clone().unwrap_or_default();
-                    tenant::ensure(&ctx.client, &current, &status).await?;
+                    tenant::ensure(
+                        &ctx.client,
+                        &current,
+                        &status,
+                        cached_tenant(ctx, &current).as_deref(),
+                    )
+                    .await?;
                     tenant_applied = status.tenant.is_some();
                 }
                 Effect::SendEmail {
@@ -236,12 +248,16 @@ fn namespace_allowed(ctx: &Context, partner: &Partner, distributor: Option<&Dist
 }
 
 fn tenant_exists(ctx: &Context, partner: &Partner) -> bool {
-    let Some(tenant) = partner.status.as_ref().and_then(|s| s.tenant.as_ref()) else {
-        return false;
-    };
-    ctx.namespaces
-        .get(&ObjectRef::new(&tenant.namespace))
-        .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none())
+    cached_tenant(ctx, partner).is_some_and(|ns| ns.metadata.deletion_timestamp.is_none())
+}
+
+/// The Partner's tenant Namespace as the cache has it.
+fn cached_tenant(
+    ctx: &Context,
+    partner: &Partner,
+) -> Option<Arc<k8s_openapi::api::core::v1::Namespace>> {
+    let tenant = partner.status.as_ref()?.tenant.as_ref()?;
+    ctx.namespaces.get(&ObjectRef::new(&tenant.namespace))
 }
 
 /// Sends one recorded email and records the outcome in status.
