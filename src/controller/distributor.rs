@@ -38,9 +38,9 @@ pub fn error_policy(_: Arc<Distributor>, error: &kube::Error, _: Arc<Context>) -
 
 async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kube::Error> {
     let name = distributor.name_any();
-    // The index and the Partner cache come from two watches; until the cache holds every
-    // Partner the index names (just after a start), a count would be short, and writing it
-    // would be a needless write that a later count undoes.
+    // The cache is written before the index, so it holds every Partner the index names; should
+    // that ever not hold, a short count would be a needless write that a later count undoes,
+    // so look again shortly instead.
     let members = ctx.index.of_distributor(&name);
     let found: Vec<_> = members.iter().filter_map(|r| ctx.partners.get(r)).collect();
     if found.len() < members.len() {
