@@ -513,3 +513,28 @@ async fn injected_faults_and_the_request_log() {
     assert_eq!(log[1].namespace.as_deref(), Some("partners"));
     assert!(log[1].is_write() && !log[2].is_write());
 }
+
+/// kube-apiserver authorizes a server-side apply that creates its object for `create` as well
+/// as `patch`; the request log says so, since the RBAC check of the chart is built on it.
+#[tokio::test]
+async fn an_apply_that_creates_is_logged_as_create_too() {
+    let server = server().await;
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "partners");
+    server.log().clear();
+    let params = PatchParams::apply("test").force();
+    let object = config_map("applied", &[("k", "v")]);
+    api.patch("applied", &params, &Patch::Apply(&object))
+        .await
+        .unwrap();
+    api.patch("applied", &params, &Patch::Apply(&object))
+        .await
+        .unwrap();
+    let verbs: Vec<_> = server
+        .log()
+        .entries()
+        .iter()
+        .map(|r| (r.verb.clone(), r.name.clone()))
+        .collect();
+    let named = |verb: &str| (verb.to_string(), Some("applied".to_string()));
+    assert_eq!(verbs, vec![named("patch"), named("create"), named("patch")]);
+}

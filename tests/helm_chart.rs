@@ -220,8 +220,21 @@ fn every_option_renders_its_objects() {
         of_kind(&manifests, "ServiceMonitor")["metadata"]["labels"]["release"],
         "prometheus"
     );
-    let without_election = render(json!({"leaderElection": {"enabled": false}})).unwrap();
+    let without_election =
+        render(json!({"replicaCount": 1, "leaderElection": {"enabled": false}})).unwrap();
     assert!(!self::kinds(&without_election).contains("Role"));
+}
+
+/// Two replicas without a Lease would both reconcile and email every partner twice: Helm
+/// refuses to render that, and says which values to change.
+#[test]
+fn replicas_without_leader_election_are_refused() {
+    let error = render(json!({"leaderElection": {"enabled": false}}))
+        .expect_err("two replicas without leader election were rendered");
+    assert!(
+        error.contains("replicaCount") && error.contains("leaderElection.enabled"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -311,20 +324,26 @@ async fn rendered_manifests_apply_to_the_api_server_with_kubectl() {
             path.to_string_lossy().into_owned(),
         ]
     };
-    // As `helm install` does: the chart's CRDs first, then the templates.
-    let crds = kubectl(vec![
-        "apply".into(),
-        "-f".into(),
-        project("charts/partner-operator/crds")
-            .to_string_lossy()
-            .into_owned(),
-    ])
-    .await;
-    assert!(
-        crds.status.success(),
-        "{}",
-        String::from_utf8_lossy(&crds.stderr)
-    );
+    // As `helm install` does: the chart's CRDs first, then the templates. Server-side, twice:
+    // the second is the README's step after a chart upgrade (Helm leaves CRDs alone then).
+    for _ in 0..2 {
+        let crds = kubectl(vec![
+            "apply".into(),
+            "--server-side".into(),
+            "-f".into(),
+            project("charts/partner-operator/crds")
+                .to_string_lossy()
+                .into_owned(),
+        ])
+        .await;
+        let stdout = String::from_utf8_lossy(&crds.stdout);
+        assert!(
+            crds.status.success()
+                && stdout.contains("partners.partner-operator.io serverside-applied"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&crds.stderr)
+        );
+    }
     let monitor: Value = serde_json::from_str(SERVICE_MONITOR_CRD).unwrap();
     let namespace =
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
@@ -477,4 +496,45 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
             .all(|(_, group, _)| group == "coordination.k8s.io"),
         "the namespaced Role is for the Lease only"
     );
+}
+
+/// Every built-in object the chart renders (all options on) reads back through its Kubernetes
+/// type unchanged: a misspelt or misplaced field, which the API server would drop or refuse,
+/// fails here by name.
+#[test]
+fn rendered_objects_are_valid_kubernetes_types() {
+    use k8s_openapi::api::{
+        apps::v1::Deployment,
+        core::v1::{Service, ServiceAccount},
+        networking::v1::NetworkPolicy,
+        policy::v1::PodDisruptionBudget,
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    };
+    fn unchanged<T: serde::de::DeserializeOwned + serde::Serialize>(object: &Value) {
+        let typed: T = serde_json::from_value(object.clone())
+            .unwrap_or_else(|e| panic!("{} does not parse: {e}", object["kind"]));
+        let back = serde_json::to_value(&typed).unwrap();
+        assert_eq!(&back, object, "{} changed on a round trip", object["kind"]);
+    }
+    let manifests = render(every_option()).unwrap();
+    let mut checked = BTreeSet::new();
+    for object in &manifests {
+        let kind = object["kind"].as_str().unwrap();
+        match kind {
+            "Deployment" => unchanged::<Deployment>(object),
+            "Service" => unchanged::<Service>(object),
+            "ServiceAccount" => unchanged::<ServiceAccount>(object),
+            "ClusterRole" => unchanged::<ClusterRole>(object),
+            "ClusterRoleBinding" => unchanged::<ClusterRoleBinding>(object),
+            "Role" => unchanged::<Role>(object),
+            "RoleBinding" => unchanged::<RoleBinding>(object),
+            "PodDisruptionBudget" => unchanged::<PodDisruptionBudget>(object),
+            "NetworkPolicy" => unchanged::<NetworkPolicy>(object),
+            // Not a built-in type: its CRD belongs to the Prometheus Operator.
+            "ServiceMonitor" => continue,
+            other => panic!("{other}: a kind this test does not know; add it"),
+        }
+        checked.insert(kind.to_string());
+    }
+    assert_eq!(checked.len(), 9, "{checked:?}");
 }

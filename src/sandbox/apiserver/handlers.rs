@@ -264,10 +264,10 @@ pub async fn handle(
         (&Method::DELETE, None, _) => "deletecollection",
         _ => "unknown",
     };
+    let user_agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
     if target.plural.is_some() {
-        let user_agent = headers
-            .get(axum::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
         state.log.record(verb, &target, user_agent);
         if let Some(code) = state.faults.roll(verb) {
             return ApiError::injected(code).into_response();
@@ -306,6 +306,7 @@ pub async fn handle(
         resource: &resource,
         target: &target,
         query: &query,
+        user_agent,
     };
     let result = match verb {
         "watch" => request.watch(),
@@ -329,6 +330,7 @@ struct Request<'a> {
     resource: &'a ResourceType,
     target: &'a Target,
     query: &'a Query,
+    user_agent: Option<&'a str>,
 }
 
 fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
@@ -803,6 +805,11 @@ impl Request<'_> {
                 .is_none()
         {
             self.check_type(&patch_body)?;
+            // kube-apiserver authorizes an apply that creates the object for `create` as well
+            // as `patch`; the log says so, so that an RBAC check built on it asks for both.
+            self.state
+                .log
+                .record("create", self.target, self.user_agent);
             let mut object = patch_body.clone();
             object["metadata"]["name"] = json!(self.name());
             let manager = self.query.field_manager.clone().unwrap_or_default();
@@ -1072,6 +1079,7 @@ impl Request<'_> {
                         resource: &resource,
                         target: &target,
                         query: &Query::default(),
+                        user_agent: None,
                     };
                     let _ = request.delete(b"");
                 }
