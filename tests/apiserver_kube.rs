@@ -529,12 +529,20 @@ async fn an_apply_that_creates_is_logged_as_create_too() {
     api.patch("applied", &params, &Patch::Apply(&object))
         .await
         .unwrap();
-    let verbs: Vec<_> = server
-        .log()
-        .entries()
+    let log = server.log().entries();
+    let verbs: Vec<_> = log
         .iter()
-        .map(|r| (r.verb.clone(), r.name.clone()))
+        .map(|r| (r.verb.clone(), r.name.clone(), r.implied))
         .collect();
-    let named = |verb: &str| (verb.to_string(), Some("applied".to_string()));
-    assert_eq!(verbs, vec![named("patch"), named("create"), named("patch")]);
+    let named = |verb: &str, implied| (verb.to_string(), Some("applied".to_string()), implied);
+    assert_eq!(
+        verbs,
+        vec![
+            named("patch", false),
+            named("create", true),
+            named("patch", false)
+        ]
+    );
+    // Two requests, both writes: the implied create is not a third.
+    assert_eq!(log.iter().filter(|r| r.is_write()).count(), 2);
 }

@@ -201,3 +201,40 @@ async fn api_faults_delay_but_never_duplicate() {
     let duplicates: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicates.is_empty(), "sent twice: {duplicates:?}");
 }
+
+/// With one reconciliation slot in two for email and a concurrency of 2, a dozen Partners
+/// contend for a single mail slot, at onboarding and again when their trials end together:
+/// those that find it taken step aside and are woken in turn, and every email goes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partners_waiting_for_a_mail_slot_are_each_mailed_once() {
+    let mut h = Harness::start_servers().await;
+    let mut options = h.run_options();
+    options.concurrency = 2;
+    h.start_operator_with(options);
+    h.northwind(true).await;
+    let names: Vec<String> = (0..12).map(|i| format!("p{i:02}")).collect();
+    for name in &names {
+        h.apply(partner("northwind-partners", name, "northwind"))
+            .await;
+    }
+    for name in &names {
+        h.wait_partner("northwind-partners", name, "Ready", is_ready)
+            .await;
+    }
+    assert_eq!(h.wait_emails(12).await.len(), 12);
+    // The notices, all due at once; then the conversions and their emails.
+    h.advance_days(11);
+    h.wait_emails(24).await;
+    h.advance_days(3);
+    for name in &names {
+        h.wait_partner("northwind-partners", name, "Production", |p| {
+            level(p) == "Production"
+        })
+        .await;
+    }
+    let emails = h.wait_emails(36).await;
+    for event in ["activation", "upgrade-notice", "converted"] {
+        assert_eq!(h.emails_of(event).len(), 12, "{event}: {emails:#?}");
+    }
+    assert!(h.message_counts().values().all(|n| *n == 1));
+}

@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
+use super::mail_slots::MailSlots;
 use super::{OperatorConfig, PartnerIndex};
 use crate::api::{Distributor, Partner};
 use crate::clock::Clock;
@@ -35,6 +36,8 @@ pub struct Context {
     distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
     /// Consecutive failures per Partner, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<Partner>, u32>>,
+    /// The reconciliations that may send email at once (see [`MailSlots`]).
+    pub mail_slots: Arc<MailSlots>,
 }
 
 /// First retry after a failure; doubles on each further failure.
@@ -57,6 +60,7 @@ impl Context {
         config: &OperatorConfig,
         caches: Caches,
         distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
+        mail_slots: Arc<MailSlots>,
     ) -> Self {
         let Caches {
             partners,
@@ -81,6 +85,7 @@ impl Context {
             listed,
             distributor_triggers,
             failures: Mutex::default(),
+            mail_slots,
         }
     }
 

@@ -20,6 +20,7 @@ mod context;
 mod distributor;
 mod events;
 mod index;
+mod mail_slots;
 mod partner;
 
 use std::collections::HashMap;
@@ -48,6 +49,12 @@ use crate::metrics::{Metrics, Readiness};
 
 /// The finalizer the operator puts on every Partner, so it can deprovision the tenant.
 pub const FINALIZER: &str = "partner-operator.io/tenant";
+
+/// One Partner reconciliation slot in this many may send email at a time (see [`mail_slots`]).
+/// Half: measured at 1,000 trials ending at once, a quarter converts them all within 0.54 s but
+/// halves the onboarding rate (activation emails wait); three quarters onboards 20% faster
+/// than a half, but the last conversion comes 0.82 s late instead of 0.64 s.
+const MAIL_SLOTS_DIVISOR: usize = 2;
 
 /// Everything the operator needs besides a Kubernetes client.
 pub struct OperatorConfig {
@@ -178,6 +185,11 @@ pub async fn run(
     .touched_objects();
 
     let (distributor_triggers, distributor_trigger_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (mail_wakes, mail_wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mail_slots = mail_slots::MailSlots::new(
+        usize::from(config.concurrency).div_ceil(MAIL_SLOTS_DIVISOR),
+        mail_wakes,
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
         &config,
@@ -189,6 +201,7 @@ pub async fn run(
             listed,
         },
         distributor_triggers,
+        mail_slots,
     ));
 
     let clock_jumps = WatchStream::from_changes(config.clock.jumps()).map(|_| {
@@ -214,6 +227,7 @@ pub async fn run(
                 None => by_namespace.in_namespace(&ns.name_any()),
             },
         )
+        .reconcile_on(UnboundedReceiverStream::new(mail_wake_rx))
         .reconcile_all_on(clock_jumps)
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(partner::reconcile, partner::error_policy, ctx.clone())

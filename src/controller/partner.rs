@@ -47,6 +47,8 @@ pub enum Error {
 
 /// Plans per reconciliation at most; each step performs effects that the next plan sees.
 const MAX_STEPS: usize = 8;
+/// How soon a reconciliation that found no free mail slot looks again, if nothing wakes it.
+const MAIL_SLOT_RETRY: Duration = Duration::from_secs(2);
 /// Added to every requeue at a deadline, so Partners that share a deadline spread a little.
 const MAX_JITTER: Duration = Duration::from_millis(50);
 
@@ -169,6 +171,21 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             finish(ctx, cached, &current, &plan);
             return Ok(Action::requeue(Duration::ZERO));
         }
+        // Held until the emails of this pass are sent and recorded.
+        let _mail_slot = if sends {
+            match ctx.mail_slots.try_take(&ObjectRef::from_obj(&current)) {
+                Some(slot) => Some(slot),
+                None => {
+                    debug!(partner = %ObjectRef::from_obj(&current), "waiting for a mail slot");
+                    // Woken when a slot frees; the requeue only covers a wake-up that another
+                    // reconciliation of this Partner consumed.
+                    finish(ctx, cached, &current, &plan);
+                    return Ok(Action::requeue(MAIL_SLOT_RETRY));
+                }
+            }
+        } else {
+            None
+        };
         if sends && !fresh {
             current = api.get_status(&current.name_any()).await?;
             fresh = true;

@@ -124,8 +124,12 @@ impl Harness {
     }
 
     pub fn start_operator(&mut self) {
+        self.start_operator_with(self.run_options());
+    }
+
+    pub fn start_operator_with(&mut self, options: RunOptions) {
         assert!(self.operator.is_none(), "the operator is already running");
-        self.operator = Some(self.spawn_operator_as("partner-operator", self.run_options()));
+        self.operator = Some(self.spawn_operator_as("partner-operator", options));
     }
 
     /// Kills the operator as a crash would: no graceful shutdown.

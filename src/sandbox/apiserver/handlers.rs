@@ -809,7 +809,7 @@ impl Request<'_> {
             // as `patch`; the log says so, so that an RBAC check built on it asks for both.
             self.state
                 .log
-                .record("create", self.target, self.user_agent);
+                .record_implied("create", self.target, self.user_agent);
             let mut object = patch_body.clone();
             object["metadata"]["name"] = json!(self.name());
             let manager = self.query.field_manager.clone().unwrap_or_default();

@@ -51,15 +51,20 @@ pub struct RecordedRequest {
     pub subresource: Option<String>,
     /// The client's `User-Agent`, as an audit log records it: tells replicas apart.
     pub user_agent: Option<String>,
+    /// Not a request of its own but a verb the previous entry was authorized for as well: a
+    /// server-side apply that creates its object is checked for `create` besides `patch`.
+    pub implied: bool,
 }
 
 impl RecordedRequest {
-    /// Whether the request changed (or tried to change) something.
+    /// Whether the request changed (or tried to change) something; implied entries are not
+    /// requests, so they are not counted.
     pub fn is_write(&self) -> bool {
-        matches!(
-            self.verb.as_str(),
-            "create" | "update" | "patch" | "delete" | "deletecollection"
-        )
+        !self.implied
+            && matches!(
+                self.verb.as_str(),
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
     }
 }
 
@@ -69,6 +74,15 @@ pub struct RequestLog(Arc<Mutex<Vec<RecordedRequest>>>);
 
 impl RequestLog {
     fn record(&self, verb: &str, target: &handlers::Target, user_agent: Option<&str>) {
+        self.push(verb, target, user_agent, false);
+    }
+
+    /// A verb the request just recorded is authorized for as well.
+    fn record_implied(&self, verb: &str, target: &handlers::Target, user_agent: Option<&str>) {
+        self.push(verb, target, user_agent, true);
+    }
+
+    fn push(&self, verb: &str, target: &handlers::Target, user_agent: Option<&str>, implied: bool) {
         self.0.lock().unwrap().push(RecordedRequest {
             verb: verb.to_string(),
             group: target.group.clone(),
@@ -77,6 +91,7 @@ impl RequestLog {
             name: target.name.clone(),
             subresource: target.subresource.clone(),
             user_agent: user_agent.map(str::to_string),
+            implied,
         });
     }
 
@@ -155,6 +170,12 @@ impl ApiServer {
         let addr = listener.local_addr().expect("bound");
         let router = Router::new().fallback(route).with_state(state.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
+        // TCP_NODELAY, as kube-apiserver has it (Go sets it on every connection): a watch
+        // writes each event on its own, and without it Nagle's algorithm holds a small event
+        // back until the client acknowledges the previous one (up to 40 ms on Linux).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+            let _ = stream.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
