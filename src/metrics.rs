@@ -68,6 +68,9 @@ pub struct Metrics {
     pub emails_sent: Family<EmailLabels, Counter>,
     pub emails_failed: Family<EmailLabels, Counter>,
     pub next_deadline: Family<PartnerLabels, Gauge<f64, AtomicU64>>,
+    /// Partners with an email to send, waiting for a mail slot: above zero for long, email is
+    /// what the operator is behind on.
+    pub emails_waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -136,6 +139,12 @@ impl Metrics {
             "When the operator next acts on a Partner (notice, trial end, expiry), as a Unix timestamp",
             next_deadline.clone(),
         );
+        let emails_waiting = Gauge::default();
+        registry.register(
+            "emails_waiting",
+            "Partners with an email to send that wait for a free mail slot",
+            emails_waiting.clone(),
+        );
         Self {
             registry,
             reconciliations,
@@ -147,6 +156,7 @@ impl Metrics {
             emails_sent,
             emails_failed,
             next_deadline,
+            emails_waiting,
         }
     }
 

@@ -159,6 +159,8 @@ async fn metrics_follow_the_lifecycle() {
             r#"partner_operator_emails_sent_total{kind="trial-expired"}"#,
             1.0,
         ),
+        // Every email is out: nobody waits for a mail slot.
+        ("partner_operator_emails_waiting", 0.0),
     ] {
         assert_eq!(sample(&metrics, series), Some(value), "{series}\n{metrics}");
     }

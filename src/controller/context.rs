@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
+use super::deadlines::Deadlines;
 use super::mail_slots::MailSlots;
 use super::{OperatorConfig, PartnerIndex};
 use crate::api::{Distributor, Partner};
@@ -38,6 +39,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<Partner>, u32>>,
     /// The reconciliations that may send email at once (see [`MailSlots`]).
     pub mail_slots: Arc<MailSlots>,
+    /// Each Partner's next deadline: whether deadline work is due.
+    pub deadlines: Deadlines,
 }
 
 /// First retry after a failure; doubles on each further failure.
@@ -86,6 +89,7 @@ impl Context {
             distributor_triggers,
             failures: Mutex::default(),
             mail_slots,
+            deadlines: Deadlines::default(),
         }
     }
 

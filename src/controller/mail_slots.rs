@@ -3,83 +3,115 @@
 //! A reconciliation that sends email holds its slot for the SMTP round trips and the status
 //! write that records the delivery, about ten times as long as a conversion at a deadline
 //! takes. When a thousand trials end at once, each conversion is followed by its emails; if
-//! those took every reconciliation slot, the conversions still due would wait behind them.
-//! So only part of the slots may send email at the same time: a reconciliation with an email
-//! to send that finds none free records nothing, steps aside and is woken, first come first
-//! served, when a slot frees. The email's intent is already in `status.emails`, so stepping
-//! aside loses nothing.
+//! those took every reconciliation slot, the conversions still due would wait behind them
+//! (kube's scheduler hands out due work in no particular order). So while deadline work is due
+//! (see [`super::deadlines`]), only part of the slots may send email; otherwise all may, since
+//! at onboarding the activation email is what a Partner waits for.
+//!
+//! A reconciliation with an email to send that finds no slot free records nothing, steps aside,
+//! and is woken, first come first served, when a slot frees. The email's intent is already in
+//! `status.emails`, so stepping aside loses nothing.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use kube::runtime::reflector::ObjectRef;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::Partner;
 
 pub struct MailSlots {
-    permits: Arc<Semaphore>,
-    waiting: Mutex<Waiting>,
+    /// Slots when no deadline is due.
+    all: usize,
+    /// Slots while deadline work is due.
+    while_deadlines_due: usize,
+    state: Mutex<State>,
     /// Triggers a reconciliation of the Partner next in line.
     wake: UnboundedSender<ObjectRef<Partner>>,
+    /// `partner_operator_emails_waiting`.
+    waiting_gauge: Gauge,
 }
 
-/// Partners waiting for a slot, in the order they asked.
 #[derive(Default)]
-struct Waiting {
+struct State {
+    in_use: usize,
+    /// The limit the last request saw: how many a freed slot may wake.
+    limit: usize,
+    /// Partners waiting for a slot, in the order they asked.
     queue: VecDeque<ObjectRef<Partner>>,
-    members: HashSet<ObjectRef<Partner>>,
+    waiting: HashSet<ObjectRef<Partner>>,
 }
 
 /// A slot to send email in; the next Partner in line is woken when it is dropped.
 pub struct MailSlot {
     slots: Arc<MailSlots>,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl MailSlots {
-    /// `count` slots (at least one).
-    pub fn new(count: usize, wake: UnboundedSender<ObjectRef<Partner>>) -> Arc<Self> {
+    /// `all` slots, `while_deadlines_due` of them while deadline work is due (at least one
+    /// each); how many wait is kept in `waiting_gauge`.
+    pub fn new(
+        all: usize,
+        while_deadlines_due: usize,
+        wake: UnboundedSender<ObjectRef<Partner>>,
+        waiting_gauge: Gauge,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            permits: Arc::new(Semaphore::new(count.max(1))),
-            waiting: Mutex::default(),
+            all: all.max(1),
+            while_deadlines_due: while_deadlines_due.clamp(1, all.max(1)),
+            state: Mutex::default(),
             wake,
+            waiting_gauge,
         })
     }
 
     /// A free slot for `partner`, or `None` with the Partner put in line to be woken.
-    pub fn try_take(self: &Arc<Self>, partner: &ObjectRef<Partner>) -> Option<MailSlot> {
-        let mut waiting = self.waiting.lock().unwrap();
-        match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                // Its place in the queue, if it had one, is skipped when reached.
-                waiting.members.remove(partner);
-                Some(MailSlot {
-                    slots: self.clone(),
-                    _permit: permit,
-                })
+    pub fn try_take(
+        self: &Arc<Self>,
+        partner: &ObjectRef<Partner>,
+        deadlines_due: bool,
+    ) -> Option<MailSlot> {
+        let mut state = self.state.lock().unwrap();
+        state.limit = if deadlines_due {
+            self.while_deadlines_due
+        } else {
+            self.all
+        };
+        if state.in_use < state.limit {
+            state.in_use += 1;
+            // Its place in the line, if it had one, is skipped when reached.
+            if state.waiting.remove(partner) {
+                self.waiting_gauge.dec();
             }
-            Err(_) => {
-                if waiting.members.insert(partner.clone()) {
-                    waiting.queue.push_back(partner.clone());
-                }
-                None
-            }
+            return Some(MailSlot {
+                slots: self.clone(),
+            });
         }
+        if state.waiting.insert(partner.clone()) {
+            state.queue.push_back(partner.clone());
+            self.waiting_gauge.inc();
+        }
+        None
     }
 
     /// How many Partners wait for a slot.
     pub fn waiting(&self) -> usize {
-        self.waiting.lock().unwrap().members.len()
+        self.state.lock().unwrap().waiting.len()
     }
 
-    fn wake_next(&self) {
-        let mut waiting = self.waiting.lock().unwrap();
-        while let Some(next) = waiting.queue.pop_front() {
-            if waiting.members.remove(&next) {
+    /// Frees a slot and wakes as many waiting Partners as there are free slots.
+    fn release(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.in_use -= 1;
+        let mut free = state.limit.saturating_sub(state.in_use);
+        while free > 0
+            && let Some(next) = state.queue.pop_front()
+        {
+            if state.waiting.remove(&next) {
+                self.waiting_gauge.dec();
                 let _ = self.wake.send(next);
-                return;
+                free -= 1;
             }
         }
     }
@@ -87,7 +119,7 @@ impl MailSlots {
 
 impl Drop for MailSlot {
     fn drop(&mut self) {
-        self.slots.wake_next();
+        self.slots.release();
     }
 }
 
@@ -102,13 +134,15 @@ mod tests {
     #[test]
     fn waiters_are_woken_in_the_order_they_asked() {
         let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
-        let slots = MailSlots::new(1, wake);
-        let first = slots.try_take(&partner("a")).expect("a free slot");
-        assert!(slots.try_take(&partner("b")).is_none());
-        assert!(slots.try_take(&partner("c")).is_none());
+        let gauge = Gauge::default();
+        let slots = MailSlots::new(1, 1, wake, gauge.clone());
+        let first = slots.try_take(&partner("a"), false).expect("a free slot");
+        assert!(slots.try_take(&partner("b"), false).is_none());
+        assert!(slots.try_take(&partner("c"), false).is_none());
         // Asking again keeps the place in line.
-        assert!(slots.try_take(&partner("b")).is_none());
+        assert!(slots.try_take(&partner("b"), false).is_none());
         assert_eq!(slots.waiting(), 2);
+        assert_eq!(gauge.get(), 2);
         drop(first);
         assert_eq!(woken.try_recv().unwrap(), partner("b"));
         assert!(
@@ -116,27 +150,57 @@ mod tests {
             "one slot freed, one Partner woken"
         );
         // b takes the slot; c is next once b is done.
-        let second = slots.try_take(&partner("b")).expect("the freed slot");
+        let second = slots
+            .try_take(&partner("b"), false)
+            .expect("the freed slot");
         drop(second);
         assert_eq!(woken.try_recv().unwrap(), partner("c"));
         assert_eq!(slots.waiting(), 0);
+        assert_eq!(gauge.get(), 0);
     }
 
     #[test]
     fn a_waiter_that_got_a_slot_otherwise_is_not_woken() {
         let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
-        let slots = MailSlots::new(2, wake);
-        let a = slots.try_take(&partner("a")).unwrap();
-        let b = slots.try_take(&partner("b")).unwrap();
-        assert!(slots.try_take(&partner("c")).is_none());
-        assert!(slots.try_take(&partner("d")).is_none());
+        let gauge = Gauge::default();
+        let slots = MailSlots::new(2, 2, wake, gauge.clone());
+        let a = slots.try_take(&partner("a"), false).unwrap();
+        let b = slots.try_take(&partner("b"), false).unwrap();
+        assert!(slots.try_take(&partner("c"), false).is_none());
+        assert!(slots.try_take(&partner("d"), false).is_none());
         drop(a);
         assert_eq!(woken.try_recv().unwrap(), partner("c"));
         // d found the freed slot first (another event reconciled it): it leaves the line.
-        let d = slots.try_take(&partner("d")).unwrap();
+        let d = slots.try_take(&partner("d"), false).unwrap();
+        assert_eq!(
+            gauge.get(),
+            0,
+            "c was woken and d took a slot: nobody waits"
+        );
         drop(b);
         drop(d);
         assert!(woken.try_recv().is_err(), "nobody is left waiting");
-        assert!(slots.try_take(&partner("c")).is_some());
+        assert!(slots.try_take(&partner("c"), false).is_some());
+    }
+
+    #[test]
+    fn while_deadlines_are_due_fewer_may_send() {
+        let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
+        let slots = MailSlots::new(3, 1, wake, Gauge::default());
+        let a = slots.try_take(&partner("a"), false).unwrap();
+        let b = slots.try_take(&partner("b"), false).unwrap();
+        // A deadline is due: two slots are taken, one is the limit.
+        assert!(slots.try_take(&partner("c"), true).is_none());
+        assert!(slots.try_take(&partner("d"), true).is_none());
+        drop(a);
+        assert!(woken.try_recv().is_err(), "still one over the limit");
+        drop(b);
+        assert_eq!(woken.try_recv().unwrap(), partner("c"));
+        assert!(woken.try_recv().is_err());
+        // The deadline work is done: c takes a slot and the limit is all three again, so
+        // freeing c's slot wakes d and leaves room to spare.
+        let c = slots.try_take(&partner("c"), false).unwrap();
+        drop(c);
+        assert_eq!(woken.try_recv().unwrap(), partner("d"));
     }
 }

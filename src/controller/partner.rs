@@ -173,7 +173,11 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
         }
         // Held until the emails of this pass are sent and recorded.
         let _mail_slot = if sends {
-            match ctx.mail_slots.try_take(&ObjectRef::from_obj(&current)) {
+            let deadlines_due = ctx.deadlines.any_due(now);
+            match ctx
+                .mail_slots
+                .try_take(&ObjectRef::from_obj(&current), deadlines_due)
+            {
                 Some(slot) => Some(slot),
                 None => {
                     debug!(partner = %ObjectRef::from_obj(&current), "waiting for a mail slot");
@@ -223,6 +227,8 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
 
 /// Metrics, and a recount of the Distributor when this Partner's counted state moved.
 fn finish(ctx: &Context, before: &Partner, after: &Partner, plan: &Plan) {
+    ctx.deadlines
+        .set(&ObjectRef::from_obj(after), plan.next_review);
     ctx.metrics.set_next_deadline(
         &after.namespace().unwrap_or_default(),
         &after.name_any(),
@@ -553,6 +559,7 @@ async fn cleanup(api: &Api<Partner>, partner: &Partner, ctx: &Context) -> Result
         )
         .await;
     }
+    ctx.deadlines.set(&ObjectRef::from_obj(partner), None);
     ctx.metrics.set_next_deadline(
         &partner.namespace().unwrap_or_default(),
         &partner.name_any(),
