@@ -129,7 +129,8 @@ pub async fn run(
     let partners_listed = listed.clone();
     let partner_events = reflector(
         partners_writer,
-        kube::runtime::watcher(partners_api.clone(), watcher::Config::default()),
+        kube::runtime::watcher(partners_api.clone(), watcher::Config::default())
+            .modify(trim_for_cache),
     )
     .default_backoff()
     .inspect_ok(move |event| match event {
@@ -147,7 +148,8 @@ pub async fn run(
     let distributors_listed = listed.clone();
     let distributor_changes = reflector(
         distributors_writer,
-        kube::runtime::watcher(distributors_api.clone(), watcher::Config::default()),
+        kube::runtime::watcher(distributors_api.clone(), watcher::Config::default())
+            .modify(trim_for_cache),
     )
     .default_backoff()
     .try_filter_map(move |event| {
@@ -175,7 +177,7 @@ pub async fn run(
     let namespaces_listed = listed.clone();
     let namespace_events = reflector(
         namespaces_writer,
-        kube::runtime::watcher(namespaces_api, watcher::Config::default()),
+        kube::runtime::watcher(namespaces_api, watcher::Config::default()).modify(trim_for_cache),
     )
     .default_backoff()
     .inspect_ok(move |event| {
@@ -264,6 +266,17 @@ pub async fn run(
     }
     config.readiness.set_ready(false);
     info!("controllers stopped");
+}
+
+/// What the caches keep of an object: not its `managedFields` nor kubectl's last-applied
+/// annotation. No decision reads them, and they are most of the size of a Partner that was
+/// applied with kubectl and has a status (as controller-runtime's cache also drops them).
+fn trim_for_cache<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// Failures are logged by the error policies; what is left here is the runtime's own news.
