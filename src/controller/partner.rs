@@ -99,6 +99,7 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
     let mut fresh = false;
     // The tenant namespace was applied in this reconciliation (the cache may not show it yet).
     let mut tenant_applied = false;
+    let mut mail_slot = None;
     for _ in 0..MAX_STEPS {
         let distributor = ctx
             .distributors
@@ -171,14 +172,15 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             finish(ctx, cached, &current, &plan);
             return Ok(Action::requeue(Duration::ZERO));
         }
-        // Held until the emails of this pass are sent and recorded.
-        let _mail_slot = if sends {
+        // Taken before the fresh read that precedes sending, held until this reconciliation
+        // ends (the emails sent and recorded).
+        if sends && mail_slot.is_none() {
             let deadlines_due = ctx.deadlines.any_due(now);
             match ctx
                 .mail_slots
                 .try_take(&ObjectRef::from_obj(&current), deadlines_due)
             {
-                Some(slot) => Some(slot),
+                Some(slot) => mail_slot = Some(slot),
                 None => {
                     debug!(partner = %ObjectRef::from_obj(&current), "waiting for a mail slot");
                     // Woken when a slot frees; the requeue only covers a wake-up that another
@@ -187,9 +189,7 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
                     return Ok(Action::requeue(MAIL_SLOT_RETRY));
                 }
             }
-        } else {
-            None
-        };
+        }
         if sends && !fresh {
             current = api.get_status(&current.name_any()).await?;
             fresh = true;
