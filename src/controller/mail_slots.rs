@@ -41,6 +41,9 @@ struct State {
     /// Partners waiting for a slot, in the order they asked.
     queue: VecDeque<ObjectRef<Partner>>,
     waiting: HashSet<ObjectRef<Partner>>,
+    /// Woken and not yet back: if another reconciliation took the freed slot meanwhile, the
+    /// Partner goes back to the front of the line, not the end.
+    woken: HashSet<ObjectRef<Partner>>,
 }
 
 /// A slot to send email in; the next Partner in line is woken when it is dropped.
@@ -78,6 +81,7 @@ impl MailSlots {
         } else {
             self.all
         };
+        let was_woken = state.woken.remove(partner);
         if state.in_use < state.limit {
             state.in_use += 1;
             // Its place in the line, if it had one, is skipped when reached.
@@ -89,10 +93,24 @@ impl MailSlots {
             });
         }
         if state.waiting.insert(partner.clone()) {
-            state.queue.push_back(partner.clone());
+            if was_woken {
+                state.queue.push_front(partner.clone());
+            } else {
+                state.queue.push_back(partner.clone());
+            }
             self.waiting_gauge.inc();
         }
         None
+    }
+
+    /// `partner` no longer needs a slot (its emails went out, or it is gone): it leaves the
+    /// line, so `partner_operator_emails_waiting` does not count it.
+    pub fn forget(&self, partner: &ObjectRef<Partner>) {
+        let mut state = self.state.lock().unwrap();
+        state.woken.remove(partner);
+        if state.waiting.remove(partner) {
+            self.waiting_gauge.dec();
+        }
     }
 
     /// How many Partners wait for a slot.
@@ -110,6 +128,7 @@ impl MailSlots {
         {
             if state.waiting.remove(&next) {
                 self.waiting_gauge.dec();
+                state.woken.insert(next.clone());
                 let _ = self.wake.send(next);
                 free -= 1;
             }
@@ -202,5 +221,40 @@ mod tests {
         let c = slots.try_take(&partner("c"), false).unwrap();
         drop(c);
         assert_eq!(woken.try_recv().unwrap(), partner("d"));
+    }
+
+    #[test]
+    fn a_woken_partner_that_lost_its_slot_keeps_the_front_of_the_line() {
+        let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
+        let slots = MailSlots::new(1, 1, wake, Gauge::default());
+        let a = slots.try_take(&partner("a"), false).unwrap();
+        assert!(slots.try_take(&partner("b"), false).is_none());
+        assert!(slots.try_take(&partner("c"), false).is_none());
+        drop(a);
+        assert_eq!(woken.try_recv().unwrap(), partner("b"));
+        // Before b is back, a newcomer takes the freed slot.
+        let d = slots.try_take(&partner("d"), false).unwrap();
+        assert!(slots.try_take(&partner("b"), false).is_none());
+        drop(d);
+        assert_eq!(
+            woken.try_recv().unwrap(),
+            partner("b"),
+            "b is still ahead of c"
+        );
+    }
+
+    #[test]
+    fn a_partner_that_no_longer_needs_a_slot_leaves_the_line() {
+        let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
+        let gauge = Gauge::default();
+        let slots = MailSlots::new(1, 1, wake, gauge.clone());
+        let a = slots.try_take(&partner("a"), false).unwrap();
+        assert!(slots.try_take(&partner("b"), false).is_none());
+        assert!(slots.try_take(&partner("c"), false).is_none());
+        slots.forget(&partner("b"));
+        assert_eq!(gauge.get(), 1);
+        drop(a);
+        assert_eq!(woken.try_recv().unwrap(), partner("c"));
+        assert_eq!(gauge.get(), 0);
     }
 }

@@ -151,6 +151,7 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             .any(|e| matches!(e, Effect::SendEmail { .. }));
         let ensures = plan.effects.contains(&Effect::EnsureTenant);
         if !sends && !ensures {
+            ctx.mail_slots.forget(&ObjectRef::from_obj(&current));
             finish(ctx, cached, &current, &plan);
             return Ok(requeue_at(ctx, plan.next_review));
         }
@@ -560,6 +561,7 @@ async fn cleanup(api: &Api<Partner>, partner: &Partner, ctx: &Context) -> Result
         .await;
     }
     ctx.deadlines.set(&ObjectRef::from_obj(partner), None);
+    ctx.mail_slots.forget(&ObjectRef::from_obj(partner));
     ctx.metrics.set_next_deadline(
         &partner.namespace().unwrap_or_default(),
         &partner.name_any(),
