@@ -52,6 +52,22 @@ async fn wait_for_holder(h: &Harness, identity: &str) -> Duration {
     }
 }
 
+/// Waits until `identity` leads: it holds the Lease and its controllers watch Partners (the
+/// Lease alone can show the holder before the replica has heard that it won).
+async fn wait_for_leading(h: &Harness, identity: &str) {
+    wait_for_holder(h, identity).await;
+    let deadline = Instant::now() + LEASE * 5;
+    while !h.server.log().entries().iter().any(|r| {
+        r.user_agent.as_deref() == Some(identity) && r.resource == "partners" && r.verb == "watch"
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "{identity} holds the Lease but does not lead"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Writes to anything but the Lease, by the client that sent `user_agent`.
 fn writes_by(h: &Harness, user_agent: &str) -> usize {
     h.server
@@ -146,7 +162,7 @@ async fn a_leader_that_loses_its_lease_stops_with_an_error() {
     use kube::api::{Patch, PatchParams};
     let h = Harness::start_servers().await;
     let a = h.spawn_operator_as("replica-a", options(&h, "replica-a"));
-    wait_for_holder(&h, "replica-a").await;
+    wait_for_leading(&h, "replica-a").await;
     // Someone else takes the Lease, as after a network partition that outlasted it.
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     Api::<Lease>::namespaced(h.client.clone(), "default")
