@@ -22,11 +22,9 @@ async fn events(h: &Harness, namespace: &str, reason: &str) -> Vec<Event> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_over_settled_partners_writes_and_mails_nothing() {
-    let mut h = Harness::start().await;
-    h.northwind(true).await;
-    let names: Vec<String> = (0..20).map(|i| format!("p{i:02}")).collect();
+/// Partners `p00`, `p01`, ... of northwind, applied together and waited for until Ready.
+async fn onboard(h: &Harness, count: usize) -> Vec<String> {
+    let names: Vec<String> = (0..count).map(|i| format!("p{i:02}")).collect();
     for name in &names {
         h.apply(partner("northwind-partners", name, "northwind"))
             .await;
@@ -35,6 +33,14 @@ async fn a_restart_over_settled_partners_writes_and_mails_nothing() {
         h.wait_partner("northwind-partners", name, "Ready", is_ready)
             .await;
     }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_over_settled_partners_writes_and_mails_nothing() {
+    let mut h = Harness::start().await;
+    h.northwind(true).await;
+    onboard(&h, 20).await;
     h.wait_distributor("northwind", "20 in trial", |d| {
         d.status
             .as_ref()
@@ -202,9 +208,9 @@ async fn api_faults_delay_but_never_duplicate() {
     assert!(duplicates.is_empty(), "sent twice: {duplicates:?}");
 }
 
-/// With one reconciliation slot in two for email and a concurrency of 2, a dozen Partners
-/// contend for a single mail slot, at onboarding and again when their trials end together:
-/// those that find it taken step aside and are woken in turn, and every email goes out once.
+/// At a concurrency of 2, one reconciliation may send email while deadlines are due: when a
+/// dozen Partners' notices, then their trial ends, fall due together, those that find the
+/// mail slot taken step aside and are woken in turn, and every email goes out once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partners_waiting_for_a_mail_slot_are_each_mailed_once() {
     let mut h = Harness::start_servers().await;
@@ -212,15 +218,7 @@ async fn partners_waiting_for_a_mail_slot_are_each_mailed_once() {
     options.concurrency = 2;
     h.start_operator_with(options);
     h.northwind(true).await;
-    let names: Vec<String> = (0..12).map(|i| format!("p{i:02}")).collect();
-    for name in &names {
-        h.apply(partner("northwind-partners", name, "northwind"))
-            .await;
-    }
-    for name in &names {
-        h.wait_partner("northwind-partners", name, "Ready", is_ready)
-            .await;
-    }
+    let names = onboard(&h, 12).await;
     assert_eq!(h.wait_emails(12).await.len(), 12);
     // The notices, all due at once; then the conversions and their emails.
     h.advance_days(11);
