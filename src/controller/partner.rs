@@ -161,14 +161,7 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             // other Partners whose deadline is now: a thousand trials ending at once all
             // convert before any of their emails holds a reconciliation slot.
             if ensures {
-                let status = current.status.clone().unwrap_or_default();
-                tenant::ensure(
-                    &ctx.client,
-                    &current,
-                    &status,
-                    cached_tenant(ctx, &current).as_deref(),
-                )
-                .await?;
+                ensure_tenant(ctx, &current).await?;
             }
             finish(ctx, cached, &current, &plan);
             return Ok(Action::requeue(Duration::ZERO));
@@ -199,15 +192,7 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
         for effect in &plan.effects {
             match effect {
                 Effect::EnsureTenant => {
-                    let status = current.status.clone().unwrap_or_default();
-                    tenant::ensure(
-                        &ctx.client,
-                        &current,
-                        &status,
-                        cached_tenant(ctx, &current).as_deref(),
-                    )
-                    .await?;
-                    tenant_applied = status.tenant.is_some();
+                    tenant_applied = ensure_tenant(ctx, &current).await?;
                 }
                 Effect::SendEmail {
                     event,
@@ -226,15 +211,22 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
     Err(Error::Unsettled)
 }
 
+/// Applies the tenant `current`'s status describes; whether it has one.
+async fn ensure_tenant(ctx: &Context, current: &Partner) -> Result<bool, Error> {
+    let status = current.status.clone().unwrap_or_default();
+    tenant::ensure(
+        &ctx.client,
+        current,
+        &status,
+        cached_tenant(ctx, current).as_deref(),
+    )
+    .await?;
+    Ok(status.tenant.is_some())
+}
+
 /// Metrics, and a recount of the Distributor when this Partner's counted state moved.
 fn finish(ctx: &Context, before: &Partner, after: &Partner, plan: &Plan) {
-    ctx.deadlines
-        .set(&ObjectRef::from_obj(after), plan.next_review);
-    ctx.metrics.set_next_deadline(
-        &after.namespace().unwrap_or_default(),
-        &after.name_any(),
-        plan.next_review,
-    );
+    record_next_deadline(ctx, after, plan.next_review);
     if counted(before) != counted(after) {
         ctx.recount(&after.spec.distributor_ref.name);
     }
@@ -248,6 +240,16 @@ fn counted(partner: &Partner) -> Option<(Option<crate::api::SubscriptionLevel>, 
         crate::api::is_condition_true(&status.conditions, types::DISTRIBUTOR_BOUND),
         status.skus.len(),
     ))
+}
+
+/// The Partner's next deadline (`None`: it has none), where mail slots and metrics read it.
+fn record_next_deadline(ctx: &Context, partner: &Partner, at: Option<DateTime<Utc>>) {
+    ctx.deadlines.set(&ObjectRef::from_obj(partner), at);
+    ctx.metrics.set_next_deadline(
+        &partner.namespace().unwrap_or_default(),
+        &partner.name_any(),
+        at,
+    );
 }
 
 fn requeue_at(ctx: &Context, at: Option<DateTime<Utc>>) -> Action {
@@ -560,13 +562,8 @@ async fn cleanup(api: &Api<Partner>, partner: &Partner, ctx: &Context) -> Result
         )
         .await;
     }
-    ctx.deadlines.set(&ObjectRef::from_obj(partner), None);
+    record_next_deadline(ctx, partner, None);
     ctx.mail_slots.forget(&ObjectRef::from_obj(partner));
-    ctx.metrics.set_next_deadline(
-        &partner.namespace().unwrap_or_default(),
-        &partner.name_any(),
-        None,
-    );
     ctx.recount(&partner.spec.distributor_ref.name);
     Ok(Action::await_change())
 }
