@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use partner_operator::sandbox::apiserver::FaultRule;
+use partner_operator::sandbox::smtp::ReceivedEmail;
 use support::*;
 
 async fn events(h: &Harness, namespace: &str, reason: &str) -> Vec<Event> {
@@ -34,6 +35,21 @@ async fn onboard(h: &Harness, count: usize) -> Vec<String> {
             .await;
     }
     names
+}
+
+/// Onboarded `names` through their trials: the notices, all due at once, then the conversions;
+/// returns every email once all three of each Partner's have arrived.
+async fn run_trials_to_production(h: &Harness, names: &[String]) -> Vec<ReceivedEmail> {
+    h.advance_days(11);
+    h.wait_emails(names.len() * 2).await;
+    h.advance_days(3);
+    for name in names {
+        h.wait_partner("northwind-partners", name, "Production", |p| {
+            level(p) == "Production"
+        })
+        .await;
+    }
+    h.wait_emails(names.len() * 3).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,16 +201,7 @@ async fn api_faults_delay_but_never_duplicate() {
         h.wait_partner("northwind-partners", name, "Ready", is_ready)
             .await;
     }
-    h.advance_days(11);
-    h.wait_emails(20).await;
-    h.advance_days(3);
-    for name in &names {
-        h.wait_partner("northwind-partners", name, "Production", |p| {
-            level(p) == "Production"
-        })
-        .await;
-    }
-    h.wait_emails(30).await;
+    run_trials_to_production(&h, &names).await;
     dropper.abort();
     h.server.clear_faults();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -220,17 +227,7 @@ async fn partners_waiting_for_a_mail_slot_are_each_mailed_once() {
     h.northwind(true).await;
     let names = onboard(&h, 12).await;
     assert_eq!(h.wait_emails(12).await.len(), 12);
-    // The notices, all due at once; then the conversions and their emails.
-    h.advance_days(11);
-    h.wait_emails(24).await;
-    h.advance_days(3);
-    for name in &names {
-        h.wait_partner("northwind-partners", name, "Production", |p| {
-            level(p) == "Production"
-        })
-        .await;
-    }
-    let emails = h.wait_emails(36).await;
+    let emails = run_trials_to_production(&h, &names).await;
     for event in ["activation", "upgrade-notice", "converted"] {
         assert_eq!(h.emails_of(event).len(), 12, "{event}: {emails:#?}");
     }
