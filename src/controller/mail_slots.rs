@@ -145,16 +145,26 @@ impl Drop for MailSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc::UnboundedReceiver;
 
     fn partner(name: &str) -> ObjectRef<Partner> {
         ObjectRef::new(name).within("partners")
     }
 
+    /// Slots, the Partners they wake, and the waiting gauge.
+    fn slots(
+        all: usize,
+        while_deadlines_due: usize,
+    ) -> (Arc<MailSlots>, UnboundedReceiver<ObjectRef<Partner>>, Gauge) {
+        let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
+        let gauge = Gauge::default();
+        let slots = MailSlots::new(all, while_deadlines_due, wake, gauge.clone());
+        (slots, woken, gauge)
+    }
+
     #[test]
     fn waiters_are_woken_in_the_order_they_asked() {
-        let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
-        let gauge = Gauge::default();
-        let slots = MailSlots::new(1, 1, wake, gauge.clone());
+        let (slots, mut woken, gauge) = slots(1, 1);
         let first = slots.try_take(&partner("a"), false).expect("a free slot");
         assert!(slots.try_take(&partner("b"), false).is_none());
         assert!(slots.try_take(&partner("c"), false).is_none());
@@ -180,9 +190,7 @@ mod tests {
 
     #[test]
     fn a_waiter_that_got_a_slot_otherwise_is_not_woken() {
-        let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
-        let gauge = Gauge::default();
-        let slots = MailSlots::new(2, 2, wake, gauge.clone());
+        let (slots, mut woken, gauge) = slots(2, 2);
         let a = slots.try_take(&partner("a"), false).unwrap();
         let b = slots.try_take(&partner("b"), false).unwrap();
         assert!(slots.try_take(&partner("c"), false).is_none());
@@ -204,8 +212,7 @@ mod tests {
 
     #[test]
     fn while_deadlines_are_due_fewer_may_send() {
-        let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
-        let slots = MailSlots::new(3, 1, wake, Gauge::default());
+        let (slots, mut woken, _) = slots(3, 1);
         let a = slots.try_take(&partner("a"), false).unwrap();
         let b = slots.try_take(&partner("b"), false).unwrap();
         // A deadline is due: two slots are taken, one is the limit.
@@ -225,8 +232,7 @@ mod tests {
 
     #[test]
     fn a_woken_partner_that_lost_its_slot_keeps_the_front_of_the_line() {
-        let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
-        let slots = MailSlots::new(1, 1, wake, Gauge::default());
+        let (slots, mut woken, _) = slots(1, 1);
         let a = slots.try_take(&partner("a"), false).unwrap();
         assert!(slots.try_take(&partner("b"), false).is_none());
         assert!(slots.try_take(&partner("c"), false).is_none());
@@ -245,9 +251,7 @@ mod tests {
 
     #[test]
     fn a_partner_that_no_longer_needs_a_slot_leaves_the_line() {
-        let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
-        let gauge = Gauge::default();
-        let slots = MailSlots::new(1, 1, wake, gauge.clone());
+        let (slots, mut woken, gauge) = slots(1, 1);
         let a = slots.try_take(&partner("a"), false).unwrap();
         assert!(slots.try_take(&partner("b"), false).is_none());
         assert!(slots.try_take(&partner("c"), false).is_none());
