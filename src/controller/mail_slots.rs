@@ -29,7 +29,7 @@ pub struct MailSlots {
     state: Mutex<State>,
     /// Triggers a reconciliation of the Partner next in line.
     wake: UnboundedSender<ObjectRef<Partner>>,
-    /// `partner_operator_emails_waiting`.
+    /// `partner_operator_emails_waiting`: how many are in `State::waiting`.
     waiting_gauge: Gauge,
 }
 
@@ -85,9 +85,8 @@ impl MailSlots {
         if state.in_use < state.limit {
             state.in_use += 1;
             // Its place in the line, if it had one, is skipped when reached.
-            if state.waiting.remove(partner) {
-                self.waiting_gauge.dec();
-            }
+            state.waiting.remove(partner);
+            self.waiting_gauge.set(state.waiting.len() as i64);
             return Some(MailSlot {
                 slots: self.clone(),
             });
@@ -98,8 +97,8 @@ impl MailSlots {
             } else {
                 state.queue.push_back(partner.clone());
             }
-            self.waiting_gauge.inc();
         }
+        self.waiting_gauge.set(state.waiting.len() as i64);
         None
     }
 
@@ -108,14 +107,8 @@ impl MailSlots {
     pub fn forget(&self, partner: &ObjectRef<Partner>) {
         let mut state = self.state.lock().unwrap();
         state.woken.remove(partner);
-        if state.waiting.remove(partner) {
-            self.waiting_gauge.dec();
-        }
-    }
-
-    /// How many Partners wait for a slot.
-    pub fn waiting(&self) -> usize {
-        self.state.lock().unwrap().waiting.len()
+        state.waiting.remove(partner);
+        self.waiting_gauge.set(state.waiting.len() as i64);
     }
 
     /// Frees a slot and wakes as many waiting Partners as there are free slots.
@@ -127,12 +120,12 @@ impl MailSlots {
             && let Some(next) = state.queue.pop_front()
         {
             if state.waiting.remove(&next) {
-                self.waiting_gauge.dec();
                 state.woken.insert(next.clone());
                 let _ = self.wake.send(next);
                 free -= 1;
             }
         }
+        self.waiting_gauge.set(state.waiting.len() as i64);
     }
 }
 
@@ -170,7 +163,6 @@ mod tests {
         assert!(slots.try_take(&partner("c"), false).is_none());
         // Asking again keeps the place in line.
         assert!(slots.try_take(&partner("b"), false).is_none());
-        assert_eq!(slots.waiting(), 2);
         assert_eq!(gauge.get(), 2);
         drop(first);
         assert_eq!(woken.try_recv().unwrap(), partner("b"));
@@ -184,7 +176,6 @@ mod tests {
             .expect("the freed slot");
         drop(second);
         assert_eq!(woken.try_recv().unwrap(), partner("c"));
-        assert_eq!(slots.waiting(), 0);
         assert_eq!(gauge.get(), 0);
     }
 
