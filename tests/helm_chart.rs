@@ -416,7 +416,7 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
     use partner_operator::leader::LeaderElection;
     use partner_operator::operator::RunOptions;
 
-    let h = Harness::start_servers().await;
+    let h = Harness::start_servers(Server::Sandbox).await;
     let mut election = LeaderElection::new("default", "replica-a");
     election.lease_duration = std::time::Duration::from_secs(3);
     election.renew_before = std::time::Duration::from_secs(1);
@@ -469,8 +469,7 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
 
     let used: BTreeSet<(String, String, String)> = h
         .server
-        .log()
-        .entries()
+        .requests()
         .into_iter()
         .filter(|r| r.user_agent.as_deref() == Some("partner-operator"))
         .map(|r| {

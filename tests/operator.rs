@@ -15,9 +15,17 @@ use serde_json::json;
 use sha2::Digest as _;
 use support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn happy_path_trial_notice_and_automatic_upgrade() {
-    let h = Harness::start().await;
+crate::on_both_servers!(
+    happy_path_trial_notice_and_automatic_upgrade,
+    without_auto_upgrade_the_trial_expires_unbilled,
+    conversion_by_hand_then_production_expiry,
+    distributor_skus_reach_every_partner,
+    unbound_partners_stay_pending_until_their_distributor_exists,
+    deletion_honours_the_deletion_policy,
+);
+
+async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
+    let h = Harness::start(server).await;
     h.northwind(true).await;
     h.apply(partner("northwind-partners", "contoso", "northwind"))
         .await;
@@ -162,9 +170,8 @@ fn events_of(h: &Harness, event: &str, to: &str) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_auto_upgrade_the_trial_expires_unbilled() {
-    let h = Harness::start().await;
+async fn without_auto_upgrade_the_trial_expires_unbilled(server: Server) {
+    let h = Harness::start(server).await;
     h.northwind(true).await;
     let mut spec = partner("northwind-partners", "fabrikam", "northwind");
     spec["spec"]["subscription"] = json!({"autoUpgrade": false});
@@ -217,9 +224,8 @@ async fn without_auto_upgrade_the_trial_expires_unbilled() {
     assert_eq!(h.emails_of("converted").len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conversion_by_hand_then_production_expiry() {
-    let h = Harness::start().await;
+async fn conversion_by_hand_then_production_expiry(server: Server) {
+    let h = Harness::start(server).await;
     h.northwind(true).await;
     h.apply(partner("northwind-partners", "litware", "northwind"))
         .await;
@@ -291,9 +297,8 @@ async fn conversion_by_hand_then_production_expiry() {
     assert!(h.emails_of("upgrade-notice").is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn distributor_skus_reach_every_partner() {
-    let h = Harness::start().await;
+async fn distributor_skus_reach_every_partner(server: Server) {
+    let h = Harness::start(server).await;
     h.northwind(true).await;
     for name in ["a", "b"] {
         h.apply(partner("northwind-partners", name, "northwind"))
@@ -346,9 +351,8 @@ async fn distributor_skus_reach_every_partner() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unbound_partners_stay_pending_until_their_distributor_exists() {
-    let h = Harness::start().await;
+async fn unbound_partners_stay_pending_until_their_distributor_exists(server: Server) {
+    let h = Harness::start(server).await;
     h.northwind(true).await;
     // A namespace the Distributor does not select.
     h.namespace("elsewhere", &[]).await;
@@ -425,9 +429,8 @@ async fn unbound_partners_stay_pending_until_their_distributor_exists() {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deletion_honours_the_deletion_policy() {
-    let h = Harness::start().await;
+async fn deletion_honours_the_deletion_policy(server: Server) {
+    let h = Harness::start(server).await;
     h.northwind(true).await;
     h.apply(partner("northwind-partners", "gone", "northwind"))
         .await;

@@ -12,6 +12,13 @@ use partner_operator::sandbox::apiserver::FaultRule;
 use partner_operator::sandbox::smtp::ReceivedEmail;
 use support::*;
 
+crate::on_both_servers!(
+    a_restart_over_settled_partners_writes_and_mails_nothing,
+    an_smtp_outage_is_reported_then_delivered_exactly_once,
+    a_refused_address_stops_only_its_own_partner,
+    partners_waiting_for_a_mail_slot_are_each_mailed_once,
+);
+
 async fn events(h: &Harness, namespace: &str, reason: &str) -> Vec<Event> {
     Api::<Event>::namespaced(h.client.clone(), namespace)
         .list(&ListParams::default())
@@ -52,9 +59,8 @@ async fn run_trials_to_production(h: &Harness, names: &[String]) -> Vec<Received
     h.wait_emails(names.len() * 3).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_over_settled_partners_writes_and_mails_nothing() {
-    let mut h = Harness::start().await;
+async fn a_restart_over_settled_partners_writes_and_mails_nothing(server: Server) {
+    let mut h = Harness::start(server).await;
     h.northwind(true).await;
     onboard(&h, 20).await;
     h.wait_distributor("northwind", "20 in trial", |d| {
@@ -70,11 +76,11 @@ async fn a_restart_over_settled_partners_writes_and_mails_nothing() {
 
     h.kill_operator();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    h.server.log().clear();
+    h.server.clear_requests();
     h.start_operator();
     // Long enough for the new instance to list, watch and reconcile every Partner.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let log = h.server.log().entries();
+    let log = h.server.requests();
     let writes: Vec<_> = log.iter().filter(|r| r.is_write()).collect();
     assert!(writes.is_empty(), "writes after a restart: {writes:#?}");
     assert!(
@@ -90,9 +96,8 @@ async fn a_restart_over_settled_partners_writes_and_mails_nothing() {
     assert!(h.message_counts().values().all(|n| *n == 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_smtp_outage_is_reported_then_delivered_exactly_once() {
-    let h = Harness::start().await;
+async fn an_smtp_outage_is_reported_then_delivered_exactly_once(server: Server) {
+    let h = Harness::start(server).await;
     h.northwind(true).await;
     h.smtp.set_down(true);
     h.apply(partner("northwind-partners", "contoso", "northwind"))
@@ -126,9 +131,8 @@ async fn an_smtp_outage_is_reported_then_delivered_exactly_once() {
     assert_eq!(h.smtp.received().len(), 1, "delivered exactly once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_address_stops_only_its_own_partner() {
-    let h = Harness::start().await;
+async fn a_refused_address_stops_only_its_own_partner(server: Server) {
+    let h = Harness::start(server).await;
     h.northwind(true).await;
     h.smtp.reject_recipient("admin@bad.example", 550);
     h.apply(partner("northwind-partners", "bad", "northwind"))
@@ -164,15 +168,15 @@ async fn a_refused_address_stops_only_its_own_partner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_faults_delay_but_never_duplicate() {
-    let h = Harness::start().await;
+    let h = Harness::start(Server::Sandbox).await;
     h.northwind(true).await;
-    h.server.inject_fault(FaultRule {
+    h.server.sandbox().inject_fault(FaultRule {
         verb: None,
         share: 0.10,
         status: 500,
         limit: None,
     });
-    h.server.inject_fault(FaultRule {
+    h.server.sandbox().inject_fault(FaultRule {
         verb: Some("patch".into()),
         share: 0.05,
         status: 409,
@@ -189,7 +193,7 @@ async fn api_faults_delay_but_never_duplicate() {
         }
     }
     let dropper = {
-        let server_watches = h.server.controls();
+        let server_watches = h.server.sandbox().controls();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -203,7 +207,7 @@ async fn api_faults_delay_but_never_duplicate() {
     }
     run_trials_to_production(&h, &names).await;
     dropper.abort();
-    h.server.clear_faults();
+    h.server.sandbox().clear_faults();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let counts = h.message_counts();
     assert_eq!(
@@ -218,9 +222,8 @@ async fn api_faults_delay_but_never_duplicate() {
 /// At a concurrency of 2, one reconciliation may send email while deadlines are due: when a
 /// dozen Partners' notices, then their trial ends, fall due together, those that find the
 /// mail slot taken step aside and are woken in turn, and every email goes out once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partners_waiting_for_a_mail_slot_are_each_mailed_once() {
-    let mut h = Harness::start_servers().await;
+async fn partners_waiting_for_a_mail_slot_are_each_mailed_once(server: Server) {
+    let mut h = Harness::start_servers(server).await;
     let mut options = h.run_options();
     options.concurrency = 2;
     h.start_operator_with(options);

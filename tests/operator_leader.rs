@@ -12,6 +12,11 @@ use partner_operator::leader::LeaderElection;
 use partner_operator::operator::RunOptions;
 use support::*;
 
+crate::on_both_servers!(
+    only_the_leader_writes_and_a_standby_takes_over_without_mailing_twice,
+    a_leader_that_loses_its_lease_stops_with_an_error,
+);
+
 const LEASE: Duration = Duration::from_secs(3);
 
 fn options(h: &Harness, identity: &str) -> RunOptions {
@@ -57,7 +62,7 @@ async fn wait_for_holder(h: &Harness, identity: &str) -> Duration {
 async fn wait_for_leading(h: &Harness, identity: &str) {
     wait_for_holder(h, identity).await;
     let deadline = Instant::now() + LEASE * 5;
-    while !h.server.log().entries().iter().any(|r| {
+    while !h.server.requests().iter().any(|r| {
         r.user_agent.as_deref() == Some(identity) && r.resource == "partners" && r.verb == "watch"
     }) {
         assert!(
@@ -71,17 +76,15 @@ async fn wait_for_leading(h: &Harness, identity: &str) {
 /// Writes to anything but the Lease, by the client that sent `user_agent`.
 fn writes_by(h: &Harness, user_agent: &str) -> usize {
     h.server
-        .log()
-        .entries()
+        .requests()
         .iter()
         .filter(|r| r.is_write() && r.resource != "leases")
         .filter(|r| r.user_agent.as_deref() == Some(user_agent))
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_leader_writes_and_a_standby_takes_over_without_mailing_twice() {
-    let h = Harness::start_servers().await;
+async fn only_the_leader_writes_and_a_standby_takes_over_without_mailing_twice(server: Server) {
+    let h = Harness::start_servers(server).await;
     let a = h.spawn_operator_as("replica-a", options(&h, "replica-a"));
     wait_for_holder(&h, "replica-a").await;
     let b = h.spawn_operator_as("replica-b", options(&h, "replica-b"));
@@ -157,10 +160,9 @@ async fn only_the_leader_writes_and_a_standby_takes_over_without_mailing_twice()
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_that_loses_its_lease_stops_with_an_error() {
+async fn a_leader_that_loses_its_lease_stops_with_an_error(server: Server) {
     use kube::api::{Patch, PatchParams};
-    let h = Harness::start_servers().await;
+    let h = Harness::start_servers(server).await;
     let a = h.spawn_operator_as("replica-a", options(&h, "replica-a"));
     wait_for_leading(&h, "replica-a").await;
     // Someone else takes the Lease, as after a network partition that outlasted it.

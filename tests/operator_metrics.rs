@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use partner_operator::operator::RunOptions;
 use support::*;
+
+crate::on_both_servers!(
+    metrics_follow_the_lifecycle,
+);
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path` over plain HTTP/1.0: the status code and the body.
@@ -55,9 +59,8 @@ fn free_port() -> std::net::SocketAddr {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_follow_the_lifecycle() {
-    let h = Harness::start_servers().await;
+async fn metrics_follow_the_lifecycle(server: Server) {
+    let h = Harness::start_servers(server).await;
     let addr = free_port();
     let operator = h.spawn_operator_as(
         "partner-operator",

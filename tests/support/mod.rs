@@ -1,9 +1,13 @@
-//! The ground under the operator's integration tests: the sandbox API server, a real SMTP
-//! server on loopback, a clock the test moves, and the operator running in-process.
+//! The ground under the operator's integration tests: an API server (the sandbox's or the real
+//! kube-apiserver, see [`servers`]), a real SMTP server on loopback, a clock the test moves, and
+//! the operator running in-process.
 
 #![allow(dead_code)]
 
 pub mod process;
+pub mod servers;
+
+pub use servers::{Backend, Server};
 
 use std::time::Duration;
 
@@ -14,7 +18,6 @@ use kube::{Client, ResourceExt};
 use partner_operator::api::{Distributor, Partner};
 use partner_operator::clock::Clock;
 use partner_operator::operator::{self, RunOptions};
-use partner_operator::sandbox::apiserver::ApiServer;
 use partner_operator::sandbox::smtp::{ReceivedEmail, SmtpSink};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -30,7 +33,7 @@ pub fn start_time() -> DateTime<Utc> {
 }
 
 pub struct Harness {
-    pub server: ApiServer,
+    pub server: Backend,
     pub smtp: SmtpSink,
     pub clock: Clock,
     pub client: Client,
@@ -66,23 +69,20 @@ impl Operator {
 
 impl Harness {
     /// API server and SMTP server up, CRDs installed, clock frozen at [`START`], operator running.
-    pub async fn start() -> Self {
-        let mut harness = Self::start_servers().await;
+    pub async fn start(server: Server) -> Self {
+        let mut harness = Self::start_servers(server).await;
         harness.start_operator();
         harness
     }
 
     /// As [`Harness::start`], without the operator.
-    pub async fn start_servers() -> Self {
+    pub async fn start_servers(server: Server) -> Self {
         partner_operator::telemetry::init(
             partner_operator::telemetry::LogFormat::Text,
             "partner_operator=debug,kube=warn",
         );
         let clock = Clock::manual(start_time());
-        let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), clock.clone())
-            .await
-            .expect("the API server starts");
-        server.install_crds().await.expect("CRDs install");
+        let server = Backend::start(server, clock.clone()).await;
         let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)
             .await
             .expect("the SMTP server starts");

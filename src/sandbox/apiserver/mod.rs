@@ -240,28 +240,7 @@ impl ApiServer {
 
     /// Creates an object through the server's own request path (so it is admitted as any other).
     pub async fn apply_json(&self, object: serde_json::Value) -> Result<(), String> {
-        let client = self.client();
-        let gvk = kube::core::GroupVersionKind::try_from(
-            &serde_json::from_value::<kube::core::TypeMeta>(object.clone())
-                .map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())?;
-        let (resource, caps) = kube::discovery::pinned_kind(&client, &gvk)
-            .await
-            .map_err(|e| e.to_string())?;
-        let object: kube::core::DynamicObject =
-            serde_json::from_value(object).map_err(|e| e.to_string())?;
-        let api: kube::Api<kube::core::DynamicObject> =
-            match (&object.metadata.namespace, caps.scope) {
-                (Some(ns), kube::discovery::Scope::Namespaced) => {
-                    kube::Api::namespaced_with(client, ns, &resource)
-                }
-                _ => kube::Api::all_with(client, &resource),
-            };
-        api.create(&Default::default(), &object)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(())
+        super::create_object(&self.client(), object).await
     }
 
     /// Answers a share of the requests with an error status (see [`FaultRule`]).

@@ -1,0 +1,191 @@
+//! The two API servers every operator suite runs on: the embedded sandbox server and the real
+//! kube-apiserver with etcd (built from their upstream modules by `hack/kube-assets.sh` on first
+//! use, once per machine, under a file lock).
+//!
+//! Each test gets a control plane of its own: the operator under test watches the whole
+//! cluster, as it does in production, so two tests sharing one server would reconcile each
+//! other's Partners.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use kube::Client;
+use partner_operator::clock::Clock;
+use partner_operator::sandbox::apiserver::{ApiServer, RecordedRequest};
+use partner_operator::sandbox::control_plane::ControlPlane;
+
+/// Which API server a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// The project's embedded server (`partner-operator sandbox`).
+    Sandbox,
+    /// kube-apiserver, etcd and kube-controller-manager from `hack/kube-assets.sh`.
+    Kube,
+}
+
+/// A running API server of either kind, with its request log.
+pub enum Backend {
+    Sandbox(ApiServer),
+    Kube(KubeApiserver),
+}
+
+/// The real control plane of one test, its files in a temporary directory.
+pub struct KubeApiserver {
+    pub plane: ControlPlane,
+    /// Requests before this index were cleared from the log.
+    cleared: Mutex<usize>,
+    _dir: tempfile::TempDir,
+}
+
+impl Backend {
+    /// Starts the server with the project's CRDs installed. The sandbox reads its timestamps
+    /// from `clock`; kube-apiserver keeps real time (the operator alone reads `clock`).
+    pub async fn start(server: Server, clock: Clock) -> Self {
+        match server {
+            Server::Sandbox => {
+                let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), clock)
+                    .await
+                    .expect("the API server starts");
+                server.install_crds().await.expect("CRDs install");
+                Backend::Sandbox(server)
+            }
+            Server::Kube => Backend::Kube(KubeApiserver::start().await),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        match self {
+            Backend::Sandbox(s) => s.client(),
+            Backend::Kube(k) => k.plane.client(),
+        }
+    }
+
+    /// A client whose requests the log tells apart by `user_agent`.
+    pub fn client_with_user_agent(&self, user_agent: &str) -> Client {
+        match self {
+            Backend::Sandbox(s) => s.client_with_user_agent(user_agent),
+            Backend::Kube(k) => k.plane.client_with_user_agent(user_agent),
+        }
+    }
+
+    pub fn kubeconfig_yaml(&self) -> String {
+        match self {
+            Backend::Sandbox(s) => s.kubeconfig_yaml(),
+            Backend::Kube(k) => k.plane.kubeconfig_yaml(),
+        }
+    }
+
+    /// Creates `object` as any client would.
+    pub async fn apply_json(&self, object: serde_json::Value) -> Result<(), String> {
+        partner_operator::sandbox::create_object(&self.client(), object).await
+    }
+
+    /// Every request to a resource since the last [`Backend::clear_requests`], in order: the
+    /// sandbox's request log, or kube-apiserver's audit log.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        match self {
+            Backend::Sandbox(s) => s.log().entries(),
+            Backend::Kube(k) => {
+                let all = k.plane.requests();
+                let cleared = *k.cleared.lock().unwrap();
+                all.into_iter().skip(cleared).collect()
+            }
+        }
+    }
+
+    pub fn clear_requests(&self) {
+        match self {
+            Backend::Sandbox(s) => s.log().clear(),
+            Backend::Kube(k) => *k.cleared.lock().unwrap() = k.plane.requests().len(),
+        }
+    }
+
+    /// The embedded server, for the tests that inject faults (kube-apiserver has no such knobs).
+    pub fn sandbox(&self) -> &ApiServer {
+        match self {
+            Backend::Sandbox(s) => s,
+            Backend::Kube(_) => panic!("this test injects faults: it runs on the sandbox only"),
+        }
+    }
+
+    pub fn kind(&self) -> Server {
+        match self {
+            Backend::Sandbox(_) => Server::Sandbox,
+            Backend::Kube(_) => Server::Kube,
+        }
+    }
+}
+
+impl KubeApiserver {
+    /// A fresh control plane with the CRDs installed.
+    pub async fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("kube-apiserver-")
+            .tempdir()
+            .unwrap();
+        let plane = ControlPlane::start(&kube_assets(), dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("the real control plane does not start: {e}"));
+        plane.install_crds().await.expect("CRDs install");
+        Self {
+            plane,
+            cleared: Mutex::new(0),
+            _dir: dir,
+        }
+    }
+}
+
+/// The directory holding etcd, kube-apiserver and kube-controller-manager: `KUBEBUILDER_ASSETS`
+/// when it names one that has them, else what `hack/kube-assets.sh` prints (it builds them on
+/// first use). A machine that cannot build them fails the test, saying why, never skips it.
+pub fn kube_assets() -> PathBuf {
+    static ASSETS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    ASSETS.get_or_init(find_or_build_assets).clone().unwrap_or_else(|why| {
+        panic!("the real kube-apiserver is needed for this test and is not available: {why}")
+    })
+}
+
+fn find_or_build_assets() -> Result<PathBuf, String> {
+    use partner_operator::sandbox::control_plane::BINARIES;
+    let has_all = |dir: &Path| BINARIES.iter().all(|b| dir.join(b).is_file());
+    if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from)
+        && has_all(&dir)
+    {
+        return Ok(dir);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/kube-assets.sh");
+    let output = std::process::Command::new("bash")
+        .arg(&script)
+        // The build's progress goes to the test's output.
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!("{} failed ({})", script.display(), output.status));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let dir = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+    if has_all(&dir) {
+        Ok(dir)
+    } else {
+        Err(format!("{} printed {}, which lacks them", script.display(), dir.display()))
+    }
+}
+
+/// Runs each named `async fn(Server)` as two tests, `<name>::sandbox` and
+/// `<name>::kube_apiserver`.
+#[macro_export]
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sandbox() {
+                super::$name($crate::support::Server::Sandbox).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kube_apiserver() {
+                super::$name($crate::support::Server::Kube).await
+            }
+        }
+    )*};
+}
