@@ -8,9 +8,7 @@ use std::time::Duration;
 use partner_operator::operator::RunOptions;
 use support::*;
 
-crate::on_both_servers!(
-    metrics_follow_the_lifecycle,
-);
+crate::on_both_servers!(metrics_follow_the_lifecycle,);
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path` over plain HTTP/1.0: the status code and the body.

@@ -246,7 +246,9 @@ impl ControlPlane {
                     });
                 }
             }
-            let request = axum::http::Request::get("/readyz").body(Vec::new()).expect("valid");
+            let request = axum::http::Request::get("/readyz")
+                .body(Vec::new())
+                .expect("valid");
             if client.request_text(request).await.is_ok() {
                 return Ok(());
             }
@@ -298,13 +300,13 @@ impl ControlPlane {
 
     /// A kube-rs client that authenticates with `token`.
     pub fn client_for_token(&self, token: &str, user_agent: Option<&str>) -> kube::Client {
-        let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml_for("user", token))
-            .expect("a kubeconfig we wrote parses");
+        let kubeconfig =
+            kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml_for("user", token))
+                .expect("a kubeconfig we wrote parses");
         let options = kube::config::KubeConfigOptions::default();
-        let mut config = futures::executor::block_on(kube::Config::from_custom_kubeconfig(
-            kubeconfig, &options,
-        ))
-        .expect("a kubeconfig with a token and a CA needs nothing external");
+        let mut config =
+            futures::executor::block_on(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
+                .expect("a kubeconfig with a token and a CA needs nothing external");
         if let Some(user_agent) = user_agent {
             config.headers.push((
                 axum::http::header::USER_AGENT,

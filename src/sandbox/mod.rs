@@ -23,13 +23,12 @@ pub async fn create_object(client: &kube::Client, object: serde_json::Value) -> 
         .map_err(|e| e.to_string())?;
     let object: kube::core::DynamicObject =
         serde_json::from_value(object).map_err(|e| e.to_string())?;
-    let api: kube::Api<kube::core::DynamicObject> =
-        match (&object.metadata.namespace, caps.scope) {
-            (Some(ns), kube::discovery::Scope::Namespaced) => {
-                kube::Api::namespaced_with(client.clone(), ns, &resource)
-            }
-            _ => kube::Api::all_with(client.clone(), &resource),
-        };
+    let api: kube::Api<kube::core::DynamicObject> = match (&object.metadata.namespace, caps.scope) {
+        (Some(ns), kube::discovery::Scope::Namespaced) => {
+            kube::Api::namespaced_with(client.clone(), ns, &resource)
+        }
+        _ => kube::Api::all_with(client.clone(), &resource),
+    };
     api.create(&Default::default(), &object)
         .await
         .map_err(|e| e.to_string())?;

@@ -28,6 +28,22 @@ pub const PORTAL: &str = "https://portal.example/activate";
 /// How long a test waits for the operator to converge before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// Polls `check` every 50 ms until it holds; fails naming `what` once `patience` has passed.
+pub async fn eventually<F, Fut>(what: &str, patience: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {patience:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn start_time() -> DateTime<Utc> {
     START.parse().unwrap()
 }

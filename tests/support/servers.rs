@@ -140,9 +140,12 @@ impl KubeApiserver {
 /// first use). A machine that cannot build them fails the test, saying why, never skips it.
 pub fn kube_assets() -> PathBuf {
     static ASSETS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    ASSETS.get_or_init(find_or_build_assets).clone().unwrap_or_else(|why| {
-        panic!("the real kube-apiserver is needed for this test and is not available: {why}")
-    })
+    ASSETS
+        .get_or_init(find_or_build_assets)
+        .clone()
+        .unwrap_or_else(|why| {
+            panic!("the real kube-apiserver is needed for this test and is not available: {why}")
+        })
 }
 
 fn find_or_build_assets() -> Result<PathBuf, String> {
@@ -168,7 +171,11 @@ fn find_or_build_assets() -> Result<PathBuf, String> {
     if has_all(&dir) {
         Ok(dir)
     } else {
-        Err(format!("{} printed {}, which lacks them", script.display(), dir.display()))
+        Err(format!(
+            "{} printed {}, which lacks them",
+            script.display(),
+            dir.display()
+        ))
     }
 }
 
