@@ -15,7 +15,10 @@
 //!
 //! Environment: `PARTNERS` (10000), `DISTRIBUTORS` (10), `EXPIRING` (1000), `IDLE_SECONDS` (60),
 //! `CONCURRENCY` (the operator's `--concurrency`, default its own), `SMTP_PARAMS` (query
-//! parameters of the operator's SMTP URL, e.g. `max_connections=16`).
+//! parameters of the operator's SMTP URL, e.g. `max_connections=16`), `APISERVER` (`sandbox`,
+//! the default, or `kube`: the real kube-apiserver and etcd from `KUBEBUILDER_ASSETS` or
+//! `hack/kube-assets.sh`, as separate processes, with the operator's requests read from its
+//! audit log).
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -31,6 +34,7 @@ use kube::{Client, ResourceExt};
 use partner_operator::api::{Distributor, Partner};
 use partner_operator::clock::Clock;
 use partner_operator::sandbox::apiserver::{ApiServer, RecordedRequest};
+use partner_operator::sandbox::control_plane::ControlPlane;
 use partner_operator::sandbox::smtp::SmtpSink;
 use serde_json::json;
 
@@ -210,9 +214,110 @@ impl Drop for Operator {
     }
 }
 
+/// The API server the benchmark runs on, with its request log.
+enum Server {
+    Sandbox(ApiServer),
+    /// The real control plane; requests before `cleared` are forgotten.
+    Kube {
+        plane: ControlPlane,
+        cleared: usize,
+        _dir: tempfile::TempDir,
+    },
+}
+
+impl Server {
+    async fn start() -> Self {
+        let server = match std::env::var("APISERVER").as_deref() {
+            Ok("kube") => {
+                let dir = tempfile::tempdir().unwrap();
+                let plane = ControlPlane::start(&kube_assets(), dir.path())
+                    .await
+                    .expect("the real control plane starts");
+                Server::Kube {
+                    plane,
+                    cleared: 0,
+                    _dir: dir,
+                }
+            }
+            Ok("sandbox") | Err(_) => Server::Sandbox(
+                ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
+                    .await
+                    .unwrap(),
+            ),
+            Ok(other) => panic!("APISERVER={other}: sandbox or kube"),
+        };
+        server.install_crds().await;
+        server
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Server::Sandbox(_) => "the sandbox API server",
+            Server::Kube { .. } => "kube-apiserver + etcd",
+        }
+    }
+
+    async fn install_crds(&self) {
+        match self {
+            Server::Sandbox(s) => s.install_crds().await.unwrap(),
+            Server::Kube { plane, .. } => plane.install_crds().await.unwrap(),
+        }
+    }
+
+    fn write_kubeconfig(&self, path: &std::path::Path) {
+        match self {
+            Server::Sandbox(s) => s.write_kubeconfig(path).unwrap(),
+            Server::Kube { plane, .. } => std::fs::write(path, plane.kubeconfig_yaml()).unwrap(),
+        }
+    }
+
+    fn client_with_user_agent(&self, user_agent: &str) -> Client {
+        match self {
+            Server::Sandbox(s) => s.client_with_user_agent(user_agent),
+            Server::Kube { plane, .. } => plane.client_with_user_agent(user_agent),
+        }
+    }
+
+    fn clear_log(&mut self) {
+        match self {
+            Server::Sandbox(s) => s.log().clear(),
+            Server::Kube { plane, cleared, .. } => *cleared = plane.requests().len(),
+        }
+    }
+
+    fn log(&self) -> Vec<RecordedRequest> {
+        match self {
+            Server::Sandbox(s) => s.log().entries(),
+            Server::Kube { plane, cleared, .. } => {
+                plane.requests().into_iter().skip(*cleared).collect()
+            }
+        }
+    }
+}
+
+/// `KUBEBUILDER_ASSETS`, else what `hack/kube-assets.sh` prints (building on first use).
+fn kube_assets() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS") {
+        return dir.into();
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/kube-assets.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("hack/kube-assets.sh runs");
+    assert!(output.status.success(), "hack/kube-assets.sh failed");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    stdout.lines().last().expect("a directory").trim().into()
+}
+
+/// The operator's own requests (the real control plane's components make requests of their own).
 fn operator_requests(log: &[RecordedRequest]) -> impl Iterator<Item = &RecordedRequest> {
-    log.iter()
-        .filter(|r| r.user_agent.as_deref() != Some(BENCH_AGENT))
+    log.iter().filter(|r| {
+        r.user_agent
+            .as_deref()
+            .is_some_and(|agent| agent.starts_with("partner-operator/"))
+    })
 }
 
 async fn create_partners(
@@ -276,16 +381,14 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
-        .await
-        .unwrap();
-    server.install_crds().await.unwrap();
+    let mut server = Server::start().await;
+    println!("on {}", server.name());
     let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).unwrap();
+    server.write_kubeconfig(&kubeconfig);
     let client = server.client_with_user_agent(BENCH_AGENT);
 
     // Distributors and their partners' namespaces; one more for the mass expiry.
@@ -326,7 +429,7 @@ async fn main() {
     .await;
 
     // 1. Bulk onboarding.
-    server.log().clear();
+    server.clear_log();
     let started = Instant::now();
     let names: Vec<_> = (0..partners)
         .map(|i| {
@@ -345,7 +448,7 @@ async fn main() {
     })
     .await;
     let onboarding = started.elapsed().as_secs_f64();
-    let log = server.log().entries();
+    let log = server.log();
     let operator_writes = operator_requests(&log).filter(|r| r.is_write()).count();
     let mut latencies: Vec<f64> = {
         let seen = seen.lock().unwrap();
@@ -434,7 +537,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await; // let the Distributors' counts settle
     operator.stop();
     let emails_before = smtp.received().len();
-    server.log().clear();
+    server.clear_log();
     let restarted = Instant::now();
     let operator = Operator::start(&kubeconfig, &smtp);
     let reconciled = r#"partner_operator_reconciliations_total{controller="partner"}"#;
@@ -450,7 +553,7 @@ async fn main() {
     }
     let settled = restarted.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let log = server.log().entries();
+    let log = server.log();
     let writes: Vec<_> = operator_requests(&log).filter(|r| r.is_write()).collect();
     figure(
         "restart: seconds to settle",
@@ -472,11 +575,11 @@ async fn main() {
     );
 
     // 3. Idle.
-    server.log().clear();
+    server.clear_log();
     let cpu_before = operator.cpu_seconds();
     tokio::time::sleep(Duration::from_secs(idle_seconds as u64)).await;
     let minutes = idle_seconds as f64 / 60.0;
-    let log = server.log().entries();
+    let log = server.log();
     let requests = operator_requests(&log)
         .filter(|r| r.verb != "watch")
         .count();

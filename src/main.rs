@@ -134,8 +134,15 @@ async fn sandbox(args: SandboxArgs) -> Result<(), String> {
 
 async fn run(args: RunArgs) -> Result<(), String> {
     telemetry::init(args.log_format, &args.log_level);
-    let client = kube::Client::try_default()
+    let mut config = kube::Config::infer()
         .await
+        .map_err(|err| format!("no Kubernetes configuration (in-cluster or kubeconfig): {err}"))?;
+    // Names the operator in audit logs and request metrics of the API server.
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        axum::http::HeaderValue::from_static(operator::USER_AGENT),
+    ));
+    let client = kube::Client::try_from(config)
         .map_err(|err| format!("no Kubernetes configuration (in-cluster or kubeconfig): {err}"))?;
     let options = RunOptions {
         smtp_url: args.smtp_url,

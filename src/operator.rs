@@ -19,6 +19,9 @@ use crate::leader::{self, LeaderElection, LeaderError};
 use crate::mail::{ConfigError, Mailer, MailerConfig, TemplateError, Templates};
 use crate::metrics::{Metrics, Readiness};
 
+/// The `User-Agent` of the operator's requests, so an API server's audit log names it.
+pub const USER_AGENT: &str = concat!("partner-operator/", env!("CARGO_PKG_VERSION"));
+
 /// The operator's settings, from the command line (or from the sandbox).
 #[derive(Clone, Debug)]
 pub struct RunOptions {
