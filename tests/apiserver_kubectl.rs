@@ -236,7 +236,20 @@ fn crds_apply_client_side_and_server_side_then_custom_resources(kind: support::S
         again.contains("partners.partner-operator.io serverside-applied"),
         "{again}"
     );
-    // The kinds are served as soon as the CRDs are stored.
+    // The kinds are served once the CRDs are Established (kube-apiserver establishes them a
+    // moment after storing them), which `kubectl wait` tells.
+    let established = server.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/partners.partner-operator.io",
+        "crd/distributors.partner-operator.io",
+        "--timeout=30s",
+    ]);
+    assert_eq!(
+        established.matches("condition met").count(),
+        2,
+        "{established}"
+    );
     let examples = server.ok(&["apply", "-f", &path_arg("examples")]);
     for line in [
         "namespace/northwind-partners created",
