@@ -39,8 +39,12 @@ struct SandboxArgs {
     #[arg(long)]
     state_dir: PathBuf,
     /// The API server's port on 127.0.0.1 (0: any free port).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "kube_apiserver")]
     port: u16,
+    /// Run the real etcd, kube-apiserver and kube-controller-manager from DIR (what
+    /// hack/kube-assets.sh prints) instead of the embedded API server.
+    #[arg(long, value_name = "DIR")]
+    kube_apiserver: Option<PathBuf>,
     /// Run the clock this many times faster than real time (86400: a day a second).
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
@@ -124,6 +128,7 @@ async fn sandbox(args: SandboxArgs) -> Result<(), String> {
         speed: args.speed,
         without_operator: args.without_operator,
         metrics_addr: args.metrics_addr,
+        kube_apiserver: args.kube_apiserver,
     };
     command::run(options, operator::shutdown_signal(), |started| {
         println!("{}", started.summary());

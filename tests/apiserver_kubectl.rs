@@ -1,5 +1,8 @@
-//! The sandbox API server through the stock `/usr/bin/kubectl`, run as a subprocess, its output
-//! asserted as a user would read it.
+//! An API server through the stock `/usr/bin/kubectl`, run as a subprocess, its output asserted
+//! as a user would read it. Every test runs on the sandbox's embedded API server and on the real
+//! kube-apiserver (with etcd and kube-controller-manager), the reference.
+
+mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,9 +11,23 @@ use std::time::{Duration, Instant};
 
 use partner_operator::clock::Clock;
 use partner_operator::sandbox::apiserver::ApiServer;
+use partner_operator::sandbox::control_plane::ControlPlane;
+use support::servers::kube_assets;
+
+on_both_servers_blocking!(
+    crds_apply_client_side_and_server_side_then_custom_resources,
+    get_shows_printer_columns_and_yaml_with_defaults,
+    patches_merge_and_status_subresource,
+    wait_returns_once_the_condition_is_met,
+    delete_waits_for_the_finalizer,
+    imperative_create_of_a_built_in_kind,
+    explain_and_describe,
+    the_admission_corpus_through_kubectl_apply,
+);
 
 /// An API server on its own thread and runtime, so the tests can block on kubectl.
 struct Server {
+    kind: support::Server,
     dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -18,11 +35,13 @@ struct Server {
 
 impl Server {
     /// A server with the built-in kinds only (`with_crds`: and the project's CRDs).
-    fn start(with_crds: bool) -> Self {
+    fn start(kind: support::Server, with_crds: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
+        let control_plane = dir.path().join("control-plane");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // The control plane's processes live as long as the thread that started them: this one.
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -30,20 +49,38 @@ impl Server {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
-                    .await
-                    .unwrap();
-                if with_crds {
-                    server.install_crds().await.unwrap();
+                match kind {
+                    support::Server::Sandbox => {
+                        let server =
+                            ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
+                                .await
+                                .unwrap();
+                        if with_crds {
+                            server.install_crds().await.unwrap();
+                        }
+                        server.write_kubeconfig(&kubeconfig).unwrap();
+                        ready_tx.send(()).unwrap();
+                        let _ = stopped.await;
+                        server.shutdown().await;
+                    }
+                    support::Server::Kube => {
+                        let plane = ControlPlane::start(&kube_assets(), &control_plane)
+                            .await
+                            .unwrap_or_else(|e| panic!("the real control plane: {e}"));
+                        if with_crds {
+                            plane.install_crds().await.unwrap();
+                        }
+                        std::fs::write(&kubeconfig, plane.kubeconfig_yaml()).unwrap();
+                        ready_tx.send(()).unwrap();
+                        let _ = stopped.await;
+                        plane.shutdown().await;
+                    }
                 }
-                server.write_kubeconfig(&kubeconfig).unwrap();
-                ready_tx.send(()).unwrap();
-                let _ = stopped.await;
-                server.shutdown().await;
             });
         });
         ready_rx.recv().expect("the API server starts");
         Self {
+            kind,
             dir,
             stop: Some(stop),
             thread: Some(thread),
@@ -185,9 +222,8 @@ fn set_ready(server: &Server, name: &str, ready: &str) {
     ]);
 }
 
-#[test]
-fn crds_apply_client_side_and_server_side_then_custom_resources() {
-    let server = Server::start(false);
+fn crds_apply_client_side_and_server_side_then_custom_resources(kind: support::Server) {
+    let server = Server::start(kind, false);
     let applied = server.ok(&["apply", "-f", &path_arg("crds")]);
     assert!(
         applied.contains(
@@ -200,7 +236,20 @@ fn crds_apply_client_side_and_server_side_then_custom_resources() {
         again.contains("partners.partner-operator.io serverside-applied"),
         "{again}"
     );
-    // The kinds are served as soon as the CRDs are stored.
+    // The kinds are served once the CRDs are Established (kube-apiserver establishes them a
+    // moment after storing them), which `kubectl wait` tells.
+    let established = server.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/partners.partner-operator.io",
+        "crd/distributors.partner-operator.io",
+        "--timeout=30s",
+    ]);
+    assert_eq!(
+        established.matches("condition met").count(),
+        2,
+        "{established}"
+    );
     let examples = server.ok(&["apply", "-f", &path_arg("examples")]);
     for line in [
         "namespace/northwind-partners created",
@@ -230,9 +279,8 @@ fn crds_apply_client_side_and_server_side_then_custom_resources() {
     );
 }
 
-#[test]
-fn get_shows_printer_columns_and_yaml_with_defaults() {
-    let server = Server::start(true);
+fn get_shows_printer_columns_and_yaml_with_defaults(kind: support::Server) {
+    let server = Server::start(kind, true);
     server.ok(&["apply", "-f", &path_arg("examples")]);
     set_ready(&server, "contoso", "True");
     let table = server.ok(&["get", "partners", "-n", "northwind-partners"]);
@@ -288,9 +336,8 @@ fn get_shows_printer_columns_and_yaml_with_defaults() {
     }
 }
 
-#[test]
-fn patches_merge_and_status_subresource() {
-    let server = Server::start(true);
+fn patches_merge_and_status_subresource(kind: support::Server) {
+    let server = Server::start(kind, true);
     server.ok(&["apply", "-f", &path_arg("examples")]);
     let generation = |s: &Server| {
         s.ok(&[
@@ -370,9 +417,8 @@ fn patches_merge_and_status_subresource() {
     assert!(refused.contains("spec.distributorRef"), "{refused}");
 }
 
-#[test]
-fn wait_returns_once_the_condition_is_met() {
-    let server = Server::start(true);
+fn wait_returns_once_the_condition_is_met(kind: support::Server) {
+    let server = Server::start(kind, true);
     server.ok(&["apply", "-f", &path_arg("examples")]);
     let mut waiting = server.spawn(&[
         "wait",
@@ -396,9 +442,8 @@ fn wait_returns_once_the_condition_is_met() {
     );
 }
 
-#[test]
-fn delete_waits_for_the_finalizer() {
-    let server = Server::start(true);
+fn delete_waits_for_the_finalizer(kind: support::Server) {
+    let server = Server::start(kind, true);
     server.ok(&["apply", "-f", &path_arg("examples")]);
     server.ok(&[
         "patch",
@@ -458,19 +503,25 @@ fn delete_waits_for_the_finalizer() {
     );
 }
 
-/// kubectl's imperative `create` of a built-in kind sends protobuf, which this server does not
-/// decode: it answers 415, as kube-apiserver does for a media type it does not serve, and
-/// kubectl reports it in one line.
-#[test]
-fn protobuf_bodies_are_refused_with_415() {
-    let server = Server::start(false);
-    let refused = server.fails(&["create", "namespace", "imperative"]);
-    assert!(refused.contains("UnsupportedMediaType"), "{refused}");
+/// kubectl's imperative `create` of a built-in kind sends protobuf. kube-apiserver decodes it;
+/// the sandbox does not (a known difference, in the README's troubleshooting): it answers 415,
+/// as kube-apiserver does for a media type it does not serve, and kubectl reports it in one line.
+fn imperative_create_of_a_built_in_kind(kind: support::Server) {
+    let server = Server::start(kind, false);
+    match server.kind {
+        support::Server::Kube => {
+            let created = server.ok(&["create", "namespace", "imperative"]);
+            assert_eq!(created.trim(), "namespace/imperative created");
+        }
+        support::Server::Sandbox => {
+            let refused = server.fails(&["create", "namespace", "imperative"]);
+            assert!(refused.contains("UnsupportedMediaType"), "{refused}");
+        }
+    }
 }
 
-#[test]
-fn explain_and_describe() {
-    let server = Server::start(true);
+fn explain_and_describe(kind: support::Server) {
+    let server = Server::start(kind, true);
     server.ok(&["apply", "-f", &path_arg("examples")]);
     let explained = server.ok(&["explain", "partner.spec"]);
     for expected in [
@@ -502,10 +553,17 @@ fn explain_and_describe() {
 }
 
 /// Every manifest of the admission corpus, through `kubectl apply`: the accepted ones are
-/// applied, the rejected ones refused with a message naming the field. A file with two
-/// documents is an update: kubectl applies the first (creating the object), then the second.
-#[test]
-fn the_admission_corpus_through_kubectl_apply() {
+/// applied, the rejected ones refused with a message naming the field (`# field:`) and saying
+/// what is wrong (`# message:`). A file with two documents is an update: kubectl applies the
+/// first (creating the object), then the second. The cases reuse names: each starts with no
+/// Distributor and no Partner.
+fn the_admission_corpus_through_kubectl_apply(kind: support::Server) {
+    let server = Server::start(kind, true);
+    let namespace = server.apply_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: northwind-partners}\n",
+    );
+    assert!(namespace.status.success());
     let mut checked = 0;
     for (dir, accept) in [
         ("tests/admission/accept", true),
@@ -517,13 +575,7 @@ fn the_admission_corpus_through_kubectl_apply() {
             .collect();
         files.sort();
         for file in files {
-            // A server per case: the cases reuse names.
-            let server = Server::start(true);
-            let namespace = server.apply_stdin(
-                &["apply", "-f", "-"],
-                "apiVersion: v1\nkind: Namespace\nmetadata: {name: northwind-partners}\n",
-            );
-            assert!(namespace.status.success());
+            server.ok(&["delete", "partners,distributors", "--all", "-A"]);
             let text = std::fs::read_to_string(&file).unwrap();
             let output = server.apply_stdin(&["apply", "-f", "-"], &text);
             let stderr = String::from_utf8_lossy(&output.stderr);
@@ -532,11 +584,15 @@ fn the_admission_corpus_through_kubectl_apply() {
                 assert!(output.status.success(), "{name}: refused: {stderr}");
             } else {
                 assert!(!output.status.success(), "{name}: accepted");
-                for field in text.lines().filter_map(|l| l.strip_prefix("# field:")) {
+                for (header, expected) in text.lines().filter_map(|l| {
+                    l.strip_prefix("# field:")
+                        .map(|f| ("field", f))
+                        .or_else(|| l.strip_prefix("# message:").map(|m| ("message", m)))
+                }) {
                     assert!(
-                        stderr.contains(field.trim()),
-                        "{name}: the message does not name {}: {stderr}",
-                        field.trim()
+                        stderr.contains(expected.trim()),
+                        "{name}: the {header} {:?} is not in: {stderr}",
+                        expected.trim()
                     );
                 }
             }

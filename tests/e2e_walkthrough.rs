@@ -6,6 +6,10 @@
 //! examples' names free). There, email is not read back (there is no outbox), and everything
 //! the test created is deleted at the end. The steps that need two weeks to pass run against a
 //! sandbox at a day a second (`--speed 86400`) in either case.
+//!
+//! Each test runs twice: on the sandbox's embedded API server, and on the sandbox started with
+//! `--kube-apiserver` (the real kube-apiserver, etcd and kube-controller-manager; there only the
+//! operator's clock runs fast).
 
 mod support;
 
@@ -13,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use support::Server;
 use support::process::{Sandbox, examples, stdout};
 
 /// Where the walkthrough runs: a sandbox, or a real cluster.
@@ -421,9 +426,14 @@ fn walkthrough_over_two_weeks(target: &Target) {
     assert_eq!(ids.len(), count, "a message went out twice");
 }
 
-#[test]
-fn the_readme_walkthrough() {
-    match std::env::var_os("PARTNER_OPERATOR_E2E_KUBECONFIG") {
+on_both_servers_blocking!(
+    the_readme_walkthrough,
+    the_readme_walkthrough_over_two_weeks
+);
+
+fn the_readme_walkthrough(server: Server) {
+    match std::env::var_os("PARTNER_OPERATOR_E2E_KUBECONFIG").filter(|_| server == Server::Sandbox)
+    {
         Some(kubeconfig) => {
             let cluster = Target::Cluster(kubeconfig.into());
             walkthrough_at_real_speed(&cluster);
@@ -431,11 +441,13 @@ fn the_readme_walkthrough() {
                 cluster.kubectl(&["delete", "-f", examples().to_str().unwrap(), "--wait=false"]);
             let _ = cluster.kubectl(&["delete", "partner", "adatum", "-n", NS]);
         }
-        None => walkthrough_at_real_speed(&Target::Sandbox(Sandbox::start(&[]))),
+        None => walkthrough_at_real_speed(&Target::Sandbox(Sandbox::start_on(server, &[]))),
     }
 }
 
-#[test]
-fn the_readme_walkthrough_over_two_weeks() {
-    walkthrough_over_two_weeks(&Target::Sandbox(Sandbox::start(&["--speed", "86400"])));
+fn the_readme_walkthrough_over_two_weeks(server: Server) {
+    walkthrough_over_two_weeks(&Target::Sandbox(Sandbox::start_on(
+        server,
+        &["--speed", "86400"],
+    )));
 }

@@ -1,5 +1,6 @@
 //! `partner-operator sandbox` as a user runs it: the built binary as a subprocess, driven with
-//! the stock kubectl, stopped with SIGTERM.
+//! the stock kubectl, stopped with SIGTERM. Each test that needs a running sandbox runs on the
+//! embedded API server and, with `--kube-apiserver`, on the real one.
 
 mod support;
 
@@ -7,11 +8,17 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::Server;
 use support::process::*;
 
-#[test]
-fn without_operator_serves_the_crds_and_stops_cleanly_on_sigterm() {
-    let mut sandbox = Sandbox::start(&["--without-operator"]);
+on_both_servers_blocking!(
+    without_operator_serves_the_crds_and_stops_cleanly_on_sigterm,
+    with_the_operator_partners_become_ready_and_mail_lands_in_the_outbox,
+    run_names_a_missing_crd_and_an_unreachable_server_in_one_line,
+);
+
+fn without_operator_serves_the_crds_and_stops_cleanly_on_sigterm(server: Server) {
+    let mut sandbox = Sandbox::start_on(server, &["--without-operator"]);
     let crds = stdout(&sandbox.kubectl(&["get", "crds", "-o", "name"]));
     assert!(crds.contains("partners.partner-operator.io"), "{crds}");
     assert!(crds.contains("distributors.partner-operator.io"), "{crds}");
@@ -36,11 +43,11 @@ fn without_operator_serves_the_crds_and_stops_cleanly_on_sigterm() {
         !sandbox.kubeconfig().exists(),
         "a kubeconfig pointing at a stopped server was left behind"
     );
+    assert_eq!(sandbox.processes_left(), Vec::<String>::new());
 }
 
-#[test]
-fn with_the_operator_partners_become_ready_and_mail_lands_in_the_outbox() {
-    let mut sandbox = Sandbox::start(&[]);
+fn with_the_operator_partners_become_ready_and_mail_lands_in_the_outbox(server: Server) {
+    let mut sandbox = Sandbox::start_on(server, &[]);
     stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
     sandbox.wait_for_ready_examples();
     let outbox = sandbox.dir.path().join("outbox");
@@ -64,6 +71,29 @@ fn with_the_operator_partners_become_ready_and_mail_lands_in_the_outbox() {
     let (status, printed) = sandbox.terminate();
     assert!(status.success(), "exit status {status}");
     assert!(printed.contains("outbox"), "{printed}");
+    assert_eq!(sandbox.processes_left(), Vec::<String>::new());
+}
+
+#[test]
+fn an_incomplete_kube_apiserver_dir_is_a_one_line_error_naming_the_missing_binary() {
+    let assets = tempfile::tempdir().unwrap();
+    for present in ["etcd", "kube-apiserver"] {
+        std::fs::write(assets.path().join(present), b"").unwrap();
+    }
+    let state = tempfile::tempdir().unwrap();
+    let refused = Command::new(BINARY)
+        .args(["sandbox", "--state-dir"])
+        .arg(state.path())
+        .arg("--kube-apiserver")
+        .arg(assets.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains("--kube-apiserver"), "{message}");
+    assert!(message.contains("no kube-controller-manager"), "{message}");
+    assert!(!state.path().join("kubeconfig").exists());
 }
 
 #[test]
@@ -100,15 +130,16 @@ fn a_busy_port_and_an_unwritable_state_dir_are_one_line_errors() {
     assert!(message.contains("--state-dir"), "{message}");
 }
 
+on_both_servers!(run_against_the_sandbox_started_alone);
+
 /// The operator as a separate process (`partner-operator run`), against the API server started
 /// alone: the way the README tells a user to try the `run` command.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_against_the_sandbox_started_alone() {
+async fn run_against_the_sandbox_started_alone(server: Server) {
     use partner_operator::sandbox::smtp::SmtpSink;
     let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();
-    let mut sandbox = Sandbox::start(&["--without-operator"]);
+    let mut sandbox = Sandbox::start_on(server, &["--without-operator"]);
     stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
     let mut operator = KillOnDrop(
         Command::new(BINARY)
@@ -149,9 +180,8 @@ async fn run_against_the_sandbox_started_alone() {
     sandbox.terminate();
 }
 
-#[test]
-fn run_names_a_missing_crd_and_an_unreachable_server_in_one_line() {
-    let sandbox = Sandbox::start(&["--without-operator"]);
+fn run_names_a_missing_crd_and_an_unreachable_server_in_one_line(server: Server) {
+    let sandbox = Sandbox::start_on(server, &["--without-operator"]);
     stdout(&sandbox.kubectl(&["delete", "crd", "partners.partner-operator.io"]));
     let run = |kubeconfig: &Path| {
         let output = Command::new(BINARY)

@@ -5,6 +5,11 @@
 //! the API server binds its port, the CRDs are installed, and only then is `DIR/kubeconfig`
 //! written, so a script that waits for the file can use it at once. The operator starts last,
 //! against the same server, reading the same clock.
+//!
+//! With `--kube-apiserver DIR` the API server is the real one: etcd, kube-apiserver and
+//! kube-controller-manager from DIR (what `hack/kube-assets.sh` prints), their data, certificates
+//! and logs under `STATE/control-plane/`. Only the operator reads the sped-up clock then; the
+//! real server's own timestamps stay real.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -12,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::clock::Clock;
 use crate::operator::{self, RunOptions};
 use crate::sandbox::apiserver::ApiServer;
+use crate::sandbox::control_plane::{ControlPlane, ControlPlaneError};
 use crate::sandbox::smtp::SmtpSink;
 
 /// Where activation links point for Distributors that set no `spec.activation.baseUrl`. The
@@ -31,6 +37,9 @@ pub struct SandboxOptions {
     pub without_operator: bool,
     /// Serve the operator's `/metrics`, `/healthz` and `/readyz` here.
     pub metrics_addr: Option<SocketAddr>,
+    /// Run the real etcd, kube-apiserver and kube-controller-manager from this directory
+    /// instead of the embedded API server.
+    pub kube_apiserver: Option<PathBuf>,
 }
 
 /// Why the sandbox stopped with an error, in one line.
@@ -45,6 +54,11 @@ pub enum SandboxError {
     },
     #[error("--port {port}: cannot listen on 127.0.0.1:{port}: {source}")]
     Port { port: u16, source: std::io::Error },
+    #[error("--kube-apiserver and --port: the real API server picks its own free port")]
+    PortWithKubeApiserver,
+    /// A missing binary is named with its directory by [`ControlPlaneError`].
+    #[error("--kube-apiserver: {0}")]
+    KubeApiserver(ControlPlaneError),
     #[error("cannot start the SMTP server on loopback: {0}")]
     Smtp(std::io::Error),
     #[error("cannot install the CRDs: {0}")]
@@ -63,20 +77,39 @@ pub async fn run(
     if !(options.speed > 0.0 && options.speed.is_finite()) {
         return Err(SandboxError::Speed(options.speed));
     }
+    if options.kube_apiserver.is_some() && options.port != 0 {
+        return Err(SandboxError::PortWithKubeApiserver);
+    }
     let state_dir = prepare_state_dir(&options.state_dir)?;
     let kubeconfig = state_dir.join("kubeconfig");
     // A kubeconfig left by an earlier run points at a server that is gone.
     remove_stale(&kubeconfig)?;
 
     let clock = Clock::scaled(options.speed);
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
-    let server = ApiServer::start(addr, clock.clone())
-        .await
-        .map_err(|source| SandboxError::Port {
-            port: options.port,
-            source,
-        })?;
-    server.install_crds().await.map_err(SandboxError::Crds)?;
+    let server = match &options.kube_apiserver {
+        None => {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
+            let server = ApiServer::start(addr, clock.clone())
+                .await
+                .map_err(|source| SandboxError::Port {
+                    port: options.port,
+                    source,
+                })?;
+            server.install_crds().await.map_err(SandboxError::Crds)?;
+            Server::Embedded(server)
+        }
+        Some(assets) => {
+            let plane = ControlPlane::start(assets, &state_dir.join("control-plane"))
+                .await
+                .map_err(SandboxError::KubeApiserver)?;
+            // Dropping the plane on an error stops its processes.
+            plane
+                .install_crds()
+                .await
+                .map_err(SandboxError::KubeApiserver)?;
+            Server::Kube(plane)
+        }
+    };
 
     let outbox = state_dir.join("outbox");
     let smtp = if options.without_operator {
@@ -130,6 +163,42 @@ pub async fn run(
     let _ = std::fs::remove_file(&kubeconfig);
     server.shutdown().await;
     result
+}
+
+/// The API server the sandbox runs: the embedded one, or the real control plane.
+enum Server {
+    Embedded(ApiServer),
+    Kube(ControlPlane),
+}
+
+impl Server {
+    fn client(&self) -> kube::Client {
+        match self {
+            Server::Embedded(server) => server.client(),
+            Server::Kube(plane) => plane.client(),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Server::Embedded(server) => server.url(),
+            Server::Kube(plane) => plane.url().to_string(),
+        }
+    }
+
+    fn kubeconfig_yaml(&self) -> String {
+        match self {
+            Server::Embedded(server) => server.kubeconfig_yaml(),
+            Server::Kube(plane) => plane.kubeconfig_yaml(),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Server::Embedded(server) => server.shutdown().await,
+            Server::Kube(plane) => plane.shutdown().await,
+        }
+    }
 }
 
 /// What a started sandbox offers, for the lines printed at start.

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::servers::{Server, kube_assets};
+
 pub const BINARY: &str = env!("CARGO_BIN_EXE_partner-operator");
 
 /// `partner-operator sandbox` running as a subprocess; killed when dropped.
@@ -16,24 +18,63 @@ pub struct Sandbox {
 impl Sandbox {
     /// Starts it with a fresh state directory and waits for its kubeconfig.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_on(Server::Sandbox, extra)
+    }
+
+    /// As [`Sandbox::start`], on the embedded API server or, with `--kube-apiserver`, on the
+    /// real one.
+    pub fn start_on(server: Server, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(BINARY)
-            .arg("sandbox")
-            .arg("--state-dir")
-            .arg(dir.path())
+        let mut command = Command::new(BINARY);
+        command.arg("sandbox").arg("--state-dir").arg(dir.path());
+        // A cold start of etcd and kube-apiserver on two busy cores takes a while.
+        let patience = match server {
+            Server::Sandbox => Duration::from_secs(30),
+            Server::Kube => {
+                command.arg("--kube-apiserver").arg(kube_assets());
+                Duration::from_secs(120)
+            }
+        };
+        let child = command
             .args(extra)
             .stdout(Stdio::piped())
             // The log goes to a file: an unread pipe would fill and stall the sandbox.
             .stderr(std::fs::File::create(dir.path().join("sandbox.log")).unwrap())
             .spawn()
             .unwrap();
-        let sandbox = Self { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut sandbox = Self { child, dir };
+        let deadline = Instant::now() + patience;
         while !sandbox.kubeconfig().exists() {
-            assert!(Instant::now() < deadline, "no kubeconfig after 30 s");
+            if let Some(status) = sandbox.child.try_wait().unwrap() {
+                panic!("the sandbox exited ({status}): {}", sandbox.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no kubeconfig after {patience:?}: {}",
+                sandbox.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         sandbox
+    }
+
+    /// What the sandbox logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sandbox.log")).unwrap_or_default()
+    }
+
+    /// The processes still running whose command line names the state directory (the control
+    /// plane's processes keep their files under it).
+    pub fn processes_left(&self) -> Vec<String> {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|entry| {
+                let cmdline = std::fs::read(entry.ok()?.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                cmdline.contains(&dir).then_some(cmdline)
+            })
+            .collect()
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -114,6 +155,24 @@ pub fn sigterm(child: &Child) {
         .status()
         .unwrap();
     assert!(sent.success(), "kill -TERM {}", child.id());
+}
+
+/// Runs each named `fn(Server)` (a test that blocks on subprocesses) as two tests,
+/// `<name>::sandbox` and `<name>::kube_apiserver`.
+#[macro_export]
+macro_rules! on_both_servers_blocking {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sandbox() {
+                super::$name($crate::support::Server::Sandbox)
+            }
+            #[test]
+            fn kube_apiserver() {
+                super::$name($crate::support::Server::Kube)
+            }
+        }
+    )*};
 }
 
 /// A child process killed when dropped, so a failing test leaves nothing running.
