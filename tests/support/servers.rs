@@ -123,10 +123,16 @@ impl KubeApiserver {
             .prefix("kube-apiserver-")
             .tempdir()
             .unwrap();
-        let plane = ControlPlane::start(&kube_assets(), dir.path())
+        let assets = kube_assets();
+        let started = std::time::Instant::now();
+        let plane = ControlPlane::start(&assets, dir.path())
             .await
             .unwrap_or_else(|e| panic!("the real control plane does not start: {e}"));
         plane.install_crds().await.expect("CRDs install");
+        eprintln!(
+            "kube-apiserver ready with the CRDs in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Self {
             plane,
             cleared: Mutex::new(0),
