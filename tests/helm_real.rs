@@ -142,6 +142,29 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
             .is_none()
     );
 
+    // Values the schema refuses: no install, nothing recorded.
+    let refused = support::helm::helm(
+        &home,
+        &[
+            "--kubeconfig",
+            &kubeconfig,
+            "--namespace",
+            NAMESPACE,
+            "install",
+            RELEASE,
+            CHART,
+            "--create-namespace",
+            "--set",
+            "concurrency=many",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("concurrency"),
+        "{stderr}"
+    );
+    assert!(release_secrets(&client).await.is_empty());
+
     // Install: CRDs from crds/, then every template, the release recorded as revision 1.
     helm(&["install", RELEASE, CHART, "--create-namespace"]);
     assert_eq!(
