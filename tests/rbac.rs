@@ -255,11 +255,18 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
         "Leases elsewhere"
     );
 
-    // And the audit log records those refusals against the operator's identity.
-    let refused_now = plane(&h)
-        .audited_requests()
-        .into_iter()
-        .filter(|r| r.username == username && r.code == Some(403))
-        .count();
-    assert_eq!(refused_now, 7);
+    // And the audit log records those refusals against the operator's identity (an entry may
+    // land a moment after its response).
+    let refused_now = || {
+        plane(&h)
+            .audited_requests()
+            .into_iter()
+            .filter(|r| r.username == username && r.code == Some(403))
+            .count()
+    };
+    eventually("seven refusals in the audit log", PATIENCE, || async {
+        refused_now() >= 7
+    })
+    .await;
+    assert_eq!(refused_now(), 7);
 }
