@@ -336,6 +336,25 @@ impl ControlPlane {
             .collect()
     }
 
+    /// Every request the API server has answered so far, with who made it and the status it
+    /// got, in order: for authorization checks. Unlike [`ControlPlane::requests`] this includes
+    /// requests to no resource (discovery, `/version`).
+    pub fn audited_requests(&self) -> Vec<AuditedRequest> {
+        let text = std::fs::read_to_string(self.audit_log_path()).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
+            .filter(AuditEvent::is_answer)
+            .map(|event| AuditedRequest {
+                request_uri: event.request_uri.clone(),
+                verb: event.verb.clone(),
+                username: event.user.username.clone(),
+                user_agent: event.user_agent.clone(),
+                code: event.response_status.as_ref().and_then(|s| s.code),
+                request: event.into_request(),
+            })
+            .collect()
+    }
+
     /// Stops every process: SIGTERM, then SIGKILL for any still running after 5 s.
     pub async fn shutdown(mut self) {
         while let Some((_, mut child)) = self.processes.pop() {
@@ -496,6 +515,24 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// One request from kube-apiserver's audit log, as [`ControlPlane::audited_requests`] reads it.
+#[derive(Clone, Debug)]
+pub struct AuditedRequest {
+    /// The path and query, as sent.
+    pub request_uri: String,
+    /// The Kubernetes verb (`get`, `list`, `watch`, `patch`, ...) or, for a request to no
+    /// resource, the lower-case HTTP method.
+    pub verb: String,
+    /// Who the server authenticated: `system:serviceaccount:NS:NAME` for a ServiceAccount token.
+    pub username: String,
+    pub user_agent: Option<String>,
+    /// The HTTP status of the answer (of its start, for a watch): 403 when RBAC refused it.
+    pub code: Option<u16>,
+    /// The same request as [`ControlPlane::requests`] records it; `None` for a request to no
+    /// resource.
+    pub request: Option<RecordedRequest>,
+}
+
 /// The part of an `audit.k8s.io/v1` Event the request log needs.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -504,6 +541,22 @@ struct AuditEvent {
     verb: String,
     user_agent: Option<String>,
     object_ref: Option<AuditObjectRef>,
+    #[serde(rename = "requestURI", default)]
+    request_uri: String,
+    #[serde(default)]
+    user: AuditUser,
+    response_status: Option<AuditResponseStatus>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct AuditUser {
+    #[serde(default)]
+    username: String,
+}
+
+#[derive(serde::Deserialize)]
+struct AuditResponseStatus {
+    code: Option<u16>,
 }
 
 #[derive(serde::Deserialize)]
@@ -517,13 +570,18 @@ struct AuditObjectRef {
 }
 
 impl AuditEvent {
+    /// The one event per request: a watch's start, anything else's completion.
+    fn is_answer(&self) -> bool {
+        match self.verb.as_str() {
+            "watch" => self.stage == "ResponseStarted",
+            _ => self.stage == "ResponseComplete" || self.stage == "Panic",
+        }
+    }
+
     /// One entry per request: a watch when it starts, anything else when it completes.
     /// Requests to no resource (discovery, `/readyz`) are not entries, as in the embedded log.
     fn into_request(self) -> Option<RecordedRequest> {
-        let wanted = match self.verb.as_str() {
-            "watch" => self.stage == "ResponseStarted",
-            _ => self.stage == "ResponseComplete" || self.stage == "Panic",
-        };
+        let wanted = self.is_answer();
         let object = self.object_ref.filter(|_| wanted)?;
         Some(RecordedRequest {
             verb: self.verb,

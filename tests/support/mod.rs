@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod helm;
 pub mod process;
 pub mod servers;
 
@@ -131,8 +132,13 @@ impl Harness {
     /// Starts one more operator against the same servers (for leader election); its requests
     /// carry `user_agent`.
     pub fn spawn_operator_as(&self, user_agent: &str, options: RunOptions) -> Operator {
+        self.spawn_operator_with_client(self.server.client_with_user_agent(user_agent), options)
+    }
+
+    /// Starts one more operator that talks to the API server through `client` (one with a
+    /// ServiceAccount's token, say).
+    pub fn spawn_operator_with_client(&self, client: Client, options: RunOptions) -> Operator {
         let (stop, mut stopped) = watch::channel(false);
-        let client = self.server.client_with_user_agent(user_agent);
         let task = tokio::spawn(operator::run(client, options, async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
