@@ -271,38 +271,67 @@ async fn a_tampered_status_moves_no_tenant(server: Server) {
     untouched(&h, "victim", &labels).await;
 }
 
-/// A 100-character Partner name: a tenant name of at most 63 characters, label values that fit
-/// (kube-apiserver refuses longer ones), the full name in an annotation.
+/// A Partner name of 100 characters and one of 253 (the most a name may have): tenant names of
+/// at most 63 characters, label values that fit (kube-apiserver refuses longer ones), the full
+/// name in an annotation.
 async fn a_long_partner_name_is_provisioned(server: Server) {
     let h = Harness::start(server).await;
     h.northwind(true).await;
-    let name = format!("{}.{}", "long-partner".repeat(5), "x".repeat(39));
-    assert_eq!(name.len(), 100);
-    let mut object = partner("northwind-partners", &name, "northwind");
-    object["spec"]["organizationName"] = json!("Long Name Ltd");
-    object["spec"]["notificationEmail"] = json!("admin@long.example");
-    h.apply(object).await;
-    let p = h
-        .wait_partner("northwind-partners", &name, "Ready", is_ready)
-        .await;
-    let tenant = tenant_of(&h, &p).await;
-    assert!(tenant.len() <= 63, "{tenant}");
-    assert!(
-        tenant.starts_with("northwind-partners-long-partner"),
-        "{tenant}"
-    );
-    let ns = namespaces(&h).get(&tenant).await.unwrap();
-    for value in ns.metadata.labels.clone().unwrap().values() {
-        assert!(value.len() <= 63, "{value}");
+    let names = [
+        format!("{}.{}", "long-partner".repeat(5), "x".repeat(39)),
+        format!("{}.{}", "long-partner".repeat(20), "y".repeat(12)),
+    ];
+    assert_eq!((names[0].len(), names[1].len()), (100, 253));
+    for name in &names {
+        let mut object = partner("northwind-partners", name, "northwind");
+        object["spec"]["organizationName"] = json!("Long Name Ltd");
+        object["spec"]["notificationEmail"] = json!("admin@long.example");
+        h.apply(object).await;
     }
-    let annotations = ns.metadata.annotations.unwrap();
-    assert_eq!(annotations["partner-operator.io/partner"], name);
-    assert_eq!(
-        entitlements(&h, &tenant).await.unwrap()["organization"],
-        "Long Name Ltd"
-    );
-    h.wait_emails(1).await;
+    let mut tenants = vec![];
+    for name in &names {
+        let p = h
+            .wait_partner("northwind-partners", name, "Ready", is_ready)
+            .await;
+        let tenant = tenant_of(&h, &p).await;
+        assert!(tenant.len() <= 63, "{tenant}");
+        assert!(
+            tenant.starts_with("northwind-partners-long-partner"),
+            "{tenant}"
+        );
+        let ns = namespaces(&h).get(&tenant).await.unwrap();
+        let labels = ns.metadata.labels.clone().unwrap();
+        for value in labels.values() {
+            assert!(value.len() <= 63, "{value}");
+        }
+        let annotations = ns.metadata.annotations.unwrap();
+        assert_eq!(&annotations["partner-operator.io/partner"], name);
+        assert_eq!(
+            entitlements(&h, &tenant).await.unwrap()["organization"],
+            "Long Name Ltd"
+        );
+        tenants.push((tenant, labels["partner-operator.io/partner"].clone()));
+    }
+    assert_ne!(tenants[0], tenants[1]);
+    h.wait_emails(2).await;
+    // Its Events are recorded too (an Event's name starts with the Partner's).
+    eventually("the long Partner's Events", PATIENCE, || async {
+        Api::<Event>::namespaced(h.client.clone(), "northwind-partners")
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("TenantProvisioned")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                        == Some(names[1].as_str())
+            })
+    })
+    .await;
 
-    delete_partner(&h, "northwind-partners", &name).await;
-    wait_gone(&h, &tenant).await;
+    for (name, (tenant, _)) in names.iter().zip(&tenants) {
+        delete_partner(&h, "northwind-partners", name).await;
+        wait_gone(&h, tenant).await;
+    }
 }
