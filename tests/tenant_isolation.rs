@@ -17,6 +17,7 @@ use support::*;
 crate::on_both_servers!(
     names_that_join_alike_get_separate_tenants,
     an_existing_namespace_is_never_adopted,
+    a_taken_name_that_frees_is_provisioned,
     a_tampered_status_moves_no_tenant,
     a_long_partner_name_is_provisioned,
 );
@@ -156,6 +157,46 @@ async fn names_that_join_alike_get_separate_tenants(server: Server) {
 /// Partner says so, and the namespace is neither written into nor deleted with the Partner.
 async fn an_existing_namespace_is_never_adopted(server: Server) {
     let h = Harness::start(server).await;
+    let (name, labels) = squat_a_future_tenant(&h).await;
+    // A while for anything the operator might still do.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    untouched(&h, &name, &labels).await;
+    assert!(h.smtp.received().is_empty(), "no activation link went out");
+
+    delete_partner(&h, "tailspin-partners", "target").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    untouched(&h, &name, &labels).await;
+}
+
+/// Once the namespace in the way is gone, the Partner's tenant is provisioned: the namespace's
+/// deletion wakes the Partner waiting for that name.
+async fn a_taken_name_that_frees_is_provisioned(server: Server) {
+    let h = Harness::start(server).await;
+    let (name, _) = squat_a_future_tenant(&h).await;
+    namespaces(&h)
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let p = h
+        .wait_partner("tailspin-partners", "target", "Ready", is_ready)
+        .await;
+    assert_eq!(tenant_of(&h, &p).await, name);
+    let data = entitlements(&h, &name).await.expect("entitlements");
+    assert_eq!(data["organization"], "target IT Services");
+    assert!(
+        Api::<ConfigMap>::namespaced(h.client.clone(), &name)
+            .get_opt("outsider-access")
+            .await
+            .unwrap()
+            .is_none(),
+        "a namespace of its own, not the one that was in the way"
+    );
+    h.wait_emails(1).await;
+}
+
+/// Partner `target` whose tenant's name a namespace took first, reported `TenantNamespaceTaken`
+/// with a Warning Event; the name and the labels the namespace was made with.
+async fn squat_a_future_tenant(h: &Harness) -> (String, BTreeMap<String, String>) {
     // The Partner exists, unbound, before its Distributor: its uid (and so its tenant's name)
     // is known while nothing is provisioned yet.
     h.namespace(
@@ -171,7 +212,7 @@ async fn an_existing_namespace_is_never_adopted(server: Server) {
         })
         .await;
     let name = tenant_namespace_of(&p);
-    let labels = bystander(&h, &name).await;
+    let labels = bystander(h, &name).await;
 
     h.apply(distributor("tailspin", true)).await;
     let p = h
@@ -202,14 +243,7 @@ async fn an_existing_namespace_is_never_adopted(server: Server) {
             })
     })
     .await;
-    // A while for anything the operator might still do.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    untouched(&h, &name, &labels).await;
-    assert!(h.smtp.received().is_empty(), "no activation link went out");
-
-    delete_partner(&h, "tailspin-partners", "target").await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    untouched(&h, &name, &labels).await;
+    (name, labels)
 }
 
 /// A status writer points `status.tenant.namespace` at another namespace: the operator keeps to
