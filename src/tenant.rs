@@ -314,6 +314,68 @@ fn tenant_annotations(partner: &Partner) -> BTreeMap<String, String> {
 mod tests {
     use super::*;
 
+    fn namespace(owner: Option<&str>, terminating: bool) -> Namespace {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "t",
+                "uid": "ns-uid",
+                "labels": owner.map(|o| json!({OWNER_UID_LABEL: o})).unwrap_or(json!({})),
+                "deletionTimestamp": terminating.then_some("2027-03-01T09:00:00Z"),
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_namespace_labelled_with_the_partners_uid_is_its_tenant() {
+        let owned = namespace(Some("p-uid"), false);
+        assert_eq!(
+            classify(Some(&owned), "p-uid"),
+            Tenant::Owned("ns-uid".into())
+        );
+        assert_eq!(classify(Some(&owned), "other"), Tenant::Taken);
+        assert_eq!(classify(Some(&owned), ""), Tenant::Taken);
+        assert_eq!(
+            classify(Some(&namespace(None, false)), "p-uid"),
+            Tenant::Taken
+        );
+        assert_eq!(
+            classify(Some(&namespace(Some(""), false)), ""),
+            Tenant::Taken
+        );
+        let going = namespace(Some("p-uid"), true);
+        assert_eq!(classify(Some(&going), "p-uid"), Tenant::Terminating);
+        assert_eq!(
+            classify(Some(&namespace(None, true)), "p-uid"),
+            Tenant::Taken
+        );
+        assert_eq!(classify(None, "p-uid"), Tenant::Absent);
+    }
+
+    #[test]
+    fn labels_of_long_names_fit_and_the_annotations_keep_them_whole() {
+        let name = format!("{}.{}", "p".repeat(200), "q".repeat(52));
+        let partner: Partner = serde_json::from_value(json!({
+            "apiVersion": "partner-operator.io/v1alpha1",
+            "kind": "Partner",
+            "metadata": {"name": name, "namespace": "ns", "uid": "p-uid"},
+            "spec": {
+                "organizationName": "P",
+                "notificationEmail": "a@p.example",
+                "distributorRef": {"name": "d".repeat(253)},
+            },
+        }))
+        .unwrap();
+        let labels = tenant_labels(&partner, "tenant-id");
+        assert!(labels.values().all(|v| v.len() <= 63), "{labels:?}");
+        assert_eq!(labels[OWNER_UID_LABEL], "p-uid");
+        assert_eq!(labels[PARTNER_NAMESPACE_LABEL], "ns");
+        assert_eq!(labels[PARTNER_NAME_LABEL], label_value(&name));
+        let annotations = tenant_annotations(&partner);
+        assert_eq!(annotations[PARTNER_NAME_LABEL], name);
+        assert_eq!(annotations[TENANT_DISTRIBUTOR_LABEL], "d".repeat(253));
+    }
+
     #[test]
     fn tokens_are_256_random_bits_and_only_their_hash_is_kept() {
         let a = new_activation_token();
