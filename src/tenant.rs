@@ -1,26 +1,39 @@
 //! A Partner's tenant: its Namespace, the `entitlements` ConfigMap in it, and the `activation`
 //! Secret that holds only a hash of the activation token.
 //!
-//! Every write is a server-side apply under the operator's field manager, so each call is
-//! idempotent, creates what is missing and leaves fields other managers own alone (a label a
-//! platform team adds to the tenant namespace survives).
+//! The tenant Namespace is named by [`lifecycle::tenant_namespace`] (from the Partner's uid, never
+//! from its status) and is *created*, never applied: a create fails with 409 when the name is
+//! taken, so the operator never adopts a namespace somebody else made. It carries the Partner's
+//! uid in [`OWNER_UID_LABEL`]; the ConfigMap and Secret are written into, and the namespace is
+//! deleted, only after the observed namespace shows that label with this Partner's uid (a delete
+//! also with a uid precondition, so a namespace swapped meanwhile survives). Its labels are set
+//! once, at creation: everything they carry (uid, tenant id, names, `distributorRef`) is
+//! immutable, so the operator never relabels a namespace and needs no `patch` on namespaces.
+//!
+//! The ConfigMap and Secret are server-side applies under the operator's field manager, so each
+//! call is idempotent and leaves fields other managers own alone.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
 use rand::RngCore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::api::{Partner, PartnerStatus};
+pub use crate::lifecycle::OWNER_UID_LABEL;
+use crate::lifecycle::{self, label_value};
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "partner-operator";
-/// Labels on a tenant namespace, so the operator can watch its tenants by label and find the
-/// Partner a namespace belongs to.
+/// Labels on a tenant namespace (and its ConfigMap and Secret), so people and tools can select
+/// a Partner's tenant. A label value holds at most 63 characters: a longer name (a Partner or
+/// Distributor name may have 253) is cut and ends in a hash of it ([`label_value`]), and the
+/// full name is in the annotation of the same key. [`OWNER_UID_LABEL`] always selects exactly
+/// one Partner's tenant.
 pub const TENANT_ID_LABEL: &str = "partner-operator.io/tenant-id";
 pub const PARTNER_NAMESPACE_LABEL: &str = "partner-operator.io/partner-namespace";
 pub const PARTNER_NAME_LABEL: &str = "partner-operator.io/partner";
@@ -32,37 +45,98 @@ pub const ENTITLEMENTS: &str = "entitlements";
 /// Name of the Secret holding the activation token's hash.
 pub const ACTIVATION: &str = "activation";
 
-/// Creates or updates the tenant namespace and its `entitlements` from `status`.
+/// What the operator found at the tenant's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tenant {
+    /// The namespace is this Partner's (ownership label) and live; its uid.
+    Owned(String),
+    /// A namespace by that name exists that this Partner does not own.
+    Taken,
+    /// This Partner's namespace is being deleted: it can be created again once it is gone.
+    Terminating,
+    /// No namespace by that name.
+    Absent,
+}
+
+/// Whether `namespace` belongs to the Partner with `uid`, and in what state.
+pub fn classify(namespace: Option<&Namespace>, uid: &str) -> Tenant {
+    let Some(ns) = namespace else {
+        return Tenant::Absent;
+    };
+    let owned = !uid.is_empty()
+        && ns
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(OWNER_UID_LABEL))
+            .map(String::as_str)
+            == Some(uid);
+    match (owned, ns.metadata.deletion_timestamp.is_some()) {
+        (false, _) => Tenant::Taken,
+        (true, true) => Tenant::Terminating,
+        (true, false) => Tenant::Owned(ns.metadata.uid.clone().unwrap_or_default()),
+    }
+}
+
+/// The tenant namespace as it is now: `cached` when it shows the namespace this Partner's and
+/// live, else a GET (a cache can lag behind a namespace deleted and made again by someone else).
+async fn observe(
+    client: &Client,
+    partner: &Partner,
+    cached: Option<&Namespace>,
+) -> kube::Result<Tenant> {
+    let uid = partner.uid().unwrap_or_default();
+    if let owned @ Tenant::Owned(_) = classify(cached, &uid) {
+        return Ok(owned);
+    }
+    let name = lifecycle::tenant_namespace_of(partner);
+    let live = Api::<Namespace>::all(client.clone()).get_opt(&name).await?;
+    Ok(classify(live.as_ref(), &uid))
+}
+
+/// Creates the tenant namespace if it is missing and keeps its `entitlements` current from
+/// `status`. Writes nothing unless the namespace is this Partner's; returns what it found.
 ///
-/// `cached` is the tenant Namespace as the operator's cache has it: when it exists with every
-/// label in place, it is not applied again (one request less per change of entitlements).
+/// `cached` is the tenant Namespace as the operator's cache has it: when it shows the namespace
+/// owned and live, no request is made for the namespace itself.
 pub async fn ensure(
     client: &Client,
     partner: &Partner,
     status: &PartnerStatus,
     cached: Option<&Namespace>,
-) -> kube::Result<()> {
+) -> kube::Result<Tenant> {
     let Some(tenant) = &status.tenant else {
-        return Ok(());
+        return Ok(Tenant::Absent);
     };
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let uid = partner.uid().unwrap_or_default();
+    if uid.is_empty() {
+        // Every object the API server stores has a uid; without one there is no owner.
+        return Ok(Tenant::Absent);
+    }
+    let name = lifecycle::tenant_namespace_of(partner);
     let labels = tenant_labels(partner, &tenant.id);
-    if !namespace_current(cached, &labels) {
-        let namespace = json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": tenant.namespace, "labels": labels},
-        });
-        Api::<Namespace>::all(client.clone())
-            .patch(&tenant.namespace, &params, &Patch::Apply(namespace))
-            .await?;
+    let found = match cached {
+        None => Tenant::Absent,
+        Some(_) => observe(client, partner, cached).await?,
+    };
+    let found = match found {
+        Tenant::Absent => create(client, partner, &name, &labels).await?,
+        other => other,
+    };
+    if !matches!(found, Tenant::Owned(_)) {
+        return Ok(found);
     }
     let skus: Vec<&str> = status.skus.iter().map(|s| s.0.as_str()).collect();
     let level = status.subscription_level.unwrap_or_default().to_string();
     let entitlements = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": ENTITLEMENTS, "namespace": tenant.namespace, "labels": labels},
+        "metadata": {
+            "name": ENTITLEMENTS,
+            "namespace": name,
+            "labels": labels,
+            "annotations": tenant_annotations(partner),
+        },
         "data": {
             "tenantId": tenant.id,
             "organization": partner.spec.organization_name,
@@ -72,10 +146,52 @@ pub async fn ensure(
             "expiresAt": status.expires_at.map(|at| at.to_rfc3339()).unwrap_or_default(),
         },
     });
-    Api::<ConfigMap>::namespaced(client.clone(), &tenant.namespace)
-        .patch(ENTITLEMENTS, &params, &Patch::Apply(entitlements))
+    Api::<ConfigMap>::namespaced(client.clone(), &name)
+        .patch(
+            ENTITLEMENTS,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(entitlements),
+        )
         .await?;
-    Ok(())
+    Ok(found)
+}
+
+/// Creates the tenant namespace. A name already taken (409) is looked at: it may be this
+/// Partner's own, made by an earlier attempt whose answer was lost, or someone else's.
+async fn create(
+    client: &Client,
+    partner: &Partner,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> kube::Result<Tenant> {
+    let namespace: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": tenant_annotations(partner),
+        },
+    }))
+    .expect("a namespace");
+    let api = Api::<Namespace>::all(client.clone());
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &namespace,
+        )
+        .await
+    {
+        Ok(created) => Ok(Tenant::Owned(created.metadata.uid.unwrap_or_default())),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let live = api.get_opt(name).await?;
+            Ok(classify(live.as_ref(), &partner.uid().unwrap_or_default()))
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// A fresh activation token: 256 random bits, hex-encoded. Lives only in memory and in the email.
@@ -92,24 +208,32 @@ pub fn token_hash(token: &str) -> String {
 
 /// Stores the hash of `token` and its expiry in the tenant's `activation` Secret. A token
 /// issued again (after a crash between storing and sending) replaces the previous one, so only
-/// the link actually delivered works.
+/// the link actually delivered works. Stores nothing, and returns what it found, unless the
+/// tenant namespace is this Partner's.
 pub async fn store_activation(
     client: &Client,
     partner: &Partner,
     status: &PartnerStatus,
+    cached: Option<&Namespace>,
     token: &str,
     expires_at: DateTime<Utc>,
-) -> kube::Result<()> {
+) -> kube::Result<Tenant> {
     let Some(tenant) = &status.tenant else {
-        return Ok(());
+        return Ok(Tenant::Absent);
     };
+    let found = observe(client, partner, cached).await?;
+    if !matches!(found, Tenant::Owned(_)) {
+        return Ok(found);
+    }
+    let name = lifecycle::tenant_namespace_of(partner);
     let secret = json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
             "name": ACTIVATION,
-            "namespace": tenant.namespace,
+            "namespace": name,
             "labels": tenant_labels(partner, &tenant.id),
+            "annotations": tenant_annotations(partner),
         },
         "type": "Opaque",
         "stringData": {
@@ -117,50 +241,63 @@ pub async fn store_activation(
             "expiresAt": expires_at.to_rfc3339(),
         },
     });
-    Api::<Secret>::namespaced(client.clone(), &tenant.namespace)
+    Api::<Secret>::namespaced(client.clone(), &name)
         .patch(
             ACTIVATION,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(secret),
         )
         .await?;
-    Ok(())
+    Ok(found)
 }
 
-/// Deletes the tenant namespace (and with it everything in it). Gone already is fine.
-pub async fn delete(client: &Client, namespace: &str) -> kube::Result<()> {
-    match Api::<Namespace>::all(client.clone())
-        .delete(namespace, &DeleteParams::background())
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+/// Deletes the Partner's tenant namespace (and with it everything in it) if it is this
+/// Partner's: looked up by the name derived from the Partner (never from its status), checked
+/// for the ownership label, and deleted with a precondition on the uid that was checked, so a
+/// namespace deleted and made again meanwhile is left alone. Returns what it found: `Owned`
+/// when it deleted the namespace; gone already is fine.
+pub async fn delete(client: &Client, partner: &Partner) -> kube::Result<Tenant> {
+    let api = Api::<Namespace>::all(client.clone());
+    let name = lifecycle::tenant_namespace_of(partner);
+    let live = api.get_opt(&name).await?;
+    let found = classify(live.as_ref(), &partner.uid().unwrap_or_default());
+    // Not this Partner's, not there, or on its way out already.
+    let Tenant::Owned(ns_uid) = found else {
+        return Ok(found);
+    };
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(ns_uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => Ok(Tenant::Owned(ns_uid)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Tenant::Absent),
+        // The uid precondition failed: the namespace there now is another one.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Tenant::Taken),
         Err(err) => Err(err),
     }
 }
 
-/// The Partner a tenant namespace belongs to, from its labels.
-pub fn owner_of(namespace: &Namespace) -> Option<(String, String)> {
-    let labels = namespace.labels();
-    Some((
-        labels.get(PARTNER_NAMESPACE_LABEL)?.clone(),
-        labels.get(PARTNER_NAME_LABEL)?.clone(),
-    ))
+/// The labels of a Partner's tenant objects, every value at most 63 characters.
+pub fn tenant_labels(partner: &Partner, tenant_id: &str) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = tenant_annotations(partner)
+        .into_iter()
+        .map(|(key, value)| (key, label_value(&value)))
+        .collect();
+    labels.insert(TENANT_ID_LABEL.to_string(), label_value(tenant_id));
+    labels.insert(
+        OWNER_UID_LABEL.to_string(),
+        label_value(&partner.uid().unwrap_or_default()),
+    );
+    labels
 }
 
-/// Whether the namespace exists, is not being deleted, and carries every tenant label.
-fn namespace_current(cached: Option<&Namespace>, labels: &BTreeMap<String, String>) -> bool {
-    cached.is_some_and(|ns| {
-        ns.metadata.deletion_timestamp.is_none()
-            && labels
-                .iter()
-                .all(|(k, v)| ns.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
-    })
-}
-
-fn tenant_labels(partner: &Partner, tenant_id: &str) -> BTreeMap<String, String> {
+/// The names the labels carry, in full (a label may hold only a cut form of a long one).
+fn tenant_annotations(partner: &Partner) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (TENANT_ID_LABEL.to_string(), tenant_id.to_string()),
         (
             PARTNER_NAMESPACE_LABEL.to_string(),
             partner.namespace().unwrap_or_default(),
@@ -176,6 +313,68 @@ fn tenant_labels(partner: &Partner, tenant_id: &str) -> BTreeMap<String, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn namespace(owner: Option<&str>, terminating: bool) -> Namespace {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "t",
+                "uid": "ns-uid",
+                "labels": owner.map(|o| json!({OWNER_UID_LABEL: o})).unwrap_or(json!({})),
+                "deletionTimestamp": terminating.then_some("2027-03-01T09:00:00Z"),
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_namespace_labelled_with_the_partners_uid_is_its_tenant() {
+        let owned = namespace(Some("p-uid"), false);
+        assert_eq!(
+            classify(Some(&owned), "p-uid"),
+            Tenant::Owned("ns-uid".into())
+        );
+        assert_eq!(classify(Some(&owned), "other"), Tenant::Taken);
+        assert_eq!(classify(Some(&owned), ""), Tenant::Taken);
+        assert_eq!(
+            classify(Some(&namespace(None, false)), "p-uid"),
+            Tenant::Taken
+        );
+        assert_eq!(
+            classify(Some(&namespace(Some(""), false)), ""),
+            Tenant::Taken
+        );
+        let going = namespace(Some("p-uid"), true);
+        assert_eq!(classify(Some(&going), "p-uid"), Tenant::Terminating);
+        assert_eq!(
+            classify(Some(&namespace(None, true)), "p-uid"),
+            Tenant::Taken
+        );
+        assert_eq!(classify(None, "p-uid"), Tenant::Absent);
+    }
+
+    #[test]
+    fn labels_of_long_names_fit_and_the_annotations_keep_them_whole() {
+        let name = format!("{}.{}", "p".repeat(200), "q".repeat(52));
+        let partner: Partner = serde_json::from_value(json!({
+            "apiVersion": "partner-operator.io/v1alpha1",
+            "kind": "Partner",
+            "metadata": {"name": name, "namespace": "ns", "uid": "p-uid"},
+            "spec": {
+                "organizationName": "P",
+                "notificationEmail": "a@p.example",
+                "distributorRef": {"name": "d".repeat(253)},
+            },
+        }))
+        .unwrap();
+        let labels = tenant_labels(&partner, "tenant-id");
+        assert!(labels.values().all(|v| v.len() <= 63), "{labels:?}");
+        assert_eq!(labels[OWNER_UID_LABEL], "p-uid");
+        assert_eq!(labels[PARTNER_NAMESPACE_LABEL], "ns");
+        assert_eq!(labels[PARTNER_NAME_LABEL], label_value(&name));
+        let annotations = tenant_annotations(&partner);
+        assert_eq!(annotations[PARTNER_NAME_LABEL], name);
+        assert_eq!(annotations[TENANT_DISTRIBUTOR_LABEL], "d".repeat(253));
+    }
 
     #[test]
     fn tokens_are_256_random_bits_and_only_their_hash_is_kept() {

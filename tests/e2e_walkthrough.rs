@@ -280,13 +280,22 @@ fn walkthrough_at_real_speed(target: &Target) {
         "-o",
         "name",
     ]);
-    assert_eq!(tenant.trim(), "namespace/northwind-partners-contoso");
+    // The name reported in status, readable, ending in a hash of the Partner's uid.
+    let contoso_tenant = target
+        .jsonpath("partner/contoso", ".status.tenant.namespace")
+        .trim()
+        .to_string();
+    assert!(
+        contoso_tenant.starts_with("northwind-partners-contoso-"),
+        "{contoso_tenant}"
+    );
+    assert_eq!(tenant.trim(), format!("namespace/{contoso_tenant}"));
     let entitlements = target.ok(&[
         "get",
         "configmap",
         "entitlements",
         "-n",
-        "northwind-partners-contoso",
+        &contoso_tenant,
         "-o",
         "yaml",
     ]);
@@ -370,15 +379,23 @@ fn walkthrough_at_real_speed(target: &Target) {
     assert!(message.contains("spec.subscription.level"), "{message}");
 
     // Delete: contoso's tenant goes with it (deletionPolicy Delete); litware's stays (Retain).
+    let litware_tenant = target
+        .jsonpath("partner/litware", ".status.tenant.namespace")
+        .trim()
+        .to_string();
+    assert!(
+        litware_tenant.starts_with("northwind-partners-litware-"),
+        "{litware_tenant}"
+    );
     target.ok(&["delete", "partner", "contoso", "-n", NS, "--timeout=60s"]);
     target.ok(&["delete", "partner", "litware", "-n", NS, "--timeout=60s"]);
     target.ok(&[
         "wait",
         "--for=delete",
-        "namespace/northwind-partners-contoso",
+        &format!("namespace/{contoso_tenant}"),
         "--timeout=60s",
     ]);
-    target.ok(&["get", "namespace", "northwind-partners-litware"]);
+    target.ok(&["get", "namespace", &litware_tenant]);
 }
 
 /// What two weeks do, at a day a second: the notices, the automatic upgrade, the expiry.

@@ -60,6 +60,8 @@ struct World {
     distributor: Option<Distributor>,
     namespace_allowed: bool,
     tenant_exists: bool,
+    /// A namespace by the tenant's name exists that the Partner does not own.
+    tenant_taken: bool,
     now: DateTime<Utc>,
     /// (event, Message-ID, recipients) of every delivery, retries included.
     sent: Vec<(EmailEvent, String, Vec<String>)>,
@@ -73,6 +75,7 @@ impl World {
             distributor: Some(distributor),
             namespace_allowed: true,
             tenant_exists: false,
+            tenant_taken: false,
             now: t0(),
             sent: vec![],
             events: vec![],
@@ -85,6 +88,7 @@ impl World {
             distributor: self.distributor.as_ref(),
             namespace_allowed: self.namespace_allowed,
             tenant_exists: self.tenant_exists,
+            tenant_taken: self.tenant_taken,
             now: self.now,
         })
     }
@@ -96,7 +100,7 @@ impl World {
         let mut status = plan.status.clone();
         for effect in &plan.effects {
             match effect {
-                Effect::EnsureTenant => self.tenant_exists = true,
+                Effect::EnsureTenant => self.tenant_exists = !self.tenant_taken,
                 Effect::SendEmail {
                     event,
                     message_id,
@@ -200,7 +204,8 @@ fn provisioning_starts_the_trial_and_sends_the_activation_link() {
     let status = &first.status;
     assert_eq!(status.subscription_level, Some(SubscriptionLevel::Trial));
     let tenant = status.tenant.as_ref().unwrap();
-    assert_eq!(tenant.namespace, "northwind-partners-contoso");
+    assert_eq!(tenant.namespace, lifecycle::tenant_namespace_of(&w.partner));
+    assert!(tenant.namespace.starts_with("northwind-partners-contoso-"));
     assert_eq!(tenant.provisioned_at, t0());
     assert_eq!(
         tenant.id,
@@ -604,28 +609,67 @@ fn message_ids_are_deterministic_and_distinct_per_event() {
 }
 
 #[test]
-fn tenant_namespaces_are_stable_dns_labels() {
+fn tenant_namespaces_come_from_the_partner_not_from_its_status() {
+    let p = partner();
+    let name = lifecycle::tenant_namespace_of(&p);
     assert_eq!(
-        lifecycle::tenant_namespace("team-a", "contoso"),
-        "team-a-contoso"
+        name,
+        lifecycle::tenant_namespace(
+            "northwind-partners",
+            "contoso",
+            "0b7c6a52-4f7e-4d8e-9a55-7f3f2f7a1c11"
+        )
     );
-    let long = lifecycle::tenant_namespace(&"n".repeat(60), &"p".repeat(60));
-    assert!(long.len() <= 63, "{long}");
+    assert!(name.starts_with("northwind-partners-contoso-"), "{name}");
+    assert!(lifecycle::is_dns1123_label(&name));
+    let mut w = World::new(p, distributor(14, 3, true));
+    w.settle();
+    assert_eq!(w.status().tenant.clone().unwrap().namespace, name);
+
+    // A status writer points the tenant elsewhere: the derived name wins and the status is
+    // corrected; the tenant is looked after where it is.
+    let mut status = w.status().clone();
+    let tenant = status.tenant.as_mut().unwrap();
+    let id = tenant.id.clone();
+    tenant.namespace = "kube-system".into();
+    tenant.id = "someone-else".into();
+    w.partner.status = Some(status);
+    let plan = w.plan();
+    let corrected = plan.status.tenant.clone().unwrap();
     assert_eq!(
-        long,
-        lifecycle::tenant_namespace(&"n".repeat(60), &"p".repeat(60))
+        (corrected.namespace.as_str(), corrected.id),
+        (name.as_str(), id)
     );
-    assert_ne!(
-        long,
-        lifecycle::tenant_namespace(&"n".repeat(60), &"q".repeat(60))
-    );
-    assert!(!long.ends_with('-') && !long.starts_with('-'));
-    assert!(
-        long.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    );
-    let dotted = lifecycle::tenant_namespace("ns", "a.b");
-    assert_eq!(dotted, "ns-a-b");
+    assert_eq!(plan.effects, vec![Effect::EnsureTenant]);
+}
+
+#[test]
+fn a_taken_tenant_name_is_reported_and_nothing_is_provisioned() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.tenant_taken = true;
+    let plan = w.settle();
+    assert!(plan.effects.is_empty());
+    let status = w.status();
+    assert!(status.tenant.is_none(), "not provisioned");
+    assert_eq!(status.subscription_level, Some(SubscriptionLevel::Pending));
+    assert!(w.sent.is_empty(), "no activation email");
+    assert_eq!(w.events, vec![reasons::TENANT_NAMESPACE_TAKEN], "one Event");
+    for type_ in [types::READY, types::TENANT_PROVISIONED] {
+        let c = find_condition(&status.conditions, type_).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", reasons::TENANT_NAMESPACE_TAKEN)
+        );
+        assert!(
+            c.message
+                .contains(&lifecycle::tenant_namespace_of(&w.partner))
+        );
+    }
+    // The name frees: provisioned as usual.
+    w.tenant_taken = false;
+    w.settle();
+    assert_eq!(w.ready(), ("True".into(), "Ready".into()));
+    assert_eq!(w.sent_events(), vec![EmailEvent::Activation]);
 }
 
 #[test]

@@ -37,7 +37,15 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
     assert_eq!(level(&p), "Trial");
     assert_eq!(status.skus.len(), 2);
     let tenant = status.tenant.clone().unwrap();
-    assert_eq!(tenant.namespace, "northwind-partners-contoso");
+    assert!(
+        tenant.namespace.starts_with("northwind-partners-contoso-"),
+        "{}",
+        tenant.namespace
+    );
+    assert_eq!(
+        tenant.namespace,
+        partner_operator::lifecycle::tenant_namespace_of(&p)
+    );
     let trial = status.trial.clone().unwrap();
     assert_eq!(trial.started_at, start_time());
     assert_eq!(trial.ends_at, start_time() + Duration::days(14));
@@ -53,6 +61,7 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
     let labels = ns.metadata.labels.unwrap_or_default();
     assert_eq!(labels["partner-operator.io/tenant-id"], tenant.id);
     assert_eq!(labels["partner-operator.io/partner"], "contoso");
+    assert_eq!(labels["partner-operator.io/owner-uid"], uid(&p));
     let entitlements = Api::<ConfigMap>::namespaced(h.client.clone(), &tenant.namespace)
         .get("entitlements")
         .await
@@ -378,22 +387,16 @@ async fn unbound_partners_stay_pending_until_their_distributor_exists(server: Se
         })
         .await;
     assert_eq!(level(&p), "Pending");
-    assert!(p.status.unwrap().tenant.is_none());
+    assert!(p.status.clone().unwrap().tenant.is_none());
     let namespaces = Api::<Namespace>::all(h.client.clone());
-    assert!(
-        namespaces
-            .get_opt("elsewhere-intruder")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        namespaces
-            .get_opt("tailspin-partners-early")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let intruder = h.partners("elsewhere").get("intruder").await.unwrap();
+    for unbound in [&intruder, &p] {
+        let tenant = partner_operator::lifecycle::tenant_namespace_of(unbound);
+        assert!(
+            namespaces.get_opt(&tenant).await.unwrap().is_none(),
+            "{tenant}"
+        );
+    }
 
     // The Distributor appears: the waiting Partner binds; the intruder stays out.
     h.apply(distributor("tailspin", true)).await;
@@ -437,31 +440,34 @@ async fn deletion_honours_the_deletion_policy(server: Server) {
     let mut kept = partner("northwind-partners", "kept", "northwind");
     kept["spec"]["tenant"] = json!({"deletionPolicy": "Retain"});
     h.apply(kept).await;
+    let mut tenants = BTreeMap::new();
     for name in ["gone", "kept"] {
-        h.wait_partner("northwind-partners", name, "Ready", is_ready)
+        let p = h
+            .wait_partner("northwind-partners", name, "Ready", is_ready)
             .await;
+        tenants.insert(name, p.status.unwrap().tenant.unwrap().namespace);
     }
+    let (gone_tenant, kept_tenant) = (tenants["gone"].as_str(), tenants["kept"].as_str());
     // The deleted tenant namespace of a live Partner is provisioned again.
     let namespaces = Api::<Namespace>::all(h.client.clone());
     namespaces
-        .delete("northwind-partners-kept", &DeleteParams::default())
+        .delete(kept_tenant, &DeleteParams::default())
         .await
         .unwrap();
     // A real server first marks the Namespace Terminating and empties it; the operator
     // provisions again once it is gone.
     eventually("the tenant is provisioned again", PATIENCE, || async {
         let live = namespaces
-            .get_opt("northwind-partners-kept")
+            .get_opt(kept_tenant)
             .await
             .ok()
             .flatten()
             .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
-        let entitlements =
-            Api::<ConfigMap>::namespaced(h.client.clone(), "northwind-partners-kept")
-                .get_opt("entitlements")
-                .await
-                .ok()
-                .flatten();
+        let entitlements = Api::<ConfigMap>::namespaced(h.client.clone(), kept_tenant)
+            .get_opt("entitlements")
+            .await
+            .ok()
+            .flatten();
         live && entitlements.is_some()
     })
     .await;
@@ -487,20 +493,14 @@ async fn deletion_honours_the_deletion_policy(server: Server) {
     // namespace controller's pass on a real server.
     eventually("the Delete tenant is gone", PATIENCE, || async {
         namespaces
-            .get_opt("northwind-partners-gone")
+            .get_opt(gone_tenant)
             .await
             .ok()
             .flatten()
             .is_none()
     })
     .await;
-    assert!(
-        namespaces
-            .get_opt("northwind-partners-kept")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(namespaces.get_opt(kept_tenant).await.unwrap().is_some());
     h.wait_distributor("northwind", "no partners", |d| {
         d.status
             .as_ref()

@@ -63,7 +63,8 @@ pub async fn publish(
     }
 }
 
-/// `<partner>.<16 hex digits>`: stable for one (Partner, reason, note), within 253 characters.
+/// `<partner>.<16 hex digits>`: stable for one (Partner, reason, note), within 253 characters
+/// (a Partner name may itself have 253: it is cut, the hash keeps the name unique).
 fn event_name(partner: &Partner, reason: &str, note: &str) -> String {
     let mut digest = Sha256::new();
     for part in [partner.uid().unwrap_or_default().as_str(), reason, note] {
@@ -71,7 +72,9 @@ fn event_name(partner: &Partner, reason: &str, note: &str) -> String {
         digest.update([0]);
     }
     let hash = hex::encode(&digest.finalize()[..8]);
-    format!("{}.{hash}", partner.name_any())
+    let name = partner.name_any();
+    let head = name[..name.len().min(253 - 17)].trim_end_matches(['.', '-']);
+    format!("{head}.{hash}")
 }
 
 fn truncate(note: &str, max: usize) -> &str {
@@ -110,6 +113,15 @@ mod tests {
         assert_ne!(a, event_name(&partner("u2"), "TrialExpired", "expired"));
         assert_ne!(a, event_name(&partner("u1"), "TrialExpired", "other"));
         assert!(a.starts_with("contoso.") && a.len() == "contoso.".len() + 16);
+    }
+
+    #[test]
+    fn names_of_long_partners_fit_253_characters() {
+        let mut p = partner("u1");
+        p.metadata.name = Some(format!("{}-{}", "a".repeat(235), "b".repeat(17)));
+        let name = event_name(&p, "TenantProvisioned", "provisioned");
+        assert_eq!(name.len(), 235 + 17, "{name}");
+        assert!(name.starts_with(&format!("{}.", "a".repeat(235))), "{name}");
     }
 
     #[test]

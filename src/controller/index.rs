@@ -18,6 +18,8 @@ pub struct PartnerIndex {
 struct Inner {
     by_distributor: HashMap<String, HashSet<ObjectRef<Partner>>>,
     by_namespace: HashMap<String, HashSet<ObjectRef<Partner>>>,
+    /// The Partner whose tenant namespace has this name (derived from its uid, so one each).
+    by_tenant: HashMap<String, ObjectRef<Partner>>,
 }
 
 impl PartnerIndex {
@@ -34,7 +36,10 @@ impl PartnerIndex {
             .by_namespace
             .entry(partner.namespace().unwrap_or_default())
             .or_default()
-            .insert(reference);
+            .insert(reference.clone());
+        inner
+            .by_tenant
+            .insert(crate::lifecycle::tenant_namespace_of(partner), reference);
     }
 
     pub fn remove(&self, partner: &Partner) {
@@ -54,6 +59,10 @@ impl PartnerIndex {
                 inner.by_namespace.remove(&namespace);
             }
         }
+        let tenant = crate::lifecycle::tenant_namespace_of(partner);
+        if inner.by_tenant.get(&tenant) == Some(&reference) {
+            inner.by_tenant.remove(&tenant);
+        }
     }
 
     pub fn of_distributor(&self, name: &str) -> Vec<ObjectRef<Partner>> {
@@ -72,5 +81,12 @@ impl PartnerIndex {
             .get(namespace)
             .map(|set| set.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The Partner whose tenant namespace is `namespace`, whoever made that namespace: a Partner
+    /// waiting for a taken name hears when it frees. Found by name only, never by the labels
+    /// on the namespace, which whoever creates a namespace can set.
+    pub fn tenant_owner(&self, namespace: &str) -> Option<ObjectRef<Partner>> {
+        self.inner.read().unwrap().by_tenant.get(namespace).cloned()
     }
 }

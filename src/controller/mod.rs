@@ -225,13 +225,12 @@ pub async fn run(
         .watches_stream(distributor_changes, move |d: Distributor| {
             by_distributor.of_distributor(&d.name_any())
         })
-        .watches_stream(
-            namespace_events,
-            move |ns: Namespace| match crate::tenant::owner_of(&ns) {
-                Some((namespace, name)) => vec![ObjectRef::new(&name).within(&namespace)],
-                None => by_namespace.in_namespace(&ns.name_any()),
-            },
-        )
+        .watches_stream(namespace_events, move |ns: Namespace| {
+            let name = ns.name_any();
+            let mut partners = by_namespace.in_namespace(&name);
+            partners.extend(by_namespace.tenant_owner(&name));
+            partners
+        })
         .reconcile_on(UnboundedReceiverStream::new(mail_wake_rx))
         .reconcile_all_on(clock_jumps)
         .graceful_shutdown_on(stopped(stop.clone()))

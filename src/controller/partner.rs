@@ -43,12 +43,16 @@ pub enum Error {
     Finalizer(String),
     #[error("the status kept changing under the operator; retrying")]
     Unsettled,
+    #[error("tenant namespace {0} is being deleted; it is created again once it is gone")]
+    TenantTerminating(String),
 }
 
 /// Plans per reconciliation at most; each step performs effects that the next plan sees.
 const MAX_STEPS: usize = 8;
 /// How soon a reconciliation that found no free mail slot looks again, if nothing wakes it.
 const MAIL_SLOT_RETRY: Duration = Duration::from_secs(2);
+/// How soon a Partner whose tenant name is taken looks again, should no namespace event wake it.
+const TAKEN_RETRY: Duration = Duration::from_secs(30);
 /// Added to every requeue at a deadline, so Partners that share a deadline spread a little.
 const MAX_JITTER: Duration = Duration::from_millis(50);
 
@@ -97,8 +101,8 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
     let mut current = cached.clone();
     // Whether `current` came from the API server in this reconciliation (not from the cache).
     let mut fresh = false;
-    // The tenant namespace was applied in this reconciliation (the cache may not show it yet).
-    let mut tenant_applied = false;
+    // What this reconciliation found at the tenant's name (the cache may not show it yet).
+    let mut tenant_found: Option<tenant::Tenant> = None;
     let mut mail_slot = None;
     for _ in 0..MAX_STEPS {
         let distributor = ctx
@@ -109,7 +113,14 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             partner: &current,
             distributor: distributor.as_deref(),
             namespace_allowed: namespace_allowed(ctx, &current, distributor.as_deref()),
-            tenant_exists: tenant_applied || tenant_exists(ctx, &current),
+            tenant_exists: match &tenant_found {
+                Some(found) => matches!(found, tenant::Tenant::Owned(_)),
+                None => tenant_exists(ctx, &current),
+            },
+            tenant_taken: match &tenant_found {
+                Some(found) => *found == tenant::Tenant::Taken,
+                None => tenant_taken(ctx, &current),
+            },
             now,
         });
         let level_before = current.status.as_ref().and_then(|s| s.subscription_level);
@@ -139,7 +150,9 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
         futures::future::join_all(events.map(|(reason, message)| {
             let warning = matches!(
                 reason,
-                lifecycle::events::EXPIRATION_DATE_IN_PAST | lifecycle::events::TRIAL_EXPIRED
+                lifecycle::events::EXPIRATION_DATE_IN_PAST
+                    | lifecycle::events::TRIAL_EXPIRED
+                    | lifecycle::events::TENANT_NAMESPACE_TAKEN
             );
             info!(partner = %ObjectRef::from_obj(&current), reason, "{message}");
             ctx.publish(&current, warning, reason, message.clone())
@@ -153,6 +166,9 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
         if !sends && !ensures {
             ctx.mail_slots.forget(&ObjectRef::from_obj(&current));
             finish(ctx, cached, &current, &plan);
+            if taken(&current) {
+                return Ok(Action::requeue(TAKEN_RETRY));
+            }
             return Ok(requeue_at(ctx, plan.next_review));
         }
         if level_moved && sends {
@@ -161,7 +177,11 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             // other Partners whose deadline is now: a thousand trials ending at once all
             // convert before any of their emails holds a reconciliation slot.
             if ensures {
-                ensure_tenant(ctx, &current).await?;
+                let found = ensure_tenant(ctx, &current).await?;
+                if !matches!(found, tenant::Tenant::Owned(_)) {
+                    tenant_found = Some(found);
+                    continue;
+                }
             }
             finish(ctx, cached, &current, &plan);
             return Ok(Action::requeue(Duration::ZERO));
@@ -192,7 +212,13 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
         for effect in &plan.effects {
             match effect {
                 Effect::EnsureTenant => {
-                    tenant_applied = ensure_tenant(ctx, &current).await?;
+                    let found = ensure_tenant(ctx, &current).await?;
+                    let owned = matches!(found, tenant::Tenant::Owned(_));
+                    tenant_found = Some(found);
+                    if !owned {
+                        // Plan again on what was found: no email without the tenant.
+                        break;
+                    }
                 }
                 Effect::SendEmail {
                     event,
@@ -211,17 +237,33 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
     Err(Error::Unsettled)
 }
 
-/// Applies the tenant `current`'s status describes; whether it has one.
-async fn ensure_tenant(ctx: &Context, current: &Partner) -> Result<bool, Error> {
+/// Creates the tenant `current`'s status describes, or keeps it current; what it found at the
+/// tenant's name. A namespace of this Partner's that is being deleted is an error: retried with
+/// backoff, and its deletion wakes the Partner anyway.
+async fn ensure_tenant(ctx: &Context, current: &Partner) -> Result<tenant::Tenant, Error> {
     let status = current.status.clone().unwrap_or_default();
-    tenant::ensure(
+    let found = tenant::ensure(
         &ctx.client,
         current,
         &status,
         cached_tenant(ctx, current).as_deref(),
     )
     .await?;
-    Ok(status.tenant.is_some())
+    if found == tenant::Tenant::Terminating {
+        return Err(Error::TenantTerminating(lifecycle::tenant_namespace_of(
+            current,
+        )));
+    }
+    Ok(found)
+}
+
+/// Whether the Partner reports its tenant's name taken.
+fn taken(partner: &Partner) -> bool {
+    partner
+        .status
+        .as_ref()
+        .and_then(|s| crate::api::find_condition(&s.conditions, types::READY))
+        .is_some_and(|c| c.reason == lifecycle::reasons::TENANT_NAMESPACE_TAKEN)
 }
 
 /// Metrics, and a recount of the Distributor when this Partner's counted state moved.
@@ -273,17 +315,32 @@ fn namespace_allowed(ctx: &Context, partner: &Partner, distributor: Option<&Dist
         .is_some_and(|ns| lifecycle::namespace_allowed(distributor, &ns))
 }
 
+/// Whether the cache shows the tenant namespace, this Partner's and live.
 fn tenant_exists(ctx: &Context, partner: &Partner) -> bool {
-    cached_tenant(ctx, partner).is_some_and(|ns| ns.metadata.deletion_timestamp.is_none())
+    let found = tenant::classify(
+        cached_tenant(ctx, partner).as_deref(),
+        &partner.uid().unwrap_or_default(),
+    );
+    matches!(found, tenant::Tenant::Owned(_))
 }
 
-/// The Partner's tenant Namespace as the cache has it.
+/// Whether the cache shows a namespace by the tenant's name that is not this Partner's.
+fn tenant_taken(ctx: &Context, partner: &Partner) -> bool {
+    let found = tenant::classify(
+        cached_tenant(ctx, partner).as_deref(),
+        &partner.uid().unwrap_or_default(),
+    );
+    found == tenant::Tenant::Taken
+}
+
+/// The Namespace by the name of the Partner's tenant (derived from the Partner, not read from
+/// its status) as the cache has it.
 fn cached_tenant(
     ctx: &Context,
     partner: &Partner,
 ) -> Option<Arc<k8s_openapi::api::core::v1::Namespace>> {
-    let tenant = partner.status.as_ref()?.tenant.as_ref()?;
-    ctx.namespaces.get(&ObjectRef::new(&tenant.namespace))
+    ctx.namespaces
+        .get(&ObjectRef::new(&lifecycle::tenant_namespace_of(partner)))
 }
 
 /// Sends one recorded email and records the outcome in status.
@@ -303,10 +360,7 @@ async fn send(
         distributor_organization: distributor.spec.organization_name.clone(),
         distributor_name: distributor.name_any(),
         tenant_id: tenant.as_ref().map(|t| t.id.clone()).unwrap_or_default(),
-        tenant_namespace: tenant
-            .as_ref()
-            .map(|t| t.namespace.clone())
-            .unwrap_or_default(),
+        tenant_namespace: lifecycle::tenant_namespace_of(current),
         activation_link: None,
         link_expires_at: status.activation.as_ref().and_then(|a| a.link_expires_at),
         trial_ends_at: status.trial.as_ref().map(|t| t.ends_at),
@@ -333,15 +387,26 @@ async fn send(
                 });
             }
         };
-        tenant::store_activation(
+        let found = tenant::store_activation(
             &ctx.client,
             current,
             &status,
+            cached_tenant(ctx, current).as_deref(),
             &link.token,
             vars.link_expires_at
                 .unwrap_or_else(|| ctx.clock.timestamp()),
         )
         .await?;
+        if !matches!(found, tenant::Tenant::Owned(_)) {
+            // No link goes out whose token hash is not stored in the Partner's own tenant.
+            return Err(Error::Activation {
+                event: event.as_str(),
+                reason: format!(
+                    "tenant namespace {} is not this Partner's ({found:?})",
+                    lifecycle::tenant_namespace_of(current)
+                ),
+            });
+        }
         vars.activation_link = Some(ActivationLink::new(link.url));
     }
     let email = OutgoingEmail {
@@ -515,31 +580,41 @@ fn is_conflict(err: &kube::Error) -> bool {
 /// have its Distributor recount.
 async fn cleanup(api: &Api<Partner>, partner: &Partner, ctx: &Context) -> Result<Action, Error> {
     let status = partner.status.clone().unwrap_or_default();
-    if let Some(tenant) = &status.tenant {
-        match partner.spec.tenant.deletion_policy {
-            DeletionPolicy::Delete => {
-                tenant::delete(&ctx.client, &tenant.namespace).await?;
+    // The name derived from the Partner, whatever the status says; the namespace is deleted
+    // only if it is this Partner's (`tenant::delete` checks).
+    let namespace = lifecycle::tenant_namespace_of(partner);
+    match partner.spec.tenant.deletion_policy {
+        DeletionPolicy::Delete => match tenant::delete(&ctx.client, partner).await? {
+            tenant::Tenant::Owned(_) | tenant::Tenant::Terminating => {
                 ctx.publish(
                     partner,
                     false,
                     "TenantDeprovisioned",
-                    format!("tenant namespace {} deleted", tenant.namespace),
+                    format!("tenant namespace {namespace} deleted"),
                 )
                 .await;
             }
-            DeletionPolicy::Retain => {
+            tenant::Tenant::Taken => {
                 ctx.publish(
                     partner,
-                    false,
-                    "TenantRetained",
-                    format!(
-                        "tenant namespace {} kept (spec.tenant.deletionPolicy: Retain)",
-                        tenant.namespace
-                    ),
+                    true,
+                    lifecycle::events::TENANT_NAMESPACE_TAKEN,
+                    format!("namespace {namespace} is not owned by this Partner: not deleted"),
                 )
                 .await;
             }
+            tenant::Tenant::Absent => {}
+        },
+        DeletionPolicy::Retain if status.tenant.is_some() => {
+            ctx.publish(
+                partner,
+                false,
+                "TenantRetained",
+                format!("tenant namespace {namespace} kept (spec.tenant.deletionPolicy: Retain)"),
+            )
+            .await;
         }
+        DeletionPolicy::Retain => {}
     }
     if let Some(billing) = status.billing.as_ref().filter(|b| b.ended_at.is_none()) {
         let now = ctx.clock.timestamp();
