@@ -141,7 +141,16 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
         h.emails_of("converted").len() >= 2
     })
     .await;
-    let tenant = |name: &str| format!("northwind-partners-{name}");
+    // Each tenant's name, derived from its Partner (uid included), read while they exist.
+    let mut tenants = std::collections::BTreeMap::new();
+    for name in ["contoso", "litware"] {
+        let partner = h.partners("northwind-partners").get(name).await.unwrap();
+        tenants.insert(
+            name,
+            partner_operator::lifecycle::tenant_namespace_of(&partner),
+        );
+    }
+    let tenant = |name: &str| tenants[name].clone();
     let namespaces: Api<Namespace> = Api::all(h.client.clone());
     for name in ["contoso", "litware"] {
         assert!(namespaces.get_opt(&tenant(name)).await.unwrap().is_some());
