@@ -12,11 +12,14 @@
 //! compacting history; and read back every request a client made from its request log.
 
 mod discovery;
+mod events;
 mod handlers;
+mod ownership;
 mod patch;
 mod resources;
 mod store;
 mod tables;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::Path;

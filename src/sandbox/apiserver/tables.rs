@@ -72,6 +72,18 @@ impl LabelSelector {
             } else {
                 return Err(format!("invalid label selector {text:?}"));
             };
+            let (key, values): (&str, Vec<&str>) = match &requirement {
+                Requirement::Equals(k, v) | Requirement::NotEquals(k, v) => (k, vec![v]),
+                Requirement::In(k, vs) | Requirement::NotIn(k, vs) => {
+                    (k, vs.iter().map(String::as_str).collect())
+                }
+                Requirement::Exists(k) | Requirement::NotExists(k) => (k, vec![]),
+            };
+            if !super::validation::is_label_key(key)
+                || !values.iter().all(|v| super::validation::is_label_value(v))
+            {
+                return Err(format!("unable to parse requirement: {part:?}"));
+            }
             requirements.push(requirement);
         }
         Ok(Self(requirements))
@@ -237,16 +249,23 @@ pub fn table(
     if resource.printer_columns.is_empty() {
         let extra: &[(&str, &str, &str)] = match resource.kind.as_str() {
             "Namespace" => &[("Status", "string", ".status.phase")],
-            "ConfigMap" => &[("Data", "integer", "#data")],
-            "Secret" => &[("Type", "string", ".type"), ("Data", "integer", "#data")],
+            "ConfigMap" => &[("Data", "string", "#data")],
+            "Secret" => &[("Type", "string", ".type"), ("Data", "string", "#data")],
             _ => &[],
         };
         for (name, type_, path) in extra {
             columns.push(json!({"name": name, "type": type_, "format": "", "description": "", "priority": 0}));
             paths.push((path.to_string(), type_.to_string()));
         }
+        // Built-in tables type their Age column as a string (it is printed, not a timestamp);
+        // a CRD's default one is a date.
+        let age_type = if resource.validator.is_some() {
+            "date"
+        } else {
+            "string"
+        };
         columns.push(
-            json!({"name": "Age", "type": "date", "format": "", "description": "", "priority": 0}),
+            json!({"name": "Age", "type": age_type, "format": "", "description": "", "priority": 0}),
         );
         paths.push((".metadata.creationTimestamp".into(), "date".into()));
     } else {
