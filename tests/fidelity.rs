@@ -277,6 +277,11 @@ fn all_probes() -> Vec<Probe> {
         admission_messages,
         server_side_apply_conflicts_and_force,
         server_side_apply_managed_fields,
+        server_side_apply_is_idempotent,
+        server_side_apply_on_status,
+        server_side_apply_atomic_lists = "ssa-list-types",
+        create_with_server_owned_fields,
+        updates_of_custom_resources,
         merge_json_and_strategic_patches,
         status_subresource_and_generation,
         finalizers_and_deletion,
@@ -292,7 +297,7 @@ fn all_probes() -> Vec<Probe> {
         get_and_list_as_table,
         discovery,
         discovery_of_unserved_subresources = "unserved-subresources",
-        openapi_v3 = "openapi-v3-details",
+        openapi_v3,
         dry_run,
         field_validation_custom_resource,
         field_validation_builtin,
@@ -586,6 +591,151 @@ async fn server_side_apply_managed_fields(http: Http, ns: String) -> Value {
         "afterApply": managers(&first.body), "afterMerge": managers(&merged.body), "afterPut": managers(&put.body),
         "applyFields": first.body["metadata"]["managedFields"][0]["fieldsV1"],
         "created": managers(&p.body), "afterStatus": managers(&status.body),
+    })
+}
+
+async fn server_side_apply_is_idempotent(http: Http, ns: String) -> Value {
+    let path = format!("/api/v1/namespaces/{ns}/secrets/applied?fieldManager=operator");
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "applied", "labels": {"a": "b"}},
+        "type": "Opaque", "data": {"hash": "YWJj"}});
+    let first = http.patch(&path, APPLY, secret.clone()).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = http.patch(&path, APPLY, secret.clone()).await;
+    let mut changed = secret;
+    changed["data"]["hash"] = json!("ZGVm");
+    let third = http.patch(&path, APPLY, changed).await;
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("{ns}-tenant"), "labels": {"t": "1"}}});
+    let ns_path = format!("/api/v1/namespaces/{ns}-tenant?fieldManager=operator");
+    let ns_first = http.patch(&ns_path, APPLY, namespace.clone()).await;
+    let ns_second = http.patch(&ns_path, APPLY, namespace).await;
+    json!({
+        "first": [first.outcome(), first.body["data"], first.body["type"]],
+        "secondKeepsVersion": [second.outcome(), second.rv() == first.rv(),
+            second.body["metadata"]["managedFields"][0]["time"] == first.body["metadata"]["managedFields"][0]["time"]],
+        "changed": [third.outcome(), third.rv() != first.rv(), managers(&third.body)],
+        "namespace": [ns_first.outcome(), ns_first.body["status"]["phase"], ns_second.rv() == ns_first.rv()],
+    })
+}
+
+fn condition(type_: &str) -> Value {
+    json!({"type": type_, "status": "True", "reason": "R", "message": "m", "lastTransitionTime": "2027-01-01T00:00:00Z"})
+}
+
+fn partner_status(conditions: Value) -> Value {
+    json!({"apiVersion": "partner-operator.io/v1alpha1", "kind": "Partner", "metadata": {"name": "s"},
+        "status": {"observedGeneration": 1, "conditions": conditions}})
+}
+
+fn condition_types(r: &Reply) -> Value {
+    json!(
+        r.body["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["type"].clone())
+            .collect::<Vec<_>>()
+    )
+}
+
+async fn server_side_apply_on_status(http: Http, ns: String) -> Value {
+    let base = partners(&ns);
+    http.post(&base, partner("s")).await;
+    let first = http
+        .patch(
+            &format!("{base}/s/status?fieldManager=operator"),
+            APPLY,
+            partner_status(json!([condition("Ready")])),
+        )
+        .await;
+    let again = http
+        .patch(
+            &format!("{base}/s/status?fieldManager=operator"),
+            APPLY,
+            partner_status(json!([condition("Ready")])),
+        )
+        .await;
+    json!({
+        "first": [first.outcome(), condition_types(&first), first.body["spec"]["organizationName"], managers(&first.body), first.body["metadata"]["generation"]],
+        "againKeepsVersion": again.rv() == first.rv(),
+    })
+}
+
+/// Lists of custom resources are atomic unless their schema says `x-kubernetes-list-type: map`.
+async fn server_side_apply_atomic_lists(http: Http, ns: String) -> Value {
+    let base = partners(&ns);
+    http.post(&base, partner("s")).await;
+    http.patch(
+        &format!("{base}/s/status?fieldManager=operator"),
+        APPLY,
+        partner_status(json!([condition("Ready")])),
+    )
+    .await;
+    let other = http
+        .patch(
+            &format!("{base}/s/status?fieldManager=other"),
+            APPLY,
+            partner_status(json!([condition("Other")])),
+        )
+        .await;
+    let forced = http
+        .patch(
+            &format!("{base}/s/status?fieldManager=other&force=true"),
+            APPLY,
+            partner_status(json!([condition("Other")])),
+        )
+        .await;
+    json!({
+        "other": [other.outcome(), condition_types(&other)],
+        "forced": [forced.outcome(), condition_types(&forced), managers(&forced.body)],
+    })
+}
+
+async fn create_with_server_owned_fields(http: Http, ns: String) -> Value {
+    let mut with_version = cm("rv", json!({}));
+    with_version["metadata"]["resourceVersion"] = json!("5");
+    let with_version = http.post(&cms(&ns), with_version).await;
+    let mut with_meta = cm("meta", json!({}));
+    with_meta["metadata"]["uid"] = json!("00000000-0000-0000-0000-000000000001");
+    with_meta["metadata"]["creationTimestamp"] = json!("2000-01-01T00:00:00Z");
+    with_meta["metadata"]["deletionTimestamp"] = json!("2000-01-01T00:00:00Z");
+    let with_meta = http.post(&cms(&ns), with_meta).await;
+    let mut p = partner("p");
+    p["metadata"]["generation"] = json!(7);
+    let p = http.post(&partners(&ns), p).await;
+    json!({
+        "resourceVersion": with_version.outcome(),
+        "meta": [with_meta.outcome(), with_meta.body["metadata"]["uid"] == "00000000-0000-0000-0000-000000000001",
+            with_meta.body["metadata"]["creationTimestamp"] == "2000-01-01T00:00:00Z", with_meta.body["metadata"]["deletionTimestamp"]],
+        "generation": [p.outcome(), p.body["metadata"]["generation"]],
+    })
+}
+
+async fn updates_of_custom_resources(http: Http, ns: String) -> Value {
+    let base = partners(&ns);
+    let created = http.post(&base, partner("u")).await;
+    let path = format!("{base}/u");
+    let mut unconditional = created.body.clone();
+    unconditional["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    unconditional["spec"]["organizationName"] = json!("Changed");
+    let unconditional = http.put(&path, unconditional).await;
+    let mut other_uid = created.body.clone();
+    other_uid["metadata"]["uid"] = json!("00000000-0000-0000-0000-000000000001");
+    let other_uid = http.put(&path, other_uid).await;
+    let mut renamed = created.body.clone();
+    renamed["metadata"]["name"] = json!("other");
+    let renamed = http.put(&path, renamed).await;
+    let mut other_ns = created.body.clone();
+    other_ns["metadata"]["namespace"] = json!("default");
+    let other_ns = http.put(&path, other_ns).await;
+    let missing = http
+        .patch(&format!("{base}/absent"), MERGE, json!({"spec": {}}))
+        .await;
+    json!({
+        "unconditional": unconditional.outcome(), "otherUid": other_uid.outcome(),
+        "renamed": renamed.outcome(), "otherNamespace": other_ns.outcome(), "patchMissing": missing.outcome(),
     })
 }
 

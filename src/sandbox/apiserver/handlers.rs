@@ -112,6 +112,9 @@ impl ApiError {
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }
+        if self.reason.is_empty() {
+            status.as_object_mut().expect("object").remove("reason");
+        }
         status
     }
 }
@@ -834,6 +837,17 @@ impl Request<'_> {
     fn create(&self, body: &[u8], content_type: &str) -> ApiResult {
         let mut object = parse_body(body, content_type)?;
         self.check_type(&object)?;
+        if object["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+        {
+            // kube-apiserver's storage refuses it, as an internal error.
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "",
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         self.check_custom_type_given(&object)?;
         object["apiVersion"] = json!(self.resource.api_version());
         object["kind"] = json!(self.resource.kind);
@@ -1016,10 +1030,54 @@ impl Request<'_> {
                 "the name of the object does not match the name on the URL",
             ));
         }
+        if let Some(given) = object["metadata"]["namespace"].as_str()
+            && !given.is_empty()
+            && given != self.namespace()
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
         let expected_version = object["metadata"]["resourceVersion"]
             .as_str()
+            .filter(|v| !v.is_empty())
             .map(str::to_string);
-        self.write_existing(|_| Ok(object.clone()), expected_version)
+        if expected_version.is_none() && self.resource.validator.is_some() {
+            // Custom resources allow no unconditional update.
+            return Err(ApiError::invalid(
+                self.resource,
+                self.name(),
+                &[FieldError {
+                    field: "metadata.resourceVersion".into(),
+                    reason: crate::admission::FieldErrorReason::Invalid,
+                    message: "metadata.resourceVersion: Invalid value: 0: must be specified for an update".into(),
+                }],
+            ));
+        }
+        let resource = self.resource;
+        let name = self.name();
+        self.write_existing(
+            |current| {
+                // A uid in the object is a precondition, as kube-apiserver takes it.
+                if let Some(uid) = object["metadata"]["uid"].as_str()
+                    && !uid.is_empty()
+                    && current["metadata"]["uid"].as_str() != Some(uid)
+                {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        format!(
+                            "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {}, UID in object meta: {uid}",
+                            resource.qualified_plural(),
+                            current["metadata"]["uid"].as_str().unwrap_or_default(),
+                        ),
+                    )
+                    .with_details(resource, name));
+                }
+                Ok(object.clone())
+            },
+            expected_version,
+        )
     }
 
     fn patch(&self, body: &[u8], content_type: &str) -> ApiResult {
@@ -1117,7 +1175,7 @@ impl Request<'_> {
                             error
                         })?;
                         patch::apply(&mut object, &patch_body, previous.as_ref());
-                        object["metadata"]["managedFields"] = apply.record(others, &patch_body, &object);
+                        object["metadata"]["managedFields"] = apply.record(others, &patch_body, &object, current);
                     }
                     other => {
                         return Err(ApiError::new(
@@ -1231,9 +1289,13 @@ impl Request<'_> {
         }
         match self.target.subresource.as_deref() {
             Some("status") => {
-                // Only the status changes through /status.
+                // Only the status (and who manages it) changes through /status.
                 let status = object.get("status").cloned();
+                let managed = object["metadata"].get("managedFields").cloned();
                 object = current.clone();
+                if let Some(managed) = managed {
+                    object["metadata"]["managedFields"] = managed;
+                }
                 match status {
                     Some(status) => object["status"] = status,
                     None => {

@@ -290,8 +290,33 @@ impl Apply<'_> {
         Ok((others, previous))
     }
 
-    /// The managed fields once the apply is done: the others', and the manager's entry.
-    pub fn record(&self, others: Vec<Value>, applied: &Value, result: &Value) -> Value {
+    /// The managed fields once the apply is done: the others', and the manager's entry; those
+    /// of `live`, its times included, when the apply changed nothing (no write follows).
+    pub fn record(
+        &self,
+        others: Vec<Value>,
+        applied: &Value,
+        result: &Value,
+        live: &Value,
+    ) -> Value {
+        let fields = fields_of(applied);
+        let without_managed = |object: &Value| {
+            let mut object = object.clone();
+            if let Some(meta) = object["metadata"].as_object_mut() {
+                meta.remove("managedFields");
+            }
+            object
+        };
+        let same_entry = live["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| {
+                is_entry(e, self.manager, "Apply", self.subresource) && e["fieldsV1"] == fields
+            });
+        if same_entry && without_managed(result) == without_managed(live) {
+            return live["metadata"]["managedFields"].clone();
+        }
         let mut entries = prune(others, result);
         entries.push(new_entry(
             self.manager,
@@ -299,7 +324,7 @@ impl Apply<'_> {
             self.api_version,
             self.time,
             self.subresource,
-            fields_of(applied),
+            fields,
         ));
         Value::Array(entries)
     }
@@ -324,7 +349,8 @@ mod tests {
         let applied = json!({"data": {"key": "a"}});
         let (others, _) = apply("alice", false).check(&json!({}), &applied).unwrap();
         let mut live = applied.clone();
-        live["metadata"]["managedFields"] = apply("alice", false).record(others, &applied, &live);
+        live["metadata"]["managedFields"] =
+            apply("alice", false).record(others, &applied, &applied, &json!({}));
         let conflict = apply("bob", false)
             .check(&live, &json!({"data": {"key": "b"}}))
             .unwrap_err();
