@@ -17,6 +17,9 @@ use super::tables::{FieldSelector, LabelSelector};
 use super::{discovery, events, ownership, patch, tables, validation};
 use crate::admission::{FieldError, UnknownFieldPolicy};
 
+/// How long a deleted Namespace stays `Terminating` before its content is deleted.
+const NAMESPACE_CONTROLLER_DELAY: Duration = Duration::from_millis(100);
+
 /// An error answered as a `Status` object.
 #[derive(Debug)]
 pub struct ApiError {
@@ -424,6 +427,36 @@ pub async fn handle(
         )),
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
+    if verb == "delete"
+        && resource.kind == "Namespace"
+        && !query.dry_run
+        && response.status() == StatusCode::OK
+    {
+        // The namespace controller's part: empty the Namespace in the background, then remove it.
+        let state = state.clone();
+        let resource = resource.clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(NAMESPACE_CONTROLLER_DELAY).await;
+            let Some(namespace) = state.store.get(
+                &resource.key(),
+                "",
+                target.name.as_deref().unwrap_or_default(),
+            ) else {
+                return;
+            };
+            let request = Request {
+                apply: false,
+                events_v1: false,
+                state: &state,
+                resource: &resource,
+                target: &target,
+                query: &Query::default(),
+                user_agent: None,
+            };
+            request.terminate_namespace(&namespace);
+        });
+    }
     if events_v1 {
         return events::convert_response(response, verb == "watch").await;
     }
@@ -529,6 +562,14 @@ impl Request<'_> {
             .map_err(ApiError::bad_request)?;
         let fields = FieldSelector::parse(self.query.field_selector.as_deref().unwrap_or(""))
             .map_err(ApiError::bad_request)?;
+        if let Some(field) = fields.fields().find(|f| {
+            !matches!(*f, "metadata.name" | "metadata.namespace")
+                && !self.resource.selectable_fields.iter().any(|s| s == f)
+        }) {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {field}"
+            )));
+        }
         Ok((labels, fields))
     }
 
@@ -909,13 +950,21 @@ impl Request<'_> {
                     ));
                 }
                 Some(ns) if !ns["metadata"]["deletionTimestamp"].is_null() => {
-                    return Err(ApiError::new(
+                    let mut error = ApiError::new(
                         StatusCode::FORBIDDEN,
                         "Forbidden",
                         format!(
-                            "unable to create new content in namespace {namespace} because it is being terminated"
+                            "{} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                            self.resource.qualified_plural()
                         ),
-                    ));
+                    );
+                    error.details = Some(
+                        json!({"name": name, "kind": self.resource.plural, "causes": [{
+                            "reason": "NamespaceTerminating", "field": "metadata.namespace",
+                            "message": format!("namespace {namespace} is being terminated"),
+                        }]}),
+                    );
+                    return Err(error);
                 }
                 Some(_) => {}
             }
@@ -1396,9 +1445,6 @@ impl Request<'_> {
         let name = self.name().to_string();
         let now = self.now();
         let dry_run = self.query.dry_run;
-        // Read before taking the write lock: the store's lock is not reentrant.
-        let namespace_is_empty =
-            resource.kind == "Namespace" && self.state.store.namespace_is_empty(&name);
         let written = self
             .state
             .store
@@ -1430,25 +1476,20 @@ impl Request<'_> {
                     object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                     if resource.kind == "Namespace" {
                         object["status"]["phase"] = json!("Terminating");
-                        if !has_finalizers && namespace_is_empty {
-                            return Ok(Write::Delete);
-                        }
                     }
                     return Ok(Write::Put(object));
                 }
                 Ok(Write::Delete)
             })?;
-        match &written {
-            Written::Deleted(object) => self.after_removal(object),
-            Written::Stored(object) if self.resource.kind == "Namespace" => {
-                self.terminate_namespace(object)
-            }
-            _ => {}
+        if let Written::Deleted(object) = &written {
+            self.after_removal(object);
         }
         Ok(json_response(StatusCode::OK, written.object(), &[]))
     }
 
     /// Deleting a namespace deletes what is in it; the namespace goes once it is empty.
+    /// Called a moment after the Namespace turned `Terminating`, as kube-controller-manager's
+    /// namespace controller does it.
     fn terminate_namespace(&self, namespace: &Value) {
         let name = namespace["metadata"]["name"]
             .as_str()

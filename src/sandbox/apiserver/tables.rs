@@ -126,6 +126,11 @@ impl FieldSelector {
         Ok(Self(terms))
     }
 
+    /// The fields it names.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(field, _, _)| field.as_str())
+    }
+
     pub fn matches(&self, object: &Value) -> bool {
         self.0.iter().all(|(field, equal, value)| {
             let actual = field.split('.').fold(object, |v, k| &v[k]);
