@@ -302,6 +302,10 @@ fn all_probes() -> Vec<Probe> {
         field_validation_custom_resource,
         field_validation_builtin,
         events_in_both_apis,
+        event_series_patched_through_events_api,
+        chart_kinds,
+        built_in_defaults = "builtin-defaults",
+        garbage_collection = "garbage-collection",
         leases,
         secrets,
         immutable_config_maps,
@@ -481,7 +485,20 @@ async fn invalid_labels_on_custom_resources(http: Http, ns: String) -> Value {
     let mut p = partner("labelled");
     p["metadata"]["labels"] = json!({"tier": "x".repeat(64), "bad key": "v"});
     let created = http.post(&partners(&ns), p).await;
-    json!({"create": created.outcome(), "message": created.body["message"]})
+    json!({"create": created.outcome(), "causes": cause_messages(&created)})
+}
+
+/// The messages of a `Status`'s causes, sorted: kube-apiserver walks labels in map order, so
+/// its causes come in any order.
+fn cause_messages(reply: &Reply) -> Value {
+    let mut messages: Vec<String> = reply.body["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    messages.sort();
+    json!(messages)
 }
 
 async fn admission_messages(http: Http, ns: String) -> Value {
@@ -494,8 +511,8 @@ async fn admission_messages(http: Http, ns: String) -> Value {
         .unwrap()
         .remove("organizationName");
     let missing = http.post(&partners(&ns), missing).await;
-    json!({"invalid": created.outcome(), "invalidMessage": created.body["message"],
-        "missing": missing.outcome(), "missingMessage": missing.body["message"]})
+    json!({"invalid": created.outcome(), "invalidMessage": created.body["message"], "invalidCauses": cause_messages(&created),
+        "missing": missing.outcome(), "missingMessage": missing.body["message"], "missingCauses": cause_messages(&missing)})
 }
 
 async fn server_side_apply_conflicts_and_force(http: Http, ns: String) -> Value {
@@ -1401,6 +1418,130 @@ async fn events_in_both_apis(http: Http, ns: String) -> Value {
         "coreList": names(&core_list), "newList": names(&new_list),
         "newApiValidation": missing_time.outcome(),
     })
+}
+
+async fn event_series_patched_through_events_api(http: Http, ns: String) -> Value {
+    let new_api = format!("/apis/events.k8s.io/v1/namespaces/{ns}/events");
+    http.post(
+        &new_api,
+        json!({
+            "metadata": {"name": "repeated"}, "eventTime": "2027-03-01T09:00:00.000000Z",
+            "reportingController": "partner-operator.io/controller", "reportingInstance": "r",
+            "action": "Reconcile", "reason": "ReconcileFailed", "type": "Warning", "note": "failed",
+            "regarding": {"kind": "Partner", "namespace": ns, "name": "contoso"},
+        }),
+    )
+    .await;
+    let patched = http
+        .patch(
+            &format!("{new_api}/repeated"),
+            MERGE,
+            json!({"series": {"count": 2, "lastObservedTime": "2027-03-01T09:05:00.000000Z"}}),
+        )
+        .await;
+    let core = http
+        .get(&format!("/api/v1/namespaces/{ns}/events/repeated"))
+        .await;
+    let watch = http
+        .get(&format!("{new_api}?watch=true&timeoutSeconds=1"))
+        .await;
+    json!({
+        "patched": [patched.outcome(), patched.body["series"], patched.body["note"], patched.body["apiVersion"]],
+        "core": [core.body["series"], core.body["message"], core.body["apiVersion"]],
+        "watch": watch.body.as_array().map(|events| events.iter().map(|e| json!([e["type"], e["object"]["apiVersion"], e["object"]["note"]])).collect::<Vec<_>>()),
+    })
+}
+
+/// The kinds the Helm chart installs, created as Helm does.
+async fn chart_kinds(http: Http, ns: String) -> Value {
+    let rules = json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]);
+    let subjects = json!([{"kind": "ServiceAccount", "name": "op", "namespace": ns}]);
+    let cluster_role = format!("{ns}-role");
+    let objects = [
+        (
+            format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+            json!({"metadata": {"name": "op"}}),
+        ),
+        (
+            format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles"),
+            json!({"metadata": {"name": "op"}, "rules": rules}),
+        ),
+        (
+            format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
+            json!({"metadata": {"name": "op"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "op"}, "subjects": subjects}),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles".to_string(),
+            json!({"metadata": {"name": cluster_role}, "rules": rules}),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings".to_string(),
+            json!({"metadata": {"name": cluster_role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role}, "subjects": subjects}),
+        ),
+        (
+            format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
+            json!({"metadata": {"name": "op"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "op"}}}}),
+        ),
+        (
+            format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"),
+            json!({"metadata": {"name": "op"}, "spec": {"podSelector": {"matchLabels": {"app": "op"}}, "policyTypes": ["Ingress"]}}),
+        ),
+    ];
+    let mut out = vec![];
+    for (path, object) in objects {
+        let created = http.post(&path, object).await;
+        out.push(json!([
+            created.outcome(),
+            created.body["kind"],
+            created.body["metadata"]["generation"]
+        ]));
+    }
+    out.push(json!(
+        http.get(&format!(
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/{cluster_role}"
+        ))
+        .await
+        .body["rules"]
+    ));
+    json!(out)
+}
+
+async fn built_in_defaults(http: Http, ns: String) -> Value {
+    let service = http
+        .post(
+            &format!("/api/v1/namespaces/{ns}/services"),
+            json!({"metadata": {"name": "metrics"}, "spec": {"ports": [{"port": 8080}], "selector": {"app": "op"}}}),
+        )
+        .await;
+    let deployment = http
+        .post(
+            &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+            json!({"metadata": {"name": "op"}, "spec": {"selector": {"matchLabels": {"app": "op"}},
+                "template": {"metadata": {"labels": {"app": "op"}}, "spec": {"containers": [{"name": "op", "image": "op:1"}]}}}}),
+        )
+        .await;
+    json!({
+        "service": [service.outcome(), service.body["spec"]["type"], service.body["spec"]["ports"][0]["protocol"], service.body["spec"]["ports"][0]["targetPort"]],
+        "deployment": [deployment.outcome(), deployment.body["spec"]["replicas"], deployment.body["spec"]["strategy"]["type"],
+            deployment.body["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"]],
+    })
+}
+
+async fn garbage_collection(http: Http, ns: String) -> Value {
+    let owner = http.post(&cms(&ns), cm("owner", json!({}))).await;
+    let mut dependent = cm("dependent", json!({}));
+    dependent["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap",
+        "name": "owner", "uid": owner.body["metadata"]["uid"]}]);
+    http.post(&cms(&ns), dependent).await;
+    http.delete(&format!("{}/owner", cms(&ns))).await;
+    let dependent = http
+        .until(
+            &format!("{}/dependent", cms(&ns)),
+            Duration::from_secs(20),
+            |r| r.code == 404,
+        )
+        .await;
+    json!({"dependentAfterOwnerDeleted": dependent.outcome()})
 }
 
 async fn leases(http: Http, ns: String) -> Value {

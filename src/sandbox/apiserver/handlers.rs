@@ -65,7 +65,14 @@ impl ApiError {
     fn invalid(resource: &ResourceType, name: &str, errors: &[FieldError]) -> Self {
         let causes: Vec<Value> = errors
             .iter()
-            .map(|e| json!({"reason": e.reason.cause_type(), "message": e.message, "field": e.field}))
+            .map(|e| {
+                // A cause names its field apart; its message does not repeat it.
+                let message = e
+                    .message
+                    .strip_prefix(&format!("{}: ", e.field))
+                    .unwrap_or(&e.message);
+                json!({"reason": e.reason.cause_type(), "message": message, "field": e.field})
+            })
             .collect();
         let mut error = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,

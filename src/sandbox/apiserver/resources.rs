@@ -258,7 +258,7 @@ impl Registry {
             }
             if matches!(
                 builtin.kind.as_str(),
-                "Deployment" | "CustomResourceDefinition" | "PodDisruptionBudget"
+                "Deployment" | "CustomResourceDefinition" | "PodDisruptionBudget" | "NetworkPolicy"
             ) {
                 builtin.has_generation = true;
             }
