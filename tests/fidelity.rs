@@ -295,6 +295,7 @@ fn all_probes() -> Vec<Probe> {
         watch_initial_events_bookmark,
         watch_as_table,
         get_and_list_as_table,
+        built_in_tables,
         discovery,
         discovery_of_unserved_subresources = "unserved-subresources",
         openapi_v3,
@@ -1156,6 +1157,51 @@ async fn get_and_list_as_table(http: Http, ns: String) -> Value {
         .await;
     let cm_list = http.get_as(&cms(&ns), TABLE).await;
     json!({"partners": summary(partner_list), "partner": summary(partner_get), "configMaps": summary(cm_list)})
+}
+
+/// `kubectl get` of the built-in kinds the operator writes: the columns of their Tables.
+async fn built_in_tables(http: Http, ns: String) -> Value {
+    http.post(
+        &format!("/api/v1/namespaces/{ns}/secrets"),
+        json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}}),
+    )
+    .await;
+    http.post(
+        &format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"),
+        json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "a"}}),
+    )
+    .await;
+    http.post(
+        &format!("/api/v1/namespaces/{ns}/events"),
+        json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Partner", "namespace": ns, "name": "contoso"},
+            "reason": "TenantProvisioned", "message": "provisioned", "type": "Normal",
+            "source": {"component": "partner-operator"}, "lastTimestamp": "2027-03-01T09:00:00Z"}),
+    )
+    .await;
+    let columns = |reply: Reply| {
+        let first_row: Vec<Value> = reply.body["rows"][0]["cells"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .skip(1)
+            .cloned()
+            .collect();
+        let names: Vec<Value> = reply.body["columnDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["priority"] == 0)
+            .map(|c| c["name"].clone())
+            .collect();
+        // The first cell is a name or an age; the others are compared.
+        json!([reply.code, names, first_row])
+    };
+    json!({
+        "namespaces": columns(http.get_as(&format!("/api/v1/namespaces/{ns}"), TABLE).await),
+        "secrets": columns(http.get_as(&format!("/api/v1/namespaces/{ns}/secrets"), TABLE).await),
+        "leases": columns(http.get_as(&format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"), TABLE).await),
+        "events": columns(http.get_as(&format!("/api/v1/namespaces/{ns}/events"), TABLE).await),
+    })
 }
 
 async fn discovery(http: Http, _ns: String) -> Value {
