@@ -285,7 +285,7 @@ fn all_probes() -> Vec<Probe> {
         merge_json_and_strategic_patches,
         status_subresource_and_generation,
         finalizers_and_deletion,
-        delete_preconditions = "foreground-deletion",
+        delete_preconditions,
         namespace_termination,
         list_chunking,
         selectors,
@@ -306,7 +306,7 @@ fn all_probes() -> Vec<Probe> {
         event_series_patched_through_events_api,
         chart_kinds,
         built_in_defaults = "builtin-defaults",
-        garbage_collection = "garbage-collection",
+        garbage_collection,
         leases,
         secrets,
         immutable_config_maps,
@@ -927,8 +927,18 @@ async fn delete_preconditions(http: Http, ns: String) -> Value {
     let wrong_uid =
         with_body(json!({"preconditions": {"uid": "00000000-0000-0000-0000-000000000000"}})).await;
     let wrong_version = with_body(json!({"preconditions": {"resourceVersion": "1"}})).await;
+    let mut dependent = cm("dependent", json!({}));
+    dependent["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap",
+        "name": "pre", "uid": http.get(&path).await.body["metadata"]["uid"], "blockOwnerDeletion": true}]);
+    http.post(&cms(&ns), dependent).await;
     let deleted = with_body(json!({"propagationPolicy": "Foreground"})).await;
-    json!({"wrongUid": wrong_uid.outcome(), "wrongVersion": wrong_version.outcome(), "foreground": [deleted.outcome(), deleted.body["metadata"]["finalizers"]]})
+    let gone = http
+        .until(&path, Duration::from_secs(20), |r| r.code == 404)
+        .await;
+    let dependent_gone = http.get(&format!("{}/dependent", cms(&ns))).await;
+    json!({"wrongUid": wrong_uid.outcome(), "wrongVersion": wrong_version.outcome(),
+        "foreground": [deleted.outcome(), deleted.body["metadata"]["finalizers"]],
+        "ownerGone": gone.outcome(), "dependentGone": dependent_gone.outcome()})
 }
 
 async fn namespace_termination(http: Http, _ns: String) -> Value {

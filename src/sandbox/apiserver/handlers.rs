@@ -17,6 +17,9 @@ use super::tables::{FieldSelector, LabelSelector};
 use super::{discovery, events, ownership, patch, tables, validation};
 use crate::admission::{FieldError, UnknownFieldPolicy};
 
+/// The finalizer of an object deleted with `propagationPolicy: Foreground`.
+const FOREGROUND_DELETION: &str = "foregroundDeletion";
+
 /// How long a deleted Namespace stays `Terminating` before its content is deleted.
 const NAMESPACE_CONTROLLER_DELAY: Duration = Duration::from_millis(100);
 
@@ -409,6 +412,25 @@ pub async fn handle(
         )
         .into_response();
     }
+    // The uid of what a delete removes, for the garbage collector.
+    let deleted_uid = (verb == "delete")
+        .then(|| {
+            state.store.get(
+                &resource.key(),
+                target.namespace.as_deref().unwrap_or_default(),
+                target.name.as_deref().unwrap_or_default(),
+            )
+        })
+        .flatten()
+        .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_string));
+    if body
+        .windows(b"ownerReferences".len())
+        .any(|w| w == b"ownerReferences")
+    {
+        state
+            .owners_seen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let request = Request {
         apply: verb == "patch" && content_type.starts_with("application/apply-patch"),
         events_v1,
@@ -464,10 +486,114 @@ pub async fn handle(
             request.terminate_namespace(&namespace);
         });
     }
+    if verb == "delete"
+        && !query.dry_run
+        && response.status() == StatusCode::OK
+        && state.owners_seen.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        let state = state.clone();
+        let target = target.clone();
+        let resource = resource.clone();
+        let deleted_uid = deleted_uid.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(NAMESPACE_CONTROLLER_DELAY).await;
+            collect_garbage(&state, &resource, &target, deleted_uid.as_deref());
+        });
+    }
     if events_v1 {
         return events::convert_response(response, verb == "watch").await;
     }
     response
+}
+
+/// kube-controller-manager's garbage collector, for one deleted (or deleting) owner: its
+/// dependents lose their reference to it, and those left without owners are deleted; an owner
+/// deleted in the foreground then loses its `foregroundDeletion` finalizer.
+fn collect_garbage(
+    state: &Arc<ServerState>,
+    resource: &ResourceType,
+    target: &Target,
+    deleted_uid: Option<&str>,
+) {
+    let name = target.name.as_deref().unwrap_or_default();
+    let namespace = target.namespace.as_deref().unwrap_or_default();
+    let owner = state.store.get(&resource.key(), namespace, name);
+    // The owner's uid, as it was when the delete came.
+    let owner_uid = deleted_uid.map(str::to_string).or_else(|| {
+        owner
+            .as_ref()
+            .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_string))
+    });
+    let Some(owner_uid) = owner_uid else { return };
+    for ((group, version), resources) in state.registry.group_versions() {
+        for dependent_type in resources {
+            let (objects, _) = state.store.list(&dependent_type.key(), None);
+            for object in objects {
+                let refs = object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let is_ours = |r: &Value| r["uid"].as_str() == Some(owner_uid.as_str());
+                if !refs.iter().any(is_ours) {
+                    continue;
+                }
+                let remaining: Vec<Value> = refs.into_iter().filter(|r| !is_ours(r)).collect();
+                let dependent_target = Target {
+                    group: group.clone(),
+                    version: version.clone(),
+                    plural: Some(dependent_type.plural.clone()),
+                    namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
+                    name: object["metadata"]["name"].as_str().map(str::to_string),
+                    subresource: None,
+                };
+                let request = Request {
+                    apply: false,
+                    events_v1: false,
+                    state,
+                    resource: &dependent_type,
+                    target: &dependent_target,
+                    query: &Query::default(),
+                    user_agent: None,
+                };
+                if remaining.is_empty() {
+                    let _ = request.delete(b"");
+                } else {
+                    let _ = request.write_existing(
+                        |current| {
+                            let mut current = current.clone();
+                            current["metadata"]["ownerReferences"] = json!(remaining);
+                            Ok(current)
+                        },
+                        None,
+                    );
+                }
+            }
+        }
+    }
+    if let Some(owner) = owner
+        && owner["metadata"]["uid"].as_str() == Some(owner_uid.as_str())
+        && !owner["metadata"]["deletionTimestamp"].is_null()
+    {
+        let request = Request {
+            apply: false,
+            events_v1: false,
+            state,
+            resource,
+            target,
+            query: &Query::default(),
+            user_agent: None,
+        };
+        let _ = request.write_existing(
+            |current| {
+                let mut current = current.clone();
+                if let Some(finalizers) = current["metadata"]["finalizers"].as_array_mut() {
+                    finalizers.retain(|f| f != FOREGROUND_DELETION);
+                }
+                Ok(current)
+            },
+            None,
+        );
+    }
 }
 
 struct Request<'a> {
@@ -1471,6 +1597,24 @@ impl Request<'_> {
                 if dry_run {
                     return Ok(Write::Unchanged);
                 }
+                let mut current = current.clone();
+                if options["propagationPolicy"] == "Foreground"
+                    && current["metadata"]["deletionTimestamp"].is_null()
+                {
+                    // The garbage collector deletes the dependents first, then this finalizer.
+                    let mut object = (*current).clone();
+                    let finalizers = object["metadata"]["finalizers"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    if !finalizers.contains(&json!(FOREGROUND_DELETION)) {
+                        let mut finalizers = finalizers;
+                        finalizers.push(json!(FOREGROUND_DELETION));
+                        object["metadata"]["finalizers"] = json!(finalizers);
+                    }
+                    current = Arc::new(object);
+                }
+                let current = &current;
                 let has_finalizers = current["metadata"]["finalizers"]
                     .as_array()
                     .is_some_and(|f| !f.is_empty());

@@ -40,6 +40,9 @@ pub(crate) struct ServerState {
     clock: Clock,
     faults: Faults,
     log: RequestLog,
+    /// Whether any object was written with `ownerReferences`: only then is there garbage to
+    /// collect when an object is deleted.
+    owners_seen: std::sync::atomic::AtomicBool,
 }
 
 /// One request a client made, as the request log records it.
@@ -157,6 +160,7 @@ impl ApiServer {
             clock,
             faults: Faults::default(),
             log: RequestLog::default(),
+            owners_seen: Default::default(),
         });
         let server = Self::with_state(listener, state.clone());
         for namespace in ["default", "kube-system", "kube-public"] {
