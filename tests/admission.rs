@@ -194,12 +194,14 @@ spec:
     let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(
         fields,
-        // An empty name is both too short and not matching the pattern, as kube-apiserver says.
+        // An empty name is both too short and not matching the pattern, as kube-apiserver says;
+        // and as it does, the last one says the CEL rules were not checked.
         vec![
             "spec.notificationEmail",
             "spec.organizationName",
             "spec.organizationName",
-            "spec.subscription.level"
+            "spec.subscription.level",
+            "<nil>"
         ]
     );
     assert_eq!(errors[3].reason.cause_type(), "FieldValueNotSupported");

@@ -143,7 +143,8 @@ async fn custom_resources_are_defaulted_and_validated_at_admission() {
     assert!(
         status
             .message
-            .starts_with("Partner.partner-operator.io \"bad\" is invalid: spec.notificationEmail"),
+            // kube-apiserver's words: the schema error, and that the CEL rules were not checked.
+            .starts_with("Partner.partner-operator.io \"bad\" is invalid: [spec.notificationEmail"),
         "{}",
         status.message
     );
@@ -236,11 +237,23 @@ async fn deleting_a_namespace_deletes_its_objects() {
     api.create(&PostParams::default(), &config_map("a", &[]))
         .await
         .unwrap();
-    namespaces
+    let terminating = namespaces
         .delete("doomed", &DeleteParams::default())
         .await
-        .unwrap();
-    assert!(namespaces.get_opt("doomed").await.unwrap().is_none());
+        .unwrap()
+        .unwrap_left();
+    // Terminating first, then emptied and removed in the background, as the namespace
+    // controller does it.
+    assert_eq!(
+        terminating.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    let mut waited = 0;
+    while namespaces.get_opt("doomed").await.unwrap().is_some() {
+        assert!(waited < 100, "the namespace is not removed within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
     assert!(
         api.list(&ListParams::default())
             .await

@@ -27,21 +27,21 @@ pub use errors::{FieldError, FieldErrorReason};
 pub enum UnknownFieldPolicy {
     /// Reject the object, naming each unknown field (kubectl's default).
     Strict,
-    /// Drop them and say so in warnings.
-    Warn,
-    /// Drop them silently (the API's default for clients that do not ask).
+    /// Drop them and say so in warnings (the API's default for clients that do not ask).
     #[default]
+    Warn,
+    /// Drop them silently.
     Ignore,
 }
 
 impl UnknownFieldPolicy {
-    /// From the `fieldValidation` query parameter; anything unrecognised is `Ignore`, as in
-    /// kube-apiserver.
+    /// From the `fieldValidation` query parameter; none (or an empty one) is `Warn`, as in
+    /// kube-apiserver (which refuses any other value before admission).
     pub fn from_query(value: Option<&str>) -> Self {
         match value {
             Some("Strict") => Self::Strict,
-            Some("Warn") => Self::Warn,
-            _ => Self::Ignore,
+            Some("Ignore") => Self::Ignore,
+            _ => Self::Warn,
         }
     }
 }
@@ -170,6 +170,13 @@ impl CrdValidator {
                         .map(|failure| FieldError::from_cel(failure, &object)),
                 );
             }
+        } else if has_rules(&self.cel) {
+            // As kube-apiserver: the rules are not evaluated on an invalid object, and it says so.
+            errors.push(FieldError {
+                field: "<nil>".into(),
+                reason: FieldErrorReason::Invalid,
+                message: "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+            });
         }
         if errors.is_empty() {
             Ok(Admitted { object, warnings })
@@ -177,6 +184,17 @@ impl CrdValidator {
             Err(errors)
         }
     }
+}
+
+/// Whether a schema has any CEL rule.
+fn has_rules(schema: &kube_cel::CompiledSchema) -> bool {
+    !schema.validations.is_empty()
+        || schema.properties.values().any(has_rules)
+        || schema.items.as_deref().is_some_and(has_rules)
+        || schema
+            .additional_properties
+            .as_deref()
+            .is_some_and(has_rules)
 }
 
 /// The message kube-apiserver puts in a 422 `Status`: `Kind.group "name" is invalid: ...`.
@@ -324,9 +342,15 @@ mod tests {
             )
             .unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        // The schema has CEL rules, which an invalid object does not get to.
         assert_eq!(
             fields,
-            vec!["spec.name", "spec.policy.limit", "spec.policy.mode"]
+            vec![
+                "spec.name",
+                "spec.policy.limit",
+                "spec.policy.mode",
+                "<nil>"
+            ]
         );
         assert!(
             invalid_message("X.example.io", "n", &errors)

@@ -101,9 +101,15 @@ pub fn openapi_v3_index(registry: &Registry) -> Value {
     let mut paths = serde_json::Map::new();
     for ((group, version), _) in registry.group_versions() {
         let path = openapi_path(&group, &version);
+        // The document's hash, so clients cache it until it changes (as kube-apiserver's).
+        let hash = openapi_v3(registry, &path).map_or_else(String::new, |doc| {
+            use sha2::Digest as _;
+            let digest = sha2::Sha512::digest(doc.to_string().as_bytes());
+            hex::encode_upper(&digest[..32])
+        });
         paths.insert(
             path.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{path}")}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
         );
     }
     json!({"paths": paths})
@@ -126,6 +132,34 @@ fn component_name(resource: &ResourceType) -> String {
         resource.version,
         resource.kind
     )
+}
+
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
+/// `ObjectMeta`, as far as `kubectl explain <kind>.metadata` shows it.
+fn object_meta_schema() -> Value {
+    let string = |d: &str| json!({"type": "string", "description": d});
+    let map = |d: &str| json!({"type": "object", "additionalProperties": {"type": "string", "default": ""}, "description": d});
+    json!({
+        "type": "object",
+        "description": "ObjectMeta is metadata that all persisted resources must have, which includes all objects users must create.",
+        "properties": {
+            "name": string("Name must be unique within a namespace."),
+            "generateName": string("GenerateName is an optional prefix, used by the server, to generate a unique name ONLY IF the Name field has not been provided."),
+            "namespace": string("Namespace defines the space within which each name must be unique."),
+            "uid": string("UID is the unique in time and space value for this object."),
+            "resourceVersion": string("An opaque value that represents the internal version of this object."),
+            "generation": {"type": "integer", "format": "int64", "description": "A sequence number representing a specific generation of the desired state."},
+            "creationTimestamp": {"type": "string", "format": "date-time", "description": "CreationTimestamp is a timestamp representing the server time when this object was created."},
+            "deletionTimestamp": {"type": "string", "format": "date-time", "description": "DeletionTimestamp is RFC 3339 date and time at which this resource will be deleted."},
+            "deletionGracePeriodSeconds": {"type": "integer", "format": "int64", "description": "Number of seconds allowed for this object to gracefully terminate before it will be removed from the system."},
+            "labels": map("Map of string keys and values that can be used to organize and categorize (scope and select) objects."),
+            "annotations": map("Annotations is an unstructured key value map stored with a resource that may be set by external tools to store and retrieve arbitrary metadata."),
+            "finalizers": {"type": "array", "items": {"type": "string", "default": ""}, "x-kubernetes-list-type": "set", "description": "Must be empty before the object is deleted from the registry."},
+            "ownerReferences": {"type": "array", "items": {"type": "object"}, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["uid"], "description": "List of objects depended by this object."},
+            "managedFields": {"type": "array", "items": {"type": "object"}, "description": "ManagedFields maps workflow-id and version to the set of fields that are managed by that workflow."},
+        },
+    })
 }
 
 /// The OpenAPI v3 document of one group/version (`api/v1`, `apis/<group>/<version>`).
@@ -152,7 +186,8 @@ pub fn openapi_v3(registry: &Registry, path: &str) -> Option<Value> {
             properties.insert("kind".into(), json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
             properties.insert(
                 "metadata".into(),
-                json!({"type": "object", "description": "Standard object's metadata."}),
+                json!({"allOf": [{"$ref": format!("#/components/schemas/{OBJECT_META}")}], "default": {},
+                    "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}),
             );
         }
         schema["x-kubernetes-group-version-kind"] = gvk.clone();
@@ -190,6 +225,7 @@ pub fn openapi_v3(registry: &Registry, path: &str) -> Option<Value> {
             }),
         );
     }
+    schemas.insert(OBJECT_META.into(), object_meta_schema());
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION},

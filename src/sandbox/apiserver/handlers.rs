@@ -14,8 +14,14 @@ use super::ServerState;
 use super::resources::ResourceType;
 use super::store::{ChangeKind, Write, Written};
 use super::tables::{FieldSelector, LabelSelector};
-use super::{discovery, patch, tables};
+use super::{discovery, events, ownership, patch, tables, validation};
 use crate::admission::{FieldError, UnknownFieldPolicy};
+
+/// The finalizer of an object deleted with `propagationPolicy: Foreground`.
+const FOREGROUND_DELETION: &str = "foregroundDeletion";
+
+/// How long a deleted Namespace stays `Terminating` before its content is deleted.
+const NAMESPACE_CONTROLLER_DELAY: Duration = Duration::from_millis(100);
 
 /// An error answered as a `Status` object.
 #[derive(Debug)]
@@ -62,7 +68,14 @@ impl ApiError {
     fn invalid(resource: &ResourceType, name: &str, errors: &[FieldError]) -> Self {
         let causes: Vec<Value> = errors
             .iter()
-            .map(|e| json!({"reason": e.reason.cause_type(), "message": e.message, "field": e.field}))
+            .map(|e| {
+                // A cause names its field apart; its message does not repeat it.
+                let message = e
+                    .message
+                    .strip_prefix(&format!("{}: ", e.field))
+                    .unwrap_or(&e.message);
+                json!({"reason": e.reason.cause_type(), "message": message, "field": e.field})
+            })
             .collect();
         let mut error = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -71,6 +84,19 @@ impl ApiError {
         );
         error.details = Some(
             json!({"name": name, "group": resource.group, "kind": resource.kind, "causes": causes}),
+        );
+        error
+    }
+    /// 422 for a request option (`fieldManager`, `dryRun`, ...) rather than the object.
+    fn invalid_request(kind: &str, field: &str, message: &str) -> Self {
+        let mut error = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("{kind} \"\" is invalid: {message}"),
+        );
+        error.details = Some(
+            json!({"kind": kind.split('.').next().unwrap_or(kind), "group": "meta.k8s.io",
+            "causes": [{"reason": "FieldValueRequired", "message": message, "field": field}]}),
         );
         error
     }
@@ -98,6 +124,9 @@ impl ApiError {
         });
         if let Some(details) = &self.details {
             status["details"] = details.clone();
+        }
+        if self.reason.is_empty() {
+            status.as_object_mut().expect("object").remove("reason");
         }
         status
     }
@@ -184,6 +213,9 @@ struct Query {
     field_manager: Option<String>,
     field_validation: Option<String>,
     dry_run: bool,
+    send_initial_events: bool,
+    dry_run_given: Option<String>,
+    force: bool,
 }
 
 fn parse_query(uri: &Uri) -> Query {
@@ -201,11 +233,43 @@ fn parse_query(uri: &Uri) -> Query {
             "allowWatchBookmarks" => query.bookmarks = value == "true",
             "fieldManager" => query.field_manager = Some(value),
             "fieldValidation" => query.field_validation = Some(value),
-            "dryRun" => query.dry_run = value == "All",
+            "dryRun" => {
+                query.dry_run = value == "All";
+                query.dry_run_given = Some(value);
+            }
+            "force" => query.force = value == "true",
+            "sendInitialEvents" => query.send_initial_events = value == "true",
             _ => {}
         }
     }
     query
+}
+
+impl Query {
+    /// A request option with a value kube-apiserver does not accept.
+    fn invalid_option(&self) -> Option<ApiError> {
+        if let Some(value) = &self.dry_run_given
+            && value != "All"
+        {
+            return Some(ApiError::invalid_request(
+                "CreateOptions.meta.k8s.io",
+                "dryRun",
+                &format!("dryRun: Unsupported value: {value:?}: supported values: \"All\""),
+            ));
+        }
+        if let Some(value) = &self.field_validation
+            && !matches!(value.as_str(), "" | "Ignore" | "Warn" | "Strict")
+        {
+            return Some(ApiError::invalid_request(
+                "CreateOptions.meta.k8s.io",
+                "fieldValidation",
+                &format!(
+                    "fieldValidation: Unsupported value: {value:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+                ),
+            ));
+        }
+        None
+    }
 }
 
 /// Why a computed write could not be stored: the object changed, or went, meanwhile.
@@ -253,6 +317,9 @@ pub async fn handle(
         .into_response();
     };
     let query = parse_query(&uri);
+    if let Some(error) = query.invalid_option() {
+        return error.into_response();
+    }
     let verb = match (&method, &target.name, query.watch) {
         (&Method::GET, _, true) => "watch",
         (&Method::GET, Some(_), _) => "get",
@@ -273,6 +340,14 @@ pub async fn handle(
             return ApiError::injected(code).into_response();
         }
     }
+    if state
+        .registry
+        .resources_of(&target.group, &target.version)
+        .is_none()
+    {
+        // A group/version nobody serves is no API path at all: Go's mux answers, not a Status.
+        return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+    }
     let Some(plural) = target.plural.clone() else {
         return match discovery::resource_list(&state.registry, &target.group, &target.version) {
             Some(list) => axum::Json(list).into_response(),
@@ -292,16 +367,73 @@ pub async fn handle(
         )
         .into_response();
     };
-    let content_type = headers
+    let mut content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
+    // events.k8s.io/v1 Events are stored as core Events: converted in here, and out below.
+    let events_v1 = resource.group == "events.k8s.io" && resource.plural == "events";
+    let (resource, body) = if events_v1 {
+        let core = state
+            .registry
+            .get("", "v1", "events")
+            .expect("core Events are served");
+        let body = if matches!(verb, "create" | "update") {
+            let event = match parse_body(&body, &content_type) {
+                Ok(event) => event,
+                Err(e) => return e.into_response(),
+            };
+            let errors = events::validate_new(&event);
+            if verb == "create" && !errors.is_empty() {
+                let name = event["metadata"]["name"].as_str().unwrap_or_default();
+                return ApiError::invalid(&resource, name, &errors).into_response();
+            }
+            content_type = "application/json".into();
+            Bytes::from(serde_json::to_vec(&events::to_core(&event)).expect("serializes"))
+        } else {
+            body
+        };
+        (core, body)
+    } else {
+        (resource, body)
+    };
     let wants_table = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
+    if let Some(sub) = &target.subresource
+        && !(sub == "status" && resource.status_subresource)
+    {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .into_response();
+    }
+    // The uid of what a delete removes, for the garbage collector.
+    let deleted_uid = (verb == "delete")
+        .then(|| {
+            state.store.get(
+                &resource.key(),
+                target.namespace.as_deref().unwrap_or_default(),
+                target.name.as_deref().unwrap_or_default(),
+            )
+        })
+        .flatten()
+        .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_string));
+    if body
+        .windows(b"ownerReferences".len())
+        .any(|w| w == b"ownerReferences")
+    {
+        state
+            .owners_seen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let request = Request {
+        apply: verb == "patch" && content_type.starts_with("application/apply-patch"),
+        events_v1,
         state: &state,
         resource: &resource,
         target: &target,
@@ -309,23 +441,166 @@ pub async fn handle(
         user_agent,
     };
     let result = match verb {
-        "watch" => request.watch(),
+        "watch" => request.watch(wants_table),
         "get" => request.get(wants_table),
         "list" => request.list(wants_table),
         "create" => request.create(&body, &content_type),
         "update" => request.update(&body),
         "patch" => request.patch(&body, &content_type),
         "delete" => request.delete(&body),
+        "deletecollection" => request.delete_collection(&body),
         _ => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             "method not allowed",
         )),
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    if verb == "delete"
+        && resource.kind == "Namespace"
+        && !query.dry_run
+        && response.status() == StatusCode::OK
+    {
+        // The namespace controller's part: empty the Namespace in the background, then remove it.
+        let state = state.clone();
+        let resource = resource.clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(NAMESPACE_CONTROLLER_DELAY).await;
+            let Some(namespace) = state.store.get(
+                &resource.key(),
+                "",
+                target.name.as_deref().unwrap_or_default(),
+            ) else {
+                return;
+            };
+            let request = Request {
+                apply: false,
+                events_v1: false,
+                state: &state,
+                resource: &resource,
+                target: &target,
+                query: &Query::default(),
+                user_agent: None,
+            };
+            request.terminate_namespace(&namespace);
+        });
+    }
+    if verb == "delete"
+        && !query.dry_run
+        && response.status() == StatusCode::OK
+        && state.owners_seen.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        let state = state.clone();
+        let target = target.clone();
+        let resource = resource.clone();
+        let deleted_uid = deleted_uid.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(NAMESPACE_CONTROLLER_DELAY).await;
+            collect_garbage(&state, &resource, &target, deleted_uid.as_deref());
+        });
+    }
+    if events_v1 {
+        return events::convert_response(response, verb == "watch").await;
+    }
+    response
+}
+
+/// kube-controller-manager's garbage collector, for one deleted (or deleting) owner: its
+/// dependents lose their reference to it, and those left without owners are deleted; an owner
+/// deleted in the foreground then loses its `foregroundDeletion` finalizer.
+fn collect_garbage(
+    state: &Arc<ServerState>,
+    resource: &ResourceType,
+    target: &Target,
+    deleted_uid: Option<&str>,
+) {
+    let name = target.name.as_deref().unwrap_or_default();
+    let namespace = target.namespace.as_deref().unwrap_or_default();
+    let owner = state.store.get(&resource.key(), namespace, name);
+    // The owner's uid, as it was when the delete came.
+    let owner_uid = deleted_uid.map(str::to_string).or_else(|| {
+        owner
+            .as_ref()
+            .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_string))
+    });
+    let Some(owner_uid) = owner_uid else { return };
+    for ((group, version), resources) in state.registry.group_versions() {
+        for dependent_type in resources {
+            let (objects, _) = state.store.list(&dependent_type.key(), None);
+            for object in objects {
+                let refs = object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let is_ours = |r: &Value| r["uid"].as_str() == Some(owner_uid.as_str());
+                if !refs.iter().any(is_ours) {
+                    continue;
+                }
+                let remaining: Vec<Value> = refs.into_iter().filter(|r| !is_ours(r)).collect();
+                let dependent_target = Target {
+                    group: group.clone(),
+                    version: version.clone(),
+                    plural: Some(dependent_type.plural.clone()),
+                    namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
+                    name: object["metadata"]["name"].as_str().map(str::to_string),
+                    subresource: None,
+                };
+                let request = Request {
+                    apply: false,
+                    events_v1: false,
+                    state,
+                    resource: &dependent_type,
+                    target: &dependent_target,
+                    query: &Query::default(),
+                    user_agent: None,
+                };
+                if remaining.is_empty() {
+                    let _ = request.delete(b"");
+                } else {
+                    let _ = request.write_existing(
+                        |current| {
+                            let mut current = current.clone();
+                            current["metadata"]["ownerReferences"] = json!(remaining);
+                            Ok(current)
+                        },
+                        None,
+                    );
+                }
+            }
+        }
+    }
+    if let Some(owner) = owner
+        && owner["metadata"]["uid"].as_str() == Some(owner_uid.as_str())
+        && !owner["metadata"]["deletionTimestamp"].is_null()
+    {
+        let request = Request {
+            apply: false,
+            events_v1: false,
+            state,
+            resource,
+            target,
+            query: &Query::default(),
+            user_agent: None,
+        };
+        let _ = request.write_existing(
+            |current| {
+                let mut current = current.clone();
+                if let Some(finalizers) = current["metadata"]["finalizers"].as_array_mut() {
+                    finalizers.retain(|f| f != FOREGROUND_DELETION);
+                }
+                Ok(current)
+            },
+            None,
+        );
+    }
 }
 
 struct Request<'a> {
+    /// A server-side apply: it keeps its own managed fields.
+    apply: bool,
+    /// Through `events.k8s.io/v1`: patches apply to the Event in that schema.
+    events_v1: bool,
     state: &'a ServerState,
     resource: &'a ResourceType,
     target: &'a Target,
@@ -365,26 +640,21 @@ fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Respon
     response
 }
 
-fn is_dns_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-fn is_dns_label(name: &str) -> bool {
-    name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name)
-}
-
 impl Request<'_> {
     fn key(&self) -> String {
         self.resource.key()
+    }
+
+    /// The field manager: `fieldManager`, else the client's user agent up to its first `/`,
+    /// as kube-apiserver takes it.
+    fn manager(&self) -> String {
+        self.query.field_manager.clone().unwrap_or_else(|| {
+            self.user_agent
+                .and_then(|ua| ua.split('/').next())
+                .filter(|m| !m.is_empty())
+                .unwrap_or("unknown")
+                .to_string()
+        })
     }
 
     fn namespace(&self) -> &str {
@@ -425,6 +695,14 @@ impl Request<'_> {
             .map_err(ApiError::bad_request)?;
         let fields = FieldSelector::parse(self.query.field_selector.as_deref().unwrap_or(""))
             .map_err(ApiError::bad_request)?;
+        if let Some(field) = fields.fields().find(|f| {
+            !matches!(*f, "metadata.name" | "metadata.namespace")
+                && !self.resource.selectable_fields.iter().any(|s| s == f)
+        }) {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {field}"
+            )));
+        }
         Ok((labels, fields))
     }
 
@@ -474,9 +752,10 @@ impl Request<'_> {
         Ok(axum::Json(list).into_response())
     }
 
-    fn watch(&self) -> ApiResult {
+    fn watch(&self, wants_table: bool) -> ApiResult {
         let (labels, fields) = self.selectors()?;
         let from = match self.query.resource_version.as_deref() {
+            _ if self.query.send_initial_events => None,
             None | Some("0") => None,
             Some(v) => Some(
                 v.parse::<u64>()
@@ -512,20 +791,55 @@ impl Request<'_> {
                     .expect("valid response"));
             }
         };
+        // `as=Table`: each event's object is a Table of one row; the first carries the columns.
+        let table = wants_table.then(|| {
+            let resource = self.resource.clone();
+            let clock = self.state.clock.clone();
+            let store = self.state.store.clone();
+            let headers_sent = std::sync::atomic::AtomicBool::new(false);
+            move |object: &Arc<Value>| {
+                let mut table = tables::table(
+                    &resource,
+                    std::slice::from_ref(object),
+                    store.revision(),
+                    clock.now(),
+                );
+                if headers_sent.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    table["columnDefinitions"] = json!([]);
+                }
+                table
+            }
+        });
+        let line = move |change: &super::store::Change, matches: &dyn Fn(&Value) -> bool| {
+            let kind = watch_line_kind(change, matches)?;
+            Some(match &table {
+                Some(to_table) => event(kind, &to_table(&change.object)),
+                None => watch_event(kind, change.encoded_object()),
+            })
+        };
         let mut initial = Vec::new();
         match start {
             super::store::WatchStart::Snapshot(objects) => {
-                for object in objects.iter().filter(|o| matches(o)) {
-                    initial.push(event("ADDED", object));
+                for object in objects.into_iter().filter(|o| matches(o)) {
+                    let change = super::store::Change::added(object);
+                    initial.extend(line(&change, &matches));
                 }
             }
             super::store::WatchStart::Replay(changes) => {
                 for change in changes {
-                    if let Some(line) = watch_line(&change, &matches) {
-                        initial.push(line);
-                    }
+                    initial.extend(line(&change, &matches));
                 }
             }
+        }
+        if self.query.send_initial_events && self.query.bookmarks {
+            // The end of the initial events, as a watch-list client (kube-rs streaming lists,
+            // client-go's reflector) waits for it.
+            initial.push(event(
+                "BOOKMARK",
+                &json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(),
+                    "metadata": {"resourceVersion": self.state.store.revision().to_string(),
+                        "annotations": {"k8s.io/initial-events-end": "true"}}}),
+            ));
         }
         let timeout =
             Duration::from_secs(self.query.timeout_seconds.unwrap_or(1800).clamp(1, 3600));
@@ -549,7 +863,7 @@ impl Request<'_> {
                     change = receiver.recv() => match change {
                         Ok(change) => {
                             tracing::trace!(kind = %kind, rv = change.resource_version, "watch event");
-                            if let Some(line) = watch_line(&change, &matches)
+                            if let Some(line) = line(&change, &matches)
                                 && tx.send(line).await.is_err()
                             {
                                 return;
@@ -575,21 +889,94 @@ impl Request<'_> {
         mut object: Value,
         old: Option<&Value>,
     ) -> Result<(Value, Vec<String>), ApiError> {
-        if self.resource.group.is_empty() && self.resource.kind == "Secret" {
-            fold_string_data(&mut object);
-        }
-        let Some(validator) = &self.resource.validator else {
-            return Ok((object, vec![]));
-        };
-        let policy = UnknownFieldPolicy::from_query(self.query.field_validation.as_deref());
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        validator
-            .admit(object, old, policy)
-            .map(|a| (a.object, a.warnings))
-            .map_err(|errors| ApiError::invalid(self.resource, &name, &errors))
+        if self.resource.group.is_empty() && self.resource.kind == "Secret" {
+            fold_string_data(&mut object);
+            if object["type"].as_str().is_none_or(str::is_empty) {
+                object["type"] = json!("Opaque");
+            }
+            use base64::Engine as _;
+            for value in object["data"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, v)| v)
+            {
+                if let Err(e) = base64::engine::general_purpose::STANDARD
+                    .decode(value.as_str().unwrap_or_default())
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "Secret in version \"v1\" cannot be handled as a Secret: {e}"
+                    )));
+                }
+            }
+        }
+        let policy = UnknownFieldPolicy::from_query(self.query.field_validation.as_deref());
+        // Fields no schema declares: of metadata for every kind, at the top for the built-ins
+        // whose fields are known here, everywhere for custom resources (their validator).
+        let mut unknown = validation::prune_unknown_builtin_fields(
+            &mut object,
+            &self.resource.kind,
+            self.resource.validator.is_some(),
+        );
+        let mut errors = validation::builtin(
+            &self.resource.kind,
+            self.resource.group.is_empty(),
+            &object,
+            old,
+        );
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(self.resource, &name, &errors));
+        }
+        let mut warnings = vec![];
+        if let Some(validator) = &self.resource.validator {
+            match validator.admit(object, old, policy) {
+                Ok(admitted) => {
+                    object = admitted.object;
+                    warnings = admitted.warnings;
+                }
+                Err(found) => {
+                    if !found
+                        .iter()
+                        .all(|e| e.reason == crate::admission::FieldErrorReason::UnknownField)
+                    {
+                        return Err(ApiError::invalid(self.resource, &name, &found));
+                    }
+                    errors = found;
+                    object = Value::Null;
+                }
+            }
+        }
+        unknown.extend(errors.into_iter().map(|e| e.field));
+        match policy {
+            UnknownFieldPolicy::Strict if !unknown.is_empty() => {
+                unknown.sort();
+                let fields: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect();
+                Err(ApiError::bad_request(format!(
+                    "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                    fields.join(", "),
+                    kind = self.resource.kind,
+                    version = self.resource.version,
+                )))
+            }
+            UnknownFieldPolicy::Warn => {
+                let mut all: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect();
+                all.extend(warnings);
+                all.sort();
+                all.dedup();
+                Ok((object, all))
+            }
+            _ => Ok((object, warnings)),
+        }
     }
 
     fn check_type(&self, object: &Value) -> Result<(), ApiError> {
@@ -606,9 +993,36 @@ impl Request<'_> {
         Ok(())
     }
 
+    /// Custom resources are decoded as unstructured objects, which must name their type.
+    fn check_custom_type_given(&self, object: &Value) -> Result<(), ApiError> {
+        if self.resource.validator.is_none() {
+            return Ok(());
+        }
+        for (field, what) in [("kind", "Kind"), ("apiVersion", "Version")] {
+            if object[field].as_str().is_none_or(str::is_empty) {
+                return Err(ApiError::bad_request(format!(
+                    "Object '{what}' is missing in '{object}'"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn create(&self, body: &[u8], content_type: &str) -> ApiResult {
         let mut object = parse_body(body, content_type)?;
         self.check_type(&object)?;
+        if object["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+        {
+            // kube-apiserver's storage refuses it, as an internal error.
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "",
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
+        self.check_custom_type_given(&object)?;
         object["apiVersion"] = json!(self.resource.api_version());
         object["kind"] = json!(self.resource.kind);
         if !object["metadata"].is_object() {
@@ -623,6 +1037,20 @@ impl Request<'_> {
                 .collect();
             metadata["name"] = json!(format!("{prefix}{suffix}"));
         }
+        let now = self.now();
+        let update = ownership::Update {
+            manager: &self.manager(),
+            api_version: &self.resource.api_version(),
+            time: &now,
+            subresource: None,
+        };
+        let mut recorded = object.clone();
+        if self.resource.status_subresource
+            && let Some(map) = recorded.as_object_mut()
+        {
+            map.remove("status");
+        }
+        set_managed_fields(&mut object, update.record(None, &recorded));
         self.create_object(object)
     }
 
@@ -631,27 +1059,8 @@ impl Request<'_> {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let mut errors = Vec::new();
-        if name.is_empty() {
-            errors.push(FieldError {
-                field: "metadata.name".into(),
-                reason: crate::admission::FieldErrorReason::Required,
-                message: "metadata.name: Required value: name or generateName is required".into(),
-            });
-        } else if !(if self.resource.kind == "Namespace" {
-            is_dns_label(&name)
-        } else {
-            is_dns_subdomain(&name)
-        }) {
-            errors.push(FieldError {
-                field: "metadata.name".into(),
-                reason: crate::admission::FieldErrorReason::Invalid,
-                message: format!(
-                    "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 {} must consist of lower case alphanumeric characters, '-' or '.'",
-                    if self.resource.kind == "Namespace" { "label" } else { "subdomain" }
-                ),
-            });
-        }
+        let mut errors = validation::name(&name, self.resource.kind == "Namespace");
+        errors.extend(validation::labels_and_annotations(&object["metadata"]));
         if !errors.is_empty() {
             return Err(ApiError::invalid(self.resource, &name, &errors));
         }
@@ -674,13 +1083,21 @@ impl Request<'_> {
                     ));
                 }
                 Some(ns) if !ns["metadata"]["deletionTimestamp"].is_null() => {
-                    return Err(ApiError::new(
+                    let mut error = ApiError::new(
                         StatusCode::FORBIDDEN,
                         "Forbidden",
                         format!(
-                            "unable to create new content in namespace {namespace} because it is being terminated"
+                            "{} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                            self.resource.qualified_plural()
                         ),
-                    ));
+                    );
+                    error.details = Some(
+                        json!({"name": name, "kind": self.resource.plural, "causes": [{
+                            "reason": "NamespaceTerminating", "field": "metadata.namespace",
+                            "message": format!("namespace {namespace} is being terminated"),
+                        }]}),
+                    );
+                    return Err(error);
                 }
                 Some(_) => {}
             }
@@ -692,6 +1109,16 @@ impl Request<'_> {
             }
             String::new()
         };
+        if self.resource.status_subresource {
+            // As kube-apiserver's create strategies: a new object's status is the server's.
+            match self.resource.kind.as_str() {
+                "Deployment" => object["status"] = json!({}),
+                "Service" => object["status"] = json!({"loadBalancer": {}}),
+                _ => {
+                    object.as_object_mut().expect("object").remove("status");
+                }
+            }
+        }
         let (mut object, warnings) = self.admit(object, None)?;
         let metadata = object["metadata"]
             .as_object_mut()
@@ -700,12 +1127,14 @@ impl Request<'_> {
         metadata.insert("creationTimestamp".into(), json!(self.now()));
         metadata.remove("deletionTimestamp");
         metadata.remove("resourceVersion");
-        metadata.remove("generateName").filter(|_| false);
         if self.resource.has_generation {
             metadata.insert("generation".into(), json!(1));
         }
         if self.resource.kind == "Namespace" {
             object["status"] = json!({"phase": "Active"});
+            if object["spec"]["finalizers"].is_null() {
+                object["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
         }
         if self.resource.kind == "CustomResourceDefinition" {
             self.register_crd(&mut object)?;
@@ -783,10 +1212,54 @@ impl Request<'_> {
                 "the name of the object does not match the name on the URL",
             ));
         }
+        if let Some(given) = object["metadata"]["namespace"].as_str()
+            && !given.is_empty()
+            && given != self.namespace()
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
         let expected_version = object["metadata"]["resourceVersion"]
             .as_str()
+            .filter(|v| !v.is_empty())
             .map(str::to_string);
-        self.write_existing(|_| Ok(object.clone()), expected_version)
+        if expected_version.is_none() && self.resource.validator.is_some() {
+            // Custom resources allow no unconditional update.
+            return Err(ApiError::invalid(
+                self.resource,
+                self.name(),
+                &[FieldError {
+                    field: "metadata.resourceVersion".into(),
+                    reason: crate::admission::FieldErrorReason::Invalid,
+                    message: "metadata.resourceVersion: Invalid value: 0: must be specified for an update".into(),
+                }],
+            ));
+        }
+        let resource = self.resource;
+        let name = self.name();
+        self.write_existing(
+            |current| {
+                // A uid in the object is a precondition, as kube-apiserver takes it.
+                if let Some(uid) = object["metadata"]["uid"].as_str()
+                    && !uid.is_empty()
+                    && current["metadata"]["uid"].as_str() != Some(uid)
+                {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        format!(
+                            "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {}, UID in object meta: {uid}",
+                            resource.qualified_plural(),
+                            current["metadata"]["uid"].as_str().unwrap_or_default(),
+                        ),
+                    )
+                    .with_details(resource, name));
+                }
+                Ok(object.clone())
+            },
+            expected_version,
+        )
     }
 
     fn patch(&self, body: &[u8], content_type: &str) -> ApiResult {
@@ -796,7 +1269,41 @@ impl Request<'_> {
             .unwrap_or_default()
             .trim()
             .to_string();
+        if content_type == "application/strategic-merge-patch+json"
+            && self.resource.validator.is_some()
+        {
+            // Custom resources have no patch strategies to merge by.
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"
+                ),
+            ));
+        }
         let patch_body = parse_body(body, &content_type)?;
+        if content_type == "application/apply-patch+yaml" {
+            if self
+                .query
+                .field_manager
+                .as_deref()
+                .is_none_or(str::is_empty)
+            {
+                return Err(ApiError::invalid_request(
+                    "PatchOptions.meta.k8s.io",
+                    "fieldManager",
+                    "fieldManager: Required value: is required for apply patch",
+                ));
+            }
+            if let Some(given) = patch_body["metadata"]["name"].as_str()
+                && given != self.name()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({given}) does not match the name on the URL ({})",
+                    self.name()
+                )));
+            }
+        }
         if content_type == "application/apply-patch+yaml"
             && self
                 .state
@@ -824,7 +1331,11 @@ impl Request<'_> {
         let api_version = self.resource.api_version();
         self.write_existing(
             |current| {
-                let mut object = current.clone();
+                let mut object = if self.events_v1 {
+                    events::to_events_v1(current)
+                } else {
+                    current.clone()
+                };
                 match content_type.as_str() {
                     "application/json-patch+json" => {
                         patch::json(&mut object, &patch_body).map_err(|e| {
@@ -832,23 +1343,21 @@ impl Request<'_> {
                         })?;
                     }
                     "application/merge-patch+json" => patch::merge(&mut object, &patch_body),
-                    "application/strategic-merge-patch+json" => patch::strategic(&mut object, &patch_body),
+                    "application/strategic-merge-patch+json" if self.resource.validator.is_none() => {
+                        patch::strategic(&mut object, &patch_body)
+                    }
                     "application/apply-patch+yaml" => {
-                        let managed = object["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
-                        let previous = managed
-                            .iter()
-                            .find(|m| m["manager"] == json!(manager) && m["operation"] == json!("Apply"))
-                            .map(|m| m["fieldsV1"].clone());
+                        let apply = ownership::Apply {
+                            manager: &manager, api_version: &api_version, time: &now,
+                            subresource: self.target.subresource.as_deref(), force: self.query.force,
+                        };
+                        let (others, previous) = apply.check(current, &patch_body).map_err(|conflicts| {
+                            let mut error = ApiError::new(StatusCode::CONFLICT, "Conflict", conflicts.message());
+                            error.details = Some(json!({"causes": conflicts.causes()}));
+                            error
+                        })?;
                         patch::apply(&mut object, &patch_body, previous.as_ref());
-                        let mut managed: Vec<Value> = managed
-                            .into_iter()
-                            .filter(|m| !(m["manager"] == json!(manager) && m["operation"] == json!("Apply")))
-                            .collect();
-                        managed.push(json!({
-                            "manager": manager, "operation": "Apply", "apiVersion": api_version,
-                            "time": now, "fieldsType": "FieldsV1", "fieldsV1": patch::fields_of(&patch_body),
-                        }));
-                        object["metadata"]["managedFields"] = Value::Array(managed);
+                        object["metadata"]["managedFields"] = apply.record(others, &patch_body, &object, current);
                     }
                     other => {
                         return Err(ApiError::new(
@@ -857,6 +1366,9 @@ impl Request<'_> {
                             format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"),
                         ));
                     }
+                }
+                if self.events_v1 {
+                    object = events::to_core(&object);
                 }
                 Ok(object)
             },
@@ -915,8 +1427,14 @@ impl Request<'_> {
                 Err(Stale::Changed) => continue,
                 Err(Stale::Gone) => return Err(ApiError::not_found(self.resource, &name)),
             };
-            if let Written::Deleted(object) = &written {
-                self.after_removal(object);
+            match &written {
+                Written::Deleted(object) => self.after_removal(object),
+                Written::Stored(object) if self.resource.kind == "CustomResourceDefinition" => {
+                    // An updated CRD takes effect at once: new schema, printer columns, versions.
+                    let mut object = (**object).clone();
+                    let _ = self.register_crd(&mut object);
+                }
+                _ => {}
             }
             return Ok(json_response(StatusCode::OK, written.object(), &warnings));
         }
@@ -953,9 +1471,13 @@ impl Request<'_> {
         }
         match self.target.subresource.as_deref() {
             Some("status") => {
-                // Only the status changes through /status.
+                // Only the status (and who manages it) changes through /status.
                 let status = object.get("status").cloned();
+                let managed = object["metadata"].get("managedFields").cloned();
                 object = current.clone();
+                if let Some(managed) = managed {
+                    object["metadata"]["managedFields"] = managed;
+                }
                 match status {
                     Some(status) => object["status"] = status,
                     None => {
@@ -973,6 +1495,22 @@ impl Request<'_> {
                 }
             },
             None => {}
+        }
+        if !self.apply {
+            let now = self.now();
+            let update = ownership::Update {
+                manager: &self.manager(),
+                api_version: &resource.api_version(),
+                time: &now,
+                subresource: self.target.subresource.as_deref(),
+            };
+            let entries = update.record(Some(current), &object);
+            set_managed_fields(&mut object, entries);
+        }
+        let mut errors = validation::labels_and_annotations(&object["metadata"]);
+        errors.extend(validation::finalizers_while_deleting(current, &object));
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(resource, name, &errors));
         }
         let (mut object, warnings) = self.admit(object, Some(current))?;
         if resource.has_generation && spec_of(&object) != spec_of(current) {
@@ -994,6 +1532,42 @@ impl Request<'_> {
         Ok((write, warnings))
     }
 
+    /// Deletes every object the selectors match, one by one, as kube-apiserver does; answers
+    /// with the list of what it deleted.
+    fn delete_collection(&self, body: &[u8]) -> ApiResult {
+        let (labels, fields) = self.selectors()?;
+        let (objects, revision) = self
+            .state
+            .store
+            .list(&self.key(), self.target.namespace.as_deref());
+        let mut deleted = vec![];
+        for object in objects
+            .iter()
+            .filter(|o| labels.matches(o) && fields.matches(o))
+        {
+            let target = Target {
+                namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
+                name: object["metadata"]["name"].as_str().map(str::to_string),
+                subresource: None,
+                ..self.target.clone()
+            };
+            let request = Request {
+                target: &target,
+                ..*self
+            };
+            if request.delete(body).is_ok() {
+                deleted.push(object.clone());
+            }
+        }
+        let list = json!({
+            "kind": format!("{}List", self.resource.kind),
+            "apiVersion": self.resource.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+            "items": deleted.iter().map(|o| &**o).collect::<Vec<_>>(),
+        });
+        Ok(axum::Json(list).into_response())
+    }
+
     fn delete(&self, body: &[u8]) -> ApiResult {
         let options: Value = if body.is_empty() {
             json!({})
@@ -1004,9 +1578,6 @@ impl Request<'_> {
         let name = self.name().to_string();
         let now = self.now();
         let dry_run = self.query.dry_run;
-        // Read before taking the write lock: the store's lock is not reentrant.
-        let namespace_is_empty =
-            resource.kind == "Namespace" && self.state.store.namespace_is_empty(&name);
         let written = self
             .state
             .store
@@ -1026,6 +1597,24 @@ impl Request<'_> {
                 if dry_run {
                     return Ok(Write::Unchanged);
                 }
+                let mut current = current.clone();
+                if options["propagationPolicy"] == "Foreground"
+                    && current["metadata"]["deletionTimestamp"].is_null()
+                {
+                    // The garbage collector deletes the dependents first, then this finalizer.
+                    let mut object = (*current).clone();
+                    let finalizers = object["metadata"]["finalizers"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    if !finalizers.contains(&json!(FOREGROUND_DELETION)) {
+                        let mut finalizers = finalizers;
+                        finalizers.push(json!(FOREGROUND_DELETION));
+                        object["metadata"]["finalizers"] = json!(finalizers);
+                    }
+                    current = Arc::new(object);
+                }
+                let current = &current;
                 let has_finalizers = current["metadata"]["finalizers"]
                     .as_array()
                     .is_some_and(|f| !f.is_empty());
@@ -1038,25 +1627,20 @@ impl Request<'_> {
                     object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                     if resource.kind == "Namespace" {
                         object["status"]["phase"] = json!("Terminating");
-                        if !has_finalizers && namespace_is_empty {
-                            return Ok(Write::Delete);
-                        }
                     }
                     return Ok(Write::Put(object));
                 }
                 Ok(Write::Delete)
             })?;
-        match &written {
-            Written::Deleted(object) => self.after_removal(object),
-            Written::Stored(object) if self.resource.kind == "Namespace" => {
-                self.terminate_namespace(object)
-            }
-            _ => {}
+        if let Written::Deleted(object) = &written {
+            self.after_removal(object);
         }
         Ok(json_response(StatusCode::OK, written.object(), &[]))
     }
 
     /// Deleting a namespace deletes what is in it; the namespace goes once it is empty.
+    /// Called a moment after the Namespace turned `Terminating`, as kube-controller-manager's
+    /// namespace controller does it.
     fn terminate_namespace(&self, namespace: &Value) {
         let name = namespace["metadata"]["name"]
             .as_str()
@@ -1075,6 +1659,8 @@ impl Request<'_> {
                         subresource: None,
                     };
                     let request = Request {
+                        apply: false,
+                        events_v1: false,
                         state: self.state,
                         resource: &resource,
                         target: &target,
@@ -1095,11 +1681,20 @@ impl Request<'_> {
                 .as_str()
                 .unwrap_or_default();
             for version in object["spec"]["versions"].as_array().into_iter().flatten() {
-                self.state.registry.remove(
-                    group,
-                    version["name"].as_str().unwrap_or_default(),
-                    plural,
-                );
+                let version = version["name"].as_str().unwrap_or_default();
+                // The custom resources go with their definition.
+                if let Some(resource) = self.state.registry.get(group, version, plural) {
+                    let (objects, _) = self.state.store.list(&resource.key(), None);
+                    for object in objects {
+                        let _ = self.state.store.write(
+                            &resource.key(),
+                            object["metadata"]["namespace"].as_str().unwrap_or_default(),
+                            object["metadata"]["name"].as_str().unwrap_or_default(),
+                            |current| current.map(|_| Write::Delete).ok_or(()),
+                        );
+                    }
+                }
+                self.state.registry.remove(group, version, plural);
             }
         }
         if let Some(namespace) = object["metadata"]["namespace"].as_str() {
@@ -1125,6 +1720,16 @@ impl Request<'_> {
                     })
                 });
         }
+    }
+}
+
+fn set_managed_fields(object: &mut Value, entries: Value) {
+    if entries.as_array().is_some_and(Vec::is_empty) {
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            meta.remove("managedFields");
+        }
+    } else {
+        object["metadata"]["managedFields"] = entries;
     }
 }
 
@@ -1159,16 +1764,18 @@ fn watch_event(type_: &str, object: &[u8]) -> Bytes {
     Bytes::from(line)
 }
 
-fn watch_line(change: &super::store::Change, matches: &impl Fn(&Value) -> bool) -> Option<Bytes> {
+fn watch_line_kind(
+    change: &super::store::Change,
+    matches: &dyn Fn(&Value) -> bool,
+) -> Option<&'static str> {
     let now = matches(&change.object);
     let before = change.previous.as_deref().is_some_and(matches);
-    let kind = match (change.kind, before, now) {
+    Some(match (change.kind, before, now) {
         (ChangeKind::Modified, true, false) => "DELETED",
         (ChangeKind::Modified, false, true) => "ADDED",
         (_, _, true) => change.kind.as_str(),
         _ => return None,
-    };
-    Some(watch_event(kind, change.encoded_object()))
+    })
 }
 
 /// A stream fed by a task, ending when the task returns or the client goes away.

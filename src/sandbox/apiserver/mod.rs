@@ -12,11 +12,14 @@
 //! compacting history; and read back every request a client made from its request log.
 
 mod discovery;
+mod events;
 mod handlers;
+mod ownership;
 mod patch;
 mod resources;
 mod store;
 mod tables;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,6 +40,9 @@ pub(crate) struct ServerState {
     clock: Clock,
     faults: Faults,
     log: RequestLog,
+    /// Whether any object was written with `ownerReferences`: only then is there garbage to
+    /// collect when an object is deleted.
+    owners_seen: std::sync::atomic::AtomicBool,
 }
 
 /// One request a client made, as the request log records it.
@@ -154,6 +160,7 @@ impl ApiServer {
             clock,
             faults: Faults::default(),
             log: RequestLog::default(),
+            owners_seen: Default::default(),
         });
         let server = Self::with_state(listener, state.clone());
         for namespace in ["default", "kube-system", "kube-public"] {

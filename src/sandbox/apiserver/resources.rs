@@ -31,6 +31,8 @@ pub struct ResourceType {
     pub validator: Option<Arc<CrdValidator>>,
     /// The CRD's `openAPIV3Schema`, for OpenAPI documents (`kubectl explain`).
     pub schema: Option<serde_json::Value>,
+    /// Fields besides `metadata.name` and `metadata.namespace` a field selector may name.
+    pub selectable_fields: Vec<String>,
 }
 
 impl ResourceType {
@@ -87,6 +89,26 @@ impl ResourceType {
             printer_columns: vec![],
             validator: None,
             schema: None,
+            selectable_fields: match kind {
+                "Secret" => vec!["type".into()],
+                "Namespace" => vec!["status.phase".into()],
+                "Event" => [
+                    "involvedObject.kind",
+                    "involvedObject.namespace",
+                    "involvedObject.name",
+                    "involvedObject.uid",
+                    "involvedObject.apiVersion",
+                    "involvedObject.resourceVersion",
+                    "involvedObject.fieldPath",
+                    "reason",
+                    "reportingComponent",
+                    "source",
+                    "type",
+                ]
+                .map(String::from)
+                .to_vec(),
+                _ => vec![],
+            },
         }
     }
 
@@ -129,6 +151,12 @@ impl ResourceType {
                 .as_ref()
                 .and_then(|s| s.open_api_v3_schema.as_ref())
                 .map(|s| serde_json::to_value(s).expect("a schema serializes")),
+            selectable_fields: served
+                .selectable_fields
+                .iter()
+                .flatten()
+                .map(|f| f.json_path.trim_start_matches('.').to_string())
+                .collect(),
         })
     }
 }
@@ -230,7 +258,7 @@ impl Registry {
             }
             if matches!(
                 builtin.kind.as_str(),
-                "Deployment" | "CustomResourceDefinition" | "PodDisruptionBudget"
+                "Deployment" | "CustomResourceDefinition" | "PodDisruptionBudget" | "NetworkPolicy"
             ) {
                 builtin.has_generation = true;
             }

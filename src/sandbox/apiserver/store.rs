@@ -35,6 +35,17 @@ pub struct Change {
 }
 
 impl Change {
+    /// An object as a watch replays it from a snapshot.
+    pub fn added(object: Arc<Value>) -> Self {
+        Self {
+            resource_version: 0,
+            kind: ChangeKind::Added,
+            object,
+            previous: None,
+            encoded: Arc::default(),
+        }
+    }
+
     /// The object as JSON; the first watcher to ask encodes it.
     pub fn encoded_object(&self) -> &Bytes {
         self.encoded

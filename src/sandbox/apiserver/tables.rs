@@ -72,6 +72,18 @@ impl LabelSelector {
             } else {
                 return Err(format!("invalid label selector {text:?}"));
             };
+            let (key, values): (&str, Vec<&str>) = match &requirement {
+                Requirement::Equals(k, v) | Requirement::NotEquals(k, v) => (k, vec![v]),
+                Requirement::In(k, vs) | Requirement::NotIn(k, vs) => {
+                    (k, vs.iter().map(String::as_str).collect())
+                }
+                Requirement::Exists(k) | Requirement::NotExists(k) => (k, vec![]),
+            };
+            if !super::validation::is_label_key(key)
+                || !values.iter().all(|v| super::validation::is_label_value(v))
+            {
+                return Err(format!("unable to parse requirement: {part:?}"));
+            }
             requirements.push(requirement);
         }
         Ok(Self(requirements))
@@ -112,6 +124,11 @@ impl FieldSelector {
             terms.push((field.trim().to_string(), equal, value.trim().to_string()));
         }
         Ok(Self(terms))
+    }
+
+    /// The fields it names.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(field, _, _)| field.as_str())
     }
 
     pub fn matches(&self, object: &Value) -> bool {
@@ -230,6 +247,9 @@ pub fn table(
     resource_version: u64,
     now: DateTime<Utc>,
 ) -> Value {
+    if resource.group.is_empty() && resource.kind == "Event" {
+        return events_table(objects, resource_version, now);
+    }
     let mut columns = vec![
         json!({"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}),
     ];
@@ -237,16 +257,24 @@ pub fn table(
     if resource.printer_columns.is_empty() {
         let extra: &[(&str, &str, &str)] = match resource.kind.as_str() {
             "Namespace" => &[("Status", "string", ".status.phase")],
-            "ConfigMap" => &[("Data", "integer", "#data")],
-            "Secret" => &[("Type", "string", ".type"), ("Data", "integer", "#data")],
+            "ConfigMap" => &[("Data", "string", "#data")],
+            "Secret" => &[("Type", "string", ".type"), ("Data", "string", "#data")],
+            "Lease" => &[("Holder", "string", ".spec.holderIdentity")],
             _ => &[],
         };
         for (name, type_, path) in extra {
             columns.push(json!({"name": name, "type": type_, "format": "", "description": "", "priority": 0}));
             paths.push((path.to_string(), type_.to_string()));
         }
+        // Built-in tables type their Age column as a string (it is printed, not a timestamp);
+        // a CRD's default one is a date.
+        let age_type = if resource.validator.is_some() {
+            "date"
+        } else {
+            "string"
+        };
         columns.push(
-            json!({"name": "Age", "type": "date", "format": "", "description": "", "priority": 0}),
+            json!({"name": "Age", "type": age_type, "format": "", "description": "", "priority": 0}),
         );
         paths.push((".metadata.creationTimestamp".into(), "date".into()));
     } else {
@@ -280,6 +308,88 @@ pub fn table(
                     "kind": "PartialObjectMetadata",
                     "apiVersion": "meta.k8s.io/v1",
                     "metadata": object["metadata"],
+                },
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version.to_string()},
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+/// `kubectl get events`: kube-apiserver's columns for core Events (no Name column).
+fn events_table(
+    objects: &[std::sync::Arc<Value>],
+    resource_version: u64,
+    now: DateTime<Utc>,
+) -> Value {
+    let column = |name: &str, priority: u8| json!({"name": name, "type": "string", "format": "", "description": "", "priority": priority});
+    let columns = vec![
+        column("Last Seen", 0),
+        column("Type", 0),
+        column("Reason", 0),
+        column("Object", 0),
+        column("Subobject", 1),
+        column("Source", 1),
+        column("Message", 0),
+        column("First Seen", 1),
+        column("Count", 1),
+        column("Name", 1),
+    ];
+    let age = |times: &[&Value]| {
+        times
+            .iter()
+            .find_map(|t| t.as_str())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(
+                || "<unknown>".to_string(),
+                |t| human_age(t.with_timezone(&Utc), now),
+            )
+    };
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|event| {
+            let last_seen = age(&[
+                &event["series"]["lastObservedTime"],
+                &event["lastTimestamp"],
+                &event["eventTime"],
+            ]);
+            let first_seen = age(&[&event["firstTimestamp"], &event["eventTime"]]);
+            let involved = &event["involvedObject"];
+            let object = format!(
+                "{}/{}",
+                involved["kind"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                involved["name"].as_str().unwrap_or_default()
+            );
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            let source = if text(&event["source"]["component"]).is_empty() {
+                [text(&event["reportingComponent"]), text(&event["reportingInstance"])]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                [text(&event["source"]["component"]), text(&event["source"]["host"])]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let count = event["series"]["count"]
+                .as_i64()
+                .or_else(|| event["count"].as_i64())
+                .unwrap_or(1);
+            json!({
+                "cells": [last_seen, event["type"], event["reason"], object, text(&involved["fieldPath"]),
+                    source, event["message"], first_seen, count, event["metadata"]["name"]],
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": event["metadata"],
                 },
             })
         })

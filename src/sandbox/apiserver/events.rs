@@ -1,0 +1,150 @@
+//! `events.k8s.io/v1` Events are core `v1` Events under another schema, as in kube-apiserver:
+//! one storage, converted on the way in and out, so an Event written through either API is read
+//! through both.
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+
+use crate::admission::{FieldError, FieldErrorReason};
+
+/// `(events.k8s.io/v1 field, core v1 field)`.
+const FIELDS: &[(&str, &str)] = &[
+    ("metadata", "metadata"),
+    ("eventTime", "eventTime"),
+    ("series", "series"),
+    ("reportingController", "reportingComponent"),
+    ("reportingInstance", "reportingInstance"),
+    ("action", "action"),
+    ("reason", "reason"),
+    ("regarding", "involvedObject"),
+    ("related", "related"),
+    ("note", "message"),
+    ("type", "type"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+fn convert(object: &Value, api_version: &str, from_new: bool) -> Value {
+    let mut out = Map::new();
+    out.insert("kind".into(), json!("Event"));
+    out.insert("apiVersion".into(), json!(api_version));
+    for (new, core) in FIELDS {
+        let (from, to) = if from_new { (new, core) } else { (core, new) };
+        if let Some(value) = object.get(*from).filter(|v| !v.is_null()) {
+            out.insert(to.to_string(), value.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// An `events.k8s.io/v1` Event as the core Event it is stored as.
+pub fn to_core(event: &Value) -> Value {
+    convert(event, "v1", true)
+}
+
+/// A stored (core) Event as `events.k8s.io/v1` shows it.
+pub fn to_events_v1(event: &Value) -> Value {
+    convert(event, "events.k8s.io/v1", false)
+}
+
+/// What `events.k8s.io/v1` requires of a new Event.
+pub fn validate_new(event: &Value) -> Vec<FieldError> {
+    [
+        "eventTime",
+        "reportingController",
+        "reportingInstance",
+        "action",
+    ]
+    .into_iter()
+    .filter(|f| event[*f].as_str().is_none_or(str::is_empty))
+    .map(|f| FieldError {
+        field: f.to_string(),
+        reason: FieldErrorReason::Required,
+        message: format!("{f}: Required value"),
+    })
+    .collect()
+}
+
+/// Converts the Events in a JSON body: one Event, a list, or a watch event.
+fn convert_body(value: &mut Value) {
+    match value["kind"].as_str() {
+        Some("Event") => *value = to_events_v1(value),
+        Some("EventList") => {
+            value["apiVersion"] = json!("events.k8s.io/v1");
+            for item in value["items"].as_array_mut().into_iter().flatten() {
+                *item = to_events_v1(item);
+            }
+        }
+        _ => {
+            if value.get("type").is_some() && value["object"]["kind"] == "Event" {
+                let object = &mut value["object"];
+                if object["apiVersion"] == "v1" && object.get("involvedObject").is_some()
+                    || object
+                        .get("metadata")
+                        .is_some_and(|m| m.get("name").is_some())
+                {
+                    *object = to_events_v1(object);
+                } else {
+                    // A bookmark: no Event fields to convert.
+                    object["apiVersion"] = json!("events.k8s.io/v1");
+                }
+            }
+        }
+    }
+}
+
+/// A response of the core Events API as the `events.k8s.io/v1` one.
+pub async fn convert_response(response: Response, watch: bool) -> Response {
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    if watch {
+        let stream = body.into_data_stream().map(|chunk| {
+            chunk.map(|bytes| {
+                let mut out = Vec::with_capacity(bytes.len());
+                for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    match serde_json::from_slice::<Value>(line) {
+                        Ok(mut event) => {
+                            convert_body(&mut event);
+                            out.extend(serde_json::to_vec(&event).expect("serializes"));
+                        }
+                        Err(_) => out.extend_from_slice(line),
+                    }
+                    out.push(b'\n');
+                }
+                Bytes::from(out)
+            })
+        });
+        return Response::from_parts(parts, Body::from_stream(stream));
+    }
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut value) => {
+            convert_body(&mut value);
+            Bytes::from(serde_json::to_vec(&value).expect("serializes"))
+        }
+        Err(_) => bytes,
+    };
+    Response::from_parts(parts, Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let new = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
+            "note": "n", "regarding": {"name": "p"}, "reportingController": "c", "deprecatedCount": 2});
+        let core = to_core(&new);
+        assert_eq!(core["message"], "n");
+        assert_eq!(core["involvedObject"]["name"], "p");
+        assert_eq!(core["reportingComponent"], "c");
+        assert_eq!(to_events_v1(&core), new);
+    }
+}
