@@ -76,6 +76,19 @@ impl Http {
             Some(Value::String(yaml)) => yaml.clone().into_bytes(),
             Some(body) => serde_json::to_vec(body).unwrap(),
         };
+        self.call_raw(method, path, content_type, accept, bytes)
+            .await
+    }
+
+    /// As [`Http::call`], with the body as bytes (a protobuf body, say).
+    async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        accept: &str,
+        bytes: Vec<u8>,
+    ) -> Reply {
         let request = Request::builder()
             .method(method.clone())
             .uri(path)
@@ -313,7 +326,42 @@ fn all_probes() -> Vec<Probe> {
         crd_updates_and_removal,
         apply_requires_field_manager,
         delete_collection,
+        protobuf_request_body = "protobuf-bodies",
     ]
+}
+
+/// A Namespace created with a protobuf body, as `kubectl create namespace` (and client-go's
+/// typed clients, Helm's Secret storage among them) send it; read back as JSON.
+async fn protobuf_request_body(http: Http, ns: String) -> Value {
+    /// One length-delimited protobuf field (the lengths here are all under 128).
+    fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+        assert!(bytes.len() < 128);
+        let mut out = vec![(number << 3) | 2, bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    }
+    let name = format!("{ns}-pb");
+    // Namespace { metadata: ObjectMeta { name } }
+    let namespace = field(1, &field(1, name.as_bytes()));
+    // runtime.Unknown { typeMeta: { apiVersion, kind }, raw }, behind the "k8s\0" magic.
+    let type_meta = [field(1, b"v1"), field(2, b"Namespace")].concat();
+    let mut body = b"k8s\0".to_vec();
+    body.extend([field(1, &type_meta), field(2, &namespace)].concat());
+    let created = http
+        .call_raw(
+            Method::POST,
+            "/api/v1/namespaces",
+            "application/vnd.kubernetes.protobuf",
+            "application/json",
+            body,
+        )
+        .await;
+    let read = http.get(&format!("/api/v1/namespaces/{name}")).await;
+    json!({
+        "create": created.code,
+        "read": read.code,
+        "name": read.body["metadata"]["name"],
+    })
 }
 
 async fn crud_and_optimistic_concurrency(http: Http, ns: String) -> Value {
