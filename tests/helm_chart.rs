@@ -427,44 +427,7 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
             ..h.run_options()
         },
     );
-    // Onboarding with an SMTP outage (a warning Event seen twice), then a notice, a conversion,
-    // a manual conversion, and deletions with both policies.
-    h.northwind(true).await;
-    h.smtp.set_down(true);
-    h.apply(partner("northwind-partners", "contoso", "northwind"))
-        .await;
-    h.wait_partner("northwind-partners", "contoso", "a failed delivery", |p| {
-        condition(p, "Ready").is_some_and(|(_, reason)| reason == "EmailDeliveryFailed")
-    })
-    .await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    h.smtp.set_down(false);
-    let mut retained = partner("northwind-partners", "litware", "northwind");
-    retained["spec"]["tenant"] = json!({"deletionPolicy": "Retain"});
-    h.apply(retained).await;
-    for name in ["contoso", "litware"] {
-        h.wait_partner("northwind-partners", name, "Ready", is_ready)
-            .await;
-    }
-    h.advance_days(14);
-    h.wait_partner("northwind-partners", "contoso", "Production", |p| {
-        level(p) == "Production"
-    })
-    .await;
-    for name in ["contoso", "litware"] {
-        h.partners("northwind-partners")
-            .delete(name, &Default::default())
-            .await
-            .unwrap();
-    }
-    for name in ["contoso", "litware"] {
-        let api = h.partners("northwind-partners");
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while api.get_opt(name).await.unwrap().is_some() {
-            assert!(tokio::time::Instant::now() < deadline, "{name} not deleted");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
+    scenarios::whole_trial(&h).await;
     operator.stop().await.unwrap();
 
     let used: BTreeSet<(String, String, String)> = h

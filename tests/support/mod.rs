@@ -6,6 +6,7 @@
 
 pub mod helm;
 pub mod process;
+pub mod scenarios;
 pub mod servers;
 
 pub use servers::{Backend, Server};

@@ -1,0 +1,106 @@
+//! Scenarios several suites run the operator through.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use super::*;
+
+/// How long a deleted tenant may take to go: a real server empties a Namespace first.
+const DELETION_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A whole trial with every kind of request the operator makes: onboarding through an SMTP
+/// outage (a Warning Event, seen again), a manual conversion, a notice, an automatic conversion,
+/// and deletions with both policies (the `Delete` tenant goes, the `Retain` tenant stays).
+/// Needs the operator running and the clock at [`START`]. Returns each Partner's tenant.
+pub async fn whole_trial(h: &Harness) -> std::collections::BTreeMap<&'static str, String> {
+    h.northwind(true).await;
+    h.smtp.set_down(true);
+    h.apply(partner("northwind-partners", "contoso", "northwind"))
+        .await;
+    h.wait_partner("northwind-partners", "contoso", "a failed delivery", |p| {
+        condition(p, "Ready").is_some_and(|(_, reason)| reason == "EmailDeliveryFailed")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    h.smtp.set_down(false);
+    let mut retained = partner("northwind-partners", "litware", "northwind");
+    retained["spec"]["tenant"] = json!({"deletionPolicy": "Retain"});
+    h.apply(retained).await;
+    for name in ["contoso", "litware"] {
+        h.wait_partner("northwind-partners", name, "Ready", is_ready)
+            .await;
+    }
+    h.partners("northwind-partners")
+        .patch(
+            "litware",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"subscription": {
+                "level": "Production", "expirationDate": "2030-01-01T00:00:00Z"}}})),
+        )
+        .await
+        .unwrap();
+    h.wait_partner("northwind-partners", "litware", "Production", |p| {
+        level(p) == "Production" && is_ready(p)
+    })
+    .await;
+    h.advance_days(12);
+    eventually("the upgrade notice", PATIENCE, || async {
+        !h.emails_of("upgrade-notice").is_empty()
+    })
+    .await;
+    h.advance_days(2);
+    h.wait_partner("northwind-partners", "contoso", "Production", |p| {
+        level(p) == "Production" && is_ready(p)
+    })
+    .await;
+    eventually("both conversions mailed", PATIENCE, || async {
+        h.emails_of("converted").len() >= 2
+    })
+    .await;
+    // Each tenant's name, derived from its Partner (uid included), read while they exist.
+    let mut tenants = std::collections::BTreeMap::new();
+    for name in ["contoso", "litware"] {
+        let partner = h.partners("northwind-partners").get(name).await.unwrap();
+        tenants.insert(
+            name,
+            partner_operator::lifecycle::tenant_namespace_of(&partner),
+        );
+    }
+    let tenant = |name: &str| tenants[name].clone();
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    for name in ["contoso", "litware"] {
+        assert!(namespaces.get_opt(&tenant(name)).await.unwrap().is_some());
+        h.partners("northwind-partners")
+            .delete(name, &Default::default())
+            .await
+            .unwrap();
+    }
+    for name in ["contoso", "litware"] {
+        eventually(&format!("{name} gone"), DELETION_PATIENCE, || async {
+            h.partners("northwind-partners")
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none()
+        })
+        .await;
+    }
+    eventually("contoso's tenant deleted", DELETION_PATIENCE, || async {
+        namespaces
+            .get_opt(&tenant("contoso"))
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+    let kept = namespaces.get_opt(&tenant("litware")).await.unwrap();
+    assert!(
+        kept.is_some_and(|ns| ns.metadata.deletion_timestamp.is_none()),
+        "litware's tenant is retained"
+    );
+    tenants
+}
