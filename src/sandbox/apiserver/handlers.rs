@@ -570,9 +570,15 @@ fn collect_garbage(
             }
         }
     }
+    // Only an owner deleted in the foreground waits for its dependents: rewriting any other
+    // deleting owner (a Terminating Namespace has no finalizers of its own) would remove it
+    // before its own controller has finished with it.
     if let Some(owner) = owner
         && owner["metadata"]["uid"].as_str() == Some(owner_uid.as_str())
         && !owner["metadata"]["deletionTimestamp"].is_null()
+        && owner["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!(FOREGROUND_DELETION)))
     {
         let request = Request {
             apply: false,
@@ -772,7 +778,8 @@ impl Request<'_> {
         let event = |type_: &str, object: &Value| {
             watch_event(type_, &serde_json::to_vec(object).expect("serializes"))
         };
-        let (start, mut receiver) = match self.state.store.watch(&self.key(), from) {
+        let (start, mut receiver, start_revision) = match self.state.store.watch(&self.key(), from)
+        {
             Ok(watch) => watch,
             Err(_) => {
                 let gone = ApiError::new(
@@ -837,14 +844,13 @@ impl Request<'_> {
             initial.push(event(
                 "BOOKMARK",
                 &json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(),
-                    "metadata": {"resourceVersion": self.state.store.revision().to_string(),
+                    "metadata": {"resourceVersion": start_revision.to_string(),
                         "annotations": {"k8s.io/initial-events-end": "true"}}}),
             ));
         }
         let timeout =
             Duration::from_secs(self.query.timeout_seconds.unwrap_or(1800).clamp(1, 3600));
         let bookmarks = self.query.bookmarks;
-        let store = self.state.store.clone();
         let api_version = self.resource.api_version();
         let kind = self.resource.kind.clone();
         tracing::trace!(kind = %kind, ?from, initial = initial.len(), "watch started");
@@ -852,17 +858,22 @@ impl Request<'_> {
             let deadline = tokio::time::Instant::now() + timeout;
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
             ticker.tick().await;
+            // The newest version this watch has passed on (or filtered out): a bookmark carries
+            // it, never the store's current revision, which may be ahead of changes still
+            // queued for a slow watcher (a client resuming from it would lose them).
+            let mut delivered = start_revision;
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(deadline) => return,
                     _ = ticker.tick(), if bookmarks => {
                         let bookmark = json!({"kind": kind, "apiVersion": api_version,
-                            "metadata": {"resourceVersion": store.revision().to_string()}});
+                            "metadata": {"resourceVersion": delivered.to_string()}});
                         if tx.send(event("BOOKMARK", &bookmark)).await.is_err() { return; }
                     }
                     change = receiver.recv() => match change {
                         Ok(change) => {
                             tracing::trace!(kind = %kind, rv = change.resource_version, "watch event");
+                            delivered = delivered.max(change.resource_version);
                             if let Some(line) = line(&change, &matches)
                                 && tx.send(line).await.is_err()
                             {

@@ -222,11 +222,13 @@ impl Store {
     }
 
     /// Starts a watch on a resource from `from` (`None`: a snapshot of the current objects).
+    /// Also returns the revision the start is consistent with: the receiver delivers exactly the
+    /// changes after it, so it is the version a bookmark may carry until a change is received.
     pub fn watch(
         &self,
         resource: &str,
         from: Option<u64>,
-    ) -> Result<(WatchStart, broadcast::Receiver<Change>), Gone> {
+    ) -> Result<(WatchStart, broadcast::Receiver<Change>, u64), Gone> {
         let mut inner = self.inner.lock().unwrap();
         let revision = inner.revision;
         let table = inner.tables.entry(resource.to_string()).or_default();
@@ -247,7 +249,7 @@ impl Store {
             .watchers
             .get_or_insert_with(|| broadcast::channel(WATCH_BUFFER).0)
             .subscribe();
-        Ok((start, receiver))
+        Ok((start, receiver, revision))
     }
 
     /// Forgets all history: every watch resuming from an earlier version gets 410 Gone.
