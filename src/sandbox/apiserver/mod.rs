@@ -16,6 +16,7 @@ mod events;
 mod handlers;
 mod ownership;
 mod patch;
+mod protobuf;
 mod resources;
 mod store;
 mod tables;
