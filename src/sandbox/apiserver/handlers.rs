@@ -573,6 +573,9 @@ fn collect_garbage(
     if let Some(owner) = owner
         && owner["metadata"]["uid"].as_str() == Some(owner_uid.as_str())
         && !owner["metadata"]["deletionTimestamp"].is_null()
+        && owner["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!(FOREGROUND_DELETION)))
     {
         let request = Request {
             apply: false,
@@ -1524,7 +1527,8 @@ impl Request<'_> {
         let finalizers_empty = object["metadata"]["finalizers"]
             .as_array()
             .is_none_or(Vec::is_empty);
-        let write = if deleting && finalizers_empty {
+        // A Namespace goes once it is empty (the namespace controller's part), not on an update.
+        let write = if deleting && finalizers_empty && resource.kind != "Namespace" {
             Write::Delete
         } else if object == *current {
             Write::Unchanged
