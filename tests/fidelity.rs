@@ -327,7 +327,8 @@ fn all_probes() -> Vec<Probe> {
         crd_updates_and_removal,
         apply_requires_field_manager,
         delete_collection,
-        protobuf_request_body = "protobuf-bodies",
+        protobuf_request_body,
+        protobuf_secret_create_and_update,
     ]
 }
 
@@ -362,6 +363,76 @@ async fn protobuf_request_body(http: Http, ns: String) -> Value {
         "create": created.code,
         "read": read.code,
         "name": read.body["metadata"]["name"],
+    })
+}
+
+/// A Secret with binary `data` created and then replaced with protobuf bodies, as client-go's
+/// typed clients (Helm's Secret release storage among them) send them; read back as JSON.
+async fn protobuf_secret_create_and_update(http: Http, ns: String) -> Value {
+    use k8s_pb::api::core::v1::Secret;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+    use prost::Message;
+
+    fn body(secret: &Secret) -> Vec<u8> {
+        let unknown = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: Some("v1".into()),
+                kind: Some("Secret".into()),
+            }),
+            raw: Some(secret.encode_to_vec()),
+            content_encoding: Some(String::new()),
+            content_type: Some(String::new()),
+        };
+        [b"k8s\0".as_slice(), &unknown.encode_to_vec()].concat()
+    }
+    const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+    // JSON back: kube-apiserver would answer protobuf to a client that prefers it.
+    const ACCEPT: &str = "application/json";
+    let path = format!("/api/v1/namespaces/{ns}/secrets");
+    let mut secret = Secret {
+        metadata: Some(ObjectMeta {
+            name: Some("release".into()),
+            labels: [("owner".to_string(), "helm".to_string())].into(),
+            ..Default::default()
+        }),
+        data: [("blob".to_string(), vec![0u8, 1, 2, 0xfe, 0xff])].into(),
+        string_data: [("note".to_string(), "plain".to_string())].into(),
+        r#type: Some("helm.sh/release.v1".into()),
+        immutable: None,
+    };
+    let created = http
+        .call_raw(Method::POST, &path, PROTOBUF, ACCEPT, body(&secret))
+        .await;
+    let read = http.get(&format!("{path}/release")).await;
+    secret.metadata.as_mut().unwrap().resource_version = read.body["metadata"]["resourceVersion"]
+        .as_str()
+        .map(String::from);
+    secret.data = [("blob".to_string(), b"second".to_vec())].into();
+    secret.string_data.clear();
+    let replaced = http
+        .call_raw(
+            Method::PUT,
+            &format!("{path}/release"),
+            PROTOBUF,
+            ACCEPT,
+            body(&secret),
+        )
+        .await;
+    let reread = http.get(&format!("{path}/release")).await;
+    let view = |r: &Reply| {
+        json!({
+            "labels": r.body["metadata"]["labels"],
+            "type": r.body["type"],
+            "data": r.body["data"],
+        })
+    };
+    json!({
+        "create": created.outcome(),
+        "created": view(&created),
+        "read": view(&read),
+        "replace": replaced.outcome(),
+        "reread": view(&reread),
     })
 }
 

@@ -6,7 +6,8 @@
 //! built-in kinds and CRDs registered at run time, every verb with resourceVersion and
 //! generation semantics, watches that resume or answer 410 Gone, finalizers, the status
 //! subresource, patches and server-side apply, admission of custom resources through
-//! [`crate::admission`], and `Table` output. State is in memory.
+//! [`crate::admission`], and `Table` output. Request bodies come in JSON, YAML, or protobuf for
+//! the built-in kinds kubectl's imperative `create` sends; answers are JSON. State is in memory.
 //!
 //! Tests drive faults through [`ApiServer`]: failing a share of requests, dropping watches,
 //! compacting history; and read back every request a client made from its request log.
@@ -16,6 +17,7 @@ mod events;
 mod handlers;
 mod ownership;
 mod patch;
+mod protobuf;
 mod resources;
 mod store;
 mod tables;
