@@ -6,8 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
 use partner_operator::sandbox::apiserver::FaultRule;
 use partner_operator::sandbox::smtp::ReceivedEmail;
 use support::*;
@@ -18,17 +16,6 @@ crate::on_both_servers!(
     a_refused_address_stops_only_its_own_partner,
     partners_waiting_for_a_mail_slot_are_each_mailed_once,
 );
-
-async fn events(h: &Harness, namespace: &str, reason: &str) -> Vec<Event> {
-    Api::<Event>::namespaced(h.client.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .collect()
-}
 
 /// Partners `p00`, `p01`, ... of northwind, applied together and waited for until Ready.
 async fn onboard(h: &Harness, count: usize) -> Vec<String> {

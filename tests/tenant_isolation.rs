@@ -7,8 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use partner_operator::api::Partner;
 use partner_operator::lifecycle::{is_dns1123_label, tenant_namespace_of};
 use serde_json::json;
@@ -230,15 +229,11 @@ async fn squat_a_future_tenant(h: &Harness) -> (String, BTreeMap<String, String>
     );
     assert!(p.status.clone().unwrap().tenant.is_none());
     eventually("a Warning Event says why", PATIENCE, || async {
-        Api::<Event>::namespaced(h.client.clone(), "tailspin-partners")
-            .list(&ListParams::default())
+        events(h, "tailspin-partners", "TenantNamespaceTaken")
             .await
-            .unwrap()
-            .items
             .iter()
             .any(|e| {
-                e.reason.as_deref() == Some("TenantNamespaceTaken")
-                    && e.type_.as_deref() == Some("Warning")
+                e.type_.as_deref() == Some("Warning")
                     && e.note.as_deref().is_some_and(|n| n.contains(&name))
             })
     })
@@ -350,16 +345,11 @@ async fn a_long_partner_name_is_provisioned(server: Server) {
     h.wait_emails(2).await;
     // Its Events are recorded too (an Event's name starts with the Partner's).
     eventually("the long Partner's Events", PATIENCE, || async {
-        Api::<Event>::namespaced(h.client.clone(), "northwind-partners")
-            .list(&ListParams::default())
+        events(&h, "northwind-partners", "TenantProvisioned")
             .await
-            .unwrap()
-            .items
             .iter()
             .any(|e| {
-                e.reason.as_deref() == Some("TenantProvisioned")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref())
-                        == Some(names[1].as_str())
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(names[1].as_str())
             })
     })
     .await;

@@ -313,6 +313,22 @@ pub fn partner(namespace: &str, name: &str, distributor: &str) -> Value {
     })
 }
 
+/// The Events (`events.k8s.io/v1`) in `namespace` with `reason`.
+pub async fn events(
+    h: &Harness,
+    namespace: &str,
+    reason: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(h.client.clone(), namespace)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
 pub fn condition(partner: &Partner, type_: &str) -> Option<(String, String)> {
     partner
         .status
