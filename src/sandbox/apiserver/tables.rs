@@ -302,16 +302,26 @@ pub fn table(
                     cell(json_path(object, path), type_, now)
                 });
             }
-            json!({
-                "cells": cells,
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": object["metadata"],
-                },
-            })
+            row(json!(cells), &object["metadata"])
         })
         .collect();
+    document(columns, rows, resource_version)
+}
+
+/// One row of a `Table`, with the object's metadata as `PartialObjectMetadata`.
+fn row(cells: Value, metadata: &Value) -> Value {
+    json!({
+        "cells": cells,
+        "object": {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": metadata,
+        },
+    })
+}
+
+/// A `meta.k8s.io/v1` `Table` of `rows` under `columns`.
+fn document(columns: Vec<Value>, rows: Vec<Value>, resource_version: u64) -> Value {
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -362,45 +372,51 @@ fn events_table(
             let involved = &event["involvedObject"];
             let object = format!(
                 "{}/{}",
-                involved["kind"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                involved["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
                 involved["name"].as_str().unwrap_or_default()
             );
             let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
             let source = if text(&event["source"]["component"]).is_empty() {
-                [text(&event["reportingComponent"]), text(&event["reportingInstance"])]
-                    .into_iter()
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                [
+                    text(&event["reportingComponent"]),
+                    text(&event["reportingInstance"]),
+                ]
             } else {
-                [text(&event["source"]["component"]), text(&event["source"]["host"])]
-                    .into_iter()
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                [
+                    text(&event["source"]["component"]),
+                    text(&event["source"]["host"]),
+                ]
             };
+            let source = source
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ");
             let count = event["series"]["count"]
                 .as_i64()
                 .or_else(|| event["count"].as_i64())
                 .unwrap_or(1);
-            json!({
-                "cells": [last_seen, event["type"], event["reason"], object, text(&involved["fieldPath"]),
-                    source, event["message"], first_seen, count, event["metadata"]["name"]],
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": event["metadata"],
-                },
-            })
+            row(
+                json!([
+                    last_seen,
+                    event["type"],
+                    event["reason"],
+                    object,
+                    text(&involved["fieldPath"]),
+                    source,
+                    event["message"],
+                    first_seen,
+                    count,
+                    event["metadata"]["name"]
+                ]),
+                &event["metadata"],
+            )
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version.to_string()},
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    document(columns, rows, resource_version)
 }
 
 #[cfg(test)]
