@@ -150,7 +150,9 @@ fn defaults_render_a_locked_down_deployment() {
             "Role",
             "RoleBinding",
             "Service",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
         ]
         .map(String::from)
         .into(),
@@ -223,6 +225,8 @@ fn every_option_renders_its_objects() {
     let without_election =
         render(json!({"replicaCount": 1, "leaderElection": {"enabled": false}})).unwrap();
     assert!(!self::kinds(&without_election).contains("Role"));
+    let without_policy = render(json!({"admissionPolicy": {"enabled": false}})).unwrap();
+    assert!(!self::kinds(&without_policy).contains("ValidatingAdmissionPolicy"));
 }
 
 /// Two replicas without a Lease would both reconcile and email every partner twice: Helm
@@ -465,6 +469,9 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
 /// fails here by name.
 #[test]
 fn rendered_objects_are_valid_kubernetes_types() {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
     use k8s_openapi::api::{
         apps::v1::Deployment,
         core::v1::{Service, ServiceAccount},
@@ -492,11 +499,15 @@ fn rendered_objects_are_valid_kubernetes_types() {
             "RoleBinding" => unchanged::<RoleBinding>(object),
             "PodDisruptionBudget" => unchanged::<PodDisruptionBudget>(object),
             "NetworkPolicy" => unchanged::<NetworkPolicy>(object),
+            "ValidatingAdmissionPolicy" => unchanged::<ValidatingAdmissionPolicy>(object),
+            "ValidatingAdmissionPolicyBinding" => {
+                unchanged::<ValidatingAdmissionPolicyBinding>(object)
+            }
             // Not a built-in type: its CRD belongs to the Prometheus Operator.
             "ServiceMonitor" => continue,
             other => panic!("{other}: a kind this test does not know; add it"),
         }
         checked.insert(kind.to_string());
     }
-    assert_eq!(checked.len(), 9, "{checked:?}");
+    assert_eq!(checked.len(), 11, "{checked:?}");
 }

@@ -7,6 +7,9 @@ mod support;
 
 use std::time::Duration;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -78,6 +81,22 @@ async fn release_objects(client: &Client) -> Vec<(&'static str, bool)> {
             "RoleBinding",
             Api::<RoleBinding>::namespaced(client.clone(), NAMESPACE)
                 .get_opt(&format!("{FULLNAME}-leader-election"))
+                .await
+                .unwrap()
+                .is_some(),
+        ),
+        (
+            "ValidatingAdmissionPolicy",
+            Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                .get_opt(&format!("{FULLNAME}-operator-scope"))
+                .await
+                .unwrap()
+                .is_some(),
+        ),
+        (
+            "ValidatingAdmissionPolicyBinding",
+            Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                .get_opt(&format!("{FULLNAME}-tenant-ownership"))
                 .await
                 .unwrap()
                 .is_some(),

@@ -2,6 +2,9 @@
 //! ServiceAccount, ClusterRole, ClusterRoleBinding, Role and RoleBinding applied, the operator
 //! run with nothing but that ServiceAccount's token through a whole trial, and the audit log
 //! read back: no request of the operator's was refused, and what the roles do not grant is.
+//! The chart's ValidatingAdmissionPolicies are installed too: what RBAC grants by name only
+//! (the two object names, namespace deletes) is refused outside the operator's tenants, and
+//! nobody but the operator sets a namespace's ownership label.
 //! (`tests/helm_chart.rs` proves on the sandbox that the roles grant nothing the operator does
 //! not use.)
 
@@ -10,12 +13,15 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, PostParams};
 use partner_operator::leader::LeaderElection;
 use partner_operator::operator::RunOptions;
 use partner_operator::sandbox::control_plane::AuditedRequest;
+use partner_operator::tenant::OWNER_UID_LABEL;
 use serde_json::{Value, json};
 use support::*;
 
@@ -49,6 +55,8 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
             "ClusterRoleBinding",
             "Role",
             "RoleBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
         .contains(&kind.as_str())
         {
@@ -56,7 +64,7 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
             applied.push((kind, object));
         }
     }
-    assert_eq!(applied.len(), 5, "{applied:?}");
+    assert_eq!(applied.len(), 9, "{applied:?}");
     let account = applied
         .iter()
         .find(|(kind, _)| kind == "ServiceAccount")
@@ -81,6 +89,18 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
         .expect("a token");
     let client = plane(&h).client_for_token(&token, Some("partner-operator"));
 
+    // The policies take effect a moment after they are stored.
+    eventually("both admission policies in force", PATIENCE, || async {
+        let forged = Api::<Namespace>::all(h.client.clone())
+            .create(&dry_run(), &namespace("forged", &[(OWNER_UID_LABEL, "x")]))
+            .await;
+        let untenanted = Api::<Namespace>::all(client.clone())
+            .create(&dry_run(), &namespace("untenanted", &[]))
+            .await;
+        refused_by(forged, "tenant-ownership") && refused_by(untenanted, "operator-scope")
+    })
+    .await;
+
     let mut election = LeaderElection::new(NAMESPACE, "replica-a");
     election.lease_duration = Duration::from_secs(3);
     election.renew_before = Duration::from_secs(1);
@@ -98,8 +118,11 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
     // Nothing the operator asked for was refused; it did ask (the Lease included), and every
     // request of its came with the ServiceAccount's identity.
     let audited = plane(&h).audited_requests();
-    let by_operator: Vec<&AuditedRequest> =
-        audited.iter().filter(|r| r.username == username).collect();
+    // (The dry-run creates that waited for the policies are the test's, not the operator's.)
+    let by_operator: Vec<&AuditedRequest> = audited
+        .iter()
+        .filter(|r| r.username == username && !r.request_uri.contains("dryRun"))
+        .collect();
     let refused: Vec<_> = by_operator
         .iter()
         .filter(|r| r.code == Some(403))
@@ -175,18 +198,251 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
         "Leases elsewhere"
     );
 
-    // And the audit log records those refusals against the operator's identity (an entry may
-    // land a moment after its response).
+    let mut refusals = 7;
+
+    // What RBAC grants by name, the policy confines to tenants: the two object names elsewhere,
+    // a namespace that is no tenant created or deleted.
+    let tenant = tenants["litware"].clone();
+    let outside = [
+        (
+            apply_as(&client, secret_named("default", "activation")).await,
+            "a Secret named activation outside a tenant",
+        ),
+        (
+            apply_as(&client, config_map_named("default", "entitlements")).await,
+            "a ConfigMap named entitlements outside a tenant",
+        ),
+        (
+            Api::<Namespace>::all(client.clone())
+                .delete("northwind-partners", &Default::default())
+                .await
+                .map(drop),
+            "a namespace that is no tenant deleted",
+        ),
+        (
+            Api::<Namespace>::all(client.clone())
+                .create(&PostParams::default(), &namespace("untenanted", &[]))
+                .await
+                .map(drop),
+            "a namespace created without the ownership label",
+        ),
+    ];
+    for (result, what) in outside {
+        assert!(refused_by(result, "operator-scope"), "{what}");
+        refusals += 1;
+    }
+    // RBAC itself: other names in a tenant, and no relabelling.
+    assert!(
+        is_forbidden(apply_as(&client, secret_named(&tenant, "other")).await),
+        "another Secret in a tenant"
+    );
+    assert!(
+        is_forbidden(relabel(&client, "default", "team", Some("x")).await),
+        "a namespace relabelled"
+    );
+    refusals += 2;
+
+    // The policy holds on its own: with RBAC widened to patch any namespace, the operator may
+    // change its own labels on a tenant, and nothing else.
+    h.apply(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "widened"},
+        "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["patch"]}],
+    }))
+    .await;
+    h.apply(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "widened"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "widened"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}],
+    }))
+    .await;
+    eventually("the widened role in force", PATIENCE, || async {
+        may_patch_namespaces(&client).await
+    })
+    .await;
+    relabel(&client, &tenant, "partner-operator.io/probe", Some("1"))
+        .await
+        .expect("the operator's own label on a tenant");
+    for (namespace, key, value, what) in [
+        (
+            "default",
+            "partner-operator.io/probe",
+            Some("1"),
+            "a label on a namespace that is no tenant",
+        ),
+        (
+            tenant.as_str(),
+            "team",
+            Some("x"),
+            "someone else's label on a tenant",
+        ),
+        (
+            tenant.as_str(),
+            OWNER_UID_LABEL,
+            Some("another-uid"),
+            "the ownership label changed",
+        ),
+        (
+            tenant.as_str(),
+            OWNER_UID_LABEL,
+            None,
+            "the ownership label removed",
+        ),
+    ] {
+        assert!(
+            refused_by(
+                relabel(&client, namespace, key, value).await,
+                "operator-scope"
+            ),
+            "{what}"
+        );
+        refusals += 1;
+    }
+
+    // Nobody else writes the ownership label: not on a new namespace, not on an old one, not
+    // on a tenant. Other labels on a tenant are theirs to set.
+    let admin = h.client.clone();
+    let forged = Api::<Namespace>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &namespace("forged", &[(OWNER_UID_LABEL, "x")]),
+        )
+        .await;
+    assert!(
+        refused_by(forged, "tenant-ownership"),
+        "a forged tenant created"
+    );
+    for (namespace, value) in [
+        ("default", Some("x")),
+        (tenant.as_str(), Some("another-uid")),
+        (tenant.as_str(), None),
+    ] {
+        assert!(
+            refused_by(
+                relabel(&admin, namespace, OWNER_UID_LABEL, value).await,
+                "tenant-ownership"
+            ),
+            "{namespace}: ownership label set to {value:?} by an admin"
+        );
+    }
+    relabel(&admin, &tenant, "team", Some("x"))
+        .await
+        .expect("an admin labels a tenant");
+
+    // And the audit log records the operator identity's refusals (an entry may land a moment
+    // after its response).
     let refused_now = || {
         plane(&h)
             .audited_requests()
             .into_iter()
             .filter(|r| r.username == username && r.code == Some(403))
+            // The probes that waited for the policies to take effect.
+            .filter(|r| !r.request_uri.contains("dryRun"))
             .count()
     };
-    eventually("seven refusals in the audit log", PATIENCE, || async {
-        refused_now() >= 7
+    eventually("every refusal in the audit log", PATIENCE, || async {
+        refused_now() >= refusals
     })
     .await;
-    assert_eq!(refused_now(), 7);
+    assert_eq!(refused_now(), refusals);
+}
+
+fn dry_run() -> PostParams {
+    PostParams {
+        dry_run: true,
+        ..Default::default()
+    }
+}
+
+fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels.iter().cloned().collect::<BTreeMap<_, _>>()},
+    }))
+    .unwrap()
+}
+
+/// Refused by the chart's ValidatingAdmissionPolicy whose name ends in `policy`.
+fn refused_by<T: std::fmt::Debug>(result: Result<T, kube::Error>, policy: &str) -> bool {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            status.code == 403
+                && status.message.contains("ValidatingAdmissionPolicy")
+                && status.message.contains(policy)
+        }
+        _ => false,
+    }
+}
+
+fn secret_named(namespace: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace}, "stringData": {"k": "v"}})
+}
+
+fn config_map_named(namespace: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace}, "data": {"k": "v"}})
+}
+
+/// A server-side apply of `object` with `client`, as the operator writes.
+async fn apply_as(client: &kube::Client, object: Value) -> kube::Result<()> {
+    let name = object["metadata"]["name"].as_str().unwrap().to_string();
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let params = kube::api::PatchParams::apply("partner-operator").force();
+    let patch = kube::api::Patch::Apply(&object);
+    if object["kind"] == "Secret" {
+        Api::<Secret>::namespaced(client.clone(), &namespace)
+            .patch(&name, &params, &patch)
+            .await
+            .map(drop)
+    } else {
+        Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+            .patch(&name, &params, &patch)
+            .await
+            .map(drop)
+    }
+}
+
+/// Sets (or, with `None`, removes) one label of a namespace by merge patch.
+async fn relabel(
+    client: &kube::Client,
+    namespace: &str,
+    key: &str,
+    value: Option<&str>,
+) -> kube::Result<()> {
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            namespace,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {key: value}}})),
+        )
+        .await
+        .map(drop)
+}
+
+/// Whether RBAC lets `client` patch namespaces, as the API server's authorizer sees it now.
+async fn may_patch_namespaces(client: &kube::Client) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some("patch".into()),
+                resource: Some("namespaces".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("a SelfSubjectAccessReview")
+        .status
+        .is_some_and(|s| s.allowed)
 }

@@ -232,6 +232,23 @@ impl Registry {
                 false,
                 &[],
             ),
+            // Stored, so the chart applies; not enforced (docs/sandbox-fidelity.md).
+            ResourceType::builtin(
+                "admissionregistration.k8s.io",
+                "v1",
+                "validatingadmissionpolicies",
+                "ValidatingAdmissionPolicy",
+                false,
+                &[],
+            ),
+            ResourceType::builtin(
+                "admissionregistration.k8s.io",
+                "v1",
+                "validatingadmissionpolicybindings",
+                "ValidatingAdmissionPolicyBinding",
+                false,
+                &[],
+            ),
             ResourceType::builtin(
                 "apiextensions.k8s.io",
                 "v1",
@@ -252,13 +269,22 @@ impl Registry {
         for builtin in &mut builtins {
             if matches!(
                 builtin.kind.as_str(),
-                "Deployment" | "CustomResourceDefinition" | "Namespace" | "Service"
+                "Deployment"
+                    | "CustomResourceDefinition"
+                    | "Namespace"
+                    | "Service"
+                    | "ValidatingAdmissionPolicy"
             ) {
                 builtin.status_subresource = true;
             }
             if matches!(
                 builtin.kind.as_str(),
-                "Deployment" | "CustomResourceDefinition" | "PodDisruptionBudget" | "NetworkPolicy"
+                "Deployment"
+                    | "CustomResourceDefinition"
+                    | "PodDisruptionBudget"
+                    | "NetworkPolicy"
+                    | "ValidatingAdmissionPolicy"
+                    | "ValidatingAdmissionPolicyBinding"
             ) {
                 builtin.has_generation = true;
             }
