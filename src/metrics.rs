@@ -71,6 +71,9 @@ pub struct Metrics {
     /// Partners with an email to send, waiting for a mail slot: above zero for long, email is
     /// what the operator is behind on.
     pub emails_waiting: Gauge,
+    /// Partners whose stored body the operator cannot decode: each is left alone (nothing is
+    /// provisioned, mailed, billed or deleted for it) and reported in a Warning Event.
+    pub unreadable_partners: Gauge,
 }
 
 impl Default for Metrics {
@@ -145,6 +148,12 @@ impl Metrics {
             "Partners with an email to send that wait for a free mail slot",
             emails_waiting.clone(),
         );
+        let unreadable_partners = Gauge::default();
+        registry.register(
+            "unreadable_partners",
+            "Partners whose stored body the operator cannot decode, and so leaves alone",
+            unreadable_partners.clone(),
+        );
         Self {
             registry,
             reconciliations,
@@ -157,6 +166,7 @@ impl Metrics {
             emails_failed,
             next_deadline,
             emails_waiting,
+            unreadable_partners,
         }
     }
 

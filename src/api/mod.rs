@@ -6,10 +6,13 @@
 //! message names the field. The operator never writes `spec`; it only writes `status`.
 
 pub mod conditions;
+pub mod decoded;
 pub mod distributor;
+pub mod grammar;
 pub mod partner;
 
 pub use conditions::*;
+pub use decoded::Decoded;
 pub use distributor::*;
 pub use partner::*;
 
@@ -32,6 +35,13 @@ pub(crate) const ORGANIZATION_NAME_PATTERN: &str = r"^[^\x00-\x1F\x7F]+$";
 /// Both CRDs, in the order they are printed by `partner-operator crds`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![Distributor::crd(), Partner::crd()]
+        .into_iter()
+        .map(|crd| {
+            let mut crd = serde_json::to_value(crd).expect("a CRD serializes");
+            grammar::constrain_date_times(&mut crd["spec"]["versions"]);
+            serde_json::from_value(crd).expect("a CRD with patterns added")
+        })
+        .collect()
 }
 
 /// The CRDs as one multi-document YAML stream: exactly what `partner-operator crds` prints and
@@ -44,12 +54,14 @@ pub fn crds_yaml() -> String {
         .join("---\n")
 }
 
-/// Schema for `notificationEmail`: an address as Kubernetes' `email` format understands it,
-/// bounded to the 254 characters SMTP allows.
+/// Schema for `notificationEmail`: a bare address in the grammar the operator sends to
+/// ([`grammar::EMAIL_PATTERN`], within Kubernetes' `email` format), bounded to the 254
+/// characters SMTP allows.
 pub(crate) fn email_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "string",
         "format": "email",
+        "pattern": grammar::EMAIL_PATTERN,
         "minLength": 3,
         "maxLength": 254,
     })

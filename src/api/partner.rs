@@ -338,3 +338,26 @@ pub struct EmailRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
+
+impl Partner {
+    /// A Partner that carries only `metadata`: what stands in the operator's cache, index and
+    /// Events for one whose body cannot be read ([`super::Decoded::Unreadable`]), so it can be
+    /// taken out of them and named. Nothing reconciles it.
+    pub fn placeholder(
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> Self {
+        Self {
+            metadata,
+            spec: PartnerSpec {
+                organization_name: String::new(),
+                notification_email: String::new(),
+                distributor_ref: DistributorRef {
+                    name: String::new(),
+                },
+                subscription: Subscription::default(),
+                tenant: TenantPolicy::default(),
+            },
+            status: None,
+        }
+    }
+}

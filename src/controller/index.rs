@@ -20,6 +20,8 @@ struct Inner {
     by_namespace: HashMap<String, HashSet<ObjectRef<Partner>>>,
     /// The Partner whose tenant namespace has this name (derived from its uid, so one each).
     by_tenant: HashMap<String, ObjectRef<Partner>>,
+    /// The Distributor each Partner names: a Partner removed as unreadable has no spec to say.
+    distributor_of: HashMap<ObjectRef<Partner>, String>,
 }
 
 impl PartnerIndex {
@@ -33,6 +35,9 @@ impl PartnerIndex {
             .or_default()
             .insert(reference.clone());
         inner
+            .distributor_of
+            .insert(reference.clone(), partner.spec.distributor_ref.name.clone());
+        inner
             .by_namespace
             .entry(partner.namespace().unwrap_or_default())
             .or_default()
@@ -45,7 +50,7 @@ impl PartnerIndex {
     pub fn remove(&self, partner: &Partner) {
         let reference = ObjectRef::from_obj(partner);
         let mut inner = self.inner.write().unwrap();
-        let distributor = partner.spec.distributor_ref.name.clone();
+        let distributor = inner.distributor_of.remove(&reference).unwrap_or_default();
         if let Some(set) = inner.by_distributor.get_mut(&distributor) {
             set.remove(&reference);
             if set.is_empty() {

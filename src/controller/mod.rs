@@ -23,6 +23,7 @@ mod events;
 mod index;
 mod mail_slots;
 mod partner;
+mod unreadable;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,7 +44,7 @@ pub use context::Context;
 use context::{Caches, Listed, Watched};
 pub use index::PartnerIndex;
 
-use crate::api::{Distributor, Partner};
+use crate::api::{Decoded, Distributor, Partner};
 use crate::clock::Clock;
 use crate::mail::Mailer;
 use crate::metrics::{Metrics, Readiness};
@@ -98,7 +99,7 @@ pub async fn preflight(client: &Client) -> Result<(), StartError> {
         "distributors.partner-operator.io",
     )?;
     check(
-        Api::<Partner>::all(client.clone())
+        Api::<Decoded<Partner>>::all(client.clone())
             .list(&probe)
             .await
             .map(drop),
@@ -112,7 +113,7 @@ pub async fn run(
     config: OperatorConfig,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let partners_api: Api<Partner> = match &config.namespace {
+    let partners_api: Api<Decoded<Partner>> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -127,10 +128,17 @@ pub async fn run(
     let (partners, partners_writer) = reflector::store();
     let indexing = index.clone();
     let partners_listed = listed.clone();
+    // Each Partner decodes on its own: one the operator cannot read is reported and left out
+    // (`unreadable`), never failing the list for all the others.
+    let (unreadable_reports, mut unreadable_rx) = tokio::sync::mpsc::unbounded_channel();
     let partner_events = reflector(
         partners_writer,
-        kube::runtime::watcher(partners_api.clone(), watcher::Config::default())
-            .modify(trim_for_cache),
+        unreadable::readable_partners(
+            kube::runtime::watcher(partners_api, watcher::Config::default()),
+            config.metrics.clone(),
+            unreadable_reports,
+        )
+        .modify(trim_for_cache),
     )
     .default_backoff()
     .inspect_ok(move |event| match event {
@@ -208,6 +216,16 @@ pub async fn run(
         distributor_triggers,
         mail_slots,
     ));
+
+    let reporter = ctx.clone();
+    tokio::spawn(async move {
+        while let Some(report) = unreadable_rx.recv().await {
+            let partner = Partner::placeholder(report.metadata);
+            reporter
+                .publish(&partner, true, unreadable::UNREADABLE, report.note)
+                .await;
+        }
+    });
 
     let clock_jumps = WatchStream::from_changes(config.clock.jumps()).map(|_| {
         tracing::debug!("the clock moved: looking at every Partner again");

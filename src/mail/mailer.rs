@@ -396,11 +396,14 @@ impl Mailer {
             .subject(rendered.subject)
             .header(EventHeader(email.event.as_str()));
         for to in &email.to {
-            let mailbox: Mailbox = to.parse().map_err(|err| MailError::Address {
-                address: to.clone(),
-                reason: format!("{err}"),
-            })?;
-            builder = builder.to(mailbox);
+            // Bare addresses only (the grammar admission holds them to): a display name from a
+            // Partner would go into a header as its author wrote it.
+            let address =
+                crate::api::grammar::parse_email(to).map_err(|err| MailError::Address {
+                    address: to.clone(),
+                    reason: err.to_string(),
+                })?;
+            builder = builder.to(Mailbox::new(None, address));
         }
         builder
             .multipart(MultiPart::alternative_plain_html(

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod helm;
+pub mod metrics;
 pub mod process;
 pub mod scenarios;
 pub mod servers;
