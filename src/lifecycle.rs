@@ -97,6 +97,8 @@ pub mod events {
     pub const PRODUCTION_EXPIRED: &str = "ProductionExpired";
     pub const EXPIRATION_DATE_IN_PAST: &str = "ExpirationDateInPast";
     pub const TENANT_NAMESPACE_TAKEN: &str = "TenantNamespaceTaken";
+    pub const EXPIRATION_DATE_LIMITED: &str = "ExpirationDateLimited";
+    pub const PRODUCTION_ENDED_UNBOUND: &str = "ProductionEndedUnbound";
 }
 
 /// Decides what must happen for a Partner. Pure: same observation, same plan.
@@ -135,6 +137,9 @@ pub fn plan(obs: &Observation) -> Plan {
                 )
             };
             status.subscription_level = Some(level);
+            if level == SubscriptionLevel::Production {
+                unbind_production(&mut status, &mut effects, obs, &message);
+            }
             set_condition(
                 &mut status.conditions,
                 types::DISTRIBUTOR_BOUND,
@@ -259,13 +264,36 @@ pub fn plan(obs: &Observation) -> Plan {
         .trial
         .clone()
         .expect("a provisioned tenant has a trial");
+    // Policy bounds the date: a trial ends no later than `trial.days` after it started (the
+    // Distributor's terms, whatever the Partner's author writes), and no earlier than it
+    // started (an automatic upgrade would otherwise start Production and billing before the
+    // Partner existed).
     if level == SubscriptionLevel::Trial {
+        let longest = trial.started_at + Duration::days(i64::from(policy.days));
         trial.ends_at = match (
             partner.spec.subscription.level,
             partner.spec.subscription.expiration_date,
         ) {
-            (RequestedLevel::Trial, Some(date)) => date,
-            _ => trial.started_at + Duration::days(i64::from(policy.days)),
+            (RequestedLevel::Trial, Some(date)) => {
+                let bounded = date.clamp(trial.started_at, longest);
+                let moved = before.trial.as_ref().map(|t| t.ends_at) != Some(bounded);
+                if bounded != date && moved {
+                    effects.push(Effect::Event {
+                        reason: events::EXPIRATION_DATE_LIMITED,
+                        message: format!(
+                            "spec.subscription.expirationDate {} lies outside the trial the \
+                             Distributor grants ({} to {}, trial.days {}): the trial ends on {}",
+                            date.to_rfc3339(),
+                            trial.started_at.to_rfc3339(),
+                            longest.to_rfc3339(),
+                            policy.days,
+                            bounded.to_rfc3339()
+                        ),
+                    });
+                }
+                bounded
+            }
+            _ => longest,
         };
         status.trial = Some(trial.clone());
     }
@@ -550,6 +578,43 @@ fn manual_conversion(
     });
     start_billing(status, distributor, now);
     Ok(())
+}
+
+/// A Production Partner that lost its binding (its Distributor gone, or its namespace no longer
+/// selected) is not billed to anyone, so it does not keep Production either: billing and the
+/// Production entitlements end together, now, and the level becomes `Expired` (never a silent
+/// count drop on the Distributor while the tenant still says Production). Its tenant's
+/// entitlements follow, when it has one.
+fn unbind_production(
+    status: &mut PartnerStatus,
+    effects: &mut Vec<Effect>,
+    obs: &Observation,
+    why: &str,
+) {
+    let now = obs.now;
+    status.subscription_level = Some(SubscriptionLevel::Expired);
+    status.expires_at = None;
+    let billed_to = match status.billing.as_mut() {
+        Some(billing) => {
+            billing.ended_at.get_or_insert(now);
+            billing.billed_to.clone()
+        }
+        None => obs.partner.spec.distributor_ref.name.clone(),
+    };
+    effects.push(Effect::Event {
+        reason: events::PRODUCTION_ENDED_UNBOUND,
+        message: format!("Production ended on {}: {why}", now.to_rfc3339()),
+    });
+    effects.push(Effect::Event {
+        reason: events::BILLING_ENDED,
+        message: format!(
+            "billing to {billed_to} ended on {}: the Partner is no longer bound to it",
+            now.to_rfc3339()
+        ),
+    });
+    if obs.tenant_exists {
+        effects.push(Effect::EnsureTenant);
+    }
 }
 
 /// Billing starts once: a `startedAt` already set never changes.

@@ -382,7 +382,7 @@ fn without_auto_upgrade_the_trial_expires_and_nothing_is_billed() {
 fn an_expiration_date_ends_the_trial_while_in_trial() {
     let mut p = partner();
     p.spec.subscription.expiration_date = Some(t0() + Duration::days(30));
-    let mut w = World::new(p, distributor(14, 3, true));
+    let mut w = World::new(p, distributor(45, 3, true));
     w.settle();
     assert_eq!(
         w.status().trial.as_ref().unwrap().ends_at,
@@ -396,6 +396,95 @@ fn an_expiration_date_ends_the_trial_while_in_trial() {
     assert_eq!(w.status().expires_at, None);
     w.at(t0() + Duration::days(400));
     assert_eq!(w.level(), SubscriptionLevel::Production);
+}
+
+#[test]
+fn a_backdated_expiration_date_ends_the_trial_when_it_starts_never_before() {
+    let mut p = partner();
+    p.spec.subscription.expiration_date = Some(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap());
+    let mut w = World::new(p, distributor(14, 3, true));
+    w.settle();
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    let trial = w.status().trial.clone().unwrap();
+    assert_eq!((trial.started_at, trial.ends_at), (t0(), t0()));
+    assert_eq!(w.status().production.as_ref().unwrap().since, t0());
+    assert_eq!(w.status().billing.as_ref().unwrap().started_at, t0());
+    assert_eq!(
+        w.events
+            .iter()
+            .filter(|e| **e == "ExpirationDateLimited")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_far_future_expiration_date_is_held_to_the_distributors_trial_days() {
+    let mut p = partner();
+    p.spec.subscription.expiration_date =
+        Some(Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).unwrap());
+    let mut w = World::new(p, distributor(14, 3, false));
+    w.settle();
+    let ends = t0() + Duration::days(14);
+    assert_eq!(w.status().trial.as_ref().unwrap().ends_at, ends);
+    assert_eq!(w.status().expires_at, Some(ends));
+    assert_eq!(
+        w.events
+            .iter()
+            .filter(|e| **e == "ExpirationDateLimited")
+            .count(),
+        1
+    );
+    // Said once: settled, it plans nothing.
+    assert!(w.plan().effects.is_empty());
+    w.at(ends);
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
+    // A date inside the trial is the owner's to set, and says nothing.
+    let mut p = partner();
+    p.spec.subscription.expiration_date = Some(t0() + Duration::days(10));
+    let mut w = World::new(p, distributor(14, 3, true));
+    w.settle();
+    assert_eq!(
+        w.status().trial.as_ref().unwrap().ends_at,
+        t0() + Duration::days(10)
+    );
+    assert!(!w.events.contains(&"ExpirationDateLimited"));
+}
+
+#[test]
+fn unbinding_a_production_partner_ends_billing_and_production_together() {
+    for unbind in [
+        (|w: &mut World| w.namespace_allowed = false) as fn(&mut World),
+        |w: &mut World| w.distributor = None,
+    ] {
+        let mut w = World::new(partner(), distributor(14, 3, true));
+        w.at(t0() + Duration::days(14));
+        assert_eq!(w.level(), SubscriptionLevel::Production);
+        let unbound_at = t0() + Duration::days(20);
+        w.now = unbound_at;
+        unbind(&mut w);
+        let plan = w.reconcile_once(false);
+        assert_eq!(w.level(), SubscriptionLevel::Expired);
+        assert_eq!(
+            w.status().billing.as_ref().unwrap().ended_at,
+            Some(unbound_at)
+        );
+        assert_eq!(w.status().expires_at, None);
+        // The tenant's entitlements follow in the same pass.
+        assert!(plan.effects.contains(&Effect::EnsureTenant));
+        assert!(w.events.contains(&"ProductionEndedUnbound") && w.events.contains(&"BillingEnded"));
+        // Once: settled, nothing more.
+        assert!(w.settle().effects.is_empty());
+        let (_, billing) = lifecycle::distributor_totals([w.status()]);
+        assert_eq!(billing.production_partners, 0);
+    }
+    // A trial unbound is only frozen: nothing was billed, nothing ends.
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.settle();
+    w.namespace_allowed = false;
+    w.settle();
+    assert_eq!(w.level(), SubscriptionLevel::Trial);
+    assert!(w.status().billing.is_none());
 }
 
 #[test]
@@ -518,17 +607,19 @@ fn the_operator_never_downgrades() {
     assert_eq!(w.partner.spec.subscription.level, RequestedLevel::Trial);
     w.at(t0() + Duration::days(40));
     assert_eq!(w.level(), SubscriptionLevel::Production);
-    // The Distributor disappears: the level is kept, the Partner reports it is unbound.
+    // The Distributor disappears: Production ends with its billing (never back to Trial), and
+    // the Partner reports it is unbound.
     w.distributor = None;
     w.at(t0() + Duration::days(41));
-    assert_eq!(w.level(), SubscriptionLevel::Production);
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
     assert_eq!(
         w.ready(),
         ("False".into(), reasons::DISTRIBUTOR_NOT_FOUND.into())
     );
+    let billing = w.status().billing.clone().unwrap();
     assert_eq!(
-        w.status().billing.as_ref().unwrap().started_at,
-        t0() + Duration::days(14)
+        (billing.started_at, billing.ended_at),
+        (t0() + Duration::days(14), Some(t0() + Duration::days(41)))
     );
 }
 
@@ -864,6 +955,20 @@ proptest! {
             } else {
                 prop_assert!(billing_started.is_none(), "billing disappeared");
             }
+            // Dates obey policy: a running trial ends within the Distributor's `trial.days` of
+            // its start and not before it; billing never starts before the tenant existed.
+            let bound = w.distributor.is_some() && w.namespace_allowed;
+            if let (SubscriptionLevel::Trial, true, Some(trial)) = (level, bound, &status.trial) {
+                let longest = trial.started_at + Duration::days(i64::from(w.distributor.as_ref().unwrap().spec.trial.days));
+                prop_assert!(trial.ends_at >= trial.started_at && trial.ends_at <= longest, "{:?}", trial);
+            }
+            if let (Some(billing), Some(tenant)) = (&status.billing, &status.tenant) {
+                prop_assert!(billing.started_at >= tenant.provisioned_at, "billed before provisioning");
+            }
+            // Production and an open billing period go together, and only while bound.
+            let billing_open = status.billing.as_ref().is_some_and(|b| b.ended_at.is_none());
+            prop_assert_eq!(level == SubscriptionLevel::Production, billing_open);
+            prop_assert!(level != SubscriptionLevel::Production || bound, "Production while unbound");
             // Nothing is provisioned, mailed or billed for a Partner that never bound.
             if level == SubscriptionLevel::Pending {
                 prop_assert!(w.sent.is_empty() && status.billing.is_none() && status.tenant.is_none());

@@ -153,6 +153,8 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
                 lifecycle::events::EXPIRATION_DATE_IN_PAST
                     | lifecycle::events::TRIAL_EXPIRED
                     | lifecycle::events::TENANT_NAMESPACE_TAKEN
+                    | lifecycle::events::EXPIRATION_DATE_LIMITED
+                    | lifecycle::events::PRODUCTION_ENDED_UNBOUND
             );
             info!(partner = %ObjectRef::from_obj(&current), reason, "{message}");
             ctx.publish(&current, warning, reason, message.clone())
