@@ -11,9 +11,13 @@
 //! 2. restart over the settled Partners: time to settle, writes and emails (both must be 0);
 //! 3. idle: requests (beyond watches) and CPU seconds per minute, over `IDLE_SECONDS`;
 //! 4. mass expiry: `EXPIRING` trials ending at the same instant, lateness of the conversion;
-//! 5. memory: the operator's peak RSS.
+//! 5. memory: the operator's peak RSS;
+//! 6. large annotations: `ANNOTATED` more Partners carrying `ANNOTATION_KB` kB of annotations
+//!    each (legal: the API server allows 256 kB), half in a namespace no Distributor binds, and
+//!    a fresh operator started over everything: its peak RSS (the chart's limit is 256 MiB).
 //!
 //! Environment: `PARTNERS` (10000), `DISTRIBUTORS` (10), `EXPIRING` (1000), `IDLE_SECONDS` (60),
+//! `ANNOTATED` (700), `ANNOTATION_KB` (250),
 //! `CONCURRENCY` (the operator's `--concurrency`, default its own), `SMTP_PARAMS` (query
 //! parameters of the operator's SMTP URL, e.g. `max_connections=16`), `APISERVER` (`sandbox`,
 //! the default, or `kube`: the real kube-apiserver and etcd from `KUBEBUILDER_ASSETS` or
@@ -670,6 +674,64 @@ async fn main() {
         "MiB",
         "< 150",
         Some(operator.peak_rss_mib() / 150.0),
+    );
+
+    // 6. Large annotations, listed by a fresh operator.
+    let annotated = env_or("ANNOTATED", 700);
+    let annotation_kb = env_or("ANNOTATION_KB", 250);
+    operator.stop();
+    let unbound: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "unbound-partners"}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &unbound)
+        .await
+        .unwrap();
+    let bulk = "x".repeat(annotation_kb * 1024);
+    futures::stream::iter(0..annotated)
+        .map(|i| {
+            let namespace = if i % 2 == 0 {
+                "unbound-partners"
+            } else {
+                "d0-partners"
+            };
+            let api = Api::<Partner>::namespaced(client.clone(), namespace);
+            let partner: Partner = serde_json::from_value(json!({
+                "apiVersion": "partner-operator.io/v1alpha1",
+                "kind": "Partner",
+                "metadata": {"name": format!("a{i}"), "namespace": namespace,
+                             "annotations": {"example.com/bulk": bulk}},
+                "spec": {
+                    "organizationName": format!("a{i} IT Services"),
+                    "notificationEmail": format!("admin@a{i}.example"),
+                    "distributorRef": {"name": "d0"},
+                },
+            }))
+            .unwrap();
+            async move {
+                api.create(&PostParams::default(), &partner)
+                    .await
+                    .expect("an annotated Partner is created");
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<()>()
+        .await;
+    let operator = Operator::start(&kubeconfig, &smtp);
+    let total = partners + expiring + annotated;
+    let restarted = Instant::now();
+    while operator.metric(reconciled).await < total as f64 {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(300),
+            "the annotated Partners were never all reconciled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    figure(
+        "annotated: operator peak RSS",
+        operator.peak_rss_mib(),
+        "MiB",
+        "< 200",
+        Some(operator.peak_rss_mib() / 200.0),
     );
     operator.stop();
 }

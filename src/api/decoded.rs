@@ -6,6 +6,9 @@
 //! was tightened; a field a newer version of the CRD added) would fail every relist, and with it
 //! every Partner. Watching [`Decoded<Partner>`] instead keeps the failure on that one object:
 //! the controller leaves it alone and reports it (see `controller::unreadable`).
+//!
+//! It decodes what the operator's caches keep: `managedFields` and annotations, which no
+//! decision reads, are dropped as each object is decoded.
 
 use std::borrow::Cow;
 
@@ -29,7 +32,13 @@ pub enum Decoded<K> {
 
 impl<'de, K: DeserializeOwned> Deserialize<'de> for Decoded<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
+        let mut value = serde_json::Value::deserialize(deserializer)?;
+        // Dropped before the typed copy is made: a list page of Partners with 256 kB of
+        // annotations each would otherwise be held twice over until the cache trims it.
+        if let Some(metadata) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            metadata.remove("managedFields");
+            metadata.remove("annotations");
+        }
         match K::deserialize(&value) {
             Ok(typed) => Ok(Self::Typed(typed)),
             Err(error) => {
@@ -95,6 +104,19 @@ mod tests {
                 "subscription": {"expirationDate": expiration_date},
             },
         })
+    }
+
+    #[test]
+    fn what_no_decision_reads_is_dropped_as_it_is_decoded() {
+        let mut object = partner("2027-06-30T00:00:00Z");
+        object["metadata"]["annotations"] = json!({"example.com/bulk": "x".repeat(1000)});
+        object["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Apply"}]);
+        object["metadata"]["labels"] = json!({"team": "a"});
+        let Decoded::Typed(p) = serde_json::from_value::<Decoded<Partner>>(object).unwrap() else {
+            panic!("readable");
+        };
+        assert!(p.metadata.annotations.is_none() && p.metadata.managed_fields.is_none());
+        assert_eq!(p.metadata.labels.unwrap()["team"], "a");
     }
 
     #[test]
