@@ -195,8 +195,10 @@ spec:
     assert_eq!(
         fields,
         // An empty name is both too short and not matching the pattern, as kube-apiserver says;
-        // and as it does, the last one says the CEL rules were not checked.
+        // an address both fails the pattern and the `email` format; and as kube-apiserver does,
+        // the last one says the CEL rules were not checked.
         vec![
+            "spec.notificationEmail",
             "spec.notificationEmail",
             "spec.organizationName",
             "spec.organizationName",
@@ -204,9 +206,9 @@ spec:
             "<nil>"
         ]
     );
-    assert_eq!(errors[3].reason.cause_type(), "FieldValueNotSupported");
+    assert_eq!(errors[4].reason.cause_type(), "FieldValueNotSupported");
     assert_eq!(
-        errors[3].message,
+        errors[4].message,
         r#"spec.subscription.level: Unsupported value: "production": supported values: "Trial", "Production""#
     );
 }

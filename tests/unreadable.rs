@@ -20,6 +20,8 @@ crate::on_both_servers!(an_unreadable_partner_harms_only_itself,);
 
 /// A date kube-apiserver's `date-time` format takes and chrono refuses.
 const POISON: &str = "2027-06-30T00:00:00+99:99";
+/// A date inside the trial (which starts at the harness's start, 2027-03-01), as a fix.
+const FIXED: &str = "2027-03-10T00:00:00Z";
 const NAMESPACE: &str = "northwind-partners";
 const UNREADABLE: &str = "partner_operator_unreadable_partners";
 
@@ -145,7 +147,7 @@ async fn an_unreadable_partner_harms_only_itself(server: Server) {
     );
 
     // An edit that makes it readable brings it in.
-    set_expiration(&h, "poisoned", "2027-06-30T00:00:00Z").await;
+    set_expiration(&h, "poisoned", FIXED).await;
     h.wait_partner(NAMESPACE, "poisoned", "Ready", is_ready)
         .await;
     gauge_reads(metrics, 0.0).await;
@@ -166,11 +168,10 @@ async fn an_unreadable_partner_harms_only_itself(server: Server) {
         kept.metadata.deletion_timestamp.is_none(),
         "{tenant} deleted"
     );
-    set_expiration(&h, "contoso", "2027-06-30T00:00:00Z").await;
+    set_expiration(&h, "contoso", FIXED).await;
     let contoso = h
         .wait_partner(NAMESPACE, "contoso", "expiration date", |p| {
-            p.status.as_ref().and_then(|s| s.expires_at)
-                == Some("2027-06-30T00:00:00Z".parse().unwrap())
+            p.status.as_ref().and_then(|s| s.expires_at) == Some(FIXED.parse().unwrap())
         })
         .await;
     assert!(is_ready(&contoso));
