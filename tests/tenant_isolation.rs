@@ -19,6 +19,7 @@ crate::on_both_servers!(
     a_taken_name_that_frees_is_provisioned,
     a_tampered_status_moves_no_tenant,
     a_long_partner_name_is_provisioned,
+    a_long_distributor_name_is_served,
 );
 
 const OWNER: &str = "partner-operator.io/owner-uid";
@@ -358,4 +359,44 @@ async fn a_long_partner_name_is_provisioned(server: Server) {
         delete_partner(&h, "northwind-partners", name).await;
         wait_gone(&h, tenant).await;
     }
+}
+
+/// A Distributor name of 253 characters: its Partners are provisioned (the tenant's labels fit,
+/// the full name is in an annotation), converted and counted.
+async fn a_long_distributor_name_is_served(server: Server) {
+    let h = Harness::start(server).await;
+    let name = format!("{}.{}", "distribution".repeat(20), "z".repeat(12));
+    assert_eq!(name.len(), 253);
+    // A label value cannot hold the name: the namespace is selected by another label.
+    h.namespace("long-partners", &[("team", "long")]).await;
+    let mut distributor = distributor(&name, true);
+    distributor["spec"]["partnerNamespaces"] = json!({"matchLabels": {"team": "long"}});
+    distributor["spec"]["notificationEmail"] = json!("ops@long.example");
+    h.apply(distributor).await;
+    let mut object = partner("long-partners", "contoso", &name);
+    object["spec"]["subscription"] = json!({"level": "Production"});
+    h.apply(object).await;
+    let p = h
+        .wait_partner("long-partners", "contoso", "Production", |p| {
+            is_ready(p) && level(p) == "Production"
+        })
+        .await;
+    let tenant = tenant_of(&h, &p).await;
+    let ns = namespaces(&h).get(&tenant).await.unwrap();
+    assert!(ns.metadata.labels.unwrap().values().all(|v| v.len() <= 63));
+    assert_eq!(
+        ns.metadata.annotations.unwrap()["partner-operator.io/tenant-distributor"],
+        name
+    );
+    assert_eq!(
+        entitlements(&h, &tenant).await.unwrap()["distributor"],
+        name
+    );
+    h.wait_distributor(&name, "one billed Partner", |d| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.billing.as_ref())
+            .is_some_and(|b| b.production_partners == 1)
+    })
+    .await;
 }
