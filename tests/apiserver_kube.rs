@@ -471,6 +471,7 @@ async fn injected_faults_and_the_request_log() {
         share: 1.0,
         status: 500,
         limit: None,
+        ..Default::default()
     });
     let error = api
         .create(&PostParams::default(), &config_map("x", &[]))
@@ -490,6 +491,7 @@ async fn injected_faults_and_the_request_log() {
         share: 1.0,
         status: 429,
         limit: Some(2),
+        ..Default::default()
     });
     assert_eq!(
         api.get("x").await.unwrap().metadata.name.as_deref(),
@@ -501,6 +503,7 @@ async fn injected_faults_and_the_request_log() {
         share: 1.0,
         status: 409,
         limit: Some(1),
+        ..Default::default()
     });
     let current = api.get("x").await.unwrap();
     let error = api
@@ -525,6 +528,30 @@ async fn injected_faults_and_the_request_log() {
     assert_eq!(log[1].resource, "configmaps");
     assert_eq!(log[1].namespace.as_deref(), Some("partners"));
     assert!(log[1].is_write() && !log[2].is_write());
+
+    // A lost response: the write lands, the client is told it failed; only the named resource.
+    server.clear_faults();
+    server.inject_fault(FaultRule {
+        verb: Some("patch".into()),
+        resource: Some("configmaps".into()),
+        share: 1.0,
+        status: 500,
+        limit: Some(1),
+        lose_response: true,
+    });
+    let patch = Patch::Merge(json!({"data": {"lost": "yes"}}));
+    let error = api
+        .patch("x", &PatchParams::default(), &patch)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, kube::Error::Api(ref s) if s.code == 500),
+        "{error:?}"
+    );
+    assert_eq!(api.get("x").await.unwrap().data.unwrap()["lost"], "yes");
+    api.patch("x", &PatchParams::default(), &patch)
+        .await
+        .expect("the rule is spent");
 }
 
 /// kube-apiserver authorizes a server-side apply that creates its object for `create` as well

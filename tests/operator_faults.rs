@@ -166,12 +166,14 @@ async fn api_faults_delay_but_never_duplicate() {
         share: 0.10,
         status: 500,
         limit: None,
+        ..Default::default()
     });
     h.server.sandbox().inject_fault(FaultRule {
         verb: Some("patch".into()),
         share: 0.05,
         status: 409,
         limit: None,
+        ..Default::default()
     });
     let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
     for name in &names {

@@ -334,10 +334,17 @@ pub async fn handle(
     let user_agent = headers
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    if target.plural.is_some() {
+    let mut lost_response = None;
+    if let Some(plural) = &target.plural {
         state.log.record(verb, &target, user_agent);
-        if let Some(code) = state.faults.roll(verb) {
-            return ApiError::injected(code).into_response();
+        let resource = match &target.subresource {
+            Some(sub) => format!("{plural}/{sub}"),
+            None => plural.clone(),
+        };
+        match state.faults.roll(verb, &resource) {
+            Some(fault) if fault.lose_response => lost_response = Some(fault.status),
+            Some(fault) => return ApiError::injected(fault.status).into_response(),
+            None => {}
         }
     }
     if state
@@ -499,6 +506,10 @@ pub async fn handle(
             tokio::time::sleep(NAMESPACE_CONTROLLER_DELAY).await;
             collect_garbage(&state, &resource, &target, deleted_uid.as_deref());
         });
+    }
+    if let Some(code) = lost_response {
+        // Carried out; the client is told it failed.
+        return ApiError::injected(code).into_response();
     }
     if events_v1 {
         return events::convert_response(response, verb == "watch").await;

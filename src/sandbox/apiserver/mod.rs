@@ -113,33 +113,49 @@ impl RequestLog {
 }
 
 /// A share of the requests of one verb (or of all verbs) answered with an error status.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct FaultRule {
     /// `None`: every verb.
     pub verb: Option<String>,
+    /// `None`: every resource; else a plural, or `plural/subresource` (`partners/status`).
+    pub resource: Option<String>,
     /// 0.0..=1.0.
     pub share: f64,
     /// 500, 429 (with Retry-After) or 409.
     pub status: u16,
     /// Fail at most this many requests, then stop; `None`: no limit.
     pub limit: Option<u32>,
+    /// Carry the request out, then answer with the error anyway: the write landed, and the
+    /// client never learns it (a connection lost after the server committed).
+    pub lose_response: bool,
+}
+
+/// What a request that drew a fault gets.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fault {
+    pub status: u16,
+    pub lose_response: bool,
 }
 
 #[derive(Clone, Default)]
 struct Faults(Arc<Mutex<Vec<FaultRule>>>);
 
 impl Faults {
-    fn roll(&self, verb: &str) -> Option<u16> {
+    fn roll(&self, verb: &str, resource: &str) -> Option<Fault> {
         let mut rules = self.0.lock().unwrap();
         let rule = rules
             .iter_mut()
             .filter(|r| r.verb.as_deref().is_none_or(|v| v == verb))
+            .filter(|r| r.resource.as_deref().is_none_or(|v| v == resource))
             .filter(|r| r.limit != Some(0))
             .find(|r| rand::random::<f64>() < r.share)?;
         if let Some(left) = rule.limit.as_mut() {
             *left -= 1;
         }
-        Some(rule.status)
+        Some(Fault {
+            status: rule.status,
+            lose_response: rule.lose_response,
+        })
     }
 }
 
