@@ -42,6 +42,10 @@ pub struct Observation<'a> {
     /// Whether a namespace by the tenant's name exists that this Partner does not own: it is
     /// never adopted, written into or deleted.
     pub tenant_taken: bool,
+    /// The `data` of the tenant's `entitlements` ConfigMap as observed; `None` when there is
+    /// none. The tenant is written whenever this differs from what the status says, so a write
+    /// that was lost, or landed unseen, is made good from what is observed.
+    pub entitlements: Option<&'a std::collections::BTreeMap<String, String>>,
     pub now: DateTime<Utc>,
 }
 
@@ -139,6 +143,10 @@ pub fn plan(obs: &Observation) -> Plan {
             status.subscription_level = Some(level);
             if level == SubscriptionLevel::Production {
                 unbind_production(&mut status, &mut effects, obs, &message);
+            }
+            // An existing tenant still follows the status (nothing new is provisioned).
+            if obs.tenant_exists && !tenant_current(obs, &status) {
+                effects.push(Effect::EnsureTenant);
             }
             set_condition(
                 &mut status.conditions,
@@ -431,7 +439,7 @@ pub fn plan(obs: &Observation) -> Plan {
     };
 
     // Conditions.
-    if obs.tenant_exists {
+    if obs.tenant_exists && obs.entitlements.is_some() {
         set_condition(
             &mut status.conditions,
             types::TENANT_PROVISIONED,
@@ -447,7 +455,11 @@ pub fn plan(obs: &Observation) -> Plan {
             types::TENANT_PROVISIONED,
             false,
             reasons::PROVISIONING,
-            "creating the tenant namespace",
+            if obs.tenant_exists {
+                "writing the tenant's entitlements"
+            } else {
+                "creating the tenant namespace"
+            },
             generation,
             now,
         );
@@ -534,10 +546,7 @@ pub fn plan(obs: &Observation) -> Plan {
     );
 
     // Effects: the tenant first (the activation secret lives in it), then unsent emails.
-    if !obs.tenant_exists
-        || entitlements_changed(&before, &status)
-        || before.observed_generation != generation
-    {
+    if !tenant_current(obs, &status) {
         effects.insert(0, Effect::EnsureTenant);
     }
     for record in status.emails.iter().filter(|e| e.sent_at.is_none()) {
@@ -584,7 +593,7 @@ fn manual_conversion(
 /// selected) is not billed to anyone, so it does not keep Production either: billing and the
 /// Production entitlements end together, now, and the level becomes `Expired` (never a silent
 /// count drop on the Distributor while the tenant still says Production). Its tenant's
-/// entitlements follow, when it has one.
+/// entitlements follow, as for every unbound Partner with a tenant.
 fn unbind_production(
     status: &mut PartnerStatus,
     effects: &mut Vec<Effect>,
@@ -612,9 +621,20 @@ fn unbind_production(
             now.to_rfc3339()
         ),
     });
-    if obs.tenant_exists {
-        effects.push(Effect::EnsureTenant);
-    }
+}
+
+/// Whether the tenant is as `status` says: the namespace exists and its `entitlements` hold
+/// what they should (compared with what is observed, never with an earlier status).
+fn tenant_current(obs: &Observation, status: &PartnerStatus) -> bool {
+    obs.tenant_exists
+        && obs.entitlements.is_some_and(|observed| {
+            // Keys someone else added are theirs: only the operator's own are compared.
+            crate::tenant::entitlements_data(obs.partner, status).is_some_and(|desired| {
+                desired
+                    .iter()
+                    .all(|(key, value)| observed.get(key) == Some(value))
+            })
+        })
 }
 
 /// Billing starts once: a `startedAt` already set never changes.
@@ -705,13 +725,6 @@ pub fn mark_email_failed(status: &mut PartnerStatus, message_id: &str, error: &s
 
 /// What the tenant's `entitlements` ConfigMap carries, so the tenant is rewritten only when one
 /// of these changed.
-fn entitlements_changed(before: &PartnerStatus, after: &PartnerStatus) -> bool {
-    before.tenant != after.tenant
-        || before.subscription_level != after.subscription_level
-        || before.skus != after.skus
-        || before.expires_at != after.expires_at
-}
-
 /// The deterministic Message-ID of a Partner's email `event`: the same on every retry, so a
 /// message resent after a crash is recognisable as the same message. Derived by hashing, so it
 /// reveals neither the uid nor anything secret.

@@ -126,8 +126,6 @@ pub async fn ensure(
     if !matches!(found, Tenant::Owned(_)) {
         return Ok(found);
     }
-    let skus: Vec<&str> = status.skus.iter().map(|s| s.0.as_str()).collect();
-    let level = status.subscription_level.unwrap_or_default().to_string();
     let entitlements = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -137,14 +135,7 @@ pub async fn ensure(
             "labels": labels,
             "annotations": tenant_annotations(partner),
         },
-        "data": {
-            "tenantId": tenant.id,
-            "organization": partner.spec.organization_name,
-            "distributor": partner.spec.distributor_ref.name,
-            "level": level,
-            "skus": skus.join(","),
-            "expiresAt": status.expires_at.map(|at| at.to_rfc3339()).unwrap_or_default(),
-        },
+        "data": entitlements_data(partner, status),
     });
     Api::<ConfigMap>::namespaced(client.clone(), &name)
         .patch(
@@ -154,6 +145,36 @@ pub async fn ensure(
         )
         .await?;
     Ok(found)
+}
+
+/// What the tenant's `entitlements` ConfigMap holds for `status`: `None` before the tenant is
+/// provisioned.
+pub fn entitlements_data(
+    partner: &Partner,
+    status: &PartnerStatus,
+) -> Option<BTreeMap<String, String>> {
+    let tenant = status.tenant.as_ref()?;
+    let skus: Vec<&str> = status.skus.iter().map(|s| s.0.as_str()).collect();
+    Some(BTreeMap::from(
+        [
+            ("tenantId", tenant.id.clone()),
+            ("organization", partner.spec.organization_name.clone()),
+            ("distributor", partner.spec.distributor_ref.name.clone()),
+            (
+                "level",
+                status.subscription_level.unwrap_or_default().to_string(),
+            ),
+            ("skus", skus.join(",")),
+            (
+                "expiresAt",
+                status
+                    .expires_at
+                    .map(|at| at.to_rfc3339())
+                    .unwrap_or_default(),
+            ),
+        ]
+        .map(|(key, value)| (key.to_string(), value)),
+    ))
 }
 
 /// Creates the tenant namespace. A name already taken (409) is looked at: it may be this

@@ -63,6 +63,10 @@ struct World {
     /// A namespace by the tenant's name exists that the Partner does not own.
     tenant_taken: bool,
     now: DateTime<Utc>,
+    /// The `data` of the tenant's `entitlements` ConfigMap.
+    entitlements: Option<std::collections::BTreeMap<String, String>>,
+    /// The next tenant write is lost (the process dies after writing the status).
+    lose_tenant_write: bool,
     /// (event, Message-ID, recipients) of every delivery, retries included.
     sent: Vec<(EmailEvent, String, Vec<String>)>,
     events: Vec<&'static str>,
@@ -76,6 +80,8 @@ impl World {
             namespace_allowed: true,
             tenant_exists: false,
             tenant_taken: false,
+            entitlements: None,
+            lose_tenant_write: false,
             now: t0(),
             sent: vec![],
             events: vec![],
@@ -89,6 +95,7 @@ impl World {
             namespace_allowed: self.namespace_allowed,
             tenant_exists: self.tenant_exists,
             tenant_taken: self.tenant_taken,
+            entitlements: self.entitlements.as_ref(),
             now: self.now,
         })
     }
@@ -100,7 +107,16 @@ impl World {
         let mut status = plan.status.clone();
         for effect in &plan.effects {
             match effect {
-                Effect::EnsureTenant => self.tenant_exists = !self.tenant_taken,
+                Effect::EnsureTenant if std::mem::take(&mut self.lose_tenant_write) => {}
+                Effect::EnsureTenant => {
+                    self.tenant_exists = !self.tenant_taken;
+                    if self.tenant_exists {
+                        self.entitlements = partner_operator::tenant::entitlements_data(
+                            &self.partner,
+                            &plan.status,
+                        );
+                    }
+                }
                 Effect::SendEmail {
                     event,
                     message_id,
@@ -718,7 +734,7 @@ fn tenant_namespaces_come_from_the_partner_not_from_its_status() {
     assert_eq!(w.status().tenant.clone().unwrap().namespace, name);
 
     // A status writer points the tenant elsewhere: the derived name wins and the status is
-    // corrected; the tenant is looked after where it is.
+    // corrected; the tenant, as observed, already holds what the corrected status says.
     let mut status = w.status().clone();
     let tenant = status.tenant.as_mut().unwrap();
     let id = tenant.id.clone();
@@ -731,7 +747,7 @@ fn tenant_namespaces_come_from_the_partner_not_from_its_status() {
         (corrected.namespace.as_str(), corrected.id),
         (name.as_str(), id)
     );
-    assert_eq!(plan.effects, vec![Effect::EnsureTenant]);
+    assert!(plan.effects.is_empty(), "{:?}", plan.effects);
 }
 
 #[test]
@@ -860,6 +876,8 @@ enum Step {
     ToggleDistributor,
     /// The namespace label is removed or restored.
     ToggleNamespace,
+    /// The next tenant write is lost after the status that asked for it was written.
+    LoseTenantWrite,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -873,6 +891,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::DeleteTenant),
         1 => Just(Step::ToggleDistributor),
         1 => Just(Step::ToggleNamespace),
+        1 => Just(Step::LoseTenantWrite),
     ]
 }
 
@@ -919,13 +938,17 @@ proptest! {
                         d.spec.trial.days = days;
                     }
                 }
-                Step::DeleteTenant => w.tenant_exists = false,
+                Step::DeleteTenant => {
+                    w.tenant_exists = false;
+                    w.entitlements = None;
+                }
+                Step::LoseTenantWrite => w.lose_tenant_write = true,
                 Step::ToggleDistributor => {
                     w.distributor = if w.distributor.is_some() { None } else { Some(dist.clone()) };
                 }
                 Step::ToggleNamespace => w.namespace_allowed = !w.namespace_allowed,
             }
-            if !matches!(step, Step::Advance(_) | Step::Crash | Step::DeleteTenant | Step::ToggleDistributor | Step::ToggleNamespace) {
+            if !matches!(step, Step::Advance(_) | Step::Crash | Step::DeleteTenant | Step::ToggleDistributor | Step::ToggleNamespace | Step::LoseTenantWrite) {
                 let g = w.partner.metadata.generation.unwrap_or(1);
                 w.partner.metadata.generation = Some(g + 1);
             }
@@ -988,8 +1011,10 @@ proptest! {
             if !crash {
                 let mut again = w.plan();
                 if again.effects.iter().any(|e| matches!(e, Effect::EnsureTenant)) {
-                    // The tenant was just provisioned; the next plan sees it.
+                    // The tenant was just provisioned, or its lost write is made again; the
+                    // next plan sees it.
                     w.tenant_exists = true;
+                    w.entitlements = partner_operator::tenant::entitlements_data(&w.partner, &again.status);
                     again = w.plan();
                 }
                 let sends: Vec<_> = again.effects.iter().filter(|e| matches!(e, Effect::SendEmail { .. })).collect();
@@ -998,6 +1023,11 @@ proptest! {
                 let third = w.plan();
                 prop_assert!(third.effects.is_empty(), "third plan not empty: {:?}", third.effects);
                 prop_assert_eq!(Some(&third.status), w.partner.status.as_ref());
+                // Settled, the tenant's entitlements say what the status says, whatever was lost.
+                if w.tenant_exists {
+                    let desired = partner_operator::tenant::entitlements_data(&w.partner, w.status());
+                    prop_assert_eq!(&w.entitlements, &desired);
+                }
             }
         }
     }

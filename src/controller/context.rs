@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::UnboundedSender;
@@ -29,6 +29,8 @@ pub struct Context {
     pub partners: Store<Partner>,
     pub distributors: Store<Distributor>,
     pub namespaces: Store<Namespace>,
+    /// The tenants' `entitlements` ConfigMaps.
+    pub entitlements: Store<ConfigMap>,
     pub index: PartnerIndex,
     /// `reportingInstance` of our Events: the pod's name when there is one.
     instance: String,
@@ -53,6 +55,8 @@ pub(super) struct Caches {
     pub partners: Store<Partner>,
     pub distributors: Store<Distributor>,
     pub namespaces: Store<Namespace>,
+    /// The tenants' `entitlements` ConfigMaps.
+    pub entitlements: Store<ConfigMap>,
     pub index: PartnerIndex,
     pub listed: Arc<Listed>,
 }
@@ -69,6 +73,7 @@ impl Context {
             partners,
             distributors,
             namespaces,
+            entitlements,
             index,
             listed,
         } = caches;
@@ -84,6 +89,7 @@ impl Context {
             partners,
             distributors,
             namespaces,
+            entitlements,
             index,
             listed,
             distributor_triggers,
@@ -144,7 +150,7 @@ fn backoff_after(failures: u32) -> Duration {
 /// Which watches have delivered their first complete list.
 ///
 /// Each watch stream sets its flag when it sees `InitDone`, and `/readyz` turns ready once all
-/// three are set. (kube's `Store::wait_until_ready` is not used for this: it wakes a single
+/// four are set. (kube's `Store::wait_until_ready` is not used for this: it wakes a single
 /// waiter, and the controller runtime already waits on the Partner store, so a second waiter
 /// could leave the controller asleep.)
 #[derive(Default)]
@@ -152,6 +158,7 @@ pub struct Listed {
     partners: AtomicBool,
     distributors: AtomicBool,
     namespaces: AtomicBool,
+    entitlements: AtomicBool,
     readiness: Readiness,
 }
 
@@ -161,6 +168,7 @@ pub enum Watched {
     Partners,
     Distributors,
     Namespaces,
+    Entitlements,
 }
 
 impl Listed {
@@ -176,6 +184,7 @@ impl Listed {
             Watched::Partners => &self.partners,
             Watched::Distributors => &self.distributors,
             Watched::Namespaces => &self.namespaces,
+            Watched::Entitlements => &self.entitlements,
         };
         flag.store(true, Ordering::Release);
         if self.all() {
@@ -187,6 +196,7 @@ impl Listed {
         self.partners.load(Ordering::Acquire)
             && self.distributors.load(Ordering::Acquire)
             && self.namespaces.load(Ordering::Acquire)
+            && self.entitlements.load(Ordering::Acquire)
     }
 }
 

@@ -10,6 +10,8 @@
 //! - Namespaces, through a watch whose store answers "may this namespace bind?" and "does the
 //!   tenant exist?"; a tenant namespace (labelled with its Partner) maps to its Partner, so a
 //!   deleted tenant is provisioned again; any other namespace maps to the Partners inside it;
+//! - the tenants' `entitlements` ConfigMaps, through a watch by name and ownership label: the
+//!   reconciler compares them with the status, and a change or deletion wakes their Partner;
 //! - the clock: when a test or the sandbox moves it, every Partner is looked at again;
 //! - the Partner reconciler, which tells the Distributor controller when a count may have moved.
 //!
@@ -31,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
@@ -194,6 +196,30 @@ pub async fn run(
     })
     .touched_objects();
 
+    // The tenants' `entitlements` ConfigMaps (by name, and only those carrying a tenant's
+    // ownership label): compared with what each Partner's status says, so a tenant write that
+    // was lost is made again; a change or deletion wakes the tenant's Partner.
+    let (entitlements, entitlements_writer) = reflector::store();
+    let entitlements_listed = listed.clone();
+    let entitlements_api: Api<ConfigMap> = Api::all(client.clone());
+    let entitlement_events = reflector(
+        entitlements_writer,
+        kube::runtime::watcher(
+            entitlements_api,
+            watch_config()
+                .fields(&format!("metadata.name={}", crate::tenant::ENTITLEMENTS))
+                .labels(crate::tenant::OWNER_UID_LABEL),
+        )
+        .modify(trim_for_cache),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| {
+        if matches!(event, Event::InitDone) {
+            entitlements_listed.mark(Watched::Entitlements);
+        }
+    })
+    .touched_objects();
+
     let (distributor_triggers, distributor_trigger_rx) = tokio::sync::mpsc::unbounded_channel();
     let (mail_wakes, mail_wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let mail_slots = mail_slots::MailSlots::new(
@@ -209,6 +235,7 @@ pub async fn run(
             partners,
             distributors,
             namespaces,
+            entitlements,
             index: index.clone(),
             listed,
         },
@@ -233,6 +260,7 @@ pub async fn run(
 
     let by_distributor = index.clone();
     let by_namespace = index.clone();
+    let by_tenant = index.clone();
     let partner_controller = partner_controller
         .with_config(
             kube::runtime::controller::Config::default()
@@ -247,6 +275,9 @@ pub async fn run(
             let mut partners = by_namespace.in_namespace(&name);
             partners.extend(by_namespace.tenant_owner(&name));
             partners
+        })
+        .watches_stream(entitlement_events, move |cm: ConfigMap| {
+            by_tenant.tenant_owner(&cm.namespace().unwrap_or_default())
         })
         .reconcile_on(UnboundedReceiverStream::new(mail_wake_rx))
         .reconcile_all_on(clock_jumps)

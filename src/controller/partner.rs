@@ -9,6 +9,7 @@
 //! - recording the delivery is retried on conflicts and transient API errors, because a
 //!   delivery that is not recorded would be repeated.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,12 +104,15 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
     let mut fresh = false;
     // What this reconciliation found at the tenant's name (the cache may not show it yet).
     let mut tenant_found: Option<tenant::Tenant> = None;
+    // What this reconciliation wrote to the tenant's `entitlements` (the cache may lag).
+    let mut entitlements_written: Option<BTreeMap<String, String>> = None;
     let mut mail_slot = None;
     for _ in 0..MAX_STEPS {
         let distributor = ctx
             .distributors
             .get(&ObjectRef::new(&current.spec.distributor_ref.name));
         let now = ctx.clock.timestamp();
+        let cached_entitlements = cached_entitlements(ctx, &current);
         let plan = lifecycle::plan(&Observation {
             partner: &current,
             distributor: distributor.as_deref(),
@@ -121,6 +125,9 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
                 Some(found) => *found == tenant::Tenant::Taken,
                 None => tenant_taken(ctx, &current),
             },
+            entitlements: entitlements_written
+                .as_ref()
+                .or(cached_entitlements.as_ref()),
             now,
         });
         let level_before = current.status.as_ref().and_then(|s| s.subscription_level);
@@ -221,6 +228,7 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
                         // Plan again on what was found: no email without the tenant.
                         break;
                     }
+                    entitlements_written = written_entitlements(&current);
                 }
                 Effect::SendEmail {
                     event,
@@ -315,6 +323,20 @@ fn namespace_allowed(ctx: &Context, partner: &Partner, distributor: Option<&Dist
     ctx.namespaces
         .get(&ObjectRef::new(&namespace))
         .is_some_and(|ns| lifecycle::namespace_allowed(distributor, &ns))
+}
+
+/// The `data` of the tenant's `entitlements` ConfigMap as the cache has it.
+fn cached_entitlements(ctx: &Context, partner: &Partner) -> Option<BTreeMap<String, String>> {
+    let reference =
+        ObjectRef::new(tenant::ENTITLEMENTS).within(&lifecycle::tenant_namespace_of(partner));
+    ctx.entitlements
+        .get(&reference)
+        .map(|cm| cm.data.clone().unwrap_or_default())
+}
+
+/// What [`tenant::ensure`] just wrote for `partner`'s status.
+fn written_entitlements(partner: &Partner) -> Option<BTreeMap<String, String>> {
+    tenant::entitlements_data(partner, partner.status.as_ref()?)
 }
 
 /// Whether the cache shows the tenant namespace, this Partner's and live.

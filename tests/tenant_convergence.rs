@@ -1,0 +1,150 @@
+//! The tenant follows the Partner's status from what is observed, whatever was lost on the way:
+//! a tenant write that failed, a response lost after the server applied the write, the
+//! `entitlements` ConfigMap deleted or edited by someone else. The lost responses are injected
+//! by the sandbox API server (kube-apiserver has no such knob); the edits run on both servers.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use partner_operator::api::types;
+use partner_operator::sandbox::apiserver::FaultRule;
+use serde_json::json;
+use support::*;
+
+crate::on_both_servers!(deleted_or_edited_entitlements_are_restored,);
+
+const NAMESPACE: &str = "northwind-partners";
+
+async fn entitlements(h: &Harness, tenant: &str) -> Option<BTreeMap<String, String>> {
+    Api::<ConfigMap>::namespaced(h.client.clone(), tenant)
+        .get_opt("entitlements")
+        .await
+        .unwrap()
+        .map(|cm| cm.data.unwrap_or_default())
+}
+
+async fn wait_level_in_entitlements(h: &Harness, tenant: &str, level: &str) {
+    eventually(
+        &format!("entitlements of {tenant} say {level}"),
+        PATIENCE,
+        || async {
+            entitlements(h, tenant)
+                .await
+                .is_some_and(|data| data["level"] == level)
+        },
+    )
+    .await;
+}
+
+/// A Ready Partner `contoso` of northwind; its tenant namespace.
+async fn ready_contoso(h: &Harness) -> String {
+    h.northwind(true).await;
+    h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
+    let p = h
+        .wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
+        .await;
+    p.status.unwrap().tenant.unwrap().namespace
+}
+
+async fn deleted_or_edited_entitlements_are_restored(server: Server) {
+    let h = Harness::start(server).await;
+    let tenant = ready_contoso(&h).await;
+    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+    let configmaps = Api::<ConfigMap>::namespaced(h.client.clone(), &tenant);
+
+    configmaps
+        .delete("entitlements", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+
+    // Someone else's edit of a value the operator owns is undone; a key of their own stays.
+    configmaps
+        .patch(
+            "entitlements",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"level": "Production", "note": "mine"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the level restored", PATIENCE, || async {
+        entitlements(&h, &tenant)
+            .await
+            .is_some_and(|data| data["level"] == "Trial" && data.get("note").is_some())
+    })
+    .await;
+}
+
+/// The status write that converts the trial lands, but its response is lost: the operator
+/// never sees its own write succeed, and the tenant still follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_response_to_the_converting_status_write_still_converts_the_tenant() {
+    let h = Harness::start(Server::Sandbox).await;
+    let tenant = ready_contoso(&h).await;
+    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+    h.server.sandbox().inject_fault(FaultRule {
+        verb: Some("patch".into()),
+        resource: Some("partners/status".into()),
+        share: 1.0,
+        status: 500,
+        limit: Some(1),
+        lose_response: true,
+    });
+    h.clock.advance(Duration::days(14));
+    h.wait_partner(NAMESPACE, "contoso", "Production", |p| {
+        level(p) == "Production"
+    })
+    .await;
+    wait_level_in_entitlements(&h, &tenant, "Production").await;
+}
+
+/// The tenant Namespace is created but the answer is lost, and the first `entitlements` write
+/// fails: the ConfigMap is written all the same, and `TenantProvisioned` waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_and_failed_tenant_writes_during_provisioning_are_made_good() {
+    let h = Harness::start(Server::Sandbox).await;
+    h.northwind(true).await;
+    let sandbox = h.server.sandbox();
+    sandbox.inject_fault(FaultRule {
+        verb: Some("create".into()),
+        resource: Some("namespaces".into()),
+        share: 1.0,
+        status: 500,
+        limit: Some(1),
+        lose_response: true,
+    });
+    sandbox.inject_fault(FaultRule {
+        verb: Some("patch".into()),
+        resource: Some("configmaps".into()),
+        share: 1.0,
+        status: 500,
+        limit: Some(1),
+        ..Default::default()
+    });
+    h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
+    let p = h
+        .wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
+        .await;
+    assert_eq!(
+        condition(&p, types::TENANT_PROVISIONED),
+        Some(("True".into(), "Provisioned".into()))
+    );
+    let tenant = p.status.unwrap().tenant.unwrap().namespace;
+    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+    // The operator did go through the failed write: the ConfigMap took a second one.
+    let writes = h
+        .server
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.verb == "patch"
+                && r.resource == "configmaps"
+                && r.namespace.as_deref() == Some(tenant.as_str())
+        })
+        .count();
+    assert!(writes >= 2, "{writes} entitlements writes");
+}
