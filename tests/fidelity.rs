@@ -1102,6 +1102,19 @@ async fn list_chunking(http: Http, ns: String) -> Value {
             _ => break,
         }
     }
+    // With a selector, no count of what remains (kube-apiserver cannot know it cheaply).
+    let selected = http
+        .get(&format!(
+            "{}?limit=2&fieldSelector=metadata.name!=c",
+            cms(&ns)
+        ))
+        .await;
+    pages.push(json!([
+        selected.outcome(),
+        names(&selected),
+        selected.body["metadata"]["remainingItemCount"],
+        selected.body["metadata"]["continue"].is_string()
+    ]));
     let bad_token = http
         .get(&format!("{}?limit=2&continue=garbage", cms(&ns)))
         .await;

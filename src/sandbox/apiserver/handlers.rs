@@ -727,31 +727,45 @@ impl Request<'_> {
 
     fn list(&self, wants_table: bool) -> ApiResult {
         let (labels, fields) = self.selectors()?;
+        // Pagination: the continue token is the `namespace/name` of the last item returned; the
+        // store lists in (namespace, name) order, and a page resumes after that pair.
+        let after = match &self.query.continue_token {
+            None => None,
+            Some(token) => {
+                let key = hex::decode(token)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| ApiError::bad_request("invalid continue token"))?;
+                let (namespace, name) = key
+                    .split_once('/')
+                    .ok_or_else(|| ApiError::bad_request("invalid continue token"))?;
+                Some((namespace.to_string(), name.to_string()))
+            }
+        };
         let (items, revision) = self
             .state
             .store
             .list(&self.key(), self.target.namespace.as_deref());
-        let mut items: Vec<_> = items
+        let mut matching = items
             .into_iter()
-            .filter(|o| labels.matches(o) && fields.matches(o))
-            .collect();
-        // Pagination: the continue token is the `namespace/name` of the last item returned.
-        if let Some(token) = &self.query.continue_token {
-            let after = String::from_utf8(
-                hex::decode(token).map_err(|_| ApiError::bad_request("invalid continue token"))?,
-            )
-            .map_err(|_| ApiError::bad_request("invalid continue token"))?;
-            items.retain(|o| object_key(o) > after);
-        }
+            .filter(|o| {
+                after
+                    .as_ref()
+                    .is_none_or(|(ns, name)| object_pair(o) > (ns.as_str(), name.as_str()))
+            })
+            .filter(|o| labels.matches(o) && fields.matches(o));
+        let items: Vec<_> = match self.query.limit.filter(|limit| *limit > 0) {
+            Some(limit) => matching.by_ref().take(limit).collect(),
+            None => matching.by_ref().collect(),
+        };
         let mut list_meta = json!({"resourceVersion": revision.to_string()});
-        if let Some(limit) = self.query.limit
-            && items.len() > limit
-        {
-            let remaining = items.len() - limit;
-            items.truncate(limit);
-            let last = object_key(items.last().expect("limit > 0"));
+        if let Some(next) = matching.next() {
+            let last = object_key(items.last().unwrap_or(&next));
             list_meta["continue"] = json!(hex::encode(last));
-            list_meta["remainingItemCount"] = json!(remaining);
+            // As kube-apiserver: counted only for a list without selectors.
+            if labels.is_empty() && fields.is_empty() {
+                list_meta["remainingItemCount"] = json!(1 + matching.count());
+            }
         }
         if wants_table {
             return Ok(axum::Json(tables::table(
@@ -1766,6 +1780,14 @@ fn spec_of(object: &Value) -> Value {
         map.remove("status");
     }
     object
+}
+
+/// `(namespace, name)`: the order the store lists objects in.
+fn object_pair(object: &Value) -> (&str, &str) {
+    (
+        object["metadata"]["namespace"].as_str().unwrap_or_default(),
+        object["metadata"]["name"].as_str().unwrap_or_default(),
+    )
 }
 
 fn object_key(object: &Value) -> String {
