@@ -76,6 +76,11 @@ struct RunArgs {
     /// Activation link base for Distributors that set no spec.activation.baseUrl.
     #[arg(long, env = "ACTIVATION_BASE_URL")]
     activation_base_url: Option<String>,
+    /// A file holding the key activation tokens are made with (at least 32 bytes, e.g. a
+    /// mounted Secret), so that an activation email resent after a restart carries the same
+    /// link. Without it, a key of this process only.
+    #[arg(long, env = "ACTIVATION_KEY_FILE")]
+    activation_key_file: Option<PathBuf>,
     /// Watch Partners in this namespace only (default: all namespaces).
     #[arg(long)]
     namespace: Option<String>,
@@ -149,7 +154,17 @@ async fn run(args: RunArgs) -> Result<(), String> {
     ));
     let client = kube::Client::try_from(config)
         .map_err(|err| format!("no Kubernetes configuration (in-cluster or kubeconfig): {err}"))?;
+    let activation_key = match &args.activation_key_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|err| err.to_string())
+                .and_then(|bytes| partner_operator::tenant::ActivationKey::from_bytes(&bytes))
+                .map_err(|err| format!("--activation-key-file {}: {err}", path.display()))?,
+        ),
+    };
     let options = RunOptions {
+        activation_key,
         smtp_url: args.smtp_url,
         smtp_insecure_plaintext: args.smtp_insecure_plaintext,
         mail_from: args.mail_from,

@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub clock: Clock,
     /// `None`: this process reconciles without asking anyone (one replica, or the sandbox).
     pub leader_election: Option<LeaderElection>,
+    /// The key activation tokens are made with; `None`: a random one for this process (a
+    /// resend after a restart then carries a new link).
+    pub activation_key: Option<crate::tenant::ActivationKey>,
 }
 
 /// Why the operator did not start, in one line.
@@ -113,6 +116,13 @@ pub async fn run(
         OperatorConfig {
             mailer,
             activation_base_url: options.activation_base_url,
+            activation_key: options.activation_key.unwrap_or_else(|| {
+                tracing::warn!(
+                    "no --activation-key-file: activation tokens use a key of this process only, \
+                     so an activation email resent after a restart carries a new link"
+                );
+                crate::tenant::ActivationKey::random()
+            }),
             namespace: options.namespace,
             clock: options.clock,
             metrics,

@@ -215,11 +215,55 @@ async fn create(
     }
 }
 
-/// A fresh activation token: 256 random bits, hex-encoded. Lives only in memory and in the email.
-pub fn new_activation_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+/// The operator's key for activation tokens. A token is HMAC-SHA256 under this key of the
+/// Partner's uid and the email's Message-ID: 256 bits nobody can compute without the key, and
+/// the same every time the same email is sent, so a copy resent after a crash (or after an SMTP
+/// server took the message without confirming it) carries the same link as the first, and
+/// either works. Only the token's SHA-256 is stored (the tenant's `activation` Secret); the key
+/// itself lives in a Secret of the operator's own (`--activation-key-file`). Never printed.
+#[derive(Clone)]
+pub struct ActivationKey(std::sync::Arc<[u8]>);
+
+/// The fewest bytes a key may have: as many as the token it makes.
+pub const ACTIVATION_KEY_MIN_BYTES: usize = 32;
+
+impl ActivationKey {
+    /// A fresh random key, for a process that keeps none: its tokens cannot be made again after
+    /// a restart.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(bytes.to_vec().into())
+    }
+
+    /// The key as stored in a file: its bytes, without a trailing newline; at least
+    /// [`ACTIVATION_KEY_MIN_BYTES`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        if bytes.len() < ACTIVATION_KEY_MIN_BYTES {
+            return Err(format!(
+                "an activation key needs at least {ACTIVATION_KEY_MIN_BYTES} bytes, this one has {}",
+                bytes.len()
+            ));
+        }
+        Ok(Self(bytes.to_vec().into()))
+    }
+
+    /// The token of the email `message_id` of the Partner with `partner_uid`, hex-encoded.
+    pub fn token(&self, partner_uid: &str, message_id: &str) -> String {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
+        mac.update(partner_uid.as_bytes());
+        mac.update(&[0]);
+        mac.update(message_id.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+impl std::fmt::Debug for ActivationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ActivationKey(..)")
+    }
 }
 
 /// The SHA-256 of a token, hex-encoded: what the tenant's activation service compares against.
@@ -398,11 +442,27 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_256_random_bits_and_only_their_hash_is_kept() {
-        let a = new_activation_token();
-        let b = new_activation_token();
+    fn tokens_are_256_bits_the_same_for_one_email_and_only_their_hash_is_kept() {
+        let key = ActivationKey::random();
+        let a = key.token("uid-1", "<activation.1@partner-operator.io>");
+        assert_eq!(a, key.token("uid-1", "<activation.1@partner-operator.io>"));
+        let b = key.token("uid-2", "<activation.1@partner-operator.io>");
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
+        assert_ne!(a, key.token("uid-1", "<activation.2@partner-operator.io>"));
+        assert_ne!(
+            a,
+            ActivationKey::random().token("uid-1", "<activation.1@partner-operator.io>")
+        );
+        assert!(ActivationKey::from_bytes(b"short\n").is_err());
+        let stored = ActivationKey::from_bytes(&[b'k'; 33]).unwrap();
+        assert_eq!(
+            stored.token("u", "m"),
+            ActivationKey::from_bytes(&[&[b'k'; 33][..], b"\n"].concat())
+                .unwrap()
+                .token("u", "m")
+        );
+        assert_eq!(format!("{stored:?}"), "ActivationKey(..)");
         let hash = token_hash(&a);
         assert_eq!(hash.len(), 64);
         assert_ne!(hash, a);

@@ -149,6 +149,7 @@ fn defaults_render_a_locked_down_deployment() {
             "Deployment",
             "Role",
             "RoleBinding",
+            "Secret",
             "Service",
             "ServiceAccount",
             "ValidatingAdmissionPolicy",
@@ -197,6 +198,24 @@ fn defaults_render_a_locked_down_deployment() {
     assert_eq!(
         smtp["valueFrom"]["secretKeyRef"],
         json!({"name": "partner-operator-smtp", "key": "url"})
+    );
+    // The activation key: generated, mounted from its Secret, passed as a file.
+    let key = of_kind(&manifests, "Secret");
+    let generated = key["data"]["key"].as_str().unwrap();
+    assert_eq!(generated.len(), 88, "64 characters, base64-encoded");
+    assert!(args.contains(&"--activation-key-file=/etc/partner-operator/activation-key/key"));
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        key["metadata"]["name"]
+    );
+    let own = render(json!({"activationKey": {"existingSecret": "my-key", "key": "k"}})).unwrap();
+    assert!(!kinds(&own).contains("Secret"));
+    let pod = &of_kind(&own, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "my-key");
+    assert!(
+        pod["containers"][0]["args"]
+            .to_string()
+            .contains("activation-key/k\"")
     );
 }
 
@@ -474,7 +493,7 @@ fn rendered_objects_are_valid_kubernetes_types() {
     };
     use k8s_openapi::api::{
         apps::v1::Deployment,
-        core::v1::{Service, ServiceAccount},
+        core::v1::{Secret, Service, ServiceAccount},
         networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
         rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
@@ -493,6 +512,7 @@ fn rendered_objects_are_valid_kubernetes_types() {
             "Deployment" => unchanged::<Deployment>(object),
             "Service" => unchanged::<Service>(object),
             "ServiceAccount" => unchanged::<ServiceAccount>(object),
+            "Secret" => unchanged::<Secret>(object),
             "ClusterRole" => unchanged::<ClusterRole>(object),
             "ClusterRoleBinding" => unchanged::<ClusterRoleBinding>(object),
             "Role" => unchanged::<Role>(object),
@@ -509,5 +529,5 @@ fn rendered_objects_are_valid_kubernetes_types() {
         }
         checked.insert(kind.to_string());
     }
-    assert_eq!(checked.len(), 11, "{checked:?}");
+    assert_eq!(checked.len(), 12, "{checked:?}");
 }

@@ -240,7 +240,23 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         .unwrap()
         .metadata
         .resource_version;
+    let activation_key = || async {
+        Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+            .get(&format!("{FULLNAME}-activation-key"))
+            .await
+            .expect("the generated activation key")
+            .data
+            .unwrap()["key"]
+            .clone()
+    };
+    let key_before = activation_key().await;
+    assert_eq!(key_before.0.len(), 64);
     helm(&["upgrade", RELEASE, CHART, "--set", "concurrency=8"]);
+    assert_eq!(
+        activation_key().await,
+        key_before,
+        "an upgrade keeps the activation key (resent emails keep their links)"
+    );
     assert_eq!(
         release_secrets(&client).await,
         [

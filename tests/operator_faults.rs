@@ -15,6 +15,7 @@ crate::on_both_servers!(
     an_smtp_outage_is_reported_then_delivered_exactly_once,
     a_refused_address_stops_only_its_own_partner,
     partners_waiting_for_a_mail_slot_are_each_mailed_once,
+    an_activation_email_resent_after_an_unconfirmed_send_is_the_same_email,
 );
 
 /// Partners `p00`, `p01`, ... of northwind, applied together and waited for until Ready.
@@ -228,4 +229,43 @@ async fn partners_waiting_for_a_mail_slot_are_each_mailed_once(server: Server) {
         assert_eq!(h.emails_of(event).len(), 12, "{event}: {emails:#?}");
     }
     assert!(h.message_counts().values().all(|n| *n == 1));
+}
+
+/// The SMTP server takes the activation email but the connection fails before it confirms:
+/// the operator cannot know it went out and sends it again. The partner may hold both copies:
+/// same Message-ID, same link, and the link's token is the one whose hash the tenant keeps.
+async fn an_activation_email_resent_after_an_unconfirmed_send_is_the_same_email(server: Server) {
+    let h = Harness::start(server).await;
+    h.northwind(true).await;
+    h.smtp.leave_unconfirmed(1);
+    h.apply(partner("northwind-partners", "contoso", "northwind"))
+        .await;
+    let p = h
+        .wait_partner("northwind-partners", "contoso", "Ready", is_ready)
+        .await;
+    let copies = h.wait_emails(2).await;
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert_eq!(copies[0].message_id, copies[1].message_id);
+    assert_eq!(copies[0].event.as_deref(), Some("activation"));
+    assert_eq!(copies[0].subject, copies[1].subject);
+    assert_eq!(copies[0].text_body(), copies[1].text_body());
+    assert_eq!(copies[0].html_body(), copies[1].html_body());
+    let link = activation_link(&copies[0]);
+    assert_eq!(link, activation_link(&copies[1]));
+    let token = link
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .expect("a token");
+    let tenant = p.status.unwrap().tenant.unwrap().namespace;
+    let secret =
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), &tenant)
+            .get("activation")
+            .await
+            .unwrap();
+    let stored = secret.data.unwrap()["tokenSha256"].0.clone();
+    assert_eq!(
+        String::from_utf8(stored).unwrap(),
+        partner_operator::tenant::token_hash(&token)
+    );
 }

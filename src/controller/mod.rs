@@ -65,6 +65,8 @@ pub struct OperatorConfig {
     pub mailer: Arc<Mailer>,
     /// `--activation-base-url`: used for Distributors that set no `spec.activation.baseUrl`.
     pub activation_base_url: Option<String>,
+    /// What activation tokens are made with.
+    pub activation_key: crate::tenant::ActivationKey,
     /// `--namespace`: watch Partners in this namespace only.
     pub namespace: Option<String>,
     pub clock: Clock,

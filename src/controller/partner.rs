@@ -396,7 +396,7 @@ async fn send(
             .or(status.expires_at),
     };
     if event == EmailEvent::Activation {
-        let link = match activation_link(ctx, distributor, &status) {
+        let link = match activation_link(ctx, current, message_id, distributor, &status) {
             Ok(link) => link,
             Err(reason) => {
                 record(api, current, |s| {
@@ -493,9 +493,12 @@ struct Link {
     token: String,
 }
 
-/// `<baseUrl>?tenant=<id>&token=<token>`, with a fresh token.
+/// `<baseUrl>?tenant=<id>&token=<token>`, the token made from the Partner and the email's
+/// Message-ID: the same link every time this email is sent.
 fn activation_link(
     ctx: &Context,
+    partner: &Partner,
+    message_id: &str,
     distributor: &Distributor,
     status: &PartnerStatus,
 ) -> Result<Link, String> {
@@ -517,7 +520,9 @@ fn activation_link(
             distributor.name_any()
         )
     })?;
-    let token = tenant::new_activation_token();
+    let token = ctx
+        .activation_key
+        .token(&partner.uid().unwrap_or_default(), message_id);
     let tenant_id = status.tenant.as_ref().map(|t| t.id.as_str()).unwrap_or("");
     url.query_pairs_mut()
         .append_pair("tenant", tenant_id)

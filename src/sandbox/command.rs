@@ -153,6 +153,8 @@ pub async fn run(
                 clock,
                 // One operator in one process: nobody to elect.
                 leader_election: None,
+                // The operator lives as long as this process, and so does its key.
+                activation_key: Some(crate::tenant::ActivationKey::random()),
             };
             operator::run(server.client(), options, shutdown)
                 .await

@@ -143,6 +143,9 @@ struct Shared {
     down: AtomicBool,
     /// Lower-cased address -> reply code at RCPT.
     rejected: Mutex<HashMap<String, u16>>,
+    /// Messages still to be taken and stored, then left unconfirmed (the connection closed
+    /// instead of the final 250).
+    unconfirmed: std::sync::atomic::AtomicU32,
     outbox: Option<Outbox>,
 }
 
@@ -233,6 +236,7 @@ impl SmtpSink {
             count: watch::Sender::new(0),
             down: AtomicBool::new(false),
             rejected: Mutex::new(HashMap::new()),
+            unconfirmed: std::sync::atomic::AtomicU32::new(0),
             outbox,
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone())).abort_handle();
@@ -295,6 +299,13 @@ impl SmtpSink {
     /// Accepts `address` again.
     pub fn accept_recipient(&self, address: &str) {
         lock(&self.shared.rejected).remove(&address.to_ascii_lowercase());
+    }
+
+    /// The next `count` messages are stored (they reach the recipient) but never confirmed: the
+    /// connection closes where the final `250` would come, as when a server or the network
+    /// fails right after the data. The client cannot tell that the message went out.
+    pub fn leave_unconfirmed(&self, count: u32) {
+        self.shared.unconfirmed.store(count, Ordering::SeqCst);
     }
 }
 
@@ -576,6 +587,14 @@ impl Session {
             messages.len()
         };
         self.shared.count.send_replace(count);
+        let unconfirmed = self
+            .shared
+            .unconfirmed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if unconfirmed {
+            return Err(Stop::Quit);
+        }
         self.reply(&format!("250 2.0.0 OK queued as {id}")).await?;
         Ok(())
     }

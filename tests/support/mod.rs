@@ -56,6 +56,8 @@ pub struct Harness {
     pub smtp: SmtpSink,
     pub clock: Clock,
     pub client: Client,
+    /// The key the harness's operators make activation tokens with.
+    pub activation_key: partner_operator::tenant::ActivationKey,
     operator: Option<Operator>,
 }
 
@@ -111,6 +113,7 @@ impl Harness {
             smtp,
             clock,
             client,
+            activation_key: partner_operator::tenant::ActivationKey::random(),
             operator: None,
         }
     }
@@ -128,6 +131,8 @@ impl Harness {
             concurrency: 16,
             clock: self.clock.clone(),
             leader_election: None,
+            // One key for every operator the test starts, as a Secret would give them.
+            activation_key: Some(self.activation_key.clone()),
         }
     }
 
