@@ -1,0 +1,335 @@
+//! Chaos, in a short form: the release binary's `run` as its own process, SIGKILLed and
+//! restarted every one to three seconds while trials end, Partners are converted by hand and
+//! deleted, the SMTP server goes down and leaves messages unconfirmed, and (on the sandbox,
+//! which can inject them) writes fail or land with their response lost. Then one last operator
+//! runs undisturbed, and the invariants are checked on what the servers hold:
+//! - every Partner reached its level: Production (automatic or by hand) or Expired;
+//! - one Message-ID per Partner and kind of email, and every copy of one Message-ID the same;
+//! - every tenant's entitlements say what its Partner's status says;
+//! - automatic billing started at the trial's end, exactly;
+//! - deleted Partners' tenants are gone, and they got no email after their deletion;
+//! - no activation token in the operator's logs.
+//!
+//! `CHAOS_SEEDS` runs more seeds (default: one); each seed takes about a minute.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{SubsecRound, Utc};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use partner_operator::api::{Partner, SubscriptionLevel};
+use partner_operator::clock::Clock;
+use partner_operator::sandbox::apiserver::FaultRule;
+use partner_operator::sandbox::smtp::SmtpSink;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use support::process::BINARY;
+use support::*;
+
+crate::on_both_servers!(the_operator_converges_through_kills_and_faults,);
+
+const NAMESPACE: &str = "northwind-partners";
+const PARTNERS: usize = 18;
+/// How long the operator is killed and restarted.
+const CHAOS: Duration = Duration::from_secs(25);
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// The operator as a process of its own, logging to a file it appends to.
+fn spawn_operator(dir: &std::path::Path, smtp: &SmtpSink) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("operator.log"))
+        .unwrap();
+    Command::new(BINARY)
+        .args([
+            "run",
+            "--smtp-insecure-plaintext",
+            "--leader-election=false",
+        ])
+        .arg(format!("--smtp-url={}?timeout=2", smtp.url()))
+        .arg(format!("--activation-base-url={PORTAL}"))
+        .arg("--metrics-addr=127.0.0.1:0")
+        .arg(format!(
+            "--activation-key-file={}",
+            dir.join("key").display()
+        ))
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the operator starts")
+}
+
+async fn the_operator_converges_through_kills_and_faults(server: Server) {
+    let seeds: u64 = std::env::var("CHAOS_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    for seed in 0..seeds {
+        one_run(server, seed).await;
+    }
+}
+
+async fn one_run(server: Server, seed: u64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let backend = Backend::start(server, Clock::system()).await;
+    let client = backend.client();
+    let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kubeconfig"), backend.kubeconfig_yaml()).unwrap();
+    std::fs::write(dir.path().join("key"), "k".repeat(48)).unwrap();
+
+    let create = |object: serde_json::Value| {
+        let backend = &backend;
+        async move { backend.apply_json(object).await.expect("created") }
+    };
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE,
+        "labels": {"partner-operator.io/distributor": "northwind"}}}))
+    .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .unwrap();
+    create(distributor("northwind", true)).await;
+
+    // Trials ending from 12 s on, a third without automatic upgrade.
+    let start = Utc::now().trunc_subsecs(0);
+    let mut expected = BTreeMap::new();
+    for i in 0..PARTNERS {
+        let name = format!("p{i:02}");
+        let ends = start + chrono::Duration::seconds(12 + i as i64);
+        let auto = i % 3 != 0;
+        let mut object = partner(NAMESPACE, &name, "northwind");
+        object["spec"]["subscription"] =
+            json!({"expirationDate": ends.to_rfc3339(), "autoUpgrade": auto});
+        create(object).await;
+        let level = if auto {
+            SubscriptionLevel::Production
+        } else {
+            SubscriptionLevel::Expired
+        };
+        expected.insert(name, (level, ends, auto));
+    }
+    if let Backend::Sandbox(sandbox) = &backend {
+        for (resource, lose_response) in [
+            ("partners/status", true),
+            ("configmaps", true),
+            ("namespaces", true),
+            ("partners", false),
+        ] {
+            sandbox.inject_fault(FaultRule {
+                verb: None,
+                resource: Some(resource.into()),
+                share: 0.05,
+                status: 500,
+                limit: None,
+                lose_response,
+            });
+        }
+    }
+    smtp.leave_unconfirmed(3);
+
+    // Kill and restart the operator; convert two Partners by hand, delete two, take the SMTP
+    // server down for three seconds.
+    let partners = Api::<Partner>::namespaced(client.clone(), NAMESPACE);
+    let began = Instant::now();
+    let mut kills = 0;
+    let (mut converted, mut deleted, mut outage) = (false, false, false);
+    let mut deleted_names = vec![];
+    while began.elapsed() < CHAOS {
+        let mut operator = spawn_operator(dir.path(), &smtp);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
+        if !converted && began.elapsed() > Duration::from_secs(6) {
+            for name in ["p00", "p03"] {
+                // Without an end: Production from now on.
+                let patch = json!({"spec": {"subscription": {"level": "Production", "expirationDate": null}}});
+                // The test's own writes meet the injected faults too: retried.
+                let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+                retried(|| partners.patch(name, &params, &patch)).await;
+                expected.get_mut(name).unwrap().0 = SubscriptionLevel::Production;
+            }
+            converted = true;
+        }
+        if !deleted && began.elapsed() > Duration::from_secs(9) {
+            for name in ["p01", "p05"] {
+                let params = DeleteParams::default();
+                retried(|| partners.delete(name, &params)).await;
+                expected.remove(name);
+                deleted_names.push(name.to_string());
+            }
+            deleted = true;
+        }
+        if !outage && began.elapsed() > Duration::from_secs(14) {
+            smtp.set_down(true);
+            outage = true;
+        } else if outage && began.elapsed() > Duration::from_secs(17) {
+            smtp.set_down(false);
+        }
+        operator.kill().unwrap();
+        operator.wait().unwrap();
+        kills += 1;
+    }
+    smtp.set_down(false);
+    if let Backend::Sandbox(sandbox) = &backend {
+        sandbox.clear_faults();
+    }
+
+    // One operator, undisturbed, until everything settled.
+    let mut operator = spawn_operator(dir.path(), &smtp);
+    let settled = |partners: &[Partner]| {
+        partners.len() == expected.len()
+            && partners.iter().all(|p| {
+                let (level, _, _) = expected[&p.metadata.name.clone().unwrap()];
+                p.status.as_ref().and_then(|s| s.subscription_level) == Some(level)
+                    && p.status.as_ref().is_some_and(|s| {
+                        s.emails.iter().all(|e| e.sent_at.is_some()) && s.emails.len() >= 3
+                    })
+            })
+    };
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let listed = partners.list(&Default::default()).await;
+        if listed.as_ref().is_ok_and(|l| settled(&l.items)) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let summary: Vec<String> = listed
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    let s = p.status.clone().unwrap_or_default();
+                    format!(
+                        "{}: {:?}, emails {:?}, ready {:?}",
+                        p.metadata.name.clone().unwrap(),
+                        s.subscription_level,
+                        s.emails
+                            .iter()
+                            .map(|e| (e.event, e.sent_at.is_some(), e.last_error.clone()))
+                            .collect::<Vec<_>>(),
+                        condition(p, "Ready")
+                    )
+                })
+                .collect();
+            panic!("seed {seed}: not settled after {SETTLE:?} ({kills} kills): {summary:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for name in &deleted_names {
+        let gone = partners.get_opt(name).await.unwrap().is_none();
+        assert!(gone, "{name} still there");
+    }
+    let received_at_settle = smtp.received().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    operator.kill().unwrap();
+    operator.wait().unwrap();
+    println!(
+        "seed {seed}: {kills} kills, {} emails, {} Partners, on {server:?}",
+        received_at_settle,
+        expected.len()
+    );
+
+    // One Message-ID per Partner and kind, and every copy of one Message-ID the same.
+    let emails = smtp.received();
+    assert_eq!(emails.len(), received_at_settle, "mail after settling");
+    let mut ids: HashMap<(String, String), HashSet<String>> = HashMap::new();
+    let mut bodies: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+    for email in &emails {
+        let id = email.message_id.clone().unwrap();
+        let kind = email.event.clone().unwrap();
+        for to in &email.to {
+            ids.entry((to.clone(), kind.clone()))
+                .or_default()
+                .insert(id.clone());
+        }
+        let body = (email.subject.clone(), email.text_body());
+        let first = bodies.entry(id.clone()).or_insert_with(|| body.clone());
+        assert_eq!(*first, body, "two copies of {id} differ");
+    }
+    for ((to, kind), set) in &ids {
+        if to.starts_with("admin@") {
+            assert_eq!(set.len(), 1, "{to} got {kind} under {set:?}");
+        }
+    }
+    // Deleted Partners: tenants gone.
+    let namespaces = Api::<Namespace>::all(client.clone());
+    for name in &deleted_names {
+        eventually(&format!("{name}'s tenant gone"), SETTLE, || async {
+            namespaces
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .all(|ns| {
+                    !ns.metadata
+                        .name
+                        .as_deref()
+                        .unwrap_or_default()
+                        .starts_with(&format!("{NAMESPACE}-{name}-"))
+                })
+        })
+        .await;
+    }
+    // Entitlements say what the status says; billing started at the deadline.
+    for p in partners.list(&Default::default()).await.unwrap().items {
+        let name = p.metadata.name.clone().unwrap();
+        let status = p.status.clone().unwrap();
+        let tenant = status.tenant.clone().unwrap().namespace;
+        let data = Api::<ConfigMap>::namespaced(client.clone(), &tenant)
+            .get("entitlements")
+            .await
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(
+            data["level"],
+            status.subscription_level.unwrap().to_string(),
+            "{name}"
+        );
+        let (level, ends, auto) = expected[&name];
+        if level == SubscriptionLevel::Production
+            && auto
+            && !["p00", "p03"].contains(&name.as_str())
+        {
+            assert_eq!(status.billing.unwrap().started_at, ends, "{name}");
+        }
+    }
+    // No token in the logs.
+    let log = std::fs::read_to_string(dir.path().join("operator.log")).unwrap();
+    for email in emails
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("activation"))
+    {
+        let link = activation_link(email);
+        let token = link
+            .query_pairs()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        assert!(!log.contains(&token), "a token in the operator's log");
+    }
+    assert!(kills >= 8, "{kills} kills");
+}
+
+/// Retries a write the sandbox's injected faults refused (none of those lose a response).
+async fn retried<T, F: std::future::Future<Output = kube::Result<T>>>(write: impl Fn() -> F) -> T {
+    for _ in 0..50 {
+        match write().await {
+            Ok(done) => return done,
+            Err(kube::Error::Api(status)) if status.code == 500 => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+    }
+    panic!("a write refused 50 times");
+}
