@@ -1,7 +1,8 @@
 //! Chaos, in a short form: the release binary's `run` as its own process, SIGKILLed and
 //! restarted every one to three seconds while trials end, Partners are converted by hand and
-//! deleted, the SMTP server goes down and leaves messages unconfirmed, and (on the sandbox,
-//! which can inject them) writes fail or land with their response lost. Then one last operator
+//! deleted, the SMTP server goes down, leaves messages unconfirmed and hangs after the data, and
+//! (on the sandbox, which can inject them) writes fail or land with their response lost and
+//! watches are cut. Then one last operator
 //! runs undisturbed, and the invariants are checked on what the servers hold:
 //! - every Partner reached its level: Production (automatic or by hand) or Expired;
 //! - one Message-ID per Partner and kind of email, and every copy of one Message-ID the same;
@@ -166,6 +167,16 @@ async fn one_run(server: Server, seed: u64) {
                 deleted_names.push(name.to_string());
             }
             deleted = true;
+        }
+        // The SMTP server hangs after the data of the next two messages (the operator's
+        // timeout is 2 s); on the sandbox, every watch is cut.
+        if kills == 4 {
+            smtp.hang_unconfirmed(2);
+        }
+        if let Backend::Sandbox(sandbox) = &backend
+            && kills % 3 == 1
+        {
+            sandbox.drop_watches();
         }
         if !outage && began.elapsed() > Duration::from_secs(14) {
             smtp.set_down(true);

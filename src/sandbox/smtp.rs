@@ -146,6 +146,8 @@ struct Shared {
     /// Messages still to be taken and stored, then left unconfirmed (the connection closed
     /// instead of the final 250).
     unconfirmed: std::sync::atomic::AtomicU32,
+    /// Whether an unconfirmed message's connection first hangs (for a minute) before it closes.
+    hang: AtomicBool,
     outbox: Option<Outbox>,
 }
 
@@ -237,6 +239,7 @@ impl SmtpSink {
             down: AtomicBool::new(false),
             rejected: Mutex::new(HashMap::new()),
             unconfirmed: std::sync::atomic::AtomicU32::new(0),
+            hang: AtomicBool::new(false),
             outbox,
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone())).abort_handle();
@@ -305,6 +308,14 @@ impl SmtpSink {
     /// connection closes where the final `250` would come, as when a server or the network
     /// fails right after the data. The client cannot tell that the message went out.
     pub fn leave_unconfirmed(&self, count: u32) {
+        self.shared.hang.store(false, Ordering::SeqCst);
+        self.shared.unconfirmed.store(count, Ordering::SeqCst);
+    }
+
+    /// As [`SmtpSink::leave_unconfirmed`], but the connection hangs after the data, saying
+    /// nothing for a minute before it closes: the client's timeout decides.
+    pub fn hang_unconfirmed(&self, count: u32) {
+        self.shared.hang.store(true, Ordering::SeqCst);
         self.shared.unconfirmed.store(count, Ordering::SeqCst);
     }
 }
@@ -593,6 +604,9 @@ impl Session {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if unconfirmed {
+            if self.shared.hang.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
             return Err(Stop::Quit);
         }
         self.reply(&format!("250 2.0.0 OK queued as {id}")).await?;
