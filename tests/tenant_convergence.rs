@@ -15,7 +15,10 @@ use partner_operator::sandbox::apiserver::FaultRule;
 use serde_json::json;
 use support::*;
 
-crate::on_both_servers!(deleted_or_edited_entitlements_are_restored,);
+crate::on_both_servers!(
+    deleted_or_edited_entitlements_are_restored,
+    a_deleted_tenant_comes_back_with_the_emailed_link_working,
+);
 
 const NAMESPACE: &str = "northwind-partners";
 
@@ -147,4 +150,46 @@ async fn lost_and_failed_tenant_writes_during_provisioning_are_made_good() {
         })
         .count();
     assert!(writes >= 2, "{writes} entitlements writes");
+}
+
+/// Someone deletes the tenant namespace after the activation email went out: the tenant is
+/// made again (same name, a new namespace), with its entitlements and with the activation
+/// Secret that makes the link already emailed work.
+async fn a_deleted_tenant_comes_back_with_the_emailed_link_working(server: Server) {
+    let h = Harness::start(server).await;
+    let tenant = ready_contoso(&h).await;
+    let emails = h.wait_emails(1).await;
+    let token = activation_link(&emails[0])
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(h.client.clone());
+    let first_uid = namespaces.get(&tenant).await.unwrap().metadata.uid;
+    namespaces
+        .delete(&tenant, &DeleteParams::default())
+        .await
+        .unwrap();
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), &tenant);
+    eventually(
+        "the tenant made again with its activation Secret",
+        PATIENCE * 2,
+        || async {
+            let again = namespaces.get_opt(&tenant).await.ok().flatten();
+            let made_again = again.is_some_and(|ns| {
+                ns.metadata.uid != first_uid && ns.metadata.deletion_timestamp.is_none()
+            });
+            made_again && secrets.get_opt("activation").await.ok().flatten().is_some()
+        },
+    )
+    .await;
+    let stored = secrets.get("activation").await.unwrap().data.unwrap()["tokenSha256"]
+        .0
+        .clone();
+    assert_eq!(
+        String::from_utf8(stored).unwrap(),
+        partner_operator::tenant::token_hash(&token)
+    );
+    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+    assert_eq!(h.smtp.received().len(), 1, "no second activation email");
 }

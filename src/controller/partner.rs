@@ -252,19 +252,43 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
 /// backoff, and its deletion wakes the Partner anyway.
 async fn ensure_tenant(ctx: &Context, current: &Partner) -> Result<tenant::Tenant, Error> {
     let status = current.status.clone().unwrap_or_default();
-    let found = tenant::ensure(
-        &ctx.client,
-        current,
-        &status,
-        cached_tenant(ctx, current).as_deref(),
-    )
-    .await?;
+    let cached = cached_tenant(ctx, current);
+    let seen = tenant_exists(ctx, current);
+    let found = tenant::ensure(&ctx.client, current, &status, cached.as_deref()).await?;
     if found == tenant::Tenant::Terminating {
         return Err(Error::TenantTerminating(lifecycle::tenant_namespace_of(
             current,
         )));
     }
+    if !seen && matches!(found, tenant::Tenant::Owned(_)) {
+        restore_activation(ctx, current, &status).await?;
+    }
     Ok(found)
+}
+
+/// A tenant namespace made again (someone deleted it) has lost the activation Secret of a link
+/// already sent: the token is made again from the key and the Message-ID, so the emailed link
+/// works again. Nothing to do before the activation email went out.
+async fn restore_activation(
+    ctx: &Context,
+    partner: &Partner,
+    status: &PartnerStatus,
+) -> Result<(), Error> {
+    let Some(sent) = status
+        .emails
+        .iter()
+        .find(|e| e.event == EmailEvent::Activation && e.sent_at.is_some())
+    else {
+        return Ok(());
+    };
+    let Some(expires_at) = status.activation.as_ref().and_then(|a| a.link_expires_at) else {
+        return Ok(());
+    };
+    let token = ctx
+        .activation_key
+        .token(&partner.uid().unwrap_or_default(), &sent.message_id);
+    tenant::store_activation(&ctx.client, partner, status, None, &token, expires_at).await?;
+    Ok(())
 }
 
 /// Whether the Partner reports its tenant's name taken.
