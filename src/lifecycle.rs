@@ -411,21 +411,18 @@ pub fn plan(obs: &Observation) -> Plan {
         if let Some(ends) = ends {
             if now >= ends {
                 level = SubscriptionLevel::Expired;
-                if let Some(billing) = status.billing.as_mut() {
-                    billing.ended_at.get_or_insert(ends);
-                }
                 record_email(&mut status, uid, EmailEvent::ProductionExpired);
-                effects.push(Effect::Event {
-                    reason: events::PRODUCTION_EXPIRED,
-                    message: format!("Production subscription expired on {}", ends.to_rfc3339()),
-                });
-                effects.push(Effect::Event {
-                    reason: events::BILLING_ENDED,
-                    message: format!(
-                        "billing to {distributor_name} ended on {}",
-                        ends.to_rfc3339()
+                end_production(
+                    &mut status,
+                    &mut effects,
+                    ends,
+                    &distributor_name,
+                    (
+                        events::PRODUCTION_EXPIRED,
+                        format!("Production subscription expired on {}", ends.to_rfc3339()),
                     ),
-                });
+                    "",
+                );
             } else {
                 deadlines.push(ends);
             }
@@ -603,22 +600,46 @@ fn unbind_production(
     let now = obs.now;
     status.subscription_level = Some(SubscriptionLevel::Expired);
     status.expires_at = None;
+    end_production(
+        status,
+        effects,
+        now,
+        &obs.partner.spec.distributor_ref.name,
+        (
+            events::PRODUCTION_ENDED_UNBOUND,
+            format!("Production ended on {}: {why}", now.to_rfc3339()),
+        ),
+        ": the Partner is no longer bound to it",
+    );
+}
+
+/// Production ends at `at`: the billing period ends then (once: an end already set stays), and
+/// two Events say so, what ended Production (`why`) and the billing's end (`billing_note`
+/// appended to its message).
+fn end_production(
+    status: &mut PartnerStatus,
+    effects: &mut Vec<Effect>,
+    at: DateTime<Utc>,
+    distributor: &str,
+    why: (&'static str, String),
+    billing_note: &str,
+) {
     let billed_to = match status.billing.as_mut() {
         Some(billing) => {
-            billing.ended_at.get_or_insert(now);
+            billing.ended_at.get_or_insert(at);
             billing.billed_to.clone()
         }
-        None => obs.partner.spec.distributor_ref.name.clone(),
+        None => distributor.to_string(),
     };
     effects.push(Effect::Event {
-        reason: events::PRODUCTION_ENDED_UNBOUND,
-        message: format!("Production ended on {}: {why}", now.to_rfc3339()),
+        reason: why.0,
+        message: why.1,
     });
     effects.push(Effect::Event {
         reason: events::BILLING_ENDED,
         message: format!(
-            "billing to {billed_to} ended on {}: the Partner is no longer bound to it",
-            now.to_rfc3339()
+            "billing to {billed_to} ended on {}{billing_note}",
+            at.to_rfc3339()
         ),
     });
 }

@@ -139,14 +139,7 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
     let emails = h.wait_emails(3).await;
     assert_eq!(emails[2].event.as_deref(), Some("converted"));
 
-    let d = h
-        .wait_distributor("northwind", "counts", |d| {
-            d.status
-                .as_ref()
-                .and_then(|s| s.billing.as_ref())
-                .is_some_and(|b| b.production_partners == 1)
-        })
-        .await;
+    let d = h.wait_billed("northwind", 1).await;
     let ds = d.status.unwrap();
     assert_eq!(ds.partners.unwrap().production, 1);
     assert_eq!(ds.billing.unwrap().seats["ESSENTIALS"], 1);

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use chrono::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -21,14 +19,6 @@ crate::on_both_servers!(
 );
 
 const NAMESPACE: &str = "northwind-partners";
-
-async fn entitlements(h: &Harness, tenant: &str) -> Option<BTreeMap<String, String>> {
-    Api::<ConfigMap>::namespaced(h.client.clone(), tenant)
-        .get_opt("entitlements")
-        .await
-        .unwrap()
-        .map(|cm| cm.data.unwrap_or_default())
-}
 
 async fn wait_level_in_entitlements(h: &Harness, tenant: &str, level: &str) {
     eventually(

@@ -39,14 +39,6 @@ async fn tenant_of(h: &Harness, partner: &Partner) -> String {
     name
 }
 
-async fn entitlements(h: &Harness, namespace: &str) -> Option<BTreeMap<String, String>> {
-    Api::<ConfigMap>::namespaced(h.client.clone(), namespace)
-        .get_opt("entitlements")
-        .await
-        .unwrap()
-        .map(|cm| cm.data.unwrap_or_default())
-}
-
 /// Waits until `name` is gone (a real server first marks a Namespace Terminating).
 async fn wait_gone(h: &Harness, name: &str) {
     eventually(&format!("namespace {name} is gone"), PATIENCE, || async {
@@ -392,11 +384,5 @@ async fn a_long_distributor_name_is_served(server: Server) {
         entitlements(&h, &tenant).await.unwrap()["distributor"],
         name
     );
-    h.wait_distributor(&name, "one billed Partner", |d| {
-        d.status
-            .as_ref()
-            .and_then(|s| s.billing.as_ref())
-            .is_some_and(|b| b.production_partners == 1)
-    })
-    .await;
+    h.wait_billed(&name, 1).await;
 }

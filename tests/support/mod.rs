@@ -270,6 +270,17 @@ impl Harness {
         }
     }
 
+    /// Waits until the Distributor bills `count` Production Partners.
+    pub async fn wait_billed(&self, distributor: &str, count: u32) -> Distributor {
+        self.wait_distributor(distributor, &format!("{count} billed Partners"), |d| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.billing.as_ref())
+                .is_some_and(|b| b.production_partners == count)
+        })
+        .await
+    }
+
     /// Waits for `count` messages in all, then returns those of `event`.
     pub async fn wait_emails(&self, count: usize) -> Vec<ReceivedEmail> {
         self.smtp
@@ -371,4 +382,16 @@ pub fn activation_link(email: &ReceivedEmail) -> url::Url {
 
 pub fn uid(partner: &Partner) -> String {
     partner.uid().expect("a uid")
+}
+
+/// The `data` of the `entitlements` ConfigMap in a tenant namespace, if there is one.
+pub async fn entitlements(
+    h: &Harness,
+    tenant: &str,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(h.client.clone(), tenant)
+        .get_opt("entitlements")
+        .await
+        .unwrap()
+        .map(|cm| cm.data.unwrap_or_default())
 }
