@@ -18,6 +18,7 @@ pub mod admission;
 pub mod api;
 pub mod clock;
 pub mod controller;
+pub mod crash_points;
 pub mod leader;
 pub mod lifecycle;
 pub mod mail;

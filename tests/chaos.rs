@@ -2,7 +2,8 @@
 //! restarted every one to three seconds while trials end, Partners are converted by hand and
 //! deleted, the SMTP server goes down, leaves messages unconfirmed and hangs after the data, and
 //! (on the sandbox, which can inject them) writes fail or land with their response lost and
-//! watches are cut. Then one last operator
+//! watches are cut; every other operator also dies at the crash points (after a status write,
+//! after an email went out and before its delivery is recorded). Then one last operator
 //! runs undisturbed, and the invariants are checked on what the servers hold:
 //! - every Partner reached its level: Production (automatic or by hand) or Expired;
 //! - one Message-ID per Partner and kind of email, and every copy of one Message-ID the same;
@@ -40,7 +41,7 @@ const CHAOS: Duration = Duration::from_secs(25);
 const SETTLE: Duration = Duration::from_secs(90);
 
 /// The operator as a process of its own, logging to a file it appends to.
-fn spawn_operator(dir: &std::path::Path, smtp: &SmtpSink) -> Child {
+fn spawn_operator(dir: &std::path::Path, smtp: &SmtpSink, crash_points: &str) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -61,6 +62,7 @@ fn spawn_operator(dir: &std::path::Path, smtp: &SmtpSink) -> Child {
         ))
         .env("KUBECONFIG", dir.join("kubeconfig"))
         .env("RUST_LOG", "info")
+        .env(partner_operator::crash_points::ENV, crash_points)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -145,8 +147,15 @@ async fn one_run(server: Server, seed: u64) {
     let mut kills = 0;
     let (mut converted, mut deleted, mut outage) = (false, false, false);
     let mut deleted_names = vec![];
+    let mut mailed_when_gone = HashMap::new();
     while began.elapsed() < CHAOS {
-        let mut operator = spawn_operator(dir.path(), &smtp);
+        // Every other operator also dies where a crash does the most harm.
+        let crash_points = if kills % 2 == 1 {
+            "after-status-write=0.05,after-send=0.2"
+        } else {
+            ""
+        };
+        let mut operator = spawn_operator(dir.path(), &smtp, crash_points);
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
         if !converted && began.elapsed() > Duration::from_secs(6) {
             for name in ["p00", "p03"] {
@@ -184,7 +193,16 @@ async fn one_run(server: Server, seed: u64) {
         } else if outage && began.elapsed() > Duration::from_secs(17) {
             smtp.set_down(false);
         }
-        operator.kill().unwrap();
+        // The emails a deleted Partner had when it was first seen gone: no more may come.
+        for name in &deleted_names {
+            if !mailed_when_gone.contains_key(name)
+                && partners.get_opt(name).await.is_ok_and(|p| p.is_none())
+            {
+                mailed_when_gone.insert(name.clone(), mailed_to(&smtp, name));
+            }
+        }
+        // Killed, unless a crash point got there first.
+        let _ = operator.kill();
         operator.wait().unwrap();
         kills += 1;
     }
@@ -194,7 +212,7 @@ async fn one_run(server: Server, seed: u64) {
     }
 
     // One operator, undisturbed, until everything settled.
-    let mut operator = spawn_operator(dir.path(), &smtp);
+    let mut operator = spawn_operator(dir.path(), &smtp, "");
     let settled = |partners: &[Partner]| {
         partners.len() == expected.len()
             && partners.iter().all(|p| {
@@ -237,13 +255,26 @@ async fn one_run(server: Server, seed: u64) {
     for name in &deleted_names {
         let gone = partners.get_opt(name).await.unwrap().is_none();
         assert!(gone, "{name} still there");
+        let before = mailed_when_gone
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| mailed_to(&smtp, name));
+        assert_eq!(
+            mailed_to(&smtp, name),
+            before,
+            "mail to {name} after its deletion"
+        );
     }
     let received_at_settle = smtp.received().len();
     tokio::time::sleep(Duration::from_secs(2)).await;
     operator.kill().unwrap();
     operator.wait().unwrap();
+    let crashes = std::fs::read_to_string(dir.path().join("operator.log"))
+        .unwrap()
+        .matches("crash point ")
+        .count();
     println!(
-        "seed {seed}: {kills} kills, {} emails, {} Partners, on {server:?}",
+        "seed {seed}: {kills} kills ({crashes} at crash points), {} emails, {} Partners, on {server:?}",
         received_at_settle,
         expected.len()
     );
@@ -301,11 +332,10 @@ async fn one_run(server: Server, seed: u64) {
             .unwrap()
             .data
             .unwrap();
-        assert_eq!(
-            data["level"],
-            status.subscription_level.unwrap().to_string(),
-            "{name}"
-        );
+        let desired = partner_operator::tenant::entitlements_data(&p, &status).unwrap();
+        for (key, value) in &desired {
+            assert_eq!(data.get(key), Some(value), "{name}: entitlements {key}");
+        }
         let (level, ends, auto) = expected[&name];
         if level == SubscriptionLevel::Production
             && auto
@@ -343,4 +373,13 @@ async fn retried<T, F: std::future::Future<Output = kube::Result<T>>>(write: imp
         }
     }
     panic!("a write refused 50 times");
+}
+
+/// How many messages went to the Partner `name`'s address.
+fn mailed_to(smtp: &SmtpSink, name: &str) -> usize {
+    let address = format!("admin@{name}.example");
+    smtp.received()
+        .iter()
+        .filter(|m| m.to.iter().any(|to| *to == address))
+        .count()
 }

@@ -135,6 +135,7 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
         if current.status.as_ref() != Some(&plan.status) {
             match write_status(api, &current, &plan.status).await {
                 Ok(written) => {
+                    crate::crash_points::pass("after-status-write");
                     current = written;
                     fresh = true;
                     level_moved =
@@ -466,6 +467,7 @@ async fn send(
     let kind = event.as_str();
     match ctx.mailer.send(&email).await {
         Ok(()) => {
+            crate::crash_points::pass("after-send");
             ctx.metrics
                 .emails_sent
                 .get_or_create(&crate::metrics::EmailLabels { kind })
