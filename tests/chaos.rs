@@ -380,6 +380,6 @@ fn mailed_to(smtp: &SmtpSink, name: &str) -> usize {
     let address = format!("admin@{name}.example");
     smtp.received()
         .iter()
-        .filter(|m| m.to.iter().any(|to| *to == address))
+        .filter(|m| m.to.contains(&address))
         .count()
 }
