@@ -23,9 +23,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    BillingStatus, DISTRIBUTOR_LABEL, Distributor, EmailEvent, EmailRecord, Partner, PartnerCounts,
-    PartnerStatus, ProductionReason, ProductionStatus, RequestedLevel, SubscriptionLevel,
-    TenantStatus, TrialStatus, set_condition, types,
+    BillingStatus, DISTRIBUTOR_LABEL, Distributor, EmailEvent, EmailFacts, EmailRecord, Partner,
+    PartnerCounts, PartnerStatus, ProductionReason, ProductionStatus, RequestedLevel,
+    SubscriptionLevel, TenantStatus, TrialStatus, set_condition, types,
 };
 
 /// What the operator observed about one Partner.
@@ -542,6 +542,12 @@ pub fn plan(obs: &Observation) -> Plan {
         now,
     );
 
+    // An email decided in this plan tells the dates as they are now, on every copy.
+    let facts = email_facts(&status);
+    for record in status.emails.iter_mut().filter(|e| e.facts.is_none()) {
+        record.facts = Some(facts.clone());
+    }
+
     // Effects: the tenant first (the activation secret lives in it), then unsent emails.
     if !tenant_current(obs, &status) {
         effects.insert(0, Effect::EnsureTenant);
@@ -693,6 +699,20 @@ fn push_conversion_events(effects: &mut Vec<Effect>, status: &PartnerStatus) {
     });
 }
 
+/// The dates an email decided now tells.
+pub fn email_facts(status: &PartnerStatus) -> EmailFacts {
+    EmailFacts {
+        trial_ends_at: status.trial.as_ref().map(|t| t.ends_at),
+        production_since: status.production.as_ref().map(|p| p.since),
+        expires_at: status
+            .billing
+            .as_ref()
+            .and_then(|b| b.ended_at)
+            .or(status.expires_at),
+        link_expires_at: status.activation.as_ref().and_then(|a| a.link_expires_at),
+    }
+}
+
 /// Records an email for `event` unless one was recorded before. Returns whether it was new.
 fn record_email(status: &mut PartnerStatus, uid: &str, event: EmailEvent) -> bool {
     if status.emails.iter().any(|e| e.event == event) {
@@ -703,6 +723,7 @@ fn record_email(status: &mut PartnerStatus, uid: &str, event: EmailEvent) -> boo
         message_id: message_id(uid, event),
         sent_at: None,
         last_error: None,
+        facts: None,
     });
     true
 }

@@ -10,7 +10,7 @@
 //! - every tenant's entitlements say what its Partner's status says;
 //! - automatic billing started at the trial's end, exactly;
 //! - deleted Partners' tenants are gone, and they got no email after their deletion;
-//! - no activation token in the operator's logs.
+//! - no activation token and no SMTP password in the operator's logs.
 //!
 //! `CHAOS_SEEDS` runs more seeds (default: one); each seed takes about a minute.
 
@@ -39,6 +39,9 @@ const PARTNERS: usize = 18;
 /// How long the operator is killed and restarted.
 const CHAOS: Duration = Duration::from_secs(25);
 const SETTLE: Duration = Duration::from_secs(90);
+/// The operator authenticates to the SMTP server; the password must never reach its logs.
+const SMTP_USER: &str = "chaos-user";
+const SMTP_PASSWORD: &str = "chaos-pw-7Qx2v9Lk";
 
 /// The operator as a process of its own, logging to a file it appends to.
 fn spawn_operator(dir: &std::path::Path, smtp: &SmtpSink, crash_points: &str) -> Child {
@@ -53,7 +56,10 @@ fn spawn_operator(dir: &std::path::Path, smtp: &SmtpSink, crash_points: &str) ->
             "--smtp-insecure-plaintext",
             "--leader-election=false",
         ])
-        .arg(format!("--smtp-url={}?timeout=2", smtp.url()))
+        .arg(format!(
+            "--smtp-url=smtp://{SMTP_USER}:{SMTP_PASSWORD}@{}?timeout=2",
+            smtp.addr()
+        ))
         .arg(format!("--activation-base-url={PORTAL}"))
         .arg("--metrics-addr=127.0.0.1:0")
         .arg(format!(
@@ -344,8 +350,18 @@ async fn one_run(server: Server, seed: u64) {
             assert_eq!(status.billing.unwrap().started_at, ends, "{name}");
         }
     }
-    // No token in the logs.
+    // No token and no password in the logs; every message came authenticated.
     let log = std::fs::read_to_string(dir.path().join("operator.log")).unwrap();
+    assert!(
+        !log.contains(SMTP_PASSWORD),
+        "the SMTP password in the operator's log"
+    );
+    assert!(
+        emails
+            .iter()
+            .all(|e| e.auth_user.as_deref() == Some(SMTP_USER)),
+        "unauthenticated mail"
+    );
     for email in emails
         .iter()
         .filter(|e| e.event.as_deref() == Some("activation"))

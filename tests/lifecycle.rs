@@ -918,6 +918,7 @@ proptest! {
         let mut billing_started: Option<DateTime<Utc>> = None;
         let mut ids_by_event = std::collections::HashMap::<EmailEvent, String>::new();
         let mut sent_and_recorded = std::collections::HashSet::<String>::new();
+        let mut facts_by_id = std::collections::HashMap::<String, Option<EmailFacts>>::new();
         let mut last_rank = 0;
         let mut was_production = false;
         for step in steps {
@@ -1006,6 +1007,10 @@ proptest! {
                 if record.sent_at.is_some() {
                     sent_and_recorded.insert(record.message_id.clone());
                 }
+                // What an email tells is fixed when it is decided: every copy tells the same.
+                prop_assert!(record.facts.is_some(), "{:?} without its facts", record.event);
+                let first = facts_by_id.entry(record.message_id.clone()).or_insert_with(|| record.facts.clone());
+                prop_assert_eq!(&*first, &record.facts, "the facts of {:?} changed", record.event);
             }
             // Planning over its own output (effects done) plans nothing new.
             if !crash {

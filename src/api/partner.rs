@@ -337,6 +337,25 @@ pub struct EmailRecord {
     /// Why the last attempt failed, while it is unsent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The dates the email tells, as they were when it was decided: a copy sent again after a
+    /// crash says what the first said, whatever changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<EmailFacts>,
+}
+
+/// The dates an email tells.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_ends_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_since: Option<DateTime<Utc>>,
+    /// The end of Production: when billing ended, else the current level's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_expires_at: Option<DateTime<Utc>>,
 }
 
 impl Partner {

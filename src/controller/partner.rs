@@ -404,6 +404,13 @@ async fn send(
 ) -> Result<(), Error> {
     let status = current.status.clone().unwrap_or_default();
     let tenant = status.tenant.clone();
+    // The dates as they were when the email was decided (an older record has none: now's).
+    let facts = status
+        .emails
+        .iter()
+        .find(|e| e.message_id == message_id)
+        .and_then(|e| e.facts.clone())
+        .unwrap_or_else(|| lifecycle::email_facts(&status));
     let mut vars = EmailVars {
         partner_organization: current.spec.organization_name.clone(),
         distributor_organization: distributor.spec.organization_name.clone(),
@@ -411,14 +418,10 @@ async fn send(
         tenant_id: tenant.as_ref().map(|t| t.id.clone()).unwrap_or_default(),
         tenant_namespace: lifecycle::tenant_namespace_of(current),
         activation_link: None,
-        link_expires_at: status.activation.as_ref().and_then(|a| a.link_expires_at),
-        trial_ends_at: status.trial.as_ref().map(|t| t.ends_at),
-        production_since: status.production.as_ref().map(|p| p.since),
-        expires_at: status
-            .billing
-            .as_ref()
-            .and_then(|b| b.ended_at)
-            .or(status.expires_at),
+        link_expires_at: facts.link_expires_at,
+        trial_ends_at: facts.trial_ends_at,
+        production_since: facts.production_since,
+        expires_at: facts.expires_at,
     };
     if event == EmailEvent::Activation {
         let link = match activation_link(ctx, current, message_id, distributor, &status) {
