@@ -252,11 +252,7 @@ async fn an_activation_email_resent_after_an_unconfirmed_send_is_the_same_email(
     assert_eq!(copies[0].html_body(), copies[1].html_body());
     let link = activation_link(&copies[0]);
     assert_eq!(link, activation_link(&copies[1]));
-    let token = link
-        .query_pairs()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .expect("a token");
+    let token = activation_token(&copies[0]);
     let tenant = p.status.unwrap().tenant.unwrap().namespace;
     let secret =
         kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), &tenant)

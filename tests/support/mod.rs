@@ -380,6 +380,15 @@ pub fn activation_link(email: &ReceivedEmail) -> url::Url {
     url::Url::parse(&link).expect("a URL")
 }
 
+/// The token of the activation link in an email.
+pub fn activation_token(email: &ReceivedEmail) -> String {
+    activation_link(email)
+        .query_pairs()
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned())
+        .expect("the link carries a token")
+}
+
 pub fn uid(partner: &Partner) -> String {
     partner.uid().expect("a uid")
 }
