@@ -99,11 +99,17 @@ async fn observe(
 ///
 /// `cached` is the tenant Namespace as the operator's cache has it: when it shows the namespace
 /// owned and live, no request is made for the namespace itself.
+///
+/// `activation` (the token of a link already emailed, and its expiry) is stored first, before
+/// the entitlements: a tenant whose entitlements were missing may have lost its activation
+/// Secret too (the namespace deleted and made again), and since the entitlements are written
+/// last, a failure in between leaves them missing, so the next pass stores both again.
 pub async fn ensure(
     client: &Client,
     partner: &Partner,
     status: &PartnerStatus,
     cached: Option<&Namespace>,
+    activation: Option<(&str, DateTime<Utc>)>,
 ) -> kube::Result<Tenant> {
     let Some(tenant) = &status.tenant else {
         return Ok(Tenant::Absent);
@@ -125,6 +131,9 @@ pub async fn ensure(
     };
     if !matches!(found, Tenant::Owned(_)) {
         return Ok(found);
+    }
+    if let Some((token, expires_at)) = activation {
+        apply_activation(client, partner, &tenant.id, token, expires_at).await?;
     }
     let entitlements = json!({
         "apiVersion": "v1",
@@ -290,6 +299,19 @@ pub async fn store_activation(
     if !matches!(found, Tenant::Owned(_)) {
         return Ok(found);
     }
+    apply_activation(client, partner, &tenant.id, token, expires_at).await?;
+    Ok(found)
+}
+
+/// Writes the `activation` Secret into the tenant namespace, which the caller has found to be
+/// this Partner's.
+async fn apply_activation(
+    client: &Client,
+    partner: &Partner,
+    tenant_id: &str,
+    token: &str,
+    expires_at: DateTime<Utc>,
+) -> kube::Result<()> {
     let name = lifecycle::tenant_namespace_of(partner);
     let secret = json!({
         "apiVersion": "v1",
@@ -297,7 +319,7 @@ pub async fn store_activation(
         "metadata": {
             "name": ACTIVATION,
             "namespace": name,
-            "labels": tenant_labels(partner, &tenant.id),
+            "labels": tenant_labels(partner, tenant_id),
             "annotations": tenant_annotations(partner),
         },
         "type": "Opaque",
@@ -312,8 +334,8 @@ pub async fn store_activation(
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(secret),
         )
-        .await?;
-    Ok(found)
+        .await
+        .map(drop)
 }
 
 /// Deletes the Partner's tenant namespace (and with it everything in it) if it is this

@@ -148,12 +148,7 @@ async fn lost_and_failed_tenant_writes_during_provisioning_are_made_good() {
 async fn a_deleted_tenant_comes_back_with_the_emailed_link_working(server: Server) {
     let h = Harness::start(server).await;
     let tenant = ready_contoso(&h).await;
-    let emails = h.wait_emails(1).await;
-    let token = activation_link(&emails[0])
-        .query_pairs()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+    let token = activation_token(&h.wait_emails(1).await[0]);
     let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(h.client.clone());
     let first_uid = namespaces.get(&tenant).await.unwrap().metadata.uid;
     namespaces
@@ -182,4 +177,46 @@ async fn a_deleted_tenant_comes_back_with_the_emailed_link_working(server: Serve
     );
     wait_level_in_entitlements(&h, &tenant, "Trial").await;
     assert_eq!(h.smtp.received().len(), 1, "no second activation email");
+}
+
+/// As above, and the first write of the activation Secret into the new namespace fails: the
+/// next pass stores it (the entitlements, written after it, are still missing then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_activation_restore_is_made_again() {
+    let h = Harness::start(Server::Sandbox).await;
+    let tenant = ready_contoso(&h).await;
+    let token = activation_token(&h.wait_emails(1).await[0]);
+    h.server.sandbox().inject_fault(FaultRule {
+        verb: Some("patch".into()),
+        resource: Some("secrets".into()),
+        share: 1.0,
+        status: 500,
+        limit: Some(1),
+        ..Default::default()
+    });
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(h.client.clone())
+        .delete(&tenant, &DeleteParams::default())
+        .await
+        .unwrap();
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), &tenant);
+    eventually(
+        "the activation Secret stored after all",
+        PATIENCE,
+        || async {
+            secrets
+                .get_opt("activation")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|s| {
+                    s.data
+                        .unwrap_or_default()
+                        .get("tokenSha256")
+                        .map(|v| v.0.clone())
+                        == Some(partner_operator::tenant::token_hash(&token).into_bytes())
+                })
+        },
+    )
+    .await;
+    wait_level_in_entitlements(&h, &tenant, "Trial").await;
 }

@@ -253,43 +253,47 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
 /// backoff, and its deletion wakes the Partner anyway.
 async fn ensure_tenant(ctx: &Context, current: &Partner) -> Result<tenant::Tenant, Error> {
     let status = current.status.clone().unwrap_or_default();
-    let cached = cached_tenant(ctx, current);
-    let seen = tenant_exists(ctx, current);
-    let found = tenant::ensure(&ctx.client, current, &status, cached.as_deref()).await?;
+    // Entitlements missing: the namespace may have been made again, without the activation
+    // Secret of a link already emailed; the token is made again from the key and the
+    // Message-ID, so that link works again.
+    let token = if cached_entitlements(ctx, current).is_none() {
+        sent_activation(ctx, current, &status)
+    } else {
+        None
+    };
+    let found = tenant::ensure(
+        &ctx.client,
+        current,
+        &status,
+        cached_tenant(ctx, current).as_deref(),
+        token
+            .as_ref()
+            .map(|(token, expires_at)| (token.as_str(), *expires_at)),
+    )
+    .await?;
     if found == tenant::Tenant::Terminating {
         return Err(Error::TenantTerminating(lifecycle::tenant_namespace_of(
             current,
         )));
     }
-    if !seen && matches!(found, tenant::Tenant::Owned(_)) {
-        restore_activation(ctx, current, &status).await?;
-    }
     Ok(found)
 }
 
-/// A tenant namespace made again (someone deleted it) has lost the activation Secret of a link
-/// already sent: the token is made again from the key and the Message-ID, so the emailed link
-/// works again. Nothing to do before the activation email went out.
-async fn restore_activation(
+/// The token and expiry of the activation link already emailed, if one was.
+fn sent_activation(
     ctx: &Context,
     partner: &Partner,
     status: &PartnerStatus,
-) -> Result<(), Error> {
-    let Some(sent) = status
+) -> Option<(String, DateTime<Utc>)> {
+    let sent = status
         .emails
         .iter()
-        .find(|e| e.event == EmailEvent::Activation && e.sent_at.is_some())
-    else {
-        return Ok(());
-    };
-    let Some(expires_at) = status.activation.as_ref().and_then(|a| a.link_expires_at) else {
-        return Ok(());
-    };
+        .find(|e| e.event == EmailEvent::Activation && e.sent_at.is_some())?;
+    let expires_at = status.activation.as_ref()?.link_expires_at?;
     let token = ctx
         .activation_key
         .token(&partner.uid().unwrap_or_default(), &sent.message_id);
-    tenant::store_activation(&ctx.client, partner, status, None, &token, expires_at).await?;
-    Ok(())
+    Some((token, expires_at))
 }
 
 /// Whether the Partner reports its tenant's name taken.
