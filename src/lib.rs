@@ -3,19 +3,23 @@
 //! The README says what it does and how to run it. Modules, one concept each:
 //! - [`admission`]: what kube-apiserver checks before it stores a custom resource (defaults, schema, CEL);
 //! - [`api`]: the custom resources (`Distributor`, `Partner`) and their conditions;
+//! - [`binding`]: which namespaces may hold a Distributor's Partners;
 //! - [`clock`]: the injectable clock every deadline is measured on;
 //! - [`controller`]: the reconcilers (Partner, Distributor) and their wiring;
+//! - [`crash_points`]: places where a test may have the process die, to prove crash safety;
 //! - [`leader`]: leader election on a Lease, so that one replica of several reconciles;
 //! - [`lifecycle`]: the pure subscription state machine (what must happen to a Partner, and when);
 //! - [`mail`]: the lifecycle emails, their templates and their delivery over SMTP;
 //! - [`metrics`]: Prometheus metrics and the health endpoints;
 //! - [`operator`]: the `run` command: settings checked up front, then the controllers;
 //! - [`sandbox`]: the whole system on one machine: an API server and an SMTP server on loopback;
+//! - [`shutdown`]: one shutdown signal that many tasks wait for;
 //! - [`telemetry`]: structured logging;
 //! - [`tenant`]: a Partner's tenant namespace, entitlements and activation secret;
 
 pub mod admission;
 pub mod api;
+pub mod binding;
 pub mod clock;
 pub mod controller;
 pub mod crash_points;
@@ -25,5 +29,6 @@ pub mod mail;
 pub mod metrics;
 pub mod operator;
 pub mod sandbox;
+pub mod shutdown;
 pub mod telemetry;
 pub mod tenant;

@@ -18,6 +18,7 @@ use crate::controller::{self, OperatorConfig, StartError};
 use crate::leader::{self, LeaderElection, LeaderError};
 use crate::mail::{ConfigError, Mailer, MailerConfig, TemplateError, Templates};
 use crate::metrics::{Metrics, Readiness};
+use crate::shutdown::Shutdown;
 
 /// The `User-Agent` of the operator's requests, so an API server's audit log names it.
 pub const USER_AGENT: &str = concat!("partner-operator/", env!("CARGO_PKG_VERSION"));
@@ -87,18 +88,16 @@ pub async fn run(
 
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let stop = Shutdown::on(shutdown);
     let metrics_server = match options.metrics_addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| RunError::Metrics { addr, source })?;
-            info!(%addr, "serving /metrics, /healthz and /readyz");
+            let bound = listener.local_addr().unwrap_or(addr);
+            info!(addr = %bound, "serving /metrics, /healthz and /readyz");
             let router = crate::metrics::router(metrics.clone(), readiness.clone());
-            let stop = stopped(stop_rx.clone());
+            let stop = stop.clone().wait();
             Some(tokio::spawn(async move {
                 let _ = axum::serve(listener, router)
                     .with_graceful_shutdown(stop)
@@ -107,10 +106,6 @@ pub async fn run(
         }
         None => None,
     };
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
     let result = lead_and_reconcile(
         client,
         OperatorConfig {
@@ -130,7 +125,7 @@ pub async fn run(
             concurrency: options.concurrency,
         },
         options.leader_election,
-        stop_rx.clone(),
+        stop,
     )
     .await;
     if let Some(server) = metrics_server {
@@ -148,36 +143,27 @@ async fn lead_and_reconcile(
     client: Client,
     config: OperatorConfig,
     election: Option<LeaderElection>,
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: Shutdown,
 ) -> Result<(), RunError> {
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let Some(election) = election else {
-        controller::run(client, config, stopped(stop)).await;
+        controller::run(client, config, stop).await;
         return Ok(());
     };
     config.readiness.set_ready(true);
-    let Some(leadership) =
-        leader::acquire(client.clone(), &election, stopped(stop.clone())).await?
+    let Some(leadership) = leader::acquire(client.clone(), &election, stop.clone().wait()).await?
     else {
         return Ok(());
     };
     config.readiness.set_ready(false);
-    let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
-    let controllers = controller::run(client, config, async move {
-        tokio::select! {
-            _ = stopped(stop) => {}
-            _ = stopped(lost_rx) => {}
-        }
-    });
+    let (lost, on_lost) = Shutdown::new();
+    let controllers = controller::run(client, config, stop.or(on_lost));
     tokio::pin!(controllers);
     tokio::select! {
         _ = &mut controllers => {}
-        lost = leadership.hold() => {
-            let _ = lost_tx.send(true);
+        error = leadership.hold() => {
+            lost.fire();
             controllers.await;
-            return Err(lost.into());
+            return Err(error.into());
         }
     }
     leadership.release().await;

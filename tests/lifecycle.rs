@@ -8,7 +8,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use partner_operator::api::*;
 use partner_operator::lifecycle::{self, Effect, Observation, Plan, reasons};
+use partner_operator::{binding, tenant};
 use proptest::prelude::*;
+
+/// The tenant write of a plan that has no activation token to restore.
+const ENSURE_TENANT: Effect = Effect::EnsureTenant {
+    restore_activation: None,
+};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 2, 9, 30, 0).unwrap()
@@ -69,6 +75,8 @@ struct World {
     lose_tenant_write: bool,
     /// (event, Message-ID, recipients) of every delivery, retries included.
     sent: Vec<(EmailEvent, String, Vec<String>)>,
+    /// The Message-IDs of the activation tokens stored.
+    issued: Vec<String>,
     events: Vec<&'static str>,
 }
 
@@ -84,6 +92,7 @@ impl World {
             lose_tenant_write: false,
             now: t0(),
             sent: vec![],
+            issued: vec![],
             events: vec![],
         }
     }
@@ -96,6 +105,7 @@ impl World {
             tenant_exists: self.tenant_exists,
             tenant_taken: self.tenant_taken,
             entitlements: self.entitlements.as_ref(),
+            default_activation_base_url: Some("https://portal.example/activate"),
             now: self.now,
         })
     }
@@ -107,8 +117,8 @@ impl World {
         let mut status = plan.status.clone();
         for effect in &plan.effects {
             match effect {
-                Effect::EnsureTenant if std::mem::take(&mut self.lose_tenant_write) => {}
-                Effect::EnsureTenant => {
+                Effect::EnsureTenant { .. } if std::mem::take(&mut self.lose_tenant_write) => {}
+                Effect::EnsureTenant { .. } => {
                     self.tenant_exists = !self.tenant_taken;
                     if self.tenant_exists {
                         self.entitlements = partner_operator::tenant::entitlements_data(
@@ -117,18 +127,21 @@ impl World {
                         );
                     }
                 }
-                Effect::SendEmail {
-                    event,
-                    message_id,
-                    to,
-                } => {
-                    self.sent.push((*event, message_id.clone(), to.clone()));
-                    lifecycle::mark_email_sent(&mut status, message_id, self.now);
+                Effect::IssueActivation(token) => self.issued.push(token.message_id.clone()),
+                Effect::SendEmail(email) => {
+                    self.sent
+                        .push((email.event, email.message_id.clone(), email.to.clone()));
+                    lifecycle::mark_email_sent(&mut status, &email.message_id, self.now);
                 }
-                Effect::Event { reason, .. } => self.events.push(reason),
+                Effect::Event(event) => self.events.push(event.reason.as_str()),
+                Effect::SendEmailsNextPass => {}
             }
         }
         self.partner.status = Some(if crash { plan.status.clone() } else { status });
+        if !crash && plan.effects.contains(&Effect::SendEmailsNextPass) {
+            // The controller requeues at once: the emails go out in the next pass.
+            self.reconcile_once(false);
+        }
         plan
     }
 
@@ -216,16 +229,16 @@ fn namespace_not_allowed_leaves_the_partner_pending_until_it_is() {
 fn provisioning_starts_the_trial_and_sends_the_activation_link() {
     let mut w = World::new(partner(), distributor(14, 3, true));
     let first = w.plan();
-    assert_eq!(first.effects[0], Effect::EnsureTenant);
+    assert_eq!(first.effects[0], ENSURE_TENANT);
     let status = &first.status;
     assert_eq!(status.subscription_level, Some(SubscriptionLevel::Trial));
     let tenant = status.tenant.as_ref().unwrap();
-    assert_eq!(tenant.namespace, lifecycle::tenant_namespace_of(&w.partner));
+    assert_eq!(tenant.namespace, tenant::tenant_namespace_of(&w.partner));
     assert!(tenant.namespace.starts_with("northwind-partners-contoso-"));
     assert_eq!(tenant.provisioned_at, t0());
     assert_eq!(
         tenant.id,
-        lifecycle::tenant_id("0b7c6a52-4f7e-4d8e-9a55-7f3f2f7a1c11")
+        tenant::tenant_id("0b7c6a52-4f7e-4d8e-9a55-7f3f2f7a1c11")
     );
     let trial = status.trial.as_ref().unwrap();
     assert_eq!(
@@ -243,11 +256,32 @@ fn provisioning_starts_the_trial_and_sends_the_activation_link() {
         (record.event, record.sent_at),
         (EmailEvent::Activation, None)
     );
-    assert!(first.effects.contains(&Effect::SendEmail {
-        event: EmailEvent::Activation,
-        message_id: record.message_id.clone(),
-        to: vec!["admin@contoso.example".into()],
-    }));
+    // Its token is stored in the tenant right before it is sent.
+    let activation = first
+        .effects
+        .iter()
+        .position(|e| matches!(e, Effect::IssueActivation(t) if t.message_id == record.message_id))
+        .expect("the activation token is issued");
+    let Effect::SendEmail(email) = &first.effects[activation + 1] else {
+        panic!(
+            "the activation email follows its token: {:?}",
+            first.effects
+        );
+    };
+    assert_eq!(
+        (email.event, &email.message_id, &email.to),
+        (
+            EmailEvent::Activation,
+            &record.message_id,
+            &vec!["admin@contoso.example".to_string()]
+        )
+    );
+    assert_eq!(email.vars.partner_organization, "Contoso");
+    assert_eq!(email.vars.trial_ends_at, Some(t0() + Duration::days(14)));
+    assert_eq!(
+        email.link_base.as_ref().map(|u| u.as_str()),
+        Some("https://portal.example/activate")
+    );
     assert_eq!(first.next_review, Some(t0() + Duration::days(11)));
     assert_eq!(
         status.activation.as_ref().unwrap().link_expires_at,
@@ -487,11 +521,11 @@ fn unbinding_a_production_partner_ends_billing_and_production_together() {
         );
         assert_eq!(w.status().expires_at, None);
         // The tenant's entitlements follow in the same pass.
-        assert!(plan.effects.contains(&Effect::EnsureTenant));
+        assert!(plan.effects.contains(&ENSURE_TENANT));
         assert!(w.events.contains(&"ProductionEndedUnbound") && w.events.contains(&"BillingEnded"));
         // Once: settled, nothing more.
         assert!(w.settle().effects.is_empty());
-        let (_, billing) = lifecycle::distributor_totals([w.status()]);
+        let (_, billing) = distributor_totals(&[], [w.status()]);
         assert_eq!(billing.production_partners, 0);
     }
     // A trial unbound is only frozen: nothing was billed, nothing ends.
@@ -647,7 +681,7 @@ fn sku_changes_reach_the_status_and_the_tenant() {
     d.spec.skus.push(Sku("BACKUP".into()));
     w.distributor = Some(d);
     let plan = w.plan();
-    assert_eq!(plan.effects, vec![Effect::EnsureTenant]);
+    assert_eq!(plan.effects, vec![ENSURE_TENANT]);
     assert_eq!(plan.status.skus.len(), 3);
 }
 
@@ -658,7 +692,7 @@ fn a_deleted_tenant_namespace_is_provisioned_again_with_the_same_id() {
     let id = w.status().tenant.clone().unwrap();
     w.tenant_exists = false;
     let plan = w.plan();
-    assert_eq!(plan.effects, vec![Effect::EnsureTenant]);
+    assert_eq!(plan.effects, vec![ENSURE_TENANT]);
     let provisioned = find_condition(&plan.status.conditions, types::TENANT_PROVISIONED).unwrap();
     assert_eq!(provisioned.status, "False");
     w.settle();
@@ -699,7 +733,7 @@ fn a_failed_delivery_is_reported_until_it_succeeds() {
         retry
             .effects
             .iter()
-            .any(|e| matches!(e, Effect::SendEmail { message_id, .. } if *message_id == id))
+            .any(|e| matches!(e, Effect::SendEmail(email) if email.message_id == id))
     );
     w.settle();
     assert_eq!(w.ready(), ("True".into(), "Ready".into()));
@@ -718,17 +752,17 @@ fn message_ids_are_deterministic_and_distinct_per_event() {
 #[test]
 fn tenant_namespaces_come_from_the_partner_not_from_its_status() {
     let p = partner();
-    let name = lifecycle::tenant_namespace_of(&p);
+    let name = tenant::tenant_namespace_of(&p);
     assert_eq!(
         name,
-        lifecycle::tenant_namespace(
+        tenant::tenant_namespace(
             "northwind-partners",
             "contoso",
             "0b7c6a52-4f7e-4d8e-9a55-7f3f2f7a1c11"
         )
     );
     assert!(name.starts_with("northwind-partners-contoso-"), "{name}");
-    assert!(lifecycle::is_dns1123_label(&name));
+    assert!(tenant::is_dns1123_label(&name));
     let mut w = World::new(p, distributor(14, 3, true));
     w.settle();
     assert_eq!(w.status().tenant.clone().unwrap().namespace, name);
@@ -767,10 +801,7 @@ fn a_taken_tenant_name_is_reported_and_nothing_is_provisioned() {
             (c.status.as_str(), c.reason.as_str()),
             ("False", reasons::TENANT_NAMESPACE_TAKEN)
         );
-        assert!(
-            c.message
-                .contains(&lifecycle::tenant_namespace_of(&w.partner))
-        );
+        assert!(c.message.contains(&tenant::tenant_namespace_of(&w.partner)));
     }
     // The name frees: provisioned as usual.
     w.tenant_taken = false;
@@ -795,15 +826,15 @@ fn namespace_binding_follows_the_selector_or_the_default_label() {
         ..Default::default()
     };
     let mut d = distributor(14, 3, true);
-    assert!(lifecycle::namespace_allowed(
+    assert!(binding::namespace_allowed(
         &d,
         &ns(&[("partner-operator.io/distributor", "northwind")])
     ));
-    assert!(!lifecycle::namespace_allowed(
+    assert!(!binding::namespace_allowed(
         &d,
         &ns(&[("partner-operator.io/distributor", "other")])
     ));
-    assert!(!lifecycle::namespace_allowed(&d, &ns(&[])));
+    assert!(!binding::namespace_allowed(&d, &ns(&[])));
     d.spec.partner_namespaces = Some(LabelSelector {
         match_labels: Some([("team".to_string(), "northwind".to_string())].into()),
         match_expressions: Some(vec![LabelSelectorRequirement {
@@ -812,15 +843,15 @@ fn namespace_binding_follows_the_selector_or_the_default_label() {
             values: Some(vec!["prod".into(), "staging".into()]),
         }]),
     });
-    assert!(lifecycle::namespace_allowed(
+    assert!(binding::namespace_allowed(
         &d,
         &ns(&[("team", "northwind"), ("env", "prod")])
     ));
-    assert!(!lifecycle::namespace_allowed(
+    assert!(!binding::namespace_allowed(
         &d,
         &ns(&[("team", "northwind"), ("env", "dev")])
     ));
-    assert!(!lifecycle::namespace_allowed(
+    assert!(!binding::namespace_allowed(
         &d,
         &ns(&[("partner-operator.io/distributor", "northwind")])
     ));
@@ -838,7 +869,7 @@ fn distributor_totals_count_levels_and_seats() {
     pending.namespace_allowed = false;
     pending.settle();
     statuses.push(pending.status().clone());
-    let (counts, billing) = lifecycle::distributor_totals(&statuses);
+    let (counts, billing) = distributor_totals(&[], &statuses);
     assert_eq!(
         counts,
         PartnerCounts {
@@ -1015,14 +1046,14 @@ proptest! {
             // Planning over its own output (effects done) plans nothing new.
             if !crash {
                 let mut again = w.plan();
-                if again.effects.iter().any(|e| matches!(e, Effect::EnsureTenant)) {
+                if again.effects.iter().any(|e| matches!(e, Effect::EnsureTenant { .. })) {
                     // The tenant was just provisioned, or its lost write is made again; the
                     // next plan sees it.
                     w.tenant_exists = true;
                     w.entitlements = partner_operator::tenant::entitlements_data(&w.partner, &again.status);
                     again = w.plan();
                 }
-                let sends: Vec<_> = again.effects.iter().filter(|e| matches!(e, Effect::SendEmail { .. })).collect();
+                let sends: Vec<_> = again.effects.iter().filter(|e| matches!(e, Effect::SendEmail(_))).collect();
                 prop_assert!(sends.is_empty(), "re-plan sends again: {:?}", sends);
                 w.partner.status = Some(again.status.clone());
                 let third = w.plan();

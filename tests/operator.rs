@@ -44,7 +44,7 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
     );
     assert_eq!(
         tenant.namespace,
-        partner_operator::lifecycle::tenant_namespace_of(&p)
+        partner_operator::tenant::tenant_namespace_of(&p)
     );
     let trial = status.trial.clone().unwrap();
     assert_eq!(trial.started_at, start_time());
@@ -384,7 +384,7 @@ async fn unbound_partners_stay_pending_until_their_distributor_exists(server: Se
     let namespaces = Api::<Namespace>::all(h.client.clone());
     let intruder = h.partners("elsewhere").get("intruder").await.unwrap();
     for unbound in [&intruder, &p] {
-        let tenant = partner_operator::lifecycle::tenant_namespace_of(unbound);
+        let tenant = partner_operator::tenant::tenant_namespace_of(unbound);
         assert!(
             namespaces.get_opt(&tenant).await.unwrap().is_none(),
             "{tenant}"

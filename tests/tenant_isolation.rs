@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use partner_operator::api::Partner;
-use partner_operator::lifecycle::{is_dns1123_label, tenant_namespace_of};
+use partner_operator::tenant::{is_dns1123_label, tenant_namespace_of};
 use serde_json::json;
 use support::*;
 

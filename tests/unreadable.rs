@@ -10,8 +10,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use partner_operator::api::Partner;
-use partner_operator::lifecycle::tenant_namespace_of;
 use partner_operator::operator::RunOptions;
+use partner_operator::tenant::tenant_namespace_of;
 use serde_json::{Value, json};
 use support::metrics::{free_port, sample, scrape_until};
 use support::*;

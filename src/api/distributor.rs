@@ -215,3 +215,62 @@ pub struct DistributorBilling {
     #[serde(default)]
     pub seats: BTreeMap<String, u32>,
 }
+
+/// How one Partner counts in its Distributor's status: by its level and, in Production, by its
+/// SKUs. A Partner counts only while bound to the Distributor, except a Pending one (it waits to
+/// be bound). The Partner reconciler compares a Partner's count before and after a pass, and
+/// asks for a recount only when it moved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Counted {
+    Pending,
+    Trial,
+    Production(Vec<Sku>),
+    Expired,
+    /// Not bound, and past Pending.
+    Not,
+}
+
+impl Counted {
+    pub fn of(status: &crate::api::PartnerStatus) -> Self {
+        use crate::api::SubscriptionLevel;
+        let bound =
+            crate::api::is_condition_true(&status.conditions, crate::api::types::DISTRIBUTOR_BOUND);
+        match status.subscription_level.unwrap_or_default() {
+            SubscriptionLevel::Pending => Self::Pending,
+            _ if !bound => Self::Not,
+            SubscriptionLevel::Trial => Self::Trial,
+            SubscriptionLevel::Production => Self::Production(status.skus.clone()),
+            SubscriptionLevel::Expired => Self::Expired,
+        }
+    }
+}
+
+/// A Distributor's counts: its Partners by level, and Production Partners per SKU. Every SKU
+/// the Distributor offers is listed (0 when none is in Production), so a seat count that drops
+/// to 0 reads 0 and does not vanish.
+pub fn distributor_totals<'a>(
+    offered: &[Sku],
+    partners: impl IntoIterator<Item = &'a crate::api::PartnerStatus>,
+) -> (PartnerCounts, DistributorBilling) {
+    let mut counts = PartnerCounts::default();
+    let mut billing = DistributorBilling {
+        production_partners: 0,
+        seats: offered.iter().map(|sku| (sku.0.clone(), 0)).collect(),
+    };
+    for status in partners {
+        match Counted::of(status) {
+            Counted::Pending => counts.pending += 1,
+            Counted::Trial => counts.trial += 1,
+            Counted::Production(skus) => {
+                counts.production += 1;
+                billing.production_partners += 1;
+                for sku in skus {
+                    *billing.seats.entry(sku.0).or_default() += 1;
+                }
+            }
+            Counted::Expired => counts.expired += 1,
+            Counted::Not => {}
+        }
+    }
+    (counts, billing)
+}

@@ -1,9 +1,7 @@
 //! What every reconciliation shares: the client, the caches, the mailer, the clock.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
@@ -11,11 +9,13 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
+use super::backoff::Backoff;
 use super::deadlines::Deadlines;
 use super::mail_slots::MailSlots;
 use super::{OperatorConfig, PartnerIndex};
 use crate::api::{Distributor, Partner};
 use crate::clock::Clock;
+use crate::lifecycle::PartnerEvent;
 use crate::mail::Mailer;
 use crate::metrics::{Metrics, Readiness};
 
@@ -26,7 +26,6 @@ pub struct Context {
     pub activation_base_url: Option<String>,
     pub activation_key: crate::tenant::ActivationKey,
     pub metrics: Arc<Metrics>,
-    pub readiness: Readiness,
     pub partners: Store<Partner>,
     pub distributors: Store<Distributor>,
     pub namespaces: Store<Namespace>,
@@ -38,18 +37,14 @@ pub struct Context {
     listed: Arc<Listed>,
     /// Tells the Distributor controller that one of its Partners changed in a way it counts.
     distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
-    /// Consecutive failures per Partner, for exponential backoff.
-    failures: Mutex<HashMap<ObjectRef<Partner>, u32>>,
+    /// Retries of failed reconciliations, per Partner and per Distributor.
+    pub partner_backoff: Backoff<Partner>,
+    pub distributor_backoff: Backoff<Distributor>,
     /// The reconciliations that may send email at once (see [`MailSlots`]).
     pub mail_slots: Arc<MailSlots>,
     /// Each Partner's next deadline: whether deadline work is due.
     pub deadlines: Deadlines,
 }
-
-/// First retry after a failure; doubles on each further failure.
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-/// The longest wait between retries.
-const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 /// The caches the watches fill, handed to [`Context::new`] together.
 pub(super) struct Caches {
@@ -87,7 +82,6 @@ impl Context {
             activation_base_url: config.activation_base_url.clone(),
             activation_key: config.activation_key.clone(),
             metrics: config.metrics.clone(),
-            readiness: config.readiness.clone(),
             partners,
             distributors,
             namespaces,
@@ -95,7 +89,8 @@ impl Context {
             index,
             listed,
             distributor_triggers,
-            failures: Mutex::default(),
+            partner_backoff: Backoff::default(),
+            distributor_backoff: Backoff::default(),
             mail_slots,
             deadlines: Deadlines::default(),
         }
@@ -113,40 +108,21 @@ impl Context {
 
     /// Records a Kubernetes Event on `partner`. Events are best effort: a failure is logged,
     /// never retried, and never fails the reconciliation.
-    pub async fn publish(&self, partner: &Partner, warning: bool, reason: &str, note: String) {
+    pub async fn publish(&self, partner: &Partner, event: &PartnerEvent) {
         let now = self.clock.now();
         let published = super::events::publish(
             &self.client,
             &self.instance,
             partner,
-            warning,
-            reason,
-            &note,
+            event.reason,
+            &event.message,
             now,
         )
         .await;
         if let Err(err) = published {
-            warn!(reason, error = %err, "could not record an Event");
+            warn!(reason = %event.reason, error = %err, "could not record an Event");
         }
     }
-
-    /// The wait before retrying `partner` after one more failure.
-    pub fn backoff(&self, partner: &ObjectRef<Partner>) -> Duration {
-        let mut failures = self.failures.lock().unwrap();
-        let count = failures.entry(partner.clone()).or_default();
-        *count = count.saturating_add(1);
-        backoff_after(*count)
-    }
-
-    pub fn succeeded(&self, partner: &ObjectRef<Partner>) {
-        self.failures.lock().unwrap().remove(partner);
-    }
-}
-
-/// The wait after `failures` consecutive failures: 0.5 s, 1 s, 2 s, ... up to 5 minutes.
-fn backoff_after(failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-    BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_CAP)
 }
 
 /// Which watches have delivered their first complete list.
@@ -199,19 +175,5 @@ impl Listed {
             && self.distributors.load(Ordering::Acquire)
             && self.namespaces.load(Ordering::Acquire)
             && self.entitlements.load(Ordering::Acquire)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        assert_eq!(backoff_after(1), Duration::from_millis(500));
-        assert_eq!(backoff_after(2), Duration::from_secs(1));
-        assert_eq!(backoff_after(5), Duration::from_secs(8));
-        assert_eq!(backoff_after(12), BACKOFF_CAP);
-        assert_eq!(backoff_after(u32::MAX), BACKOFF_CAP);
     }
 }

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::Context;
-use crate::api::{Distributor, DistributorStatus, set_condition, types};
-use crate::lifecycle;
+use crate::api::{Distributor, DistributorStatus, distributor_totals, set_condition, types};
+use crate::lifecycle::reasons;
 use crate::metrics::{DistributorLabels, LevelLabels, SeatLabels};
 
 pub async fn reconcile(
@@ -28,12 +29,22 @@ pub async fn reconcile(
     let result = recount(&distributor, &ctx).await;
     ctx.metrics
         .observe_reconcile("distributor", started.elapsed(), result.is_err());
+    if result.is_ok() {
+        ctx.distributor_backoff
+            .succeeded(&ObjectRef::from_obj(&*distributor));
+    }
     result
 }
 
-pub fn error_policy(_: Arc<Distributor>, error: &kube::Error, _: Arc<Context>) -> Action {
-    tracing::warn!(%error, "distributor reconciliation failed");
-    Action::requeue(Duration::from_secs(2))
+pub fn error_policy(
+    distributor: Arc<Distributor>,
+    error: &kube::Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let reference = ObjectRef::from_obj(&*distributor);
+    let wait = ctx.distributor_backoff.failed(&reference);
+    tracing::warn!(distributor = %reference, %error, retry_in = ?wait, "distributor reconciliation failed");
+    Action::requeue(wait)
 }
 
 async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kube::Error> {
@@ -50,8 +61,10 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
-    let (counts, billing) =
-        lifecycle::distributor_totals(partners.iter().filter_map(|p| p.status.as_ref()));
+    let (counts, billing) = distributor_totals(
+        &distributor.spec.skus,
+        partners.iter().filter_map(|p| p.status.as_ref()),
+    );
     export_metrics(ctx, distributor, &counts, &billing);
 
     let before = distributor.status.clone().unwrap_or_default();
@@ -66,17 +79,25 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
         &mut status.conditions,
         types::READY,
         true,
-        "CountsCurrent",
+        reasons::COUNTS_CURRENT,
         "spec accepted; partner counts and billing are current",
         generation,
         ctx.clock.timestamp(),
     );
     if status != before {
+        // Server-side apply: a field the operator no longer applies (a SKU taken off the
+        // Distributor) is removed, where a merge patch would keep it.
+        let apply = json!({
+            "apiVersion": Distributor::api_version(&()),
+            "kind": Distributor::kind(&()),
+            "metadata": {"name": name},
+            "status": status,
+        });
         Api::<Distributor>::all(ctx.client.clone())
             .patch_status(
                 &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
+                &PatchParams::apply(crate::tenant::FIELD_MANAGER).force(),
+                &Patch::Apply(apply),
             )
             .await?;
     }

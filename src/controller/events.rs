@@ -16,6 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::api::Partner;
+use crate::lifecycle::EventReason;
 
 /// Who reports: what `kubectl describe` shows as the Event's source.
 pub const REPORTING_CONTROLLER: &str = "partner-operator.io/partner-operator";
@@ -28,24 +29,23 @@ pub async fn publish(
     client: &Client,
     instance: &str,
     partner: &Partner,
-    warning: bool,
-    reason: &str,
+    reason: EventReason,
     note: &str,
     now: DateTime<Utc>,
 ) -> kube::Result<()> {
     let namespace = partner.namespace().unwrap_or_default();
     let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    let name = event_name(partner, reason, note);
+    let name = event_name(partner, reason.as_str(), note);
     let event_time = now.to_rfc3339_opts(SecondsFormat::Micros, true);
     let event: Event = serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": namespace},
         "eventTime": event_time,
         "reportingController": REPORTING_CONTROLLER,
         "reportingInstance": instance,
-        "action": reason,
-        "reason": reason,
+        "action": reason.as_str(),
+        "reason": reason.as_str(),
         "note": truncate(note, MAX_NOTE_BYTES),
-        "type": if warning { "Warning" } else { "Normal" },
+        "type": if reason.is_warning() { "Warning" } else { "Normal" },
         "regarding": partner.object_ref(&()),
     }))
     .expect("a valid Event");

@@ -44,7 +44,7 @@ impl PartnerIndex {
             .insert(reference.clone());
         inner
             .by_tenant
-            .insert(crate::lifecycle::tenant_namespace_of(partner), reference);
+            .insert(crate::tenant::tenant_namespace_of(partner), reference);
     }
 
     pub fn remove(&self, partner: &Partner) {
@@ -64,7 +64,7 @@ impl PartnerIndex {
                 inner.by_namespace.remove(&namespace);
             }
         }
-        let tenant = crate::lifecycle::tenant_namespace_of(partner);
+        let tenant = crate::tenant::tenant_namespace_of(partner);
         if inner.by_tenant.get(&tenant) == Some(&reference) {
             inner.by_tenant.remove(&tenant);
         }

@@ -18,6 +18,7 @@
 //! No periodic resync: a Partner is requeued at its next deadline (plus a little jitter), and
 //! errors back off exponentially up to a cap, per Partner.
 
+mod backoff;
 mod context;
 mod deadlines;
 mod distributor;
@@ -28,7 +29,6 @@ mod partner;
 mod unreadable;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,8 +48,10 @@ pub use index::PartnerIndex;
 
 use crate::api::{Decoded, Distributor, Partner};
 use crate::clock::Clock;
+use crate::lifecycle::{EventReason, PartnerEvent};
 use crate::mail::Mailer;
 use crate::metrics::{Metrics, Readiness};
+use crate::shutdown::Shutdown;
 
 /// The finalizer the operator puts on every Partner, so it can deprovision the tenant.
 pub const FINALIZER: &str = "partner-operator.io/tenant";
@@ -59,6 +61,9 @@ pub const FINALIZER: &str = "partner-operator.io/tenant";
 /// send, the last conversion came 1.3 s late; with a half, 0.64 s; with a quarter 0.54 s, but
 /// emails then trail further behind.
 const MAIL_SLOTS_DIVISOR: usize = 2;
+
+/// Distributor changes the Distributor controller may lag behind before the watch waits for it.
+const DISTRIBUTOR_BUFFER: usize = 256;
 
 /// Everything the operator needs besides a Kubernetes client.
 pub struct OperatorConfig {
@@ -111,12 +116,8 @@ pub async fn preflight(client: &Client) -> Result<(), StartError> {
     )
 }
 
-/// Runs both controllers until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    config: OperatorConfig,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+/// Runs both controllers until `shutdown`.
+pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
     let partners_api: Api<Decoded<Partner>> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -154,8 +155,13 @@ pub async fn run(
     .touched_objects();
     let partner_controller = Controller::for_stream(partner_events, partners.clone());
 
-    // Distributors: a store for the reconciler, and spec changes as triggers.
-    let (distributors, distributors_writer) = reflector::store();
+    // Distributors: one watch feeds a store both reconcilers read, the Distributor controller
+    // (every change, through the store's subscription) and the Partners of a Distributor whose
+    // spec changed or that went away.
+    let (distributors, distributors_writer) = reflector::store_shared(DISTRIBUTOR_BUFFER);
+    let distributor_updates = distributors_writer
+        .subscribe()
+        .expect("a shared store has subscribers");
     let generations = Mutex::new(HashMap::<String, Option<i64>>::new());
     let distributors_listed = listed.clone();
     let distributor_changes = reflector(
@@ -239,7 +245,7 @@ pub async fn run(
         &config,
         Caches {
             partners,
-            distributors,
+            distributors: distributors.clone(),
             namespaces,
             entitlements,
             index: index.clone(),
@@ -253,17 +259,17 @@ pub async fn run(
     tokio::spawn(async move {
         while let Some(report) = unreadable_rx.recv().await {
             let partner = Partner::placeholder(report.metadata);
-            reporter
-                .publish(&partner, true, unreadable::UNREADABLE, report.note)
-                .await;
+            let event = PartnerEvent {
+                reason: EventReason::Unreadable,
+                message: report.note,
+            };
+            reporter.publish(&partner, &event).await;
         }
     });
 
     let clock_jumps = WatchStream::from_changes(config.clock.jumps()).map(|_| {
         tracing::debug!("the clock moved: looking at every Partner again");
     });
-    let stop = shutdown_signal(shutdown);
-
     let by_distributor = index.clone();
     let by_namespace = index.clone();
     let by_tenant = index.clone();
@@ -287,18 +293,18 @@ pub async fn run(
         })
         .reconcile_on(UnboundedReceiverStream::new(mail_wake_rx))
         .reconcile_all_on(clock_jumps)
-        .graceful_shutdown_on(stopped(stop.clone()))
+        .graceful_shutdown_on(shutdown.clone().wait())
         .run(partner::reconcile, partner::error_policy, ctx.clone())
         .for_each(|result| async move { log_outcome("partner", result) });
 
-    let distributor_controller = Controller::new(distributors_api, watch_config())
+    let distributor_controller = Controller::for_shared_stream(distributor_updates, distributors)
         .with_config(
             kube::runtime::controller::Config::default()
                 .concurrency(4)
                 .debounce(Duration::from_millis(200)),
         )
         .reconcile_on(UnboundedReceiverStream::new(distributor_trigger_rx))
-        .graceful_shutdown_on(stopped(stop.clone()))
+        .graceful_shutdown_on(shutdown.clone().wait())
         .run(
             distributor::reconcile,
             distributor::error_policy,
@@ -310,7 +316,7 @@ pub async fn run(
     // A controller still waiting for its first list does not wind down by itself: give the
     // graceful shutdown a few seconds, then stop regardless.
     let deadline = async {
-        stopped(stop).await;
+        shutdown.wait().await;
         tokio::time::sleep(Duration::from_secs(5)).await;
     };
     tokio::select! {
@@ -361,20 +367,4 @@ fn log_outcome<K: kube::Resource, E: std::error::Error, Q: std::error::Error>(
         }
         Err(err) => warn!(controller, error = %err, "controller error"),
     }
-}
-
-/// One shutdown signal that many can wait for.
-fn shutdown_signal(
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(true);
-    });
-    rx
-}
-
-async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stopped| *stopped).await;
 }

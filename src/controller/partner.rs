@@ -1,5 +1,7 @@
-//! The Partner reconciler: observe, plan (pure, in [`crate::lifecycle`]), write the status if it
-//! changed, perform the side effects, record what they did, requeue at the next deadline.
+//! The Partner reconciler: observe, plan ([`lifecycle::plan`] decides everything), write the
+//! status the plan gives, carry out its effects, record what they did, look again when the plan
+//! says. Nothing here decides what happens to a Partner; it decides only how writes are made
+//! safely.
 //!
 //! Exactly-once email rests on three rules:
 //! - the intent is written to `status.emails` (with a resourceVersion precondition) *before* the
@@ -14,19 +16,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
-use serde_json::{Value, json};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::{Context, FINALIZER};
-use crate::api::{DeletionPolicy, Distributor, EmailEvent, Partner, PartnerStatus, types};
-use crate::lifecycle::{self, Effect, Observation, Plan};
-use crate::mail::{ActivationLink, EmailVars, MailError, OutgoingEmail};
-use crate::tenant;
+use crate::api::{Counted, Distributor, Partner, PartnerStatus};
+use crate::lifecycle::{self, ActivationToken, Effect, Email, Observation, Plan};
+use crate::mail::{ActivationLink, MailError, OutgoingEmail};
+use crate::tenant::{self, Tenant, tenant_namespace_of};
 
 /// Why a reconciliation failed; retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +41,6 @@ pub enum Error {
         event: &'static str,
         source: MailError,
     },
-    #[error("email {event}: {reason}")]
-    Activation { event: &'static str, reason: String },
     #[error("finalizer: {0}")]
     Finalizer(String),
     #[error("the status kept changing under the operator; retrying")]
@@ -52,8 +53,6 @@ pub enum Error {
 const MAX_STEPS: usize = 8;
 /// How soon a reconciliation that found no free mail slot looks again, if nothing wakes it.
 const MAIL_SLOT_RETRY: Duration = Duration::from_secs(2);
-/// How soon a Partner whose tenant name is taken looks again, should no namespace event wake it.
-const TAKEN_RETRY: Duration = Duration::from_secs(30);
 /// Added to every requeue at a deadline, so Partners that share a deadline spread a little.
 const MAX_JITTER: Duration = Duration::from_millis(50);
 
@@ -82,13 +81,13 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
     ctx.metrics
         .observe_reconcile("partner", started.elapsed(), result.is_err());
     if result.is_ok() {
-        ctx.succeeded(&reference);
+        ctx.partner_backoff.succeeded(&reference);
     }
     result
 }
 
 pub fn error_policy(partner: Arc<Partner>, error: &Error, ctx: Arc<Context>) -> Action {
-    let wait = ctx.backoff(&ObjectRef::from_obj(&*partner));
+    let wait = ctx.partner_backoff.failed(&ObjectRef::from_obj(&*partner));
     warn!(
         partner = %ObjectRef::from_obj(&*partner),
         error = %error,
@@ -98,229 +97,275 @@ pub fn error_policy(partner: Arc<Partner>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(wait)
 }
 
+/// What one reconciliation knows beyond the cache, which may lag behind its own writes.
+struct Pass {
+    /// The Partner as last read or written.
+    current: Partner,
+    /// Whether `current` came from the API server in this reconciliation (not from the cache).
+    fresh: bool,
+    /// What this reconciliation found at the tenant's name.
+    tenant_found: Option<Tenant>,
+    /// What this reconciliation wrote to the tenant's `entitlements`.
+    entitlements_written: Option<BTreeMap<String, String>>,
+    /// Taken before the fresh read that precedes sending, held until this reconciliation ends
+    /// (the emails sent and recorded).
+    mail_slot: Option<super::mail_slots::MailSlot>,
+}
+
+/// What follows the effects of one plan.
+enum Next {
+    /// Plan again on what the effects changed.
+    PlanAgain,
+    /// Nothing left to do: look again when the plan says.
+    Done,
+    /// Come back later (a mail slot, or the emails' own pass).
+    Requeue(Duration),
+}
+
 async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Action, Error> {
-    let mut current = cached.clone();
-    // Whether `current` came from the API server in this reconciliation (not from the cache).
-    let mut fresh = false;
-    // What this reconciliation found at the tenant's name (the cache may not show it yet).
-    let mut tenant_found: Option<tenant::Tenant> = None;
-    // What this reconciliation wrote to the tenant's `entitlements` (the cache may lag).
-    let mut entitlements_written: Option<BTreeMap<String, String>> = None;
-    let mut mail_slot = None;
+    let mut pass = Pass {
+        current: cached.clone(),
+        fresh: false,
+        tenant_found: None,
+        entitlements_written: None,
+        mail_slot: None,
+    };
     for _ in 0..MAX_STEPS {
         let distributor = ctx
             .distributors
-            .get(&ObjectRef::new(&current.spec.distributor_ref.name));
-        let now = ctx.clock.timestamp();
-        let cached_entitlements = cached_entitlements(ctx, &current);
+            .get(&ObjectRef::new(&pass.current.spec.distributor_ref.name));
+        let cached_entitlements = cached_entitlements(ctx, &pass.current);
         let plan = lifecycle::plan(&Observation {
-            partner: &current,
+            partner: &pass.current,
             distributor: distributor.as_deref(),
-            namespace_allowed: namespace_allowed(ctx, &current, distributor.as_deref()),
-            tenant_exists: match &tenant_found {
-                Some(found) => matches!(found, tenant::Tenant::Owned(_)),
-                None => tenant_exists(ctx, &current),
+            namespace_allowed: namespace_allowed(ctx, &pass.current, distributor.as_deref()),
+            tenant_exists: match &pass.tenant_found {
+                Some(found) => matches!(found, Tenant::Owned(_)),
+                None => cached_tenant_state(ctx, &pass.current).is_owned(),
             },
-            tenant_taken: match &tenant_found {
-                Some(found) => *found == tenant::Tenant::Taken,
-                None => tenant_taken(ctx, &current),
+            tenant_taken: match &pass.tenant_found {
+                Some(found) => *found == Tenant::Taken,
+                None => cached_tenant_state(ctx, &pass.current) == Tenant::Taken,
             },
-            entitlements: entitlements_written
+            entitlements: pass
+                .entitlements_written
                 .as_ref()
                 .or(cached_entitlements.as_ref()),
-            now,
+            default_activation_base_url: ctx.activation_base_url.as_deref(),
+            now: ctx.clock.timestamp(),
         });
-        let level_before = current.status.as_ref().and_then(|s| s.subscription_level);
-        let mut level_moved = false;
-        if current.status.as_ref() != Some(&plan.status) {
-            match write_status(api, &current, &plan.status).await {
+        if pass.current.status.as_ref() != Some(&plan.status) {
+            match write_status(api, &pass.current, &plan.status).await {
                 Ok(written) => {
                     crate::crash_points::pass("after-status-write");
-                    current = written;
-                    fresh = true;
-                    level_moved =
-                        level_before.is_some() && level_before != plan.status.subscription_level;
+                    pass.current = written;
+                    pass.fresh = true;
                 }
                 Err(err) if is_conflict(&err) => {
                     // The cache was behind: plan again on what is stored.
-                    current = api.get_status(&current.name_any()).await?;
-                    fresh = true;
+                    pass.current = api.get_status(&pass.current.name_any()).await?;
+                    pass.fresh = true;
                     continue;
                 }
                 Err(err) => return Err(err.into()),
             }
         }
-        // A transition's Events (e.g. ConvertedToProduction and BillingStarted) go out together.
-        let events = plan.effects.iter().filter_map(|effect| match effect {
-            Effect::Event { reason, message } => Some((*reason, message)),
-            _ => None,
-        });
-        futures::future::join_all(events.map(|(reason, message)| {
-            let warning = matches!(
-                reason,
-                lifecycle::events::EXPIRATION_DATE_IN_PAST
-                    | lifecycle::events::TRIAL_EXPIRED
-                    | lifecycle::events::TENANT_NAMESPACE_TAKEN
-                    | lifecycle::events::EXPIRATION_DATE_LIMITED
-                    | lifecycle::events::PRODUCTION_ENDED_UNBOUND
-            );
-            info!(partner = %ObjectRef::from_obj(&current), reason, "{message}");
-            ctx.publish(&current, warning, reason, message.clone())
-        }))
-        .await;
-        let sends = plan
-            .effects
-            .iter()
-            .any(|e| matches!(e, Effect::SendEmail { .. }));
-        let ensures = plan.effects.contains(&Effect::EnsureTenant);
-        if !sends && !ensures {
-            ctx.mail_slots.forget(&ObjectRef::from_obj(&current));
-            finish(ctx, cached, &current, &plan);
-            if taken(&current) {
-                return Ok(Action::requeue(TAKEN_RETRY));
+        publish_events(ctx, &pass.current, &plan).await;
+        let action = match carry_out(api, ctx, &mut pass, &plan).await? {
+            Next::PlanAgain => continue,
+            Next::Done => {
+                ctx.mail_slots.forget(&ObjectRef::from_obj(&pass.current));
+                look_again(ctx, &plan)
             }
-            return Ok(requeue_at(ctx, plan.next_review));
-        }
-        if level_moved && sends {
-            // A deadline moved the level (the intent to mail is recorded with it). The tenant's
-            // entitlements follow now; the emails go out in the next pass, queued behind the
-            // other Partners whose deadline is now: a thousand trials ending at once all
-            // convert before any of their emails holds a reconciliation slot.
-            if ensures {
-                let found = ensure_tenant(ctx, &current).await?;
-                if !matches!(found, tenant::Tenant::Owned(_)) {
-                    tenant_found = Some(found);
-                    continue;
-                }
-            }
-            finish(ctx, cached, &current, &plan);
-            return Ok(Action::requeue(Duration::ZERO));
-        }
-        // Taken before the fresh read that precedes sending, held until this reconciliation
-        // ends (the emails sent and recorded).
-        if sends && mail_slot.is_none() {
-            let deadlines_due = ctx.deadlines.any_due(now);
-            match ctx
-                .mail_slots
-                .try_take(&ObjectRef::from_obj(&current), deadlines_due)
-            {
-                Some(slot) => mail_slot = Some(slot),
-                None => {
-                    debug!(partner = %ObjectRef::from_obj(&current), "waiting for a mail slot");
-                    // Woken when a slot frees; the requeue only covers a wake-up that another
-                    // reconciliation of this Partner consumed.
-                    finish(ctx, cached, &current, &plan);
-                    return Ok(Action::requeue(MAIL_SLOT_RETRY));
-                }
-            }
-        }
-        if sends && !fresh {
-            current = api.get_status(&current.name_any()).await?;
-            fresh = true;
-            continue;
-        }
-        for effect in &plan.effects {
-            match effect {
-                Effect::EnsureTenant => {
-                    let found = ensure_tenant(ctx, &current).await?;
-                    let owned = matches!(found, tenant::Tenant::Owned(_));
-                    tenant_found = Some(found);
-                    if !owned {
-                        // Plan again on what was found: no email without the tenant.
-                        break;
-                    }
-                    entitlements_written = written_entitlements(&current);
-                }
-                Effect::SendEmail {
-                    event,
-                    message_id,
-                    to,
-                } => {
-                    let Some(distributor) = distributor.as_deref() else {
-                        continue;
-                    };
-                    send(api, &mut current, ctx, distributor, *event, message_id, to).await?;
-                }
-                Effect::Event { .. } => {}
-            }
-        }
+            Next::Requeue(after) => Action::requeue(after),
+        };
+        finish(ctx, cached, &pass.current, &plan);
+        return Ok(action);
     }
     Err(Error::Unsettled)
 }
 
-/// Creates the tenant `current`'s status describes, or keeps it current; what it found at the
-/// tenant's name. A namespace of this Partner's that is being deleted is an error: retried with
-/// backoff, and its deletion wakes the Partner anyway.
-async fn ensure_tenant(ctx: &Context, current: &Partner) -> Result<tenant::Tenant, Error> {
+/// A transition's Events (e.g. ConvertedToProduction and BillingStarted) go out together.
+async fn publish_events(ctx: &Context, partner: &Partner, plan: &Plan) {
+    let events = plan.effects.iter().filter_map(|effect| match effect {
+        Effect::Event(event) => Some(event),
+        _ => None,
+    });
+    futures::future::join_all(events.map(|event| {
+        info!(partner = %ObjectRef::from_obj(partner), reason = %event.reason, "{}", event.message);
+        ctx.publish(partner, event)
+    }))
+    .await;
+}
+
+/// Performs the plan's writes in order (its Events are out already).
+async fn carry_out(
+    api: &Api<Partner>,
+    ctx: &Context,
+    pass: &mut Pass,
+    plan: &Plan,
+) -> Result<Next, Error> {
+    let writes = plan.effects.iter().any(|e| !matches!(e, Effect::Event(_)));
+    if !writes {
+        return Ok(Next::Done);
+    }
+    let sends = plan
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::SendEmail(_)));
+    if sends && pass.mail_slot.is_none() {
+        let reference = ObjectRef::from_obj(&pass.current);
+        let deadlines_due = ctx.deadlines.any_due(ctx.clock.timestamp());
+        match ctx.mail_slots.try_take(&reference, deadlines_due) {
+            Some(slot) => pass.mail_slot = Some(slot),
+            None => {
+                debug!(partner = %reference, "waiting for a mail slot");
+                // Woken when a slot frees; the requeue only covers a wake-up that another
+                // reconciliation of this Partner consumed.
+                return Ok(Next::Requeue(MAIL_SLOT_RETRY));
+            }
+        }
+    }
+    if sends && !pass.fresh {
+        pass.current = api.get_status(&pass.current.name_any()).await?;
+        pass.fresh = true;
+        return Ok(Next::PlanAgain);
+    }
+    for effect in &plan.effects {
+        match effect {
+            Effect::Event(_) => {}
+            Effect::EnsureTenant { restore_activation } => {
+                let found = ensure_tenant(ctx, &pass.current, restore_activation.as_ref()).await?;
+                let owned = found.is_owned();
+                pass.tenant_found = Some(found);
+                if !owned {
+                    // Plan again on what was found: nothing goes into a tenant not this one's.
+                    return Ok(Next::PlanAgain);
+                }
+                pass.entitlements_written = written_entitlements(&pass.current);
+            }
+            Effect::IssueActivation(token) => {
+                let found = issue_activation(ctx, &pass.current, token).await?;
+                if !found.is_owned() {
+                    // No link goes out whose token hash is not stored in the Partner's tenant.
+                    pass.tenant_found = Some(found);
+                    return Ok(Next::PlanAgain);
+                }
+            }
+            Effect::SendEmail(email) => send(api, &mut pass.current, ctx, email).await?,
+            Effect::SendEmailsNextPass => return Ok(Next::Requeue(Duration::ZERO)),
+        }
+    }
+    Ok(Next::PlanAgain)
+}
+
+/// Creates the tenant the status describes, or keeps it current; what it found at the tenant's
+/// name. A namespace of this Partner's that is being deleted is an error: retried with backoff,
+/// and its deletion wakes the Partner anyway.
+async fn ensure_tenant(
+    ctx: &Context,
+    current: &Partner,
+    restore_activation: Option<&ActivationToken>,
+) -> Result<Tenant, Error> {
     let status = current.status.clone().unwrap_or_default();
-    // Entitlements missing: the namespace may have been made again, without the activation
-    // Secret of a link already emailed; the token is made again from the key and the
-    // Message-ID, so that link works again.
-    let token = if cached_entitlements(ctx, current).is_none() {
-        sent_activation(ctx, current, &status)
-    } else {
-        None
-    };
+    let token = restore_activation.map(|t| (token(ctx, current, t), t.expires_at));
     let found = tenant::ensure(
         &ctx.client,
         current,
         &status,
         cached_tenant(ctx, current).as_deref(),
-        token
-            .as_ref()
-            .map(|(token, expires_at)| (token.as_str(), *expires_at)),
+        token.as_ref().map(|(token, at)| (token.as_str(), *at)),
     )
     .await?;
-    if found == tenant::Tenant::Terminating {
-        return Err(Error::TenantTerminating(lifecycle::tenant_namespace_of(
-            current,
-        )));
+    if found == Tenant::Terminating {
+        return Err(Error::TenantTerminating(tenant_namespace_of(current)));
     }
     Ok(found)
 }
 
-/// The token and expiry of the activation link already emailed, if one was.
-fn sent_activation(
+/// Stores the hash of the activation token in the tenant; what it found at the tenant's name.
+async fn issue_activation(
     ctx: &Context,
-    partner: &Partner,
-    status: &PartnerStatus,
-) -> Option<(String, DateTime<Utc>)> {
-    let sent = status
-        .emails
-        .iter()
-        .find(|e| e.event == EmailEvent::Activation && e.sent_at.is_some())?;
-    let expires_at = status.activation.as_ref()?.link_expires_at?;
-    let token = ctx
-        .activation_key
-        .token(&partner.uid().unwrap_or_default(), &sent.message_id);
-    Some((token, expires_at))
+    current: &Partner,
+    activation: &ActivationToken,
+) -> Result<Tenant, Error> {
+    let status = current.status.clone().unwrap_or_default();
+    Ok(tenant::store_activation(
+        &ctx.client,
+        current,
+        &status,
+        cached_tenant(ctx, current).as_deref(),
+        &token(ctx, current, activation),
+        activation.expires_at,
+    )
+    .await?)
 }
 
-/// Whether the Partner reports its tenant's name taken.
-fn taken(partner: &Partner) -> bool {
-    partner
-        .status
-        .as_ref()
-        .and_then(|s| crate::api::find_condition(&s.conditions, types::READY))
-        .is_some_and(|c| c.reason == lifecycle::reasons::TENANT_NAMESPACE_TAKEN)
+/// The activation token of `activation`'s email: the same on every copy of that email.
+fn token(ctx: &Context, partner: &Partner, activation: &ActivationToken) -> String {
+    ctx.activation_key
+        .token(&partner.uid().unwrap_or_default(), &activation.message_id)
 }
 
-/// Metrics, and a recount of the Distributor when this Partner's counted state moved.
-fn finish(ctx: &Context, before: &Partner, after: &Partner, plan: &Plan) {
-    record_next_deadline(ctx, after, plan.next_review);
-    if counted(before) != counted(after) {
-        ctx.recount(&after.spec.distributor_ref.name);
+/// Sends one recorded email, then records the outcome in status and says it in an Event if the
+/// lifecycle says to.
+async fn send(
+    api: &Api<Partner>,
+    current: &mut Partner,
+    ctx: &Context,
+    email: &Email,
+) -> Result<(), Error> {
+    let mut vars = email.vars.clone();
+    if let Some(base) = &email.link_base {
+        let token = ctx
+            .activation_key
+            .token(&current.uid().unwrap_or_default(), &email.message_id);
+        let link = tenant::activation_link(base, &vars.tenant_id, &token);
+        vars.activation_link = Some(ActivationLink::new(link));
+    }
+    let outgoing = OutgoingEmail {
+        event: email.event,
+        to: email.to.clone(),
+        message_id: email.message_id.clone(),
+        vars,
+    };
+    let kind = email.event.as_str();
+    let labels = crate::metrics::EmailLabels { kind };
+    match ctx.mailer.send(&outgoing).await {
+        Ok(()) => {
+            crate::crash_points::pass("after-send");
+            ctx.metrics.emails_sent.get_or_create(&labels).inc();
+            debug!(partner = %ObjectRef::from_obj(&*current), email = kind, "email sent");
+            let at = ctx.clock.timestamp();
+            let event = record(api, current, |s| lifecycle::emails::sent(s, email, at)).await?;
+            if let Some(event) = event {
+                ctx.publish(current, &event).await;
+            }
+            Ok(())
+        }
+        Err(err) => {
+            ctx.metrics.emails_failed.get_or_create(&labels).inc();
+            let reason = err.to_string();
+            let event = record(api, current, |s| {
+                lifecycle::emails::failed(s, email, &reason)
+            })
+            .await?;
+            ctx.publish(current, &event).await;
+            Err(Error::Mail {
+                event: kind,
+                source: err,
+            })
+        }
     }
 }
 
-/// What a Distributor's counts read from a Partner.
-fn counted(partner: &Partner) -> Option<(Option<crate::api::SubscriptionLevel>, bool, usize)> {
-    let status = partner.status.as_ref()?;
-    Some((
-        status.subscription_level,
-        crate::api::is_condition_true(&status.conditions, types::DISTRIBUTOR_BOUND),
-        status.skus.len(),
-    ))
+/// Metrics, and a recount of the Distributor when how this Partner counts there moved.
+fn finish(ctx: &Context, before: &Partner, after: &Partner, plan: &Plan) {
+    record_next_deadline(ctx, after, plan.next_review);
+    let counted = |p: &Partner| p.status.as_ref().map(Counted::of);
+    if counted(before) != counted(after) {
+        ctx.recount(&after.spec.distributor_ref.name);
+    }
 }
 
 /// The Partner's next deadline (`None`: it has none), where mail slots and metrics read it.
@@ -333,8 +378,16 @@ fn record_next_deadline(ctx: &Context, partner: &Partner, at: Option<DateTime<Ut
     );
 }
 
-fn requeue_at(ctx: &Context, at: Option<DateTime<Utc>>) -> Action {
-    match at.and_then(|at| ctx.clock.real_duration_until(at)) {
+/// When the plan says to look again: after `recheck_after`, at its next deadline (plus a little
+/// jitter), or on the next change.
+fn look_again(ctx: &Context, plan: &Plan) -> Action {
+    if let Some(after) = plan.recheck_after {
+        return Action::requeue(after);
+    }
+    match plan
+        .next_review
+        .and_then(|at| ctx.clock.real_duration_until(at))
+    {
         Some(wait) => {
             let jitter = MAX_JITTER.mul_f64(rand::random::<f64>());
             Action::requeue(wait + jitter)
@@ -351,13 +404,12 @@ fn namespace_allowed(ctx: &Context, partner: &Partner, distributor: Option<&Dist
     let namespace = partner.namespace().unwrap_or_default();
     ctx.namespaces
         .get(&ObjectRef::new(&namespace))
-        .is_some_and(|ns| lifecycle::namespace_allowed(distributor, &ns))
+        .is_some_and(|ns| crate::binding::namespace_allowed(distributor, &ns))
 }
 
 /// The `data` of the tenant's `entitlements` ConfigMap as the cache has it.
 fn cached_entitlements(ctx: &Context, partner: &Partner) -> Option<BTreeMap<String, String>> {
-    let reference =
-        ObjectRef::new(tenant::ENTITLEMENTS).within(&lifecycle::tenant_namespace_of(partner));
+    let reference = ObjectRef::new(tenant::ENTITLEMENTS).within(&tenant_namespace_of(partner));
     ctx.entitlements
         .get(&reference)
         .map(|cm| cm.data.clone().unwrap_or_default())
@@ -368,221 +420,39 @@ fn written_entitlements(partner: &Partner) -> Option<BTreeMap<String, String>> {
     tenant::entitlements_data(partner, partner.status.as_ref()?)
 }
 
-/// Whether the cache shows the tenant namespace, this Partner's and live.
-fn tenant_exists(ctx: &Context, partner: &Partner) -> bool {
-    let found = tenant::classify(
+/// What the cache shows at the tenant's name.
+fn cached_tenant_state(ctx: &Context, partner: &Partner) -> Tenant {
+    tenant::classify(
         cached_tenant(ctx, partner).as_deref(),
         &partner.uid().unwrap_or_default(),
-    );
-    matches!(found, tenant::Tenant::Owned(_))
-}
-
-/// Whether the cache shows a namespace by the tenant's name that is not this Partner's.
-fn tenant_taken(ctx: &Context, partner: &Partner) -> bool {
-    let found = tenant::classify(
-        cached_tenant(ctx, partner).as_deref(),
-        &partner.uid().unwrap_or_default(),
-    );
-    found == tenant::Tenant::Taken
+    )
 }
 
 /// The Namespace by the name of the Partner's tenant (derived from the Partner, not read from
 /// its status) as the cache has it.
-fn cached_tenant(
-    ctx: &Context,
-    partner: &Partner,
-) -> Option<Arc<k8s_openapi::api::core::v1::Namespace>> {
+fn cached_tenant(ctx: &Context, partner: &Partner) -> Option<Arc<Namespace>> {
     ctx.namespaces
-        .get(&ObjectRef::new(&lifecycle::tenant_namespace_of(partner)))
+        .get(&ObjectRef::new(&tenant_namespace_of(partner)))
 }
 
-/// Sends one recorded email and records the outcome in status.
-async fn send(
+/// Records an email's outcome in status (`change` returns what else follows from it).
+/// Conflicts and transient errors are retried here rather than by the controller: an outcome
+/// that is lost would send the email again.
+async fn record<T>(
     api: &Api<Partner>,
     current: &mut Partner,
-    ctx: &Context,
-    distributor: &Distributor,
-    event: EmailEvent,
-    message_id: &str,
-    to: &[String],
-) -> Result<(), Error> {
-    let status = current.status.clone().unwrap_or_default();
-    let tenant = status.tenant.clone();
-    // The dates as they were when the email was decided (an older record has none: now's).
-    let facts = status
-        .emails
-        .iter()
-        .find(|e| e.message_id == message_id)
-        .and_then(|e| e.facts.clone())
-        .unwrap_or_else(|| lifecycle::email_facts(&status));
-    let mut vars = EmailVars {
-        partner_organization: current.spec.organization_name.clone(),
-        distributor_organization: distributor.spec.organization_name.clone(),
-        distributor_name: distributor.name_any(),
-        tenant_id: tenant.as_ref().map(|t| t.id.clone()).unwrap_or_default(),
-        tenant_namespace: lifecycle::tenant_namespace_of(current),
-        activation_link: None,
-        link_expires_at: facts.link_expires_at,
-        trial_ends_at: facts.trial_ends_at,
-        production_since: facts.production_since,
-        expires_at: facts.expires_at,
-    };
-    if event == EmailEvent::Activation {
-        let link = match activation_link(ctx, current, message_id, distributor, &status) {
-            Ok(link) => link,
-            Err(reason) => {
-                record(api, current, |s| {
-                    lifecycle::mark_email_failed(s, message_id, &reason)
-                })
-                .await?;
-                ctx.publish(current, true, "EmailDeliveryFailed", reason.clone())
-                    .await;
-                return Err(Error::Activation {
-                    event: event.as_str(),
-                    reason,
-                });
-            }
-        };
-        let found = tenant::store_activation(
-            &ctx.client,
-            current,
-            &status,
-            cached_tenant(ctx, current).as_deref(),
-            &link.token,
-            vars.link_expires_at
-                .unwrap_or_else(|| ctx.clock.timestamp()),
-        )
-        .await?;
-        if !matches!(found, tenant::Tenant::Owned(_)) {
-            // No link goes out whose token hash is not stored in the Partner's own tenant.
-            return Err(Error::Activation {
-                event: event.as_str(),
-                reason: format!(
-                    "tenant namespace {} is not this Partner's ({found:?})",
-                    lifecycle::tenant_namespace_of(current)
-                ),
-            });
-        }
-        vars.activation_link = Some(ActivationLink::new(link.url));
-    }
-    let email = OutgoingEmail {
-        event,
-        to: to.to_vec(),
-        message_id: message_id.to_string(),
-        vars,
-    };
-    let kind = event.as_str();
-    match ctx.mailer.send(&email).await {
-        Ok(()) => {
-            crate::crash_points::pass("after-send");
-            ctx.metrics
-                .emails_sent
-                .get_or_create(&crate::metrics::EmailLabels { kind })
-                .inc();
-            debug!(partner = %ObjectRef::from_obj(&*current), email = kind, "email sent");
-            let at = ctx.clock.timestamp();
-            record(api, current, |s| {
-                lifecycle::mark_email_sent(s, message_id, at)
-            })
-            .await?;
-            if event == EmailEvent::Activation {
-                ctx.publish(
-                    current,
-                    false,
-                    "ActivationSent",
-                    format!("activation email sent to {}", to.join(", ")),
-                )
-                .await;
-            }
-            Ok(())
-        }
-        Err(err) => {
-            ctx.metrics
-                .emails_failed
-                .get_or_create(&crate::metrics::EmailLabels { kind })
-                .inc();
-            let reason = err.to_string();
-            record(api, current, |s| {
-                lifecycle::mark_email_failed(s, message_id, &reason)
-            })
-            .await?;
-            ctx.publish(
-                current,
-                true,
-                "EmailDeliveryFailed",
-                format!("{kind} email to {} not delivered: {reason}", to.join(", ")),
-            )
-            .await;
-            Err(Error::Mail {
-                event: kind,
-                source: err,
-            })
-        }
-    }
-}
-
-struct Link {
-    url: String,
-    token: String,
-}
-
-/// `<baseUrl>?tenant=<id>&token=<token>`, the token made from the Partner and the email's
-/// Message-ID: the same link every time this email is sent.
-fn activation_link(
-    ctx: &Context,
-    partner: &Partner,
-    message_id: &str,
-    distributor: &Distributor,
-    status: &PartnerStatus,
-) -> Result<Link, String> {
-    let base = distributor
-        .spec
-        .activation
-        .base_url
-        .clone()
-        .or_else(|| ctx.activation_base_url.clone())
-        .ok_or_else(|| {
-            format!(
-                "no activation base URL: set spec.activation.baseUrl on Distributor {:?} or start the operator with --activation-base-url",
-                distributor.name_any()
-            )
-        })?;
-    let mut url = url::Url::parse(&base).map_err(|err| {
-        format!(
-            "spec.activation.baseUrl of Distributor {:?} is not a URL: {err}",
-            distributor.name_any()
-        )
-    })?;
-    let token = ctx
-        .activation_key
-        .token(&partner.uid().unwrap_or_default(), message_id);
-    let tenant_id = status.tenant.as_ref().map(|t| t.id.as_str()).unwrap_or("");
-    url.query_pairs_mut()
-        .append_pair("tenant", tenant_id)
-        .append_pair("token", &token);
-    Ok(Link {
-        url: url.into(),
-        token,
-    })
-}
-
-/// Records an email's outcome in status. Conflicts and transient errors are retried here
-/// rather than by the controller: an outcome that is lost would send the email again.
-async fn record(
-    api: &Api<Partner>,
-    current: &mut Partner,
-    change: impl Fn(&mut PartnerStatus),
-) -> Result<(), Error> {
+    change: impl Fn(&mut PartnerStatus) -> T,
+) -> Result<T, Error> {
     let mut wait = Duration::from_millis(50);
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut status = current.status.clone().unwrap_or_default();
-        change(&mut status);
+        let outcome = change(&mut status);
         let result = match write_status(api, current, &status).await {
             Ok(written) => {
                 *current = written;
-                return Ok(());
+                return Ok(outcome);
             }
             Err(err) if is_conflict(&err) => match api.get_status(&current.name_any()).await {
                 Ok(latest) => {
@@ -601,35 +471,26 @@ async fn record(
     }
 }
 
-/// Writes `status` with a merge patch carrying the resourceVersion the status was computed
-/// from: if the Partner changed since, the API server answers 409 and nothing is written.
+/// Writes `status` by server-side apply under the operator's field manager, with the
+/// resourceVersion the status was computed from as a precondition: if the Partner changed
+/// since, the API server answers 409 and nothing is written. A field the operator stops
+/// applying is removed (a merge patch would keep it).
 async fn write_status(
     api: &Api<Partner>,
     current: &Partner,
     status: &PartnerStatus,
 ) -> kube::Result<Partner> {
-    let mut new = serde_json::to_value(status).expect("a status serializes");
-    // A merge patch keeps fields it does not mention: clear the ones that went away.
-    if let (Some(old), Some(new)) = (
-        current
-            .status
-            .as_ref()
-            .and_then(|s| serde_json::to_value(s).ok()),
-        new.as_object_mut(),
-    ) && let Value::Object(old) = old
-    {
-        for key in old.keys() {
-            new.entry(key.clone()).or_insert(Value::Null);
-        }
-    }
-    let patch = json!({
-        "metadata": {"resourceVersion": current.resource_version()},
-        "status": new,
+    let name = current.name_any();
+    let apply = json!({
+        "apiVersion": Partner::api_version(&()),
+        "kind": Partner::kind(&()),
+        "metadata": {"name": name, "resourceVersion": current.resource_version()},
+        "status": status,
     });
     api.patch_status(
-        &current.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
+        &name,
+        &PatchParams::apply(tenant::FIELD_MANAGER).force(),
+        &Patch::Apply(apply),
     )
     .await
 }
@@ -638,66 +499,29 @@ fn is_conflict(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 409)
 }
 
-/// The Partner is going: deprovision its tenant per `deletionPolicy`, end its billing, and
-/// have its Distributor recount.
+/// The Partner is going: deprovision its tenant and end its billing as
+/// [`lifecycle::deletion`] decides, and have its Distributor recount.
 async fn cleanup(api: &Api<Partner>, partner: &Partner, ctx: &Context) -> Result<Action, Error> {
-    let status = partner.status.clone().unwrap_or_default();
-    // The name derived from the Partner, whatever the status says; the namespace is deleted
-    // only if it is this Partner's (`tenant::delete` checks).
-    let namespace = lifecycle::tenant_namespace_of(partner);
-    match partner.spec.tenant.deletion_policy {
-        DeletionPolicy::Delete => match tenant::delete(&ctx.client, partner).await? {
-            tenant::Tenant::Owned(_) | tenant::Tenant::Terminating => {
-                ctx.publish(
-                    partner,
-                    false,
-                    "TenantDeprovisioned",
-                    format!("tenant namespace {namespace} deleted"),
-                )
-                .await;
-            }
-            tenant::Tenant::Taken => {
-                ctx.publish(
-                    partner,
-                    true,
-                    lifecycle::events::TENANT_NAMESPACE_TAKEN,
-                    format!("namespace {namespace} is not owned by this Partner: not deleted"),
-                )
-                .await;
-            }
-            tenant::Tenant::Absent => {}
-        },
-        DeletionPolicy::Retain if status.tenant.is_some() => {
-            ctx.publish(
-                partner,
-                false,
-                "TenantRetained",
-                format!("tenant namespace {namespace} kept (spec.tenant.deletionPolicy: Retain)"),
-            )
-            .await;
+    let now = ctx.clock.timestamp();
+    let deletion = lifecycle::deletion(partner, now);
+    if deletion.delete_tenant {
+        // The name derived from the Partner, whatever the status says; the namespace is
+        // deleted only if it is this Partner's (`tenant::delete` checks).
+        let found = tenant::delete(&ctx.client, partner).await?;
+        if let Some(event) = lifecycle::deletion::deprovisioned(partner, &found) {
+            ctx.publish(partner, &event).await;
         }
-        DeletionPolicy::Retain => {}
     }
-    if let Some(billing) = status.billing.as_ref().filter(|b| b.ended_at.is_none()) {
-        let now = ctx.clock.timestamp();
+    for event in &deletion.events {
+        ctx.publish(partner, event).await;
+    }
+    if let Some(event) = &deletion.billing_ended {
         let mut current = partner.clone();
         record(api, &mut current, |s| {
-            if let Some(b) = s.billing.as_mut() {
-                b.ended_at.get_or_insert(now);
-            }
+            lifecycle::deletion::end_billing(s, now)
         })
         .await?;
-        ctx.publish(
-            partner,
-            false,
-            lifecycle::events::BILLING_ENDED,
-            format!(
-                "billing to {} ended on {}: the Partner was deleted",
-                billing.billed_to,
-                now.to_rfc3339()
-            ),
-        )
-        .await;
+        ctx.publish(partner, event).await;
     }
     record_next_deadline(ctx, partner, None);
     ctx.mail_slots.forget(&ObjectRef::from_obj(partner));

@@ -20,9 +20,6 @@ use tracing::warn;
 use crate::api::{Decoded, Partner};
 use crate::metrics::Metrics;
 
-/// The reason of the Warning Event on an unreadable Partner.
-pub const UNREADABLE: &str = "Unreadable";
-
 /// One unreadable Partner to report in an Event: its metadata and what the Event says.
 pub struct Report {
     pub metadata: ObjectMeta,

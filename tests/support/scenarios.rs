@@ -67,7 +67,7 @@ pub async fn whole_trial(h: &Harness) -> std::collections::BTreeMap<&'static str
         let partner = h.partners("northwind-partners").get(name).await.unwrap();
         tenants.insert(
             name,
-            partner_operator::lifecycle::tenant_namespace_of(&partner),
+            partner_operator::tenant::tenant_namespace_of(&partner),
         );
     }
     let tenant = |name: &str| tenants[name].clone();

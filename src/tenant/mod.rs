@@ -1,7 +1,7 @@
 //! A Partner's tenant: its Namespace, the `entitlements` ConfigMap in it, and the `activation`
 //! Secret that holds only a hash of the activation token.
 //!
-//! The tenant Namespace is named by [`lifecycle::tenant_namespace`] (from the Partner's uid, never
+//! The tenant Namespace is named by [`tenant_namespace`] (from the Partner's uid, never
 //! from its status) and is *created*, never applied: a create fails with 409 when the name is
 //! taken, so the operator never adopts a namespace somebody else made. It carries the Partner's
 //! uid in [`OWNER_UID_LABEL`]; the ConfigMap and Secret are written into, and the namespace is
@@ -19,13 +19,15 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
-use rand::RngCore;
 use serde_json::json;
-use sha2::{Digest, Sha256};
+
+mod activation;
+pub mod naming;
+
+pub use activation::{ACTIVATION_KEY_MIN_BYTES, ActivationKey, activation_link, token_hash};
+pub use naming::*;
 
 use crate::api::{Partner, PartnerStatus};
-pub use crate::lifecycle::OWNER_UID_LABEL;
-use crate::lifecycle::{self, label_value};
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "partner-operator";
@@ -56,6 +58,13 @@ pub enum Tenant {
     Terminating,
     /// No namespace by that name.
     Absent,
+}
+
+impl Tenant {
+    /// Whether the namespace is this Partner's and live: the only one written into.
+    pub fn is_owned(&self) -> bool {
+        matches!(self, Self::Owned(_))
+    }
 }
 
 /// Whether `namespace` belongs to the Partner with `uid`, and in what state.
@@ -89,7 +98,7 @@ async fn observe(
     if let owned @ Tenant::Owned(_) = classify(cached, &uid) {
         return Ok(owned);
     }
-    let name = lifecycle::tenant_namespace_of(partner);
+    let name = tenant_namespace_of(partner);
     let live = Api::<Namespace>::all(client.clone()).get_opt(&name).await?;
     Ok(classify(live.as_ref(), &uid))
 }
@@ -119,7 +128,7 @@ pub async fn ensure(
         // Every object the API server stores has a uid; without one there is no owner.
         return Ok(Tenant::Absent);
     }
-    let name = lifecycle::tenant_namespace_of(partner);
+    let name = tenant_namespace_of(partner);
     let labels = tenant_labels(partner, &tenant.id);
     let found = match cached {
         None => Tenant::Absent,
@@ -224,62 +233,6 @@ async fn create(
     }
 }
 
-/// The operator's key for activation tokens. A token is HMAC-SHA256 under this key of the
-/// Partner's uid and the email's Message-ID: 256 bits nobody can compute without the key, and
-/// the same every time the same email is sent, so a copy resent after a crash (or after an SMTP
-/// server took the message without confirming it) carries the same link as the first, and
-/// either works. Only the token's SHA-256 is stored (the tenant's `activation` Secret); the key
-/// itself lives in a Secret of the operator's own (`--activation-key-file`). Never printed.
-#[derive(Clone)]
-pub struct ActivationKey(std::sync::Arc<[u8]>);
-
-/// The fewest bytes a key may have: as many as the token it makes.
-pub const ACTIVATION_KEY_MIN_BYTES: usize = 32;
-
-impl ActivationKey {
-    /// A fresh random key, for a process that keeps none: its tokens cannot be made again after
-    /// a restart.
-    pub fn random() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        Self(bytes.to_vec().into())
-    }
-
-    /// The key as stored in a file: its bytes, without a trailing newline; at least
-    /// [`ACTIVATION_KEY_MIN_BYTES`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        if bytes.len() < ACTIVATION_KEY_MIN_BYTES {
-            return Err(format!(
-                "an activation key needs at least {ACTIVATION_KEY_MIN_BYTES} bytes, this one has {}",
-                bytes.len()
-            ));
-        }
-        Ok(Self(bytes.to_vec().into()))
-    }
-
-    /// The token of the email `message_id` of the Partner with `partner_uid`, hex-encoded.
-    pub fn token(&self, partner_uid: &str, message_id: &str) -> String {
-        use hmac::Mac;
-        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
-        mac.update(partner_uid.as_bytes());
-        mac.update(&[0]);
-        mac.update(message_id.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-}
-
-impl std::fmt::Debug for ActivationKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ActivationKey(..)")
-    }
-}
-
-/// The SHA-256 of a token, hex-encoded: what the tenant's activation service compares against.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 /// Stores the hash of `token` and its expiry in the tenant's `activation` Secret. A token
 /// issued again (after a crash between storing and sending) replaces the previous one, so only
 /// the link actually delivered works. Stores nothing, and returns what it found, unless the
@@ -312,7 +265,7 @@ async fn apply_activation(
     token: &str,
     expires_at: DateTime<Utc>,
 ) -> kube::Result<()> {
-    let name = lifecycle::tenant_namespace_of(partner);
+    let name = tenant_namespace_of(partner);
     let secret = json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -345,7 +298,7 @@ async fn apply_activation(
 /// when it deleted the namespace; gone already is fine.
 pub async fn delete(client: &Client, partner: &Partner) -> kube::Result<Tenant> {
     let api = Api::<Namespace>::all(client.clone());
-    let name = lifecycle::tenant_namespace_of(partner);
+    let name = tenant_namespace_of(partner);
     let live = api.get_opt(&name).await?;
     let found = classify(live.as_ref(), &partner.uid().unwrap_or_default());
     // Not this Partner's, not there, or on its way out already.
@@ -461,33 +414,5 @@ mod tests {
         let annotations = tenant_annotations(&partner);
         assert_eq!(annotations[PARTNER_NAME_LABEL], name);
         assert_eq!(annotations[TENANT_DISTRIBUTOR_LABEL], "d".repeat(253));
-    }
-
-    #[test]
-    fn tokens_are_256_bits_the_same_for_one_email_and_only_their_hash_is_kept() {
-        let key = ActivationKey::random();
-        let a = key.token("uid-1", "<activation.1@partner-operator.io>");
-        assert_eq!(a, key.token("uid-1", "<activation.1@partner-operator.io>"));
-        let b = key.token("uid-2", "<activation.1@partner-operator.io>");
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, b);
-        assert_ne!(a, key.token("uid-1", "<activation.2@partner-operator.io>"));
-        assert_ne!(
-            a,
-            ActivationKey::random().token("uid-1", "<activation.1@partner-operator.io>")
-        );
-        assert!(ActivationKey::from_bytes(b"short\n").is_err());
-        let stored = ActivationKey::from_bytes(&[b'k'; 33]).unwrap();
-        assert_eq!(
-            stored.token("u", "m"),
-            ActivationKey::from_bytes(&[&[b'k'; 33][..], b"\n"].concat())
-                .unwrap()
-                .token("u", "m")
-        );
-        assert_eq!(format!("{stored:?}"), "ActivationKey(..)");
-        let hash = token_hash(&a);
-        assert_eq!(hash.len(), 64);
-        assert_ne!(hash, a);
-        assert_eq!(hash, token_hash(&a));
     }
 }

@@ -1,0 +1,347 @@
+//! The subscription lifecycle of a Partner: every decision the operator makes about one, in one
+//! pure function.
+//!
+//! [`plan`] takes what the operator observed ([`Observation`]: the Partner, its Distributor if
+//! any, whether the Partner's namespace may bind to it, what is at the tenant's name, the time)
+//! and returns a [`Plan`]: the status the Partner should have, every write that must follow
+//! ([`Effect`]: the tenant, an activation token, each email with everything it tells, each Event
+//! with its reason), and when to look again. It reads no clock and does no I/O, so every
+//! transition is tested without a server, and the reconciler only carries the plan out. What a
+//! write's outcome changes (an email sent or refused, a Partner deleted) is decided by the pure
+//! functions beside it ([`emails`], [`deletion`]); every reason is in [`reasons`].
+//!
+//! [`plan`] is a chain of small named steps over one draft, in the order a Partner lives: bind
+//! to the Distributor, refuse a tenant name somebody else holds, provision, bound the trial's
+//! end, record the activation email, end or convert the trial, the notice before its end,
+//! convert an expired trial, end Production at its date, settle the level, check that an
+//! activation link can be made, the conditions (the
+//! Ready ladder), then the effects. A step may end the chain (an unbound Partner or a taken
+//! name goes no further).
+//!
+//! Crash safety comes from the order the reconciler follows and from determinism here:
+//! - an email is first *recorded* in `status.emails` (event + deterministic Message-ID, no
+//!   `sentAt`), that status is written, and only then is the email sent; a record without
+//!   `sentAt` is planned again with the same Message-ID and the same facts, so a retry after a
+//!   crash is the same message, and an event that has a record is never planned anew;
+//! - a transition's timestamps are the deadline, not the moment of observation (an automatic
+//!   upgrade starts billing at `trial.endsAt` even if the operator was down then);
+//! - the level only goes up: Pending < Trial < Production, and Expired is entered only from Trial
+//!   or Production.
+
+mod bind;
+mod conditions;
+pub mod deletion;
+pub mod emails;
+mod production;
+mod provision;
+pub mod reasons;
+mod trial;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+pub use deletion::{Deletion, deletion};
+pub use emails::{email_facts, mark_email_failed, mark_email_sent, message_id};
+pub use reasons::EventReason;
+
+use crate::api::{Distributor, EmailEvent, Partner, PartnerStatus, SubscriptionLevel};
+use crate::mail::EmailVars;
+
+/// What the operator observed about one Partner.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    pub partner: &'a Partner,
+    /// The Distributor named by `spec.distributorRef`, if it exists.
+    pub distributor: Option<&'a Distributor>,
+    /// Whether the Partner's namespace matches the Distributor's `partnerNamespaces`.
+    pub namespace_allowed: bool,
+    /// Whether the tenant namespace exists, owned by this Partner (its ownership label carries
+    /// the Partner's uid) and not being deleted.
+    pub tenant_exists: bool,
+    /// Whether a namespace by the tenant's name exists that this Partner does not own: it is
+    /// never adopted, written into or deleted.
+    pub tenant_taken: bool,
+    /// The `data` of the tenant's `entitlements` ConfigMap as observed; `None` when there is
+    /// none. The tenant is written whenever this differs from what the status says, so a write
+    /// that was lost, or landed unseen, is made good from what is observed.
+    pub entitlements: Option<&'a BTreeMap<String, String>>,
+    /// The operator's `--activation-base-url`, for a Distributor that sets no
+    /// `spec.activation.baseUrl`.
+    pub default_activation_base_url: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+/// What must happen for a Partner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The status the Partner should have. Written before the effects are performed.
+    pub status: PartnerStatus,
+    /// Writes, in the order they must be performed, after the status.
+    pub effects: Vec<Effect>,
+    /// When to look again: the next deadline, strictly after `now`, or none.
+    pub next_review: Option<DateTime<Utc>>,
+    /// Look again this soon even without a deadline or a change (a tenant name somebody else
+    /// holds is watched, but the operator does not rely on seeing it freed).
+    pub recheck_after: Option<std::time::Duration>,
+}
+
+/// A write the reconciler performs. Each is idempotent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Create the tenant namespace if it is missing and keep its `entitlements` ConfigMap as the
+    /// status says. `restore_activation`: the activation token of a link already emailed, stored
+    /// again first (the entitlements are missing, so the namespace may have been made again
+    /// without the `activation` Secret, and the link the partner holds would no longer work).
+    EnsureTenant {
+        restore_activation: Option<ActivationToken>,
+    },
+    /// Store the activation token of the email that carries it in the tenant's `activation`
+    /// Secret (its hash and expiry): always right before that email is sent.
+    IssueActivation(ActivationToken),
+    /// Send the email recorded in `status.emails` under its Message-ID.
+    SendEmail(Email),
+    /// Record an Event on the Partner.
+    Event(PartnerEvent),
+    /// The emails recorded in this plan go out in a pass of their own, queued behind the other
+    /// Partners whose deadline is now: a thousand trials ending at once all convert before any
+    /// of their emails holds a reconciliation slot.
+    SendEmailsNextPass,
+}
+
+/// An activation token to store: the token itself is made by the reconciler from the operator's
+/// key, the Partner's uid and the Message-ID of the email that carries it, so it is the same on
+/// every copy of that email and never appears in a plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivationToken {
+    pub message_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One email to send, with everything it tells.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Email {
+    pub event: EmailEvent,
+    pub message_id: String,
+    pub to: Vec<String>,
+    /// The template variables, all but the activation link.
+    pub vars: EmailVars,
+    /// For the activation email: the link's base; the reconciler adds the tenant id and token.
+    pub link_base: Option<url::Url>,
+}
+
+/// An Event about the Partner: the reason says whether it is a Warning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartnerEvent {
+    pub reason: EventReason,
+    pub message: String,
+}
+
+/// Decides what must happen for a Partner. Pure: same observation, same plan.
+pub fn plan(obs: &Observation) -> Plan {
+    let mut draft = Draft::new(obs);
+    for step in CHAIN {
+        if step(&mut draft) == Flow::Stop {
+            break;
+        }
+    }
+    draft.into_plan()
+}
+
+/// The steps of [`plan`], in order.
+const CHAIN: [Step; 14] = [
+    bind::bind,
+    provision::correct_tenant_status,
+    provision::refuse_taken_name,
+    provision::provision,
+    trial::bound_end,
+    emails::record_activation,
+    trial::end_or_convert,
+    trial::notice,
+    production::convert_expired_trial,
+    production::expire,
+    settle_level,
+    emails::check_activation_link,
+    conditions::set,
+    effects,
+];
+
+type Step = fn(&mut Draft) -> Flow;
+
+/// Whether the chain goes on after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Next,
+    Stop,
+}
+
+/// The plan as the steps build it.
+struct Draft<'a> {
+    obs: &'a Observation<'a>,
+    partner: &'a Partner,
+    now: DateTime<Utc>,
+    generation: Option<i64>,
+    /// The status as observed: what "did this change" compares with.
+    before: PartnerStatus,
+    status: PartnerStatus,
+    /// The level the steps have reached; written to the status by [`settle_level`].
+    level: SubscriptionLevel,
+    /// The Distributor, once [`bind::bind`] found the Partner bound to it.
+    distributor: Option<&'a Distributor>,
+    effects: Vec<Effect>,
+    deadlines: Vec<DateTime<Utc>>,
+    /// An `expirationDate` in the past that refused a conversion by hand.
+    refused_date: Option<DateTime<Utc>>,
+    recheck_after: Option<std::time::Duration>,
+}
+
+impl<'a> Draft<'a> {
+    fn new(obs: &'a Observation<'a>) -> Self {
+        let before = obs.partner.status.clone().unwrap_or_default();
+        let mut status = before.clone();
+        status.observed_generation = obs.partner.metadata.generation;
+        Self {
+            obs,
+            partner: obs.partner,
+            now: obs.now,
+            generation: obs.partner.metadata.generation,
+            level: status.subscription_level.unwrap_or_default(),
+            before,
+            status,
+            distributor: None,
+            effects: Vec::new(),
+            deadlines: Vec::new(),
+            refused_date: None,
+            recheck_after: None,
+        }
+    }
+
+    fn uid(&self) -> &'a str {
+        self.partner.metadata.uid.as_deref().unwrap_or_default()
+    }
+
+    /// The Distributor the Partner is bound to; only steps after [`bind::bind`] ask.
+    fn bound(&self) -> &'a Distributor {
+        self.distributor.expect("a step after binding")
+    }
+
+    fn event(&mut self, reason: EventReason, message: String) {
+        self.effects
+            .push(Effect::Event(PartnerEvent { reason, message }));
+    }
+
+    fn set_condition(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
+        crate::api::set_condition(
+            &mut self.status.conditions,
+            type_,
+            ok,
+            reason,
+            message,
+            self.generation,
+            self.now,
+        );
+    }
+
+    /// The trial's end, once provisioned.
+    fn trial_ends_at(&self) -> DateTime<Utc> {
+        self.status
+            .trial
+            .as_ref()
+            .expect("a provisioned tenant has a trial")
+            .ends_at
+    }
+
+    fn into_plan(self) -> Plan {
+        let now = self.now;
+        Plan {
+            status: self.status,
+            effects: self.effects,
+            next_review: self.deadlines.into_iter().filter(|d| *d > now).min(),
+            recheck_after: self.recheck_after,
+        }
+    }
+}
+
+/// The level the steps reached goes into the status, with the end of that level: the trial's
+/// end in Trial, the expiration date (if any) in Production, none otherwise.
+fn settle_level(d: &mut Draft) -> Flow {
+    d.status.subscription_level = Some(d.level);
+    d.status.expires_at = match d.level {
+        SubscriptionLevel::Trial => Some(d.trial_ends_at()),
+        SubscriptionLevel::Production => d.status.expires_at,
+        SubscriptionLevel::Pending | SubscriptionLevel::Expired => None,
+    };
+    Flow::Next
+}
+
+/// The writes that follow the status: the tenant first (the activation Secret lives in it), then
+/// each email not sent yet, the activation email right after its token is stored. Emails wait
+/// for the next pass when this plan moved the level (see [`Effect::SendEmailsNextPass`]).
+fn effects(d: &mut Draft) -> Flow {
+    emails::fix_facts(d);
+    if let Some(tenant) = tenant_effect(d) {
+        d.effects.insert(0, tenant);
+    }
+    let unsent: Vec<_> = d
+        .status
+        .emails
+        .iter()
+        .filter(|e| e.sent_at.is_none())
+        .cloned()
+        .collect();
+    if unsent.is_empty() {
+        return Flow::Next;
+    }
+    let level_moved =
+        d.before.subscription_level.is_some() && d.before.subscription_level != Some(d.level);
+    if level_moved {
+        d.effects.push(Effect::SendEmailsNextPass);
+        return Flow::Next;
+    }
+    for record in &unsent {
+        let email = emails::email(d, record);
+        if email.event == EmailEvent::Activation {
+            if email.link_base.is_none() {
+                // No link can be made: reported by `emails::check_activation_link`.
+                continue;
+            }
+            d.effects.push(Effect::IssueActivation(ActivationToken {
+                message_id: email.message_id.clone(),
+                expires_at: email.vars.link_expires_at.unwrap_or(d.now),
+            }));
+        }
+        d.effects.push(Effect::SendEmail(email));
+    }
+    Flow::Next
+}
+
+/// The tenant write this plan needs, if any: only for a tenant that exists or is to be made
+/// (never while unbound), and only when what is observed differs from what the status says.
+fn tenant_effect(d: &Draft) -> Option<Effect> {
+    let wanted = d.status.tenant.is_some() && (d.distributor.is_some() || d.obs.tenant_exists);
+    if !wanted || tenant_current(d.obs, &d.status) {
+        return None;
+    }
+    Some(Effect::EnsureTenant {
+        restore_activation: d
+            .obs
+            .entitlements
+            .is_none()
+            .then(|| emails::sent_activation(&d.status))
+            .flatten(),
+    })
+}
+
+/// Whether the tenant is as `status` says: the namespace exists and its `entitlements` hold
+/// what they should (compared with what is observed, never with an earlier status).
+fn tenant_current(obs: &Observation, status: &PartnerStatus) -> bool {
+    obs.tenant_exists
+        && obs.entitlements.is_some_and(|observed| {
+            // Keys someone else added are theirs: only the operator's own are compared.
+            crate::tenant::entitlements_data(obs.partner, status).is_some_and(|desired| {
+                desired
+                    .iter()
+                    .all(|(key, value)| observed.get(key) == Some(value))
+            })
+        })
+}

@@ -1,0 +1,133 @@
+//! Production: conversion, billing, and the end of Production.
+
+use chrono::{DateTime, Utc};
+
+use super::reasons::EventReason;
+use super::{Draft, Flow, emails};
+use crate::api::{
+    BillingStatus, EmailEvent, ProductionReason, ProductionStatus, RequestedLevel,
+    SubscriptionLevel,
+};
+
+/// Converts to Production by hand, now. Refused (the date is kept for the Ready condition) when
+/// `expirationDate` does not lie in the future.
+pub(super) fn convert_by_hand(d: &mut Draft) {
+    if let Some(date) = d.partner.spec.subscription.expiration_date
+        && date <= d.now
+    {
+        d.refused_date = Some(date);
+        return;
+    }
+    convert(d, ProductionReason::Manual, d.now);
+}
+
+/// Enters Production at `since`: billing starts then, the `converted` email is recorded, and
+/// two Events say so.
+pub(super) fn convert(d: &mut Draft, reason: ProductionReason, since: DateTime<Utc>) {
+    d.level = SubscriptionLevel::Production;
+    d.status.production = Some(ProductionStatus { since, reason });
+    // Billing starts once: a `startedAt` already set never changes.
+    let billing = d.status.billing.get_or_insert_with(|| BillingStatus {
+        billed_to: d.partner.spec.distributor_ref.name.clone(),
+        started_at: since,
+        ended_at: None,
+    });
+    let billing_message = format!(
+        "billing to {} started on {}",
+        billing.billed_to,
+        billing.started_at.to_rfc3339()
+    );
+    emails::record(d, EmailEvent::Converted);
+    d.event(
+        EventReason::ConvertedToProduction,
+        format!(
+            "converted to Production ({reason:?}) on {}",
+            since.to_rfc3339()
+        ),
+    );
+    d.event(EventReason::BillingStarted, billing_message);
+}
+
+/// A trial that expired converts by hand as a running one does (never one whose Production
+/// ended: that was a Production subscription, not a trial).
+pub(super) fn convert_expired_trial(d: &mut Draft) -> Flow {
+    let expired_trial = d.level == SubscriptionLevel::Expired && d.status.production.is_none();
+    if expired_trial && d.partner.spec.subscription.level == RequestedLevel::Production {
+        convert_by_hand(d);
+    }
+    Flow::Next
+}
+
+/// Production ends at `expirationDate` when it lies after the conversion (after an automatic
+/// upgrade, the date that ended the trial does not also end Production). Until then that date
+/// is a deadline.
+pub(super) fn expire(d: &mut Draft) -> Flow {
+    if d.level != SubscriptionLevel::Production {
+        return Flow::Next;
+    }
+    let since = d.status.production.as_ref().map_or(d.now, |p| p.since);
+    let ends = d
+        .partner
+        .spec
+        .subscription
+        .expiration_date
+        .filter(|date| *date > since);
+    d.status.expires_at = ends;
+    let Some(ends) = ends else {
+        return Flow::Next;
+    };
+    if d.now < ends {
+        d.deadlines.push(ends);
+        return Flow::Next;
+    }
+    d.level = SubscriptionLevel::Expired;
+    emails::record(d, EmailEvent::ProductionExpired);
+    end(
+        d,
+        ends,
+        EventReason::ProductionExpired,
+        format!("Production subscription expired on {}", ends.to_rfc3339()),
+        "",
+    );
+    Flow::Next
+}
+
+/// A Production Partner that lost its binding (its Distributor gone, or its namespace no longer
+/// selected) is not billed to anyone, so it does not keep Production either: billing and the
+/// Production entitlements end together, now, and the level becomes `Expired` (never a silent
+/// count drop on the Distributor while the tenant still says Production). Its tenant's
+/// entitlements follow, as for every unbound Partner with a tenant.
+pub(super) fn end_unbound(d: &mut Draft, why: &str) {
+    d.level = SubscriptionLevel::Expired;
+    d.status.subscription_level = Some(SubscriptionLevel::Expired);
+    d.status.expires_at = None;
+    let now = d.now;
+    end(
+        d,
+        now,
+        EventReason::ProductionEndedUnbound,
+        format!("Production ended on {}: {why}", now.to_rfc3339()),
+        ": the Partner is no longer bound to it",
+    );
+}
+
+/// Production ends at `at`: the billing period ends then (once: an end already set stays), and
+/// two Events say so, what ended Production and the billing's end (`billing_note` appended to
+/// its message).
+fn end(d: &mut Draft, at: DateTime<Utc>, why: EventReason, message: String, billing_note: &str) {
+    let billed_to = match d.status.billing.as_mut() {
+        Some(billing) => {
+            billing.ended_at.get_or_insert(at);
+            billing.billed_to.clone()
+        }
+        None => d.partner.spec.distributor_ref.name.clone(),
+    };
+    d.event(why, message);
+    d.event(
+        EventReason::BillingEnded,
+        format!(
+            "billing to {billed_to} ended on {}{billing_note}",
+            at.to_rfc3339()
+        ),
+    );
+}

@@ -1,0 +1,71 @@
+//! The tenant: its name is the Partner's alone, and it is provisioned once.
+
+use super::reasons::{self, EventReason};
+use super::{Draft, Flow};
+use crate::api::{SubscriptionLevel, TenantStatus, TrialStatus, find_condition, types};
+use crate::tenant::{OWNER_UID_LABEL, tenant_id, tenant_namespace_of};
+
+/// How soon a Partner whose tenant name is taken looks again, should no namespace event wake it.
+const TAKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `status.tenant` only reports: whoever can write the status subresource may have changed it,
+/// so the name and id derived from the Partner's metadata win and correct it.
+pub(super) fn correct_tenant_status(d: &mut Draft) -> Flow {
+    let (namespace, id) = (tenant_namespace_of(d.partner), tenant_id(d.uid()));
+    if let Some(tenant) = d.status.tenant.as_mut() {
+        tenant.namespace = namespace;
+        tenant.id = id;
+    }
+    Flow::Next
+}
+
+/// Somebody else holds the tenant's name: nothing is provisioned, written or mailed (the
+/// activation Secret would land in that namespace) until it is gone. Said once in an Event, and
+/// looked at again every [`TAKEN_RECHECK`].
+pub(super) fn refuse_taken_name(d: &mut Draft) -> Flow {
+    if !d.obs.tenant_taken || d.obs.tenant_exists {
+        return Flow::Next;
+    }
+    let namespace = tenant_namespace_of(d.partner);
+    let message = format!(
+        "namespace {namespace:?} already exists and is not owned by this Partner (label \
+         {OWNER_UID_LABEL} is not its uid): it is not adopted and nothing is written into it"
+    );
+    let reported_before = find_condition(&d.before.conditions, types::READY)
+        .is_some_and(|c| c.reason == reasons::TENANT_NAMESPACE_TAKEN);
+    if !reported_before {
+        d.event(EventReason::TenantNamespaceTaken, message.clone());
+    }
+    d.status.subscription_level = Some(d.level);
+    for type_ in [types::TENANT_PROVISIONED, types::READY] {
+        d.set_condition(type_, false, reasons::TENANT_NAMESPACE_TAKEN, &message);
+    }
+    d.recheck_after = Some(TAKEN_RECHECK);
+    Flow::Stop
+}
+
+/// The first time the Partner is bound, its tenant is provisioned and the trial starts, now.
+/// From then on the level is at least Trial.
+pub(super) fn provision(d: &mut Draft) -> Flow {
+    if d.status.tenant.is_none() {
+        let namespace = tenant_namespace_of(d.partner);
+        d.status.tenant = Some(TenantStatus {
+            id: tenant_id(d.uid()),
+            namespace: namespace.clone(),
+            provisioned_at: d.now,
+        });
+        d.level = SubscriptionLevel::Trial;
+        d.status.trial = Some(TrialStatus {
+            started_at: d.now,
+            ends_at: d.now,
+        });
+        d.event(
+            EventReason::TenantProvisioned,
+            format!("tenant {namespace} provisioned; trial started"),
+        );
+    }
+    if d.level == SubscriptionLevel::Pending {
+        d.level = SubscriptionLevel::Trial;
+    }
+    Flow::Next
+}

@@ -1,0 +1,87 @@
+//! Every reason the operator gives: the reasons of its conditions, and the reasons of the
+//! Events it records, each with its severity.
+
+/// Reasons of `Ready=False` (and of the condition that failed), first missing thing first.
+pub const DISTRIBUTOR_NOT_FOUND: &str = "DistributorNotFound";
+pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+pub const TENANT_NAMESPACE_TAKEN: &str = "TenantNamespaceTaken";
+pub const PROVISIONING: &str = "Provisioning";
+pub const ACTIVATION_PENDING: &str = "ActivationPending";
+pub const EMAIL_DELIVERY_FAILED: &str = "EmailDeliveryFailed";
+pub const EXPIRED: &str = "Expired";
+pub const EXPIRATION_DATE_IN_PAST: &str = "ExpirationDateInPast";
+
+/// Reasons of conditions that hold.
+pub const BOUND: &str = "Bound";
+pub const PROVISIONED: &str = "Provisioned";
+pub const SENT: &str = "Sent";
+pub const READY: &str = "Ready";
+/// A Distributor's `Ready`: its counts and billing are current.
+pub const COUNTS_CURRENT: &str = "CountsCurrent";
+
+/// Why an Event was recorded on a Partner. Its name is the Event's `reason`; a Warning is
+/// something a person should look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventReason {
+    TenantProvisioned,
+    TenantNamespaceTaken,
+    ActivationSent,
+    EmailDeliveryFailed,
+    TrialEndingSoon,
+    ConvertedToProduction,
+    BillingStarted,
+    BillingEnded,
+    TrialExpired,
+    ProductionExpired,
+    ProductionEndedUnbound,
+    ExpirationDateInPast,
+    ExpirationDateLimited,
+    TenantDeprovisioned,
+    TenantRetained,
+    /// The operator cannot decode the Partner.
+    Unreadable,
+}
+
+impl EventReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TenantProvisioned => "TenantProvisioned",
+            Self::TenantNamespaceTaken => "TenantNamespaceTaken",
+            Self::ActivationSent => "ActivationSent",
+            Self::EmailDeliveryFailed => "EmailDeliveryFailed",
+            Self::TrialEndingSoon => "TrialEndingSoon",
+            Self::ConvertedToProduction => "ConvertedToProduction",
+            Self::BillingStarted => "BillingStarted",
+            Self::BillingEnded => "BillingEnded",
+            Self::TrialExpired => "TrialExpired",
+            Self::ProductionExpired => "ProductionExpired",
+            Self::ProductionEndedUnbound => "ProductionEndedUnbound",
+            Self::ExpirationDateInPast => "ExpirationDateInPast",
+            Self::ExpirationDateLimited => "ExpirationDateLimited",
+            Self::TenantDeprovisioned => "TenantDeprovisioned",
+            Self::TenantRetained => "TenantRetained",
+            Self::Unreadable => "Unreadable",
+        }
+    }
+
+    /// Whether the Event is a Warning: something failed, was refused, or ended without the
+    /// Partner's choice.
+    pub const fn is_warning(self) -> bool {
+        matches!(
+            self,
+            Self::TenantNamespaceTaken
+                | Self::EmailDeliveryFailed
+                | Self::TrialExpired
+                | Self::ProductionEndedUnbound
+                | Self::ExpirationDateInPast
+                | Self::ExpirationDateLimited
+                | Self::Unreadable
+        )
+    }
+}
+
+impl std::fmt::Display for EventReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

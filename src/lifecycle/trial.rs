@@ -1,0 +1,131 @@
+//! The trial: when it ends, what ends it, and the notice before.
+
+use chrono::Duration;
+
+use super::reasons::EventReason;
+use super::{Draft, Flow, emails, production};
+use crate::api::{EmailEvent, RequestedLevel, SubscriptionLevel};
+
+/// While in Trial its end follows the spec: `expirationDate` if the owner set one, else
+/// `startedAt + trial.days` (so a changed Distributor policy moves running trials). Policy
+/// bounds the date: a trial ends no later than `trial.days` after it started (the
+/// Distributor's terms, whatever the Partner's author writes), and no earlier than it started
+/// (an automatic upgrade would otherwise start Production and billing before the Partner
+/// existed). A date moved into those bounds is said once, in a Warning.
+pub(super) fn bound_end(d: &mut Draft) -> Flow {
+    if d.level != SubscriptionLevel::Trial {
+        return Flow::Next;
+    }
+    let policy = &d.bound().spec.trial;
+    let mut trial = d
+        .status
+        .trial
+        .clone()
+        .expect("a provisioned tenant has a trial");
+    let longest = trial.started_at + Duration::days(i64::from(policy.days));
+    let subscription = &d.partner.spec.subscription;
+    trial.ends_at = match (subscription.level, subscription.expiration_date) {
+        (RequestedLevel::Trial, Some(date)) => {
+            let bounded = date.clamp(trial.started_at, longest);
+            let moved = d.before.trial.as_ref().map(|t| t.ends_at) != Some(bounded);
+            if bounded != date && moved {
+                d.event(
+                    EventReason::ExpirationDateLimited,
+                    format!(
+                        "spec.subscription.expirationDate {} lies outside the trial the \
+                         Distributor grants ({} to {}, trial.days {}): the trial ends on {}",
+                        date.to_rfc3339(),
+                        trial.started_at.to_rfc3339(),
+                        longest.to_rfc3339(),
+                        policy.days,
+                        bounded.to_rfc3339()
+                    ),
+                );
+            }
+            bounded
+        }
+        _ => longest,
+    };
+    d.status.trial = Some(trial);
+    Flow::Next
+}
+
+/// Whether the trial converts to Production by itself at its end: the Partner's
+/// `subscription.autoUpgrade`, else the Distributor's `trial.autoUpgrade`.
+fn auto_upgrade(d: &Draft) -> bool {
+    d.partner
+        .spec
+        .subscription
+        .auto_upgrade
+        .unwrap_or(d.bound().spec.trial.auto_upgrade)
+}
+
+/// A trial ends in one of three ways: converted by hand (`level: Production`, which beats
+/// everything else that could happen to it), converted automatically at its end, or expired at
+/// its end. Until then its end is a deadline.
+pub(super) fn end_or_convert(d: &mut Draft) -> Flow {
+    if d.level != SubscriptionLevel::Trial {
+        return Flow::Next;
+    }
+    let ends_at = d.trial_ends_at();
+    if d.partner.spec.subscription.level == RequestedLevel::Production {
+        production::convert_by_hand(d);
+    }
+    if d.level != SubscriptionLevel::Trial {
+        return Flow::Next;
+    }
+    if d.now < ends_at {
+        d.deadlines.push(ends_at);
+        return Flow::Next;
+    }
+    if auto_upgrade(d) {
+        production::convert(d, crate::api::ProductionReason::AutoUpgrade, ends_at);
+    } else {
+        d.level = SubscriptionLevel::Expired;
+        emails::record(d, EmailEvent::TrialExpired);
+        d.event(
+            EventReason::TrialExpired,
+            format!("trial ended on {} without conversion", ends_at.to_rfc3339()),
+        );
+    }
+    Flow::Next
+}
+
+/// The notice: `upgradeNoticeDays` before the trial's end, one per trial (an upgrade notice
+/// when it converts by itself, an expiry notice when not). A notice whose moment already passed
+/// when the tenant was provisioned goes out at once; none once the trial ended.
+pub(super) fn notice(d: &mut Draft) -> Flow {
+    let days = d.bound().spec.trial.upgrade_notice_days;
+    if d.level != SubscriptionLevel::Trial || days == 0 {
+        return Flow::Next;
+    }
+    let noticed = d.status.emails.iter().any(|e| {
+        matches!(
+            e.event,
+            EmailEvent::UpgradeNotice | EmailEvent::ExpiryNotice
+        )
+    });
+    if noticed {
+        return Flow::Next;
+    }
+    let ends_at = d.trial_ends_at();
+    let notice_at = ends_at - Duration::days(i64::from(days));
+    if d.now < notice_at {
+        d.deadlines.push(notice_at);
+        return Flow::Next;
+    }
+    let (event, message) = if auto_upgrade(d) {
+        (
+            EmailEvent::UpgradeNotice,
+            format!("trial converts to Production on {}", ends_at.to_rfc3339()),
+        )
+    } else {
+        (
+            EmailEvent::ExpiryNotice,
+            format!("trial expires on {}", ends_at.to_rfc3339()),
+        )
+    };
+    emails::record(d, event);
+    d.event(EventReason::TrialEndingSoon, message);
+    Flow::Next
+}
