@@ -22,7 +22,9 @@ pub mod types {
     pub const READY: &str = "Ready";
     /// Partner: its Distributor exists and its namespace may bind to it.
     pub const DISTRIBUTOR_BOUND: &str = "DistributorBound";
-    /// Partner: the tenant namespace, entitlements and activation secret exist.
+    /// Partner: the tenant namespace exists, owned by the Partner, and its `entitlements`
+    /// ConfigMap is observed (the activation Secret is checked by the write that precedes the
+    /// activation email, not by this condition).
     pub const TENANT_PROVISIONED: &str = "TenantProvisioned";
     /// Partner: the activation email was accepted by the SMTP server.
     pub const ACTIVATION_SENT: &str = "ActivationSent";

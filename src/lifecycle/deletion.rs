@@ -75,3 +75,56 @@ pub fn deprovisioned(partner: &Partner, found: &Tenant) -> Option<PartnerEvent> 
         Tenant::Absent => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{partner, t0};
+    use super::*;
+    use crate::api::BillingStatus;
+
+    #[test]
+    fn a_deleted_partner_deletes_its_tenant_unless_retained_and_ends_its_billing() {
+        let mut p = partner();
+        let d = deletion(&p, t0());
+        assert!(d.delete_tenant && d.events.is_empty() && d.billing_ended.is_none());
+
+        p.spec.tenant.deletion_policy = DeletionPolicy::Retain;
+        let mut status = PartnerStatus {
+            tenant: Some(crate::api::TenantStatus {
+                id: "t".into(),
+                namespace: "ns".into(),
+                provisioned_at: t0(),
+            }),
+            billing: Some(BillingStatus {
+                billed_to: "northwind".into(),
+                started_at: t0(),
+                ended_at: None,
+            }),
+            ..Default::default()
+        };
+        p.status = Some(status.clone());
+        let d = deletion(&p, t0());
+        assert!(!d.delete_tenant);
+        assert_eq!(d.events[0].reason, EventReason::TenantRetained);
+        assert_eq!(d.billing_ended.unwrap().reason, EventReason::BillingEnded);
+        end_billing(&mut status, t0());
+        end_billing(&mut status, t0() + chrono::Duration::days(1));
+        assert_eq!(status.billing.unwrap().ended_at, Some(t0()), "ends once");
+    }
+
+    #[test]
+    fn what_the_tenant_deletion_found_is_said() {
+        let p = partner();
+        let said = |found| deprovisioned(&p, &found).map(|e| e.reason);
+        assert_eq!(
+            said(Tenant::Owned("u".into())),
+            Some(EventReason::TenantDeprovisioned)
+        );
+        assert_eq!(
+            said(Tenant::Terminating),
+            Some(EventReason::TenantDeprovisioned)
+        );
+        assert_eq!(said(Tenant::Taken), Some(EventReason::TenantNamespaceTaken));
+        assert_eq!(said(Tenant::Absent), None);
+    }
+}

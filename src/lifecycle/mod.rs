@@ -10,13 +10,12 @@
 //! write's outcome changes (an email sent or refused, a Partner deleted) is decided by the pure
 //! functions beside it ([`emails`], [`deletion`]); every reason is in [`reasons`].
 //!
-//! [`plan`] is a chain of small named steps over one draft, in the order a Partner lives: bind
-//! to the Distributor, refuse a tenant name somebody else holds, provision, bound the trial's
-//! end, record the activation email, end or convert the trial, the notice before its end,
-//! convert an expired trial, end Production at its date, settle the level, check that an
-//! activation link can be made, the conditions (the
-//! Ready ladder), then the effects. A step may end the chain (an unbound Partner or a taken
-//! name goes no further).
+//! [`plan`] is a chain of small named steps over one draft ([`CHAIN`]), in the order a Partner
+//! lives: bind to the Distributor, refuse a tenant name somebody else holds, provision, bound
+//! the trial's end, record the activation email, end or convert the trial, the notice before
+//! its end, convert an expired trial, end Production at its date, settle the level, check that
+//! an activation link can be made, the conditions (the Ready ladder), then the effects. A step
+//! may end the chain (an unbound Partner or a taken name goes no further).
 //!
 //! Crash safety comes from the order the reconciler follows and from determinism here:
 //! - an email is first *recorded* in `status.emails` (event + deterministic Message-ID, no
@@ -344,4 +343,260 @@ fn tenant_current(obs: &Observation, status: &PartnerStatus) -> bool {
                     .all(|(key, value)| observed.get(key) == Some(value))
             })
         })
+}
+
+/// What the steps' tests share: a Partner, its Distributor, and an observation of them.
+#[cfg(test)]
+mod fixtures {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::Observation;
+    use crate::api::*;
+
+    pub fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2027, 3, 1, 9, 0, 0).unwrap()
+    }
+
+    pub fn distributor() -> Distributor {
+        let mut d = Distributor::new(
+            "northwind",
+            DistributorSpec {
+                organization_name: "Northwind".into(),
+                notification_email: "ops@northwind.example".into(),
+                skus: vec![Sku("ESSENTIALS".into())],
+                partner_namespaces: None,
+                trial: TrialPolicy::default(),
+                activation: ActivationPolicy::default(),
+            },
+        );
+        d.spec.activation.base_url = Some("https://portal.example/activate".into());
+        d
+    }
+
+    pub fn partner() -> Partner {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "partner-operator.io/v1alpha1",
+            "kind": "Partner",
+            "metadata": {"name": "contoso", "namespace": "partners", "uid": "uid-1", "generation": 1},
+            "spec": {
+                "organizationName": "Contoso",
+                "notificationEmail": "admin@contoso.example",
+                "distributorRef": {"name": "northwind"},
+            },
+        }))
+        .expect("a Partner")
+    }
+
+    /// A bound Partner whose tenant exists as its status says, at `now`.
+    pub fn observe<'a>(
+        partner: &'a Partner,
+        distributor: &'a Distributor,
+        entitlements: Option<&'a std::collections::BTreeMap<String, String>>,
+        now: DateTime<Utc>,
+    ) -> Observation<'a> {
+        Observation {
+            partner,
+            distributor: Some(distributor),
+            namespace_allowed: true,
+            tenant_exists: partner.status.as_ref().is_some_and(|s| s.tenant.is_some()),
+            tenant_taken: false,
+            entitlements,
+            default_activation_base_url: None,
+            now,
+        }
+    }
+
+    /// `partner` with the status of `plan`, every email in it sent at `at`.
+    pub fn settled(mut partner: Partner, plan: &super::Plan, at: DateTime<Utc>) -> Partner {
+        let mut status = plan.status.clone();
+        let ids: Vec<_> = status.emails.iter().map(|e| e.message_id.clone()).collect();
+        for id in ids {
+            super::mark_email_sent(&mut status, &id, at);
+        }
+        partner.status = Some(status);
+        partner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::fixtures::*;
+    use super::*;
+    use crate::tenant::entitlements_data;
+
+    #[test]
+    fn the_chain_names_its_steps_in_the_order_a_partner_lives() {
+        // The first plan provisions, records the activation email, and issues its token
+        // before sending it; the tenant comes first.
+        let (p, d) = (partner(), distributor());
+        let first = plan(&observe(&p, &d, None, t0()));
+        let kinds: Vec<_> = first
+            .effects
+            .iter()
+            .map(|e| match e {
+                Effect::EnsureTenant { .. } => "tenant",
+                Effect::IssueActivation(_) => "issue",
+                Effect::SendEmail(_) => "send",
+                Effect::Event(_) => "event",
+                Effect::SendEmailsNextPass => "next pass",
+            })
+            .collect();
+        assert_eq!(kinds, ["tenant", "event", "issue", "send"]);
+        assert_eq!(first.next_review, Some(t0() + Duration::days(11)));
+    }
+
+    #[test]
+    fn emails_decided_by_a_deadline_go_out_in_their_own_pass() {
+        let (p, d) = (partner(), distributor());
+        let first = plan(&observe(&p, &d, None, t0()));
+        let p = settled(p, &first, t0());
+        let data = entitlements_data(&p, p.status.as_ref().unwrap()).unwrap();
+        let ended = plan(&observe(&p, &d, Some(&data), t0() + Duration::days(14)));
+        assert_eq!(
+            ended.status.subscription_level,
+            Some(SubscriptionLevel::Production)
+        );
+        assert!(ended.effects.contains(&Effect::SendEmailsNextPass));
+        assert!(
+            !ended
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::SendEmail(_)))
+        );
+        // The next pass, on the status written, sends them.
+        let mut p = p;
+        p.status = Some(ended.status.clone());
+        let data = entitlements_data(&p, p.status.as_ref().unwrap()).unwrap();
+        let next = plan(&observe(&p, &d, Some(&data), t0() + Duration::days(14)));
+        let sent: Vec<_> = next
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SendEmail(email) => Some(email.event),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, [EmailEvent::Converted]);
+    }
+
+    #[test]
+    fn a_tenant_whose_entitlements_are_missing_gets_the_emailed_activation_token_back() {
+        let (p, d) = (partner(), distributor());
+        let first = plan(&observe(&p, &d, None, t0()));
+        let p = settled(p, &first, t0());
+        let again = plan(&observe(&p, &d, None, t0() + Duration::hours(1)));
+        let activation = &p.status.as_ref().unwrap().emails[0];
+        assert_eq!(
+            again.effects,
+            [Effect::EnsureTenant {
+                restore_activation: Some(ActivationToken {
+                    message_id: activation.message_id.clone(),
+                    expires_at: t0() + Duration::days(7),
+                })
+            }]
+        );
+        // Entitlements that are there but stale are rewritten without touching the token.
+        let mut stale = entitlements_data(&p, p.status.as_ref().unwrap()).unwrap();
+        stale.insert("level".into(), "Production".into());
+        let fix = plan(&observe(&p, &d, Some(&stale), t0() + Duration::hours(1)));
+        assert_eq!(
+            fix.effects,
+            [Effect::EnsureTenant {
+                restore_activation: None
+            }]
+        );
+    }
+
+    #[test]
+    fn without_a_base_url_the_activation_email_waits_and_says_why_once() {
+        let p = partner();
+        let mut d = distributor();
+        d.spec.activation.base_url = None;
+        let first = plan(&observe(&p, &d, None, t0()));
+        assert!(
+            !first
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::SendEmail(_) | Effect::IssueActivation(_)))
+        );
+        let failures: Vec<_> = first
+            .effects
+            .iter()
+            .filter(
+                |e| matches!(e, Effect::Event(ev) if ev.reason == EventReason::EmailDeliveryFailed),
+            )
+            .collect();
+        assert_eq!(failures.len(), 1);
+        let sent = crate::api::find_condition(
+            &first.status.conditions,
+            crate::api::types::ACTIVATION_SENT,
+        )
+        .unwrap();
+        assert_eq!(sent.reason, reasons::EMAIL_DELIVERY_FAILED);
+        assert!(sent.message.contains("spec.activation.baseUrl"));
+        // Said once: the next plan finds the reason recorded.
+        let mut p = p;
+        p.status = Some(first.status.clone());
+        let again = plan(&observe(&p, &d, None, t0()));
+        assert!(!again.effects.iter().any(|e| matches!(e, Effect::Event(_))));
+        // The operator's default base URL is enough.
+        let with_default = plan(&Observation {
+            default_activation_base_url: Some("https://portal.example/a"),
+            ..observe(&p, &d, None, t0())
+        });
+        assert!(with_default.effects.iter().any(|e| matches!(
+            e,
+            Effect::SendEmail(email) if email.link_base.as_ref().map(|u| u.as_str()) == Some("https://portal.example/a")
+        )));
+    }
+
+    #[test]
+    fn a_taken_tenant_name_stops_the_chain_and_is_looked_at_again() {
+        let (p, d) = (partner(), distributor());
+        let taken = plan(&Observation {
+            tenant_taken: true,
+            ..observe(&p, &d, None, t0())
+        });
+        assert!(taken.status.tenant.is_none());
+        assert_eq!(
+            taken.recheck_after,
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(taken.effects.len(), 1, "{:?}", taken.effects);
+        assert!(matches!(
+            &taken.effects[0],
+            Effect::Event(e) if e.reason == EventReason::TenantNamespaceTaken && e.reason.is_warning()
+        ));
+    }
+
+    #[test]
+    fn warnings_are_what_failed_was_refused_or_ended_unasked() {
+        use EventReason::*;
+        for reason in [
+            TenantNamespaceTaken,
+            EmailDeliveryFailed,
+            TrialExpired,
+            ProductionEndedUnbound,
+            ExpirationDateInPast,
+            ExpirationDateLimited,
+            Unreadable,
+        ] {
+            assert!(reason.is_warning(), "{reason}");
+        }
+        for reason in [
+            TenantProvisioned,
+            ActivationSent,
+            TrialEndingSoon,
+            ConvertedToProduction,
+            BillingStarted,
+            BillingEnded,
+            ProductionExpired,
+            TenantDeprovisioned,
+            TenantRetained,
+        ] {
+            assert!(!reason.is_warning(), "{reason}");
+        }
+    }
 }

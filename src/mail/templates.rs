@@ -63,9 +63,9 @@ impl fmt::Debug for ActivationLink {
 /// `YYYY-MM-DD HH:MM UTC`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EmailVars {
-    /// `spec.organization` of the Partner (template variable `partner_organization`).
+    /// `spec.organizationName` of the Partner (template variable `partner_organization`).
     pub partner_organization: String,
-    /// `spec.organization` of the Distributor (`distributor_organization`).
+    /// `spec.organizationName` of the Distributor (`distributor_organization`).
     pub distributor_organization: String,
     /// `metadata.name` of the Distributor (`distributor_name`).
     pub distributor_name: String,
