@@ -5,13 +5,13 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use partner_operator::clock::Clock;
 use partner_operator::sandbox::apiserver::ApiServer;
 use partner_operator::sandbox::control_plane::ControlPlane;
+use support::project;
 use support::servers::kube_assets;
 
 on_both_servers_blocking!(
@@ -157,10 +157,6 @@ impl Drop for Server {
             let _ = thread.join();
         }
     }
-}
-
-fn project(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 fn path_arg(path: &str) -> String {

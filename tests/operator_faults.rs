@@ -40,7 +40,7 @@ async fn run_trials_to_production(h: &Harness, names: &[String]) -> Vec<Received
     h.advance_days(3);
     for name in names {
         h.wait_partner("northwind-partners", name, "Production", |p| {
-            level(p) == "Production"
+            level(p) == SubscriptionLevel::Production
         })
         .await;
     }
@@ -99,14 +99,14 @@ async fn an_smtp_outage_is_reported_then_delivered_exactly_once(server: Server) 
             "northwind-partners",
             "contoso",
             "EmailDeliveryFailed",
-            |p| condition(p, "ActivationSent").is_some_and(|(_, r)| r == "EmailDeliveryFailed"),
+            |p| condition(p, types::ACTIVATION_SENT).is_some_and(|(_, r)| r == reasons::EMAIL_DELIVERY_FAILED),
         )
         .await;
     assert_eq!(
-        condition(&p, "Ready").unwrap(),
-        ("False".into(), "EmailDeliveryFailed".into())
+        condition(&p, types::READY).unwrap(),
+        ("False".into(), reasons::EMAIL_DELIVERY_FAILED.into())
     );
-    let warnings = events(&h, "northwind-partners", "EmailDeliveryFailed").await;
+    let warnings = events(&h, "northwind-partners", reasons::EMAIL_DELIVERY_FAILED).await;
     assert!(!warnings.is_empty(), "an Event reports the failure");
     let note = warnings[0].note.clone().unwrap_or_default();
     assert!(
@@ -135,7 +135,7 @@ async fn a_refused_address_stops_only_its_own_partner(server: Server) {
         .await;
     let p = h
         .wait_partner("northwind-partners", "bad", "EmailDeliveryFailed", |p| {
-            condition(p, "Ready").is_some_and(|(_, r)| r == "EmailDeliveryFailed")
+            condition(p, types::READY).is_some_and(|(_, r)| r == reasons::EMAIL_DELIVERY_FAILED)
         })
         .await;
     let record = &p.status.unwrap().emails[0];

@@ -131,7 +131,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_without_mailing_twice(s
     h.advance_days(3);
     for name in ["contoso", "fabrikam"] {
         h.wait_partner("northwind-partners", name, "Production", |p| {
-            level(p) == "Production"
+            level(p) == SubscriptionLevel::Production
         })
         .await;
     }

@@ -90,7 +90,7 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
     let client = plane(&h).client_for_token(&token, Some("partner-operator"));
 
     // The policies take effect a moment after they are stored.
-    eventually("both admission policies in force", PATIENCE, || async {
+    eventually("both admission policies in force", Patience::RECONCILE, || async {
         let forged = Api::<Namespace>::all(h.client.clone())
             .create(&dry_run(), &namespace("forged", &[(OWNER_UID_LABEL, "x")]))
             .await;
@@ -257,7 +257,7 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}],
     }))
     .await;
-    eventually("the widened role in force", PATIENCE, || async {
+    eventually("the widened role in force", Patience::RECONCILE, || async {
         may_patch_namespaces(&client).await
     })
     .await;
@@ -341,7 +341,7 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
             .filter(|r| !r.request_uri.contains("dryRun"))
             .count()
     };
-    eventually("every refusal in the audit log", PATIENCE, || async {
+    eventually("every refusal in the audit log", Patience::RECONCILE, || async {
         refused_now() >= refusals
     })
     .await;

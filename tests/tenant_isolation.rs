@@ -41,7 +41,7 @@ async fn tenant_of(h: &Harness, partner: &Partner) -> String {
 
 /// Waits until `name` is gone (a real server first marks a Namespace Terminating).
 async fn wait_gone(h: &Harness, name: &str) {
-    eventually(&format!("namespace {name} is gone"), PATIENCE, || async {
+    eventually(&format!("namespace {name} is gone"), Patience::RECONCILE, || async {
         namespaces(h).get_opt(name).await.ok().flatten().is_none()
     })
     .await;
@@ -51,7 +51,7 @@ async fn wait_gone(h: &Harness, name: &str) {
 async fn delete_partner(h: &Harness, namespace: &str, name: &str) {
     let api = h.partners(namespace);
     api.delete(name, &DeleteParams::default()).await.unwrap();
-    eventually(&format!("Partner {name} is gone"), PATIENCE, || async {
+    eventually(&format!("Partner {name} is gone"), Patience::RECONCILE, || async {
         api.get_opt(name).await.ok().flatten().is_none()
     })
     .await;
@@ -200,7 +200,7 @@ async fn squat_a_future_tenant(h: &Harness) -> (String, BTreeMap<String, String>
         .await;
     let p = h
         .wait_partner("tailspin-partners", "target", "DistributorNotFound", |p| {
-            condition(p, "Ready").is_some_and(|(_, r)| r == "DistributorNotFound")
+            condition(p, types::READY).is_some_and(|(_, r)| r == reasons::DISTRIBUTOR_NOT_FOUND)
         })
         .await;
     let name = tenant_namespace_of(&p);
@@ -209,20 +209,20 @@ async fn squat_a_future_tenant(h: &Harness) -> (String, BTreeMap<String, String>
     h.apply(distributor("tailspin", true)).await;
     let p = h
         .wait_partner("tailspin-partners", "target", "TenantNamespaceTaken", |p| {
-            condition(p, "Ready").is_some_and(|(_, r)| r == "TenantNamespaceTaken")
+            condition(p, types::READY).is_some_and(|(_, r)| r == reasons::TENANT_NAMESPACE_TAKEN)
         })
         .await;
     assert_eq!(
-        condition(&p, "Ready").unwrap(),
-        ("False".into(), "TenantNamespaceTaken".into())
+        condition(&p, types::READY).unwrap(),
+        ("False".into(), reasons::TENANT_NAMESPACE_TAKEN.into())
     );
     assert_eq!(
-        condition(&p, "TenantProvisioned").unwrap(),
-        ("False".into(), "TenantNamespaceTaken".into())
+        condition(&p, types::TENANT_PROVISIONED).unwrap(),
+        ("False".into(), reasons::TENANT_NAMESPACE_TAKEN.into())
     );
     assert!(p.status.clone().unwrap().tenant.is_none());
-    eventually("a Warning Event says why", PATIENCE, || async {
-        events(h, "tailspin-partners", "TenantNamespaceTaken")
+    eventually("a Warning Event says why", Patience::RECONCILE, || async {
+        events(h, "tailspin-partners", event_reasons::TENANT_NAMESPACE_TAKEN)
             .await
             .iter()
             .any(|e| {
@@ -278,7 +278,7 @@ async fn a_tampered_status_moves_no_tenant(server: Server) {
         )
         .await
         .unwrap();
-    eventually("the entitlements follow the spec", PATIENCE, || async {
+    eventually("the entitlements follow the spec", Patience::RECONCILE, || async {
         entitlements(&h, &tenant)
             .await
             .is_some_and(|d| d["organization"] == "Contoso Renamed")
@@ -337,8 +337,8 @@ async fn a_long_partner_name_is_provisioned(server: Server) {
     assert_ne!(tenants[0], tenants[1]);
     h.wait_emails(2).await;
     // Its Events are recorded too (an Event's name starts with the Partner's).
-    eventually("the long Partner's Events", PATIENCE, || async {
-        events(&h, "northwind-partners", "TenantProvisioned")
+    eventually("the long Partner's Events", Patience::RECONCILE, || async {
+        events(&h, "northwind-partners", event_reasons::TENANT_PROVISIONED)
             .await
             .iter()
             .any(|e| {
@@ -370,7 +370,7 @@ async fn a_long_distributor_name_is_served(server: Server) {
     h.apply(object).await;
     let p = h
         .wait_partner("long-partners", "contoso", "Production", |p| {
-            is_ready(p) && level(p) == "Production"
+            is_ready_at(p, SubscriptionLevel::Production)
         })
         .await;
     let tenant = tenant_of(&h, &p).await;

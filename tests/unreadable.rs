@@ -81,7 +81,7 @@ async fn partner_schema(h: &Harness, permissive: bool) {
         .await
         .unwrap();
     let what = if permissive { "taken" } else { "refused" };
-    eventually(&format!("the poison date {what}"), PATIENCE, || async {
+    eventually(&format!("the poison date {what}"), Patience::RECONCILE, || async {
         create(h, with_expiration("probe", POISON), true)
             .await
             .is_ok()
@@ -127,7 +127,7 @@ async fn an_unreadable_partner_harms_only_itself(server: Server) {
     let contoso = h
         .wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
         .await;
-    eventually("the unreadable Partner reported", PATIENCE, || async {
+    eventually("the unreadable Partner reported", Patience::RECONCILE, || async {
         unreadable_events(&h, "poisoned").await == 1
     })
     .await;
@@ -158,7 +158,7 @@ async fn an_unreadable_partner_harms_only_itself(server: Server) {
     partner_schema(&h, true).await;
     set_expiration(&h, "contoso", POISON).await;
     partner_schema(&h, false).await;
-    eventually("contoso reported unreadable", PATIENCE, || async {
+    eventually("contoso reported unreadable", Patience::RECONCILE, || async {
         unreadable_events(&h, "contoso").await == 1
     })
     .await;
