@@ -59,15 +59,15 @@ async fn a_restart_over_settled_partners_writes_and_mails_nothing(server: Server
     })
     .await;
     let mailed = h.wait_emails(20).await.len();
-    // Let the last writes and Events drain before the restart.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Settled before the restart: the operator has looked at every Partner once more since
+    // its last email went out, so nothing is left half done for the next instance.
+    h.settled().await;
 
     h.kill_operator();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     h.server.clear_requests();
     h.start_operator();
-    // Long enough for the new instance to list, watch and reconcile every Partner.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The new instance has listed, watched and reconciled every Partner (and once more).
+    h.settled().await;
     let log = h.server.requests();
     // The operator's own requests: a real control plane writes on its own too (its leases).
     let writes: Vec<_> = log
@@ -119,7 +119,7 @@ async fn an_smtp_outage_is_reported_then_delivered_exactly_once(server: Server) 
     h.wait_partner("northwind-partners", "contoso", "Ready", is_ready)
         .await;
     h.wait_emails(1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.settled().await;
     assert_eq!(h.smtp.received().len(), 1, "delivered exactly once");
 }
 
@@ -190,6 +190,7 @@ async fn api_faults_delay_but_never_duplicate() {
         let server_watches = h.server.sandbox().controls();
         tokio::spawn(async move {
             loop {
+                // Real time between the cuts, so that watches are re-established in between.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 server_watches.drop_watches();
             }
@@ -202,7 +203,7 @@ async fn api_faults_delay_but_never_duplicate() {
     run_trials_to_production(&h, &names).await;
     dropper.abort();
     h.server.sandbox().clear_faults();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.settled().await;
     let counts = h.message_counts();
     assert_eq!(
         counts.len(),

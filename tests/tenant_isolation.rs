@@ -41,7 +41,7 @@ async fn tenant_of(h: &Harness, partner: &Partner) -> String {
 
 /// Waits until `name` is gone (a real server first marks a Namespace Terminating).
 async fn wait_gone(h: &Harness, name: &str) {
-    eventually(&format!("namespace {name} is gone"), Patience::RECONCILE, || async {
+    eventually(&format!("namespace {name} is gone"), Patience::DELETION, || async {
         namespaces(h).get_opt(name).await.ok().flatten().is_none()
     })
     .await;
@@ -51,7 +51,7 @@ async fn wait_gone(h: &Harness, name: &str) {
 async fn delete_partner(h: &Harness, namespace: &str, name: &str) {
     let api = h.partners(namespace);
     api.delete(name, &DeleteParams::default()).await.unwrap();
-    eventually(&format!("Partner {name} is gone"), Patience::RECONCILE, || async {
+    eventually(&format!("Partner {name} is gone"), Patience::DELETION, || async {
         api.get_opt(name).await.ok().flatten().is_none()
     })
     .await;
@@ -150,13 +150,14 @@ async fn names_that_join_alike_get_separate_tenants(server: Server) {
 async fn an_existing_namespace_is_never_adopted(server: Server) {
     let h = Harness::start(server).await;
     let (name, labels) = squat_a_future_tenant(&h).await;
-    // A while for anything the operator might still do.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The operator has looked at the Partner again since it reported the name taken.
+    h.settled().await;
     untouched(&h, &name, &labels).await;
     assert!(h.smtp.received().is_empty(), "no activation link went out");
 
+    // The Partner is gone once its finalizer is done: its cleanup, which would delete its
+    // tenant (a Namespace is marked Terminating at once), has run to its end.
     delete_partner(&h, "tailspin-partners", "target").await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     untouched(&h, &name, &labels).await;
 }
 
