@@ -13,7 +13,7 @@ pub mod wait;
 
 pub use servers::{Backend, Server};
 #[allow(unused_imports)]
-pub use wait::{Patience, Seen, eventually, eventually_blocking};
+pub use wait::{Patience, Seen, eventually, eventually_blocking, within, within_blocking};
 
 /// The typed names the tests compare with: subscription levels, condition types, condition
 /// reasons and Event reasons.

@@ -1,6 +1,8 @@
 //! The tests' one notion of time: [`eventually`] waits until something holds, for as long as a
 //! named [`Patience`] allows, and fails saying what it awaited and what it saw last.
-//! [`eventually_blocking`] is the same for tests that drive subprocesses without a runtime.
+//! [`eventually_blocking`] is the same for tests that drive subprocesses without a runtime;
+//! [`within`] and [`within_blocking`] are the loop under both, returning the last observation
+//! instead of failing, for tests whose assertion is on what was observed.
 //!
 //! A test never sleeps to let something happen, nor to prove that nothing did: it waits for a
 //! positive signal (see `Harness::settled`) and then asserts.
@@ -61,13 +63,15 @@ impl Display for Patience {
 /// the last observation.
 pub trait Outcome {
     type Done;
-    fn done(self) -> Result<Self::Done, String>;
+    type Seen: Debug;
+    fn done(self) -> Result<Self::Done, Self::Seen>;
 }
 
 impl Outcome for bool {
     type Done = ();
-    fn done(self) -> Result<(), String> {
-        if self { Ok(()) } else { Err("not yet".into()) }
+    type Seen = &'static str;
+    fn done(self) -> Result<(), &'static str> {
+        if self { Ok(()) } else { Err("not yet") }
     }
 }
 
@@ -82,14 +86,29 @@ impl Debug for Seen {
 
 impl<T, E: Debug> Outcome for Result<T, E> {
     type Done = T;
-    fn done(self) -> Result<T, String> {
-        self.map_err(|seen| format!("{seen:#?}"))
+    type Seen = E;
+    fn done(self) -> Result<T, E> {
+        self
     }
 }
 
 /// Looks at `check` every 50 ms until it is done, and returns what it found; fails once
 /// `patience` has passed, naming `what` and the last observation.
-pub async fn eventually<O, F, Fut>(what: impl Display, patience: Patience, mut check: F) -> O::Done
+pub async fn eventually<O, F, Fut>(what: impl Display, patience: Patience, check: F) -> O::Done
+where
+    O: Outcome,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = O>,
+{
+    within(patience, check)
+        .await
+        .unwrap_or_else(|seen| panic!("{what}: not within {patience}; last seen: {seen:#?}"))
+}
+
+/// The loop under [`eventually`], for a test that records what it saw rather than failing
+/// (the fidelity suite compares two servers' replies, a timeout included): what `check` found,
+/// or, once `patience` has passed, what it saw last.
+pub async fn within<O, F, Fut>(patience: Patience, mut check: F) -> Result<O::Done, O::Seen>
 where
     O: Outcome,
     F: FnMut() -> Fut,
@@ -98,18 +117,28 @@ where
     let deadline = tokio::time::Instant::now() + patience.limit;
     loop {
         let seen = match check().await.done() {
-            Ok(done) => return done,
+            Ok(done) => return Ok(done),
             Err(seen) => seen,
         };
         if tokio::time::Instant::now() >= deadline {
-            panic!("{what}: not within {patience}; last seen: {seen}");
+            return Err(seen);
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
 /// [`eventually`], blocking the thread (for tests that drive subprocesses).
-pub fn eventually_blocking<O, F>(what: impl Display, patience: Patience, mut check: F) -> O::Done
+pub fn eventually_blocking<O, F>(what: impl Display, patience: Patience, check: F) -> O::Done
+where
+    O: Outcome,
+    F: FnMut() -> O,
+{
+    within_blocking(patience, check)
+        .unwrap_or_else(|seen| panic!("{what}: not within {patience}; last seen: {seen:#?}"))
+}
+
+/// [`within`], blocking the thread.
+pub fn within_blocking<O, F>(patience: Patience, mut check: F) -> Result<O::Done, O::Seen>
 where
     O: Outcome,
     F: FnMut() -> O,
@@ -117,11 +146,11 @@ where
     let deadline = Instant::now() + patience.limit;
     loop {
         let seen = match check().done() {
-            Ok(done) => return done,
+            Ok(done) => return Ok(done),
             Err(seen) => seen,
         };
         if Instant::now() >= deadline {
-            panic!("{what}: not within {patience}; last seen: {seen}");
+            return Err(seen);
         }
         std::thread::sleep(POLL);
     }
