@@ -11,9 +11,8 @@ use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use partner_operator::api::Partner;
 use partner_operator::lifecycle::tenant_namespace_of;
-use partner_operator::operator::RunOptions;
 use serde_json::{Value, json};
-use support::metrics::{free_port, sample, scrape_until};
+use support::metrics::{sample, scrape_until};
 use support::*;
 
 crate::on_both_servers!(an_unreadable_partner_harms_only_itself,);
@@ -119,11 +118,8 @@ async fn an_unreadable_partner_harms_only_itself(server: Server) {
     partner_schema(&h, false).await;
 
     // The operator starts over a list that holds it: every other Partner is served.
-    let metrics = free_port();
-    h.start_operator_with(RunOptions {
-        metrics_addr: Some(metrics),
-        ..h.run_options()
-    });
+    h.start_operator();
+    let metrics = h.metrics_addr();
     let contoso = h
         .wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
         .await;
