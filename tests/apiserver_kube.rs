@@ -303,9 +303,11 @@ async fn watchers_survive_dropped_watches_and_compaction() {
     )
     .await
     .unwrap();
-    eventually("the reflector holds w1 and w2", Patience::API_SERVER, || async {
-        reader.state().len() == 2
-    })
+    eventually(
+        "the reflector holds w1 and w2",
+        Patience::API_SERVER,
+        || async { reader.state().len() == 2 },
+    )
     .await;
     server.compact();
     server.drop_watches();
@@ -316,19 +318,23 @@ async fn watchers_survive_dropped_watches_and_compaction() {
     .await
     .unwrap();
     api.delete("w1", &DeleteParams::default()).await.unwrap();
-    eventually("the reflector holds w2 and w3", Patience::API_SERVER, || async {
-        let mut names: Vec<_> = reader
-            .state()
-            .iter()
-            .map(|c| c.metadata.name.clone().unwrap())
-            .collect();
-        names.sort();
-        if names == ["w2", "w3"] {
-            Ok(())
-        } else {
-            Err(names)
-        }
-    })
+    eventually(
+        "the reflector holds w2 and w3",
+        Patience::API_SERVER,
+        || async {
+            let mut names: Vec<_> = reader
+                .state()
+                .iter()
+                .map(|c| c.metadata.name.clone().unwrap())
+                .collect();
+            names.sort();
+            if names == ["w2", "w3"] {
+                Ok(())
+            } else {
+                Err(names)
+            }
+        },
+    )
     .await;
     handle.abort();
 }

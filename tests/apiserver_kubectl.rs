@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use partner_operator::clock::Clock;
 use partner_operator::sandbox::apiserver::ApiServer;
 use partner_operator::sandbox::control_plane::ControlPlane;
-use support::{Patience, Seen, eventually_blocking, project};
 use support::servers::kube_assets;
+use support::{Patience, Seen, eventually_blocking, project};
 
 on_both_servers_blocking!(
     crds_apply_client_side_and_server_side_then_custom_resources,
@@ -198,7 +198,10 @@ impl Running {
                 panic!("kubectl ended ({status}) before it watched: {}", self.log());
             }
             let log = self.log();
-            if log.lines().any(|l| l.contains("watch=true") && l.contains("200")) {
+            if log
+                .lines()
+                .any(|l| l.contains("watch=true") && l.contains("200"))
+            {
                 Ok(())
             } else {
                 Err(Seen(log))
@@ -214,7 +217,10 @@ impl Running {
     fn output(mut self) -> Output {
         use std::io::Read;
         let status = eventually_blocking("kubectl ending", Patience::PROCESS_EXIT, || {
-            self.child.try_wait().unwrap().ok_or_else(|| Seen(self.log()))
+            self.child
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| Seen(self.log()))
         });
         let mut stdout = Vec::new();
         self.child

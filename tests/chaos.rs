@@ -285,7 +285,8 @@ async fn one_run(server: Server, seed: u64) {
     // wakes each), and the reconciliations counted since cover them all.
     let before = reconciliations(metrics, "partner").await;
     for name in expected.keys() {
-        let touch = json!({"metadata": {"annotations": {"chaos.partner-operator.io/settled": "yes"}}});
+        let touch =
+            json!({"metadata": {"annotations": {"chaos.partner-operator.io/settled": "yes"}}});
         partners
             .patch(name, &PatchParams::default(), &Patch::Merge(&touch))
             .await
@@ -341,21 +342,25 @@ async fn one_run(server: Server, seed: u64) {
     // Deleted Partners: tenants gone.
     let namespaces = Api::<Namespace>::all(client.clone());
     for name in &deleted_names {
-        eventually(&format!("{name}'s tenant gone"), Patience::DELETION, || async {
-            namespaces
-                .list(&Default::default())
-                .await
-                .unwrap()
-                .items
-                .iter()
-                .all(|ns| {
-                    !ns.metadata
-                        .name
-                        .as_deref()
-                        .unwrap_or_default()
-                        .starts_with(&format!("{NAMESPACE}-{name}-"))
-                })
-        })
+        eventually(
+            &format!("{name}'s tenant gone"),
+            Patience::TRIAL,
+            || async {
+                namespaces
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .iter()
+                    .all(|ns| {
+                        !ns.metadata
+                            .name
+                            .as_deref()
+                            .unwrap_or_default()
+                            .starts_with(&format!("{NAMESPACE}-{name}-"))
+                    })
+            },
+        )
         .await;
     }
     // Entitlements say what the status says; billing started at the deadline.
@@ -405,13 +410,17 @@ async fn one_run(server: Server, seed: u64) {
 
 /// Retries a write the sandbox's injected faults refused (none of those lose a response).
 async fn retried<T, F: std::future::Future<Output = kube::Result<T>>>(write: impl Fn() -> F) -> T {
-    eventually("a write past the injected faults", Patience::RECONCILE, || async {
-        match write().await {
-            Ok(done) => Ok(done),
-            Err(kube::Error::Api(status)) if status.code == 500 => Err(status),
-            Err(err) => panic!("{err}"),
-        }
-    })
+    eventually(
+        "a write past the injected faults",
+        Patience::RECONCILE,
+        || async {
+            match write().await {
+                Ok(done) => Ok(done),
+                Err(kube::Error::Api(status)) if status.code == 500 => Err(status),
+                Err(err) => panic!("{err}"),
+            }
+        },
+    )
     .await
 }
 

@@ -16,8 +16,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::{Patience, Server, eventually_blocking};
 use support::process::{Sandbox, examples, stdout};
+use support::{Patience, Server, eventually_blocking};
 
 /// Where the walkthrough runs: a sandbox, or a real cluster.
 enum Target {
@@ -139,7 +139,10 @@ fn wait_for_mail(dir: &Path, kind: &str, address: &str) -> Mail {
         Patience::WALKTHROUGH,
         || {
             let outbox = read_outbox(dir);
-            let files: Vec<_> = outbox.iter().map(|m| (m.file.clone(), m.to.clone())).collect();
+            let files: Vec<_> = outbox
+                .iter()
+                .map(|m| (m.file.clone(), m.to.clone()))
+                .collect();
             outbox
                 .into_iter()
                 .find(|m| m.file.ends_with(&format!("-{kind}.eml")) && m.to.contains(address))

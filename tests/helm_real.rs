@@ -5,7 +5,6 @@
 
 mod support;
 
-
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };

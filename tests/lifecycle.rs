@@ -378,7 +378,11 @@ fn the_trial_converts_automatically_at_its_end_and_billing_starts_then() {
         ("northwind", ends, None)
     );
     assert_eq!(w.status().expires_at, None);
-    assert!(w.events.contains(&lifecycle::events::CONVERTED_TO_PRODUCTION) && w.events.contains(&lifecycle::events::BILLING_STARTED));
+    assert!(
+        w.events
+            .contains(&lifecycle::events::CONVERTED_TO_PRODUCTION)
+            && w.events.contains(&lifecycle::events::BILLING_STARTED)
+    );
     assert_eq!(w.ready(), ("True".into(), "Ready".into()));
     assert_eq!(w.plan().next_review, None);
 }
@@ -464,7 +468,10 @@ fn a_far_future_expiration_date_is_held_to_the_distributors_trial_days() {
         w.status().trial.as_ref().unwrap().ends_at,
         t0() + Duration::days(10)
     );
-    assert!(!w.events.contains(&lifecycle::events::EXPIRATION_DATE_LIMITED));
+    assert!(
+        !w.events
+            .contains(&lifecycle::events::EXPIRATION_DATE_LIMITED)
+    );
 }
 
 #[test]
@@ -488,7 +495,11 @@ fn unbinding_a_production_partner_ends_billing_and_production_together() {
         assert_eq!(w.status().expires_at, None);
         // The tenant's entitlements follow in the same pass.
         assert!(plan.effects.contains(&Effect::EnsureTenant));
-        assert!(w.events.contains(&lifecycle::events::PRODUCTION_ENDED_UNBOUND) && w.events.contains(&lifecycle::events::BILLING_ENDED));
+        assert!(
+            w.events
+                .contains(&lifecycle::events::PRODUCTION_ENDED_UNBOUND)
+                && w.events.contains(&lifecycle::events::BILLING_ENDED)
+        );
         // Once: settled, nothing more.
         assert!(w.settle().effects.is_empty());
         let (_, billing) = lifecycle::distributor_totals([w.status()]);

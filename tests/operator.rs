@@ -342,7 +342,12 @@ async fn distributor_skus_reach_every_partner(server: Server) {
             format!("the entitlements of {name} list the new SKUs"),
             Patience::RECONCILE,
             || async {
-                let data = entitlements.get("entitlements").await.unwrap().data.unwrap();
+                let data = entitlements
+                    .get("entitlements")
+                    .await
+                    .unwrap()
+                    .data
+                    .unwrap();
                 if data["skus"] == "ESSENTIALS,BACKUP" {
                     Ok(())
                 } else {
@@ -371,7 +376,8 @@ async fn unbound_partners_stay_pending_until_their_distributor_exists(server: Se
 
     let p = h
         .wait_partner("elsewhere", "intruder", "NamespaceNotAllowed", |p| {
-            condition(p, types::DISTRIBUTOR_BOUND).is_some_and(|(_, r)| r == reasons::NAMESPACE_NOT_ALLOWED)
+            condition(p, types::DISTRIBUTOR_BOUND)
+                .is_some_and(|(_, r)| r == reasons::NAMESPACE_NOT_ALLOWED)
         })
         .await;
     assert_eq!(level(&p), SubscriptionLevel::Pending);
@@ -450,20 +456,24 @@ async fn deletion_honours_the_deletion_policy(server: Server) {
         .unwrap();
     // A real server first marks the Namespace Terminating and empties it; the operator
     // provisions again once it is gone.
-    eventually("the tenant is provisioned again", Patience::RECONCILE, || async {
-        let live = namespaces
-            .get_opt(kept_tenant)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
-        let entitlements = Api::<ConfigMap>::namespaced(h.client.clone(), kept_tenant)
-            .get_opt("entitlements")
-            .await
-            .ok()
-            .flatten();
-        live && entitlements.is_some()
-    })
+    eventually(
+        "the tenant is provisioned again",
+        Patience::RECONCILE,
+        || async {
+            let live = namespaces
+                .get_opt(kept_tenant)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
+            let entitlements = Api::<ConfigMap>::namespaced(h.client.clone(), kept_tenant)
+                .get_opt("entitlements")
+                .await
+                .ok()
+                .flatten();
+            live && entitlements.is_some()
+        },
+    )
     .await;
 
     let partners = h.partners("northwind-partners");
@@ -474,9 +484,11 @@ async fn deletion_honours_the_deletion_policy(server: Server) {
             .unwrap();
     }
     for name in ["gone", "kept"] {
-        eventually(format!("Partner {name} removed"), Patience::RECONCILE, || async {
-            partners.get_opt(name).await.unwrap().is_none()
-        })
+        eventually(
+            format!("Partner {name} removed"),
+            Patience::RECONCILE,
+            || async { partners.get_opt(name).await.unwrap().is_none() },
+        )
         .await;
     }
     // Deleting a Namespace ends when its contents are gone: at once on the sandbox, after the

@@ -99,7 +99,10 @@ async fn an_smtp_outage_is_reported_then_delivered_exactly_once(server: Server) 
             "northwind-partners",
             "contoso",
             "EmailDeliveryFailed",
-            |p| condition(p, types::ACTIVATION_SENT).is_some_and(|(_, r)| r == reasons::EMAIL_DELIVERY_FAILED),
+            |p| {
+                condition(p, types::ACTIVATION_SENT)
+                    .is_some_and(|(_, r)| r == reasons::EMAIL_DELIVERY_FAILED)
+            },
         )
         .await;
     assert_eq!(

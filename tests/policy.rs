@@ -102,7 +102,9 @@ async fn unbinding_a_production_partner_ends_billing_and_entitlements(server: Se
         .await
         .unwrap();
     let contoso = h
-        .wait_partner(NAMESPACE, "contoso", "Expired", |p| level(p) == SubscriptionLevel::Expired)
+        .wait_partner(NAMESPACE, "contoso", "Expired", |p| {
+            level(p) == SubscriptionLevel::Expired
+        })
         .await;
     let status = contoso.status.unwrap();
     assert_eq!(status.subscription_level, Some(SubscriptionLevel::Expired));

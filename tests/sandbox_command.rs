@@ -7,8 +7,8 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::{Patience, Server, eventually, eventually_blocking};
 use support::process::*;
+use support::{Patience, Server, eventually, eventually_blocking};
 
 on_both_servers_blocking!(
     without_operator_serves_the_crds_and_stops_cleanly_on_sigterm,
@@ -62,7 +62,11 @@ fn with_the_operator_partners_become_ready_and_mail_lands_in_the_outbox(server: 
                         .collect()
                 })
                 .unwrap_or_default();
-            if names.len() >= 3 { Ok(names) } else { Err(names) }
+            if names.len() >= 3 {
+                Ok(names)
+            } else {
+                Err(names)
+            }
         },
     );
     assert_eq!(activations.len(), 3, "{activations:?}");

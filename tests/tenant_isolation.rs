@@ -41,9 +41,11 @@ async fn tenant_of(h: &Harness, partner: &Partner) -> String {
 
 /// Waits until `name` is gone (a real server first marks a Namespace Terminating).
 async fn wait_gone(h: &Harness, name: &str) {
-    eventually(&format!("namespace {name} is gone"), Patience::DELETION, || async {
-        namespaces(h).get_opt(name).await.ok().flatten().is_none()
-    })
+    eventually(
+        &format!("namespace {name} is gone"),
+        Patience::DELETION,
+        || async { namespaces(h).get_opt(name).await.ok().flatten().is_none() },
+    )
     .await;
 }
 
@@ -51,9 +53,11 @@ async fn wait_gone(h: &Harness, name: &str) {
 async fn delete_partner(h: &Harness, namespace: &str, name: &str) {
     let api = h.partners(namespace);
     api.delete(name, &DeleteParams::default()).await.unwrap();
-    eventually(&format!("Partner {name} is gone"), Patience::DELETION, || async {
-        api.get_opt(name).await.ok().flatten().is_none()
-    })
+    eventually(
+        &format!("Partner {name} is gone"),
+        Patience::DELETION,
+        || async { api.get_opt(name).await.ok().flatten().is_none() },
+    )
     .await;
 }
 
@@ -223,13 +227,17 @@ async fn squat_a_future_tenant(h: &Harness) -> (String, BTreeMap<String, String>
     );
     assert!(p.status.clone().unwrap().tenant.is_none());
     eventually("a Warning Event says why", Patience::RECONCILE, || async {
-        events(h, "tailspin-partners", event_reasons::TENANT_NAMESPACE_TAKEN)
-            .await
-            .iter()
-            .any(|e| {
-                e.type_.as_deref() == Some("Warning")
-                    && e.note.as_deref().is_some_and(|n| n.contains(&name))
-            })
+        events(
+            h,
+            "tailspin-partners",
+            event_reasons::TENANT_NAMESPACE_TAKEN,
+        )
+        .await
+        .iter()
+        .any(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.note.as_deref().is_some_and(|n| n.contains(&name))
+        })
     })
     .await;
     (name, labels)
@@ -279,11 +287,15 @@ async fn a_tampered_status_moves_no_tenant(server: Server) {
         )
         .await
         .unwrap();
-    eventually("the entitlements follow the spec", Patience::RECONCILE, || async {
-        entitlements(&h, &tenant)
-            .await
-            .is_some_and(|d| d["organization"] == "Contoso Renamed")
-    })
+    eventually(
+        "the entitlements follow the spec",
+        Patience::RECONCILE,
+        || async {
+            entitlements(&h, &tenant)
+                .await
+                .is_some_and(|d| d["organization"] == "Contoso Renamed")
+        },
+    )
     .await;
     untouched(&h, "victim", &labels).await;
 

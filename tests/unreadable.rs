@@ -80,12 +80,16 @@ async fn partner_schema(h: &Harness, permissive: bool) {
         .await
         .unwrap();
     let what = if permissive { "taken" } else { "refused" };
-    eventually(&format!("the poison date {what}"), Patience::RECONCILE, || async {
-        create(h, with_expiration("probe", POISON), true)
-            .await
-            .is_ok()
-            == permissive
-    })
+    eventually(
+        &format!("the poison date {what}"),
+        Patience::RECONCILE,
+        || async {
+            create(h, with_expiration("probe", POISON), true)
+                .await
+                .is_ok()
+                == permissive
+        },
+    )
     .await;
 }
 
@@ -123,9 +127,11 @@ async fn an_unreadable_partner_harms_only_itself(server: Server) {
     let contoso = h
         .wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
         .await;
-    eventually("the unreadable Partner reported", Patience::RECONCILE, || async {
-        unreadable_events(&h, "poisoned").await == 1
-    })
+    eventually(
+        "the unreadable Partner reported",
+        Patience::RECONCILE,
+        || async { unreadable_events(&h, "poisoned").await == 1 },
+    )
     .await;
     gauge_reads(metrics, 1.0).await;
     // Left alone: no finalizer, no tenant, no email.
@@ -154,9 +160,11 @@ async fn an_unreadable_partner_harms_only_itself(server: Server) {
     partner_schema(&h, true).await;
     set_expiration(&h, "contoso", POISON).await;
     partner_schema(&h, false).await;
-    eventually("contoso reported unreadable", Patience::RECONCILE, || async {
-        unreadable_events(&h, "contoso").await == 1
-    })
+    eventually(
+        "contoso reported unreadable",
+        Patience::RECONCILE,
+        || async { unreadable_events(&h, "contoso").await == 1 },
+    )
     .await;
     gauge_reads(metrics, 1.0).await;
     let kept = namespaces.get(&tenant).await.unwrap();

@@ -42,13 +42,17 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
 /// its own, debounced, reconciliation), then returns the whole scrape; fails with the last
 /// scrape if it never does.
 pub async fn scrape_until(addr: std::net::SocketAddr, series: &str, value: f64) -> String {
-    eventually(format!("{series} = {value}"), Patience::RECONCILE, || async {
-        match try_get(addr, "/metrics").await {
-            Ok((200, metrics)) if sample(&metrics, series) == Some(value) => Ok(metrics),
-            Ok((status, metrics)) => Err(Seen(format!("{status}\n{metrics}"))),
-            Err(e) => Err(Seen(e.to_string())),
-        }
-    })
+    eventually(
+        format!("{series} = {value}"),
+        Patience::RECONCILE,
+        || async {
+            match try_get(addr, "/metrics").await {
+                Ok((200, metrics)) if sample(&metrics, series) == Some(value) => Ok(metrics),
+                Ok((status, metrics)) => Err(Seen(format!("{status}\n{metrics}"))),
+                Err(e) => Err(Seen(e.to_string())),
+            }
+        },
+    )
     .await
 }
 

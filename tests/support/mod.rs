@@ -185,7 +185,11 @@ impl Harness {
             Patience::RECONCILE,
             || async {
                 let now = metrics::reconciliations(addr, "partner").await;
-                if now >= before + partners { Ok(()) } else { Err(now) }
+                if now >= before + partners {
+                    Ok(())
+                } else {
+                    Err(now)
+                }
             },
         )
         .await;
@@ -307,18 +311,14 @@ impl Harness {
 
     /// Waits for at least `count` messages in all, then returns every one received.
     pub async fn wait_emails(&self, count: usize) -> Vec<ReceivedEmail> {
-        eventually(
-            format!("{count} emails"),
-            Patience::RECONCILE,
-            || async {
-                let received = self.smtp.received();
-                if received.len() >= count {
-                    Ok(received)
-                } else {
-                    Err(received)
-                }
-            },
-        )
+        eventually(format!("{count} emails"), Patience::RECONCILE, || async {
+            let received = self.smtp.received();
+            if received.len() >= count {
+                Ok(received)
+            } else {
+                Err(received)
+            }
+        })
         .await
     }
 

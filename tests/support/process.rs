@@ -103,12 +103,14 @@ impl Sandbox {
     /// SIGTERM, then the exit status and what was printed.
     pub fn terminate(&mut self) -> (std::process::ExitStatus, String) {
         sigterm(&self.child);
-        let status = eventually_blocking("the sandbox ending after SIGTERM", Patience::PROCESS_EXIT, || {
-            match self.child.try_wait().unwrap() {
+        let status = eventually_blocking(
+            "the sandbox ending after SIGTERM",
+            Patience::PROCESS_EXIT,
+            || match self.child.try_wait().unwrap() {
                 Some(status) => Ok(status),
                 None => Err(Seen(self.log())),
-            }
-        });
+            },
+        );
         let mut stdout = String::new();
         self.child
             .stdout

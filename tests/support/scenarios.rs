@@ -17,19 +17,24 @@ pub async fn whole_trial(h: &Harness) -> std::collections::BTreeMap<&'static str
     h.apply(partner("northwind-partners", "contoso", "northwind"))
         .await;
     h.wait_partner("northwind-partners", "contoso", "a failed delivery", |p| {
-        condition(p, types::READY).is_some_and(|(_, reason)| reason == reasons::EMAIL_DELIVERY_FAILED)
+        condition(p, types::READY)
+            .is_some_and(|(_, reason)| reason == reasons::EMAIL_DELIVERY_FAILED)
     })
     .await;
     // The operator retries, and the Warning is seen again: its Event counted up (or another
     // one recorded, should the error read differently).
-    eventually("the failed delivery reported twice", Patience::RECONCILE, || async {
-        let reported: i32 = events(h, "northwind-partners", reasons::EMAIL_DELIVERY_FAILED)
-            .await
-            .iter()
-            .map(|e| e.series.as_ref().map_or(1, |s| s.count))
-            .sum();
-        if reported >= 2 { Ok(()) } else { Err(reported) }
-    })
+    eventually(
+        "the failed delivery reported twice",
+        Patience::RECONCILE,
+        || async {
+            let reported: i32 = events(h, "northwind-partners", reasons::EMAIL_DELIVERY_FAILED)
+                .await
+                .iter()
+                .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                .sum();
+            if reported >= 2 { Ok(()) } else { Err(reported) }
+        },
+    )
     .await;
     h.smtp.set_down(false);
     let mut retained = partner("northwind-partners", "litware", "northwind");
