@@ -163,6 +163,7 @@ async fn a_deleted_tenant_comes_back_with_the_emailed_link_working(server: Serve
         partner_operator::tenant::token_hash(&token)
     );
     wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
+    h.settled().await;
     assert_eq!(h.smtp.received().len(), 1, "no second activation email");
 }
 

@@ -4,8 +4,9 @@
 //! [`within`] and [`within_blocking`] are the loop under both, returning the last observation
 //! instead of failing, for tests whose assertion is on what was observed.
 //!
-//! A test never sleeps to let something happen, nor to prove that nothing did: it waits for a
-//! positive signal (see `Harness::settled`) and then asserts.
+//! A test never sleeps to prove that nothing happened: it waits for a positive signal that the
+//! system settled (see `Harness::settled`) and then asserts. A sleep is only for real time to
+//! pass on purpose (pacing writes, chaos timing), and says so where it is.
 
 use std::fmt::{Debug, Display};
 use std::future::Future;
