@@ -3,7 +3,6 @@
 //! server-side apply, selectors and pagination, concurrent writers, injected faults.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -13,6 +12,11 @@ use partner_operator::api::*;
 use partner_operator::clock::Clock;
 use partner_operator::sandbox::apiserver::{ApiServer, FaultRule};
 use serde_json::json;
+use wait::{Patience, eventually};
+
+#[path = "support/wait.rs"]
+#[allow(dead_code)]
+mod wait;
 
 async fn server() -> ApiServer {
     let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
@@ -248,12 +252,10 @@ async fn deleting_a_namespace_deletes_its_objects() {
         terminating.status.and_then(|s| s.phase).as_deref(),
         Some("Terminating")
     );
-    let mut waited = 0;
-    while namespaces.get_opt("doomed").await.unwrap().is_some() {
-        assert!(waited < 100, "the namespace is not removed within 5 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += 1;
-    }
+    eventually("the namespace removed", Patience::API_SERVER, || async {
+        namespaces.get_opt("doomed").await.unwrap().is_none()
+    })
+    .await;
     assert!(
         api.list(&ListParams::default())
             .await
@@ -290,7 +292,10 @@ async fn watchers_survive_dropped_watches_and_compaction() {
     )
     .await
     .unwrap();
-    wait_for(|| reader.state().len() == 1).await;
+    eventually("the reflector holds w1", Patience::API_SERVER, || async {
+        reader.state().len() == 1
+    })
+    .await;
     server.drop_watches();
     api.create(
         &PostParams::default(),
@@ -298,7 +303,12 @@ async fn watchers_survive_dropped_watches_and_compaction() {
     )
     .await
     .unwrap();
-    wait_for(|| reader.state().len() == 2).await;
+    eventually(
+        "the reflector holds w1 and w2",
+        Patience::API_SERVER,
+        || async { reader.state().len() == 2 },
+    )
+    .await;
     server.compact();
     server.drop_watches();
     api.create(
@@ -308,27 +318,25 @@ async fn watchers_survive_dropped_watches_and_compaction() {
     .await
     .unwrap();
     api.delete("w1", &DeleteParams::default()).await.unwrap();
-    wait_for(|| {
-        let mut names: Vec<_> = reader
-            .state()
-            .iter()
-            .map(|c| c.metadata.name.clone().unwrap())
-            .collect();
-        names.sort();
-        names == ["w2", "w3"]
-    })
+    eventually(
+        "the reflector holds w2 and w3",
+        Patience::API_SERVER,
+        || async {
+            let mut names: Vec<_> = reader
+                .state()
+                .iter()
+                .map(|c| c.metadata.name.clone().unwrap())
+                .collect();
+            names.sort();
+            if names == ["w2", "w3"] {
+                Ok(())
+            } else {
+                Err(names)
+            }
+        },
+    )
     .await;
     handle.abort();
-}
-
-async fn wait_for(mut condition: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("condition not reached in 10 s");
 }
 
 #[tokio::test]

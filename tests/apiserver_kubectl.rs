@@ -5,14 +5,14 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use partner_operator::clock::Clock;
 use partner_operator::sandbox::apiserver::ApiServer;
 use partner_operator::sandbox::control_plane::ControlPlane;
 use support::servers::kube_assets;
+use support::{Patience, Seen, eventually_blocking, project};
 
 on_both_servers_blocking!(
     crds_apply_client_side_and_server_side_then_custom_resources,
@@ -122,12 +122,30 @@ impl Server {
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
+    /// Starts `kubectl ARGS -v=6` and leaves it running.
+    fn spawn(&self, args: &[&str]) -> Running {
+        let mut child = self
+            .command(args)
+            .arg("-v=6")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let log = log.clone();
+            let stderr = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            })
+        };
+        Running { child, log, reader }
     }
 
     fn apply_stdin(&self, args: &[&str], manifest: &str) -> Output {
@@ -159,46 +177,69 @@ impl Drop for Server {
     }
 }
 
-fn project(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
 fn path_arg(path: &str) -> String {
     project(path).to_string_lossy().into_owned()
 }
 
-/// Waits for a spawned kubectl; `None` if it is still running after `within`.
-fn finished_within(child: &mut Child, within: Duration) -> Option<Output> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            return None.or(Some(output_of(child)));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
+/// A kubectl left running at `-v=6`, which logs one line per request it makes: its stderr is
+/// read as it comes, so a test can see what it is doing (watching, say) while it runs.
+struct Running {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
 }
 
-fn output_of(child: &mut Child) -> Output {
-    use std::io::Read;
-    let status = child.wait().unwrap();
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    Output {
-        status,
-        stdout,
-        stderr,
+impl Running {
+    /// Waits until kubectl has opened a watch (and so, for `wait` or `delete --wait`, found
+    /// that what it waits for has not happened yet); fails if it ends first.
+    fn wait_until_watching(&mut self) {
+        eventually_blocking("kubectl watching", Patience::RECONCILE, || {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("kubectl ended ({status}) before it watched: {}", self.log());
+            }
+            let log = self.log();
+            if log
+                .lines()
+                .any(|l| l.contains("watch=true") && l.contains("200"))
+            {
+                Ok(())
+            } else {
+                Err(Seen(log))
+            }
+        });
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for kubectl to end: its output, its stderr being the request log.
+    fn output(mut self) -> Output {
+        use std::io::Read;
+        let status = eventually_blocking("kubectl ending", Patience::PROCESS_EXIT, || {
+            self.child
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| Seen(self.log()))
+        });
+        let mut stdout = Vec::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_end(&mut stdout)
+            .unwrap();
+        self.reader.join().unwrap();
+        let stderr = self.log.lock().unwrap().clone().into_bytes();
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 }
 
@@ -426,14 +467,19 @@ fn wait_returns_once_the_condition_is_met(kind: support::Server) {
         "northwind-partners",
         "--timeout=60s",
     ]);
+    // Watching, so it has looked and found the condition unmet: it waits.
+    waiting.wait_until_watching();
     assert!(
-        finished_within(&mut waiting, Duration::from_millis(700)).is_none(),
+        waiting.is_running(),
         "kubectl wait returned before the condition was set"
     );
     set_ready(&server, "contoso", "True");
-    let output = finished_within(&mut waiting, Duration::from_secs(30))
-        .expect("kubectl wait returns once the condition is met");
-    assert!(output.status.success());
+    let output = waiting.output();
+    assert!(
+        output.status.success(),
+        "kubectl wait returns once the condition is met: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),
         "partner.partner-operator.io/contoso condition met"
@@ -461,8 +507,10 @@ fn delete_waits_for_the_finalizer(kind: support::Server) {
         "northwind-partners",
         "--timeout=60s",
     ]);
+    // Watching for the deletion, so it has deleted and found the object still there.
+    deleting.wait_until_watching();
     assert!(
-        finished_within(&mut deleting, Duration::from_millis(1500)).is_none(),
+        deleting.is_running(),
         "kubectl delete returned while a finalizer held the object"
     );
     let marked = server.ok(&[
@@ -485,9 +533,12 @@ fn delete_waits_for_the_finalizer(kind: support::Server) {
         "-p",
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
     ]);
-    let output = finished_within(&mut deleting, Duration::from_secs(30))
-        .expect("kubectl delete returns once the finalizer is removed");
-    assert!(output.status.success());
+    let output = deleting.output();
+    assert!(
+        output.status.success(),
+        "kubectl delete returns once the finalizer is removed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(
         String::from_utf8_lossy(&output.stdout)
             .contains(r#"partner.partner-operator.io "contoso" deleted"#),

@@ -29,6 +29,7 @@ use partner_operator::sandbox::apiserver::FaultRule;
 use partner_operator::sandbox::smtp::SmtpSink;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use support::metrics::{free_port, reconciliations};
 use support::process::BINARY;
 use support::*;
 
@@ -38,13 +39,18 @@ const NAMESPACE: &str = "northwind-partners";
 const PARTNERS: usize = 18;
 /// How long the operator is killed and restarted.
 const CHAOS: Duration = Duration::from_secs(25);
-const SETTLE: Duration = Duration::from_secs(90);
 /// The operator authenticates to the SMTP server; the password must never reach its logs.
 const SMTP_USER: &str = "chaos-user";
 const SMTP_PASSWORD: &str = "chaos-pw-7Qx2v9Lk";
 
-/// The operator as a process of its own, logging to a file it appends to.
-fn spawn_operator(dir: &std::path::Path, smtp: &SmtpSink, crash_points: &str) -> Child {
+/// The operator as a process of its own, logging to a file it appends to, serving `/metrics`
+/// on `metrics`.
+fn spawn_operator(
+    dir: &std::path::Path,
+    smtp: &SmtpSink,
+    crash_points: &str,
+    metrics: std::net::SocketAddr,
+) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -61,7 +67,7 @@ fn spawn_operator(dir: &std::path::Path, smtp: &SmtpSink, crash_points: &str) ->
             smtp.addr()
         ))
         .arg(format!("--activation-base-url={PORTAL}"))
-        .arg("--metrics-addr=127.0.0.1:0")
+        .arg(format!("--metrics-addr={metrics}"))
         .arg(format!(
             "--activation-key-file={}",
             dir.join("key").display()
@@ -161,7 +167,8 @@ async fn one_run(server: Server, seed: u64) {
         } else {
             ""
         };
-        let mut operator = spawn_operator(dir.path(), &smtp, crash_points);
+        let mut operator = spawn_operator(dir.path(), &smtp, crash_points, free_port());
+        // Real time for the operator to work before it dies: the chaos is in the timing.
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
         if !converted && began.elapsed() > Duration::from_secs(6) {
             for name in ["p00", "p03"] {
@@ -218,46 +225,48 @@ async fn one_run(server: Server, seed: u64) {
     }
 
     // One operator, undisturbed, until everything settled.
-    let mut operator = spawn_operator(dir.path(), &smtp, "");
+    let metrics = free_port();
+    let mut operator = spawn_operator(dir.path(), &smtp, "", metrics);
+    let summary = |partners: &[Partner]| -> Vec<String> {
+        partners
+            .iter()
+            .map(|p| {
+                let s = p.status.clone().unwrap_or_default();
+                format!(
+                    "{}: {:?}, emails {:?}, ready {:?}",
+                    p.metadata.name.clone().unwrap(),
+                    s.subscription_level,
+                    s.emails
+                        .iter()
+                        .map(|e| (e.event, e.sent_at.is_some(), e.last_error.clone()))
+                        .collect::<Vec<_>>(),
+                    condition(p, types::READY)
+                )
+            })
+            .collect()
+    };
     let settled = |partners: &[Partner]| {
         partners.len() == expected.len()
             && partners.iter().all(|p| {
-                let (level, _, _) = expected[&p.metadata.name.clone().unwrap()];
-                p.status.as_ref().and_then(|s| s.subscription_level) == Some(level)
+                let (level_, _, _) = expected[&p.metadata.name.clone().unwrap()];
+                level(p) == level_
                     && p.status.as_ref().is_some_and(|s| {
                         s.emails.iter().all(|e| e.sent_at.is_some()) && s.emails.len() >= 3
                     })
             })
     };
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let listed = partners.list(&Default::default()).await;
-        if listed.as_ref().is_ok_and(|l| settled(&l.items)) {
-            break;
-        }
-        if Instant::now() > deadline {
-            let summary: Vec<String> = listed
-                .map(|l| l.items)
-                .unwrap_or_default()
-                .iter()
-                .map(|p| {
-                    let s = p.status.clone().unwrap_or_default();
-                    format!(
-                        "{}: {:?}, emails {:?}, ready {:?}",
-                        p.metadata.name.clone().unwrap(),
-                        s.subscription_level,
-                        s.emails
-                            .iter()
-                            .map(|e| (e.event, e.sent_at.is_some(), e.last_error.clone()))
-                            .collect::<Vec<_>>(),
-                        condition(p, "Ready")
-                    )
-                })
-                .collect();
-            panic!("seed {seed}: not settled after {SETTLE:?} ({kills} kills): {summary:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        format!("seed {seed}: every Partner settled ({kills} kills)"),
+        Patience::TRIAL,
+        || async {
+            match partners.list(&Default::default()).await {
+                Ok(listed) if settled(&listed.items) => Ok(()),
+                Ok(listed) => Err(summary(&listed.items)),
+                Err(e) => Err(vec![e.to_string()]),
+            }
+        },
+    )
+    .await;
     for name in &deleted_names {
         let gone = partners.get_opt(name).await.unwrap().is_none();
         assert!(gone, "{name} still there");
@@ -272,7 +281,30 @@ async fn one_run(server: Server, seed: u64) {
         );
     }
     let received_at_settle = smtp.received().len();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing more to send: every Partner is looked at once more (a touch of an annotation
+    // wakes each), and the reconciliations counted since cover them all.
+    let before = reconciliations(metrics, "partner").await;
+    for name in expected.keys() {
+        let touch =
+            json!({"metadata": {"annotations": {"chaos.partner-operator.io/settled": "yes"}}});
+        partners
+            .patch(name, &PatchParams::default(), &Patch::Merge(&touch))
+            .await
+            .unwrap();
+    }
+    eventually(
+        "every Partner reconciled once more after settling",
+        Patience::RECONCILE,
+        || async {
+            let now = reconciliations(metrics, "partner").await;
+            if now >= before + expected.len() as f64 {
+                Ok(())
+            } else {
+                Err(now)
+            }
+        },
+    )
+    .await;
     operator.kill().unwrap();
     operator.wait().unwrap();
     let crashes = std::fs::read_to_string(dir.path().join("operator.log"))
@@ -310,21 +342,25 @@ async fn one_run(server: Server, seed: u64) {
     // Deleted Partners: tenants gone.
     let namespaces = Api::<Namespace>::all(client.clone());
     for name in &deleted_names {
-        eventually(&format!("{name}'s tenant gone"), SETTLE, || async {
-            namespaces
-                .list(&Default::default())
-                .await
-                .unwrap()
-                .items
-                .iter()
-                .all(|ns| {
-                    !ns.metadata
-                        .name
-                        .as_deref()
-                        .unwrap_or_default()
-                        .starts_with(&format!("{NAMESPACE}-{name}-"))
-                })
-        })
+        eventually(
+            &format!("{name}'s tenant gone"),
+            Patience::TRIAL,
+            || async {
+                namespaces
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .iter()
+                    .all(|ns| {
+                        !ns.metadata
+                            .name
+                            .as_deref()
+                            .unwrap_or_default()
+                            .starts_with(&format!("{NAMESPACE}-{name}-"))
+                    })
+            },
+        )
         .await;
     }
     // Entitlements say what the status says; billing started at the deadline.
@@ -374,16 +410,18 @@ async fn one_run(server: Server, seed: u64) {
 
 /// Retries a write the sandbox's injected faults refused (none of those lose a response).
 async fn retried<T, F: std::future::Future<Output = kube::Result<T>>>(write: impl Fn() -> F) -> T {
-    for _ in 0..50 {
-        match write().await {
-            Ok(done) => return done,
-            Err(kube::Error::Api(status)) if status.code == 500 => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually(
+        "a write past the injected faults",
+        Patience::RECONCILE,
+        || async {
+            match write().await {
+                Ok(done) => Ok(done),
+                Err(kube::Error::Api(status)) if status.code == 500 => Err(status),
+                Err(err) => panic!("{err}"),
             }
-            Err(err) => panic!("{err}"),
-        }
-    }
-    panic!("a write refused 50 times");
+        },
+    )
+    .await
 }
 
 /// How many messages went to the Partner `name`'s address.

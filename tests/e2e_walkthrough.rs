@@ -15,10 +15,9 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use support::Server;
 use support::process::{Sandbox, examples, stdout};
+use support::{Patience, Server, eventually_blocking};
 
 /// Where the walkthrough runs: a sandbox, or a real cluster.
 enum Target {
@@ -135,24 +134,21 @@ fn read_outbox(dir: &Path) -> Vec<Mail> {
 
 /// Waits until the outbox holds a message of `kind` to `address`.
 fn wait_for_mail(dir: &Path, kind: &str, address: &str) -> Mail {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(mail) = read_outbox(dir)
-            .into_iter()
-            .find(|m| m.file.ends_with(&format!("-{kind}.eml")) && m.to.contains(address))
-        {
-            return mail;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {kind} email to {address}; outbox: {:?}",
-            read_outbox(dir)
+    eventually_blocking(
+        format!("a {kind} email to {address} in the outbox"),
+        Patience::WALKTHROUGH,
+        || {
+            let outbox = read_outbox(dir);
+            let files: Vec<_> = outbox
                 .iter()
-                .map(|m| (&m.file, &m.to))
-                .collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+                .map(|m| (m.file.clone(), m.to.clone()))
+                .collect();
+            outbox
+                .into_iter()
+                .find(|m| m.file.ends_with(&format!("-{kind}.eml")) && m.to.contains(address))
+                .ok_or(files)
+        },
+    )
 }
 
 fn apply_examples(target: &Target) {

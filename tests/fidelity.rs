@@ -184,16 +184,15 @@ impl Http {
         .await
     }
 
-    /// Polls `path` until `done` holds for its reply (or `patience` passes): the reply.
-    async fn until(&self, path: &str, patience: Duration, done: impl Fn(&Reply) -> bool) -> Reply {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
+    /// Polls `path` until `done` holds for its reply, or `patience` passes: the last reply
+    /// either way (what the two servers did is compared, a timeout included).
+    async fn until(&self, path: &str, patience: Patience, done: impl Fn(&Reply) -> bool) -> Reply {
+        within(patience, || async {
             let reply = self.get(path).await;
-            if done(&reply) || tokio::time::Instant::now() > deadline {
-                return reply;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if done(&reply) { Ok(reply) } else { Err(reply) }
+        })
+        .await
+        .unwrap_or_else(|last| last)
     }
 }
 
@@ -737,6 +736,8 @@ async fn server_side_apply_is_idempotent(http: Http, ns: String) -> Value {
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "applied", "labels": {"a": "b"}},
         "type": "Opaque", "data": {"hash": "YWJj"}});
     let first = http.patch(&path, APPLY, secret.clone()).await;
+    // Real time on purpose: managedFields times have whole seconds, and an idempotent apply
+    // must not move them a second later.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = http.patch(&path, APPLY, secret.clone()).await;
     let mut changed = secret;
@@ -1053,7 +1054,7 @@ async fn delete_preconditions(http: Http, ns: String) -> Value {
     http.post(&cms(&ns), dependent).await;
     let deleted = with_body(json!({"propagationPolicy": "Foreground"})).await;
     let gone = http
-        .until(&path, Duration::from_secs(20), |r| r.code == 404)
+        .until(&path, Patience::API_SERVER, |r| r.code == 404)
         .await;
     let dependent_gone = http.get(&format!("{}/dependent", cms(&ns))).await;
     json!({"wrongUid": wrong_uid.outcome(), "wrongVersion": wrong_version.outcome(),
@@ -1073,7 +1074,7 @@ async fn namespace_termination(http: Http, _ns: String) -> Value {
     let gone = http
         .until(
             &format!("/api/v1/namespaces/{ns}"),
-            Duration::from_secs(30),
+            Patience::API_SERVER,
             |r| r.code == 404,
         )
         .await;
@@ -1185,6 +1186,7 @@ async fn watch_bookmarks_never_run_ahead(http: Http, ns: String) -> Value {
             // Over about three seconds, so that bookmarks fall between the events.
             for i in 0..150 {
                 http.post(&cms(&ns), cm(&format!("w{i}"), json!({}))).await;
+                // Pacing on purpose: the writes spread over the watch's bookmarks.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -1219,6 +1221,8 @@ async fn watch_events_and_filters(http: Http, ns: String) -> Value {
         let http = http.clone();
         let ns = ns.clone();
         tokio::spawn(async move {
+            // Time for the watches to open first (one has no resourceVersion: it sees only
+            // what comes after it). A wait for something to happen, not proof of nothing.
             tokio::time::sleep(Duration::from_millis(500)).await;
             let mut object = cm("second", json!({}));
             object["metadata"]["labels"] = json!({"watched": "yes"});
@@ -1291,6 +1295,8 @@ async fn watch_as_table(http: Http, ns: String) -> Value {
         let http = http.clone();
         let ns = ns.clone();
         tokio::spawn(async move {
+            // Time for the watches to open first (one has no resourceVersion: it sees only
+            // what comes after it). A wait for something to happen, not proof of nothing.
             tokio::time::sleep(Duration::from_millis(500)).await;
             http.post(&cms(&ns), cm("y", json!({}))).await;
         })
@@ -1777,7 +1783,7 @@ async fn garbage_collection(http: Http, ns: String) -> Value {
     let dependent = http
         .until(
             &format!("{}/dependent", cms(&ns)),
-            Duration::from_secs(20),
+            Patience::API_SERVER,
             |r| r.code == 404,
         )
         .await;
@@ -1898,7 +1904,7 @@ async fn crd_updates_and_removal(http: Http, ns: String) -> Value {
         )
         .await;
     let served = http
-        .until(&widgets, Duration::from_secs(20), |r| r.code == 200)
+        .until(&widgets, Patience::API_SERVER, |r| r.code == 200)
         .await;
     let widget = http
         .post(
@@ -1924,17 +1930,17 @@ async fn crd_updates_and_removal(http: Http, ns: String) -> Value {
     );
     updated["metadata"]["resourceVersion"] = current.body["metadata"]["resourceVersion"].clone();
     let update = http.put(&crd_path, updated).await;
-    let after = http
-        .until(&widgets, Duration::from_secs(20), |_| true)
-        .await;
-    let mut table = http.get_as(&widgets, TABLE).await;
-    for _ in 0..50 {
+    let after = http.get(&widgets).await;
+    let table = within(Patience::API_SERVER, || async {
+        let table = http.get_as(&widgets, TABLE).await;
         if columns_of(&table).to_string().contains("Size") {
-            break;
+            Ok(table)
+        } else {
+            Err(table)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        table = http.get_as(&widgets, TABLE).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|last| last);
     let too_big = http
         .post(
             &widgets,
@@ -1949,10 +1955,10 @@ async fn crd_updates_and_removal(http: Http, ns: String) -> Value {
         .await;
     let deleted = http.delete(&crd_path).await;
     let gone = http
-        .until(&widgets, Duration::from_secs(30), |r| r.code == 404)
+        .until(&widgets, Patience::API_SERVER, |r| r.code == 404)
         .await;
     let crd_gone = http
-        .until(&crd_path, Duration::from_secs(30), |r| r.code == 404)
+        .until(&crd_path, Patience::API_SERVER, |r| r.code == 404)
         .await;
     let recreated = http
         .post(
@@ -1961,7 +1967,7 @@ async fn crd_updates_and_removal(http: Http, ns: String) -> Value {
         )
         .await;
     let empty = http
-        .until(&widgets, Duration::from_secs(20), |r| r.code == 200)
+        .until(&widgets, Patience::API_SERVER, |r| r.code == 200)
         .await;
     json!({
         "create": created.outcome(), "served": served.outcome(),

@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
@@ -16,10 +15,6 @@ use support::*;
 
 /// The wheel's version: Helm v4.2.3's Go library.
 const HELM_WHEEL: &str = "helm-python-sdk==0.2.2";
-
-fn project(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 fn python() -> String {
     std::env::var("PARTNER_OPERATOR_PYTHON").unwrap_or_else(|_| "python3".into())

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
@@ -204,7 +202,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     ] {
         let established = kube::runtime::wait::conditions::is_crd_established();
         tokio::time::timeout(
-            Duration::from_secs(30),
+            Patience::API_SERVER.limit,
             kube::runtime::wait::await_condition(crds.clone(), crd, established),
         )
         .await
@@ -288,7 +286,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     helm(&["uninstall", RELEASE]);
     eventually(
         "the release's objects removed",
-        Duration::from_secs(60),
+        Patience::DELETION,
         || async { release_objects(&client).await.iter().all(|(_, e)| !e) },
     )
     .await;

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
 use partner_operator::api::*;
-use partner_operator::lifecycle::{self, Effect, Observation, Plan, reasons};
+use partner_operator::lifecycle::{self, Effect, EventReason, Observation, Plan, reasons};
 use partner_operator::{binding, tenant};
 use proptest::prelude::*;
 
@@ -77,7 +77,7 @@ struct World {
     sent: Vec<(EmailEvent, String, Vec<String>)>,
     /// The Message-IDs of the activation tokens stored.
     issued: Vec<String>,
-    events: Vec<&'static str>,
+    events: Vec<EventReason>,
 }
 
 impl World {
@@ -133,7 +133,7 @@ impl World {
                         .push((email.event, email.message_id.clone(), email.to.clone()));
                     lifecycle::mark_email_sent(&mut status, &email.message_id, self.now);
                 }
-                Effect::Event(event) => self.events.push(event.reason.as_str()),
+                Effect::Event(event) => self.events.push(event.reason),
                 Effect::SendEmailsNextPass => {}
             }
         }
@@ -199,7 +199,7 @@ fn missing_distributor_leaves_the_partner_pending_and_does_nothing() {
     let bound = find_condition(&w.status().conditions, types::DISTRIBUTOR_BOUND).unwrap();
     assert_eq!(
         (bound.status.as_str(), bound.reason.as_str()),
-        ("False", "DistributorNotFound")
+        ("False", reasons::DISTRIBUTOR_NOT_FOUND)
     );
     assert!(bound.message.contains("spec.distributorRef.name"));
 }
@@ -298,7 +298,7 @@ fn provisioning_starts_the_trial_and_sends_the_activation_link() {
     assert_eq!(w.sent_events(), vec![EmailEvent::Activation]);
     assert_eq!(w.status().activation.as_ref().unwrap().sent_at, Some(t0()));
     assert!(settled.effects.is_empty());
-    assert!(w.events.contains(&"TenantProvisioned"));
+    assert!(w.events.contains(&EventReason::TenantProvisioned));
     for condition in &w.status().conditions {
         assert_eq!(condition.observed_generation, Some(1), "{condition:?}");
     }
@@ -336,7 +336,7 @@ fn the_notice_goes_to_both_parties_three_days_before_the_end() {
         w.status().upgrade_notice_sent_at,
         Some(t0() + Duration::days(11))
     );
-    assert!(w.events.contains(&"TrialEndingSoon"));
+    assert!(w.events.contains(&EventReason::TrialEndingSoon));
     assert_eq!(w.plan().next_review, Some(t0() + Duration::days(14)));
 }
 
@@ -412,7 +412,11 @@ fn the_trial_converts_automatically_at_its_end_and_billing_starts_then() {
         ("northwind", ends, None)
     );
     assert_eq!(w.status().expires_at, None);
-    assert!(w.events.contains(&"ConvertedToProduction") && w.events.contains(&"BillingStarted"));
+    assert!(
+        w.events
+            .contains(&EventReason::ConvertedToProduction)
+            && w.events.contains(&EventReason::BillingStarted)
+    );
     assert_eq!(w.ready(), ("True".into(), "Ready".into()));
     assert_eq!(w.plan().next_review, None);
 }
@@ -425,7 +429,7 @@ fn without_auto_upgrade_the_trial_expires_and_nothing_is_billed() {
     assert!(w.status().billing.is_none());
     assert_eq!(w.ready(), ("False".into(), reasons::EXPIRED.into()));
     assert_eq!(w.sent_events().last(), Some(&EmailEvent::TrialExpired));
-    assert!(w.events.contains(&"TrialExpired"));
+    assert!(w.events.contains(&EventReason::TrialExpired));
 }
 
 #[test]
@@ -462,7 +466,7 @@ fn a_backdated_expiration_date_ends_the_trial_when_it_starts_never_before() {
     assert_eq!(
         w.events
             .iter()
-            .filter(|e| **e == "ExpirationDateLimited")
+            .filter(|e| **e == EventReason::ExpirationDateLimited)
             .count(),
         1
     );
@@ -481,7 +485,7 @@ fn a_far_future_expiration_date_is_held_to_the_distributors_trial_days() {
     assert_eq!(
         w.events
             .iter()
-            .filter(|e| **e == "ExpirationDateLimited")
+            .filter(|e| **e == EventReason::ExpirationDateLimited)
             .count(),
         1
     );
@@ -498,7 +502,10 @@ fn a_far_future_expiration_date_is_held_to_the_distributors_trial_days() {
         w.status().trial.as_ref().unwrap().ends_at,
         t0() + Duration::days(10)
     );
-    assert!(!w.events.contains(&"ExpirationDateLimited"));
+    assert!(
+        !w.events
+            .contains(&EventReason::ExpirationDateLimited)
+    );
 }
 
 #[test]
@@ -522,7 +529,11 @@ fn unbinding_a_production_partner_ends_billing_and_production_together() {
         assert_eq!(w.status().expires_at, None);
         // The tenant's entitlements follow in the same pass.
         assert!(plan.effects.contains(&ENSURE_TENANT));
-        assert!(w.events.contains(&"ProductionEndedUnbound") && w.events.contains(&"BillingEnded"));
+        assert!(
+            w.events
+                .contains(&EventReason::ProductionEndedUnbound)
+                && w.events.contains(&EventReason::BillingEnded)
+        );
         // Once: settled, nothing more.
         assert!(w.settle().effects.is_empty());
         let (_, billing) = distributor_totals(&[], [w.status()]);
@@ -575,7 +586,7 @@ fn converting_by_hand_sets_the_new_expiration_and_its_end_stops_billing() {
         converted_at
     );
     assert_eq!(w.sent_events().last(), Some(&EmailEvent::ProductionExpired));
-    assert!(w.events.contains(&"BillingEnded"));
+    assert!(w.events.contains(&EventReason::BillingEnded));
 }
 
 #[test]
@@ -591,7 +602,7 @@ fn a_past_expiration_date_is_refused_in_a_condition_and_nothing_converts() {
     let ready = find_condition(&w.status().conditions, types::READY).unwrap();
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
-        ("False", "ExpirationDateInPast")
+        ("False", reasons::EXPIRATION_DATE_IN_PAST)
     );
     assert!(
         ready.message.contains("spec.subscription.expirationDate"),
@@ -601,7 +612,7 @@ fn a_past_expiration_date_is_refused_in_a_condition_and_nothing_converts() {
     assert_eq!(
         w.events
             .iter()
-            .filter(|e| **e == "ExpirationDateInPast")
+            .filter(|e| **e == EventReason::ExpirationDateInPast)
             .count(),
         1
     );
@@ -725,10 +736,10 @@ fn a_failed_delivery_is_reported_until_it_succeeds() {
     w.tenant_exists = true;
     let retry = w.plan();
     let sent = find_condition(&retry.status.conditions, types::ACTIVATION_SENT).unwrap();
-    assert_eq!(sent.reason, "EmailDeliveryFailed");
+    assert_eq!(sent.reason, reasons::EMAIL_DELIVERY_FAILED);
     assert!(sent.message.contains("550"));
     let ready = find_condition(&retry.status.conditions, types::READY).unwrap();
-    assert_eq!(ready.reason, "EmailDeliveryFailed");
+    assert_eq!(ready.reason, reasons::EMAIL_DELIVERY_FAILED);
     assert!(
         retry
             .effects
@@ -794,7 +805,7 @@ fn a_taken_tenant_name_is_reported_and_nothing_is_provisioned() {
     assert!(status.tenant.is_none(), "not provisioned");
     assert_eq!(status.subscription_level, Some(SubscriptionLevel::Pending));
     assert!(w.sent.is_empty(), "no activation email");
-    assert_eq!(w.events, vec![reasons::TENANT_NAMESPACE_TAKEN], "one Event");
+    assert_eq!(w.events, vec![EventReason::TenantNamespaceTaken], "one Event");
     for type_ in [types::READY, types::TENANT_PROVISIONED] {
         let c = find_condition(&status.conditions, type_).unwrap();
         assert_eq!(

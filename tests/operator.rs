@@ -34,7 +34,7 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
         .wait_partner("northwind-partners", "contoso", "Ready", is_ready)
         .await;
     let status = p.status.clone().unwrap();
-    assert_eq!(level(&p), "Trial");
+    assert_eq!(level(&p), SubscriptionLevel::Trial);
     assert_eq!(status.skus.len(), 2);
     let tenant = status.tenant.clone().unwrap();
     assert!(
@@ -49,7 +49,11 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
     let trial = status.trial.clone().unwrap();
     assert_eq!(trial.started_at, start_time());
     assert_eq!(trial.ends_at, start_time() + Duration::days(14));
-    for type_ in ["DistributorBound", "TenantProvisioned", "ActivationSent"] {
+    for type_ in [
+        types::DISTRIBUTOR_BOUND,
+        types::TENANT_PROVISIONED,
+        types::ACTIVATION_SENT,
+    ] {
         assert_eq!(condition(&p, type_).unwrap().0, "True", "{type_}");
     }
 
@@ -119,14 +123,14 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
             p.status.as_ref().unwrap().upgrade_notice_sent_at.is_some()
         })
         .await;
-    assert_eq!(level(&p), "Trial");
+    assert_eq!(level(&p), SubscriptionLevel::Trial);
 
     // The end of the trial: Production, billed from the deadline, not from when it was seen.
     h.advance_days(3);
     h.clock.advance(Duration::hours(5));
     let p = h
         .wait_partner("northwind-partners", "contoso", "Production", |p| {
-            level(p) == "Production" && is_ready(p)
+            is_ready_at(p, SubscriptionLevel::Production)
         })
         .await;
     let status = p.status.unwrap();
@@ -150,7 +154,8 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
         .data
         .unwrap();
     assert_eq!(entitlements["level"], "Production");
-    // Nothing else was mailed.
+    // Nothing else was mailed, once the operator has looked at the Partner again.
+    h.settled().await;
     assert_eq!(h.smtp.received().len(), 3);
 }
 
@@ -187,14 +192,14 @@ async fn without_auto_upgrade_the_trial_expires_unbilled(server: Server) {
     h.advance_days(3);
     let p = h
         .wait_partner("northwind-partners", "fabrikam", "Expired", |p| {
-            level(p) == "Expired"
+            level(p) == SubscriptionLevel::Expired
         })
         .await;
     let status = p.status.clone().unwrap();
     assert!(status.billing.is_none(), "no billing for an expired trial");
     assert_eq!(
-        condition(&p, "Ready").unwrap(),
-        ("False".into(), "Expired".into())
+        condition(&p, types::READY).unwrap(),
+        ("False".into(), reasons::EXPIRED.into())
     );
     h.wait_emails(3).await;
     assert_eq!(h.emails_of("trial-expired").len(), 1);
@@ -216,7 +221,7 @@ async fn without_auto_upgrade_the_trial_expires_unbilled(server: Server) {
     .await;
     let p = h
         .wait_partner("northwind-partners", "fabrikam", "Production", |p| {
-            level(p) == "Production" && is_ready(p)
+            is_ready_at(p, SubscriptionLevel::Production)
         })
         .await;
     let status = p.status.unwrap();
@@ -245,10 +250,10 @@ async fn conversion_by_hand_then_production_expiry(server: Server) {
     .await;
     let p = h
         .wait_partner("northwind-partners", "litware", "refusal", |p| {
-            condition(p, "Ready").is_some_and(|(_, r)| r == "ExpirationDateInPast")
+            condition(p, types::READY).is_some_and(|(_, r)| r == reasons::EXPIRATION_DATE_IN_PAST)
         })
         .await;
-    assert_eq!(level(&p), "Trial");
+    assert_eq!(level(&p), SubscriptionLevel::Trial);
     assert!(p.status.as_ref().unwrap().billing.is_none());
     let message = p
         .status
@@ -256,7 +261,7 @@ async fn conversion_by_hand_then_production_expiry(server: Server) {
         .unwrap()
         .conditions
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == types::READY)
         .unwrap()
         .message
         .clone();
@@ -275,7 +280,7 @@ async fn conversion_by_hand_then_production_expiry(server: Server) {
     .await;
     let p = h
         .wait_partner("northwind-partners", "litware", "Production", |p| {
-            level(p) == "Production" && is_ready(p)
+            is_ready_at(p, SubscriptionLevel::Production)
         })
         .await;
     let status = p.status.unwrap();
@@ -287,7 +292,7 @@ async fn conversion_by_hand_then_production_expiry(server: Server) {
     h.advance_days(31);
     let p = h
         .wait_partner("northwind-partners", "litware", "Expired", |p| {
-            level(p) == "Expired"
+            level(p) == SubscriptionLevel::Expired
         })
         .await;
     let billing = p.status.unwrap().billing.unwrap();
@@ -333,23 +338,25 @@ async fn distributor_skus_reach_every_partner(server: Server) {
             })
             .await;
         let tenant = p.status.unwrap().tenant.unwrap().namespace;
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let data = Api::<ConfigMap>::namespaced(h.client.clone(), &tenant)
-                .get("entitlements")
-                .await
-                .unwrap()
-                .data
-                .unwrap();
-            if data["skus"] == "ESSENTIALS,BACKUP" {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "entitlements of {name}: {data:?}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let entitlements = Api::<ConfigMap>::namespaced(h.client.clone(), &tenant);
+        eventually(
+            format!("the entitlements of {name} list the new SKUs"),
+            Patience::RECONCILE,
+            || async {
+                let data = entitlements
+                    .get("entitlements")
+                    .await
+                    .unwrap()
+                    .data
+                    .unwrap();
+                if data["skus"] == "ESSENTIALS,BACKUP" {
+                    Ok(())
+                } else {
+                    Err(data)
+                }
+            },
+        )
+        .await;
     }
 }
 
@@ -370,16 +377,17 @@ async fn unbound_partners_stay_pending_until_their_distributor_exists(server: Se
 
     let p = h
         .wait_partner("elsewhere", "intruder", "NamespaceNotAllowed", |p| {
-            condition(p, "DistributorBound").is_some_and(|(_, r)| r == "NamespaceNotAllowed")
+            condition(p, types::DISTRIBUTOR_BOUND)
+                .is_some_and(|(_, r)| r == reasons::NAMESPACE_NOT_ALLOWED)
         })
         .await;
-    assert_eq!(level(&p), "Pending");
+    assert_eq!(level(&p), SubscriptionLevel::Pending);
     let p = h
         .wait_partner("tailspin-partners", "early", "DistributorNotFound", |p| {
-            condition(p, "Ready").is_some_and(|(_, r)| r == "DistributorNotFound")
+            condition(p, types::READY).is_some_and(|(_, r)| r == reasons::DISTRIBUTOR_NOT_FOUND)
         })
         .await;
-    assert_eq!(level(&p), "Pending");
+    assert_eq!(level(&p), SubscriptionLevel::Pending);
     assert!(p.status.clone().unwrap().tenant.is_none());
     let namespaces = Api::<Namespace>::all(h.client.clone());
     let intruder = h.partners("elsewhere").get("intruder").await.unwrap();
@@ -396,11 +404,11 @@ async fn unbound_partners_stay_pending_until_their_distributor_exists(server: Se
     let p = h
         .wait_partner("tailspin-partners", "early", "Ready", is_ready)
         .await;
-    assert_eq!(level(&p), "Trial");
+    assert_eq!(level(&p), SubscriptionLevel::Trial);
     h.wait_emails(1).await;
     assert_eq!(h.smtp.received()[0].to, vec!["admin@early.example"]);
     let p = h.partners("elsewhere").get("intruder").await.unwrap();
-    assert_eq!(level(&p), "Pending");
+    assert_eq!(level(&p), SubscriptionLevel::Pending);
     h.wait_distributor("northwind", "one pending", |d| {
         d.status
             .as_ref()
@@ -449,20 +457,24 @@ async fn deletion_honours_the_deletion_policy(server: Server) {
         .unwrap();
     // A real server first marks the Namespace Terminating and empties it; the operator
     // provisions again once it is gone.
-    eventually("the tenant is provisioned again", PATIENCE, || async {
-        let live = namespaces
-            .get_opt(kept_tenant)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
-        let entitlements = Api::<ConfigMap>::namespaced(h.client.clone(), kept_tenant)
-            .get_opt("entitlements")
-            .await
-            .ok()
-            .flatten();
-        live && entitlements.is_some()
-    })
+    eventually(
+        "the tenant is provisioned again",
+        Patience::RECONCILE,
+        || async {
+            let live = namespaces
+                .get_opt(kept_tenant)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
+            let entitlements = Api::<ConfigMap>::namespaced(h.client.clone(), kept_tenant)
+                .get_opt("entitlements")
+                .await
+                .ok()
+                .flatten();
+            live && entitlements.is_some()
+        },
+    )
     .await;
 
     let partners = h.partners("northwind-partners");
@@ -472,19 +484,17 @@ async fn deletion_honours_the_deletion_policy(server: Server) {
             .await
             .unwrap();
     }
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while partners.get_opt("gone").await.unwrap().is_some()
-        || partners.get_opt("kept").await.unwrap().is_some()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Partners not removed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for name in ["gone", "kept"] {
+        eventually(
+            format!("Partner {name} removed"),
+            Patience::RECONCILE,
+            || async { partners.get_opt(name).await.unwrap().is_none() },
+        )
+        .await;
     }
     // Deleting a Namespace ends when its contents are gone: at once on the sandbox, after the
     // namespace controller's pass on a real server.
-    eventually("the Delete tenant is gone", PATIENCE, || async {
+    eventually("the Delete tenant is gone", Patience::RECONCILE, || async {
         namespaces
             .get_opt(gone_tenant)
             .await

@@ -40,7 +40,7 @@ async fn run_trials_to_production(h: &Harness, names: &[String]) -> Vec<Received
     h.advance_days(3);
     for name in names {
         h.wait_partner("northwind-partners", name, "Production", |p| {
-            level(p) == "Production"
+            level(p) == SubscriptionLevel::Production
         })
         .await;
     }
@@ -59,15 +59,15 @@ async fn a_restart_over_settled_partners_writes_and_mails_nothing(server: Server
     })
     .await;
     let mailed = h.wait_emails(20).await.len();
-    // Let the last writes and Events drain before the restart.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Settled before the restart: the operator has looked at every Partner once more since
+    // its last email went out, so nothing is left half done for the next instance.
+    h.settled().await;
 
     h.kill_operator();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     h.server.clear_requests();
     h.start_operator();
-    // Long enough for the new instance to list, watch and reconcile every Partner.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The new instance has listed, watched and reconciled every Partner (and once more).
+    h.settled().await;
     let log = h.server.requests();
     // The operator's own requests: a real control plane writes on its own too (its leases).
     let writes: Vec<_> = log
@@ -99,14 +99,17 @@ async fn an_smtp_outage_is_reported_then_delivered_exactly_once(server: Server) 
             "northwind-partners",
             "contoso",
             "EmailDeliveryFailed",
-            |p| condition(p, "ActivationSent").is_some_and(|(_, r)| r == "EmailDeliveryFailed"),
+            |p| {
+                condition(p, types::ACTIVATION_SENT)
+                    .is_some_and(|(_, r)| r == reasons::EMAIL_DELIVERY_FAILED)
+            },
         )
         .await;
     assert_eq!(
-        condition(&p, "Ready").unwrap(),
-        ("False".into(), "EmailDeliveryFailed".into())
+        condition(&p, types::READY).unwrap(),
+        ("False".into(), reasons::EMAIL_DELIVERY_FAILED.into())
     );
-    let warnings = events(&h, "northwind-partners", "EmailDeliveryFailed").await;
+    let warnings = events(&h, "northwind-partners", reasons::EMAIL_DELIVERY_FAILED).await;
     assert!(!warnings.is_empty(), "an Event reports the failure");
     let note = warnings[0].note.clone().unwrap_or_default();
     assert!(
@@ -119,7 +122,7 @@ async fn an_smtp_outage_is_reported_then_delivered_exactly_once(server: Server) 
     h.wait_partner("northwind-partners", "contoso", "Ready", is_ready)
         .await;
     h.wait_emails(1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.settled().await;
     assert_eq!(h.smtp.received().len(), 1, "delivered exactly once");
 }
 
@@ -135,7 +138,7 @@ async fn a_refused_address_stops_only_its_own_partner(server: Server) {
         .await;
     let p = h
         .wait_partner("northwind-partners", "bad", "EmailDeliveryFailed", |p| {
-            condition(p, "Ready").is_some_and(|(_, r)| r == "EmailDeliveryFailed")
+            condition(p, types::READY).is_some_and(|(_, r)| r == reasons::EMAIL_DELIVERY_FAILED)
         })
         .await;
     let record = &p.status.unwrap().emails[0];
@@ -190,6 +193,7 @@ async fn api_faults_delay_but_never_duplicate() {
         let server_watches = h.server.sandbox().controls();
         tokio::spawn(async move {
             loop {
+                // Real time between the cuts, so that watches are re-established in between.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 server_watches.drop_watches();
             }
@@ -202,7 +206,7 @@ async fn api_faults_delay_but_never_duplicate() {
     run_trials_to_production(&h, &names).await;
     dropper.abort();
     h.server.sandbox().clear_faults();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.settled().await;
     let counts = h.message_counts();
     assert_eq!(
         counts.len(),

@@ -68,11 +68,11 @@ async fn metrics_follow_the_lifecycle(server: Server) {
     h.wait_emails(4).await;
     h.advance_days(3);
     h.wait_partner("northwind-partners", "contoso", "Production", |p| {
-        level(p) == "Production"
+        level(p) == SubscriptionLevel::Production
     })
     .await;
     h.wait_partner("northwind-partners", "fabrikam", "Expired", |p| {
-        level(p) == "Expired"
+        level(p) == SubscriptionLevel::Expired
     })
     .await;
     h.wait_emails(6).await;

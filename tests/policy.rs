@@ -36,7 +36,7 @@ async fn expiration_dates_are_held_to_the_trial_policy(server: Server) {
     // the year 2000.
     let backdated = h
         .wait_partner(NAMESPACE, "backdated", "Production", |p| {
-            level(p) == "Production" && is_ready(p)
+            is_ready_at(p, SubscriptionLevel::Production)
         })
         .await;
     let status = backdated.status.unwrap();
@@ -60,7 +60,7 @@ async fn expiration_dates_are_held_to_the_trial_policy(server: Server) {
 
     // Each says why, once, as a Warning naming the field.
     for name in ["backdated", "far-future"] {
-        let limited: Vec<_> = events(&h, NAMESPACE, "ExpirationDateLimited")
+        let limited: Vec<_> = events(&h, NAMESPACE, EventReason::ExpirationDateLimited.as_str())
             .await
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
@@ -81,14 +81,11 @@ async fn unbinding_a_production_partner_ends_billing_and_entitlements(server: Se
     h.apply(p).await;
     let contoso = h
         .wait_partner(NAMESPACE, "contoso", "Production", |p| {
-            level(p) == "Production" && is_ready(p)
+            is_ready_at(p, SubscriptionLevel::Production)
         })
         .await;
     let tenant = contoso.status.unwrap().tenant.unwrap().namespace;
-    eventually("entitlements say Production", PATIENCE, || async {
-        entitlements(&h, &tenant).await.unwrap()["level"] == "Production"
-    })
-    .await;
+    wait_entitlements_level(&h, &tenant, SubscriptionLevel::Production).await;
     h.wait_billed("northwind", 1).await;
 
     // The namespace loses the label that binds it to northwind.
@@ -105,22 +102,24 @@ async fn unbinding_a_production_partner_ends_billing_and_entitlements(server: Se
         .await
         .unwrap();
     let contoso = h
-        .wait_partner(NAMESPACE, "contoso", "Expired", |p| level(p) == "Expired")
+        .wait_partner(NAMESPACE, "contoso", "Expired", |p| {
+            level(p) == SubscriptionLevel::Expired
+        })
         .await;
     let status = contoso.status.unwrap();
     assert_eq!(status.subscription_level, Some(SubscriptionLevel::Expired));
     assert_eq!(status.billing.unwrap().ended_at, Some(unbound_at));
     assert_eq!(
-        condition(&contoso_again(&h).await, "Ready"),
-        Some(("False".into(), "NamespaceNotAllowed".into()))
+        condition(&contoso_again(&h).await, types::READY),
+        Some(("False".into(), reasons::NAMESPACE_NOT_ALLOWED.into()))
     );
     // Together: the entitlements, the Distributor's count, and the Events that say so.
-    eventually("entitlements say Expired", PATIENCE, || async {
-        entitlements(&h, &tenant).await.unwrap()["level"] == "Expired"
-    })
-    .await;
+    wait_entitlements_level(&h, &tenant, SubscriptionLevel::Expired).await;
     h.wait_billed("northwind", 0).await;
-    for reason in ["ProductionEndedUnbound", "BillingEnded"] {
+    for reason in [
+        EventReason::ProductionEndedUnbound.as_str(),
+        EventReason::BillingEnded.as_str(),
+    ] {
         let found = events(&h, NAMESPACE, reason).await;
         assert_eq!(found.len(), 1, "{reason}: {found:?}");
     }

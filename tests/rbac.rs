@@ -90,15 +90,19 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
     let client = plane(&h).client_for_token(&token, Some("partner-operator"));
 
     // The policies take effect a moment after they are stored.
-    eventually("both admission policies in force", PATIENCE, || async {
-        let forged = Api::<Namespace>::all(h.client.clone())
-            .create(&dry_run(), &namespace("forged", &[(OWNER_UID_LABEL, "x")]))
-            .await;
-        let untenanted = Api::<Namespace>::all(client.clone())
-            .create(&dry_run(), &namespace("untenanted", &[]))
-            .await;
-        refused_by(forged, "tenant-ownership") && refused_by(untenanted, "operator-scope")
-    })
+    eventually(
+        "both admission policies in force",
+        Patience::RECONCILE,
+        || async {
+            let forged = Api::<Namespace>::all(h.client.clone())
+                .create(&dry_run(), &namespace("forged", &[(OWNER_UID_LABEL, "x")]))
+                .await;
+            let untenanted = Api::<Namespace>::all(client.clone())
+                .create(&dry_run(), &namespace("untenanted", &[]))
+                .await;
+            refused_by(forged, "tenant-ownership") && refused_by(untenanted, "operator-scope")
+        },
+    )
     .await;
 
     let mut election = LeaderElection::new(NAMESPACE, "replica-a");
@@ -257,7 +261,7 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}],
     }))
     .await;
-    eventually("the widened role in force", PATIENCE, || async {
+    eventually("the widened role in force", Patience::RECONCILE, || async {
         may_patch_namespaces(&client).await
     })
     .await;
@@ -341,9 +345,11 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
             .filter(|r| !r.request_uri.contains("dryRun"))
             .count()
     };
-    eventually("every refusal in the audit log", PATIENCE, || async {
-        refused_now() >= refusals
-    })
+    eventually(
+        "every refusal in the audit log",
+        Patience::RECONCILE,
+        || async { refused_now() >= refusals },
+    )
     .await;
     assert_eq!(refused_now(), refusals);
 }

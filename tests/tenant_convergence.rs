@@ -20,19 +20,6 @@ crate::on_both_servers!(
 
 const NAMESPACE: &str = "northwind-partners";
 
-async fn wait_level_in_entitlements(h: &Harness, tenant: &str, level: &str) {
-    eventually(
-        &format!("entitlements of {tenant} say {level}"),
-        PATIENCE,
-        || async {
-            entitlements(h, tenant)
-                .await
-                .is_some_and(|data| data["level"] == level)
-        },
-    )
-    .await;
-}
-
 /// A Ready Partner `contoso` of northwind; its tenant namespace.
 async fn ready_contoso(h: &Harness) -> String {
     h.northwind(true).await;
@@ -46,14 +33,14 @@ async fn ready_contoso(h: &Harness) -> String {
 async fn deleted_or_edited_entitlements_are_restored(server: Server) {
     let h = Harness::start(server).await;
     let tenant = ready_contoso(&h).await;
-    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+    wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
     let configmaps = Api::<ConfigMap>::namespaced(h.client.clone(), &tenant);
 
     configmaps
         .delete("entitlements", &DeleteParams::default())
         .await
         .unwrap();
-    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+    wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
 
     // Someone else's edit of a value the operator owns is undone; a key of their own stays.
     configmaps
@@ -64,7 +51,7 @@ async fn deleted_or_edited_entitlements_are_restored(server: Server) {
         )
         .await
         .unwrap();
-    eventually("the level restored", PATIENCE, || async {
+    eventually("the level restored", Patience::RECONCILE, || async {
         entitlements(&h, &tenant)
             .await
             .is_some_and(|data| data["level"] == "Trial" && data.contains_key("note"))
@@ -78,7 +65,7 @@ async fn deleted_or_edited_entitlements_are_restored(server: Server) {
 async fn a_lost_response_to_the_converting_status_write_still_converts_the_tenant() {
     let h = Harness::start(Server::Sandbox).await;
     let tenant = ready_contoso(&h).await;
-    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+    wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
     h.server.sandbox().inject_fault(FaultRule {
         verb: Some("patch".into()),
         resource: Some("partners/status".into()),
@@ -89,10 +76,10 @@ async fn a_lost_response_to_the_converting_status_write_still_converts_the_tenan
     });
     h.clock.advance(Duration::days(14));
     h.wait_partner(NAMESPACE, "contoso", "Production", |p| {
-        level(p) == "Production"
+        level(p) == SubscriptionLevel::Production
     })
     .await;
-    wait_level_in_entitlements(&h, &tenant, "Production").await;
+    wait_entitlements_level(&h, &tenant, SubscriptionLevel::Production).await;
 }
 
 /// The tenant Namespace is created but the answer is lost, and the first `entitlements` write
@@ -127,7 +114,7 @@ async fn lost_and_failed_tenant_writes_during_provisioning_are_made_good() {
         Some(("True".into(), "Provisioned".into()))
     );
     let tenant = p.status.unwrap().tenant.unwrap().namespace;
-    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+    wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
     // The operator did go through the failed write: the ConfigMap took a second one.
     let writes = h
         .server
@@ -158,7 +145,7 @@ async fn a_deleted_tenant_comes_back_with_the_emailed_link_working(server: Serve
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), &tenant);
     eventually(
         "the tenant made again with its activation Secret",
-        PATIENCE * 2,
+        Patience::DELETION,
         || async {
             let again = namespaces.get_opt(&tenant).await.ok().flatten();
             let made_again = again.is_some_and(|ns| {
@@ -175,7 +162,8 @@ async fn a_deleted_tenant_comes_back_with_the_emailed_link_working(server: Serve
         String::from_utf8(stored).unwrap(),
         partner_operator::tenant::token_hash(&token)
     );
-    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+    wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
+    h.settled().await;
     assert_eq!(h.smtp.received().len(), 1, "no second activation email");
 }
 
@@ -201,7 +189,7 @@ async fn a_failed_activation_restore_is_made_again() {
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), &tenant);
     eventually(
         "the activation Secret stored after all",
-        PATIENCE,
+        Patience::RECONCILE,
         || async {
             secrets
                 .get_opt("activation")
@@ -218,5 +206,5 @@ async fn a_failed_activation_restore_is_made_again() {
         },
     )
     .await;
-    wait_level_in_entitlements(&h, &tenant, "Trial").await;
+    wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
 }

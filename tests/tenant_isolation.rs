@@ -41,9 +41,11 @@ async fn tenant_of(h: &Harness, partner: &Partner) -> String {
 
 /// Waits until `name` is gone (a real server first marks a Namespace Terminating).
 async fn wait_gone(h: &Harness, name: &str) {
-    eventually(&format!("namespace {name} is gone"), PATIENCE, || async {
-        namespaces(h).get_opt(name).await.ok().flatten().is_none()
-    })
+    eventually(
+        &format!("namespace {name} is gone"),
+        Patience::DELETION,
+        || async { namespaces(h).get_opt(name).await.ok().flatten().is_none() },
+    )
     .await;
 }
 
@@ -51,9 +53,11 @@ async fn wait_gone(h: &Harness, name: &str) {
 async fn delete_partner(h: &Harness, namespace: &str, name: &str) {
     let api = h.partners(namespace);
     api.delete(name, &DeleteParams::default()).await.unwrap();
-    eventually(&format!("Partner {name} is gone"), PATIENCE, || async {
-        api.get_opt(name).await.ok().flatten().is_none()
-    })
+    eventually(
+        &format!("Partner {name} is gone"),
+        Patience::DELETION,
+        || async { api.get_opt(name).await.ok().flatten().is_none() },
+    )
     .await;
 }
 
@@ -150,13 +154,14 @@ async fn names_that_join_alike_get_separate_tenants(server: Server) {
 async fn an_existing_namespace_is_never_adopted(server: Server) {
     let h = Harness::start(server).await;
     let (name, labels) = squat_a_future_tenant(&h).await;
-    // A while for anything the operator might still do.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The operator has looked at the Partner again since it reported the name taken.
+    h.settled().await;
     untouched(&h, &name, &labels).await;
     assert!(h.smtp.received().is_empty(), "no activation link went out");
 
+    // The Partner is gone once its finalizer is done: its cleanup, which would delete its
+    // tenant (a Namespace is marked Terminating at once), has run to its end.
     delete_partner(&h, "tailspin-partners", "target").await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     untouched(&h, &name, &labels).await;
 }
 
@@ -200,7 +205,7 @@ async fn squat_a_future_tenant(h: &Harness) -> (String, BTreeMap<String, String>
         .await;
     let p = h
         .wait_partner("tailspin-partners", "target", "DistributorNotFound", |p| {
-            condition(p, "Ready").is_some_and(|(_, r)| r == "DistributorNotFound")
+            condition(p, types::READY).is_some_and(|(_, r)| r == reasons::DISTRIBUTOR_NOT_FOUND)
         })
         .await;
     let name = tenant_namespace_of(&p);
@@ -209,26 +214,30 @@ async fn squat_a_future_tenant(h: &Harness) -> (String, BTreeMap<String, String>
     h.apply(distributor("tailspin", true)).await;
     let p = h
         .wait_partner("tailspin-partners", "target", "TenantNamespaceTaken", |p| {
-            condition(p, "Ready").is_some_and(|(_, r)| r == "TenantNamespaceTaken")
+            condition(p, types::READY).is_some_and(|(_, r)| r == reasons::TENANT_NAMESPACE_TAKEN)
         })
         .await;
     assert_eq!(
-        condition(&p, "Ready").unwrap(),
-        ("False".into(), "TenantNamespaceTaken".into())
+        condition(&p, types::READY).unwrap(),
+        ("False".into(), reasons::TENANT_NAMESPACE_TAKEN.into())
     );
     assert_eq!(
-        condition(&p, "TenantProvisioned").unwrap(),
-        ("False".into(), "TenantNamespaceTaken".into())
+        condition(&p, types::TENANT_PROVISIONED).unwrap(),
+        ("False".into(), reasons::TENANT_NAMESPACE_TAKEN.into())
     );
     assert!(p.status.clone().unwrap().tenant.is_none());
-    eventually("a Warning Event says why", PATIENCE, || async {
-        events(h, "tailspin-partners", "TenantNamespaceTaken")
-            .await
-            .iter()
-            .any(|e| {
-                e.type_.as_deref() == Some("Warning")
-                    && e.note.as_deref().is_some_and(|n| n.contains(&name))
-            })
+    eventually("a Warning Event says why", Patience::RECONCILE, || async {
+        events(
+            h,
+            "tailspin-partners",
+            EventReason::TenantNamespaceTaken.as_str(),
+        )
+        .await
+        .iter()
+        .any(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.note.as_deref().is_some_and(|n| n.contains(&name))
+        })
     })
     .await;
     (name, labels)
@@ -278,11 +287,15 @@ async fn a_tampered_status_moves_no_tenant(server: Server) {
         )
         .await
         .unwrap();
-    eventually("the entitlements follow the spec", PATIENCE, || async {
-        entitlements(&h, &tenant)
-            .await
-            .is_some_and(|d| d["organization"] == "Contoso Renamed")
-    })
+    eventually(
+        "the entitlements follow the spec",
+        Patience::RECONCILE,
+        || async {
+            entitlements(&h, &tenant)
+                .await
+                .is_some_and(|d| d["organization"] == "Contoso Renamed")
+        },
+    )
     .await;
     untouched(&h, "victim", &labels).await;
 
@@ -337,8 +350,8 @@ async fn a_long_partner_name_is_provisioned(server: Server) {
     assert_ne!(tenants[0], tenants[1]);
     h.wait_emails(2).await;
     // Its Events are recorded too (an Event's name starts with the Partner's).
-    eventually("the long Partner's Events", PATIENCE, || async {
-        events(&h, "northwind-partners", "TenantProvisioned")
+    eventually("the long Partner's Events", Patience::RECONCILE, || async {
+        events(&h, "northwind-partners", EventReason::TenantProvisioned.as_str())
             .await
             .iter()
             .any(|e| {
@@ -370,7 +383,7 @@ async fn a_long_distributor_name_is_served(server: Server) {
     h.apply(object).await;
     let p = h
         .wait_partner("long-partners", "contoso", "Production", |p| {
-            is_ready(p) && level(p) == "Production"
+            is_ready_at(p, SubscriptionLevel::Production)
         })
         .await;
     let tenant = tenant_of(&h, &p).await;

@@ -10,10 +10,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use partner_operator::api::Partner;
-use partner_operator::operator::RunOptions;
 use partner_operator::tenant::tenant_namespace_of;
 use serde_json::{Value, json};
-use support::metrics::{free_port, sample, scrape_until};
+use support::metrics::{sample, scrape_until};
 use support::*;
 
 crate::on_both_servers!(an_unreadable_partner_harms_only_itself,);
@@ -81,12 +80,16 @@ async fn partner_schema(h: &Harness, permissive: bool) {
         .await
         .unwrap();
     let what = if permissive { "taken" } else { "refused" };
-    eventually(&format!("the poison date {what}"), PATIENCE, || async {
-        create(h, with_expiration("probe", POISON), true)
-            .await
-            .is_ok()
-            == permissive
-    })
+    eventually(
+        &format!("the poison date {what}"),
+        Patience::RECONCILE,
+        || async {
+            create(h, with_expiration("probe", POISON), true)
+                .await
+                .is_ok()
+                == permissive
+        },
+    )
     .await;
 }
 
@@ -119,17 +122,16 @@ async fn an_unreadable_partner_harms_only_itself(server: Server) {
     partner_schema(&h, false).await;
 
     // The operator starts over a list that holds it: every other Partner is served.
-    let metrics = free_port();
-    h.start_operator_with(RunOptions {
-        metrics_addr: Some(metrics),
-        ..h.run_options()
-    });
+    h.start_operator();
+    let metrics = h.metrics_addr();
     let contoso = h
         .wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
         .await;
-    eventually("the unreadable Partner reported", PATIENCE, || async {
-        unreadable_events(&h, "poisoned").await == 1
-    })
+    eventually(
+        "the unreadable Partner reported",
+        Patience::RECONCILE,
+        || async { unreadable_events(&h, "poisoned").await == 1 },
+    )
     .await;
     gauge_reads(metrics, 1.0).await;
     // Left alone: no finalizer, no tenant, no email.
@@ -158,9 +160,11 @@ async fn an_unreadable_partner_harms_only_itself(server: Server) {
     partner_schema(&h, true).await;
     set_expiration(&h, "contoso", POISON).await;
     partner_schema(&h, false).await;
-    eventually("contoso reported unreadable", PATIENCE, || async {
-        unreadable_events(&h, "contoso").await == 1
-    })
+    eventually(
+        "contoso reported unreadable",
+        Patience::RECONCILE,
+        || async { unreadable_events(&h, "contoso").await == 1 },
+    )
     .await;
     gauge_reads(metrics, 1.0).await;
     let kept = namespaces.get(&tenant).await.unwrap();

@@ -9,8 +9,18 @@ pub mod metrics;
 pub mod process;
 pub mod scenarios;
 pub mod servers;
+pub mod wait;
 
 pub use servers::{Backend, Server};
+#[allow(unused_imports)]
+pub use wait::{Patience, Seen, eventually, eventually_blocking, within, within_blocking};
+
+/// The typed names the tests compare with: subscription levels, condition types, condition
+/// reasons and Event reasons.
+#[allow(unused_imports)]
+pub use partner_operator::api::{SubscriptionLevel, types};
+#[allow(unused_imports)]
+pub use partner_operator::lifecycle::{EventReason, reasons};
 
 use std::time::Duration;
 
@@ -28,24 +38,6 @@ use tokio::task::JoinHandle;
 
 pub const START: &str = "2027-03-01T09:00:00Z";
 pub const PORTAL: &str = "https://portal.example/activate";
-/// How long a test waits for the operator to converge before failing.
-pub const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Polls `check` every 50 ms until it holds; fails naming `what` once `patience` has passed.
-pub async fn eventually<F, Fut>(what: &str, patience: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + patience;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {patience:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 pub fn start_time() -> DateTime<Utc> {
     START.parse().unwrap()
@@ -59,6 +51,8 @@ pub struct Harness {
     /// The key the harness's operators make activation tokens with.
     pub activation_key: partner_operator::tenant::ActivationKey,
     operator: Option<Operator>,
+    /// Where the harness's operator serves `/metrics`.
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// An operator running in-process, as a separate replica would.
@@ -115,6 +109,7 @@ impl Harness {
             client,
             activation_key: partner_operator::tenant::ActivationKey::random(),
             operator: None,
+            metrics_addr: None,
         }
     }
 
@@ -156,9 +151,48 @@ impl Harness {
         self.start_operator_with(self.run_options());
     }
 
-    pub fn start_operator_with(&mut self, options: RunOptions) {
+    /// Starts the harness's operator with `options`, serving `/metrics` (for
+    /// [`Harness::settled`]) on a free port unless they name one.
+    pub fn start_operator_with(&mut self, mut options: RunOptions) {
         assert!(self.operator.is_none(), "the operator is already running");
+        self.metrics_addr = Some(*options.metrics_addr.get_or_insert_with(metrics::free_port));
         self.operator = Some(self.spawn_operator_as("partner-operator", options));
+    }
+
+    /// Where the harness's operator (the last one started) serves `/metrics`.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.metrics_addr.expect("the harness started an operator")
+    }
+
+    /// Positive evidence that the harness's operator has done all it was going to do about
+    /// what happened before this call: a zero jump of the clock makes it look at every
+    /// Partner again, and its Partner reconciliations grow by at least the number of
+    /// Partners. A Partner's reconciliations run one at a time, and a pending retry is
+    /// subsumed by the new one, so each ran after whatever was under way for it. Then a test
+    /// may assert that nothing (more) happened.
+    pub async fn settled(&self) {
+        let addr = self.metrics_addr();
+        let before = metrics::reconciliations(addr, "partner").await;
+        let partners = Api::<Partner>::all(self.client.clone())
+            .list(&Default::default())
+            .await
+            .expect("Partners listed")
+            .items
+            .len() as f64;
+        self.clock.advance(chrono::Duration::zero());
+        eventually(
+            format!("{partners} Partner reconciliations after the clock's nudge (from {before})"),
+            Patience::RECONCILE,
+            || async {
+                let now = metrics::reconciliations(addr, "partner").await;
+                if now >= before + partners {
+                    Ok(())
+                } else {
+                    Err(now)
+                }
+            },
+        )
+        .await;
     }
 
     /// Kills the operator as a crash would: no graceful shutdown.
@@ -220,7 +254,7 @@ impl Harness {
             .expect("namespace created");
     }
 
-    /// Polls `partner` until `check` holds, or fails with the last status seen.
+    /// Waits until `partner` exists and `check` holds; fails with the last status seen.
     pub async fn wait_partner(
         &self,
         namespace: &str,
@@ -229,45 +263,39 @@ impl Harness {
         check: impl Fn(&Partner) -> bool,
     ) -> Partner {
         let api = self.partners(namespace);
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            // Errors are retried: some tests inject API faults.
-            let partner = api.get_opt(name).await.ok().flatten();
-            if let Some(p) = &partner
-                && check(p)
-            {
-                return p.clone();
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "{namespace}/{name}: timed out waiting for {what}; last seen: {}",
-                    serde_json::to_string_pretty(&partner.map(|p| p.status)).unwrap()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            format!("{namespace}/{name}: {what}"),
+            Patience::RECONCILE,
+            || async {
+                // Errors are retried: some tests inject API faults.
+                match api.get_opt(name).await.ok().flatten() {
+                    Some(p) if check(&p) => Ok(p),
+                    seen => Err(Seen(
+                        serde_json::to_string_pretty(&seen.map(|p| p.status)).unwrap(),
+                    )),
+                }
+            },
+        )
+        .await
     }
 
+    /// Waits until the Distributor `name` exists and `check` holds; fails with the last
+    /// status seen.
     pub async fn wait_distributor(
         &self,
         name: &str,
         what: &str,
         check: impl Fn(&Distributor) -> bool,
     ) -> Distributor {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let d = self.distributors().get(name).await.ok();
-            if let Some(d) = d.as_ref().filter(|d| check(d)) {
-                return d.clone();
+        eventually(format!("{name}: {what}"), Patience::RECONCILE, || async {
+            match self.distributors().get(name).await.ok() {
+                Some(d) if check(&d) => Ok(d),
+                seen => Err(Seen(
+                    serde_json::to_string_pretty(&seen.map(|d| d.status)).unwrap(),
+                )),
             }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "{name}: timed out waiting for {what}; last seen: {}",
-                    serde_json::to_string_pretty(&d.map(|d| d.status)).unwrap()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until the Distributor bills `count` Production Partners.
@@ -281,12 +309,17 @@ impl Harness {
         .await
     }
 
-    /// Waits for `count` messages in all, then returns those of `event`.
+    /// Waits for at least `count` messages in all, then returns every one received.
     pub async fn wait_emails(&self, count: usize) -> Vec<ReceivedEmail> {
-        self.smtp
-            .wait_for(count, PATIENCE)
-            .await
-            .unwrap_or_else(|e| panic!("{e}: {:#?}", self.smtp.received()))
+        eventually(format!("{count} emails"), Patience::RECONCILE, || async {
+            let received = self.smtp.received();
+            if received.len() >= count {
+                Ok(received)
+            } else {
+                Err(received)
+            }
+        })
+        .await
     }
 
     pub fn emails_of(&self, event: &str) -> Vec<ReceivedEmail> {
@@ -346,6 +379,7 @@ pub async fn events(
         .collect()
 }
 
+/// The condition of `type_` (one of [`types`]) on `partner`: its status and reason.
 pub fn condition(partner: &Partner, type_: &str) -> Option<(String, String)> {
     partner
         .status
@@ -356,17 +390,27 @@ pub fn condition(partner: &Partner, type_: &str) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
-pub fn is_ready(partner: &Partner) -> bool {
-    condition(partner, "Ready").is_some_and(|(s, _)| s == "True")
+/// The reason of the condition of `type_` on `partner`, whatever its status.
+pub fn reason(partner: &Partner, type_: &str) -> Option<String> {
+    condition(partner, type_).map(|(_, reason)| reason)
 }
 
-pub fn level(partner: &Partner) -> String {
+pub fn is_ready(partner: &Partner) -> bool {
+    condition(partner, types::READY).is_some_and(|(s, _)| s == "True")
+}
+
+/// The subscription level in `partner`'s status; `Pending` until it has one.
+pub fn level(partner: &Partner) -> SubscriptionLevel {
     partner
         .status
         .as_ref()
         .and_then(|s| s.subscription_level)
-        .map(|l| l.to_string())
         .unwrap_or_default()
+}
+
+/// Whether `partner` is at `level` and Ready.
+pub fn is_ready_at(partner: &Partner, level_: SubscriptionLevel) -> bool {
+    level(partner) == level_ && is_ready(partner)
 }
 
 /// The `token` parameter of the activation link in an email's text.
@@ -391,6 +435,26 @@ pub fn activation_token(email: &ReceivedEmail) -> String {
 
 pub fn uid(partner: &Partner) -> String {
     partner.uid().expect("a uid")
+}
+
+/// Waits until the `entitlements` of the tenant namespace `tenant` grant `level`.
+pub async fn wait_entitlements_level(h: &Harness, tenant: &str, level: SubscriptionLevel) {
+    eventually(
+        format!("entitlements of {tenant} say {level}"),
+        Patience::RECONCILE,
+        || async {
+            match entitlements(h, tenant).await {
+                Some(data) if data.get("level") == Some(&level.to_string()) => Ok(()),
+                seen => Err(seen),
+            }
+        },
+    )
+    .await;
+}
+
+/// A path in the project's directory.
+pub fn project(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 /// The `data` of the `entitlements` ConfigMap in a tenant namespace, if there is one.

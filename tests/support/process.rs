@@ -3,9 +3,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use super::servers::{Server, kube_assets};
+use super::{Patience, Seen, eventually_blocking};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_partner-operator");
 
@@ -27,12 +27,11 @@ impl Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let mut command = Command::new(BINARY);
         command.arg("sandbox").arg("--state-dir").arg(dir.path());
-        // A cold start of etcd and kube-apiserver on two busy cores takes a while.
         let patience = match server {
-            Server::Sandbox => Duration::from_secs(30),
+            Server::Sandbox => Patience::SANDBOX_START,
             Server::Kube => {
                 command.arg("--kube-apiserver").arg(kube_assets());
-                Duration::from_secs(120)
+                Patience::CONTROL_PLANE_START
             }
         };
         let child = command
@@ -43,18 +42,16 @@ impl Sandbox {
             .spawn()
             .unwrap();
         let mut sandbox = Self { child, dir };
-        let deadline = Instant::now() + patience;
-        while !sandbox.kubeconfig().exists() {
+        eventually_blocking("the sandbox's kubeconfig", patience, || {
             if let Some(status) = sandbox.child.try_wait().unwrap() {
                 panic!("the sandbox exited ({status}): {}", sandbox.log());
             }
-            assert!(
-                Instant::now() < deadline,
-                "no kubeconfig after {patience:?}: {}",
-                sandbox.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            if sandbox.kubeconfig().exists() {
+                Ok(())
+            } else {
+                Err(Seen(sandbox.log()))
+            }
+        });
         sandbox
     }
 
@@ -106,24 +103,22 @@ impl Sandbox {
     /// SIGTERM, then the exit status and what was printed.
     pub fn terminate(&mut self) -> (std::process::ExitStatus, String) {
         sigterm(&self.child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stdout = String::new();
-                self.child
-                    .stdout
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stdout)
-                    .unwrap();
-                return (status, stdout);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running 20 s after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = eventually_blocking(
+            "the sandbox ending after SIGTERM",
+            Patience::PROCESS_EXIT,
+            || match self.child.try_wait().unwrap() {
+                Some(status) => Ok(status),
+                None => Err(Seen(self.log())),
+            },
+        );
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        (status, stdout)
     }
 }
 

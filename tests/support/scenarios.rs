@@ -1,16 +1,11 @@
 //! Scenarios several suites run the operator through.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::*;
-
-/// How long a deleted tenant may take to go: a real server empties a Namespace first.
-const DELETION_PATIENCE: Duration = Duration::from_secs(60);
 
 /// A whole trial with every kind of request the operator makes: onboarding through an SMTP
 /// outage (a Warning Event, seen again), a manual conversion, a notice, an automatic conversion,
@@ -22,10 +17,25 @@ pub async fn whole_trial(h: &Harness) -> std::collections::BTreeMap<&'static str
     h.apply(partner("northwind-partners", "contoso", "northwind"))
         .await;
     h.wait_partner("northwind-partners", "contoso", "a failed delivery", |p| {
-        condition(p, "Ready").is_some_and(|(_, reason)| reason == "EmailDeliveryFailed")
+        condition(p, types::READY)
+            .is_some_and(|(_, reason)| reason == reasons::EMAIL_DELIVERY_FAILED)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The operator retries, and the Warning is seen again: its Event counted up (or another
+    // one recorded, should the error read differently).
+    eventually(
+        "the failed delivery reported twice",
+        Patience::RECONCILE,
+        || async {
+            let reported: i32 = events(h, "northwind-partners", reasons::EMAIL_DELIVERY_FAILED)
+                .await
+                .iter()
+                .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                .sum();
+            if reported >= 2 { Ok(()) } else { Err(reported) }
+        },
+    )
+    .await;
     h.smtp.set_down(false);
     let mut retained = partner("northwind-partners", "litware", "northwind");
     retained["spec"]["tenant"] = json!({"deletionPolicy": "Retain"});
@@ -44,20 +54,20 @@ pub async fn whole_trial(h: &Harness) -> std::collections::BTreeMap<&'static str
         .await
         .unwrap();
     h.wait_partner("northwind-partners", "litware", "Production", |p| {
-        level(p) == "Production" && is_ready(p)
+        is_ready_at(p, SubscriptionLevel::Production)
     })
     .await;
     h.advance_days(12);
-    eventually("the upgrade notice", PATIENCE, || async {
+    eventually("the upgrade notice", Patience::RECONCILE, || async {
         !h.emails_of("upgrade-notice").is_empty()
     })
     .await;
     h.advance_days(2);
     h.wait_partner("northwind-partners", "contoso", "Production", |p| {
-        level(p) == "Production" && is_ready(p)
+        is_ready_at(p, SubscriptionLevel::Production)
     })
     .await;
-    eventually("both conversions mailed", PATIENCE, || async {
+    eventually("both conversions mailed", Patience::RECONCILE, || async {
         h.emails_of("converted").len() >= 2
     })
     .await;
@@ -80,7 +90,7 @@ pub async fn whole_trial(h: &Harness) -> std::collections::BTreeMap<&'static str
             .unwrap();
     }
     for name in ["contoso", "litware"] {
-        eventually(&format!("{name} gone"), DELETION_PATIENCE, || async {
+        eventually(&format!("{name} gone"), Patience::DELETION, || async {
             h.partners("northwind-partners")
                 .get_opt(name)
                 .await
@@ -89,7 +99,7 @@ pub async fn whole_trial(h: &Harness) -> std::collections::BTreeMap<&'static str
         })
         .await;
     }
-    eventually("contoso's tenant deleted", DELETION_PATIENCE, || async {
+    eventually("contoso's tenant deleted", Patience::DELETION, || async {
         namespaces
             .get_opt(&tenant("contoso"))
             .await
