@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use partner_operator::clock::Clock;
-use partner_operator::sandbox::apiserver::ApiServer;
-use partner_operator::sandbox::control_plane::ControlPlane;
+use chrono::Utc;
+use partner_sandbox::apiserver::ApiServer;
+use partner_sandbox::control_plane::ControlPlane;
 use support::servers::kube_assets;
 
 on_both_servers_blocking!(
@@ -51,11 +51,11 @@ impl Server {
                 match kind {
                     support::Server::Sandbox => {
                         let server =
-                            ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
+                            ApiServer::start("127.0.0.1:0".parse().unwrap(), Utc::now)
                                 .await
                                 .unwrap();
                         if with_crds {
-                            server.install_crds().await.unwrap();
+                            server.install_crds(&partner_operator::api::crds()).await.unwrap();
                         }
                         server.write_kubeconfig(&kubeconfig).unwrap();
                         ready_tx.send(()).unwrap();
@@ -67,7 +67,7 @@ impl Server {
                             .await
                             .unwrap_or_else(|e| panic!("the real control plane: {e}"));
                         if with_crds {
-                            plane.install_crds().await.unwrap();
+                            plane.install_crds(&partner_operator::api::crds()).await.unwrap();
                         }
                         std::fs::write(&kubeconfig, plane.kubeconfig_yaml()).unwrap();
                         ready_tx.send(()).unwrap();

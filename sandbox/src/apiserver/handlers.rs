@@ -685,9 +685,9 @@ impl Request<'_> {
     }
 
     fn now(&self) -> String {
-        crate::api::k8s_time(self.state.clock.now())
-            .0
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
+        // Second precision, as kube-apiserver stores timestamps.
+        (self.state.now)()
+            .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string()
     }
 
@@ -702,7 +702,7 @@ impl Request<'_> {
                 self.resource,
                 &[object],
                 self.state.store.revision(),
-                self.state.clock.now(),
+                (self.state.now)(),
             );
             return Ok(axum::Json(table).into_response());
         }
@@ -772,7 +772,7 @@ impl Request<'_> {
                 self.resource,
                 &items,
                 revision,
-                self.state.clock.now(),
+                (self.state.now)(),
             ))
             .into_response());
         }
@@ -828,7 +828,7 @@ impl Request<'_> {
         // `as=Table`: each event's object is a Table of one row; the first carries the columns.
         let table = wants_table.then(|| {
             let resource = self.resource.clone();
-            let clock = self.state.clock.clone();
+            let now = self.state.now.clone();
             let store = self.state.store.clone();
             let headers_sent = std::sync::atomic::AtomicBool::new(false);
             move |object: &Arc<Value>| {
@@ -836,7 +836,7 @@ impl Request<'_> {
                     &resource,
                     std::slice::from_ref(object),
                     store.revision(),
-                    clock.now(),
+                    now(),
                 );
                 if headers_sent.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     table["columnDefinitions"] = json!([]);

@@ -28,18 +28,25 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use tokio::sync::oneshot;
 
-use crate::clock::Clock;
+use chrono::{DateTime, Utc};
+
 pub use resources::ResourceType;
+
+/// Where the server reads the time its timestamps carry: the caller's clock (the operator's, in
+/// the sandbox and the tests), so that when time runs faster there, or a test moves it, the
+/// server's creation and deletion timestamps and its `AGE` column move with it.
+pub(crate) type Now = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// State shared by every request.
 pub(crate) struct ServerState {
     store: store::Store,
     registry: resources::Registry,
-    clock: Clock,
+    now: Now,
     faults: Faults,
     log: RequestLog,
     /// Whether any object was written with `ownerReferences`: only then is there garbage to
@@ -169,13 +176,16 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Starts serving on `addr` (port 0: any free port), with the built-in kinds and the default
-    /// namespaces, timestamps read from `clock`.
-    pub async fn start(addr: SocketAddr, clock: Clock) -> std::io::Result<Self> {
+    /// namespaces, timestamps read from `now` (`Utc::now` for real time).
+    pub async fn start(
+        addr: SocketAddr,
+        now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let state = Arc::new(ServerState {
             store: store::Store::default(),
             registry: resources::Registry::with_builtins(),
-            clock,
+            now: Arc::new(now),
             faults: Faults::default(),
             log: RequestLog::default(),
             owners_seen: Default::default(),
@@ -254,9 +264,9 @@ impl ApiServer {
         kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
     }
 
-    /// Creates the project's CRDs.
-    pub async fn install_crds(&self) -> Result<(), String> {
-        for crd in crate::api::crds() {
+    /// Creates `crds` (the caller's custom resource definitions).
+    pub async fn install_crds(&self, crds: &[CustomResourceDefinition]) -> Result<(), String> {
+        for crd in crds {
             self.apply_json(serde_json::to_value(crd).expect("serializes"))
                 .await?;
         }
@@ -265,7 +275,7 @@ impl ApiServer {
 
     /// Creates an object through the server's own request path (so it is admitted as any other).
     pub async fn apply_json(&self, object: serde_json::Value) -> Result<(), String> {
-        super::create_object(&self.client(), object).await
+        crate::create_object(&self.client(), object).await
     }
 
     /// Answers a share of the requests with an error status (see [`FaultRule`]).
