@@ -12,16 +12,25 @@
 //! Tests drive faults through [`ApiServer`]: failing a share of requests, dropping watches,
 //! compacting history; and read back every request a client made from its request log.
 
+mod controllers;
+mod deletion;
 mod discovery;
+mod errors;
 mod events;
-mod handlers;
+mod json_path;
+mod kinds;
 mod ownership;
 mod patch;
 mod protobuf;
+mod reads;
 mod resources;
+mod routing;
+mod selectors;
 mod store;
 mod tables;
 mod validation;
+mod watch;
+mod writes;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -88,16 +97,16 @@ impl RecordedRequest {
 pub struct RequestLog(Arc<Mutex<Vec<RecordedRequest>>>);
 
 impl RequestLog {
-    fn record(&self, verb: &str, target: &handlers::Target, user_agent: Option<&str>) {
+    fn record(&self, verb: &str, target: &routing::Target, user_agent: Option<&str>) {
         self.push(verb, target, user_agent, false);
     }
 
     /// A verb the request just recorded is authorized for as well.
-    fn record_implied(&self, verb: &str, target: &handlers::Target, user_agent: Option<&str>) {
+    fn record_implied(&self, verb: &str, target: &routing::Target, user_agent: Option<&str>) {
         self.push(verb, target, user_agent, true);
     }
 
-    fn push(&self, verb: &str, target: &handlers::Target, user_agent: Option<&str>, implied: bool) {
+    fn push(&self, verb: &str, target: &routing::Target, user_agent: Option<&str>, implied: bool) {
         self.0.lock().unwrap().push(RecordedRequest {
             verb: verb.to_string(),
             group: target.group.clone(),
@@ -344,5 +353,5 @@ async fn route(State(state): State<Arc<ServerState>>, request: Request) -> Respo
         Ok(body) => body,
         Err(_) => axum::body::Bytes::new(),
     };
-    handlers::handle(state, parts.method, parts.uri, parts.headers, body).await
+    routing::handle(state, parts.method, parts.uri, parts.headers, body).await
 }
