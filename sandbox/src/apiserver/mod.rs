@@ -11,6 +11,11 @@
 //!
 //! Tests drive faults through [`ApiServer`]: failing a share of requests, dropping watches,
 //! compacting history; and read back every request a client made from its request log.
+//!
+//! A request enters at `routing` (path, query, faults, the request log) and goes to its verb:
+//! `reads`, `watch`, `writes` or `deletion`, each failing with the `Status` errors of `errors`.
+//! What sets some built-in kinds apart is in `kinds`; what kube-controller-manager would do
+//! after a delete is in `controllers`. Objects live in `store`, resource types in `resources`.
 
 mod controllers;
 mod deletion;
@@ -257,20 +262,21 @@ impl ApiServer {
 
     /// A kube-rs client for this server.
     pub fn client(&self) -> kube::Client {
-        let url = self.url().parse().expect("a valid URL");
-        let config = kube::Config::new(url);
-        kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
+        kube::Client::try_from(self.client_config()).expect("a client for a plain-HTTP URL")
     }
 
     /// A kube-rs client that sends `user_agent`, so the request log tells its requests apart.
     pub fn client_with_user_agent(&self, user_agent: &str) -> kube::Client {
-        let url = self.url().parse().expect("a valid URL");
-        let mut config = kube::Config::new(url);
+        let mut config = self.client_config();
         config.headers.push((
             axum::http::header::USER_AGENT,
             user_agent.parse().expect("a valid header value"),
         ));
         kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
+    }
+
+    fn client_config(&self) -> kube::Config {
+        kube::Config::new(self.url().parse().expect("a valid URL"))
     }
 
     /// Creates `crds` (the caller's custom resource definitions).
@@ -298,12 +304,12 @@ impl ApiServer {
 
     /// Ends every open watch; clients re-watch from their last version.
     pub fn drop_watches(&self) {
-        self.state.store.drop_watches();
+        self.controls().drop_watches();
     }
 
     /// Forgets the watch history: re-watching from any earlier version gets 410 Gone.
     pub fn compact(&self) {
-        self.state.store.compact();
+        self.controls().compact();
     }
 
     /// A handle that can outlive a borrow of the server, for a task that injects faults
@@ -322,7 +328,7 @@ impl ApiServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        self.state.store.drop_watches();
+        self.drop_watches();
         let _ = (&mut self.task).await;
     }
 }
@@ -332,10 +338,12 @@ impl ApiServer {
 pub struct Controls(Arc<ServerState>);
 
 impl Controls {
+    /// See [`ApiServer::drop_watches`].
     pub fn drop_watches(&self) {
         self.0.store.drop_watches();
     }
 
+    /// See [`ApiServer::compact`].
     pub fn compact(&self) {
         self.0.store.compact();
     }
