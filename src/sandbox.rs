@@ -1,5 +1,9 @@
 //! `partner-operator sandbox`: the API server, the SMTP server and the operator in one process.
 //!
+//! The servers come from the `partner-sandbox` crate, which knows nothing of the operator; this
+//! module joins them to it: the embedded server reads the operator's sped-up clock and gets the
+//! operator's CRDs.
+//!
 //! Start-up order matters to the person at the keyboard: the state directory is checked first
 //! (an unwritable directory is the most common mistake and should not wait for anything), then
 //! the API server binds its port, the CRDs are installed, and only then is `DIR/kubeconfig`
