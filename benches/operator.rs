@@ -262,8 +262,14 @@ impl Server {
 
     async fn install_crds(&self) {
         match self {
-            Server::Sandbox(s) => s.install_crds(&partner_operator::api::crds()).await.unwrap(),
-            Server::Kube { plane, .. } => plane.install_crds(&partner_operator::api::crds()).await.unwrap(),
+            Server::Sandbox(s) => s
+                .install_crds(&partner_operator::api::crds())
+                .await
+                .unwrap(),
+            Server::Kube { plane, .. } => plane
+                .install_crds(&partner_operator::api::crds())
+                .await
+                .unwrap(),
         }
     }
 

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use partner_operator::api::*;
-use chrono::Utc;
 use partner_sandbox::apiserver::{ApiServer, FaultRule};
 use serde_json::json;
 
@@ -18,7 +18,10 @@ async fn server() -> ApiServer {
     let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Utc::now)
         .await
         .unwrap();
-    server.install_crds(&partner_operator::api::crds()).await.unwrap();
+    server
+        .install_crds(&partner_operator::api::crds())
+        .await
+        .unwrap();
     let namespaces: Api<Namespace> = Api::all(server.client());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "partners", "labels": {"partner-operator.io/distributor": "northwind"}}})).unwrap();
     namespaces

@@ -20,8 +20,8 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, PostParams};
 use partner_operator::leader::LeaderElection;
 use partner_operator::operator::RunOptions;
-use partner_sandbox::control_plane::AuditedRequest;
 use partner_operator::tenant::OWNER_UID_LABEL;
+use partner_sandbox::control_plane::AuditedRequest;
 use serde_json::{Value, json};
 use support::*;
 

@@ -46,7 +46,10 @@ impl Backend {
                 let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), move || clock.now())
                     .await
                     .expect("the API server starts");
-                server.install_crds(&partner_operator::api::crds()).await.expect("CRDs install");
+                server
+                    .install_crds(&partner_operator::api::crds())
+                    .await
+                    .expect("CRDs install");
                 Backend::Sandbox(server)
             }
             Server::Kube => Backend::Kube(KubeApiserver::start().await),
@@ -128,7 +131,10 @@ impl KubeApiserver {
         let plane = ControlPlane::start(&assets, dir.path())
             .await
             .unwrap_or_else(|e| panic!("the real control plane does not start: {e}"));
-        plane.install_crds(&partner_operator::api::crds()).await.expect("CRDs install");
+        plane
+            .install_crds(&partner_operator::api::crds())
+            .await
+            .expect("CRDs install");
         eprintln!(
             "kube-apiserver ready with the CRDs in {:.1} s",
             started.elapsed().as_secs_f64()

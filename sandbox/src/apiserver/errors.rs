@@ -49,6 +49,14 @@ impl ApiError {
     pub fn no_such_resource() -> Self {
         Self::not_found_because("the server could not find the requested resource")
     }
+    /// 415 for a body in a format the request's resource does not take.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            message,
+        )
+    }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }

@@ -42,9 +42,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use tokio::sync::oneshot;
 
 use chrono::{DateTime, Utc};

@@ -164,13 +164,11 @@ pub(super) async fn handle(
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
         return match discovery::openapi_v3(&state.registry, gv) {
             Some(doc) => axum::Json(doc).into_response(),
-            None => ApiError::no_such_resource()
-            .into_response(),
+            None => ApiError::no_such_resource().into_response(),
         };
     }
     let Some(target) = parse_path(&state.registry, &path) else {
-        return ApiError::no_such_resource()
-        .into_response();
+        return ApiError::no_such_resource().into_response();
     };
     let query = parse_query(&uri);
     if let Some(error) = query.invalid_option() {
@@ -214,13 +212,11 @@ pub(super) async fn handle(
     let Some(plural) = target.plural.clone() else {
         return match discovery::resource_list(&state.registry, &target.group, &target.version) {
             Some(list) => axum::Json(list).into_response(),
-            None => ApiError::no_such_resource()
-            .into_response(),
+            None => ApiError::no_such_resource().into_response(),
         };
     };
     let Some(resource) = state.registry.get(&target.group, &target.version, &plural) else {
-        return ApiError::no_such_resource()
-        .into_response();
+        return ApiError::no_such_resource().into_response();
     };
     let mut content_type = headers
         .get(header::CONTENT_TYPE)
@@ -260,8 +256,7 @@ pub(super) async fn handle(
     if let Some(sub) = &target.subresource
         && !(sub == "status" && resource.status_subresource)
     {
-        return ApiError::no_such_resource()
-        .into_response();
+        return ApiError::no_such_resource().into_response();
     }
     // The uid of what a delete removes, for the garbage collector.
     let deleted_uid = (verb == "delete")
@@ -359,11 +354,9 @@ pub(super) fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiEr
         // clients that negotiate fall back to JSON.
         return super::protobuf::to_json(body).map_err(|e| match e {
             super::protobuf::Error::Malformed(_) => ApiError::bad_request(e.to_string()),
-            super::protobuf::Error::UnsupportedKind { .. } => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedMediaType",
-                e.to_string(),
-            ),
+            super::protobuf::Error::UnsupportedKind { .. } => {
+                ApiError::unsupported_media_type(e.to_string())
+            }
         });
     }
     let parsed = if content_type.contains("yaml") {
@@ -431,9 +424,6 @@ impl<'a> Request<'a> {
 
     pub(super) fn now(&self) -> String {
         // Second precision, as kube-apiserver stores timestamps.
-        (self.state.now)()
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string()
+        (self.state.now)().format("%Y-%m-%dT%H:%M:%SZ").to_string()
     }
 }
-

@@ -155,8 +155,6 @@ impl Request<'_> {
     }
 }
 
-/// The watch line for a change, as seen through a filter: a modified object that stops matching
-/// is reported as deleted, one that starts matching as added.
 /// One line of a watch: `{"type":...,"object":...}` and a newline, around an encoded object.
 fn watch_event(type_: &str, object: &[u8]) -> Bytes {
     let mut line = Vec::with_capacity(object.len() + 32);
@@ -168,10 +166,9 @@ fn watch_event(type_: &str, object: &[u8]) -> Bytes {
     Bytes::from(line)
 }
 
-fn watch_line_kind(
-    change: &Change,
-    matches: &dyn Fn(&Value) -> bool,
-) -> Option<&'static str> {
+/// The watch line for a change, as seen through a filter: a modified object that stops matching
+/// is reported as deleted, one that starts matching as added.
+fn watch_line_kind(change: &Change, matches: &dyn Fn(&Value) -> bool) -> Option<&'static str> {
     let now = matches(&change.object);
     let before = change.previous.as_deref().is_some_and(matches);
     Some(match (change.kind, before, now) {

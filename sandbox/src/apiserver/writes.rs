@@ -21,6 +21,10 @@ enum Stale {
 }
 
 impl Request<'_> {
+    /// What kube-apiserver does to an object before it stores it: the kind's decoding, unknown
+    /// fields pruned (or refused, or warned about, as `fieldValidation` says), the built-in
+    /// kinds' validation, and a custom resource's defaults, schema and CEL rules. Returns the
+    /// object to store and the warnings for the client.
     fn admit(
         &self,
         mut object: Value,
@@ -362,13 +366,9 @@ impl Request<'_> {
             && self.resource.validator.is_some()
         {
             // Custom resources have no patch strategies to merge by.
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"
-                ),
-            ));
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"
+            )));
         }
         let patch_body = parse_body(body, &content_type)?;
         if content_type == "application/apply-patch+yaml" {
@@ -447,10 +447,7 @@ impl Request<'_> {
                         object["metadata"]["managedFields"] = apply.record(others, &patch_body, &object, current);
                     }
                     other => {
-                        return Err(ApiError::new(
-                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                            "UnsupportedMediaType",
-                            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"),
+                        return Err(ApiError::unsupported_media_type(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"),
                         ));
                     }
                 }
