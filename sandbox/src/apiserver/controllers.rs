@@ -13,8 +13,10 @@ use super::kinds::Kind;
 use super::resources::ResourceType;
 use super::routing::{Request, Target};
 
-/// How long a deleted Namespace stays `Terminating` before its content is deleted.
-const NAMESPACE_CONTROLLER_DELAY: Duration = Duration::from_millis(100);
+/// How long kube-controller-manager's controllers take to act on a delete: a deleted Namespace
+/// stays `Terminating` that long before its content is deleted, and so do a deleted owner's
+/// dependents before the garbage collector sees to them.
+const CONTROLLER_DELAY: Duration = Duration::from_millis(100);
 
 /// After a delete the server answered with 200: the controllers a real cluster runs take
 /// their turn a moment later, in the background.
@@ -30,7 +32,7 @@ pub(super) fn after_delete(
         let resource = resource.clone();
         let target = target.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(NAMESPACE_CONTROLLER_DELAY).await;
+            tokio::time::sleep(CONTROLLER_DELAY).await;
             let Some(namespace) = state.store.get(
                 &resource.key(),
                 "",
@@ -46,7 +48,7 @@ pub(super) fn after_delete(
         let target = target.clone();
         let resource = resource.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(NAMESPACE_CONTROLLER_DELAY).await;
+            tokio::time::sleep(CONTROLLER_DELAY).await;
             collect_garbage(&state, &resource, &target, deleted_uid.as_deref());
         });
     }
