@@ -6,6 +6,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+# The workspace's other member: the `sandbox` subcommand is built from it.
+COPY sandbox/Cargo.toml ./sandbox/Cargo.toml
+COPY sandbox/src ./sandbox/src
 RUN cargo build --release --locked --bin partner-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use partner_operator::clock::Clock;
-use partner_operator::sandbox::apiserver::ApiServer;
+use partner_sandbox::apiserver::ApiServer;
 use serde_json::json;
 
 const NAMESPACES: usize = 10;
@@ -44,7 +44,7 @@ async fn main() {
     println!(
         "API server benchmark: {objects} ConfigMaps, {IN_FLIGHT} requests in flight, 3 watchers and 1 slow watcher"
     );
-    let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
+    let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Utc::now)
         .await
         .unwrap();
     let client = server.client();

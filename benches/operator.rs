@@ -36,10 +36,9 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use partner_operator::api::{Distributor, Partner};
-use partner_operator::clock::Clock;
-use partner_operator::sandbox::apiserver::{ApiServer, RecordedRequest};
-use partner_operator::sandbox::control_plane::ControlPlane;
-use partner_operator::sandbox::smtp::SmtpSink;
+use partner_sandbox::apiserver::{ApiServer, RecordedRequest};
+use partner_sandbox::control_plane::ControlPlane;
+use partner_sandbox::smtp::SmtpSink;
 use serde_json::json;
 
 /// As the binary: the API server here allocates per request too.
@@ -244,7 +243,7 @@ impl Server {
                 }
             }
             Ok("sandbox") | Err(_) => Server::Sandbox(
-                ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
+                ApiServer::start("127.0.0.1:0".parse().unwrap(), Utc::now)
                     .await
                     .unwrap(),
             ),
@@ -263,8 +262,14 @@ impl Server {
 
     async fn install_crds(&self) {
         match self {
-            Server::Sandbox(s) => s.install_crds().await.unwrap(),
-            Server::Kube { plane, .. } => plane.install_crds().await.unwrap(),
+            Server::Sandbox(s) => s
+                .install_crds(&partner_operator::api::crds())
+                .await
+                .unwrap(),
+            Server::Kube { plane, .. } => plane
+                .install_crds(&partner_operator::api::crds())
+                .await
+                .unwrap(),
         }
     }
 

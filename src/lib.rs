@@ -1,7 +1,6 @@
 //! partner-operator: onboard the partners of a software distributor as tenants, declaratively.
 //!
 //! The README says what it does and how to run it. Modules, one concept each:
-//! - [`admission`]: what kube-apiserver checks before it stores a custom resource (defaults, schema, CEL);
 //! - [`api`]: the custom resources (`Distributor`, `Partner`) and their conditions;
 //! - [`binding`]: which namespaces may hold a Distributor's Partners;
 //! - [`clock`]: the injectable clock every deadline is measured on;
@@ -12,12 +11,12 @@
 //! - [`mail`]: the lifecycle emails, their templates and their delivery over SMTP;
 //! - [`metrics`]: Prometheus metrics and the health endpoints;
 //! - [`operator`]: the `run` command: settings checked up front, then the controllers;
-//! - [`sandbox`]: the whole system on one machine: an API server and an SMTP server on loopback;
+//! - [`sandbox`]: the `sandbox` command: the whole system on one machine, an API server and an
+//!   SMTP server on loopback (from the `partner-sandbox` crate, the test ground) with the operator;
 //! - [`shutdown`]: one shutdown signal that many tasks wait for;
 //! - [`telemetry`]: structured logging;
 //! - [`tenant`]: a Partner's tenant namespace, entitlements and activation secret;
 
-pub mod admission;
 pub mod api;
 pub mod binding;
 pub mod clock;

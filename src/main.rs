@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use partner_operator::clock::Clock;
 use partner_operator::leader::LeaderElection;
 use partner_operator::operator::{self, RunOptions};
-use partner_operator::sandbox::command::{self, SandboxOptions};
+use partner_operator::sandbox::{self as command, SandboxOptions};
 use partner_operator::telemetry::{self, LogFormat};
 
 #[derive(Parser)]

@@ -1,5 +1,5 @@
 //! The admission corpus: real manifests under `tests/admission/`, each admitted through the same
-//! path the sandbox API server uses (`partner_operator::admission`), against the CRDs the binary
+//! path the sandbox API server uses (`partner_sandbox::admission`), against the CRDs the binary
 //! generates.
 //!
 //! - `accept/*.yaml` must be admitted; `# expect: <path>=<json>` lines check defaulted values.
@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use partner_operator::admission::{CrdValidator, FieldError, UnknownFieldPolicy};
+use partner_sandbox::admission::{CrdValidator, FieldError, UnknownFieldPolicy};
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use partner_operator::api::*;
-use partner_operator::clock::Clock;
-use partner_operator::sandbox::apiserver::{ApiServer, FaultRule};
+use partner_sandbox::apiserver::{ApiServer, FaultRule};
 use serde_json::json;
 use wait::{Patience, eventually};
 
@@ -19,10 +19,13 @@ use wait::{Patience, eventually};
 mod wait;
 
 async fn server() -> ApiServer {
-    let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
+    let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Utc::now)
         .await
         .unwrap();
-    server.install_crds().await.unwrap();
+    server
+        .install_crds(&partner_operator::api::crds())
+        .await
+        .unwrap();
     let namespaces: Api<Namespace> = Api::all(server.client());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "partners", "labels": {"partner-operator.io/distributor": "northwind"}}})).unwrap();
     namespaces

@@ -8,9 +8,9 @@ use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use partner_operator::clock::Clock;
-use partner_operator::sandbox::apiserver::ApiServer;
-use partner_operator::sandbox::control_plane::ControlPlane;
+use chrono::Utc;
+use partner_sandbox::apiserver::ApiServer;
+use partner_sandbox::control_plane::ControlPlane;
 use support::servers::kube_assets;
 use support::{Patience, Seen, eventually_blocking, project};
 
@@ -50,12 +50,14 @@ impl Server {
             runtime.block_on(async move {
                 match kind {
                     support::Server::Sandbox => {
-                        let server =
-                            ApiServer::start("127.0.0.1:0".parse().unwrap(), Clock::system())
+                        let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), Utc::now)
+                            .await
+                            .unwrap();
+                        if with_crds {
+                            server
+                                .install_crds(&partner_operator::api::crds())
                                 .await
                                 .unwrap();
-                        if with_crds {
-                            server.install_crds().await.unwrap();
                         }
                         server.write_kubeconfig(&kubeconfig).unwrap();
                         ready_tx.send(()).unwrap();
@@ -67,7 +69,10 @@ impl Server {
                             .await
                             .unwrap_or_else(|e| panic!("the real control plane: {e}"));
                         if with_crds {
-                            plane.install_crds().await.unwrap();
+                            plane
+                                .install_crds(&partner_operator::api::crds())
+                                .await
+                                .unwrap();
                         }
                         std::fs::write(&kubeconfig, plane.kubeconfig_yaml()).unwrap();
                         ready_tx.send(()).unwrap();

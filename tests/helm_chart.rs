@@ -304,9 +304,9 @@ const SERVICE_MONITOR_CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","ki
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_manifests_apply_to_the_api_server_with_kubectl() {
-    let server = partner_operator::sandbox::apiserver::ApiServer::start(
+    let server = partner_sandbox::apiserver::ApiServer::start(
         "127.0.0.1:0".parse().unwrap(),
-        partner_operator::clock::Clock::system(),
+        chrono::Utc::now,
     )
     .await
     .unwrap();

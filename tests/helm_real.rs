@@ -15,7 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 use kube::api::{Api, ListParams};
 use partner_operator::api::{Distributor, Partner};
-use partner_operator::sandbox::control_plane::ControlPlane;
+use partner_sandbox::control_plane::ControlPlane;
 use serde_json::{Value, json};
 use support::helm::{CHART, helm_ok};
 use support::*;
@@ -218,7 +218,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     let create = |object: Value| {
         let client = client.clone();
         async move {
-            partner_operator::sandbox::create_object(&client, object)
+            partner_sandbox::create_object(&client, object)
                 .await
                 .expect("created")
         }

@@ -413,8 +413,7 @@ fn the_trial_converts_automatically_at_its_end_and_billing_starts_then() {
     );
     assert_eq!(w.status().expires_at, None);
     assert!(
-        w.events
-            .contains(&EventReason::ConvertedToProduction)
+        w.events.contains(&EventReason::ConvertedToProduction)
             && w.events.contains(&EventReason::BillingStarted)
     );
     assert_eq!(w.ready(), ("True".into(), "Ready".into()));
@@ -502,10 +501,7 @@ fn a_far_future_expiration_date_is_held_to_the_distributors_trial_days() {
         w.status().trial.as_ref().unwrap().ends_at,
         t0() + Duration::days(10)
     );
-    assert!(
-        !w.events
-            .contains(&EventReason::ExpirationDateLimited)
-    );
+    assert!(!w.events.contains(&EventReason::ExpirationDateLimited));
 }
 
 #[test]
@@ -530,8 +526,7 @@ fn unbinding_a_production_partner_ends_billing_and_production_together() {
         // The tenant's entitlements follow in the same pass.
         assert!(plan.effects.contains(&ENSURE_TENANT));
         assert!(
-            w.events
-                .contains(&EventReason::ProductionEndedUnbound)
+            w.events.contains(&EventReason::ProductionEndedUnbound)
                 && w.events.contains(&EventReason::BillingEnded)
         );
         // Once: settled, nothing more.
@@ -805,7 +800,11 @@ fn a_taken_tenant_name_is_reported_and_nothing_is_provisioned() {
     assert!(status.tenant.is_none(), "not provisioned");
     assert_eq!(status.subscription_level, Some(SubscriptionLevel::Pending));
     assert!(w.sent.is_empty(), "no activation email");
-    assert_eq!(w.events, vec![EventReason::TenantNamespaceTaken], "one Event");
+    assert_eq!(
+        w.events,
+        vec![EventReason::TenantNamespaceTaken],
+        "one Event"
+    );
     for type_ in [types::READY, types::TENANT_PROVISIONED] {
         let c = find_condition(&status.conditions, type_).unwrap();
         assert_eq!(

@@ -9,7 +9,7 @@ use partner_operator::lifecycle;
 use partner_operator::mail::{
     ActivationLink, EmailVars, MailError, Mailer, MailerConfig, OutgoingEmail, Templates,
 };
-use partner_operator::sandbox::smtp::SmtpSink;
+use partner_sandbox::smtp::SmtpSink;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const UID: &str = "3f6d2a1c-8a4e-4d7b-9a51-2b8c0e7d9f10";

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use partner_operator::sandbox::apiserver::FaultRule;
-use partner_operator::sandbox::smtp::ReceivedEmail;
+use partner_sandbox::apiserver::FaultRule;
+use partner_sandbox::smtp::ReceivedEmail;
 use support::*;
 
 crate::on_both_servers!(

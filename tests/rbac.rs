@@ -20,14 +20,14 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, PostParams};
 use partner_operator::leader::LeaderElection;
 use partner_operator::operator::RunOptions;
-use partner_operator::sandbox::control_plane::AuditedRequest;
 use partner_operator::tenant::OWNER_UID_LABEL;
+use partner_sandbox::control_plane::AuditedRequest;
 use serde_json::{Value, json};
 use support::*;
 
 const RELEASE: &str = "po";
 const NAMESPACE: &str = "partner-operator";
-fn plane(h: &Harness) -> &partner_operator::sandbox::control_plane::ControlPlane {
+fn plane(h: &Harness) -> &partner_sandbox::control_plane::ControlPlane {
     match &h.server {
         Backend::Kube(k) => &k.plane,
         Backend::Sandbox(_) => unreachable!("these tests run on kube-apiserver"),

@@ -137,7 +137,7 @@ on_both_servers!(run_against_the_sandbox_started_alone);
 /// The operator as a separate process (`partner-operator run`), against the API server started
 /// alone: the way the README tells a user to try the `run` command.
 async fn run_against_the_sandbox_started_alone(server: Server) {
-    use partner_operator::sandbox::smtp::SmtpSink;
+    use partner_sandbox::smtp::SmtpSink;
     let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use chrono::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use partner_operator::api::types;
-use partner_operator::sandbox::apiserver::FaultRule;
+use partner_sandbox::apiserver::FaultRule;
 use serde_json::json;
 use support::*;
 

@@ -351,12 +351,14 @@ async fn a_long_partner_name_is_provisioned(server: Server) {
     h.wait_emails(2).await;
     // Its Events are recorded too (an Event's name starts with the Partner's).
     eventually("the long Partner's Events", Patience::RECONCILE, || async {
-        events(&h, "northwind-partners", EventReason::TenantProvisioned.as_str())
-            .await
-            .iter()
-            .any(|e| {
-                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(names[1].as_str())
-            })
+        events(
+            &h,
+            "northwind-partners",
+            EventReason::TenantProvisioned.as_str(),
+        )
+        .await
+        .iter()
+        .any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(names[1].as_str()))
     })
     .await;
 

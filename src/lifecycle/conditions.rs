@@ -50,11 +50,14 @@ pub(super) fn set(d: &mut Draft) -> Flow {
     Flow::Next
 }
 
+/// Why a Partner is not Ready: a reason and a message.
+type NotReady = (&'static str, String);
+
 /// Why the Partner is not Ready: the first rung that answers, in this order.
-const READY_LADDER: [fn(&Draft) -> Option<(&'static str, String)>; 4] =
+const READY_LADDER: [fn(&Draft) -> Option<NotReady>; 4] =
     [tenant_missing, activation, expired, conversion_refused];
 
-fn tenant_missing(d: &Draft) -> Option<(&'static str, String)> {
+fn tenant_missing(d: &Draft) -> Option<NotReady> {
     (!d.obs.tenant_exists).then(|| {
         (
             reasons::PROVISIONING,
@@ -64,7 +67,7 @@ fn tenant_missing(d: &Draft) -> Option<(&'static str, String)> {
 }
 
 /// Why the activation email is not sent yet: its delivery failed, or it is on its way.
-fn activation(d: &Draft) -> Option<(&'static str, String)> {
+fn activation(d: &Draft) -> Option<NotReady> {
     let record = d
         .status
         .emails
@@ -88,12 +91,12 @@ fn activation(d: &Draft) -> Option<(&'static str, String)> {
     }
 }
 
-fn expired(d: &Draft) -> Option<(&'static str, String)> {
+fn expired(d: &Draft) -> Option<NotReady> {
     (d.level == SubscriptionLevel::Expired)
         .then(|| (reasons::EXPIRED, "the subscription has expired".to_string()))
 }
 
-fn conversion_refused(d: &Draft) -> Option<(&'static str, String)> {
+fn conversion_refused(d: &Draft) -> Option<NotReady> {
     d.refused_date.map(|date: DateTime<Utc>| {
         (
             reasons::EXPIRATION_DATE_IN_PAST,

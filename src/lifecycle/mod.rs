@@ -99,7 +99,7 @@ pub enum Effect {
     /// Secret (its hash and expiry): always right before that email is sent.
     IssueActivation(ActivationToken),
     /// Send the email recorded in `status.emails` under its Message-ID.
-    SendEmail(Email),
+    SendEmail(Box<Email>),
     /// Record an Event on the Partner.
     Event(PartnerEvent),
     /// The emails recorded in this plan go out in a pass of their own, queued behind the other
@@ -309,7 +309,7 @@ fn effects(d: &mut Draft) -> Flow {
                 expires_at: email.vars.link_expires_at.unwrap_or(d.now),
             }));
         }
-        d.effects.push(Effect::SendEmail(email));
+        d.effects.push(Effect::SendEmail(Box::new(email)));
     }
     Flow::Next
 }

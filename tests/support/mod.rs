@@ -31,7 +31,7 @@ use kube::{Client, ResourceExt};
 use partner_operator::api::{Distributor, Partner};
 use partner_operator::clock::Clock;
 use partner_operator::operator::{self, RunOptions};
-use partner_operator::sandbox::smtp::{ReceivedEmail, SmtpSink};
+use partner_sandbox::smtp::{ReceivedEmail, SmtpSink};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

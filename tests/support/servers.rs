@@ -11,8 +11,8 @@ use std::sync::{Mutex, OnceLock};
 
 use kube::Client;
 use partner_operator::clock::Clock;
-use partner_operator::sandbox::apiserver::{ApiServer, RecordedRequest};
-use partner_operator::sandbox::control_plane::ControlPlane;
+use partner_sandbox::apiserver::{ApiServer, RecordedRequest};
+use partner_sandbox::control_plane::ControlPlane;
 
 /// Which API server a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,10 +43,13 @@ impl Backend {
     pub async fn start(server: Server, clock: Clock) -> Self {
         match server {
             Server::Sandbox => {
-                let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), clock)
+                let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), move || clock.now())
                     .await
                     .expect("the API server starts");
-                server.install_crds().await.expect("CRDs install");
+                server
+                    .install_crds(&partner_operator::api::crds())
+                    .await
+                    .expect("CRDs install");
                 Backend::Sandbox(server)
             }
             Server::Kube => Backend::Kube(KubeApiserver::start().await),
@@ -77,7 +80,7 @@ impl Backend {
 
     /// Creates `object` as any client would.
     pub async fn apply_json(&self, object: serde_json::Value) -> Result<(), String> {
-        partner_operator::sandbox::create_object(&self.client(), object).await
+        partner_sandbox::create_object(&self.client(), object).await
     }
 
     /// Every request to a resource since the last [`Backend::clear_requests`], in order: the
@@ -128,7 +131,10 @@ impl KubeApiserver {
         let plane = ControlPlane::start(&assets, dir.path())
             .await
             .unwrap_or_else(|e| panic!("the real control plane does not start: {e}"));
-        plane.install_crds().await.expect("CRDs install");
+        plane
+            .install_crds(&partner_operator::api::crds())
+            .await
+            .expect("CRDs install");
         eprintln!(
             "kube-apiserver ready with the CRDs in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -155,7 +161,7 @@ pub fn kube_assets() -> PathBuf {
 }
 
 fn find_or_build_assets() -> Result<PathBuf, String> {
-    use partner_operator::sandbox::control_plane::BINARIES;
+    use partner_sandbox::control_plane::BINARIES;
     let has_all = |dir: &Path| BINARIES.iter().all(|b| dir.join(b).is_file());
     if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from)
         && has_all(&dir)

@@ -1,5 +1,9 @@
 //! `partner-operator sandbox`: the API server, the SMTP server and the operator in one process.
 //!
+//! The servers come from the `partner-sandbox` crate, which knows nothing of the operator; this
+//! module joins them to it: the embedded server reads the operator's sped-up clock and gets the
+//! operator's CRDs.
+//!
 //! Start-up order matters to the person at the keyboard: the state directory is checked first
 //! (an unwritable directory is the most common mistake and should not wait for anything), then
 //! the API server binds its port, the CRDs are installed, and only then is `DIR/kubeconfig`
@@ -14,11 +18,12 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use partner_sandbox::apiserver::ApiServer;
+use partner_sandbox::control_plane::{ControlPlane, ControlPlaneError};
+use partner_sandbox::smtp::SmtpSink;
+
 use crate::clock::Clock;
 use crate::operator::{self, RunOptions};
-use crate::sandbox::apiserver::ApiServer;
-use crate::sandbox::control_plane::{ControlPlane, ControlPlaneError};
-use crate::sandbox::smtp::SmtpSink;
 
 /// Where activation links point for Distributors that set no `spec.activation.baseUrl`. The
 /// `.invalid` top-level domain never resolves, so nobody mistakes a sandbox link for a real one.
@@ -89,13 +94,17 @@ pub async fn run(
     let server = match &options.kube_apiserver {
         None => {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
-            let server = ApiServer::start(addr, clock.clone())
+            let server_clock = clock.clone();
+            let server = ApiServer::start(addr, move || server_clock.now())
                 .await
                 .map_err(|source| SandboxError::Port {
                     port: options.port,
                     source,
                 })?;
-            server.install_crds().await.map_err(SandboxError::Crds)?;
+            server
+                .install_crds(&crate::api::crds())
+                .await
+                .map_err(SandboxError::Crds)?;
             Server::Embedded(server)
         }
         Some(assets) => {
@@ -104,7 +113,7 @@ pub async fn run(
                 .map_err(SandboxError::KubeApiserver)?;
             // Dropping the plane on an error stops its processes.
             plane
-                .install_crds()
+                .install_crds(&crate::api::crds())
                 .await
                 .map_err(SandboxError::KubeApiserver)?;
             Server::Kube(plane)

@@ -11,17 +11,31 @@
 //!
 //! Tests drive faults through [`ApiServer`]: failing a share of requests, dropping watches,
 //! compacting history; and read back every request a client made from its request log.
+//!
+//! A request enters at `routing` (path, query, faults, the request log) and goes to its verb:
+//! `reads`, `watch`, `writes` or `deletion`, each failing with the `Status` errors of `errors`.
+//! What sets some built-in kinds apart is in `kinds`; what kube-controller-manager would do
+//! after a delete is in `controllers`. Objects live in `store`, resource types in `resources`.
 
+mod controllers;
+mod deletion;
 mod discovery;
+mod errors;
 mod events;
-mod handlers;
+mod json_path;
+mod kinds;
 mod ownership;
 mod patch;
 mod protobuf;
+mod reads;
 mod resources;
+mod routing;
+mod selectors;
 mod store;
 mod tables;
 mod validation;
+mod watch;
+mod writes;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,16 +44,23 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use tokio::sync::oneshot;
 
-use crate::clock::Clock;
+use chrono::{DateTime, Utc};
+
 pub use resources::ResourceType;
+
+/// Where the server reads the time its timestamps carry: the caller's clock (the operator's, in
+/// the sandbox and the tests), so that when time runs faster there, or a test moves it, the
+/// server's creation and deletion timestamps and its `AGE` column move with it.
+pub(crate) type Now = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// State shared by every request.
 pub(crate) struct ServerState {
     store: store::Store,
     registry: resources::Registry,
-    clock: Clock,
+    now: Now,
     faults: Faults,
     log: RequestLog,
     /// Whether any object was written with `ownerReferences`: only then is there garbage to
@@ -81,16 +102,16 @@ impl RecordedRequest {
 pub struct RequestLog(Arc<Mutex<Vec<RecordedRequest>>>);
 
 impl RequestLog {
-    fn record(&self, verb: &str, target: &handlers::Target, user_agent: Option<&str>) {
+    fn record(&self, verb: &str, target: &routing::Target, user_agent: Option<&str>) {
         self.push(verb, target, user_agent, false);
     }
 
     /// A verb the request just recorded is authorized for as well.
-    fn record_implied(&self, verb: &str, target: &handlers::Target, user_agent: Option<&str>) {
+    fn record_implied(&self, verb: &str, target: &routing::Target, user_agent: Option<&str>) {
         self.push(verb, target, user_agent, true);
     }
 
-    fn push(&self, verb: &str, target: &handlers::Target, user_agent: Option<&str>, implied: bool) {
+    fn push(&self, verb: &str, target: &routing::Target, user_agent: Option<&str>, implied: bool) {
         self.0.lock().unwrap().push(RecordedRequest {
             verb: verb.to_string(),
             group: target.group.clone(),
@@ -169,13 +190,16 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Starts serving on `addr` (port 0: any free port), with the built-in kinds and the default
-    /// namespaces, timestamps read from `clock`.
-    pub async fn start(addr: SocketAddr, clock: Clock) -> std::io::Result<Self> {
+    /// namespaces, timestamps read from `now` (`Utc::now` for real time).
+    pub async fn start(
+        addr: SocketAddr,
+        now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let state = Arc::new(ServerState {
             store: store::Store::default(),
             registry: resources::Registry::with_builtins(),
-            clock,
+            now: Arc::new(now),
             faults: Faults::default(),
             log: RequestLog::default(),
             owners_seen: Default::default(),
@@ -238,15 +262,12 @@ impl ApiServer {
 
     /// A kube-rs client for this server.
     pub fn client(&self) -> kube::Client {
-        let url = self.url().parse().expect("a valid URL");
-        let config = kube::Config::new(url);
-        kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
+        kube::Client::try_from(self.client_config()).expect("a client for a plain-HTTP URL")
     }
 
     /// A kube-rs client that sends `user_agent`, so the request log tells its requests apart.
     pub fn client_with_user_agent(&self, user_agent: &str) -> kube::Client {
-        let url = self.url().parse().expect("a valid URL");
-        let mut config = kube::Config::new(url);
+        let mut config = self.client_config();
         config.headers.push((
             axum::http::header::USER_AGENT,
             user_agent.parse().expect("a valid header value"),
@@ -254,9 +275,13 @@ impl ApiServer {
         kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
     }
 
-    /// Creates the project's CRDs.
-    pub async fn install_crds(&self) -> Result<(), String> {
-        for crd in crate::api::crds() {
+    fn client_config(&self) -> kube::Config {
+        kube::Config::new(self.url().parse().expect("a valid URL"))
+    }
+
+    /// Creates `crds` (the caller's custom resource definitions).
+    pub async fn install_crds(&self, crds: &[CustomResourceDefinition]) -> Result<(), String> {
+        for crd in crds {
             self.apply_json(serde_json::to_value(crd).expect("serializes"))
                 .await?;
         }
@@ -265,7 +290,7 @@ impl ApiServer {
 
     /// Creates an object through the server's own request path (so it is admitted as any other).
     pub async fn apply_json(&self, object: serde_json::Value) -> Result<(), String> {
-        super::create_object(&self.client(), object).await
+        crate::create_object(&self.client(), object).await
     }
 
     /// Answers a share of the requests with an error status (see [`FaultRule`]).
@@ -279,12 +304,12 @@ impl ApiServer {
 
     /// Ends every open watch; clients re-watch from their last version.
     pub fn drop_watches(&self) {
-        self.state.store.drop_watches();
+        self.controls().drop_watches();
     }
 
     /// Forgets the watch history: re-watching from any earlier version gets 410 Gone.
     pub fn compact(&self) {
-        self.state.store.compact();
+        self.controls().compact();
     }
 
     /// A handle that can outlive a borrow of the server, for a task that injects faults
@@ -303,7 +328,7 @@ impl ApiServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        self.state.store.drop_watches();
+        self.drop_watches();
         let _ = (&mut self.task).await;
     }
 }
@@ -313,10 +338,12 @@ impl ApiServer {
 pub struct Controls(Arc<ServerState>);
 
 impl Controls {
+    /// See [`ApiServer::drop_watches`].
     pub fn drop_watches(&self) {
         self.0.store.drop_watches();
     }
 
+    /// See [`ApiServer::compact`].
     pub fn compact(&self) {
         self.0.store.compact();
     }
@@ -334,5 +361,5 @@ async fn route(State(state): State<Arc<ServerState>>, request: Request) -> Respo
         Ok(body) => body,
         Err(_) => axum::body::Bytes::new(),
     };
-    handlers::handle(state, parts.method, parts.uri, parts.headers, body).await
+    routing::handle(state, parts.method, parts.uri, parts.headers, body).await
 }

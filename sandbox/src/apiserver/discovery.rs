@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use super::kinds::Kind;
 use super::resources::{Registry, ResourceType};
 
 /// The Kubernetes version the server speaks.
@@ -53,7 +54,7 @@ fn verbs(resource: &ResourceType) -> Vec<&'static str> {
         "watch",
     ]
     .into_iter()
-    .filter(|v| *v != "deletecollection" || resource.kind != "Namespace")
+    .filter(|v| *v != "deletecollection" || Kind::of(resource).serves_deletecollection())
     .collect()
 }
 

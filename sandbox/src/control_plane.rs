@@ -2,7 +2,7 @@
 //! kube-controller-manager, built from their upstream Go modules by `hack/kube-assets.sh` into a
 //! directory laid out like `KUBEBUILDER_ASSETS`.
 //!
-//! It is the reference the embedded [`super::apiserver`] is measured against, the ground every
+//! It is the reference the embedded [`crate::apiserver`] is measured against, the ground every
 //! integration suite also runs on, and what `partner-operator sandbox --kube-apiserver DIR` runs
 //! in place of the embedded server. What it sets up, and why:
 //! - TLS with a CA made at start (the kubeconfig trusts exactly that CA), so clients talk to it
@@ -25,9 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use tokio::process::{Child, Command};
 
-use super::apiserver::RecordedRequest;
+use crate::apiserver::RecordedRequest;
 
 /// The binaries [`ControlPlane::start`] needs in the assets directory.
 pub const BINARIES: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
@@ -316,9 +317,13 @@ impl ControlPlane {
         kube::Client::try_from(config).expect("a client for the control plane")
     }
 
-    /// Installs the project's CRDs by server-side apply and waits until each is established.
-    pub async fn install_crds(&self) -> Result<(), ControlPlaneError> {
-        install_crds(&self.client())
+    /// Installs `crds` (the caller's custom resource definitions) by server-side apply and waits
+    /// until each is established.
+    pub async fn install_crds(
+        &self,
+        crds: &[CustomResourceDefinition],
+    ) -> Result<(), ControlPlaneError> {
+        install_crds(&self.client(), crds)
             .await
             .map_err(ControlPlaneError::Crds)
     }
@@ -385,16 +390,18 @@ impl Drop for ControlPlane {
     }
 }
 
-/// Installs the project's CRDs on any API server by server-side apply, and waits until each is
+/// Installs `crds` on any API server by server-side apply, and waits until each is
 /// `Established` (a real server serves a new CRD's resources only from then on).
-pub async fn install_crds(client: &kube::Client) -> Result<(), String> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+pub async fn install_crds(
+    client: &kube::Client,
+    crds: &[CustomResourceDefinition],
+) -> Result<(), String> {
     use kube::api::{Api, Patch, PatchParams};
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply("partner-operator-install").force();
-    for crd in crate::api::crds() {
-        let name = kube::ResourceExt::name_any(&crd);
-        api.patch(&name, &params, &Patch::Apply(&crd))
+    for crd in crds {
+        let name = kube::ResourceExt::name_any(crd);
+        api.patch(&name, &params, &Patch::Apply(crd))
             .await
             .map_err(|e| format!("{name}: {e}"))?;
         let established = kube::runtime::wait::conditions::is_crd_established();

@@ -1,15 +1,21 @@
-//! The sandbox: a whole working system on one machine, with no cluster.
+//! partner-sandbox: the test ground of partner-operator, a whole working system on one machine,
+//! with no cluster.
 //!
 //! The parts a cluster and a mail provider would supply, run in-process on loopback so the
 //! operator can be tried and tested end to end without either:
 //! - [`apiserver`]: a Kubernetes API server, faithful to kube-apiserver for what we touch;
+//! - [`admission`]: what kube-apiserver checks before it stores a custom resource (defaults,
+//!   schema, CEL), the embedded server's admission path;
 //! - [`smtp`]: an SMTP server that keeps every message it accepts;
-//! - [`command`]: `partner-operator sandbox`, which runs both with the operator;
 //! - [`control_plane`]: the real etcd, kube-apiserver and kube-controller-manager on loopback,
 //!   the reference the embedded server is measured against and the sandbox's alternative to it.
+//!
+//! A crate of its own so the operator's library does not carry it: only the operator's
+//! `sandbox` subcommand, its tests and its benchmarks use it. It knows nothing of the operator:
+//! callers hand it the CRDs to install and the time its timestamps are read from.
 
+pub mod admission;
 pub mod apiserver;
-pub mod command;
 pub mod control_plane;
 pub mod smtp;
 

@@ -1,0 +1,639 @@
+//! The writes: create, update, patch (JSON, merge, strategic merge) and server-side apply,
+//! with the metadata rules (names, uid, generation, resourceVersion preconditions, managed
+//! fields) and admission; an update is computed outside the store's lock and retried when the
+//! object changed meanwhile.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::errors::{ApiError, ApiResult};
+use super::kinds::{Kind, NAMESPACES};
+use super::resources::ResourceType;
+use super::routing::{Request, json_response, parse_body};
+use super::store::{Write, Written};
+use super::{events, ownership, patch, validation};
+use crate::admission::{FieldError, FieldErrorReason, UnknownFieldPolicy};
+
+/// Why a computed write could not be stored: the object changed, or went, meanwhile.
+enum Stale {
+    Changed,
+    Gone,
+}
+
+impl Request<'_> {
+    /// What kube-apiserver does to an object before it stores it: the kind's decoding, unknown
+    /// fields pruned (or refused, or warned about, as `fieldValidation` says), the built-in
+    /// kinds' validation, and a custom resource's defaults, schema and CEL rules. Returns the
+    /// object to store and the warnings for the client.
+    fn admit(
+        &self,
+        mut object: Value,
+        old: Option<&Value>,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        Kind::of(self.resource)
+            .decode(&mut object)
+            .map_err(ApiError::bad_request)?;
+        let policy = UnknownFieldPolicy::from_query(self.query.field_validation.as_deref());
+        // Fields no schema declares: of metadata for every kind, at the top for the built-ins
+        // whose fields are known here, everywhere for custom resources (their validator).
+        let mut unknown = validation::prune_unknown_builtin_fields(
+            &mut object,
+            &self.resource.kind,
+            self.resource.validator.is_some(),
+        );
+        let mut errors = validation::builtin(
+            &self.resource.kind,
+            self.resource.group.is_empty(),
+            &object,
+            old,
+        );
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(self.resource, &name, &errors));
+        }
+        let mut warnings = vec![];
+        if let Some(validator) = &self.resource.validator {
+            match validator.admit(object, old, policy) {
+                Ok(admitted) => {
+                    object = admitted.object;
+                    warnings = admitted.warnings;
+                }
+                Err(found) => {
+                    if !found
+                        .iter()
+                        .all(|e| e.reason == FieldErrorReason::UnknownField)
+                    {
+                        return Err(ApiError::invalid(self.resource, &name, &found));
+                    }
+                    errors = found;
+                    object = Value::Null;
+                }
+            }
+        }
+        unknown.extend(errors.into_iter().map(|e| e.field));
+        match policy {
+            UnknownFieldPolicy::Strict if !unknown.is_empty() => {
+                unknown.sort();
+                let fields: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect();
+                Err(ApiError::bad_request(format!(
+                    "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                    fields.join(", "),
+                    kind = self.resource.kind,
+                    version = self.resource.version,
+                )))
+            }
+            UnknownFieldPolicy::Warn => {
+                let mut all: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect();
+                all.extend(warnings);
+                all.sort();
+                all.dedup();
+                Ok((object, all))
+            }
+            _ => Ok((object, warnings)),
+        }
+    }
+
+    fn check_type(&self, object: &Value) -> Result<(), ApiError> {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let kind = object["kind"].as_str().unwrap_or_default();
+        if (!api_version.is_empty() && api_version != self.resource.api_version())
+            || (!kind.is_empty() && kind != self.resource.kind)
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({api_version}) does not match the expected API version ({})",
+                self.resource.api_version()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Custom resources are decoded as unstructured objects, which must name their type.
+    fn check_custom_type_given(&self, object: &Value) -> Result<(), ApiError> {
+        if self.resource.validator.is_none() {
+            return Ok(());
+        }
+        for (field, what) in [("kind", "Kind"), ("apiVersion", "Version")] {
+            if object[field].as_str().is_none_or(str::is_empty) {
+                return Err(ApiError::bad_request(format!(
+                    "Object '{what}' is missing in '{object}'"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn create(&self, body: &[u8], content_type: &str) -> ApiResult {
+        let mut object = parse_body(body, content_type)?;
+        self.check_type(&object)?;
+        if object["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+        {
+            // kube-apiserver's storage refuses it, as an internal error.
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "",
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
+        self.check_custom_type_given(&object)?;
+        object["apiVersion"] = json!(self.resource.api_version());
+        object["kind"] = json!(self.resource.kind);
+        if !object["metadata"].is_object() {
+            object["metadata"] = json!({});
+        }
+        let metadata = &mut object["metadata"];
+        if metadata["name"].as_str().is_none_or(str::is_empty)
+            && let Some(prefix) = metadata["generateName"].as_str()
+        {
+            let suffix: String = (0..5)
+                .map(|_| (b'a' + rand::random_range(0..26u8)) as char)
+                .collect();
+            metadata["name"] = json!(format!("{prefix}{suffix}"));
+        }
+        let now = self.now();
+        let update = ownership::Update {
+            manager: &self.manager(),
+            api_version: &self.resource.api_version(),
+            time: &now,
+            subresource: None,
+        };
+        let mut recorded = object.clone();
+        if self.resource.status_subresource
+            && let Some(map) = recorded.as_object_mut()
+        {
+            map.remove("status");
+        }
+        set_managed_fields(&mut object, update.record(None, &recorded));
+        self.create_object(object)
+    }
+
+    fn create_object(&self, mut object: Value) -> ApiResult {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let kind = Kind::of(self.resource);
+        let mut errors = validation::name(&name, kind.has_dns_label_names());
+        errors.extend(validation::labels_and_annotations(&object["metadata"]));
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(self.resource, &name, &errors));
+        }
+        let namespace = if self.resource.namespaced {
+            let namespace = self.namespace().to_string();
+            if let Some(body_ns) = object["metadata"]["namespace"].as_str()
+                && !body_ns.is_empty()
+                && body_ns != namespace
+            {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            match self.state.store.get(NAMESPACES, "", &namespace) {
+                None => return Err(ApiError::namespace_not_found(&namespace)),
+                Some(ns) if !ns["metadata"]["deletionTimestamp"].is_null() => {
+                    return Err(ApiError::namespace_terminating(
+                        self.resource,
+                        &name,
+                        &namespace,
+                    ));
+                }
+                Some(_) => {}
+            }
+            object["metadata"]["namespace"] = json!(namespace);
+            namespace
+        } else {
+            if let Some(meta) = object["metadata"].as_object_mut() {
+                meta.remove("namespace");
+            }
+            String::new()
+        };
+        if self.resource.status_subresource {
+            // As kube-apiserver's create strategies: a new object's status is the server's.
+            match kind.status_on_create() {
+                Some(status) => object["status"] = status,
+                None => {
+                    object.as_object_mut().expect("object").remove("status");
+                }
+            }
+        }
+        let (mut object, warnings) = self.admit(object, None)?;
+        let metadata = object["metadata"]
+            .as_object_mut()
+            .expect("metadata is an object");
+        metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        metadata.insert("creationTimestamp".into(), json!(self.now()));
+        metadata.remove("deletionTimestamp");
+        metadata.remove("resourceVersion");
+        if self.resource.has_generation {
+            metadata.insert("generation".into(), json!(1));
+        }
+        kind.initialize(&mut object);
+        if kind.defines_resources() {
+            self.register_crd(&mut object)?;
+        }
+        if self.query.dry_run {
+            return Ok(json_response(StatusCode::CREATED, &object, &warnings));
+        }
+        let resource = self.resource;
+        let written = self
+            .state
+            .store
+            .write(&self.key(), &namespace, &name, |current| {
+                if current.is_some() {
+                    return Err(ApiError::already_exists(resource, &name));
+                }
+                Ok(Write::Put(object))
+            })?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            written.object(),
+            &warnings,
+        ))
+    }
+
+    /// Registers the resources of a CRD and marks it Established, as the real server does once
+    /// it serves them.
+    pub(super) fn register_crd(&self, object: &mut Value) -> Result<(), ApiError> {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+            serde_json::from_value(object.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        for version in crd.spec.versions.iter().filter(|v| v.served) {
+            let resource = ResourceType::from_crd(&crd, &version.name).map_err(|e| {
+                ApiError::invalid(
+                    self.resource,
+                    &name,
+                    &[FieldError {
+                        field: "spec.versions".into(),
+                        reason: FieldErrorReason::Invalid,
+                        message: format!("spec.versions: Invalid value: {e}"),
+                    }],
+                )
+            })?;
+            if !self.query.dry_run {
+                self.state.registry.insert(resource);
+            }
+        }
+        let now = self.now();
+        object["status"] = json!({
+            "acceptedNames": crd.spec.names,
+            "storedVersions": crd.spec.versions.iter().filter(|v| v.storage).map(|v| v.name.clone()).collect::<Vec<_>>(),
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+            ],
+        });
+        Ok(())
+    }
+
+    pub(super) fn update(&self, body: &[u8], content_type: &str) -> ApiResult {
+        let object = parse_body(body, content_type)?;
+        self.check_type(&object)?;
+        if object["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n != self.name())
+        {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        if let Some(given) = object["metadata"]["namespace"].as_str()
+            && !given.is_empty()
+            && given != self.namespace()
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let expected_version = object["metadata"]["resourceVersion"]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        if expected_version.is_none() && self.resource.validator.is_some() {
+            // Custom resources allow no unconditional update.
+            return Err(ApiError::invalid(
+                self.resource,
+                self.name(),
+                &[FieldError {
+                    field: "metadata.resourceVersion".into(),
+                    reason: FieldErrorReason::Invalid,
+                    message: "metadata.resourceVersion: Invalid value: 0: must be specified for an update".into(),
+                }],
+            ));
+        }
+        let resource = self.resource;
+        let name = self.name();
+        self.write_existing(
+            |current| {
+                // A uid in the object is a precondition, as kube-apiserver takes it.
+                if let Some(uid) = object["metadata"]["uid"].as_str()
+                    && !uid.is_empty()
+                    && current["metadata"]["uid"].as_str() != Some(uid)
+                {
+                    return Err(ApiError::uid_precondition_failed(
+                        resource,
+                        name,
+                        current["metadata"]["uid"].as_str().unwrap_or_default(),
+                        uid,
+                    ));
+                }
+                Ok(object.clone())
+            },
+            expected_version,
+        )
+    }
+
+    pub(super) fn patch(&self, body: &[u8], content_type: &str) -> ApiResult {
+        let content_type = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if content_type == "application/strategic-merge-patch+json"
+            && self.resource.validator.is_some()
+        {
+            // Custom resources have no patch strategies to merge by.
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"
+            )));
+        }
+        let patch_body = parse_body(body, &content_type)?;
+        if content_type == "application/apply-patch+yaml" {
+            if self
+                .query
+                .field_manager
+                .as_deref()
+                .is_none_or(str::is_empty)
+            {
+                return Err(ApiError::invalid_request(
+                    "PatchOptions.meta.k8s.io",
+                    "fieldManager",
+                    "fieldManager: Required value: is required for apply patch",
+                ));
+            }
+            if let Some(given) = patch_body["metadata"]["name"].as_str()
+                && given != self.name()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({given}) does not match the name on the URL ({})",
+                    self.name()
+                )));
+            }
+        }
+        if content_type == "application/apply-patch+yaml"
+            && self
+                .state
+                .store
+                .get(&self.key(), self.namespace(), self.name())
+                .is_none()
+        {
+            self.check_type(&patch_body)?;
+            // kube-apiserver authorizes an apply that creates the object for `create` as well
+            // as `patch`; the log says so, so that an RBAC check built on it asks for both.
+            self.state
+                .log
+                .record_implied("create", self.target, self.user_agent);
+            let mut object = patch_body.clone();
+            object["metadata"]["name"] = json!(self.name());
+            let manager = self.query.field_manager.clone().unwrap_or_default();
+            object["metadata"]["managedFields"] = json!([{
+                "manager": manager, "operation": "Apply", "apiVersion": self.resource.api_version(),
+                "time": self.now(), "fieldsType": "FieldsV1", "fieldsV1": patch::fields_of(&patch_body),
+            }]);
+            return self.create_object(object);
+        }
+        let manager = self.query.field_manager.clone().unwrap_or_default();
+        let now = self.now();
+        let api_version = self.resource.api_version();
+        self.write_existing(
+            |current| {
+                let mut object = if self.events_v1 {
+                    events::to_events_v1(current)
+                } else {
+                    current.clone()
+                };
+                match content_type.as_str() {
+                    "application/json-patch+json" => {
+                        patch::json(&mut object, &patch_body).map_err(|e| {
+                            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the JSON patch could not be applied: {e}"))
+                        })?;
+                    }
+                    "application/merge-patch+json" => patch::merge(&mut object, &patch_body),
+                    "application/strategic-merge-patch+json" if self.resource.validator.is_none() => {
+                        patch::strategic(&mut object, &patch_body)
+                    }
+                    "application/apply-patch+yaml" => {
+                        let apply = ownership::Apply {
+                            manager: &manager, api_version: &api_version, time: &now,
+                            subresource: self.target.subresource.as_deref(), force: self.query.force,
+                        };
+                        let (others, previous) = apply.check(current, &patch_body).map_err(|conflicts| {
+                            ApiError::apply_conflicts(conflicts.message(), json!(conflicts.causes()))
+                        })?;
+                        patch::apply(&mut object, &patch_body, previous.as_ref());
+                        object["metadata"]["managedFields"] = apply.record(others, &patch_body, &object, current);
+                    }
+                    other => {
+                        return Err(ApiError::unsupported_media_type(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"),
+                        ));
+                    }
+                }
+                if self.events_v1 {
+                    object = events::to_core(&object);
+                }
+                Ok(object)
+            },
+            // As in kube-apiserver, a resourceVersion in the patch is a precondition.
+            patch_body["metadata"]["resourceVersion"].as_str().map(str::to_string),
+        )
+    }
+
+    /// Updates an existing object: `change` computes the new object from the current one. Applies
+    /// the subresource rules, the resourceVersion precondition, admission, generation, and
+    /// removal of an object being deleted whose finalizers are gone.
+    ///
+    /// As kube-apiserver's guaranteed update: the new object is computed and admitted (schema,
+    /// CEL) outside the store's lock, then stored only if the object did not change meanwhile;
+    /// if it did, the whole computation runs again on the newer object. Admission is the
+    /// costly part of a write, and under the lock it would serialise every write to every
+    /// resource.
+    pub(super) fn write_existing(
+        &self,
+        change: impl Fn(&Value) -> Result<Value, ApiError>,
+        expected_version: Option<String>,
+    ) -> ApiResult {
+        let name = self.name().to_string();
+        loop {
+            let current = self
+                .state
+                .store
+                .get(&self.key(), self.namespace(), &name)
+                .ok_or_else(|| ApiError::not_found(self.resource, &name))?;
+            if let Some(expected) = &expected_version
+                && current["metadata"]["resourceVersion"].as_str() != Some(expected.as_str())
+            {
+                return Err(ApiError::conflict(self.resource, &name));
+            }
+            let (write, warnings) = self.next_version(&current, &change)?;
+            if self.query.dry_run {
+                let object = match &write {
+                    Write::Put(object) => object,
+                    _ => &*current,
+                };
+                return Ok(json_response(StatusCode::OK, object, &warnings));
+            }
+            let seen_version = current["metadata"]["resourceVersion"].clone();
+            let written = self
+                .state
+                .store
+                .write(&self.key(), self.namespace(), &name, |now| match now {
+                    None => Err(Stale::Gone),
+                    Some(now) if now["metadata"]["resourceVersion"] != seen_version => {
+                        Err(Stale::Changed)
+                    }
+                    Some(_) => Ok(write),
+                });
+            let written = match written {
+                Ok(written) => written,
+                Err(Stale::Changed) => continue,
+                Err(Stale::Gone) => return Err(ApiError::not_found(self.resource, &name)),
+            };
+            match &written {
+                Written::Deleted(object) => self.after_removal(object),
+                Written::Stored(object) if Kind::of(self.resource).defines_resources() => {
+                    // An updated CRD takes effect at once: new schema, printer columns, versions.
+                    let mut object = (**object).clone();
+                    let _ = self.register_crd(&mut object);
+                }
+                _ => {}
+            }
+            return Ok(json_response(StatusCode::OK, written.object(), &warnings));
+        }
+    }
+
+    /// What `change` makes of `current`, admitted: the write to make, and admission's warnings.
+    fn next_version(
+        &self,
+        current: &Value,
+        change: &impl Fn(&Value) -> Result<Value, ApiError>,
+    ) -> Result<(Write, Vec<String>), ApiError> {
+        let resource = self.resource;
+        let name = self.name();
+        let mut object = change(current)?;
+        object["apiVersion"] = current["apiVersion"].clone();
+        object["kind"] = current["kind"].clone();
+        // Fields the server owns.
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "namespace",
+            "name",
+            "generation",
+        ] {
+            match current["metadata"].get(field) {
+                Some(v) => object["metadata"][field] = v.clone(),
+                None => {
+                    if let Some(meta) = object["metadata"].as_object_mut() {
+                        meta.remove(field);
+                    }
+                }
+            }
+        }
+        match self.target.subresource.as_deref() {
+            Some("status") => {
+                // Only the status (and who manages it) changes through /status.
+                let status = object.get("status").cloned();
+                let managed = object["metadata"].get("managedFields").cloned();
+                object = current.clone();
+                if let Some(managed) = managed {
+                    object["metadata"]["managedFields"] = managed;
+                }
+                match status {
+                    Some(status) => object["status"] = status,
+                    None => {
+                        object.as_object_mut().expect("object").remove("status");
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(ApiError::not_found(resource, &format!("{name}/{other}")));
+            }
+            None if resource.status_subresource => match current.get("status") {
+                Some(status) => object["status"] = status.clone(),
+                None => {
+                    object.as_object_mut().expect("object").remove("status");
+                }
+            },
+            None => {}
+        }
+        if !self.apply {
+            let now = self.now();
+            let update = ownership::Update {
+                manager: &self.manager(),
+                api_version: &resource.api_version(),
+                time: &now,
+                subresource: self.target.subresource.as_deref(),
+            };
+            let entries = update.record(Some(current), &object);
+            set_managed_fields(&mut object, entries);
+        }
+        let mut errors = validation::labels_and_annotations(&object["metadata"]);
+        errors.extend(validation::finalizers_while_deleting(current, &object));
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(resource, name, &errors));
+        }
+        let (mut object, warnings) = self.admit(object, Some(current))?;
+        if resource.has_generation && spec_of(&object) != spec_of(current) {
+            let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+            object["metadata"]["generation"] = json!(generation + 1);
+        }
+        object["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        let deleting = !object["metadata"]["deletionTimestamp"].is_null();
+        let finalizers_empty = object["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
+        // A Namespace goes once it is empty (the namespace controller's part), not on an update.
+        let write = if deleting && finalizers_empty && !Kind::of(resource).terminates() {
+            Write::Delete
+        } else if object == *current {
+            Write::Unchanged
+        } else {
+            Write::Put(object)
+        };
+        Ok((write, warnings))
+    }
+}
+
+fn set_managed_fields(object: &mut Value, entries: Value) {
+    if entries.as_array().is_some_and(Vec::is_empty) {
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            meta.remove("managedFields");
+        }
+    } else {
+        object["metadata"]["managedFields"] = entries;
+    }
+}
+
+/// What `metadata.generation` counts: everything but metadata and status.
+fn spec_of(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(map) = object.as_object_mut() {
+        map.remove("metadata");
+        map.remove("status");
+    }
+    object
+}
