@@ -157,6 +157,20 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
     // Nothing else was mailed, once the operator has looked at the Partner again.
     h.settled().await;
     assert_eq!(h.smtp.received().len(), 3);
+
+    // Deleted, the Partner is billed no more: every seat on offer reads 0 again.
+    h.partners("northwind-partners")
+        .delete("contoso", &Default::default())
+        .await
+        .expect("Partner deleted");
+    let d = h.wait_billed("northwind", 0).await;
+    let offered = d.spec.skus.len();
+    let billing = d.status.unwrap().billing.unwrap();
+    assert_eq!(billing.seats.len(), offered, "{billing:?}");
+    assert!(
+        billing.seats.values().all(|seats| *seats == 0),
+        "{billing:?}"
+    );
 }
 
 async fn patch_spec(h: &Harness, name: &str, spec: serde_json::Value) {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
@@ -18,6 +19,12 @@ use crate::clock::Clock;
 use crate::lifecycle::PartnerEvent;
 use crate::mail::Mailer;
 use crate::metrics::{Metrics, Readiness};
+
+/// The longest a failing Partner waits between retries.
+const PARTNER_BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// The longest a failing Distributor waits: its counts are stale meanwhile (after an API
+/// outage, for example), and a recount is one cheap write.
+const DISTRIBUTOR_BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 pub struct Context {
     pub client: Client,
@@ -89,8 +96,8 @@ impl Context {
             index,
             listed,
             distributor_triggers,
-            partner_backoff: Backoff::default(),
-            distributor_backoff: Backoff::default(),
+            partner_backoff: Backoff::up_to(PARTNER_BACKOFF_CAP),
+            distributor_backoff: Backoff::up_to(DISTRIBUTOR_BACKOFF_CAP),
             mail_slots,
             deadlines: Deadlines::default(),
         }

@@ -7,11 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Api, ResourceExt};
 
 use super::Context;
 use crate::api::{Distributor, DistributorStatus, distributor_totals, set_condition, types};
@@ -85,21 +83,8 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
         ctx.clock.timestamp(),
     );
     if status != before {
-        // Server-side apply: a field the operator no longer applies (a SKU taken off the
-        // Distributor) is removed, where a merge patch would keep it.
-        let apply = json!({
-            "apiVersion": Distributor::api_version(&()),
-            "kind": Distributor::kind(&()),
-            "metadata": {"name": name},
-            "status": status,
-        });
-        Api::<Distributor>::all(ctx.client.clone())
-            .patch_status(
-                &name,
-                &PatchParams::apply(crate::tenant::FIELD_MANAGER).force(),
-                &Patch::Apply(apply),
-            )
-            .await?;
+        let api = Api::<Distributor>::all(ctx.client.clone());
+        super::status::write(&api, distributor, &status, false).await?;
     }
     Ok(Action::await_change())
 }

@@ -26,6 +26,7 @@ mod events;
 mod index;
 mod mail_slots;
 mod partner;
+mod status;
 mod unreadable;
 
 use std::collections::HashMap;

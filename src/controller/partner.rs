@@ -17,12 +17,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::{Context, FINALIZER};
@@ -268,7 +266,7 @@ async fn ensure_tenant(
     restore_activation: Option<&ActivationToken>,
 ) -> Result<Tenant, Error> {
     let status = current.status.clone().unwrap_or_default();
-    let token = restore_activation.map(|t| (token(ctx, current, t), t.expires_at));
+    let token = restore_activation.map(|t| (token(ctx, current, &t.message_id), t.expires_at));
     let found = tenant::ensure(
         &ctx.client,
         current,
@@ -295,16 +293,16 @@ async fn issue_activation(
         current,
         &status,
         cached_tenant(ctx, current).as_deref(),
-        &token(ctx, current, activation),
+        &token(ctx, current, &activation.message_id),
         activation.expires_at,
     )
     .await?)
 }
 
-/// The activation token of `activation`'s email: the same on every copy of that email.
-fn token(ctx: &Context, partner: &Partner, activation: &ActivationToken) -> String {
+/// The activation token of the email `message_id`: the same on every copy of that email.
+fn token(ctx: &Context, partner: &Partner, message_id: &str) -> String {
     ctx.activation_key
-        .token(&partner.uid().unwrap_or_default(), &activation.message_id)
+        .token(&partner.uid().unwrap_or_default(), message_id)
 }
 
 /// Sends one recorded email, then records the outcome in status and says it in an Event if the
@@ -317,9 +315,7 @@ async fn send(
 ) -> Result<(), Error> {
     let mut vars = email.vars.clone();
     if let Some(base) = &email.link_base {
-        let token = ctx
-            .activation_key
-            .token(&current.uid().unwrap_or_default(), &email.message_id);
+        let token = token(ctx, current, &email.message_id);
         let link = tenant::activation_link(base, &vars.tenant_id, &token);
         vars.activation_link = Some(ActivationLink::new(link));
     }
@@ -435,9 +431,10 @@ fn cached_tenant(ctx: &Context, partner: &Partner) -> Option<Arc<Namespace>> {
         .get(&ObjectRef::new(&tenant_namespace_of(partner)))
 }
 
-/// Records an email's outcome in status (`change` returns what else follows from it).
-/// Conflicts and transient errors are retried here rather than by the controller: an outcome
-/// that is lost would send the email again.
+/// Records the outcome of a write that must not be lost in status (an email sent or refused,
+/// billing ended by a deletion); `change` returns what else follows from it. Conflicts and
+/// transient errors are retried here rather than by the controller: an email's outcome that is
+/// lost would send the email again.
 async fn record<T>(
     api: &Api<Partner>,
     current: &mut Partner,
@@ -471,28 +468,15 @@ async fn record<T>(
     }
 }
 
-/// Writes `status` by server-side apply under the operator's field manager, with the
-/// resourceVersion the status was computed from as a precondition: if the Partner changed
-/// since, the API server answers 409 and nothing is written. A field the operator stops
-/// applying is removed (a merge patch would keep it).
+/// Writes `status` (see [`super::status`]) with the resourceVersion it was computed from as a
+/// precondition: if the Partner changed since, the API server answers 409 and nothing is
+/// written.
 async fn write_status(
     api: &Api<Partner>,
     current: &Partner,
     status: &PartnerStatus,
 ) -> kube::Result<Partner> {
-    let name = current.name_any();
-    let apply = json!({
-        "apiVersion": Partner::api_version(&()),
-        "kind": Partner::kind(&()),
-        "metadata": {"name": name, "resourceVersion": current.resource_version()},
-        "status": status,
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(tenant::FIELD_MANAGER).force(),
-        &Patch::Apply(apply),
-    )
-    .await
+    super::status::write(api, current, status, true).await
 }
 
 fn is_conflict(err: &kube::Error) -> bool {

@@ -39,7 +39,6 @@ pub(super) fn bind(d: &mut Draft) -> Flow {
         d.status.skus = d.bound().spec.skus.clone();
         return Flow::Next;
     };
-    d.status.subscription_level = Some(d.level);
     if d.level == SubscriptionLevel::Production {
         production::end_unbound(d, &message);
     }

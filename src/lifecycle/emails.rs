@@ -29,9 +29,9 @@ pub(super) fn record(d: &mut Draft, event: EmailEvent) -> bool {
 pub(super) fn record_activation(d: &mut Draft) -> Flow {
     if record(d, EmailEvent::Activation) {
         let validity = Duration::days(i64::from(d.bound().spec.activation.link_validity_days));
-        let id = message_id(d.uid(), EmailEvent::Activation);
+        let id = d.status.emails.last().map(|e| e.message_id.clone());
         let activation = d.status.activation.get_or_insert_with(Default::default);
-        activation.message_id = Some(id);
+        activation.message_id = id;
         activation.link_expires_at = Some(d.now + validity);
     }
     Flow::Next
@@ -63,8 +63,12 @@ fn link_base(d: &Draft) -> Result<url::Url, String> {
 /// says why (so `ActivationSent` and `Ready` do), and a Warning says it once. It goes out when
 /// the Distributor gets a base URL (a Distributor change wakes its Partners).
 pub(super) fn check_activation_link(d: &mut Draft) -> Flow {
-    let Err(reason) = link_base(d) else {
-        return Flow::Next;
+    let reason = match link_base(d) {
+        Ok(base) => {
+            d.link_base = Some(base);
+            return Flow::Next;
+        }
+        Err(reason) => reason,
     };
     let Some(record) = d
         .status
@@ -128,7 +132,7 @@ pub(super) fn email(d: &Draft, record: &EmailRecord) -> Email {
             expires_at: facts.expires_at,
         },
         link_base: (record.event == EmailEvent::Activation)
-            .then(|| link_base(d).ok())
+            .then(|| d.link_base.clone())
             .flatten(),
     }
 }

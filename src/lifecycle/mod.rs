@@ -11,7 +11,8 @@
 //! functions beside it ([`emails`], [`deletion`]); every reason is in [`reasons`].
 //!
 //! [`plan`] is a chain of small named steps over one draft ([`CHAIN`]), in the order a Partner
-//! lives: bind to the Distributor, refuse a tenant name somebody else holds, provision, bound
+//! lives: bind to the Distributor, correct what the status says of the tenant, refuse a tenant
+//! name somebody else holds, provision, bound
 //! the trial's end, record the activation email, end or convert the trial, the notice before
 //! its end, convert an expired trial, end Production at its date, settle the level, check that
 //! an activation link can be made, the conditions (the Ready ladder), then the effects. A step
@@ -191,6 +192,8 @@ struct Draft<'a> {
     deadlines: Vec<DateTime<Utc>>,
     /// An `expirationDate` in the past that refused a conversion by hand.
     refused_date: Option<DateTime<Utc>>,
+    /// The base of the activation link, once [`emails::check_activation_link`] found one.
+    link_base: Option<url::Url>,
     recheck_after: Option<std::time::Duration>,
 }
 
@@ -211,6 +214,7 @@ impl<'a> Draft<'a> {
             effects: Vec::new(),
             deadlines: Vec::new(),
             refused_date: None,
+            link_base: None,
             recheck_after: None,
         }
     }
@@ -250,8 +254,9 @@ impl<'a> Draft<'a> {
             .ends_at
     }
 
-    fn into_plan(self) -> Plan {
+    fn into_plan(mut self) -> Plan {
         let now = self.now;
+        self.status.subscription_level = Some(self.level);
         Plan {
             status: self.status,
             effects: self.effects,
@@ -261,10 +266,10 @@ impl<'a> Draft<'a> {
     }
 }
 
-/// The level the steps reached goes into the status, with the end of that level: the trial's
-/// end in Trial, the expiration date (if any) in Production, none otherwise.
+/// The end of the level the steps reached: the trial's end in Trial, the expiration date (if
+/// any) in Production, none otherwise. (The level itself goes into the status when the plan is
+/// made, whichever step ended the chain.)
 fn settle_level(d: &mut Draft) -> Flow {
-    d.status.subscription_level = Some(d.level);
     d.status.expires_at = match d.level {
         SubscriptionLevel::Trial => Some(d.trial_ends_at()),
         SubscriptionLevel::Production => d.status.expires_at,
@@ -275,7 +280,9 @@ fn settle_level(d: &mut Draft) -> Flow {
 
 /// The writes that follow the status: the tenant first (the activation Secret lives in it), then
 /// each email not sent yet, the activation email right after its token is stored. Emails wait
-/// for the next pass when this plan moved the level (see [`Effect::SendEmailsNextPass`]).
+/// for the next pass when this plan moved the level (see [`Effect::SendEmailsNextPass`]); none
+/// goes out while the activation email cannot (no link can be made), so no partner hears of its
+/// trial before it has its link.
 fn effects(d: &mut Draft) -> Flow {
     emails::fix_facts(d);
     if let Some(tenant) = tenant_effect(d) {
@@ -288,7 +295,9 @@ fn effects(d: &mut Draft) -> Flow {
         .filter(|e| e.sent_at.is_none())
         .cloned()
         .collect();
-    if unsent.is_empty() {
+    let activation_blocked =
+        d.link_base.is_none() && unsent.iter().any(|e| e.event == EmailEvent::Activation);
+    if unsent.is_empty() || activation_blocked {
         return Flow::Next;
     }
     let level_moved =
@@ -300,10 +309,6 @@ fn effects(d: &mut Draft) -> Flow {
     for record in &unsent {
         let email = emails::email(d, record);
         if email.event == EmailEvent::Activation {
-            if email.link_base.is_none() {
-                // No link can be made: reported by `emails::check_activation_link`.
-                continue;
-            }
             d.effects.push(Effect::IssueActivation(ActivationToken {
                 message_id: email.message_id.clone(),
                 expires_at: email.vars.link_expires_at.unwrap_or(d.now),
@@ -315,9 +320,12 @@ fn effects(d: &mut Draft) -> Flow {
 }
 
 /// The tenant write this plan needs, if any: only for a tenant that exists or is to be made
-/// (never while unbound), and only when what is observed differs from what the status says.
-fn tenant_effect(d: &Draft) -> Option<Effect> {
-    let wanted = d.status.tenant.is_some() && (d.distributor.is_some() || d.obs.tenant_exists);
+/// (never while unbound), and only when what is observed differs from what the status says at
+/// the level the steps reached.
+fn tenant_effect(d: &mut Draft) -> Option<Effect> {
+    d.status.subscription_level = Some(d.level);
+    let bound = d.distributor.is_some();
+    let wanted = d.status.tenant.is_some() && (bound || d.obs.tenant_exists);
     if !wanted || tenant_current(d.obs, &d.status) {
         return None;
     }
@@ -458,6 +466,13 @@ mod tests {
             ended.status.subscription_level,
             Some(SubscriptionLevel::Production)
         );
+        // The tenant's entitlements follow the new level in the same pass; the emails wait.
+        assert_eq!(
+            ended.effects[0],
+            Effect::EnsureTenant {
+                restore_activation: None
+            }
+        );
         assert!(ended.effects.contains(&Effect::SendEmailsNextPass));
         assert!(
             !ended
@@ -541,6 +556,29 @@ mod tests {
         p.status = Some(first.status.clone());
         let again = plan(&observe(&p, &d, None, t0()));
         assert!(!again.effects.iter().any(|e| matches!(e, Effect::Event(_))));
+        // Nothing else is mailed before the partner has its link, not even when its trial ends.
+        let mut tenant_made = p.clone();
+        tenant_made.status = Some(again.status.clone());
+        let data = entitlements_data(&tenant_made, tenant_made.status.as_ref().unwrap()).unwrap();
+        let ended = plan(&observe(
+            &tenant_made,
+            &d,
+            Some(&data),
+            t0() + Duration::days(15),
+        ));
+        assert!(
+            ended
+                .status
+                .emails
+                .iter()
+                .any(|e| e.event == EmailEvent::Converted)
+        );
+        assert!(
+            !ended
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::SendEmail(_) | Effect::SendEmailsNextPass))
+        );
         // The operator's default base URL is enough.
         let with_default = plan(&Observation {
             default_activation_base_url: Some("https://portal.example/a"),

@@ -50,6 +50,9 @@ pub(super) fn convert(d: &mut Draft, reason: ProductionReason, since: DateTime<U
 
 /// A trial that expired converts by hand as a running one does (never one whose Production
 /// ended: that was a Production subscription, not a trial).
+///
+/// A trial that expired earlier in this plan is seen here too: it expired because a conversion
+/// by hand was refused (or none was asked for), and the same date refuses it again.
 pub(super) fn convert_expired_trial(d: &mut Draft) -> Flow {
     let expired_trial = d.level == SubscriptionLevel::Expired && d.status.production.is_none();
     if expired_trial && d.partner.spec.subscription.level == RequestedLevel::Production {
@@ -99,7 +102,6 @@ pub(super) fn expire(d: &mut Draft) -> Flow {
 /// entitlements follow, as for every unbound Partner with a tenant.
 pub(super) fn end_unbound(d: &mut Draft, why: &str) {
     d.level = SubscriptionLevel::Expired;
-    d.status.subscription_level = Some(SubscriptionLevel::Expired);
     d.status.expires_at = None;
     let now = d.now;
     end(

@@ -36,7 +36,6 @@ pub(super) fn refuse_taken_name(d: &mut Draft) -> Flow {
     if !reported_before {
         d.event(EventReason::TenantNamespaceTaken, message.clone());
     }
-    d.status.subscription_level = Some(d.level);
     for type_ in [types::TENANT_PROVISIONED, types::READY] {
         d.set_condition(type_, false, reasons::TENANT_NAMESPACE_TAKEN, &message);
     }

@@ -1,0 +1,107 @@
+//! How the operator writes a status: by server-side apply under its field manager, so a field it
+//! stops applying goes away and fields other managers own are left alone.
+//!
+//! Server-side apply removes a field the operator stops applying only if nobody else owns it.
+//! Someone else may: a status written by an earlier version of the operator with a merge patch
+//! (recorded under an `Update` manager), or `kubectl edit --subresource=status`. Such a field
+//! would stay for good (a seat count of a SKU no longer offered, an `expiresAt` of a level that
+//! ended), so whatever the written status holds beyond the desired one is removed by a merge
+//! patch right after, under the same precondition.
+
+use std::fmt::Debug;
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::tenant::FIELD_MANAGER;
+
+/// Writes `status` on `object`. With `precondition`, only if `object`'s resourceVersion is
+/// still the stored one (else 409, and nothing is written).
+pub async fn write<K>(
+    api: &Api<K>,
+    object: &K,
+    status: &impl Serialize,
+    precondition: bool,
+) -> kube::Result<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let name = object.name_any();
+    let desired = serde_json::to_value(status).expect("a status serializes");
+    let mut metadata = json!({"name": name});
+    if precondition {
+        metadata["resourceVersion"] = json!(object.resource_version());
+    }
+    let apply = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": metadata,
+        "status": desired,
+    });
+    let written = api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(apply),
+        )
+        .await?;
+    let live = serde_json::to_value(&written).expect("an object serializes")["status"].take();
+    let Some(removal) = removal(&live, &desired) else {
+        return Ok(written);
+    };
+    let patch = json!({
+        "metadata": {"resourceVersion": written.resource_version()},
+        "status": removal,
+    });
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
+/// A merge patch that removes what `live` holds beyond `desired`, object by object; `None` when
+/// it holds nothing more. (Lists are atomic in these schemas: an apply replaces them whole.)
+fn removal(live: &Value, desired: &Value) -> Option<Value> {
+    let (Value::Object(live), Value::Object(desired)) = (live, desired) else {
+        return None;
+    };
+    let mut patch = Map::new();
+    for (key, value) in live {
+        match desired.get(key) {
+            None => {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Some(wanted) => {
+                if let Some(inner) = removal(value, wanted) {
+                    patch.insert(key.clone(), inner);
+                }
+            }
+        }
+    }
+    (!patch.is_empty()).then_some(Value::Object(patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_status_holds_beyond_the_desired_one_is_removed_at_any_depth() {
+        let live = json!({
+            "expiresAt": "2027-03-15T09:00:00Z",
+            "billing": {"productionPartners": 0, "seats": {"ESSENTIALS": 0, "RETIRED": 1}},
+            "conditions": [{"type": "Ready"}, {"type": "Old"}],
+        });
+        let desired = json!({
+            "billing": {"productionPartners": 0, "seats": {"ESSENTIALS": 0}},
+            "conditions": [{"type": "Ready"}],
+        });
+        assert_eq!(
+            removal(&live, &desired),
+            Some(json!({"expiresAt": null, "billing": {"seats": {"RETIRED": null}}}))
+        );
+        assert_eq!(removal(&desired, &desired), None);
+        assert_eq!(removal(&Value::Null, &desired), None);
+    }
+}
