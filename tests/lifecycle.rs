@@ -640,18 +640,68 @@ fn an_expired_trial_can_be_converted_by_hand() {
 }
 
 #[test]
-fn production_requested_at_creation_converts_right_after_provisioning() {
+fn a_partner_created_as_production_never_has_a_trial() {
     let mut p = partner();
     p.spec.subscription.level = RequestedLevel::Production;
     p.spec.subscription.expiration_date = Some(t0() + Duration::days(365));
     let mut w = World::new(p, distributor(14, 3, true));
     w.settle();
     assert_eq!(w.level(), SubscriptionLevel::Production);
+    // Only the activation email, telling Production and its end; no trial, no conversion.
+    assert_eq!(w.sent_events(), vec![EmailEvent::Activation]);
+    let status = w.status();
+    assert_eq!(status.trial, None);
+    assert_eq!(status.expires_at, Some(t0() + Duration::days(365)));
+    assert_eq!(status.production.as_ref().unwrap().since, t0());
+    assert_eq!(status.billing.as_ref().unwrap().started_at, t0());
+    let facts = status.emails[0].facts.clone().unwrap();
+    assert_eq!(
+        (
+            facts.trial_ends_at,
+            facts.production_since,
+            facts.expires_at
+        ),
+        (None, Some(t0()), Some(t0() + Duration::days(365)))
+    );
+    assert!(w.events.contains(&EventReason::BillingStarted));
+    assert!(!w.events.contains(&EventReason::ConvertedToProduction));
+    assert!(!w.events.contains(&EventReason::TrialEndingSoon));
+    // Its year passes without a notice or a conversion; then it expires.
+    w.at(t0() + Duration::days(366));
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
     assert_eq!(
         w.sent_events(),
-        vec![EmailEvent::Activation, EmailEvent::Converted]
+        vec![EmailEvent::Activation, EmailEvent::ProductionExpired]
     );
-    assert_eq!(w.status().expires_at, Some(t0() + Duration::days(365)));
+}
+
+#[test]
+fn a_conversion_by_hand_ends_the_trial_then() {
+    let mut w = World::new(partner(), distributor(14, 3, true));
+    w.at(t0() + Duration::days(2));
+    w.partner.spec.subscription.level = RequestedLevel::Production;
+    w.settle();
+    assert_eq!(
+        w.status().trial.as_ref().unwrap().ends_at,
+        t0() + Duration::days(2)
+    );
+}
+
+#[test]
+fn a_past_date_on_an_expired_trial_is_refused_and_said() {
+    let mut w = World::new(partner(), distributor(14, 3, false));
+    w.at(t0() + Duration::days(15));
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
+    w.partner.spec.subscription.level = RequestedLevel::Production;
+    w.partner.spec.subscription.expiration_date = Some(t0() + Duration::days(1));
+    w.partner.metadata.generation = Some(2);
+    w.settle();
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
+    assert_eq!(
+        w.ready(),
+        ("False".into(), reasons::EXPIRATION_DATE_IN_PAST.into())
+    );
+    assert!(w.events.contains(&EventReason::ExpirationDateInPast));
 }
 
 #[test]

@@ -69,8 +69,11 @@ pub struct DistributorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner_namespaces: Option<LabelSelector>,
 
-    /// How the trial of a new partner runs.
+    /// How the trial of a new partner runs. The notice comes before the end: `upgradeNoticeDays`
+    /// is less than `days` (or 0, no notice).
     #[serde(default)]
+    #[x_kube(validation = kube::core::Rule::new("self.upgradeNoticeDays == 0 || self.upgradeNoticeDays < self.days")
+        .message("spec.trial.upgradeNoticeDays must be less than spec.trial.days (or 0 for no notice)"))]
     pub trial: TrialPolicy,
 
     /// How partners are sent their activation link.

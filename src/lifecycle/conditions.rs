@@ -53,9 +53,10 @@ pub(super) fn set(d: &mut Draft) -> Flow {
 /// Why a Partner is not Ready: a reason and a message.
 type NotReady = (&'static str, String);
 
-/// Why the Partner is not Ready: the first rung that answers, in this order.
+/// Why the Partner is not Ready: the first rung that answers, in this order (the most
+/// actionable first: a refused date is said whatever the level, an expired trial included).
 const READY_LADDER: [fn(&Draft) -> Option<NotReady>; 4] =
-    [tenant_missing, activation, expired, conversion_refused];
+    [tenant_missing, activation, conversion_refused, expired];
 
 fn tenant_missing(d: &Draft) -> Option<NotReady> {
     (!d.obs.tenant_exists).then(|| {

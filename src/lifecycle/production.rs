@@ -9,14 +9,27 @@ use crate::api::{
     SubscriptionLevel,
 };
 
-/// Converts to Production by hand, now. Refused (the date is kept for the Ready condition) when
-/// `expirationDate` does not lie in the future.
+/// Whether a conversion by hand may happen now: `expirationDate`, if set, must lie in the
+/// future. A date in the past is kept for the Ready condition and the Warning that refuse it.
+pub(super) fn may_convert_by_hand(d: &mut Draft) -> bool {
+    match d.partner.spec.subscription.expiration_date {
+        Some(date) if date <= d.now => {
+            d.refused_date = Some(date);
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Converts to Production by hand, now; a running trial ends now.
 pub(super) fn convert_by_hand(d: &mut Draft) {
-    if let Some(date) = d.partner.spec.subscription.expiration_date
-        && date <= d.now
-    {
-        d.refused_date = Some(date);
+    if !may_convert_by_hand(d) {
         return;
+    }
+    if d.level == SubscriptionLevel::Trial
+        && let Some(trial) = d.status.trial.as_mut()
+    {
+        trial.ends_at = d.now;
     }
     convert(d, ProductionReason::Manual, d.now);
 }
@@ -26,17 +39,6 @@ pub(super) fn convert_by_hand(d: &mut Draft) {
 pub(super) fn convert(d: &mut Draft, reason: ProductionReason, since: DateTime<Utc>) {
     d.level = SubscriptionLevel::Production;
     d.status.production = Some(ProductionStatus { since, reason });
-    // Billing starts once: a `startedAt` already set never changes.
-    let billing = d.status.billing.get_or_insert_with(|| BillingStatus {
-        billed_to: d.partner.spec.distributor_ref.name.clone(),
-        started_at: since,
-        ended_at: None,
-    });
-    let billing_message = format!(
-        "billing to {} started on {}",
-        billing.billed_to,
-        billing.started_at.to_rfc3339()
-    );
     emails::record(d, EmailEvent::Converted);
     d.event(
         EventReason::ConvertedToProduction,
@@ -45,7 +47,36 @@ pub(super) fn convert(d: &mut Draft, reason: ProductionReason, since: DateTime<U
             since.to_rfc3339()
         ),
     );
-    d.event(EventReason::BillingStarted, billing_message);
+    start_billing(d, since);
+}
+
+/// A Partner created as Production (its tenant provisioned while `level: Production` with no
+/// date in the past) has no trial: Production and billing start with the tenant, and it is
+/// never told of a trial or a conversion.
+pub(super) fn start_in_production(d: &mut Draft) {
+    d.level = SubscriptionLevel::Production;
+    d.status.trial = None;
+    d.status.production = Some(ProductionStatus {
+        since: d.now,
+        reason: ProductionReason::Manual,
+    });
+    let now = d.now;
+    start_billing(d, now);
+}
+
+/// Starts billing at `since` (once: a `startedAt` already set never changes) and says so.
+fn start_billing(d: &mut Draft, since: DateTime<Utc>) {
+    let billing = d.status.billing.get_or_insert_with(|| BillingStatus {
+        billed_to: d.partner.spec.distributor_ref.name.clone(),
+        started_at: since,
+        ended_at: None,
+    });
+    let message = format!(
+        "billing to {} started on {}",
+        billing.billed_to,
+        billing.started_at.to_rfc3339()
+    );
+    d.event(EventReason::BillingStarted, message);
 }
 
 /// A trial that expired converts by hand as a running one does (never one whose Production

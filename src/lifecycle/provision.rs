@@ -1,8 +1,10 @@
 //! The tenant: its name is the Partner's alone, and it is provisioned once.
 
 use super::reasons::{self, EventReason};
-use super::{Draft, Flow};
-use crate::api::{SubscriptionLevel, TenantStatus, TrialStatus, find_condition, types};
+use super::{Draft, Flow, production};
+use crate::api::{
+    RequestedLevel, SubscriptionLevel, TenantStatus, TrialStatus, find_condition, types,
+};
 use crate::tenant::{OWNER_UID_LABEL, tenant_id, tenant_namespace_of};
 
 /// How soon a Partner whose tenant name is taken looks again, should no namespace event wake it.
@@ -43,8 +45,9 @@ pub(super) fn refuse_taken_name(d: &mut Draft) -> Flow {
     Flow::Stop
 }
 
-/// The first time the Partner is bound, its tenant is provisioned and the trial starts, now.
-/// From then on the level is at least Trial.
+/// The first time the Partner is bound, its tenant is provisioned, now, and its trial starts;
+/// or, for a Partner created as Production, Production starts (see
+/// [`production::start_in_production`]). From then on the level is at least Trial.
 pub(super) fn provision(d: &mut Draft) -> Flow {
     if d.status.tenant.is_none() {
         let namespace = tenant_namespace_of(d.partner);
@@ -53,14 +56,25 @@ pub(super) fn provision(d: &mut Draft) -> Flow {
             namespace: namespace.clone(),
             provisioned_at: d.now,
         });
-        d.level = SubscriptionLevel::Trial;
-        d.status.trial = Some(TrialStatus {
-            started_at: d.now,
-            ends_at: d.now,
-        });
+        let production = d.partner.spec.subscription.level == RequestedLevel::Production
+            && production::may_convert_by_hand(d);
+        if production {
+            production::start_in_production(d);
+        } else {
+            d.level = SubscriptionLevel::Trial;
+            d.status.trial = Some(TrialStatus {
+                started_at: d.now,
+                ends_at: d.now,
+            });
+        }
+        let started = if production {
+            "in Production"
+        } else {
+            "trial started"
+        };
         d.event(
             EventReason::TenantProvisioned,
-            format!("tenant {namespace} provisioned; trial started"),
+            format!("tenant {namespace} provisioned; {started}"),
         );
     }
     if d.level == SubscriptionLevel::Pending {
