@@ -676,6 +676,81 @@ fn a_partner_created_as_production_never_has_a_trial() {
 }
 
 #[test]
+fn an_expired_production_subscription_is_renewed_with_a_new_billing_period() {
+    let mut p = partner();
+    p.spec.subscription.level = RequestedLevel::Production;
+    p.spec.subscription.expiration_date = Some(t0() + Duration::days(30));
+    let mut w = World::new(p, distributor(14, 3, true));
+    w.at(t0() + Duration::days(31));
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
+    // A date still in the past renews nothing.
+    w.partner.spec.subscription.expiration_date =
+        Some(t0() + Duration::days(31) - Duration::hours(1));
+    w.settle();
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
+    // Moved into the future: Production again, billed from now, both parties told.
+    let renewed_at = t0() + Duration::days(40);
+    w.partner.spec.subscription.expiration_date = Some(t0() + Duration::days(100));
+    w.at(renewed_at);
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    assert_eq!(w.ready(), ("True".into(), "Ready".into()));
+    let status = w.status().clone();
+    let production = status.production.unwrap();
+    assert_eq!(
+        (production.since, production.reason),
+        (renewed_at, ProductionReason::Renewal)
+    );
+    let billing = status.billing.unwrap();
+    assert_eq!((billing.started_at, billing.ended_at), (renewed_at, None));
+    assert_eq!(
+        billing.periods,
+        vec![
+            BillingPeriod {
+                started_at: t0(),
+                ended_at: Some(t0() + Duration::days(30))
+            },
+            BillingPeriod {
+                started_at: renewed_at,
+                ended_at: None
+            },
+        ]
+    );
+    assert_eq!(status.expires_at, Some(t0() + Duration::days(100)));
+    assert!(w.events.contains(&EventReason::ProductionRenewed));
+    let renewal = w
+        .sent
+        .iter()
+        .find(|(e, _, _)| *e == EmailEvent::Renewed)
+        .unwrap();
+    assert_eq!(
+        renewal.2,
+        vec![
+            "admin@contoso.example".to_string(),
+            "ops@northwind.example".to_string()
+        ]
+    );
+    // The renewed subscription ends in its turn, with an email of its own.
+    w.at(t0() + Duration::days(101));
+    assert_eq!(w.level(), SubscriptionLevel::Expired);
+    let ends: Vec<_> = w
+        .sent
+        .iter()
+        .filter(|(e, _, _)| *e == EmailEvent::ProductionExpired)
+        .collect();
+    assert_eq!(ends.len(), 2, "{:?}", w.sent_events());
+    assert_ne!(
+        ends[0].1, ends[1].1,
+        "each period's end has its own Message-ID"
+    );
+    let billing = w.status().billing.clone().unwrap();
+    assert_eq!(
+        billing.periods[1].ended_at,
+        Some(t0() + Duration::days(100))
+    );
+    assert_eq!(billing.ended_at, Some(t0() + Duration::days(100)));
+}
+
+#[test]
 fn a_conversion_by_hand_ends_the_trial_then() {
     let mut w = World::new(partner(), distributor(14, 3, true));
     w.at(t0() + Duration::days(2));
@@ -1007,7 +1082,8 @@ proptest! {
         let dist = distributor(days, notice, auto);
         let mut w = World::new(partner(), dist.clone());
         let mut billing_started: Option<DateTime<Utc>> = None;
-        let mut ids_by_event = std::collections::HashMap::<EmailEvent, String>::new();
+        let mut periods_before: Vec<BillingPeriod> = vec![];
+        let mut ids_by_event = std::collections::HashMap::<(EmailEvent, u32), String>::new();
         let mut sent_and_recorded = std::collections::HashSet::<String>::new();
         let mut facts_by_id = std::collections::HashMap::<String, Option<EmailFacts>>::new();
         let mut last_rank = 0;
@@ -1060,13 +1136,26 @@ proptest! {
                 was_production = true;
             }
             prop_assert!(!(was_production && level == SubscriptionLevel::Trial));
-            // Billing starts once and its start never moves.
+            // Billing starts once and its first start never moves; periods are only added (a
+            // renewal), and a period that ended never changes; the last is the current one.
             if let Some(billing) = &status.billing {
+                let first = billing.periods.first().map(|p| p.started_at);
                 if let Some(started) = billing_started {
-                    prop_assert_eq!(started, billing.started_at);
+                    prop_assert_eq!(Some(started), first);
                 }
-                billing_started = Some(billing.started_at);
-                prop_assert!(billing.ended_at.is_none_or(|end| end >= billing.started_at));
+                billing_started = first;
+                prop_assert!(billing.periods.len() >= periods_before.len());
+                for (before, now) in periods_before.iter().zip(&billing.periods) {
+                    if before.ended_at.is_some() {
+                        prop_assert_eq!(before, now, "an ended billing period changed");
+                    }
+                }
+                let last = billing.periods.last().expect("a period");
+                prop_assert_eq!((last.started_at, last.ended_at), (billing.started_at, billing.ended_at));
+                for period in &billing.periods {
+                    prop_assert!(period.ended_at.is_none_or(|end| end >= period.started_at));
+                }
+                periods_before = billing.periods.clone();
             } else {
                 prop_assert!(billing_started.is_none(), "billing disappeared");
             }
@@ -1088,12 +1177,19 @@ proptest! {
             if level == SubscriptionLevel::Pending {
                 prop_assert!(w.sent.is_empty() && status.billing.is_none() && status.tenant.is_none());
             }
-            // Every email event has one Message-ID; once its delivery is recorded, never again.
+            // Every email event has one Message-ID (per billing period, for the two that repeat
+            // with renewals); once its delivery is recorded, never again.
             for (event, id, _) in &w.sent[sent_before..] {
-                let known = ids_by_event.entry(*event).or_insert_with(|| id.clone());
+                let period = status.emails.iter().find(|e| e.message_id == *id).map_or(0, |e| e.period);
+                let known = ids_by_event.entry((*event, period)).or_insert_with(|| id.clone());
                 prop_assert_eq!(&*known, id, "{:?} got a second Message-ID", event);
                 prop_assert!(!sent_and_recorded.contains(id), "{:?} sent again after it was recorded", event);
             }
+            let mut keys: Vec<_> = status.emails.iter().map(|e| (e.event, e.period)).collect();
+            let recorded = keys.len();
+            keys.sort_by_key(|(e, p)| (e.as_str(), *p));
+            keys.dedup();
+            prop_assert_eq!(keys.len(), recorded, "an email recorded twice in one period");
             for record in &status.emails {
                 if record.sent_at.is_some() {
                     sent_and_recorded.insert(record.message_id.clone());

@@ -278,22 +278,50 @@ pub enum ProductionReason {
     Manual,
     /// The trial ended with `autoUpgrade` on.
     AutoUpgrade,
+    /// An expired Production subscription was given a new `expirationDate` in the future.
+    Renewal,
 }
 
-/// Billing of a partner to its distributor.
+/// Billing of a partner to its distributor: the current (or last) billing period, and every
+/// period so far.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BillingStatus {
     /// The Distributor billed.
     pub billed_to: String,
-    /// When billing started: the moment of entering Production. Never changes once set.
+    /// When the current (or last) billing period started: the moment of entering Production,
+    /// or of a renewal.
     pub started_at: DateTime<Utc>,
-    /// When billing ended, if it did.
+    /// When the current (or last) billing period ended, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Every billing period, oldest first; the last is the current one. A period never
+    /// changes once it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<BillingPeriod>,
+}
+
+impl BillingStatus {
+    /// The current billing period ends at `at`, unless it ended already.
+    pub fn end(&mut self, at: DateTime<Utc>) {
+        self.ended_at.get_or_insert(at);
+        if let Some(period) = self.periods.last_mut() {
+            period.ended_at.get_or_insert(at);
+        }
+    }
+}
+
+/// One stretch of Production billed to the Distributor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BillingPeriod {
+    pub started_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
 }
 
-/// An email event of a Partner's lifecycle. Each happens at most once per Partner.
+/// An email event of a Partner's lifecycle. Each happens at most once per Partner, except
+/// `Renewed` and `ProductionExpired`, once per billing period.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 pub enum EmailEvent {
     /// The activation link, once the tenant is provisioned.
@@ -308,6 +336,8 @@ pub enum EmailEvent {
     TrialExpired,
     /// The Production subscription reached its expiration date.
     ProductionExpired,
+    /// An expired Production subscription was renewed.
+    Renewed,
 }
 
 impl EmailEvent {
@@ -320,6 +350,7 @@ impl EmailEvent {
             Self::Converted => "converted",
             Self::TrialExpired => "trial-expired",
             Self::ProductionExpired => "production-expired",
+            Self::Renewed => "renewed",
         }
     }
 }
@@ -329,7 +360,11 @@ impl EmailEvent {
 #[serde(rename_all = "camelCase")]
 pub struct EmailRecord {
     pub event: EmailEvent,
-    /// Deterministic `Message-ID`, derived from the Partner's uid and the event.
+    /// The billing period the email belongs to (0, the first, is not written): a renewal and
+    /// the end of a renewed subscription are emailed once per period.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub period: u32,
+    /// Deterministic `Message-ID`, derived from the Partner's uid, the event and the period.
     pub message_id: String,
     /// When the SMTP server accepted it; unset while it is only intended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -379,4 +414,8 @@ impl Partner {
             status: None,
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

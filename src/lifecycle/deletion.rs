@@ -55,7 +55,7 @@ pub fn deletion(partner: &Partner, now: DateTime<Utc>) -> Deletion {
 /// The billing period ends at `at`, unless it ended already.
 pub fn end_billing(status: &mut PartnerStatus, at: DateTime<Utc>) {
     if let Some(billing) = status.billing.as_mut() {
-        billing.ended_at.get_or_insert(at);
+        billing.end(at);
     }
 }
 
@@ -99,6 +99,7 @@ mod tests {
                 billed_to: "northwind".into(),
                 started_at: t0(),
                 ended_at: None,
+                periods: vec![],
             }),
             ..Default::default()
         };

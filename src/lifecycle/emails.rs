@@ -9,14 +9,24 @@ use super::{ActivationToken, Draft, Email, Flow, PartnerEvent};
 use crate::api::{EmailEvent, EmailFacts, EmailRecord, PartnerStatus};
 use crate::mail::EmailVars;
 
-/// Records an email for `event` unless one was recorded before; returns whether it was new.
+/// Records an email for `event` unless one was recorded before (for a renewal and the end of
+/// Production: in the current billing period); returns whether it was new.
 pub(super) fn record(d: &mut Draft, event: EmailEvent) -> bool {
-    if d.status.emails.iter().any(|e| e.event == event) {
+    let period = match event {
+        EmailEvent::Renewed | EmailEvent::ProductionExpired => billing_period(&d.status),
+        _ => 0,
+    };
+    if d.status
+        .emails
+        .iter()
+        .any(|e| e.event == event && e.period == period)
+    {
         return false;
     }
     d.status.emails.push(EmailRecord {
         event,
-        message_id: message_id(d.uid(), event),
+        period,
+        message_id: message_id_in_period(d.uid(), event, period),
         sent_at: None,
         last_error: None,
         facts: None,
@@ -168,12 +178,29 @@ pub fn email_facts(status: &PartnerStatus) -> EmailFacts {
 /// message resent after a crash is recognisable as the same message. Derived by hashing, so it
 /// reveals neither the uid nor anything secret.
 pub fn message_id(partner_uid: &str, event: EmailEvent) -> String {
-    let digest = Sha256::digest(format!("{partner_uid}/{}", event.as_str()).as_bytes());
+    message_id_in_period(partner_uid, event, 0)
+}
+
+/// The Message-ID of `event` in billing period `period` (the first period's is [`message_id`]).
+fn message_id_in_period(partner_uid: &str, event: EmailEvent, period: u32) -> String {
+    let key = match period {
+        0 => format!("{partner_uid}/{}", event.as_str()),
+        n => format!("{partner_uid}/{}/{n}", event.as_str()),
+    };
+    let digest = Sha256::digest(key.as_bytes());
     format!(
         "<{}.{}@partner-operator.io>",
         event.as_str(),
         &hex::encode(digest)[..32]
     )
+}
+
+/// The index of the current billing period: 0 before billing, or for a status written before
+/// periods were kept.
+fn billing_period(status: &PartnerStatus) -> u32 {
+    status.billing.as_ref().map_or(0, |b| {
+        u32::try_from(b.periods.len().saturating_sub(1)).unwrap_or(u32::MAX)
+    })
 }
 
 /// The SMTP server accepted `email` at `at`: its record says so, and for the activation email

@@ -14,9 +14,10 @@
 //! lives: bind to the Distributor, correct what the status says of the tenant, refuse a tenant
 //! name somebody else holds, provision, bound
 //! the trial's end, record the activation email, end or convert the trial, the notice before
-//! its end, convert an expired trial, end Production at its date, settle the level, check that
-//! an activation link can be made, the conditions (the Ready ladder), then the effects. A step
-//! may end the chain (an unbound Partner or a taken name goes no further).
+//! its end, convert an expired trial, renew an expired Production subscription, end Production
+//! at its date, settle the level, check that an activation link can be made, the conditions
+//! (the Ready ladder), then the effects. A step may end the chain (an unbound Partner or a
+//! taken name goes no further).
 //!
 //! Crash safety comes from the order the reconciler follows and from determinism here:
 //! - an email is first *recorded* in `status.emails` (event + deterministic Message-ID, no
@@ -149,7 +150,7 @@ pub fn plan(obs: &Observation) -> Plan {
 }
 
 /// The steps of [`plan`], in order.
-const CHAIN: [Step; 14] = [
+const CHAIN: [Step; 15] = [
     bind::bind,
     provision::correct_tenant_status,
     provision::refuse_taken_name,
@@ -159,6 +160,7 @@ const CHAIN: [Step; 14] = [
     trial::end_or_convert,
     trial::notice,
     production::convert_expired_trial,
+    production::renew,
     production::expire,
     settle_level,
     emails::check_activation_link,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::reasons::EventReason;
 use super::{Draft, Flow, emails};
 use crate::api::{
-    BillingStatus, EmailEvent, ProductionReason, ProductionStatus, RequestedLevel,
+    BillingPeriod, BillingStatus, EmailEvent, ProductionReason, ProductionStatus, RequestedLevel,
     SubscriptionLevel,
 };
 
@@ -70,6 +70,10 @@ fn start_billing(d: &mut Draft, since: DateTime<Utc>) {
         billed_to: d.partner.spec.distributor_ref.name.clone(),
         started_at: since,
         ended_at: None,
+        periods: vec![BillingPeriod {
+            started_at: since,
+            ended_at: None,
+        }],
     });
     let message = format!(
         "billing to {} started on {}",
@@ -89,6 +93,64 @@ pub(super) fn convert_expired_trial(d: &mut Draft) -> Flow {
     if expired_trial && d.partner.spec.subscription.level == RequestedLevel::Production {
         convert_by_hand(d);
     }
+    Flow::Next
+}
+
+/// An expired Production subscription whose `expirationDate` is moved into the future is
+/// renewed, now: Production again, a new billing period (the earlier ones are kept), an Event,
+/// and an email to both parties. (So is one whose Production ended when it was unbound, once it
+/// is bound again with a date still ahead.)
+pub(super) fn renew(d: &mut Draft) -> Flow {
+    let Some(until) = d.partner.spec.subscription.expiration_date else {
+        return Flow::Next;
+    };
+    let billing_ended = d
+        .status
+        .billing
+        .as_ref()
+        .is_some_and(|b| b.ended_at.is_some());
+    let expired_production =
+        d.level == SubscriptionLevel::Expired && d.status.production.is_some() && billing_ended;
+    if !expired_production || until <= d.now {
+        return Flow::Next;
+    }
+    let now = d.now;
+    let billing = d.status.billing.as_mut().expect("billing ended");
+    if billing.periods.is_empty() {
+        // A status written before periods were kept: its one period first.
+        billing.periods.push(BillingPeriod {
+            started_at: billing.started_at,
+            ended_at: billing.ended_at,
+        });
+    }
+    billing.periods.push(BillingPeriod {
+        started_at: now,
+        ended_at: None,
+    });
+    billing.started_at = now;
+    billing.ended_at = None;
+    let billed_to = billing.billed_to.clone();
+    d.level = SubscriptionLevel::Production;
+    d.status.production = Some(ProductionStatus {
+        since: now,
+        reason: ProductionReason::Renewal,
+    });
+    emails::record(d, EmailEvent::Renewed);
+    d.event(
+        EventReason::ProductionRenewed,
+        format!(
+            "Production renewed on {} until {}",
+            now.to_rfc3339(),
+            until.to_rfc3339()
+        ),
+    );
+    d.event(
+        EventReason::BillingStarted,
+        format!(
+            "billing to {billed_to} started on {}: a new billing period",
+            now.to_rfc3339()
+        ),
+    );
     Flow::Next
 }
 
@@ -150,7 +212,7 @@ pub(super) fn end_unbound(d: &mut Draft, why: &str) {
 fn end(d: &mut Draft, at: DateTime<Utc>, why: EventReason, message: String, billing_note: &str) {
     let billed_to = match d.status.billing.as_mut() {
         Some(billing) => {
-            billing.ended_at.get_or_insert(at);
+            billing.end(at);
             billing.billed_to.clone()
         }
         None => d.partner.spec.distributor_ref.name.clone(),

@@ -19,13 +19,14 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
 use crate::api::EmailEvent;
 
 /// Every email event, in lifecycle order.
-pub const EVENTS: [EmailEvent; 6] = [
+pub const EVENTS: [EmailEvent; 7] = [
     EmailEvent::Activation,
     EmailEvent::UpgradeNotice,
     EmailEvent::ExpiryNotice,
     EmailEvent::Converted,
     EmailEvent::TrialExpired,
     EmailEvent::ProductionExpired,
+    EmailEvent::Renewed,
 ];
 
 /// The three parts of an email.
@@ -79,7 +80,7 @@ pub struct EmailVars {
     pub link_expires_at: Option<DateTime<Utc>>,
     /// `trial_ends_on`: needed by `activation`, the notices and `trial-expired`.
     pub trial_ends_at: Option<DateTime<Utc>>,
-    /// `production_since`: needed by `converted`.
+    /// `production_since`: needed by `converted` and `renewed`.
     pub production_since: Option<DateTime<Utc>>,
     /// `expires_on`: the Production expiration date; needed by `production-expired`.
     pub expires_at: Option<DateTime<Utc>>,
@@ -94,6 +95,7 @@ pub fn required_variables(event: EmailEvent) -> &'static [&'static str] {
         }
         EmailEvent::Converted => &["production_since"],
         EmailEvent::ProductionExpired => &["expires_on"],
+        EmailEvent::Renewed => &["production_since"],
     }
 }
 
@@ -235,6 +237,9 @@ fn built_in(name: &str) -> &'static str {
         "production-expired.subject.txt",
         "production-expired.txt",
         "production-expired.html",
+        "renewed.subject.txt",
+        "renewed.txt",
+        "renewed.html",
     )
 }
 
