@@ -579,6 +579,7 @@ mod tests {
         let templates = Templates::built_in();
         let vars = EmailVars {
             partner_organization: "<b>Contoso</b> \"IT\"".into(),
+            production_since: Some(at("2026-11-02T09:30:00Z")),
             ..trial()
         };
         for event in EVENTS {
@@ -603,10 +604,18 @@ mod tests {
     #[test]
     fn subjects_do_not_start_with_partner_text() {
         let templates = Templates::built_in();
+        let vars = EmailVars {
+            production_since: Some(at("2026-11-02T09:30:00Z")),
+            ..trial()
+        };
         for event in EVENTS {
-            let email = templates.render(event, &trial()).unwrap();
-            assert!(email.subject.starts_with("Your "), "{}", email.subject);
-            assert!(email.subject.contains("Contoso"), "{}", email.subject);
+            let email = templates.render(event, &vars).unwrap();
+            let subject = &email.subject;
+            assert!(
+                subject.starts_with("Your ") || subject.starts_with("Activate your "),
+                "{subject}"
+            );
+            assert!(subject.contains("Contoso"), "{subject}");
         }
         let converted = templates.render(EmailEvent::Converted, &production(None));
         assert_eq!(
