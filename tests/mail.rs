@@ -720,7 +720,11 @@ async fn every_email_says_exactly_what_happens() {
                 event,
                 EmailEvent::ExpiryNotice | EmailEvent::TrialExpired | EmailEvent::ProductionExpired
             );
-            assert_eq!(body.contains(kept) || body.contains("the tenant and its data are kept"), expiry, "{case}: {body}");
+            assert_eq!(
+                body.contains(kept) || body.contains("the tenant and its data are kept"),
+                expiry,
+                "{case}: {body}"
+            );
             if vars.trial_ends_at.is_none() {
                 assert!(!body.to_lowercase().contains("trial"), "{case}: {body}");
             }

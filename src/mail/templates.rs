@@ -634,7 +634,10 @@ mod tests {
             (EmailEvent::ExpiryNotice, trial()),
             (EmailEvent::Converted, production(None)),
             (EmailEvent::TrialExpired, trial()),
-            (EmailEvent::ProductionExpired, production(Some(at("2027-06-30T00:00:00Z")))),
+            (
+                EmailEvent::ProductionExpired,
+                production(Some(at("2027-06-30T00:00:00Z"))),
+            ),
         ] {
             let email = templates.render(event, &vars).unwrap();
             for body in bodies(&email) {
@@ -697,12 +700,16 @@ mod tests {
                 assert!(body.contains(said), "{event:?} lacks {said:?}: {body}");
             }
         }
-        let upgrade = templates.render(EmailEvent::UpgradeNotice, &trial()).unwrap();
+        let upgrade = templates
+            .render(EmailEvent::UpgradeNotice, &trial())
+            .unwrap();
         assert_eq!(
             upgrade.subject,
             "Your Contoso trial converts to Production on 12 December 2026 at 20:48 UTC"
         );
-        let expiry = templates.render(EmailEvent::ExpiryNotice, &trial()).unwrap();
+        let expiry = templates
+            .render(EmailEvent::ExpiryNotice, &trial())
+            .unwrap();
         assert_eq!(
             expiry.subject,
             "Your Contoso trial expires on 12 December 2026 at 20:48 UTC"
@@ -833,7 +840,11 @@ mod tests {
                 .contains("Billing to Example Distribution starts then")
         );
         let expiry = templates.render(EmailEvent::ExpiryNotice, &vars).unwrap();
-        assert!(expiry.subject.contains("expires on 14 March 2026 at 10:00 UTC"));
+        assert!(
+            expiry
+                .subject
+                .contains("expires on 14 March 2026 at 10:00 UTC")
+        );
         let activation = templates.render(EmailEvent::Activation, &vars).unwrap();
         assert_eq!(activation.subject, "Activate your Acme <IT> & Co tenant");
         assert!(activation.text.contains("https://example.invalid/activate"));
