@@ -562,7 +562,6 @@ async fn every_email_says_exactly_what_happens() {
                    of its data.";
     let not_deleted = "Deleting that record does not delete the tenant (namespace partners-acme) \
                        or its data: they are kept.";
-    #[allow(clippy::type_complexity)]
     let cases: Vec<(EmailEvent, EmailVars, &str, Vec<&str>)> = vec![
         (
             EmailEvent::Activation,
