@@ -278,6 +278,12 @@ fn provisioning_starts_the_trial_and_sends_the_activation_link() {
     );
     assert_eq!(email.vars.partner_organization, "Contoso");
     assert_eq!(email.vars.trial_ends_at, Some(t0() + Duration::days(14)));
+    // Answers reach the Distributor; the email tells what deletion does to the tenant.
+    assert_eq!(
+        email.vars.reply_to.as_deref(),
+        Some("ops@northwind.example")
+    );
+    assert_eq!(email.vars.deletion_policy, DeletionPolicy::Delete);
     assert_eq!(
         email.link_base.as_ref().map(|u| u.as_str()),
         Some("https://portal.example/activate")

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use partner_operator::api::EmailEvent;
+use partner_operator::api::{DeletionPolicy, EmailEvent};
 use partner_operator::lifecycle;
 use partner_operator::mail::{
     ActivationLink, EmailVars, MailError, Mailer, MailerConfig, OutgoingEmail, Templates,
@@ -36,6 +36,8 @@ fn vars() -> EmailVars {
         trial_ends_at: Some(at("2026-12-09T10:00:00Z")),
         production_since: None,
         expires_at: None,
+        reply_to: Some("partners@example.com".into()),
+        deletion_policy: DeletionPolicy::Delete,
     }
 }
 
@@ -100,10 +102,14 @@ async fn activation_arrives_as_multipart_with_link_and_stable_message_id() {
         got.header("From").as_deref(),
         Some("\"Example Distribution\" <noreply@example.com>")
     );
+    assert_eq!(
+        got.header("Reply-To").as_deref(),
+        Some("\"Example Distribution\" <partners@example.com>")
+    );
 
     let text = got.text_body().unwrap();
     assert!(text.contains(&link()), "{text}");
-    assert!(text.contains("2026-12-02 10:00 UTC"), "{text}");
+    assert!(text.contains("2 December 2026 at 10:00 UTC"), "{text}");
     let html = got.html_body().unwrap();
     assert!(
         html.contains(&link().replace('&', "&amp;")),
@@ -128,7 +134,9 @@ async fn the_same_event_sent_twice_keeps_its_message_id() {
     assert_eq!(received[0].message_id, received[1].message_id);
     assert_eq!(
         received[0].subject.as_deref(),
-        Some("Acme Systemhaus Müller & Söhne: your tenant converts to Production on 2026-12-09")
+        Some(
+            "Your Acme Systemhaus Müller & Söhne trial converts to Production on 9 December 2026 at 10:00 UTC"
+        )
     );
     let text = received[0].text_body().unwrap();
     assert!(text.contains("Billing to Example Distribution starts then"));
@@ -379,11 +387,16 @@ async fn line_breaks_in_an_organization_do_not_inject_headers() {
     let sink = sink(None).await;
     let mut email = email(EmailEvent::Activation, &["owner@acme.example"]);
     email.vars.partner_organization = "Evil\r\nBcc: victim@example.com\r\nX-Injected: yes".into();
+    // The distributor's name goes into the Reply-To header: it cannot add lines either.
+    email.vars.distributor_organization = "Dist\r\nX-Also-Injected: yes".into();
     mailer(&sink).send(&email).await.unwrap();
     let got = &sink.wait_for(1, WAIT).await.unwrap()[0];
     assert_eq!(got.to, ["owner@acme.example"]);
     assert_eq!(got.header("Bcc"), None);
     assert_eq!(got.header("X-Injected"), None);
+    assert_eq!(got.header("X-Also-Injected"), None);
+    let reply_to = got.header("Reply-To").unwrap();
+    assert!(reply_to.ends_with("<partners@example.com>"), "{reply_to}");
     assert_eq!(
         got.subject.as_deref(),
         Some("Activate your Evil Bcc: victim@example.com X-Injected: yes tenant")
@@ -406,6 +419,13 @@ async fn bad_input_fails_before_any_connection() {
     let err = mailer.send(&no_link).await.unwrap_err();
     assert!(err.is_permanent());
     assert!(err.to_string().contains("activation_link not set"), "{err}");
+
+    let mut bad_reply_to = email(EmailEvent::Converted, &["owner@acme.example"]);
+    bad_reply_to.vars.production_since = Some(at("2026-12-09T10:00:00Z"));
+    bad_reply_to.vars.reply_to = Some("not a reply address".into());
+    let err = mailer.send(&bad_reply_to).await.unwrap_err();
+    assert!(err.is_permanent());
+    assert!(err.to_string().contains("not a reply address"), "{err}");
     assert!(sink.received().is_empty());
 }
 
@@ -492,4 +512,240 @@ fn the_activation_link_never_shows_in_debug_output() {
     let debug = format!("{email:?} {:#?}", email.vars);
     assert!(!debug.contains(TOKEN), "{debug}");
     assert!(debug.contains("<redacted>"), "{debug}");
+}
+
+/// What the text part says, and the HTML part once its tags are taken out, in one line.
+fn said(got: &partner_sandbox::smtp::ReceivedEmail) -> [String; 2] {
+    let text = got.text_body().unwrap();
+    let html = got.html_body().unwrap();
+    let mut stripped = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => stripped.push(c),
+            _ => {}
+        }
+    }
+    let html = stripped
+        .replace("&amp;", "&")
+        .replace("&mdash;", "—")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"");
+    [text, html].map(|body| body.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Every email of every kind, as received: from the configured sender, answered to the
+/// distributor, greeting the partner by name, every date an instant in UTC, the expiry emails
+/// saying what becomes of the tenant, a Production activation without a word of trial.
+#[tokio::test]
+async fn every_email_says_exactly_what_happens() {
+    let sink = sink(None).await;
+    let mailer = mailer(&sink);
+    let trial = vars();
+    let in_production = |expires_at: Option<DateTime<Utc>>| EmailVars {
+        trial_ends_at: None,
+        production_since: Some(at("2026-12-09T10:00:00Z")),
+        expires_at,
+        ..vars()
+    };
+    let ended = in_production(Some(at("2027-06-30T23:59:00Z")));
+    let retained = |vars: EmailVars| EmailVars {
+        deletion_policy: DeletionPolicy::Retain,
+        ..vars
+    };
+    let link_end = "valid until 2 December 2026 at 10:00 UTC";
+    let kept = "The tenant and its data are kept, with its entitlements marked as expired, until \
+                your partner record at Example Distribution is deleted.";
+    let deleted = "Deleting that record also deletes the tenant (namespace partners-acme) and all \
+                   of its data.";
+    let not_deleted = "Deleting that record does not delete the tenant (namespace partners-acme) \
+                       or its data: they are kept.";
+    let cases: Vec<(EmailEvent, EmailVars, &str, Vec<&str>)> = vec![
+        (
+            EmailEvent::Activation,
+            trial.clone(),
+            "Activate your Acme Systemhaus Müller & Söhne tenant",
+            vec![
+                "Example Distribution has set up a trial tenant for you.",
+                "Your trial ends on 9 December 2026 at 10:00 UTC.",
+                link_end,
+            ],
+        ),
+        (
+            EmailEvent::Activation,
+            in_production(None),
+            "Activate your Acme Systemhaus Müller & Söhne tenant",
+            vec![
+                "Example Distribution has set up a Production tenant for you.",
+                "Your Production subscription started on 9 December 2026 at 10:00 UTC and has no \
+                 end date.",
+                link_end,
+            ],
+        ),
+        (
+            EmailEvent::Activation,
+            in_production(Some(at("2027-06-30T23:59:00Z"))),
+            "Activate your Acme Systemhaus Müller & Söhne tenant",
+            vec![
+                "Your Production subscription started on 9 December 2026 at 10:00 UTC and runs \
+                 until 30 June 2027 at 23:59 UTC.",
+                link_end,
+            ],
+        ),
+        (
+            EmailEvent::UpgradeNotice,
+            trial.clone(),
+            "Your Acme Systemhaus Müller & Söhne trial converts to Production on 9 December 2026 \
+             at 10:00 UTC",
+            vec![
+                "Your trial tenant converts to Production on 9 December 2026 at 10:00 UTC.",
+                "Billing to Example Distribution starts then.",
+            ],
+        ),
+        (
+            EmailEvent::ExpiryNotice,
+            trial.clone(),
+            "Your Acme Systemhaus Müller & Söhne trial expires on 9 December 2026 at 10:00 UTC",
+            vec![
+                "Your trial tenant expires on 9 December 2026 at 10:00 UTC.",
+                "Once the trial has expired, the tenant and its data are kept",
+                deleted,
+            ],
+        ),
+        (
+            EmailEvent::ExpiryNotice,
+            retained(trial.clone()),
+            "Your Acme Systemhaus Müller & Söhne trial expires on 9 December 2026 at 10:00 UTC",
+            vec![not_deleted],
+        ),
+        (
+            EmailEvent::Converted,
+            in_production(None),
+            "Your Acme Systemhaus Müller & Söhne tenant is now in Production",
+            vec![
+                "Your tenant moved to Production on 9 December 2026 at 10:00 UTC. Billing to \
+                 Example Distribution started then.",
+                "Your Production subscription has no end date.",
+            ],
+        ),
+        (
+            EmailEvent::Converted,
+            ended.clone(),
+            "Your Acme Systemhaus Müller & Söhne tenant is now in Production",
+            vec!["Your Production subscription runs until 30 June 2027 at 23:59 UTC."],
+        ),
+        (
+            EmailEvent::TrialExpired,
+            trial.clone(),
+            "Your Acme Systemhaus Müller & Söhne trial has expired",
+            vec![
+                "Your trial tenant expired on 9 December 2026 at 10:00 UTC.",
+                kept,
+                deleted,
+            ],
+        ),
+        (
+            EmailEvent::TrialExpired,
+            retained(trial.clone()),
+            "Your Acme Systemhaus Müller & Söhne trial has expired",
+            vec![kept, not_deleted],
+        ),
+        (
+            EmailEvent::ProductionExpired,
+            ended.clone(),
+            "Your Acme Systemhaus Müller & Söhne Production subscription has expired",
+            vec![
+                "Your Production subscription expired on 30 June 2027 at 23:59 UTC. Billing to \
+                 Example Distribution ended then.",
+                kept,
+                deleted,
+            ],
+        ),
+        (
+            EmailEvent::ProductionExpired,
+            retained(ended.clone()),
+            "Your Acme Systemhaus Müller & Söhne Production subscription has expired",
+            vec![
+                kept,
+                not_deleted,
+                "To renew it, ask Example Distribution for a new expiration date.",
+            ],
+        ),
+        (
+            EmailEvent::Renewed,
+            ended,
+            "Your Acme Systemhaus Müller & Söhne Production subscription is renewed",
+            vec![
+                "Your Production subscription was renewed on 9 December 2026 at 10:00 UTC. A \
+                 new billing period to Example Distribution started then.",
+                "Your Production subscription now runs until 30 June 2027 at 23:59 UTC.",
+            ],
+        ),
+    ];
+    for (n, (event, vars, _, _)) in cases.iter().enumerate() {
+        let mut email = email(*event, &["owner@acme.example"]);
+        email.message_id = format!("<case-{n}@example.com>");
+        email.vars = vars.clone();
+        mailer.send(&email).await.unwrap();
+    }
+    let received = sink.wait_for(cases.len(), WAIT).await.unwrap();
+    assert_eq!(received.len(), cases.len());
+    for (n, (event, vars, subject, sentences)) in cases.iter().enumerate() {
+        let got = received
+            .iter()
+            .find(|got| got.message_id.as_deref() == Some(&format!("<case-{n}@example.com>")))
+            .unwrap();
+        let case = format!("{event:?} #{n}");
+        assert_eq!(got.event.as_deref(), Some(event.as_str()), "{case}");
+        assert_eq!(got.subject.as_deref(), Some(*subject), "{case}");
+        assert!(got.subject.as_deref().unwrap().starts_with(['A', 'Y']));
+        assert_eq!(got.from, "noreply@example.com", "{case}");
+        assert_eq!(
+            got.header("From").as_deref(),
+            Some("\"Example Distribution\" <noreply@example.com>"),
+            "{case}"
+        );
+        assert_eq!(
+            got.header("Reply-To").as_deref(),
+            Some("\"Example Distribution\" <partners@example.com>"),
+            "{case}"
+        );
+        for body in said(got) {
+            assert!(
+                body.starts_with("Hello Acme Systemhaus Müller & Söhne, "),
+                "{case}: {body}"
+            );
+            assert!(
+                body.contains(
+                    "Questions? Reply to this email to reach Example Distribution at \
+                     partners@example.com."
+                ),
+                "{case}: {body}"
+            );
+            for sentence in sentences {
+                assert!(body.contains(sentence), "{case} lacks {sentence:?}: {body}");
+            }
+            // Every date comes with its time in UTC.
+            assert!(!body.contains("2026-"), "{case}: {body}");
+            let expiry = matches!(
+                event,
+                EmailEvent::ExpiryNotice | EmailEvent::TrialExpired | EmailEvent::ProductionExpired
+            );
+            assert_eq!(
+                body.contains(kept) || body.contains("the tenant and its data are kept"),
+                expiry,
+                "{case}: {body}"
+            );
+            if vars.trial_ends_at.is_none() {
+                assert!(!body.to_lowercase().contains("trial"), "{case}: {body}");
+            }
+        }
+        // The partner's name is escaped in the HTML source.
+        assert!(
+            got.html_body().unwrap().contains("Müller &amp; Söhne"),
+            "{case}"
+        );
+    }
 }

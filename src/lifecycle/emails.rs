@@ -108,7 +108,8 @@ pub(super) fn fix_facts(d: &mut Draft) {
 }
 
 /// The email of `record`, to its recipients (the activation email to the partner; the others
-/// to the partner and the Distributor), with everything it tells.
+/// to the partner and the Distributor), with everything it tells; replies go to the
+/// Distributor's notification address.
 pub(super) fn email(d: &Draft, record: &EmailRecord) -> Email {
     let partner = d.partner;
     let distributor = d.bound();
@@ -140,6 +141,9 @@ pub(super) fn email(d: &Draft, record: &EmailRecord) -> Email {
             trial_ends_at: facts.trial_ends_at,
             production_since: facts.production_since,
             expires_at: facts.expires_at,
+            // Answers go to the distributor; the sender stays the operator's.
+            reply_to: Some(distributor.spec.notification_email.clone()),
+            deletion_policy: partner.spec.tenant.deletion_policy,
         },
         link_base: (record.event == EmailEvent::Activation)
             .then(|| d.link_base.clone())

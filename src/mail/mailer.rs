@@ -12,7 +12,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use percent_encoding::percent_decode_str;
 
-use super::templates::{EmailVars, TemplateError, Templates};
+use super::templates::{EmailVars, TemplateError, Templates, one_line};
 use crate::api::EmailEvent;
 
 /// One email to send: which event, to whom, with which Message-ID and variables.
@@ -372,7 +372,8 @@ impl Mailer {
     }
 
     /// Renders and sends `email`: multipart/alternative (text, then HTML), with its
-    /// Message-ID, so the receiver can recognise a retry as the same message.
+    /// Message-ID, so the receiver can recognise a retry as the same message. It comes from the
+    /// configured sender; `Reply-To` is the distributor's address when the email has one.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
         let message = self.build(email)?;
         match tokio::time::timeout(self.deadline, self.transport.send(message)).await {
@@ -395,6 +396,18 @@ impl Mailer {
             .date_now()
             .subject(rendered.subject)
             .header(EventHeader(email.event.as_str()));
+        if let Some(reply_to) = &email.vars.reply_to {
+            // Answers reach the distributor (named by its organization), not the operator's
+            // sender. The name is put on one line first, as the subject is.
+            let address =
+                crate::api::grammar::parse_email(reply_to).map_err(|err| MailError::Address {
+                    address: reply_to.clone(),
+                    reason: err.to_string(),
+                })?;
+            let name = Some(one_line(&email.vars.distributor_organization))
+                .filter(|name| !name.is_empty());
+            builder = builder.reply_to(Mailbox::new(name, address));
+        }
         for to in &email.to {
             // Bare addresses only (the grammar admission holds them to): a display name from a
             // Partner would go into a header as its author wrote it.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
 
-use crate::api::EmailEvent;
+use crate::api::{DeletionPolicy, EmailEvent};
 
 /// Every email event, in lifecycle order.
 pub const EVENTS: [EmailEvent; 7] = [
@@ -58,13 +58,15 @@ impl fmt::Debug for ActivationLink {
 }
 
 /// The variables a template may use. Which of the optional ones an event needs is fixed by
-/// [`required_variables`]; the others may be unset.
+/// [`required_variables`]; the others may be unset (`none` in a template).
 ///
-/// In templates, dates are rendered as `YYYY-MM-DD` (UTC) and the link expiry as
-/// `YYYY-MM-DD HH:MM UTC`.
+/// Every instant is told the same way, by [`instant`]: `12 December 2026 at 20:48 UTC` (the
+/// template says "on" or "until" before it). The variables keep their historical names
+/// (`trial_ends_on`, `expires_on`), so templates written for earlier versions still load.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EmailVars {
-    /// `spec.organizationName` of the Partner (template variable `partner_organization`).
+    /// `spec.organizationName` of the Partner (template variable `partner_organization`):
+    /// partner-supplied, plain text in the text part, escaped in the HTML part.
     pub partner_organization: String,
     /// `spec.organizationName` of the Distributor (`distributor_organization`).
     pub distributor_organization: String,
@@ -78,18 +80,33 @@ pub struct EmailVars {
     pub activation_link: Option<ActivationLink>,
     /// `link_expires_at`: needed by `activation`.
     pub link_expires_at: Option<DateTime<Utc>>,
-    /// `trial_ends_on`: needed by `activation`, the notices and `trial-expired`.
+    /// `trial_ends_on`: needed by the notices and `trial-expired`; `activation` needs it or
+    /// `production_since` (a Partner that starts in Production has no trial).
     pub trial_ends_at: Option<DateTime<Utc>>,
-    /// `production_since`: needed by `converted` and `renewed`.
+    /// `production_since`: needed by `converted` and `renewed`; set in an `activation` of a
+    /// Partner that starts in Production.
     pub production_since: Option<DateTime<Utc>>,
-    /// `expires_on`: the Production expiration date; needed by `production-expired`.
+    /// `expires_on`: the end of Production; needed by `production-expired`. Unset in
+    /// Production means the subscription has no end date.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The distributor's notification address (the Distributor's `spec.notificationEmail`):
+    /// the message's `Reply-To`, so a partner who answers reaches the distributor (template
+    /// variable `reply_to`). The `From` stays the operator's configured sender.
+    pub reply_to: Option<String>,
+    /// The Partner's `spec.tenant.deletionPolicy`: what becomes of the tenant and its data
+    /// when the Partner is deleted (template variable `deletion_policy`, `"Delete"` or
+    /// `"Retain"`). Told by the expiry emails.
+    pub deletion_policy: DeletionPolicy,
 }
 
-/// The optional variables an event's templates cannot do without.
+/// Stands for "one of these" in [`required_variables`].
+const TRIAL_OR_PRODUCTION: &str = "trial_ends_on or production_since";
+
+/// The optional variables an event's templates cannot do without. An entry
+/// `"a or b"` is satisfied by either.
 pub fn required_variables(event: EmailEvent) -> &'static [&'static str] {
     match event {
-        EmailEvent::Activation => &["activation_link", "link_expires_at", "trial_ends_on"],
+        EmailEvent::Activation => &["activation_link", "link_expires_at", TRIAL_OR_PRODUCTION],
         EmailEvent::UpgradeNotice | EmailEvent::ExpiryNotice | EmailEvent::TrialExpired => {
             &["trial_ends_on"]
         }
@@ -99,8 +116,10 @@ pub fn required_variables(event: EmailEvent) -> &'static [&'static str] {
     }
 }
 
-fn date(at: Option<DateTime<Utc>>) -> Option<String> {
-    at.map(|at| at.format("%Y-%m-%d").to_string())
+/// How every email tells an instant: the date and the time of day in UTC, e.g.
+/// `12 December 2026 at 20:48 UTC`.
+pub fn instant(at: DateTime<Utc>) -> String {
+    at.format("%-d %B %Y at %H:%M UTC").to_string()
 }
 
 impl EmailVars {
@@ -115,12 +134,19 @@ impl EmailVars {
                 "trial_ends_on" => self.trial_ends_at.is_none(),
                 "production_since" => self.production_since.is_none(),
                 "expires_on" => self.expires_at.is_none(),
+                TRIAL_OR_PRODUCTION => {
+                    self.trial_ends_at.is_none() && self.production_since.is_none()
+                }
                 _ => false,
             })
             .collect()
     }
 
     fn context(&self) -> minijinja::Value {
+        let policy = match self.deletion_policy {
+            DeletionPolicy::Delete => "Delete",
+            DeletionPolicy::Retain => "Retain",
+        };
         context! {
             partner_organization => &self.partner_organization,
             distributor_organization => &self.distributor_organization,
@@ -128,12 +154,12 @@ impl EmailVars {
             tenant_id => &self.tenant_id,
             tenant_namespace => &self.tenant_namespace,
             activation_link => self.activation_link.as_ref().map(ActivationLink::expose),
-            link_expires_at => self
-                .link_expires_at
-                .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
-            trial_ends_on => date(self.trial_ends_at),
-            production_since => date(self.production_since),
-            expires_on => date(self.expires_at),
+            link_expires_at => self.link_expires_at.map(instant),
+            trial_ends_on => self.trial_ends_at.map(instant),
+            production_since => self.production_since.map(instant),
+            expires_on => self.expires_at.map(instant),
+            reply_to => &self.reply_to,
+            deletion_policy => policy,
         }
     }
 
@@ -151,7 +177,34 @@ impl EmailVars {
             trial_ends_at: Some(at),
             production_since: Some(at),
             expires_at: Some(at),
+            reply_to: Some("partners@example.org".into()),
+            deletion_policy: DeletionPolicy::Delete,
         }
+    }
+
+    /// The shapes of variables the lifecycle gives, so that startup renders every branch a
+    /// template may take: a trial (no Production yet), Production with and without an end
+    /// (no trial), either deletion policy, with and without a reply address.
+    fn samples() -> [Self; 4] {
+        let full = Self::sample();
+        [
+            Self {
+                production_since: None,
+                ..full.clone()
+            },
+            Self {
+                trial_ends_at: None,
+                deletion_policy: DeletionPolicy::Retain,
+                ..full.clone()
+            },
+            Self {
+                trial_ends_at: None,
+                expires_at: None,
+                reply_to: None,
+                ..full.clone()
+            },
+            full,
+        ]
     }
 }
 
@@ -313,6 +366,16 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Keep a template's final newline out of subjects; bodies keep their own layout.
         env.set_keep_trailing_newline(false);
+        // Said here rather than left to minijinja's default (which also escapes `.html`):
+        // every value in an HTML body is escaped, partner-supplied names included; the
+        // subject and the text body are plain text and keep them as written.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
         env.set_formatter(html_formatter);
         for (name, from, source) in sources.iter() {
             env.add_template_owned(name.clone(), source.clone())
@@ -321,14 +384,24 @@ impl Templates {
                     message: describe(&err),
                 })?;
         }
-        let sample = EmailVars::sample().context();
-        for (name, from, _) in &sources {
-            let rendered = env.get_template(name).and_then(|t| t.render(&sample));
-            if let Err(err) = rendered {
-                return Err(TemplateError::Invalid {
-                    path: origin(*from, name),
-                    message: describe(&err),
-                });
+        let samples = EmailVars::samples();
+        for event in EVENTS {
+            for sample in samples.iter().filter(|s| s.missing(event).is_empty()) {
+                let context = sample.context();
+                for part in PARTS {
+                    let name = format!("{}.{part}", event.as_str());
+                    let rendered = env.get_template(&name).and_then(|t| t.render(&context));
+                    if let Err(err) = rendered {
+                        let from = sources
+                            .iter()
+                            .find(|(n, _, _)| *n == name)
+                            .and_then(|(_, from, _)| *from);
+                        return Err(TemplateError::Invalid {
+                            path: origin(from, &name),
+                            message: describe(&err),
+                        });
+                    }
+                }
             }
         }
         Ok(Self { env })
@@ -409,8 +482,9 @@ fn html_formatter(
     }
 }
 
-/// A subject on one line: user-supplied names must not add header lines.
-fn one_line(subject: &str) -> String {
+/// A subject (or a header's display name) on one line: user-supplied names must not add
+/// header lines.
+pub(crate) fn one_line(subject: &str) -> String {
     subject
         .split(|c: char| c.is_control() || c.is_whitespace())
         .filter(|word| !word.is_empty())
@@ -429,6 +503,69 @@ mod tests {
         }
     }
 
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// A trial partner: no Production yet.
+    fn trial() -> EmailVars {
+        EmailVars {
+            partner_organization: "Contoso".into(),
+            distributor_organization: "Northwind".into(),
+            link_expires_at: Some(at("2026-12-02T10:00:00Z")),
+            trial_ends_at: Some(at("2026-12-12T20:48:37Z")),
+            production_since: None,
+            expires_at: Some(at("2026-12-12T20:48:37Z")),
+            reply_to: Some("ops@northwind.example".into()),
+            ..EmailVars::sample()
+        }
+    }
+
+    /// A partner that started in Production: no trial at all.
+    fn production(expires_at: Option<DateTime<Utc>>) -> EmailVars {
+        EmailVars {
+            trial_ends_at: None,
+            production_since: Some(at("2026-11-02T09:30:00Z")),
+            expires_at,
+            ..trial()
+        }
+    }
+
+    /// The HTML body with its tags taken out and its lines joined, to look for sentences.
+    fn html_text(html: &str) -> String {
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in html.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// Both bodies of `email`, the HTML one as text.
+    fn bodies(email: &RenderedEmail) -> [String; 2] {
+        [
+            email.text.split_whitespace().collect::<Vec<_>>().join(" "),
+            html_text(&email.html),
+        ]
+    }
+
+    #[test]
+    fn instants_are_told_with_date_and_time_in_utc() {
+        assert_eq!(
+            instant(at("2026-12-12T20:48:37Z")),
+            "12 December 2026 at 20:48 UTC"
+        );
+        assert_eq!(
+            instant(at("2026-03-02T07:05:00+02:00")),
+            "2 March 2026 at 05:05 UTC"
+        );
+    }
+
     #[test]
     fn every_built_in_template_renders() {
         let templates = Templates::built_in();
@@ -439,6 +576,252 @@ mod tests {
             assert!(email.html.contains("Acme &lt;IT&gt; &amp; Co"), "{event:?}");
             assert!(!email.html.contains("<IT>"), "{event:?}");
             assert!(!email.html.contains("&#x2f;"), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn partner_text_is_plain_in_the_text_part_and_escaped_in_the_html_part() {
+        let templates = Templates::built_in();
+        let vars = EmailVars {
+            partner_organization: "<b>Contoso</b> \"IT\"".into(),
+            production_since: Some(at("2026-11-02T09:30:00Z")),
+            ..trial()
+        };
+        for event in EVENTS {
+            let email = templates.render(event, &vars).unwrap();
+            assert!(
+                email.text.starts_with("Hello <b>Contoso</b> \"IT\",\n"),
+                "{event:?}: {}",
+                email.text
+            );
+            assert!(
+                email
+                    .html
+                    .contains("<p>Hello &lt;b&gt;Contoso&lt;/b&gt; &quot;IT&quot;,</p>"),
+                "{event:?}: {}",
+                email.html
+            );
+            assert!(!email.html.contains("<b>"), "{event:?}");
+            assert!(email.subject.contains("<b>Contoso</b>"), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn subjects_do_not_start_with_partner_text() {
+        let templates = Templates::built_in();
+        let vars = EmailVars {
+            production_since: Some(at("2026-11-02T09:30:00Z")),
+            ..trial()
+        };
+        for event in EVENTS {
+            let email = templates.render(event, &vars).unwrap();
+            let subject = &email.subject;
+            assert!(
+                subject.starts_with("Your ") || subject.starts_with("Activate your "),
+                "{subject}"
+            );
+            assert!(subject.contains("Contoso"), "{subject}");
+        }
+        let converted = templates.render(EmailEvent::Converted, &production(None));
+        assert_eq!(
+            converted.unwrap().subject,
+            "Your Contoso tenant is now in Production"
+        );
+    }
+
+    #[test]
+    fn every_email_greets_the_partner_and_offers_a_reply_to_the_distributor() {
+        let templates = Templates::built_in();
+        for (event, vars) in [
+            (EmailEvent::Activation, trial()),
+            (EmailEvent::Activation, production(None)),
+            (EmailEvent::UpgradeNotice, trial()),
+            (EmailEvent::ExpiryNotice, trial()),
+            (EmailEvent::Converted, production(None)),
+            (EmailEvent::TrialExpired, trial()),
+            (
+                EmailEvent::ProductionExpired,
+                production(Some(at("2027-06-30T00:00:00Z"))),
+            ),
+        ] {
+            let email = templates.render(event, &vars).unwrap();
+            for body in bodies(&email) {
+                assert!(body.starts_with("Hello Contoso, "), "{event:?}: {body}");
+                assert!(
+                    body.contains(
+                        "Questions? Reply to this email to reach Northwind at ops@northwind.example."
+                    ),
+                    "{event:?}: {body}"
+                );
+                assert!(!body.contains("Hello,"), "{event:?}: {body}");
+                // No date without its time.
+                assert!(!body.contains("2026-"), "{event:?}: {body}");
+            }
+            // Without an address to reply to, no sentence offers one.
+            let no_reply = EmailVars {
+                reply_to: None,
+                ..vars
+            };
+            let email = templates.render(event, &no_reply).unwrap();
+            for body in bodies(&email) {
+                assert!(!body.contains("Reply to"), "{event:?}: {body}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_date_is_an_instant() {
+        let templates = Templates::built_in();
+        let trial_end = "on 12 December 2026 at 20:48 UTC";
+        let expect = [
+            (EmailEvent::Activation, trial(), trial_end),
+            (
+                EmailEvent::Activation,
+                trial(),
+                "valid until 2 December 2026 at 10:00 UTC",
+            ),
+            (EmailEvent::UpgradeNotice, trial(), trial_end),
+            (EmailEvent::ExpiryNotice, trial(), trial_end),
+            (EmailEvent::TrialExpired, trial(), trial_end),
+            (
+                EmailEvent::Converted,
+                production(None),
+                "moved to Production on 2 November 2026 at 09:30 UTC",
+            ),
+            (
+                EmailEvent::Converted,
+                production(Some(at("2027-06-30T00:00:00Z"))),
+                "runs until 30 June 2027 at 00:00 UTC",
+            ),
+            (
+                EmailEvent::ProductionExpired,
+                production(Some(at("2027-06-30T00:00:00Z"))),
+                "expired on 30 June 2027 at 00:00 UTC",
+            ),
+        ];
+        for (event, vars, said) in expect {
+            let email = templates.render(event, &vars).unwrap();
+            for body in bodies(&email) {
+                assert!(body.contains(said), "{event:?} lacks {said:?}: {body}");
+            }
+        }
+        let upgrade = templates
+            .render(EmailEvent::UpgradeNotice, &trial())
+            .unwrap();
+        assert_eq!(
+            upgrade.subject,
+            "Your Contoso trial converts to Production on 12 December 2026 at 20:48 UTC"
+        );
+        let expiry = templates
+            .render(EmailEvent::ExpiryNotice, &trial())
+            .unwrap();
+        assert_eq!(
+            expiry.subject,
+            "Your Contoso trial expires on 12 December 2026 at 20:48 UTC"
+        );
+    }
+
+    #[test]
+    fn expiry_emails_say_what_becomes_of_the_tenant_and_its_data() {
+        let templates = Templates::built_in();
+        let kept = "The tenant and its data are kept, with its entitlements marked as expired, \
+                    until your partner record at Northwind is deleted.";
+        let deleted = "Deleting that record also deletes the tenant (namespace partners-example) \
+                       and all of its data.";
+        let retained = "Deleting that record does not delete the tenant (namespace \
+                        partners-example) or its data: they are kept.";
+        let ended = production(Some(at("2027-06-30T00:00:00Z")));
+        for (event, vars) in [
+            (EmailEvent::ExpiryNotice, trial()),
+            (EmailEvent::TrialExpired, trial()),
+            (EmailEvent::ProductionExpired, ended),
+        ] {
+            for (policy, says, not) in [
+                (DeletionPolicy::Delete, deleted, retained),
+                (DeletionPolicy::Retain, retained, deleted),
+            ] {
+                let vars = EmailVars {
+                    deletion_policy: policy,
+                    ..vars.clone()
+                };
+                let email = templates.render(event, &vars).unwrap();
+                for body in bodies(&email) {
+                    let lower = body.to_lowercase();
+                    assert!(lower.contains(&kept.to_lowercase()), "{event:?}: {body}");
+                    assert!(body.contains(says), "{event:?} {policy:?}: {body}");
+                    assert!(!body.contains(not), "{event:?} {policy:?}: {body}");
+                }
+            }
+        }
+        // The others do not talk about deleting anything.
+        for (event, vars) in [
+            (EmailEvent::Activation, trial()),
+            (EmailEvent::UpgradeNotice, trial()),
+            (EmailEvent::Converted, production(None)),
+        ] {
+            let email = templates.render(event, &vars).unwrap();
+            for body in bodies(&email) {
+                assert!(!body.contains("delete"), "{event:?}: {body}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_activation_in_production_says_production_and_never_trial() {
+        let templates = Templates::built_in();
+        for (expires_at, until) in [
+            (
+                Some(at("2027-06-30T00:00:00Z")),
+                "runs until 30 June 2027 at 00:00 UTC.",
+            ),
+            (None, "has no end date."),
+        ] {
+            let email = templates
+                .render(EmailEvent::Activation, &production(expires_at))
+                .unwrap();
+            assert_eq!(email.subject, "Activate your Contoso tenant");
+            for body in bodies(&email) {
+                assert!(
+                    body.contains(&format!(
+                        "Northwind has set up a Production tenant for you. Your Production \
+                         subscription started on 2 November 2026 at 09:30 UTC and {until}"
+                    )),
+                    "{body}"
+                );
+                assert!(!body.to_lowercase().contains("trial"), "{body}");
+                assert!(body.contains("valid until 2 December 2026 at 10:00 UTC"));
+            }
+            assert!(!email.subject.to_lowercase().contains("trial"));
+        }
+        // A trial's activation says so.
+        let email = templates.render(EmailEvent::Activation, &trial()).unwrap();
+        for body in bodies(&email) {
+            assert!(
+                body.contains(
+                    "Northwind has set up a trial tenant for you. Your trial ends on 12 December \
+                     2026 at 20:48 UTC."
+                ),
+                "{body}"
+            );
+            assert!(!body.contains("Production"), "{body}");
+        }
+    }
+
+    #[test]
+    fn the_converted_email_reads_well() {
+        let templates = Templates::built_in();
+        let email = templates
+            .render(EmailEvent::Converted, &production(None))
+            .unwrap();
+        for body in bodies(&email) {
+            assert!(
+                body.contains(
+                    "Your tenant moved to Production on 2 November 2026 at 09:30 UTC. Billing to \
+                     Northwind started then. Your Production subscription has no end date."
+                ),
+                "{body}"
+            );
+            assert!(!body.contains("is in Production since"), "{body}");
         }
     }
 
@@ -454,7 +837,7 @@ mod tests {
         assert!(
             upgrade
                 .subject
-                .contains("converts to Production on 2026-03-14")
+                .contains("converts to Production on 14 March 2026 at 10:00 UTC")
         );
         assert!(
             upgrade
@@ -462,7 +845,11 @@ mod tests {
                 .contains("Billing to Example Distribution starts then")
         );
         let expiry = templates.render(EmailEvent::ExpiryNotice, &vars).unwrap();
-        assert!(expiry.subject.contains("expires on 2026-03-14"));
+        assert!(
+            expiry
+                .subject
+                .contains("expires on 14 March 2026 at 10:00 UTC")
+        );
         let activation = templates.render(EmailEvent::Activation, &vars).unwrap();
         assert_eq!(activation.subject, "Activate your Acme <IT> & Co tenant");
         assert!(activation.text.contains("https://example.invalid/activate"));
@@ -470,16 +857,34 @@ mod tests {
 
     #[test]
     fn a_missing_variable_is_named() {
-        let vars = EmailVars {
+        let no_link = EmailVars {
             activation_link: None,
             ..vars()
         };
         let err = Templates::built_in()
-            .render(EmailEvent::Activation, &vars)
+            .render(EmailEvent::Activation, &no_link)
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot render the activation email: activation_link not set"
+        );
+
+        // An activation needs the trial's end or the start of Production, not both.
+        let neither = EmailVars {
+            trial_ends_at: None,
+            production_since: None,
+            ..vars()
+        };
+        let err = Templates::built_in()
+            .render(EmailEvent::Activation, &neither)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot render the activation email: trial_ends_on or production_since not set"
+        );
+        assert!(
+            required_variables(EmailEvent::Activation)
+                .contains(&"trial_ends_on or production_since")
         );
     }
 
@@ -494,7 +899,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             email.subject,
-            "Evil Bcc: victim@example.com Inc: your tenant is now in Production"
+            "Your Evil Bcc: victim@example.com Inc tenant is now in Production"
         );
     }
 
@@ -508,5 +913,20 @@ mod tests {
             .render(EmailEvent::Activation, &vars)
             .unwrap();
         assert!(!format!("{email:?}").contains("example.invalid"));
+    }
+
+    #[test]
+    fn an_override_is_checked_in_every_branch() {
+        // A typo in the Production branch of an activation override is caught at startup,
+        // although the trial branch renders.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("activation.txt"),
+            "{% if production_since %}{{ expires_onn }}{% else %}{{ trial_ends_on }}{% endif %}\n",
+        )
+        .unwrap();
+        let err = Templates::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("activation.txt"), "{err}");
+        assert!(err.contains("undefined"), "{err}");
     }
 }
