@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod helm;
+pub mod logs;
 pub mod metrics;
 pub mod process;
 pub mod scenarios;
@@ -92,10 +93,7 @@ impl Harness {
 
     /// As [`Harness::start`], without the operator.
     pub async fn start_servers(server: Server) -> Self {
-        partner_operator::telemetry::init(
-            partner_operator::telemetry::LogFormat::Text,
-            "partner_operator=debug,kube=warn",
-        );
+        logs::capture();
         let clock = Clock::manual(start_time());
         let server = Backend::start(server, clock.clone()).await;
         let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)
