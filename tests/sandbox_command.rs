@@ -119,7 +119,10 @@ fn a_log_redirected_to_a_file_carries_no_ansi_escape_codes() {
     assert!(status.success(), "exit status {status}");
     let log = read_log();
     assert!(log.contains("INFO"), "{log}");
-    assert!(!log.contains("\x1b["), "ANSI escape codes in a redirected log: {log:?}");
+    assert!(
+        !log.contains("\x1b["),
+        "ANSI escape codes in a redirected log: {log:?}"
+    );
 }
 
 #[test]

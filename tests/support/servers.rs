@@ -201,7 +201,9 @@ pub fn run_kube_assets_script() -> Result<PathBuf, String> {
     }
     eprint!("{progress}");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    Ok(PathBuf::from(stdout.lines().last().unwrap_or_default().trim()))
+    Ok(PathBuf::from(
+        stdout.lines().last().unwrap_or_default().trim(),
+    ))
 }
 
 /// Runs each named `async fn(Server)` as two tests, `<name>::sandbox` and
