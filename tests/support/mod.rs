@@ -451,6 +451,12 @@ pub async fn wait_entitlements_level(h: &Harness, tenant: &str, level: Subscript
 }
 
 /// A path in the project's directory.
+/// The last `n` lines of `text`.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 pub fn project(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }

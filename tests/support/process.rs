@@ -125,6 +125,14 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        // A failing test shows what the sandbox logged, with its other output (libtest prints
+        // it with the failure only).
+        if std::thread::panicking() {
+            eprintln!(
+                "--- the end of the sandbox's log ---\n{}",
+                super::last_lines(&self.log(), 200)
+            );
+        }
     }
 }
 

@@ -148,6 +148,25 @@ impl KubeApiserver {
     }
 }
 
+impl Drop for KubeApiserver {
+    /// A failing test shows the end of each process's log (libtest prints it with the failure
+    /// only); the audit log is the test's own request log, left out.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for binary in partner_sandbox::control_plane::BINARIES {
+                let path = self.plane.dir().join(format!("{binary}.log"));
+                if let Ok(log) = std::fs::read_to_string(&path) {
+                    eprintln!(
+                        "--- the end of {} ---\n{}",
+                        path.display(),
+                        super::last_lines(&log, 100)
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The directory holding etcd, kube-apiserver and kube-controller-manager: `KUBEBUILDER_ASSETS`
 /// when it names one that has them, else what `hack/kube-assets.sh` prints (it builds them on
 /// first use). A machine that cannot build them fails the test, saying why, never skips it.
