@@ -187,3 +187,20 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A log file whose end a failing test shows (printed when dropped while panicking, which
+/// libtest prints with the failure only). Declare it after the directory holding the file.
+pub struct LogOnFailure(pub PathBuf);
+
+impl Drop for LogOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            eprintln!(
+                "--- the end of {} ---\n{}",
+                self.0.display(),
+                super::last_lines(&log, 200)
+            );
+        }
+    }
+}
