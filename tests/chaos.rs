@@ -30,7 +30,7 @@ use partner_sandbox::smtp::SmtpSink;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use support::metrics::{free_port, reconciliations};
-use support::process::BINARY;
+use support::process::{BINARY, LogOnFailure};
 use support::*;
 
 crate::on_both_servers!(the_operator_converges_through_kills_and_faults,);
@@ -99,6 +99,7 @@ async fn one_run(server: Server, seed: u64) {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let _shown_on_failure = LogOnFailure(dir.path().join("operator.log"));
     std::fs::write(dir.path().join("kubeconfig"), backend.kubeconfig_yaml()).unwrap();
     std::fs::write(dir.path().join("key"), "k".repeat(48)).unwrap();
 

@@ -13,11 +13,12 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use support::process::{Sandbox, examples, stdout};
-use support::{Patience, Server, eventually_blocking};
+use support::{EventReason, Patience, Server, eventually_blocking};
 
 /// Where the walkthrough runs: a sandbox, or a real cluster.
 enum Target {
@@ -59,6 +60,20 @@ impl Target {
     /// kubectl's stdout, after asserting it succeeded.
     fn ok(&self, args: &[&str]) -> String {
         stdout(&self.kubectl(args))
+    }
+
+    /// The reasons of the Events (`events.k8s.io/v1`, as `kubectl get events.events.k8s.io -o
+    /// json` lists them) in the walkthrough's namespace regarding the `kind` named `name`.
+    fn event_reasons(&self, kind: &str, name: &str) -> BTreeSet<String> {
+        let listed = self.ok(&["get", "events.events.k8s.io", "-n", NS, "-o", "json"]);
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        listed["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["regarding"]["kind"] == kind && e["regarding"]["name"] == name)
+            .filter_map(|e| e["reason"].as_str().map(str::to_string))
+            .collect()
     }
 
     fn outbox(&self) -> Option<PathBuf> {
@@ -261,11 +276,27 @@ fn walkthrough_at_real_speed(target: &Target) {
         ["2", "1", "True"]
     );
 
-    // describe: conditions and Events.
+    // describe: the conditions (their types).
     let described = target.ok(&["describe", "partner", "contoso", "-n", NS]);
     for expected in ["TenantProvisioned", "ActivationSent", "DistributorBound"] {
         assert!(described.contains(expected), "{expected}:\n{described}");
     }
+    // The Events about contoso, by reason, from the events.k8s.io API (not the condition
+    // types above, which share some of these names). The Event follows the status write that
+    // made the Partner Ready, so it is waited for.
+    let expected = [EventReason::TenantProvisioned, EventReason::ActivationSent];
+    eventually_blocking(
+        "the Events TenantProvisioned and ActivationSent about contoso",
+        Patience::WALKTHROUGH,
+        || {
+            let reasons = target.event_reasons("Partner", "contoso");
+            if expected.iter().all(|r| reasons.contains(r.as_str())) {
+                Ok(())
+            } else {
+                Err(reasons)
+            }
+        },
+    );
 
     // The tenant and its entitlements.
     let tenant = target.ok(&[

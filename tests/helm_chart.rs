@@ -1,51 +1,49 @@
-//! The Helm chart, checked by Helm's own Go library (the `helm-python-sdk` wheel from PyPI,
-//! driven by `tests/helm/chart.py`): lint, renders with defaults and with every option,
-//! `values.schema.json` refusing bad values, the chart's CRDs equal to `crds/`, the rendered
-//! manifests applied to the sandbox API server with `/usr/bin/kubectl`, and the RBAC proof:
-//! the ClusterRole and Role grant exactly what the operator uses in its scenarios.
+//! The Helm chart, checked by Helm's own Go library (the `helm-python-sdk` wheel from PyPI, in
+//! the project's virtual environment `target/helm-venv`, driven by `tests/helm/chart.py`):
+//! lint, renders with defaults and with every option, `values.schema.json` refusing bad values,
+//! the chart's CRDs equal to `crds/`, the rendered manifests applied to the sandbox API server
+//! with `/usr/bin/kubectl`, and the RBAC proof: the ClusterRole and Role grant exactly what the
+//! operator uses in its scenarios.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use support::*;
 
-/// The wheel's version: Helm v4.2.3's Go library.
-const HELM_WHEEL: &str = "helm-python-sdk==0.2.2";
-
+/// `PARTNER_OPERATOR_PYTHON` when set (it must have the `helm-python-sdk` wheel), else the
+/// project's own virtual environment with the wheel (`target/helm-venv`, from
+/// `hack/helm-venv.sh`, which creates it on first use, as `.ci/run` does up front), so
+/// `cargo test` works on a fresh machine too, without installing into the machine's Python.
 fn python() -> String {
-    std::env::var("PARTNER_OPERATOR_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Installs the Helm wheel if it is missing (what `.ci/run` does up front), so `cargo test`
-/// works on a fresh machine too.
-fn ensure_helm() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let present = Command::new(python())
-            .args(["-c", "import helm_python"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if present {
-            return;
-        }
-        let installed = Command::new(python())
-            .args(["-m", "pip", "install", "--quiet", HELM_WHEEL])
-            .status()
-            .expect("python3 runs");
-        assert!(
-            installed.success(),
-            "the Helm chart tests need the {HELM_WHEEL} wheel: `{} -m pip install {HELM_WHEEL}` failed",
-            python()
-        );
-    });
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if let Ok(python) = std::env::var("PARTNER_OPERATOR_PYTHON") {
+                return python;
+            }
+            let script = project("hack/helm-venv.sh");
+            let output = Command::new("bash")
+                .arg(&script)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("bash runs");
+            assert!(
+                output.status.success(),
+                "the Helm chart tests need the helm-python-sdk wheel: {} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            stdout.lines().last().unwrap_or_default().trim().to_string()
+        })
+        .clone()
 }
 
 fn chart_py(args: &[&str]) -> (bool, Value) {
-    ensure_helm();
     let output = Command::new(python())
         .arg(project("tests/helm/chart.py"))
         .args(args)

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use support::process::*;
-use support::{Patience, Server, eventually, eventually_blocking};
+use support::{Patience, Seen, Server, eventually, eventually_blocking};
 
 on_both_servers_blocking!(
     without_operator_serves_the_crds_and_stops_cleanly_on_sigterm,
@@ -74,6 +74,55 @@ fn with_the_operator_partners_become_ready_and_mail_lands_in_the_outbox(server: 
     assert!(status.success(), "exit status {status}");
     assert!(printed.contains("outbox"), "{printed}");
     assert_eq!(sandbox.processes_left(), Vec::<String>::new());
+}
+
+/// The operator's log, with stderr redirected to a file (not a terminal), is plain text: no ANSI
+/// colour codes, whatever the default format would colour at a terminal.
+#[test]
+fn a_log_redirected_to_a_file_carries_no_ansi_escape_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let mut sandbox = KillOnDrop(
+        Command::new(BINARY)
+            .arg("sandbox")
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["--log-format", "text", "--log-level", "info"])
+            // Neither may decide for the test: the filter must let the line below through,
+            // and NO_COLOR would turn colour off by itself.
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    eventually_blocking(
+        "the sandbox's operator logging that its controllers started",
+        Patience::SANDBOX_START,
+        || {
+            if let Some(status) = sandbox.0.try_wait().unwrap() {
+                panic!("the sandbox exited ({status}): {}", read_log());
+            }
+            let log = read_log();
+            if log.contains("controllers started") {
+                Ok(())
+            } else {
+                Err(Seen(log))
+            }
+        },
+    );
+    sigterm(&sandbox.0);
+    let status = sandbox.0.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    let log = read_log();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains("\x1b["),
+        "ANSI escape codes in a redirected log: {log:?}"
+    );
 }
 
 #[test]

@@ -21,16 +21,9 @@ pub fn helm_cli() -> PathBuf {
         if beside.is_file() {
             return beside;
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/kube-assets.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("bash runs");
-        assert!(output.status.success(), "{} failed", script.display());
-        let dir = String::from_utf8_lossy(&output.stdout);
-        let helm = PathBuf::from(dir.lines().last().unwrap_or_default().trim()).join("helm");
-        assert!(helm.is_file(), "{} built no helm", script.display());
+        let dir = super::servers::run_kube_assets_script().unwrap_or_else(|why| panic!("{why}"));
+        let helm = dir.join("helm");
+        assert!(helm.is_file(), "hack/kube-assets.sh built no helm");
         helm
     })
     .clone()

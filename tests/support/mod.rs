@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod helm;
+pub mod logs;
 pub mod metrics;
 pub mod process;
 pub mod scenarios;
@@ -92,10 +93,7 @@ impl Harness {
 
     /// As [`Harness::start`], without the operator.
     pub async fn start_servers(server: Server) -> Self {
-        partner_operator::telemetry::init(
-            partner_operator::telemetry::LogFormat::Text,
-            "partner_operator=debug,kube=warn",
-        );
+        logs::capture();
         let clock = Clock::manual(start_time());
         let server = Backend::start(server, clock.clone()).await;
         let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)
@@ -453,6 +451,12 @@ pub async fn wait_entitlements_level(h: &Harness, tenant: &str, level: Subscript
 }
 
 /// A path in the project's directory.
+/// The last `n` lines of `text`.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 pub fn project(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }

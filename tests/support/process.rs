@@ -125,6 +125,14 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        // A failing test shows what the sandbox logged, with its other output (libtest prints
+        // it with the failure only).
+        if std::thread::panicking() {
+            eprintln!(
+                "--- the end of the sandbox's log ---\n{}",
+                super::last_lines(&self.log(), 200)
+            );
+        }
     }
 }
 
@@ -177,5 +185,22 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A log file whose end a failing test shows (printed when dropped while panicking, which
+/// libtest prints with the failure only). Declare it after the directory holding the file.
+pub struct LogOnFailure(pub PathBuf);
+
+impl Drop for LogOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            eprintln!(
+                "--- the end of {} ---\n{}",
+                self.0.display(),
+                super::last_lines(&log, 200)
+            );
+        }
     }
 }

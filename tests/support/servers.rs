@@ -41,6 +41,7 @@ impl Backend {
     /// Starts the server with the project's CRDs installed. The sandbox reads its timestamps
     /// from `clock`; kube-apiserver keeps real time (the operator alone reads `clock`).
     pub async fn start(server: Server, clock: Clock) -> Self {
+        super::logs::capture();
         match server {
             Server::Sandbox => {
                 let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), move || clock.now())
@@ -147,6 +148,25 @@ impl KubeApiserver {
     }
 }
 
+impl Drop for KubeApiserver {
+    /// A failing test shows the end of each process's log (libtest prints it with the failure
+    /// only); the audit log is the test's own request log, left out.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for binary in partner_sandbox::control_plane::BINARIES {
+                let path = self.plane.dir().join(format!("{binary}.log"));
+                if let Ok(log) = std::fs::read_to_string(&path) {
+                    eprintln!(
+                        "--- the end of {} ---\n{}",
+                        path.display(),
+                        super::last_lines(&log, 100)
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The directory holding etcd, kube-apiserver and kube-controller-manager: `KUBEBUILDER_ASSETS`
 /// when it names one that has them, else what `hack/kube-assets.sh` prints (it builds them on
 /// first use). A machine that cannot build them fails the test, saying why, never skips it.
@@ -168,27 +188,41 @@ fn find_or_build_assets() -> Result<PathBuf, String> {
     {
         return Ok(dir);
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/kube-assets.sh");
-    let output = std::process::Command::new("bash")
-        .arg(&script)
-        // The build's progress goes to the test's output.
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{}: {e}", script.display()))?;
-    if !output.status.success() {
-        return Err(format!("{} failed ({})", script.display(), output.status));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let dir = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+    let dir = run_kube_assets_script()?;
     if has_all(&dir) {
         Ok(dir)
     } else {
         Err(format!(
-            "{} printed {}, which lacks them",
-            script.display(),
+            "hack/kube-assets.sh printed {}, which lacks them",
             dir.display()
         ))
     }
+}
+
+/// Runs `hack/kube-assets.sh` (it builds what is missing, once per machine) and returns the
+/// directory it prints last. Its progress (the Go build's, on stderr) is kept, not left to
+/// spill onto the terminal: it goes to the test's captured output, and into the error when
+/// the script fails.
+pub fn run_kube_assets_script() -> Result<PathBuf, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/kube-assets.sh");
+    let output = std::process::Command::new("bash")
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    let progress = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed ({}):\n{progress}",
+            script.display(),
+            output.status
+        ));
+    }
+    eprint!("{progress}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(PathBuf::from(
+        stdout.lines().last().unwrap_or_default().trim(),
+    ))
 }
 
 /// Runs each named `async fn(Server)` as two tests, `<name>::sandbox` and
