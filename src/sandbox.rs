@@ -246,8 +246,11 @@ impl Started {
         )];
         let outbox = self.outbox.display();
         lines.push(format!(
-            "SMTP server  smtp://{} (messages in {outbox}, fresh each run: NNNN-<kind>.eml and a readable NNNN-<kind>.txt; the previous run's in {outbox}.previous)",
+            "SMTP server  smtp://{} (messages in {outbox}: NNNN-<kind>.eml, to read NNNN-<kind>.txt)",
             self.smtp
+        ));
+        lines.push(format!(
+            "             a fresh outbox each run, from 0001; the previous run's is in {outbox}.previous"
         ));
         if self.operator {
             lines.push(format!("clock        {}x real time", self.speed));
@@ -349,7 +352,7 @@ mod tests {
         let summary = started.summary();
         assert!(summary.contains("export KUBECONFIG=/tmp/s/kubeconfig"));
         assert!(summary.contains("messages in /tmp/s/outbox"));
-        assert!(summary.contains("fresh each run"));
+        assert!(summary.contains("a fresh outbox each run"));
         assert!(summary.contains("/tmp/s/outbox.previous"));
         assert!(summary.contains("86400x"));
         assert!(!summary.contains("partner-operator run"));
