@@ -414,6 +414,26 @@ fn walkthrough_at_real_speed(target: &Target) {
         // A fresh outbox: this run's messages are numbered from 0001, each with its .txt.
         let files = read_outbox(&outbox);
         assert!(files[0].file.starts_with("0001-"), "{}", files[0].file);
+        // `cat .sandbox/outbox/*-activation.txt`: one per Partner.
+        let readable = eventually_blocking(
+            "three activation .txt files",
+            Patience::WALKTHROUGH,
+            || {
+                let names: Vec<String> = std::fs::read_dir(&outbox)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.ends_with("-activation.txt"))
+                    .collect();
+                if names.len() == 3 { Ok(names) } else { Err(names) }
+            },
+        );
+        for name in readable {
+            let text = std::fs::read_to_string(outbox.join(&name)).unwrap();
+            assert!(
+                text.contains("https://portal.northwind.example/activate?tenant="),
+                "{name}:\n{text}"
+            );
+        }
     }
 
     // Convert fabrikam by hand, until a date in the future.
