@@ -358,12 +358,8 @@ fn walkthrough_at_real_speed(target: &Target) {
         "{contoso_tenant}"
     );
     assert_eq!(tenant.trim(), format!("namespace/{contoso_tenant}"));
-    let (header, rows) = table(&target.ok(&[
-        "get",
-        "ns",
-        "-l",
-        "partner-operator.io/partner=contoso",
-    ]));
+    let (header, rows) =
+        table(&target.ok(&["get", "ns", "-l", "partner-operator.io/partner=contoso"]));
     assert_eq!(header, ["NAME", "STATUS", "AGE"]);
     assert_eq!(row(&rows, &contoso_tenant)[1], "Active");
     let entitlements = target.ok(&[
@@ -415,18 +411,19 @@ fn walkthrough_at_real_speed(target: &Target) {
         let files = read_outbox(&outbox);
         assert!(files[0].file.starts_with("0001-"), "{}", files[0].file);
         // `cat .sandbox/outbox/*-activation.txt`: one per Partner.
-        let readable = eventually_blocking(
-            "three activation .txt files",
-            Patience::WALKTHROUGH,
-            || {
+        let readable =
+            eventually_blocking("three activation .txt files", Patience::WALKTHROUGH, || {
                 let names: Vec<String> = std::fs::read_dir(&outbox)
                     .unwrap()
                     .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                     .filter(|name| name.ends_with("-activation.txt"))
                     .collect();
-                if names.len() == 3 { Ok(names) } else { Err(names) }
-            },
-        );
+                if names.len() == 3 {
+                    Ok(names)
+                } else {
+                    Err(names)
+                }
+            });
         for name in readable {
             let text = std::fs::read_to_string(outbox.join(&name)).unwrap();
             assert!(
@@ -506,7 +503,10 @@ fn walkthrough_at_real_speed(target: &Target) {
     );
     let (_, rows) = table(&target.ok(&["get", "partners", "-n", NS]));
     let adatum = row(&rows, "adatum");
-    assert_eq!(&adatum[adatum.len() - 4..adatum.len() - 1], ["Trial", &adatum[adatum.len() - 3], "False"]);
+    assert_eq!(
+        &adatum[adatum.len() - 4..adatum.len() - 1],
+        ["Trial", &adatum[adatum.len() - 3], "False"]
+    );
     target.ok(&[
         "delete",
         "partner",
@@ -523,12 +523,7 @@ fn walkthrough_at_real_speed(target: &Target) {
         "--timeout=60s",
     ]);
     target.ok(&["get", "namespace", &litware_tenant]);
-    let (_, rows) = table(&target.ok(&[
-        "get",
-        "ns",
-        "-l",
-        "partner-operator.io/partner=litware",
-    ]));
+    let (_, rows) = table(&target.ok(&["get", "ns", "-l", "partner-operator.io/partner=litware"]));
     row(&rows, &litware_tenant);
 }
 

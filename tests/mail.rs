@@ -116,8 +116,7 @@ async fn activation_arrives_as_multipart_with_link_and_stable_message_id() {
     let stored = std::fs::read(outbox.path().join(&files[0])).unwrap();
     assert_eq!(stored, got.raw);
     // Beside it, what `cat` should show: the headers decoded, the text body with the link whole.
-    let readable =
-        std::fs::read_to_string(outbox.path().join("0001-activation.txt")).unwrap();
+    let readable = std::fs::read_to_string(outbox.path().join("0001-activation.txt")).unwrap();
     assert!(
         readable.contains(&format!("\n\n{}", text.replace("\r\n", "\n"))),
         "{readable}"

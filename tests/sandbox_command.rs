@@ -201,7 +201,10 @@ fn without_operator_an_smtp_server_takes_mail_and_each_run_starts_a_fresh_outbox
         summary.contains(&format!("messages in {}", outbox.display())),
         "{summary}"
     );
-    assert!(summary.contains(&previous.display().to_string()), "{summary}");
+    assert!(
+        summary.contains(&previous.display().to_string()),
+        "{summary}"
+    );
     send_mail(&smtp, "first");
     send_mail(&smtp, "second");
     let first_run = [

@@ -253,7 +253,10 @@ pub fn readable(raw: &[u8]) -> String {
         ("Reply-To", addresses(message.reply_to())),
         ("Subject", message.subject().map(str::to_owned)),
         ("Date", raw_header("Date")),
-        ("Message-ID", message.message_id().map(|id| format!("<{id}>"))),
+        (
+            "Message-ID",
+            message.message_id().map(|id| format!("<{id}>")),
+        ),
     ];
     let mut text = String::new();
     for (name, value) in headers {
