@@ -241,6 +241,59 @@ fn without_operator_an_smtp_server_takes_mail_and_each_run_starts_a_fresh_outbox
     drop(sandbox);
 }
 
+/// The README's recipe without the operator: the sandbox with `--smtp-port`, and the operator
+/// run separately with the `--smtp-url` the sandbox printed; its mail lands in the sandbox's
+/// outbox.
+#[test]
+fn the_readme_recipe_without_the_operator_mails_into_the_sandbox_outbox() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut sandbox = Sandbox::start(&["--without-operator", "--smtp-port", &port]);
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let summary = sandbox.summary();
+    let run_line = summary
+        .lines()
+        .find(|line| line.contains("partner-operator run"))
+        .unwrap_or_else(|| panic!("no run command in:\n{summary}"));
+    assert!(
+        run_line.contains(&format!("--smtp-url {smtp_url} --smtp-insecure-plaintext")),
+        "{run_line}"
+    );
+    stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
+    let _operator = KillOnDrop(
+        Command::new(BINARY)
+            .args(["run", "--smtp-url", &smtp_url, "--smtp-insecure-plaintext"])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .env("KUBECONFIG", sandbox.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    sandbox.wait_for_ready_examples();
+    let outbox = sandbox.dir.path().join("outbox");
+    let activations = eventually_blocking(
+        "three activations in the sandbox's outbox",
+        Patience::RECONCILE,
+        || {
+            let names: Vec<String> = names_in(&outbox)
+                .into_iter()
+                .filter(|name| name.ends_with("-activation.txt"))
+                .collect();
+            if names.len() >= 3 {
+                Ok(names)
+            } else {
+                Err(names)
+            }
+        },
+    );
+    assert_eq!(activations.len(), 3, "{activations:?}");
+}
+
 #[test]
 fn an_incomplete_kube_apiserver_dir_is_a_one_line_error_naming_the_missing_binary() {
     let assets = tempfile::tempdir().unwrap();
@@ -283,6 +336,24 @@ fn a_busy_port_and_an_unwritable_state_dir_are_one_line_errors() {
     let message = String::from_utf8_lossy(&busy.stderr);
     assert_eq!(message.trim().lines().count(), 1, "{message}");
     assert!(message.contains(&format!("--port {port}")), "{message}");
+    let busy_smtp = Command::new(BINARY)
+        .args([
+            "sandbox",
+            "--without-operator",
+            "--smtp-port",
+            &port,
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!busy_smtp.status.success());
+    let message = String::from_utf8_lossy(&busy_smtp.stderr);
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(
+        message.contains(&format!("--smtp-port {port}")),
+        "{message}"
+    );
 
     let file = tempfile::NamedTempFile::new().unwrap();
     let unwritable = file.path().join("state");
