@@ -35,12 +35,16 @@ enum Command {
 
 #[derive(Args)]
 struct SandboxArgs {
-    /// Where `kubeconfig` and `outbox/` (one .eml file per message) are written.
+    /// Where `kubeconfig` and `outbox/` (one .eml and one readable .txt file per message) are
+    /// written; each run sets the previous run's outbox aside as `outbox.previous/`.
     #[arg(long)]
     state_dir: PathBuf,
     /// The API server's port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 0, conflicts_with = "kube_apiserver")]
     port: u16,
+    /// The SMTP server's port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    smtp_port: u16,
     /// Run the real etcd, kube-apiserver and kube-controller-manager from DIR (what
     /// hack/kube-assets.sh prints) instead of the embedded API server.
     #[arg(long, value_name = "DIR")]
@@ -48,7 +52,8 @@ struct SandboxArgs {
     /// Run the clock this many times faster than real time (86400: a day a second).
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
-    /// Start only the API server (e.g. to run `partner-operator run` against it).
+    /// Start the API server and the SMTP server without the operator (e.g. to run
+    /// `partner-operator run` against them).
     #[arg(long)]
     without_operator: bool,
     /// Serve the operator's /metrics, /healthz and /readyz here.
@@ -130,6 +135,7 @@ async fn sandbox(args: SandboxArgs) -> Result<(), String> {
     let options = SandboxOptions {
         state_dir: args.state_dir,
         port: args.port,
+        smtp_port: args.smtp_port,
         speed: args.speed,
         without_operator: args.without_operator,
         metrics_addr: args.metrics_addr,

@@ -10,6 +10,11 @@
 //! written, so a script that waits for the file can use it at once. The operator starts last,
 //! against the same server, reading the same clock.
 //!
+//! Each run starts a fresh outbox: the previous run's `outbox/` becomes `outbox.previous/`
+//! (replacing an older one), so the messages of one run are numbered from `0001` and never mix
+//! with another's. The SMTP server runs with or without the operator, so an operator run
+//! separately against the sandbox's API server has somewhere to send its mail.
+//!
 //! With `--kube-apiserver DIR` the API server is the real one: etcd, kube-apiserver and
 //! kube-controller-manager from DIR (what `hack/kube-assets.sh` prints), their data, certificates
 //! and logs under `STATE/control-plane/`. Only the operator reads the sped-up clock then; the
@@ -36,9 +41,12 @@ pub struct SandboxOptions {
     pub state_dir: PathBuf,
     /// The API server's port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
+    /// The SMTP server's port on 127.0.0.1; 0 picks a free one.
+    pub smtp_port: u16,
     /// How many times faster than real time the clock runs (86400 = a day a second).
     pub speed: f64,
-    /// Run the API server alone (and no SMTP server), e.g. for `partner-operator run` against it.
+    /// Run the API server and the SMTP server without the operator, e.g. for
+    /// `partner-operator run` against them.
     pub without_operator: bool,
     /// Serve the operator's `/metrics`, `/healthz` and `/readyz` here.
     pub metrics_addr: Option<SocketAddr>,
@@ -64,8 +72,8 @@ pub enum SandboxError {
     /// A missing binary is named with its directory by [`ControlPlaneError`].
     #[error("--kube-apiserver: {0}")]
     KubeApiserver(ControlPlaneError),
-    #[error("cannot start the SMTP server on loopback: {0}")]
-    Smtp(std::io::Error),
+    #[error("--smtp-port {port}: cannot listen on 127.0.0.1:{port}: {source}")]
+    Smtp { port: u16, source: std::io::Error },
     #[error("cannot install the CRDs: {0}")]
     Crds(String),
     #[error("the operator stopped: {0}")]
@@ -89,6 +97,18 @@ pub async fn run(
     let kubeconfig = state_dir.join("kubeconfig");
     // A kubeconfig left by an earlier run points at a server that is gone.
     remove_stale(&kubeconfig)?;
+    let outbox = state_dir.join("outbox");
+    set_aside(&outbox)?;
+    // Bound before the API server starts, so a busy port is refused at once.
+    let smtp = SmtpSink::start(
+        (Ipv4Addr::LOCALHOST, options.smtp_port).into(),
+        Some(outbox.clone()),
+    )
+    .await
+    .map_err(|source| SandboxError::Smtp {
+        port: options.smtp_port,
+        source,
+    })?;
 
     let clock = Clock::scaled(options.speed);
     let server = match &options.kube_apiserver {
@@ -120,16 +140,6 @@ pub async fn run(
         }
     };
 
-    let outbox = state_dir.join("outbox");
-    let smtp = if options.without_operator {
-        None
-    } else {
-        Some(
-            SmtpSink::start((Ipv4Addr::LOCALHOST, 0).into(), Some(outbox.clone()))
-                .await
-                .map_err(SandboxError::Smtp)?,
-        )
-    };
     write_atomically(&kubeconfig, &server.kubeconfig_yaml()).map_err(|source| {
         SandboxError::StateDir {
             path: kubeconfig.clone(),
@@ -139,17 +149,18 @@ pub async fn run(
     ready(&Started {
         kubeconfig: kubeconfig.clone(),
         api_server: server.url(),
-        outbox: smtp.as_ref().map(|_| outbox.clone()),
-        smtp: smtp.as_ref().map(|s| s.addr()),
+        outbox: outbox.clone(),
+        smtp: smtp.addr(),
         speed: options.speed,
+        operator: !options.without_operator,
     });
 
-    let result = match &smtp {
-        None => {
+    let result = match options.without_operator {
+        true => {
             shutdown.await;
             Ok(())
         }
-        Some(smtp) => {
+        false => {
             let options = RunOptions {
                 smtp_url: smtp.url(),
                 smtp_insecure_plaintext: true,
@@ -217,10 +228,12 @@ impl Server {
 pub struct Started {
     pub kubeconfig: PathBuf,
     pub api_server: String,
-    /// `None` without the operator.
-    pub outbox: Option<PathBuf>,
-    pub smtp: Option<SocketAddr>,
+    /// Where the SMTP server writes what it receives (made with the first message).
+    pub outbox: PathBuf,
+    pub smtp: SocketAddr,
     pub speed: f64,
+    /// Whether the operator runs (not with `--without-operator`).
+    pub operator: bool,
 }
 
 impl Started {
@@ -231,15 +244,22 @@ impl Started {
             "API server   {} (kubeconfig: {kubeconfig})",
             self.api_server
         )];
-        match (&self.outbox, self.smtp) {
-            (Some(outbox), Some(smtp)) => {
-                lines.push(format!(
-                    "SMTP server  {smtp} (messages in {})",
-                    outbox.display()
-                ));
-                lines.push(format!("clock        {}x real time", self.speed));
-            }
-            _ => lines.push("operator     not started (--without-operator)".into()),
+        let outbox = self.outbox.display();
+        lines.push(format!(
+            "SMTP server  smtp://{} (messages in {outbox}: NNNN-<kind>.eml, to read NNNN-<kind>.txt)",
+            self.smtp
+        ));
+        lines.push(format!(
+            "             a fresh outbox each run, from 0001; the previous run's is in {outbox}.previous"
+        ));
+        if self.operator {
+            lines.push(format!("clock        {}x real time", self.speed));
+        } else {
+            lines.push("operator     not started (--without-operator); to run your own:".into());
+            lines.push(format!(
+                "             KUBECONFIG={kubeconfig} partner-operator run --smtp-url smtp://{} --smtp-insecure-plaintext",
+                self.smtp
+            ));
         }
         lines.push(format!(
             "next         export KUBECONFIG={kubeconfig}; kubectl apply -f examples/; kubectl get partners -A -w"
@@ -261,6 +281,31 @@ fn prepare_state_dir(dir: &Path) -> Result<PathBuf, SandboxError> {
     std::fs::write(&probe, b"").map_err(fail)?;
     let _ = std::fs::remove_file(&probe);
     std::path::absolute(dir).map_err(fail)
+}
+
+/// Moves an earlier run's outbox to `outbox.previous` (replacing an older one), so this run's
+/// messages start at `0001`. An empty outbox is left where it is.
+fn set_aside(outbox: &Path) -> Result<(), SandboxError> {
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SandboxError::StateDir { path, source }
+    };
+    let holds_mail = match std::fs::read_dir(outbox) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
+        Err(err) => return Err(fail(outbox)(err)),
+    };
+    if !holds_mail {
+        return Ok(());
+    }
+    let previous = outbox.with_file_name("outbox.previous");
+    match std::fs::remove_dir_all(&previous) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(fail(&previous)(err));
+        }
+        _ => {}
+    }
+    std::fs::rename(outbox, &previous).map_err(fail(outbox))
 }
 
 fn remove_stale(path: &Path) -> Result<(), SandboxError> {
@@ -299,13 +344,53 @@ mod tests {
         let started = Started {
             kubeconfig: "/tmp/s/kubeconfig".into(),
             api_server: "http://127.0.0.1:6443".into(),
-            outbox: Some("/tmp/s/outbox".into()),
-            smtp: Some("127.0.0.1:2525".parse().unwrap()),
+            outbox: "/tmp/s/outbox".into(),
+            smtp: "127.0.0.1:2525".parse().unwrap(),
             speed: 86400.0,
+            operator: true,
         };
         let summary = started.summary();
         assert!(summary.contains("export KUBECONFIG=/tmp/s/kubeconfig"));
         assert!(summary.contains("messages in /tmp/s/outbox"));
+        assert!(summary.contains("a fresh outbox each run"));
+        assert!(summary.contains("/tmp/s/outbox.previous"));
         assert!(summary.contains("86400x"));
+        assert!(!summary.contains("partner-operator run"));
+
+        let alone = Started {
+            operator: false,
+            ..started
+        }
+        .summary();
+        assert!(alone.contains("--without-operator"), "{alone}");
+        assert!(
+            alone.contains("--smtp-url smtp://127.0.0.1:2525 --smtp-insecure-plaintext"),
+            "{alone}"
+        );
+    }
+
+    #[test]
+    fn an_earlier_outbox_is_set_aside_replacing_an_older_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox");
+        let previous = dir.path().join("outbox.previous");
+        set_aside(&outbox).unwrap();
+        assert!(!outbox.exists() && !previous.exists());
+
+        std::fs::create_dir_all(&previous).unwrap();
+        std::fs::write(previous.join("0001-older.eml"), b"older").unwrap();
+        std::fs::create_dir_all(&outbox).unwrap();
+        set_aside(&outbox).unwrap();
+        assert!(outbox.exists(), "an empty outbox stays");
+        assert!(previous.join("0001-older.eml").exists());
+
+        std::fs::write(outbox.join("0001-activation.eml"), b"last").unwrap();
+        set_aside(&outbox).unwrap();
+        assert!(!outbox.exists());
+        let kept: Vec<_> = std::fs::read_dir(&previous)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(kept, ["0001-activation.eml"]);
     }
 }

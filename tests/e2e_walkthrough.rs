@@ -83,15 +83,66 @@ impl Target {
         }
     }
 
+    /// `kubectl get KIND NAME -n northwind-partners -o jsonpath='{PATH}'`, as the README writes
+    /// it, for `kind_name` = `KIND/NAME`.
     fn jsonpath(&self, kind_name: &str, path: &str) -> String {
+        let (kind, name) = kind_name.split_once('/').unwrap();
         self.ok(&[
             "get",
-            kind_name,
+            kind,
+            name,
             "-n",
             NS,
             "-o",
             &format!("jsonpath={{{path}}}"),
         ])
+    }
+
+    /// `kubectl get partners -n northwind-partners -w`, as the README shows it, read until each
+    /// of `names` has a row whose READY is True (then stopped, as with Ctrl-C).
+    fn watch_partners_until_ready(&self, names: &[&str]) -> String {
+        use std::io::BufRead;
+        let mut child = Command::new("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(["get", "partners", "-n", NS, "-w"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut seen = String::new();
+        let mut ready = std::collections::BTreeSet::new();
+        while ready.len() < names.len() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = received.recv_timeout(left) else {
+                let _ = child.kill();
+                panic!("kubectl get partners -w never showed {names:?} ready:\n{seen}");
+            };
+            seen.push_str(&line);
+            seen.push('\n');
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            if let [name, .., ready_column, _age] = columns[..]
+                && names.contains(&name)
+                && ready_column == "True"
+            {
+                ready.insert(name.to_string());
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(seen.starts_with("NAME "), "{seen}");
+        seen
     }
 
     /// `kubectl wait --for=jsonpath=...` on a Partner.
@@ -115,6 +166,8 @@ struct Mail {
     to: String,
     subject: String,
     text: String,
+    /// The `.txt` beside the `.eml`: what the README has a user `cat`.
+    readable: String,
 }
 
 fn read_outbox(dir: &Path) -> Vec<Mail> {
@@ -137,7 +190,10 @@ fn read_outbox(dir: &Path) -> Vec<Mail> {
                         .join(", ")
                 })
                 .unwrap_or_default();
+            let readable = std::fs::read_to_string(path.with_extension("txt"))
+                .unwrap_or_else(|err| panic!("the .txt beside {}: {err}", path.display()));
             Mail {
+                readable,
                 file: path.file_name().unwrap().to_string_lossy().into_owned(),
                 to,
                 subject: message.subject().unwrap_or_default().to_string(),
@@ -223,6 +279,7 @@ spec:
 /// Everything in the walkthrough that needs no fast clock.
 fn walkthrough_at_real_speed(target: &Target) {
     apply_examples(target);
+    target.watch_partners_until_ready(&["contoso", "fabrikam", "litware"]);
 
     // kubectl get partners: the printer columns.
     let (header, rows) = table(&target.ok(&["get", "partners", "-n", NS]));
@@ -297,6 +354,21 @@ fn walkthrough_at_real_speed(target: &Target) {
             }
         },
     );
+    // Troubleshooting: the Partner's Events, two ways.
+    let events = target.ok(&["events", "-n", NS, "--for", "partner/contoso"]);
+    for expected in ["TenantProvisioned", "ActivationSent"] {
+        assert!(events.contains(expected), "{expected}:\n{events}");
+    }
+    let events = target.ok(&[
+        "get",
+        "events",
+        "-n",
+        NS,
+        "--field-selector",
+        "involvedObject.name=contoso",
+    ]);
+    assert!(events.contains("TenantProvisioned"), "{events}");
+    assert!(!events.contains("fabrikam"), "{events}");
 
     // The tenant and its entitlements.
     let tenant = target.ok(&[
@@ -317,6 +389,10 @@ fn walkthrough_at_real_speed(target: &Target) {
         "{contoso_tenant}"
     );
     assert_eq!(tenant.trim(), format!("namespace/{contoso_tenant}"));
+    let (header, rows) =
+        table(&target.ok(&["get", "ns", "-l", "partner-operator.io/partner=contoso"]));
+    assert_eq!(header, ["NAME", "STATUS", "AGE"]);
+    assert_eq!(row(&rows, &contoso_tenant)[1], "Active");
     let entitlements = target.ok(&[
         "get",
         "configmap",
@@ -344,6 +420,48 @@ fn walkthrough_at_real_speed(target: &Target) {
         );
         let link = format!("https://portal.northwind.example/activate?tenant={tenant_id}&token=");
         assert!(mail.text.contains(&link), "{link} not in:\n{}", mail.text);
+        // What `cat` of the .txt shows: the link whole on one line, the headers decoded.
+        let whole = mail
+            .text
+            .split_whitespace()
+            .find(|word| word.starts_with(&link))
+            .unwrap();
+        assert!(
+            mail.readable.lines().any(|line| line.contains(whole)),
+            "{whole} not whole in:\n{}",
+            mail.readable
+        );
+        assert!(
+            mail.readable
+                .contains(&format!("Subject: {}\n", mail.subject)),
+            "{}",
+            mail.readable
+        );
+        assert!(!mail.readable.contains("=3D"), "{}", mail.readable);
+        // A fresh outbox: this run's messages are numbered from 0001, each with its .txt.
+        let files = read_outbox(&outbox);
+        assert!(files[0].file.starts_with("0001-"), "{}", files[0].file);
+        // `cat .sandbox/outbox/*-activation.txt`: one per Partner.
+        let readable =
+            eventually_blocking("three activation .txt files", Patience::WALKTHROUGH, || {
+                let names: Vec<String> = std::fs::read_dir(&outbox)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.ends_with("-activation.txt"))
+                    .collect();
+                if names.len() == 3 {
+                    Ok(names)
+                } else {
+                    Err(names)
+                }
+            });
+        for name in readable {
+            let text = std::fs::read_to_string(outbox.join(&name)).unwrap();
+            assert!(
+                text.contains("https://portal.northwind.example/activate?tenant="),
+                "{name}:\n{text}"
+            );
+        }
     }
 
     // Convert fabrikam by hand, until a date in the future.
@@ -414,8 +532,21 @@ fn walkthrough_at_real_speed(target: &Target) {
         litware_tenant.starts_with("northwind-partners-litware-"),
         "{litware_tenant}"
     );
-    target.ok(&["delete", "partner", "contoso", "-n", NS, "--timeout=60s"]);
-    target.ok(&["delete", "partner", "litware", "-n", NS, "--timeout=60s"]);
+    let (_, rows) = table(&target.ok(&["get", "partners", "-n", NS]));
+    let adatum = row(&rows, "adatum");
+    assert_eq!(
+        &adatum[adatum.len() - 4..adatum.len() - 1],
+        ["Trial", &adatum[adatum.len() - 3], "False"]
+    );
+    target.ok(&[
+        "delete",
+        "partner",
+        "contoso",
+        "litware",
+        "-n",
+        NS,
+        "--timeout=60s",
+    ]);
     target.ok(&[
         "wait",
         "--for=delete",
@@ -423,13 +554,21 @@ fn walkthrough_at_real_speed(target: &Target) {
         "--timeout=60s",
     ]);
     target.ok(&["get", "namespace", &litware_tenant]);
+    let (_, rows) = table(&target.ok(&["get", "ns", "-l", "partner-operator.io/partner=litware"]));
+    row(&rows, &litware_tenant);
 }
 
 /// What two weeks do, at a day a second: the notices, the automatic upgrade, the expiry.
 fn walkthrough_over_two_weeks(target: &Target) {
     apply_examples(target);
+    target.watch_partners_until_ready(&["contoso", "fabrikam", "litware"]);
     let outbox = target.outbox().expect("a sandbox");
     let notice = wait_for_mail(&outbox, "upgrade-notice", "admin@contoso.example");
+    assert!(
+        notice.readable.contains("To: ") && notice.readable.contains("ops@northwind.example"),
+        "{}",
+        notice.readable
+    );
     assert!(notice.to.contains("ops@northwind.example"), "{}", notice.to);
     let expiry = wait_for_mail(&outbox, "expiry-notice", "it@fabrikam.example");
     assert!(expiry.to.contains("ops@northwind.example"), "{}", expiry.to);
@@ -440,6 +579,8 @@ fn walkthrough_over_two_weeks(target: &Target) {
         "AutoUpgrade"
     );
     // Billing starts at the trial's end, not when the operator got round to it.
+    let billing = target.jsonpath("partner/contoso", ".status.billing");
+    assert!(billing.contains("startedAt"), "{billing}");
     assert_eq!(
         target.jsonpath("partner/contoso", ".status.billing.startedAt"),
         target.jsonpath("partner/contoso", ".status.trial.endsAt")

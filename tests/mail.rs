@@ -121,6 +121,21 @@ async fn activation_arrives_as_multipart_with_link_and_stable_message_id() {
     assert_eq!(files, ["0001-activation.eml"]);
     let stored = std::fs::read(outbox.path().join(&files[0])).unwrap();
     assert_eq!(stored, got.raw);
+    // Beside it, what `cat` should show: the headers decoded, the text body with the link whole.
+    let readable = std::fs::read_to_string(outbox.path().join("0001-activation.txt")).unwrap();
+    assert!(
+        readable.contains(&format!("\n\n{}", text.replace("\r\n", "\n"))),
+        "{readable}"
+    );
+    assert!(readable.contains(&link()), "{readable}");
+    assert!(!readable.contains("=3D"), "{readable}");
+    assert!(
+        readable.starts_with("From: Example Distribution <noreply@example.com>\n"),
+        "{readable}"
+    );
+    for header in ["\nTo: ", "\nSubject: ", "\nDate: ", "\nMessage-ID: <"] {
+        assert!(readable.contains(header), "{header} in {readable}");
+    }
 }
 
 #[tokio::test]
@@ -142,12 +157,18 @@ async fn the_same_event_sent_twice_keeps_its_message_id() {
     assert!(text.contains("Billing to Example Distribution starts then"));
 }
 
+/// The `.eml` files in the outbox, each checked to have its readable `.txt` beside it.
 fn outbox_files(dir: &Path) -> Vec<String> {
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".eml"))
         .collect();
     files.sort();
+    for file in &files {
+        let txt = dir.join(file.replace(".eml", ".txt"));
+        assert!(txt.exists(), "no {} beside {file}", txt.display());
+    }
     files
 }
 

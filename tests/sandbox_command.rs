@@ -70,6 +70,50 @@ fn with_the_operator_partners_become_ready_and_mail_lands_in_the_outbox(server: 
         },
     );
     assert_eq!(activations.len(), 3, "{activations:?}");
+    // A fresh outbox: numbered from 0001, each message with its readable copy beside it.
+    let mut numbered = activations.clone();
+    numbered.sort();
+    assert_eq!(
+        numbered,
+        [
+            "0001-activation.eml",
+            "0002-activation.eml",
+            "0003-activation.eml"
+        ]
+    );
+    for eml in &numbered {
+        let raw = std::fs::read(outbox.join(eml)).unwrap();
+        let txt = std::fs::read_to_string(outbox.join(eml.replace(".eml", ".txt"))).unwrap();
+        let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        let body = message.body_text(0).unwrap();
+        let link = link_in(&body).unwrap_or_else(|| panic!("no link in {eml}:\n{body}"));
+        assert!(
+            String::from_utf8_lossy(&raw).contains("=3D"),
+            "the .eml is quoted-printable"
+        );
+        // The link whole on one line, as in the decoded .eml; no quoted-printable left.
+        assert_eq!(link_in(&txt).as_deref(), Some(link.as_str()), "{txt}");
+        assert!(
+            txt.lines().any(|line| line.contains(&link)),
+            "{link} split in:\n{txt}"
+        );
+        assert!(!txt.contains("=3D"), "{txt}");
+        let subject = message.subject().unwrap();
+        for header in [
+            "From: Partner Onboarding <onboarding@sandbox.invalid>".to_string(),
+            format!("Subject: {subject}"),
+            format!("Message-ID: <{}>", message.message_id().unwrap()),
+        ] {
+            assert!(txt.contains(&header), "{header} in:\n{txt}");
+        }
+        let to = message.to().unwrap().first().unwrap().address().unwrap();
+        assert!(
+            txt.lines()
+                .any(|line| line.starts_with("To: ") && line.contains(to)),
+            "{to} in:\n{txt}"
+        );
+        assert!(txt.lines().any(|line| line.starts_with("Date: ")), "{txt}");
+    }
     let (status, printed) = sandbox.terminate();
     assert!(status.success(), "exit status {status}");
     assert!(printed.contains("outbox"), "{printed}");
@@ -125,6 +169,180 @@ fn a_log_redirected_to_a_file_carries_no_ansi_escape_codes() {
     );
 }
 
+/// The first `https://` link in `text`, up to the next whitespace.
+fn link_in(text: &str) -> Option<String> {
+    let start = text.find("https://")?;
+    Some(
+        text[start..]
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+            .next()?
+            .to_string(),
+    )
+}
+
+/// Sends one message to the SMTP server at `addr` as a plain client would; panics unless the
+/// server accepts it.
+fn send_mail(addr: &str, subject: &str) {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut expect = |code: &str| {
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            assert!(line.starts_with(code), "expected {code}, got {line:?}");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+    };
+    expect("220");
+    let mut say = |line: &str| writer.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+    say("EHLO test");
+    expect("250");
+    say("MAIL FROM:<someone@example.com>");
+    expect("250");
+    say("RCPT TO:<you@example.com>");
+    expect("250");
+    say("DATA");
+    expect("354");
+    say(&format!(
+        "From: someone@example.com\r\nTo: you@example.com\r\nSubject: {subject}\r\n\
+         Date: Thu, 26 Nov 2026 00:00:00 +0000\r\nMessage-ID: <{subject}@example.com>\r\n\
+         X-Partner-Operator-Event: test\r\n\r\nHello.\r\n."
+    ));
+    expect("250");
+    say("QUIT");
+    expect("221");
+}
+
+/// The names in the outbox directory `dir`, sorted (none if it does not exist).
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// `--without-operator` still runs the SMTP server, prints its address and the `run` command
+/// that mails through it, and writes what it accepts to the outbox. Each run of the sandbox
+/// starts a fresh outbox, the previous one kept aside as `outbox.previous` (replacing an older
+/// one), so numbering starts at 0001 every run.
+#[test]
+fn without_operator_an_smtp_server_takes_mail_and_each_run_starts_a_fresh_outbox() {
+    let mut sandbox = Sandbox::start(&["--without-operator"]);
+    let smtp = sandbox.smtp_addr();
+    let summary = sandbox.summary();
+    assert!(
+        summary.contains(&format!(
+            "--smtp-url smtp://{smtp} --smtp-insecure-plaintext"
+        )),
+        "{summary}"
+    );
+    let outbox = sandbox.dir.path().join("outbox");
+    let previous = sandbox.dir.path().join("outbox.previous");
+    assert!(
+        summary.contains(&format!("messages in {}", outbox.display())),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&previous.display().to_string()),
+        "{summary}"
+    );
+    send_mail(&smtp, "first");
+    send_mail(&smtp, "second");
+    let first_run = [
+        "0001-test.eml",
+        "0001-test.txt",
+        "0002-test.eml",
+        "0002-test.txt",
+    ];
+    assert_eq!(names_in(&outbox), first_run);
+    let txt = std::fs::read_to_string(outbox.join("0002-test.txt")).unwrap();
+    assert!(txt.contains("Subject: second\n"), "{txt}");
+    assert!(txt.ends_with("\n\nHello.\n"), "{txt}");
+    let (status, _) = sandbox.terminate();
+    assert!(status.success(), "exit status {status}");
+
+    // Second run, same state directory: the first run's messages are set aside.
+    let dir = std::mem::replace(&mut sandbox.dir, tempfile::tempdir().unwrap());
+    let mut sandbox = Sandbox::start_in(dir, Server::Sandbox, &["--without-operator"]);
+    assert_eq!(names_in(&previous), first_run);
+    assert_eq!(names_in(&outbox), Vec::<String>::new());
+    send_mail(&sandbox.smtp_addr(), "third");
+    assert_eq!(names_in(&outbox), ["0001-test.eml", "0001-test.txt"]);
+    let txt = std::fs::read_to_string(outbox.join("0001-test.txt")).unwrap();
+    assert!(txt.contains("Subject: third\n"), "{txt}");
+    sandbox.terminate();
+
+    // Third run: the second run's outbox replaces the first's.
+    let dir = std::mem::replace(&mut sandbox.dir, tempfile::tempdir().unwrap());
+    let sandbox = Sandbox::start_in(dir, Server::Sandbox, &["--without-operator"]);
+    assert_eq!(names_in(&previous), ["0001-test.eml", "0001-test.txt"]);
+    let txt = std::fs::read_to_string(previous.join("0001-test.txt")).unwrap();
+    assert!(txt.contains("Subject: third\n"), "{txt}");
+    assert!(!outbox.exists());
+    drop(sandbox);
+}
+
+/// The README's recipe without the operator: the sandbox with `--smtp-port`, and the operator
+/// run separately with the `--smtp-url` the sandbox printed; its mail lands in the sandbox's
+/// outbox.
+#[test]
+fn the_readme_recipe_without_the_operator_mails_into_the_sandbox_outbox() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut sandbox = Sandbox::start(&["--without-operator", "--smtp-port", &port]);
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let summary = sandbox.summary();
+    let run_line = summary
+        .lines()
+        .find(|line| line.contains("partner-operator run"))
+        .unwrap_or_else(|| panic!("no run command in:\n{summary}"));
+    assert!(
+        run_line.contains(&format!("--smtp-url {smtp_url} --smtp-insecure-plaintext")),
+        "{run_line}"
+    );
+    stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
+    let _operator = KillOnDrop(
+        Command::new(BINARY)
+            .args(["run", "--smtp-url", &smtp_url, "--smtp-insecure-plaintext"])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .env("KUBECONFIG", sandbox.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    sandbox.wait_for_ready_examples();
+    let outbox = sandbox.dir.path().join("outbox");
+    let activations = eventually_blocking(
+        "three activations in the sandbox's outbox",
+        Patience::RECONCILE,
+        || {
+            let names: Vec<String> = names_in(&outbox)
+                .into_iter()
+                .filter(|name| name.ends_with("-activation.txt"))
+                .collect();
+            if names.len() >= 3 {
+                Ok(names)
+            } else {
+                Err(names)
+            }
+        },
+    );
+    assert_eq!(activations.len(), 3, "{activations:?}");
+}
+
 #[test]
 fn an_incomplete_kube_apiserver_dir_is_a_one_line_error_naming_the_missing_binary() {
     let assets = tempfile::tempdir().unwrap();
@@ -167,6 +385,24 @@ fn a_busy_port_and_an_unwritable_state_dir_are_one_line_errors() {
     let message = String::from_utf8_lossy(&busy.stderr);
     assert_eq!(message.trim().lines().count(), 1, "{message}");
     assert!(message.contains(&format!("--port {port}")), "{message}");
+    let busy_smtp = Command::new(BINARY)
+        .args([
+            "sandbox",
+            "--without-operator",
+            "--smtp-port",
+            &port,
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!busy_smtp.status.success());
+    let message = String::from_utf8_lossy(&busy_smtp.stderr);
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(
+        message.contains(&format!("--smtp-port {port}")),
+        "{message}"
+    );
 
     let file = tempfile::NamedTempFile::new().unwrap();
     let unwritable = file.path().join("state");

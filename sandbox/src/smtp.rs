@@ -4,7 +4,9 @@
 //! dot-unstuffing, RSET, NOOP, VRFY, QUIT; AUTH PLAIN and LOGIN accept any password), so the
 //! operator's real mailer is exercised over a real socket. Each message is kept in memory for
 //! tests and, given an outbox directory, written there as `NNNN-<event>.eml` for people
-//! trying the sandbox. TLS is not offered: a client must be told to allow plaintext.
+//! trying the sandbox, with `NNNN-<event>.txt` beside it: the headers that matter and the
+//! decoded text body, to read with `cat` (links whole, no quoted-printable). TLS is not
+//! offered: a client must be told to allow plaintext.
 //!
 //! Faults a mail provider has can be switched on: the whole server down (421) and a recipient
 //! refused at RCPT with a chosen code.
@@ -158,12 +160,17 @@ struct Outbox {
 }
 
 impl Outbox {
-    /// Continues numbering after the files already there, so a restarted sandbox never
-    /// overwrites what an earlier run received.
+    /// Continues numbering after the files already there, so a restarted sink never overwrites
+    /// what an earlier one received. The directory is made with the first message: an outbox
+    /// that exists holds mail.
     fn open(dir: PathBuf) -> io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
         let mut last = 0;
-        for entry in std::fs::read_dir(&dir)? {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => Some(entries),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => return Err(err),
+        };
+        for entry in entries.into_iter().flatten() {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
             if let Some(n) = name
@@ -180,8 +187,9 @@ impl Outbox {
         })
     }
 
-    /// Writes the message whole (to a temporary name, then renamed), so a reader never sees
-    /// half a message.
+    /// Writes the readable `.txt`, then the message whole, each to a temporary name renamed
+    /// into place: a reader never sees half a file, and finds the `.txt` once the `.eml` is
+    /// there.
     async fn store(&self, event: Option<&str>, raw: &[u8]) -> io::Result<PathBuf> {
         let mut last = self.last.lock().await;
         let n = *last + 1;
@@ -196,14 +204,78 @@ impl Outbox {
                 }
             })
             .collect();
-        let name = format!("{n:04}-{event}.eml");
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let path = self.dir.join(name);
-        tokio::fs::write(&tmp, raw).await?;
-        tokio::fs::rename(&tmp, &path).await?;
+        tokio::fs::create_dir_all(&self.dir).await?;
+        let stem = format!("{n:04}-{event}");
+        let write = |name: String, contents: Vec<u8>| async move {
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            let path = self.dir.join(name);
+            tokio::fs::write(&tmp, contents).await?;
+            tokio::fs::rename(&tmp, &path).await?;
+            io::Result::Ok(path)
+        };
+        write(format!("{stem}.txt"), readable(raw).into_bytes()).await?;
+        let path = write(format!("{stem}.eml"), raw.to_vec()).await?;
         *last = n;
         Ok(path)
     }
+}
+
+/// A message as a person reads it: From, To, Cc, Reply-To (when present), Subject, Date and
+/// Message-ID, decoded, then the decoded `text/plain` body (an HTML-only message's text is
+/// taken from its HTML).
+pub fn readable(raw: &[u8]) -> String {
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return "(not a message mail-parser can read; see the .eml)\n".into();
+    };
+    let addresses = |address: Option<&mail_parser::Address<'_>>| {
+        address.map(|address| {
+            address
+                .iter()
+                .map(|addr| match (addr.name(), addr.address()) {
+                    (Some(name), Some(email)) => format!("{name} <{email}>"),
+                    (None, Some(email)) => email.to_owned(),
+                    (Some(name), None) => name.to_owned(),
+                    (None, None) => String::new(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
+    let raw_header = |name: &str| {
+        message
+            .header_raw(name.to_owned())
+            .map(|v| v.replace("\r\n", "").replace('\n', "").trim().to_owned())
+    };
+    let headers = [
+        ("From", addresses(message.from())),
+        ("To", addresses(message.to())),
+        ("Cc", addresses(message.cc())),
+        ("Reply-To", addresses(message.reply_to())),
+        ("Subject", message.subject().map(str::to_owned)),
+        ("Date", raw_header("Date")),
+        (
+            "Message-ID",
+            message.message_id().map(|id| format!("<{id}>")),
+        ),
+    ];
+    let mut text = String::new();
+    for (name, value) in headers {
+        if let Some(value) = value {
+            text.push_str(&format!("{name}: {value}\n"));
+        }
+    }
+    text.push('\n');
+    match message.body_text(0) {
+        Some(body) => {
+            let body = body.replace("\r\n", "\n");
+            text.push_str(&body);
+            if !body.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        None => text.push_str("(no text body; see the .eml)\n"),
+    }
+    text
 }
 
 /// A running SMTP server; stops when dropped.
@@ -699,6 +771,37 @@ fn path_argument(arg: &str, keyword: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readable_copy_decodes_headers_and_a_quoted_printable_body() {
+        let raw = b"From: =?utf-8?q?M=C3=BCller_Onboarding?= <onboarding@example.com>\r\n\
+To: a@acme.example, \"B\" <b@acme.example>\r\n\
+Reply-To: help@example.com\r\n\
+Subject: =?utf-8?q?Your_tenant_=E2=80=94_activate?=\r\n\
+Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\
+Message-ID: <abc@example.com>\r\n\
+X-Partner-Operator-Event: activation\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+Activate: https://portal.example.com/activate?tenant=3Dt-1&token=3Dabcdefabcdef=\r\n\
+abcdefabcdefabcdef\r\n\
+Gr=C3=BC=C3=9Fe\r\n";
+        let text = readable(raw);
+        assert_eq!(
+            text,
+            "From: M\u{fc}ller Onboarding <onboarding@example.com>\n\
+             To: a@acme.example, B <b@acme.example>\n\
+             Reply-To: help@example.com\n\
+             Subject: Your tenant \u{2014} activate\n\
+             Date: Wed, 25 Nov 2026 10:00:00 +0000\n\
+             Message-ID: <abc@example.com>\n\
+             \n\
+             Activate: https://portal.example.com/activate?tenant=t-1&token=abcdefabcdefabcdefabcdefabcdef\n\
+             Gr\u{fc}\u{df}e\n"
+        );
+    }
 
     #[test]
     fn reads_paths() {

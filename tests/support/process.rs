@@ -1,6 +1,6 @@
 //! The built binary as a subprocess, as a user runs it, and the stock kubectl against it.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -13,6 +13,8 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_partner-operator");
 pub struct Sandbox {
     pub child: Child,
     pub dir: tempfile::TempDir,
+    /// What [`Sandbox::summary`] has read of its stdout so far.
+    printed: String,
 }
 
 impl Sandbox {
@@ -24,7 +26,12 @@ impl Sandbox {
     /// As [`Sandbox::start`], on the embedded API server or, with `--kube-apiserver`, on the
     /// real one.
     pub fn start_on(server: Server, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), server, extra)
+    }
+
+    /// As [`Sandbox::start_on`], with `dir` as its state directory (e.g. one an earlier sandbox
+    /// used).
+    pub fn start_in(dir: tempfile::TempDir, server: Server, extra: &[&str]) -> Self {
         let mut command = Command::new(BINARY);
         command.arg("sandbox").arg("--state-dir").arg(dir.path());
         let patience = match server {
@@ -41,7 +48,11 @@ impl Sandbox {
             .stderr(std::fs::File::create(dir.path().join("sandbox.log")).unwrap())
             .spawn()
             .unwrap();
-        let mut sandbox = Self { child, dir };
+        let mut sandbox = Self {
+            child,
+            dir,
+            printed: String::new(),
+        };
         eventually_blocking("the sandbox's kubeconfig", patience, || {
             if let Some(status) = sandbox.child.try_wait().unwrap() {
                 panic!("the sandbox exited ({status}): {}", sandbox.log());
@@ -53,6 +64,40 @@ impl Sandbox {
             }
         });
         sandbox
+    }
+
+    /// The summary the sandbox prints at start, up to its `stop` line (it is printed once the
+    /// kubeconfig is written).
+    pub fn summary(&mut self) -> String {
+        if !self.printed.contains("\nstop ") {
+            let mut reader = BufReader::new(self.child.stdout.as_mut().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 {
+                    let log = std::fs::read_to_string(self.dir.path().join("sandbox.log"));
+                    panic!("the sandbox closed its stdout: {}\n{log:?}", self.printed);
+                }
+                self.printed.push_str(&line);
+                if line.starts_with("stop ") {
+                    break;
+                }
+            }
+        }
+        self.printed.clone()
+    }
+
+    /// The SMTP server's address, `127.0.0.1:PORT`, from the summary.
+    pub fn smtp_addr(&mut self) -> String {
+        let summary = self.summary();
+        let line = summary
+            .lines()
+            .find(|l| l.starts_with("SMTP server"))
+            .unwrap_or_else(|| panic!("no SMTP server in the summary:\n{summary}"));
+        line.split_whitespace()
+            .nth(2)
+            .and_then(|url| url.strip_prefix("smtp://"))
+            .unwrap_or_else(|| panic!("no smtp:// address in {line}"))
+            .to_string()
     }
 
     /// What the sandbox logged.
@@ -111,7 +156,7 @@ impl Sandbox {
                 None => Err(Seen(self.log())),
             },
         );
-        let mut stdout = String::new();
+        let mut stdout = std::mem::take(&mut self.printed);
         self.child
             .stdout
             .take()
