@@ -1089,6 +1089,7 @@ proptest! {
         let mut w = World::new(partner(), dist.clone());
         let mut billing_started: Option<DateTime<Utc>> = None;
         let mut periods_before: Vec<BillingPeriod> = vec![];
+        let mut status_before = PartnerStatus::default();
         let mut ids_by_event = std::collections::HashMap::<(EmailEvent, u32), String>::new();
         let mut sent_and_recorded = std::collections::HashSet::<String>::new();
         let mut facts_by_id = std::collections::HashMap::<String, Option<EmailFacts>>::new();
@@ -1134,6 +1135,13 @@ proptest! {
                 prop_assert!(next > w.now, "next review {next} not after now {}", w.now);
             }
             let status = w.status().clone();
+            // The Distributor recounts when a Partner's count moved (`Counted`): whatever moved
+            // its figures moved its count, so no change goes uncounted.
+            let offered = [Sku("ESSENTIALS".into()), Sku("GOVERNANCE".into())];
+            if distributor_totals(&offered, [&status_before]) != distributor_totals(&offered, [&status]) {
+                prop_assert_ne!(Counted::of(&status_before), Counted::of(&status), "figures moved without a recount");
+            }
+            status_before = status.clone();
             let level = status.subscription_level.unwrap();
             // The level never goes down.
             prop_assert!(rank(level) >= last_rank, "level went down to {level:?}");

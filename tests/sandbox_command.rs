@@ -448,23 +448,40 @@ async fn run_against_the_sandbox_started_alone(server: Server) {
             .unwrap(),
     );
     sandbox.wait_for_ready_examples();
-    // Three activations, and the converted notice of the Partner created as Production.
-    let received = eventually("four emails", Patience::RECONCILE, || async {
+    // Three activations; litware, created as Production, has no trial and so no conversion:
+    // its activation says Production, and its status records no other email.
+    let received = eventually("three emails", Patience::RECONCILE, || async {
         let received = smtp.received();
-        if received.len() >= 4 {
+        if received.len() >= 3 {
             Ok(received)
         } else {
             Err(received)
         }
     })
     .await;
-    let mut events: Vec<_> = received.iter().filter_map(|m| m.event.clone()).collect();
-    events.sort();
+    let events: Vec<_> = received.iter().filter_map(|m| m.event.clone()).collect();
     assert_eq!(
         events,
-        ["activation", "activation", "activation", "converted"],
+        ["activation", "activation", "activation"],
         "{events:?}"
     );
+    let litware = received
+        .iter()
+        .find(|m| m.to == ["billing@litware.example"])
+        .expect("litware's activation");
+    let text = litware.text_body().unwrap();
+    assert!(text.contains("Production tenant"), "{text}");
+    assert!(!text.to_lowercase().contains("trial"), "{text}");
+    let recorded = stdout(&sandbox.kubectl(&[
+        "get",
+        "partner",
+        "litware",
+        "-n",
+        "northwind-partners",
+        "-o",
+        "jsonpath={.status.emails[*].event}",
+    ]));
+    assert_eq!(recorded.trim(), "Activation");
 
     sigterm(&operator.0);
     let status = operator.0.wait().unwrap();
