@@ -1,7 +1,7 @@
 //! What a distributor sees: its Distributor's figures (Partners by level, billed Partners, seats
 //! per SKU) equal a recount of its Partners as the API server holds them, after every kind of
 //! change: creations, an automatic and a by-hand conversion, a trial that expires, a Partner
-//! created as Production whose subscription ends, a deletion, an unbinding.
+//! created as Production whose subscription ends and is renewed, a deletion, an unbinding.
 
 mod support;
 
@@ -68,6 +68,45 @@ async fn the_distributor_figures_equal_a_recount_after_every_change(server: Serv
     )
     .await;
 
+    // Its expiration date moves into the future: renewed, billed again from now, with the
+    // first billing period kept and a renewed email to both parties.
+    let renewed_until = start_time() + Duration::days(90);
+    h.partners(NS)
+        .patch(
+            "litware",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"subscription": {"expirationDate": renewed_until.to_rfc3339()}}}),
+            ),
+        )
+        .await
+        .expect("renewed");
+    figures_equal_a_recount(
+        &h,
+        "a Production subscription renewed",
+        |_, expired, billed| (expired, billed) == (1, 3),
+    )
+    .await;
+    let litware = h.partners(NS).get("litware").await.expect("litware");
+    let billing = litware.status.unwrap().billing.unwrap();
+    assert_eq!(billing.periods.len(), 2, "{billing:?}");
+    assert_eq!(billing.periods[0].ended_at, Some(ends));
+    assert_eq!(billing.ended_at, None);
+    let renewed = eventually("the renewed email", Patience::RECONCILE, || async {
+        let renewed = h.emails_of("renewed");
+        if renewed.is_empty() {
+            Err(renewed.len())
+        } else {
+            Ok(renewed)
+        }
+    })
+    .await;
+    assert_eq!(renewed.len(), 1);
+    assert_eq!(
+        renewed[0].to,
+        ["admin@litware.example", "ops@northwind.example"]
+    );
+
     // The expired trial is converted by hand.
     h.partners(NS)
         .patch(
@@ -78,7 +117,7 @@ async fn the_distributor_figures_equal_a_recount_after_every_change(server: Serv
         .await
         .expect("converted");
     figures_equal_a_recount(&h, "an expired trial converted", |_, expired, billed| {
-        (expired, billed) == (1, 3)
+        (expired, billed) == (0, 4)
     })
     .await;
 
@@ -95,11 +134,11 @@ async fn the_distributor_figures_equal_a_recount_after_every_change(server: Serv
         .expect("unlabelled");
     // Unbound, its Production ends (Expired), and it is no longer counted at all.
     let figures = figures_equal_a_recount(&h, "a namespace unbound", |_, expired, billed| {
-        (expired, billed) == (1, 2)
+        (expired, billed) == (0, 3)
     })
     .await;
     let seats: Vec<_> = figures.billing.unwrap().seats.into_values().collect();
-    assert_eq!(seats, [2, 2]);
+    assert_eq!(seats, [3, 3]);
 }
 
 /// Waits until the Distributor's figures equal a recount of the Partners the API server holds

@@ -50,25 +50,7 @@ fn with_the_operator_partners_become_ready_and_mail_lands_in_the_outbox(server: 
     stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
     sandbox.wait_for_ready_examples();
     let outbox = sandbox.dir.path().join("outbox");
-    let activations = eventually_blocking(
-        "three activation emails in the outbox",
-        Patience::RECONCILE,
-        || {
-            let names: Vec<String> = std::fs::read_dir(&outbox)
-                .map(|dir| {
-                    dir.filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| n.ends_with("-activation.eml"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if names.len() >= 3 {
-                Ok(names)
-            } else {
-                Err(names)
-            }
-        },
-    );
+    let activations = three_activations_in(&outbox, "eml");
     assert_eq!(activations.len(), 3, "{activations:?}");
     // A fresh outbox: numbered from 0001, each message with its readable copy beside it.
     let mut numbered = activations.clone();
@@ -217,6 +199,27 @@ fn send_mail(addr: &str, subject: &str) {
     expect("221");
 }
 
+/// Waits until the outbox `dir` holds three activation emails (`NNNN-activation.<extension>`)
+/// and returns their names, sorted.
+fn three_activations_in(dir: &Path, extension: &str) -> Vec<String> {
+    let suffix = format!("-activation.{extension}");
+    eventually_blocking(
+        format!("three activation emails in {}", dir.display()),
+        Patience::RECONCILE,
+        || {
+            let names: Vec<String> = names_in(dir)
+                .into_iter()
+                .filter(|name| name.ends_with(&suffix))
+                .collect();
+            if names.len() >= 3 {
+                Ok(names)
+            } else {
+                Err(names)
+            }
+        },
+    )
+}
+
 /// The names in the outbox directory `dir`, sorted (none if it does not exist).
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -325,21 +328,7 @@ fn the_readme_recipe_without_the_operator_mails_into_the_sandbox_outbox() {
     );
     sandbox.wait_for_ready_examples();
     let outbox = sandbox.dir.path().join("outbox");
-    let activations = eventually_blocking(
-        "three activations in the sandbox's outbox",
-        Patience::RECONCILE,
-        || {
-            let names: Vec<String> = names_in(&outbox)
-                .into_iter()
-                .filter(|name| name.ends_with("-activation.txt"))
-                .collect();
-            if names.len() >= 3 {
-                Ok(names)
-            } else {
-                Err(names)
-            }
-        },
-    );
+    let activations = three_activations_in(&outbox, "txt");
     assert_eq!(activations.len(), 3, "{activations:?}");
 }
 
