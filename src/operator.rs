@@ -51,7 +51,9 @@ pub enum RunError {
     Smtp(#[from] ConfigError),
     #[error("--templates-dir: {0}")]
     Templates(#[from] TemplateError),
-    #[error("--activation-base-url: {0:?} is not an absolute URL")]
+    #[error(
+        "--activation-base-url: {0:?} is not an https:// URL without a user part or a backslash"
+    )]
     ActivationBaseUrl(String),
     #[error("{0}")]
     Start(#[from] StartError),
@@ -77,9 +79,7 @@ pub async fn run(
     }
     let templates = Templates::load(options.templates_dir.as_deref())?;
     if let Some(base) = &options.activation_base_url
-        && url::Url::parse(base)
-            .map(|u| u.cannot_be_a_base())
-            .unwrap_or(true)
+        && crate::tenant::link_base(base).is_err()
     {
         return Err(RunError::ActivationBaseUrl(base.clone()));
     }

@@ -259,6 +259,30 @@ fn a_broken_override_is_refused_naming_the_file() {
     assert!(err.contains("activaton.html"), "{err}");
 }
 
+/// Credentials go only over TLS, or in clear to this machine alone.
+#[test]
+fn credentials_are_sent_in_clear_only_to_a_loopback_host() {
+    let err = MailerConfig::from_url("smtp://user:s3cr3t-pw@mail.example.com:25", true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("credentials would be sent in clear to mail.example.com"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cr3t-pw"), "{err}");
+    for url in [
+        "smtp://user:pw@127.0.0.1:2525",
+        "smtp://user:pw@localhost:2525",
+        "smtp://user:pw@[::1]:2525",
+    ] {
+        assert!(MailerConfig::from_url(url, true).is_ok(), "{url}");
+    }
+    // Without credentials, or over TLS, any host.
+    assert!(MailerConfig::from_url("smtp://mail.example.com:25", true).is_ok());
+    assert!(MailerConfig::from_url("smtp://user:pw@mail.example.com", false).is_ok());
+    assert!(MailerConfig::from_url("smtps://user:pw@mail.example.com", true).is_ok());
+}
+
 #[test]
 fn a_malformed_smtp_url_is_one_error_without_the_password() {
     for url in [

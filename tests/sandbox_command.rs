@@ -481,7 +481,7 @@ async fn run_against_the_sandbox_started_alone(server: Server) {
 fn run_names_a_missing_crd_and_an_unreachable_server_in_one_line(server: Server) {
     let sandbox = Sandbox::start_on(server, &["--without-operator"]);
     stdout(&sandbox.kubectl(&["delete", "crd", "partners.partner-operator.io"]));
-    let run = |kubeconfig: &Path| {
+    let run_with = |kubeconfig: &Path, extra: &[&str]| {
         let output = Command::new(BINARY)
             .args([
                 "run",
@@ -490,6 +490,7 @@ fn run_names_a_missing_crd_and_an_unreachable_server_in_one_line(server: Server)
                 "--smtp-insecure-plaintext",
             ])
             .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "off")
             .output()
@@ -499,6 +500,17 @@ fn run_names_a_missing_crd_and_an_unreachable_server_in_one_line(server: Server)
         assert_eq!(message.lines().count(), 1, "{message}");
         message
     };
+    let run = |kubeconfig: &Path| run_with(kubeconfig, &[]);
+    // An activation link base that could deceive or leak its token is refused at start.
+    for base in [
+        "http://portal.example/activate",
+        "https://portal.example@evil.example/activate",
+        "file:///etc/passwd",
+    ] {
+        let refused = run_with(&sandbox.kubeconfig(), &["--activation-base-url", base]);
+        assert!(refused.contains("--activation-base-url"), "{refused}");
+        assert!(refused.contains("https://"), "{refused}");
+    }
     let missing = run(&sandbox.kubeconfig());
     assert!(
         missing.contains("partners.partner-operator.io"),

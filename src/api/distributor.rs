@@ -144,9 +144,11 @@ impl Default for TrialPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct ActivationPolicy {
     /// Page the activation link points to (`<baseUrl>?tenant=<id>&token=<token>`). When unset,
-    /// the operator's `--activation-base-url`.
+    /// the operator's `--activation-base-url`. `https://` only (the token must not travel in
+    /// clear), without a user part (`https://portal.example@evil.example/` would be mailed as
+    /// is) or a backslash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s?#]+$"))]
+    #[schemars(length(max = 2048), regex(pattern = r"^https://[^\s?#@\\]+$"))]
     pub base_url: Option<String>,
 
     /// How long an activation link stays valid, in days (1..90). Default 7.

@@ -28,9 +28,14 @@ pub const VERSION: &str = "v1alpha1";
 /// the Distributor does not set `spec.partnerNamespaces`.
 pub const DISTRIBUTOR_LABEL: &str = "partner-operator.io/distributor";
 
-/// Organization names: 1..256 characters, none of them a control character (CR/LF would let a
-/// name break the headers of the emails it appears in).
-pub(crate) const ORGANIZATION_NAME_PATTERN: &str = r"^[^\x00-\x1F\x7F]+$";
+/// Organization names: 1..256 characters, none of them a Unicode control, format, line or
+/// paragraph separator character (`Cc`, `Cf`, `Zl`, `Zp`: CR/LF would break the headers of the
+/// emails a name appears in, C1 controls are printed raw by kubectl, bidi overrides make text
+/// read as something else), and no `=?`, which opens an RFC 2047 encoded word that mail clients
+/// would decode in a Subject. The pattern reads: characters other than `=` and those classes,
+/// or `=`s followed by one that is not `?`, then maybe `=`s at the end.
+pub(crate) const ORGANIZATION_NAME_PATTERN: &str =
+    r"^(?:[^=\p{Cc}\p{Cf}\p{Zl}\p{Zp}]|=+[^=?\p{Cc}\p{Cf}\p{Zl}\p{Zp}])*=*$";
 
 /// Both CRDs, in the order they are printed by `partner-operator crds`.
 pub fn crds() -> Vec<CustomResourceDefinition> {

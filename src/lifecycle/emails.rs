@@ -64,9 +64,8 @@ fn link_base(d: &Draft) -> Result<url::Url, String> {
                  start the operator with --activation-base-url"
             )
         })?;
-    url::Url::parse(base).map_err(|err| {
-        format!("spec.activation.baseUrl of Distributor {name:?} is not a URL: {err}")
-    })
+    crate::tenant::link_base(base)
+        .map_err(|why| format!("the activation base URL {base:?} is refused: {why}"))
 }
 
 /// An activation email that is due but for which no link can be made is not sent: its record

@@ -81,6 +81,14 @@ pub enum ConfigError {
     From { address: String, reason: String },
 }
 
+/// Whether `host` names this machine: `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_FROM: &str = "partner-operator <partner-operator@localhost>";
 
@@ -194,6 +202,14 @@ impl MailerConfig {
         }
         if password.is_some() && username.is_none() {
             return Err(ConfigError::Url("a password is given but no user".into()));
+        }
+        // Credentials travel only over TLS, or in clear to this machine alone.
+        if username.is_some() && security == Security::Plaintext && !is_loopback(&config.host) {
+            return Err(ConfigError::Url(format!(
+                "credentials would be sent in clear to {}: without TLS (--smtp-insecure-plaintext) \
+                 only a loopback host may be given a user and password",
+                config.host
+            )));
         }
         config.username = username;
         config.password = password;

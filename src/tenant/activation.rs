@@ -60,6 +60,28 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The base of activation links, if `base` may be one: an absolute `https://` URL with a host,
+/// no user part and no backslash (the rule `spec.activation.baseUrl` has at admission, and
+/// `--activation-base-url` at start). A link in clear would expose its token; a user part
+/// (`https://portal.example@evil.example/`) or a backslash would let a link look like another
+/// site's.
+pub fn link_base(base: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(base).map_err(|err| format!("not a URL: {err}"))?;
+    if base.contains('\\') {
+        return Err("a backslash is not allowed".into());
+    }
+    if url.scheme() != "https" {
+        return Err(format!("https:// only, not {}://", url.scheme()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("a user part (user@) is not allowed".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    Ok(url)
+}
+
 /// `<base>?tenant=<id>&token=<token>`: the link of an activation email.
 pub fn activation_link(base: &url::Url, tenant_id: &str, token: &str) -> String {
     let mut url = base.clone();
@@ -99,6 +121,22 @@ mod tests {
         assert_eq!(hash.len(), 64);
         assert_ne!(hash, a);
         assert_eq!(hash, token_hash(&a));
+    }
+
+    #[test]
+    fn link_bases_are_https_without_a_user_part_or_a_backslash() {
+        assert!(link_base("https://portal.example/activate").is_ok());
+        for refused in [
+            "http://portal.example/activate",
+            "file:///etc/passwd",
+            "ftp://portal.example/",
+            "https://portal.northwind.example@evil.example/activate",
+            "https://user:pw@portal.example/",
+            "https://evil.example\\@portal.example/",
+            "not a url",
+        ] {
+            assert!(link_base(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

@@ -24,7 +24,9 @@ use serde_json::json;
 mod activation;
 pub mod naming;
 
-pub use activation::{ACTIVATION_KEY_MIN_BYTES, ActivationKey, activation_link, token_hash};
+pub use activation::{
+    ACTIVATION_KEY_MIN_BYTES, ActivationKey, activation_link, link_base, token_hash,
+};
 pub use naming::*;
 
 use crate::api::{Partner, PartnerStatus};
