@@ -359,39 +359,18 @@ fn a_busy_port_and_an_unwritable_state_dir_are_one_line_errors() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let busy = Command::new(BINARY)
-        .args([
-            "sandbox",
-            "--without-operator",
-            "--port",
-            &port,
-            "--state-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!busy.status.success());
-    let message = String::from_utf8_lossy(&busy.stderr);
-    assert_eq!(message.trim().lines().count(), 1, "{message}");
-    assert!(message.contains(&format!("--port {port}")), "{message}");
-    let busy_smtp = Command::new(BINARY)
-        .args([
-            "sandbox",
-            "--without-operator",
-            "--smtp-port",
-            &port,
-            "--state-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!busy_smtp.status.success());
-    let message = String::from_utf8_lossy(&busy_smtp.stderr);
-    assert_eq!(message.trim().lines().count(), 1, "{message}");
-    assert!(
-        message.contains(&format!("--smtp-port {port}")),
-        "{message}"
-    );
+    // The API server's port and the SMTP server's, each given the one taken.
+    for flag in ["--port", "--smtp-port"] {
+        let busy = Command::new(BINARY)
+            .args(["sandbox", "--without-operator", flag, &port, "--state-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!busy.status.success(), "{flag}");
+        let message = String::from_utf8_lossy(&busy.stderr);
+        assert_eq!(message.trim().lines().count(), 1, "{message}");
+        assert!(message.contains(&format!("{flag} {port}")), "{message}");
+    }
 
     let file = tempfile::NamedTempFile::new().unwrap();
     let unwritable = file.path().join("state");

@@ -133,18 +133,17 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             .distributors
             .get(&ObjectRef::new(&pass.current.spec.distributor_ref.name));
         let cached_entitlements = cached_entitlements(ctx, &pass.current);
+        // What is at the tenant's name: found by this reconciliation, else as the cache shows.
+        let at_tenant_name = pass
+            .tenant_found
+            .clone()
+            .unwrap_or_else(|| cached_tenant_state(ctx, &pass.current));
         let plan = lifecycle::plan(&Observation {
             partner: &pass.current,
             distributor: distributor.as_deref(),
             namespace_allowed: namespace_allowed(ctx, &pass.current, distributor.as_deref()),
-            tenant_exists: match &pass.tenant_found {
-                Some(found) => matches!(found, Tenant::Owned(_)),
-                None => cached_tenant_state(ctx, &pass.current).is_owned(),
-            },
-            tenant_taken: match &pass.tenant_found {
-                Some(found) => *found == Tenant::Taken,
-                None => cached_tenant_state(ctx, &pass.current) == Tenant::Taken,
-            },
+            tenant_exists: at_tenant_name.is_owned(),
+            tenant_taken: at_tenant_name == Tenant::Taken,
             entitlements: pass
                 .entitlements_written
                 .as_ref()

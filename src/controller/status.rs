@@ -11,6 +11,7 @@
 use std::fmt::Debug;
 
 use kube::api::{Patch, PatchParams};
+use kube::core::object::HasStatus;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,11 +24,12 @@ use crate::tenant::FIELD_MANAGER;
 pub async fn write<K>(
     api: &Api<K>,
     object: &K,
-    status: &impl Serialize,
+    status: &K::Status,
     precondition: bool,
 ) -> kube::Result<K>
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+    K: Resource<DynamicType = ()> + HasStatus + Clone + Debug + DeserializeOwned,
+    K::Status: Serialize,
 {
     let name = object.name_any();
     let desired = serde_json::to_value(status).expect("a status serializes");
@@ -48,7 +50,7 @@ where
             &Patch::Apply(apply),
         )
         .await?;
-    let live = serde_json::to_value(&written).expect("an object serializes")["status"].take();
+    let live = serde_json::to_value(written.status()).expect("a status serializes");
     let Some(removal) = removal(&live, &desired) else {
         return Ok(written);
     };
