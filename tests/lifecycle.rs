@@ -34,6 +34,7 @@ fn distributor(days: u32, notice: u32, auto: bool) -> Distributor {
                 auto_upgrade: auto,
             },
             activation: ActivationPolicy::default(),
+            email: EmailPolicy::default(),
         },
     );
     d.metadata.uid = Some("dist-uid".into());

@@ -38,6 +38,7 @@ fn vars() -> EmailVars {
         expires_at: None,
         reply_to: Some("partners@example.com".into()),
         deletion_policy: DeletionPolicy::Delete,
+        to_distributor: false,
     }
 }
 
