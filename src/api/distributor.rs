@@ -183,11 +183,10 @@ pub struct EmailPolicy {
 
     /// When set, a partner's `notificationEmail` must be in one of these domains (compared
     /// case-insensitively, whole domain: a subdomain is listed on its own). An email to any
-    /// other address waits until the list or the address changes. Up to 1000 unique domains.
+    /// other address waits until the list or the address changes. Up to 1000 domains, each
+    /// listed once (a set: admission refuses a duplicate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1000))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(x, self.exists_one(y, y.lowerAscii() == x.lowerAscii()))")
-        .message("spec.email.allowedRecipientDomains must not contain duplicates"))]
+    #[schemars(length(max = 1000), extend("x-kubernetes-list-type" = "set"))]
     pub allowed_recipient_domains: Option<Vec<RecipientDomain>>,
 
     /// A public address partners may answer to (`Reply-To`). When unset, emails carry no

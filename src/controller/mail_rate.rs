@@ -89,21 +89,36 @@ mod tests {
         let rate = MailRate::default();
         let three_per_hour = limit(3, 60);
         for minute in [0, 10, 20] {
-            assert_eq!(rate.try_take("n", three_per_hour, t(minute), Vec::new), Ok(()));
+            assert_eq!(
+                rate.try_take("n", three_per_hour, t(minute), Vec::new),
+                Ok(())
+            );
         }
         // The fourth waits until the first leaves the window.
-        assert_eq!(rate.try_take("n", three_per_hour, t(30), Vec::new), Err(t(60)));
+        assert_eq!(
+            rate.try_take("n", three_per_hour, t(30), Vec::new),
+            Err(t(60))
+        );
         assert_eq!(rate.try_take("n", three_per_hour, t(60), Vec::new), Ok(()));
-        assert_eq!(rate.try_take("n", three_per_hour, t(61), Vec::new), Err(t(70)));
+        assert_eq!(
+            rate.try_take("n", three_per_hour, t(61), Vec::new),
+            Err(t(70))
+        );
         // Another Distributor has its own count.
-        assert_eq!(rate.try_take("other", three_per_hour, t(61), Vec::new), Ok(()));
+        assert_eq!(
+            rate.try_take("other", three_per_hour, t(61), Vec::new),
+            Ok(())
+        );
     }
 
     #[test]
     fn a_lowered_limit_waits_until_the_count_is_under_it() {
         let rate = MailRate::default();
         for minute in [0, 1, 2, 3] {
-            assert!(rate.try_take("n", limit(10, 60), t(minute), Vec::new).is_ok());
+            assert!(
+                rate.try_take("n", limit(10, 60), t(minute), Vec::new)
+                    .is_ok()
+            );
         }
         assert_eq!(rate.try_take("n", limit(2, 60), t(5), Vec::new), Err(t(62)));
     }
@@ -127,7 +142,13 @@ mod tests {
         let rate = MailRate::default();
         let partners = || vec![std::sync::Arc::new(partner)];
         // Two of the three are within the hour: one place is left.
-        assert_eq!(rate.try_take("northwind", limit(3, 60), t(0), partners), Ok(()));
-        assert_eq!(rate.try_take("northwind", limit(3, 60), t(1), Vec::new), Err(t(30)));
+        assert_eq!(
+            rate.try_take("northwind", limit(3, 60), t(0), partners),
+            Ok(())
+        );
+        assert_eq!(
+            rate.try_take("northwind", limit(3, 60), t(1), Vec::new),
+            Err(t(30))
+        );
     }
 }

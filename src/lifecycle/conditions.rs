@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::reasons::{self, EventReason};
 use super::{Draft, Flow};
-use crate::api::{EmailEvent, EmailHoldReason, EmailRecord, SubscriptionLevel, find_condition, types};
+use crate::api::{
+    EmailEvent, EmailHoldReason, EmailRecord, SubscriptionLevel, find_condition, types,
+};
 
 /// Sets the three conditions; a conversion refused for a past date is said in a Warning, once
 /// per generation of the spec.

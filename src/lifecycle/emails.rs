@@ -366,8 +366,7 @@ pub fn rate_limited(
         .emails
         .iter_mut()
         .find(|e| e.message_id == email.message_id)?;
-    let was_waiting =
-        matches!(&record.held, Some(h) if h.reason == EmailHoldReason::RateLimited);
+    let was_waiting = matches!(&record.held, Some(h) if h.reason == EmailHoldReason::RateLimited);
     let limit = email.rate_limit;
     let why = format!(
         "Distributor {:?} sent its {} emails per {} minutes (spec.email.rateLimit); next room at {}",

@@ -609,7 +609,7 @@ mod tests {
             assert!(
                 email
                     .html
-                    .contains("the tenant of &ldquo;&lt;b&gt;Contoso&lt;/b&gt; &quot;IT&quot;&rdquo;"),
+                    .contains("the tenant of “&lt;b&gt;Contoso&lt;/b&gt; &quot;IT&quot;”"),
                 "{event:?}: {}",
                 email.html
             );
