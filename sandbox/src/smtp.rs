@@ -394,8 +394,9 @@ impl SmtpSink {
         self.shared.unconfirmed.store(count, Ordering::SeqCst);
     }
 
-    /// While silent, a new connection is accepted and never answered (not even greeted): a
-    /// server that hangs. Connections already open go on.
+    /// While silent, connections are accepted and nothing is answered (not even the greeting),
+    /// on new connections and open ones alike: a server that hangs. The replies held back go
+    /// out once it speaks again, to whoever still listens.
     pub fn set_silent(&self, silent: bool) {
         self.shared.silent.store(silent, Ordering::SeqCst);
     }
@@ -439,13 +440,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let shared = shared.clone();
         sessions.spawn(async move {
             let _open = OpenConnection::count(&shared);
-            if shared.silent.load(Ordering::SeqCst) {
-                // Read whatever comes and never answer, until the client gives up.
-                let mut stream = stream;
-                let mut sink = tokio::io::sink();
-                let _ = tokio::io::copy(&mut stream, &mut sink).await;
-                return;
-            }
             if let Err(Stop::Io(err)) = Session::new(stream, shared.clone()).run().await {
                 tracing::debug!(error = %err, "SMTP session ended");
             }
@@ -513,6 +507,9 @@ impl Session {
     }
 
     async fn reply(&mut self, line: &str) -> io::Result<()> {
+        while self.shared.silent.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let delay = self.shared.reply_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
