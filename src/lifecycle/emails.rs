@@ -134,18 +134,17 @@ pub(super) fn hold(d: &mut Draft) -> Flow {
     for record in d.status.emails.iter_mut().filter(|e| e.sent_at.is_none()) {
         let to_partner = record.recipient != Some(Recipient::Distributor);
         if to_partner && !policy.allows(partner_address) {
+            let why = format!(
+                "{partner_address:?} is not in a domain of Distributor {:?}'s \
+                 spec.email.allowedRecipientDomains",
+                distributor.metadata.name.as_deref().unwrap_or_default()
+            );
             if !matches!(&record.held, Some(h) if h.reason == EmailHoldReason::RecipientNotAllowed)
             {
-                let why = format!(
-                    "{partner_address:?} is not in a domain of Distributor {:?}'s \
-                     spec.email.allowedRecipientDomains",
-                    distributor.metadata.name.as_deref().unwrap_or_default()
-                );
                 events.push((
                     EventReason::RecipientNotAllowed,
                     format!("{} email held: {why}", record.event.as_str()),
                 ));
-                record.last_error = Some(why);
                 record.held = Some(EmailHold {
                     reason: EmailHoldReason::RecipientNotAllowed,
                     until: None,
@@ -153,6 +152,7 @@ pub(super) fn hold(d: &mut Draft) -> Flow {
                     distributor_generation: None,
                 });
             }
+            record.last_error = Some(why);
             continue;
         }
         let lifted = match &record.held {
@@ -162,10 +162,11 @@ pub(super) fn hold(d: &mut Draft) -> Flow {
                 EmailHoldReason::Refused => {
                     (held.partner_generation, held.distributor_generation) != generations
                 }
+                // Kept until it is sent, or held again with a later `until` (so a Partner
+                // that loses the race for the next place says so once, not at every try).
                 EmailHoldReason::RateLimited => {
-                    let until = held.until.unwrap_or(d.now);
-                    reviews.push(until);
-                    until <= d.now
+                    reviews.extend(held.until.filter(|until| *until > d.now));
+                    false
                 }
             },
         };
@@ -179,6 +180,17 @@ pub(super) fn hold(d: &mut Draft) -> Flow {
     }
     d.deadlines.extend(reviews);
     Flow::Next
+}
+
+/// Whether `record` must not be sent at `now`: held, and not a rate-limited email whose wait is
+/// over (that one is tried; the reconciler holds it again if the limit still has no room).
+pub(super) fn held_at(record: &EmailRecord, now: DateTime<Utc>) -> bool {
+    match &record.held {
+        None => false,
+        Some(held) => {
+            held.reason != EmailHoldReason::RateLimited || held.until.is_some_and(|u| u > now)
+        }
+    }
 }
 
 /// An email decided in this plan tells the dates as they are now, on every copy: its facts are
@@ -423,5 +435,167 @@ pub fn mark_email_failed(status: &mut PartnerStatus, message_id: &str, error: &s
         .find(|e| e.message_id == message_id)
     {
         record.last_error = Some(error.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::super::fixtures::*;
+    use super::super::{Effect, Plan, plan, reasons};
+    use super::*;
+    use crate::api::{Distributor, Partner, RecipientDomain, find_condition, types};
+
+    /// The emails `plan` sends, by event and recipient.
+    fn sends(plan: &Plan) -> Vec<(EmailEvent, Recipient)> {
+        plan.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SendEmail(email) => Some((email.event, email.recipient)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn activation_sent_reason(plan: &Plan) -> String {
+        find_condition(&plan.status.conditions, types::ACTIVATION_SENT)
+            .unwrap()
+            .reason
+            .clone()
+    }
+
+    /// The first plan's status taken as stored, nothing sent.
+    fn recorded(mut p: Partner, first: &Plan) -> Partner {
+        p.status = Some(first.status.clone());
+        p
+    }
+
+    fn only_contoso(d: &mut Distributor) {
+        d.spec.email.allowed_recipient_domains =
+            Some(vec![RecipientDomain("CONTOSO.example".into())]);
+    }
+
+    #[test]
+    fn an_address_outside_the_allowed_domains_is_held_until_allowed() {
+        let mut p = partner();
+        p.spec.notification_email = "admin@elsewhere.example".into();
+        let mut d = distributor();
+        only_contoso(&mut d);
+        let first = plan(&observe(&p, &d, None, t0()));
+        assert!(sends(&first).is_empty());
+        assert_eq!(
+            activation_sent_reason(&first),
+            reasons::RECIPIENT_NOT_ALLOWED
+        );
+        assert!(
+            first.effects.contains(&Effect::Event(PartnerEvent {
+                reason: EventReason::RecipientNotAllowed,
+                message:
+                    "activation email held: \"admin@elsewhere.example\" is not in a domain of \
+                      Distributor \"northwind\"'s spec.email.allowedRecipientDomains"
+                        .into(),
+            }))
+        );
+        // Said once: the next plan holds it quietly.
+        let p = recorded(p, &first);
+        let again = plan(&observe(&p, &d, None, t0()));
+        assert!(!again.effects.iter().any(|e| matches!(e, Effect::Event(_))));
+        // The domain is allowed (in any case): the email goes out.
+        d.spec.email.allowed_recipient_domains =
+            Some(vec![RecipientDomain("Elsewhere.Example".into())]);
+        let allowed = plan(&observe(&p, &d, None, t0()));
+        assert_eq!(
+            sends(&allowed),
+            [(EmailEvent::Activation, Recipient::Partner)]
+        );
+    }
+
+    #[test]
+    fn the_allowed_domains_do_not_hold_the_distributors_copy() {
+        let (p, mut d) = (partner(), distributor());
+        let first = plan(&observe(&p, &d, None, t0()));
+        let mut p = settled(p, &first, t0());
+        p.spec.notification_email = "admin@elsewhere.example".into();
+        only_contoso(&mut d);
+        let ended = plan(&observe(&p, &d, None, t0() + Duration::days(11)));
+        let p = recorded(p, &ended);
+        let notice = plan(&observe(&p, &d, None, t0() + Duration::days(11)));
+        assert_eq!(
+            sends(&notice),
+            [(EmailEvent::UpgradeNotice, Recipient::Distributor)]
+        );
+    }
+
+    #[test]
+    fn a_refusal_for_good_waits_for_either_spec_to_change() {
+        let (p, mut d) = (partner(), distributor());
+        d.metadata.generation = Some(4);
+        let first = plan(&observe(&p, &d, None, t0()));
+        let Some(Effect::SendEmail(email)) = first
+            .effects
+            .iter()
+            .find(|e| matches!(e, Effect::SendEmail(_)))
+        else {
+            panic!("an activation email");
+        };
+        let mut status = first.status.clone();
+        let event = failed(&mut status, email, "550 no such mailbox", true);
+        assert_eq!(event.reason, EventReason::EmailRefused);
+        let mut p = p;
+        p.status = Some(status);
+        let held = plan(&observe(&p, &d, None, t0()));
+        assert!(sends(&held).is_empty());
+        assert_eq!(activation_sent_reason(&held), reasons::EMAIL_REFUSED);
+        // The Distributor's spec changes: tried again.
+        d.metadata.generation = Some(5);
+        assert_eq!(sends(&plan(&observe(&p, &d, None, t0()))).len(), 1);
+        // So does a change of the Partner's own.
+        d.metadata.generation = Some(4);
+        p.metadata.generation = Some(2);
+        assert_eq!(sends(&plan(&observe(&p, &d, None, t0()))).len(), 1);
+    }
+
+    #[test]
+    fn a_rate_limited_email_is_tried_again_when_the_limit_has_room() {
+        let (p, d) = (partner(), distributor());
+        let first = plan(&observe(&p, &d, None, t0()));
+        let Some(Effect::SendEmail(email)) = first
+            .effects
+            .iter()
+            .find(|e| matches!(e, Effect::SendEmail(_)))
+        else {
+            panic!("an activation email");
+        };
+        let room_at = t0() + Duration::minutes(20);
+        let mut status = first.status.clone();
+        let event = rate_limited(&mut status, email, room_at).expect("said once");
+        assert_eq!(event.reason, EventReason::EmailRateLimited);
+        assert!(
+            rate_limited(&mut status, email, room_at).is_none(),
+            "not twice"
+        );
+        let mut p = p;
+        p.status = Some(status);
+        let waiting = plan(&observe(&p, &d, None, t0()));
+        assert!(sends(&waiting).is_empty());
+        assert_eq!(
+            activation_sent_reason(&waiting),
+            reasons::EMAIL_RATE_LIMITED
+        );
+        assert_eq!(waiting.next_review, Some(room_at));
+        let room = plan(&observe(&p, &d, None, room_at));
+        assert_eq!(sends(&room), [(EmailEvent::Activation, Recipient::Partner)]);
+    }
+
+    #[test]
+    fn each_recipient_has_a_message_id_of_its_own() {
+        let ids = [
+            message_id_to("uid-1", EmailEvent::Converted, 0, Recipient::Partner),
+            message_id_to("uid-1", EmailEvent::Converted, 0, Recipient::Distributor),
+            message_id_to("uid-1", EmailEvent::Converted, 1, Recipient::Distributor),
+        ];
+        assert_eq!(ids[0], message_id("uid-1", EmailEvent::Converted));
+        assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
     }
 }

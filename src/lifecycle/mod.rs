@@ -304,16 +304,14 @@ fn effects(d: &mut Draft) -> Flow {
         d.effects.insert(0, tenant);
     }
     // While the activation email is held, the partner hears of nothing else first.
-    let activation_held = d
-        .status
-        .emails
-        .iter()
-        .any(|e| e.event == EmailEvent::Activation && e.sent_at.is_none() && e.held.is_some());
+    let activation_held = d.status.emails.iter().any(|e| {
+        e.event == EmailEvent::Activation && e.sent_at.is_none() && emails::held_at(e, d.now)
+    });
     let unsent: Vec<_> = d
         .status
         .emails
         .iter()
-        .filter(|e| e.sent_at.is_none() && e.held.is_none())
+        .filter(|e| e.sent_at.is_none() && !emails::held_at(e, d.now))
         .filter(|e| !activation_held || e.recipient == Some(Recipient::Distributor))
         .cloned()
         .collect();
