@@ -244,8 +244,8 @@ async fn without_auto_upgrade_the_trial_expires_unbilled(server: Server) {
     let status = p.status.unwrap();
     assert_eq!(status.production.unwrap().reason, ProductionReason::Manual);
     assert_eq!(status.billing.unwrap().started_at, h.clock.now());
-    h.wait_emails(4).await;
-    assert_eq!(h.emails_of("converted").len(), 1);
+    h.wait_emails(7).await;
+    assert_eq!(h.emails_of("converted").len(), 2, "to each party");
 }
 
 async fn conversion_by_hand_then_production_expiry(server: Server) {

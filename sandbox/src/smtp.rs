@@ -508,7 +508,17 @@ impl Session {
 
     async fn reply(&mut self, line: &str) -> io::Result<()> {
         while self.shared.silent.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Silent, but not deaf to a client that gives up: its connection ends here, so
+            // the count of open connections is the client's.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                read = self.reader.fill_buf() => {
+                    if read.map_or(true, |buf| buf.is_empty()) {
+                        return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the client left"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
         }
         let delay = self.shared.reply_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {

@@ -458,6 +458,17 @@ mod tests {
             .collect()
     }
 
+    /// The first email `plan` sends.
+    fn first_email(plan: &Plan) -> &Email {
+        plan.effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::SendEmail(email) => Some(&**email),
+                _ => None,
+            })
+            .expect("an email to send")
+    }
+
     fn activation_sent_reason(plan: &Plan) -> String {
         find_condition(&plan.status.conditions, types::ACTIVATION_SENT)
             .unwrap()
@@ -532,13 +543,7 @@ mod tests {
         let (p, mut d) = (partner(), distributor());
         d.metadata.generation = Some(4);
         let first = plan(&observe(&p, &d, None, t0()));
-        let Some(Effect::SendEmail(email)) = first
-            .effects
-            .iter()
-            .find(|e| matches!(e, Effect::SendEmail(_)))
-        else {
-            panic!("an activation email");
-        };
+        let email = first_email(&first);
         let mut status = first.status.clone();
         let event = failed(&mut status, email, "550 no such mailbox", true);
         assert_eq!(event.reason, EventReason::EmailRefused);
@@ -560,13 +565,7 @@ mod tests {
     fn a_rate_limited_email_is_tried_again_when_the_limit_has_room() {
         let (p, d) = (partner(), distributor());
         let first = plan(&observe(&p, &d, None, t0()));
-        let Some(Effect::SendEmail(email)) = first
-            .effects
-            .iter()
-            .find(|e| matches!(e, Effect::SendEmail(_)))
-        else {
-            panic!("an activation email");
-        };
+        let email = first_email(&first);
         let room_at = t0() + Duration::minutes(20);
         let mut status = first.status.clone();
         let event = rate_limited(&mut status, email, room_at).expect("said once");
