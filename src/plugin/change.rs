@@ -194,7 +194,7 @@ pub async fn auto_upgrade(ctx: &Ctx, args: AutoUpgradeArgs) -> Result<()> {
                 "expires, unless converted before"
             };
             println!(
-                "partner {q}: auto-upgrade {word}: the trial {then} on {}",
+                "partner {q}: auto-upgrade {word}: the trial ends on {} and then {then}",
                 exact_and_relative(trial.ends_at, ctx.now)
             );
         }

@@ -300,6 +300,11 @@ impl Ctx {
             .applied_objects();
         let mut stream = std::pin::pin!(stream);
         let mut last = String::new();
+        eprintln!(
+            "waiting up to {}s for {} (--wait=false returns at once)",
+            timeout.as_secs(),
+            self.qualified(name)
+        );
         let waiting = async {
             while let Some(item) = stream.next().await {
                 let Ok(partner) = item else { continue };
