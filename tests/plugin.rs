@@ -120,7 +120,11 @@ fn has_lines(text: &str, expected: &[&str]) {
     let found = seen
         .windows(expected.len())
         .any(|w| w.iter().zip(expected).all(|(a, b)| a == b));
-    assert!(found, "expected the lines\n{}\nin\n{text}", expected.join("\n"));
+    assert!(
+        found,
+        "expected the lines\n{}\nin\n{text}",
+        expected.join("\n")
+    );
 }
 
 /// The lines of `text` from the one equal to `heading` to the next blank line.
@@ -247,7 +251,7 @@ async fn a_partners_life_through_the_plugin(server: Server) {
     has_lines(
         &litware,
         &[
-            "expires: 2027-06-30T00:00:00Z (in 120 days)",
+            "expires: 2027-06-30T00:00:00Z (in 121 days)",
             "billing: to northwind since 2027-03-01T09:00:00Z (now)",
             "activation: email sent to admin@litware.example at 2027-03-01T09:00:00Z",
         ],
@@ -261,7 +265,7 @@ async fn a_partners_life_through_the_plugin(server: Server) {
             "NAME ORGANIZATION DISTRIBUTOR LEVEL ACTIVATION DAYS LEFT AUTO-UPGRADE BILLING SINCE",
             "contoso Contoso IT Services northwind Trial sent 14d on -",
             "fabrikam Fabrikam Managed Services northwind Trial sent 14d off -",
-            "litware Litware Cloud Partners northwind Production sent 120d on 2027-03-01T09:00:00Z",
+            "litware Litware Cloud Partners northwind Production sent 121d on 2027-03-01T09:00:00Z",
         ]
     );
     let rows: Value = serde_json::from_str(&kubectl.ok(&h, &["list", "-o", "json"]).await).unwrap();
@@ -274,8 +278,7 @@ async fn a_partners_life_through_the_plugin(server: Server) {
         lines(&wide)[1].ends_with(&format!("2027-03-15T09:00:00Z True {tenant}")),
         "{wide}"
     );
-    let yaml: Value =
-        serde_yaml::from_str(&kubectl.ok(&h, &["list", "-o", "yaml"]).await).unwrap();
+    let yaml: Value = serde_yaml::from_str(&kubectl.ok(&h, &["list", "-o", "yaml"]).await).unwrap();
     assert_eq!(yaml[0]["level"], "Trial");
     let all = kubectl.run(&h, &["partner", "list", "-A"]).await;
     assert!(lines(&texts(&all).0)[1].starts_with("northwind-partners contoso "));
@@ -319,7 +322,9 @@ async fn a_partners_life_through_the_plugin(server: Server) {
     );
     let events = section(&status, "Recent events:");
     assert!(
-        events.iter().any(|e| e.contains("Normal TenantProvisioned")),
+        events
+            .iter()
+            .any(|e| e.contains("Normal TenantProvisioned")),
         "{status}"
     );
     assert!(
@@ -339,11 +344,12 @@ async fn a_partners_life_through_the_plugin(server: Server) {
         [
             format!("partner {NS}/fabrikam converted to Production"),
             "billing: to northwind since 2027-03-05T09:00:00Z (now) (billing period 1)".into(),
-            "expires: 2027-03-20T00:00:00Z (in 14 days)".into(),
+            "expires: 2027-03-20T00:00:00Z (in 15 days)".into(),
         ]
     );
     let fabrikam = partner_now(&h, "fabrikam").await;
     assert_eq!(fabrikam.spec.subscription.auto_upgrade, Some(false));
+    wait_settled_at(&h, "fabrikam", SubscriptionLevel::Production).await;
     let status = kubectl.ok(&h, &["status", "fabrikam"]).await;
     assert!(
         section(&status, "Story:").contains(
@@ -356,7 +362,7 @@ async fn a_partners_life_through_the_plugin(server: Server) {
     assert_eq!(
         section(&status, "Next:"),
         [
-            "next: 2027-03-20T00:00:00Z (in 14 days)",
+            "next: 2027-03-20T00:00:00Z (in 15 days)",
             "Production ends at its expiration date and billing to northwind ends; `kubectl \
              partner renew fabrikam --expires DATE` extends it",
             "email production-expired to admin@fabrikam.example, ops@northwind.example",
@@ -437,7 +443,9 @@ async fn a_partners_life_through_the_plugin(server: Server) {
     );
     let not_true = section(&status, "Conditions not True:");
     assert!(
-        not_true.iter().any(|c| c.starts_with("Ready=False Expired: ")),
+        not_true
+            .iter()
+            .any(|c| c.starts_with("Ready=False Expired: ")),
         "{status}"
     );
     assert!(
@@ -462,6 +470,7 @@ async fn a_partners_life_through_the_plugin(server: Server) {
             "expires: never (no expiration date)".into(),
         ]
     );
+    wait_settled_at(&h, "contoso", SubscriptionLevel::Production).await;
     let status = kubectl.ok(&h, &["status", "contoso"]).await;
     assert_eq!(
         section(&status, "Next:"),
@@ -507,7 +516,7 @@ async fn a_partners_life_through_the_plugin(server: Server) {
         [
             format!("partner {NS}/fabrikam renewed: Production again, a new billing period"),
             "billing: to northwind since 2027-03-20T09:00:00Z (now) (billing period 2)".into(),
-            "expires: 2027-06-30T00:00:00Z (in 101 days)".into(),
+            "expires: 2027-06-30T00:00:00Z (in 102 days)".into(),
         ]
     );
     wait_settled_at(&h, "fabrikam", SubscriptionLevel::Production).await;
@@ -540,7 +549,10 @@ async fn a_partners_life_through_the_plugin(server: Server) {
         "{bill}"
     );
     let csv = kubectl
-        .ok(&h, &["billing", "northwind", "--month", "2027-03", "-o", "csv"])
+        .ok(
+            &h,
+            &["billing", "northwind", "--month", "2027-03", "-o", "csv"],
+        )
         .await;
     assert_eq!(
         csv.lines().take(3).collect::<Vec<_>>(),
@@ -553,12 +565,18 @@ async fn a_partners_life_through_the_plugin(server: Server) {
     assert_eq!(csv.lines().count(), 7, "{csv}");
     let report: Value = serde_json::from_str(
         &kubectl
-            .ok(&h, &["billing", "northwind", "--month", "2027-03", "-o", "json"])
+            .ok(
+                &h,
+                &["billing", "northwind", "--month", "2027-03", "-o", "json"],
+            )
             .await,
     )
     .unwrap();
     assert_eq!(report["complete"], true);
-    assert_eq!(report["skus"][0], json!({"sku": "ESSENTIALS", "partners": 3, "partnerDays": 73}));
+    assert_eq!(
+        report["skus"][0],
+        json!({"sku": "ESSENTIALS", "partners": 3, "partnerDays": 73})
+    );
     assert_eq!(
         report["partners"][1]["periods"],
         json!([
@@ -578,8 +596,8 @@ async fn a_partners_life_through_the_plugin(server: Server) {
 /// Whether the Partner API of this build has the activation resend request.
 fn api_has_resend_request() -> bool {
     let crds = serde_json::to_value(partner_operator::api::crds()).unwrap();
-    crds[1]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-        ["properties"]["activation"]["properties"]
+    crds[1]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["activation"]["properties"]
         .get("resendRequest")
         .is_some()
 }
@@ -612,7 +630,9 @@ async fn fields_of_other_managers_and_bad_input(server: Server) {
 
     // The plugin does not take the field over silently: it names the owner.
     assert_eq!(
-        kubectl.fails(&h, &["auto-upgrade", "tailspin", "off"]).await,
+        kubectl
+            .fails(&h, &["auto-upgrade", "tailspin", "off"])
+            .await,
         format!(
             "error: {NS}/tailspin: spec.subscription.autoUpgrade is managed by \
              \"argocd-controller\"; changing it here would fight that manager (a GitOps tool \
@@ -621,12 +641,19 @@ async fn fields_of_other_managers_and_bad_input(server: Server) {
         )
     );
     assert_eq!(
-        partner_now(&h, "tailspin").await.spec.subscription.auto_upgrade,
+        partner_now(&h, "tailspin")
+            .await
+            .spec
+            .subscription
+            .auto_upgrade,
         Some(true)
     );
     // Forced, the field is the plugin's.
     kubectl
-        .ok(&h, &["auto-upgrade", "tailspin", "off", "--force-conflicts"])
+        .ok(
+            &h,
+            &["auto-upgrade", "tailspin", "off", "--force-conflicts"],
+        )
         .await;
     let tailspin = partner_now(&h, "tailspin").await;
     assert_eq!(tailspin.spec.subscription.auto_upgrade, Some(false));
@@ -644,10 +671,70 @@ async fn fields_of_other_managers_and_bad_input(server: Server) {
         .collect();
     assert_eq!(owner_of_auto_upgrade, ["kubectl-partner"]);
     // A field nobody else owns (the level, defaulted) converts without force.
-    kubectl.ok(&h, &["convert", "tailspin", "--wait=false"]).await;
+    kubectl
+        .ok(&h, &["convert", "tailspin", "--wait=false"])
+        .await;
+
+    // A Partner made with `kubectl apply -f` (client-side): what its file declares belongs to
+    // kubectl apply; a default it does not declare (the level) is nobody's declaration, though
+    // kube-apiserver records it under kubectl's name, and is taken over, saying so.
+    let manifest = kubectl.dir.path().join("adatum.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: partner-operator.io/v1alpha1\nkind: Partner\nmetadata: {{name: adatum, \
+             namespace: {NS}}}\nspec:\n  organizationName: Adatum Support\n  \
+             notificationEmail: ops@adatum.example\n  distributorRef: {{name: northwind}}\n  \
+             subscription: {{autoUpgrade: false}}\n"
+        ),
+    )
+    .unwrap();
+    let applied = kubectl
+        .run(&h, &["apply", "-f", manifest.to_str().unwrap()])
+        .await;
+    assert!(applied.status.success(), "{:?}", texts(&applied));
+    h.wait_partner(NS, "adatum", "Ready", is_ready).await;
+    assert_eq!(
+        kubectl.fails(&h, &["auto-upgrade", "adatum", "on"]).await,
+        format!(
+            "error: {NS}/adatum: spec.subscription.autoUpgrade is managed by \
+             \"kubectl-client-side-apply\"; changing it here would fight that manager (a GitOps \
+             tool would set it back): change it where that manager takes it from, or run again \
+             with --force-conflicts to take it over"
+        )
+    );
+    let converted = kubectl.partner(&h, &["convert", "adatum"]).await;
+    let (stdout, stderr) = texts(&converted);
+    assert!(converted.status.success(), "{stderr}{stdout}");
+    assert_eq!(
+        lines(&stdout)[0],
+        format!("partner {NS}/adatum converted to Production")
+    );
+    let note = "note: spec.subscription.level was a default the API server recorded under \
+                \"kubectl-client-side-apply\", not in its last-applied configuration: taken over";
+    // The embedded server does not record defaults under the creating manager (a divergence
+    // from kube-apiserver): there the conversion has no conflict to take over.
+    assert_eq!(
+        stderr.lines().any(|l| l == note),
+        server == Server::Kube,
+        "{stderr}"
+    );
 
     // Bad input: one clear line and a non-zero exit.
-    kubectl.ok(&h, &["add", "fabrikam", "--org", "Fabrikam", "--email", "admin@fabrikam.example", "--wait=false"]).await;
+    kubectl
+        .ok(
+            &h,
+            &[
+                "add",
+                "fabrikam",
+                "--org",
+                "Fabrikam",
+                "--email",
+                "admin@fabrikam.example",
+                "--wait=false",
+            ],
+        )
+        .await;
     for (args, expected) in [
         (
             vec!["status", "nosuch"],
@@ -730,17 +817,27 @@ async fn fields_of_other_managers_and_bad_input(server: Server) {
 /// from built archives.
 #[test]
 fn the_krew_manifest_is_filled_from_the_release_archives() {
-    let template: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(project("plugins/krew/partner.yaml")).unwrap())
-            .unwrap();
-    assert_eq!(template["apiVersion"], "krew.googlecontainertools.github.com/v1alpha2");
+    let template: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(project("plugins/krew/partner.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        template["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
     assert_eq!(template["kind"], "Plugin");
     assert_eq!(template["metadata"]["name"], "partner");
     let dist = tempfile::tempdir().unwrap();
-    let platforms = [("linux", "amd64"), ("linux", "arm64"), ("darwin", "amd64"), ("darwin", "arm64")];
+    let platforms = [
+        ("linux", "amd64"),
+        ("linux", "arm64"),
+        ("darwin", "amd64"),
+        ("darwin", "arm64"),
+    ];
     for (os, arch) in platforms {
         std::fs::write(
-            dist.path().join(format!("kubectl-partner_v1.2.3_{os}_{arch}.tar.gz")),
+            dist.path()
+                .join(format!("kubectl-partner_v1.2.3_{os}_{arch}.tar.gz")),
             format!("{os}/{arch}"),
         )
         .unwrap();
@@ -751,30 +848,46 @@ fn the_krew_manifest_is_filled_from_the_release_archives() {
         .arg(dist.path())
         .output()
         .unwrap();
-    assert!(filled.status.success(), "{}", String::from_utf8_lossy(&filled.stderr));
+    assert!(
+        filled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&filled.stderr)
+    );
     let manifest: Value = serde_yaml::from_slice(&filled.stdout).unwrap();
     assert_eq!(manifest["spec"]["version"], "v1.2.3");
     let entries = manifest["spec"]["platforms"].as_array().unwrap();
     assert_eq!(entries.len(), 4);
     for (entry, (os, arch)) in entries.iter().zip(platforms) {
-        assert_eq!(entry["selector"]["matchLabels"], json!({"os": os, "arch": arch}));
+        assert_eq!(
+            entry["selector"]["matchLabels"],
+            json!({"os": os, "arch": arch})
+        );
         assert_eq!(
             entry["uri"],
             format!(
                 "https://github.com/example/partner-operator/releases/download/v1.2.3/kubectl-partner_v1.2.3_{os}_{arch}.tar.gz"
             )
         );
-        let archive = dist.path().join(format!("kubectl-partner_v1.2.3_{os}_{arch}.tar.gz"));
+        let archive = dist
+            .path()
+            .join(format!("kubectl-partner_v1.2.3_{os}_{arch}.tar.gz"));
         assert_eq!(entry["sha256"], sha256_of(&archive));
         assert_eq!(entry["bin"], "kubectl-partner");
-        assert!(entry["files"].as_array().unwrap().iter().any(|f| f["from"] == "kubectl-partner"));
+        assert!(
+            entry["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["from"] == "kubectl-partner")
+        );
     }
     // The release workflow parses, and builds every platform the manifest names.
     let workflow: Value = serde_yaml::from_str(
         &std::fs::read_to_string(project(".github/workflows/release.yml")).unwrap(),
     )
     .unwrap();
-    let targets = serde_json::to_string(&workflow["jobs"]["archives"]["strategy"]["matrix"]).unwrap();
+    let targets =
+        serde_json::to_string(&workflow["jobs"]["archives"]["strategy"]["matrix"]).unwrap();
     for target in [
         "x86_64-unknown-linux-gnu",
         "aarch64-unknown-linux-gnu",

@@ -323,8 +323,12 @@ pub async fn resend_activation(ctx: &Ctx, args: ResendArgs) -> Result<()> {
             let conflicts = ssa::conflicts(&status);
             return Err(Error(ssa::conflict_line(&q, &conflicts)));
         }
+        // The embedded server answers 400 (unknown field, strict validation); kube-apiserver
+        // cannot even build the apply's typed object and answers 500 (`.spec.activation: field
+        // not declared in schema`).
         Err(kube::Error::Api(status))
-            if matches!(status.code, 400 | 422) && status.message.contains("activation") =>
+            if status.message.contains("spec.activation")
+                || status.message.contains("resendRequest") =>
         {
             let first = status
                 .message

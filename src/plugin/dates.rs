@@ -79,7 +79,7 @@ pub fn exact_and_relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     format!("{} ({})", exact(at), relative(at, now))
 }
 
-/// `in 3 days`, `2 hours ago`, `now`: days and hours under a week, whole days beyond.
+/// `in 3 days`, `2 hours ago`, `now`: days and hours under a week, days beyond.
 pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let delta = at - now;
     let span = span(delta.abs());
@@ -92,32 +92,39 @@ pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
-/// `3 days 4 hours`, `45 minutes`; empty under a minute.
+/// `3 days 4 hours`, `45 minutes`; empty under a minute. Rounded to the unit shown: a trial
+/// made a second ago ends "in 14 days", not 13.
 fn span(delta: Duration) -> String {
     let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
-    let (days, hours, minutes) = (
-        delta.num_days(),
-        delta.num_hours() % 24,
-        delta.num_minutes() % 60,
-    );
-    match (days, hours, minutes) {
-        (0, 0, 0) => String::new(),
-        (0, 0, m) => plural(m, "minute"),
-        (0, h, _) => plural(h, "hour"),
-        (d, 0, _) | (d @ 7.., _, _) => plural(d, "day"),
-        (d, h, _) => format!("{} {}", plural(d, "day"), plural(h, "hour")),
+    let minutes = (delta.num_seconds() + 30) / 60;
+    if minutes == 0 {
+        return String::new();
     }
+    if minutes < 60 {
+        return plural(minutes, "minute");
+    }
+    let hours = (minutes + 30) / 60;
+    if hours < 24 {
+        return plural(hours, "hour");
+    }
+    if hours < 7 * 24 {
+        let (days, hours) = (hours / 24, hours % 24);
+        return match hours {
+            0 => plural(days, "day"),
+            h => format!("{} {}", plural(days, "day"), plural(h, "hour")),
+        };
+    }
+    plural((hours + 12) / 24, "day")
 }
 
-/// Whole days left until `at`, as the `list` table shows them: `13d`, `<1d`, or `expired`.
+/// Days left until `at`, as the `list` table shows them: started days (`14d` for a trial made a
+/// second ago, `1d` on its last day), or `expired`.
 pub fn days_left(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     if at <= now {
-        "expired".into()
-    } else if at - now < Duration::days(1) {
-        "<1d".into()
-    } else {
-        format!("{}d", (at - now).num_days())
+        return "expired".into();
     }
+    let seconds = (at - now).num_seconds();
+    format!("{}d", (seconds + 86_399) / 86_400)
 }
 
 #[cfg(test)]
@@ -182,23 +189,28 @@ mod tests {
     fn instants_print_exact_and_relative() {
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
         for (when, expected) in [
-            ("2027-03-01T09:00:30Z", "now"),
+            ("2027-03-01T09:00:29Z", "now"),
             ("2027-03-01T09:45:00Z", "in 45 minutes"),
             ("2027-03-01T10:00:00Z", "in 1 hour"),
             ("2027-03-02T09:00:00Z", "in 1 day"),
             ("2027-03-04T13:00:00Z", "in 3 days 4 hours"),
             ("2027-03-15T09:00:00Z", "in 14 days"),
-            ("2027-03-15T08:00:00Z", "in 13 days"),
+            ("2027-03-15T08:00:00Z", "in 14 days"),
+            ("2027-03-14T20:00:00Z", "in 13 days"),
+            ("2027-03-01T10:29:00Z", "in 1 hour"),
+            ("2027-03-01T10:31:00Z", "in 2 hours"),
+            ("2027-03-04T12:59:00Z", "in 3 days 4 hours"),
             ("2027-02-26T09:00:00Z", "3 days ago"),
         ] {
             assert_eq!(relative(at(when), now()), expected, "{when}");
         }
         assert_eq!(
             exact_and_relative(at("2027-06-30T00:00:00Z"), now()),
-            "2027-06-30T00:00:00Z (in 120 days)"
+            "2027-06-30T00:00:00Z (in 121 days)"
         );
         assert_eq!(days_left(at("2027-03-15T09:00:00Z"), now()), "14d");
-        assert_eq!(days_left(at("2027-03-01T20:00:00Z"), now()), "<1d");
+        assert_eq!(days_left(at("2027-03-15T08:59:59Z"), now()), "14d");
+        assert_eq!(days_left(at("2027-03-01T20:00:00Z"), now()), "1d");
         assert_eq!(days_left(at("2027-03-01T09:00:00Z"), now()), "expired");
     }
 }

@@ -30,7 +30,7 @@ pub struct Row {
     pub distributor: String,
     pub level: String,
     pub activation: String,
-    /// `13d`, `<1d`, `expired`, or `-` when the level has no end.
+    /// Started days left (`14d`, `1d`), `expired`, or `-` when the level has no end.
     pub days_left: String,
     pub expires_at: Option<String>,
     /// `on`, `off`, or `default` when the Distributor cannot be read.

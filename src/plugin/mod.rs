@@ -252,38 +252,54 @@ impl Ctx {
         changes: &[(&[&str], serde_json::Value)],
         strict: bool,
     ) -> Result<Partner> {
-        let current = current
-            .map(|p| serde_json::to_value(p).expect("a Partner serializes"))
-            .filter(|_| true);
+        let current = current.map(|p| serde_json::to_value(p).expect("a Partner serializes"));
         let config = ssa::applied_config(name, &self.namespace, current.as_ref(), changes);
         let mut params = PatchParams::apply(ssa::FIELD_MANAGER);
         params.force = self.force_conflicts;
         if strict {
             params.field_validation = Some(kube::api::ValidationDirective::Strict);
         }
-        match self
-            .partners()
-            .patch(name, &params, &Patch::Apply(&config))
-            .await
-        {
-            Ok(partner) => Ok(partner),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                let conflicts = ssa::conflicts(&status);
-                if conflicts.is_empty() {
-                    Err(Error(format!(
-                        "{}: {}",
-                        self.qualified(name),
-                        status.message
-                    )))
-                } else {
-                    Err(Error(ssa::conflict_line(&self.qualified(name), &conflicts)))
-                }
+        let api = self.partners();
+        let refused = match api.patch(name, &params, &Patch::Apply(&config)).await {
+            Ok(partner) => return Ok(partner),
+            Err(kube::Error::Api(status)) if status.code == 409 => status,
+            Err(e) => {
+                return Err(api_error(
+                    &format!("the API server refused partner {}", self.qualified(name)),
+                    e,
+                ));
             }
-            Err(e) => Err(api_error(
-                &format!("the API server refused partner {}", self.qualified(name)),
-                e,
-            )),
+        };
+        let conflicts = ssa::conflicts(&refused);
+        if conflicts.is_empty() {
+            return Err(Error(format!(
+                "{}: {}",
+                self.qualified(name),
+                refused.message
+            )));
         }
+        let defaults_only = current
+            .as_ref()
+            .is_some_and(|c| ssa::only_undeclared_defaults(c, &conflicts));
+        if !defaults_only {
+            return Err(Error(ssa::conflict_line(&self.qualified(name), &conflicts)));
+        }
+        for conflict in &conflicts {
+            eprintln!(
+                "note: {} was a default the API server recorded under {:?}, not in its \
+                 last-applied configuration: taken over",
+                conflict.field, conflict.manager
+            );
+        }
+        params.force = true;
+        api.patch(name, &params, &Patch::Apply(&config))
+            .await
+            .map_err(|e| {
+                api_error(
+                    &format!("the API server refused partner {}", self.qualified(name)),
+                    e,
+                )
+            })
     }
 
     /// Waits until `check` says the Partner is done (`Ok(Some)`), failed (`Err`), or

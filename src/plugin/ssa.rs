@@ -146,6 +146,31 @@ pub fn conflicts(status: &kube::core::Status) -> Vec<Conflict> {
     found
 }
 
+/// Whether every conflict is a value nobody declared: the conflicting manager wrote by update
+/// (`kubectl apply` without `--server-side`, `kubectl create`), and the object's
+/// `kubectl.kubernetes.io/last-applied-configuration` does not hold the field. kube-apiserver
+/// records the defaults it fills in under the manager of the write that created the object, so
+/// a Partner made by `kubectl apply -f` "owns" its defaulted `spec.subscription.level`; but no
+/// `kubectl apply` of that configuration will set it back, so taking it over fights nobody.
+pub fn only_undeclared_defaults(object: &Value, conflicts: &[Conflict]) -> bool {
+    let Some(applied) =
+        object["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    else {
+        return false;
+    };
+    let managers = object["metadata"]["managedFields"].as_array();
+    !conflicts.is_empty()
+        && conflicts.iter().all(|conflict| {
+            let by_update_only = managers.into_iter().flatten().all(|entry| {
+                entry["manager"] != conflict.manager.as_str() || entry["operation"] == "Update"
+            });
+            let path: Vec<String> = conflict.field.split('.').map(String::from).collect();
+            by_update_only && get(&applied, &path).is_none()
+        })
+}
+
 /// The one line that refuses to take fields over.
 pub fn conflict_line(partner: &str, conflicts: &[Conflict]) -> String {
     let owned: Vec<String> = conflicts
@@ -244,6 +269,55 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_default_recorded_under_kubectl_apply_is_nobodys_declaration() {
+        let object = |annotation: Option<&str>, operation: &str| {
+            json!({"metadata": {
+                "annotations": annotation.map(|a| json!({
+                    "kubectl.kubernetes.io/last-applied-configuration": a})),
+                "managedFields": [{"manager": "kubectl-client-side-apply", "operation": operation,
+                    "fieldsV1": {"f:spec": {"f:subscription": {"f:level": {}, "f:autoUpgrade": {}}}}}],
+            }})
+        };
+        let applied = r#"{"spec":{"subscription":{"autoUpgrade":false}}}"#;
+        let on = |field: &str| {
+            vec![Conflict {
+                field: field.into(),
+                manager: "kubectl-client-side-apply".into(),
+            }]
+        };
+        let defaulted = on("spec.subscription.level");
+        let declared = on("spec.subscription.autoUpgrade");
+        assert!(only_undeclared_defaults(
+            &object(Some(applied), "Update"),
+            &defaulted
+        ));
+        assert!(!only_undeclared_defaults(
+            &object(Some(applied), "Update"),
+            &declared
+        ));
+        let mut both = defaulted.clone();
+        both.extend(declared);
+        assert!(!only_undeclared_defaults(
+            &object(Some(applied), "Update"),
+            &both
+        ));
+        // An applier owns what it applied: never taken over.
+        assert!(!only_undeclared_defaults(
+            &object(Some(applied), "Apply"),
+            &defaulted
+        ));
+        // Without kubectl's record of what was declared, nothing is known to be a default.
+        assert!(!only_undeclared_defaults(
+            &object(None, "Update"),
+            &defaulted
+        ));
+        assert!(!only_undeclared_defaults(
+            &object(Some(applied), "Update"),
+            &[]
+        ));
     }
 
     #[test]
