@@ -792,6 +792,29 @@ async fn fields_of_other_managers_and_bad_input(server: Server) {
         assert_eq!(kubectl.fails(&h, &args).await, expected, "{args:?}");
     }
 
+    // What only the API server checks is refused with its message, naming the field.
+    let refused = kubectl
+        .fails(
+            &h,
+            &[
+                "add",
+                "acme",
+                "--org",
+                "Acme",
+                "--email",
+                "a@acme.example",
+                "--distributor",
+                "North_wind",
+            ],
+        )
+        .await;
+    assert!(
+        refused.starts_with(&format!(
+            "error: the API server refused partner {NS}/acme: "
+        )) && refused.contains("spec.distributorRef.name"),
+        "{refused}"
+    );
+
     // resend-activation writes spec.activation.resendRequest; while the Partner API lacks the
     // field, the API server refuses it and the plugin says so in one line.
     if api_has_resend_request() {
