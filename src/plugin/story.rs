@@ -374,7 +374,7 @@ fn describe(
         before.subscription_level.unwrap_or_default(),
         after.subscription_level.unwrap_or_default(),
     );
-    let (auto, source) = auto_upgrade(partner, world.distributor);
+    let (_, source) = auto_upgrade(partner, world.distributor);
     use SubscriptionLevel::*;
     match (level_before, level_after) {
         (Trial, Production) => lines.push(match after.production.as_ref().map(|p| p.reason) {
@@ -398,7 +398,6 @@ fn describe(
         )),
         _ => {}
     }
-    let _ = auto;
     for record in new_records(before, after) {
         match record.event {
             EmailEvent::UpgradeNotice => lines.push(format!(
