@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use super::dates::{exact, exact_and_relative};
 use crate::api::{
-    Distributor, EmailEvent, EmailRecord, Partner, PartnerStatus, ProductionReason, RequestedLevel,
-    SubscriptionLevel, find_condition, types,
+    Distributor, EmailEvent, EmailHoldReason, EmailRecord, Partner, PartnerStatus,
+    ProductionReason, Recipient, RequestedLevel, SubscriptionLevel, find_condition, types,
 };
 use crate::lifecycle::{self, Effect, Observation, Plan};
 
@@ -54,8 +54,8 @@ pub fn auto_upgrade(
     }
 }
 
-/// The activation as one word: `activated`, `sent`, `failing`, `pending`, or `-` before there
-/// is a tenant.
+/// The activation as one word: `activated`, `sent`, `held` (by the Distributor's email policy
+/// or a refusal for good), `failing`, `pending`, or `-` before there is a tenant.
 pub fn activation_word(partner: &Partner) -> &'static str {
     let status = status_of(partner);
     if find_condition(&status.conditions, ACTIVATED).is_some_and(|c| c.status == "True") {
@@ -68,10 +68,20 @@ pub fn activation_word(partner: &Partner) -> &'static str {
     {
         return "sent";
     }
+    let unsent = |e: &&EmailRecord| e.event == EmailEvent::Activation && e.sent_at.is_none();
+    if status
+        .emails
+        .iter()
+        .filter(unsent)
+        .any(|e| e.held.is_some())
+    {
+        return "held";
+    }
     let failing = status
         .emails
         .iter()
-        .any(|e| e.event == EmailEvent::Activation && e.last_error.is_some());
+        .filter(unsent)
+        .any(|e| e.last_error.is_some());
     match (failing, status.tenant.is_some()) {
         (true, _) => "failing",
         (false, true) => "pending",
@@ -398,7 +408,13 @@ fn describe(
         )),
         _ => {}
     }
+    let mut told = vec![];
     for record in new_records(before, after) {
+        // One record per recipient: the notice is told once.
+        if told.contains(&record.event) {
+            continue;
+        }
+        told.push(record.event);
         match record.event {
             EmailEvent::UpgradeNotice => lines.push(format!(
                 "the notice: the trial converts to Production on {}",
@@ -449,11 +465,25 @@ fn recipients(
             })
             .collect()
     };
-    let mut out = sends(plan);
+    let mut all = sends(plan);
     if plan.effects.contains(&Effect::SendEmailsNextPass) {
         let mut next = partner.clone();
         next.status = Some(plan.status.clone());
-        out.extend(sends(&plan_at(world, &next, at)));
+        all.extend(sends(&plan_at(world, &next, at)));
+    }
+    // Each recipient gets a message of its own: one line per kind of email.
+    let mut out: Vec<(EmailEvent, Vec<String>)> = vec![];
+    for (event, to) in all {
+        match out.iter_mut().find(|(e, _)| *e == event) {
+            Some((_, all_to)) => {
+                for t in to {
+                    if !all_to.contains(&t) {
+                        all_to.push(t);
+                    }
+                }
+            }
+            None => out.push((event, to)),
+        }
     }
     out
 }
@@ -477,16 +507,10 @@ pub fn outlook(world: &World) -> Vec<String> {
         return lines;
     }
     for record in status.emails.iter().filter(|e| e.sent_at.is_none()) {
-        lines.push(match &record.last_error {
-            Some(error) => format!(
-                "the {} email is failing: {error}; the operator retries with backoff",
-                record.event.as_str()
-            ),
-            None => format!(
-                "the {} email is decided and waits for a mail slot: the operator sends it in turn",
-                record.event.as_str()
-            ),
-        });
+        let line = unsent_line(world, record);
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
     }
     if let Some(ready) = find_condition(&status.conditions, types::READY)
         && ready.reason == lifecycle::reasons::EXPIRATION_DATE_IN_PAST
@@ -524,6 +548,47 @@ pub fn outlook(world: &World) -> Vec<String> {
         current = settled(&current, plan.status, at);
     }
     lines
+}
+
+/// Why an email decided earlier has not gone out: held back on purpose (the Distributor's
+/// rate limit, a recipient domain it does not allow, a refusal for good), failing and retried,
+/// or waiting for a mail slot.
+fn unsent_line(world: &World, record: &EmailRecord) -> String {
+    let to = match record.recipient {
+        Some(Recipient::Partner) => format!(" to {}", world.partner.spec.notification_email),
+        Some(Recipient::Distributor) => match world.distributor {
+            Some(d) => format!(" to {}", d.spec.notification_email),
+            None => " to the distributor".into(),
+        },
+        None => String::new(),
+    };
+    let event = record.event.as_str();
+    let error = record.last_error.as_deref().unwrap_or("no reason given");
+    match (&record.held, &record.last_error) {
+        (Some(hold), _) => match hold.reason {
+            EmailHoldReason::RateLimited => format!(
+                "the {event} email{to} is held by the Distributor's rate limit{}",
+                hold.until
+                    .map(|at| format!("; it goes out from {}", exact_and_relative(at, world.now)))
+                    .unwrap_or_default()
+            ),
+            EmailHoldReason::RecipientNotAllowed => format!(
+                "the {event} email{to} is held: {error} (the Distributor's \
+                 spec.email.allowedRecipientDomains)"
+            ),
+            EmailHoldReason::Refused => format!(
+                "the {event} email{to} was refused for good by the SMTP server: {error}; it is \
+                 tried again once the Partner's or the Distributor's spec changes"
+            ),
+        },
+        (None, Some(error)) => {
+            format!("the {event} email{to} is failing: {error}; the operator retries with backoff")
+        }
+        (None, None) => format!(
+            "the {event} email{to} is decided and waits for a mail slot: the operator sends it \
+             in turn"
+        ),
+    }
 }
 
 /// Why no deadline is ahead.
@@ -580,6 +645,7 @@ mod tests {
                 partner_namespaces: None,
                 trial: TrialPolicy::default(),
                 activation: ActivationPolicy::default(),
+                email: EmailPolicy::default(),
             },
         );
         d.spec.trial.auto_upgrade = auto_upgrade;
@@ -760,13 +826,38 @@ mod tests {
         p.status = Some(status.clone());
         assert_eq!(
             outlook_of(&p, &d, t0())[0],
-            "the activation email is failing: 550 mailbox unavailable; the operator retries with backoff"
+            "the activation email to admin@contoso.example is failing: 550 mailbox unavailable; \
+             the operator retries with backoff"
         );
         status.emails[0].last_error = None;
-        p.status = Some(status);
+        p.status = Some(status.clone());
         assert_eq!(
             outlook_of(&p, &d, t0())[0],
-            "the activation email is decided and waits for a mail slot: the operator sends it in turn"
+            "the activation email to admin@contoso.example is decided and waits for a mail slot: \
+             the operator sends it in turn"
+        );
+        // Held back on purpose: said with the hold's reason.
+        let mut held = status.clone();
+        held.emails[0].held = Some(EmailHold {
+            reason: EmailHoldReason::RateLimited,
+            until: Some(t0() + Duration::minutes(30)),
+            partner_generation: None,
+            distributor_generation: None,
+        });
+        p.status = Some(held.clone());
+        assert_eq!(
+            outlook_of(&p, &d, t0())[0],
+            "the activation email to admin@contoso.example is held by the Distributor's rate \
+             limit; it goes out from 2027-03-01T09:30:00Z (in 30 minutes)"
+        );
+        held.emails[0].held.as_mut().unwrap().reason = EmailHoldReason::Refused;
+        held.emails[0].last_error = Some("550 no such user".into());
+        p.status = Some(held);
+        assert_eq!(
+            outlook_of(&p, &d, t0())[0],
+            "the activation email to admin@contoso.example was refused for good by the SMTP \
+             server: 550 no such user; it is tried again once the Partner's or the Distributor's \
+             spec changes"
         );
         // A deadline passed that the operator has not acted on.
         let settled = lived(&partner(), &d, t0());
