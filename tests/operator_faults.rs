@@ -220,14 +220,13 @@ async fn api_faults_delay_but_never_duplicate() {
     assert!(duplicates.is_empty(), "sent twice: {duplicates:?}");
 }
 
-/// With two SMTP connections, one reconciliation may send email while deadlines are due: when a
+/// At a concurrency of 2, one reconciliation may be in the mail phase: when a
 /// dozen Partners' notices, then their trial ends, fall due together, those that find the
 /// mail slot taken step aside and are woken in turn, and every email goes out once.
 async fn partners_waiting_for_a_mail_slot_are_each_mailed_once(server: Server) {
     let mut h = Harness::start_servers(server).await;
     let mut options = h.run_options();
     options.concurrency = 2;
-    options.smtp_url = format!("{}&max_connections=2", options.smtp_url);
     h.start_operator_with(options);
     h.northwind(true).await;
     let names = onboard(&h, 12).await;

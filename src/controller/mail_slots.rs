@@ -1,6 +1,8 @@
-//! How many Partner reconciliations may send email at once: as many as the mailer may open SMTP
-//! connections (`max_connections`), so a server that hangs or answers slowly holds at most
-//! that many reconciliations, and the rest provision, convert and delete meanwhile.
+//! How many Partner reconciliations may be in the mail phase at once (reading the Partner
+//! fresh, storing an activation token, sending, recording the delivery): half of the
+//! reconciliation slots, so a mail server that hangs or answers slowly holds at most those, and
+//! the rest provision, convert and delete meanwhile. Within them the mailer opens at most
+//! `max_connections` SMTP connections ([`crate::mail::Mailer`]).
 //!
 //! A reconciliation that sends email holds its slot for the SMTP round trips and the status
 //! write that records the delivery, about ten times as long as a conversion at a deadline

@@ -221,6 +221,11 @@ async fn carry_out(
                 pass.entitlements_written = written_entitlements(&pass.current);
             }
             Effect::IssueActivation(token) => {
+                // The token is stored right before its email, under the same mail slot: a
+                // Partner waiting for a slot writes nothing meanwhile.
+                if let Some(next) = ready_to_send(api, ctx, pass).await? {
+                    return Ok(next);
+                }
                 let found = issue_activation(ctx, &pass.current, token).await?;
                 if !found.is_owned() {
                     // No link goes out whose token hash is not stored in the Partner's tenant.
@@ -290,7 +295,7 @@ fn token(ctx: &Context, partner: &Partner, message_id: &str) -> String {
         .token(&partner.uid().unwrap_or_default(), message_id)
 }
 
-/// Before the first email of a pass: a mail slot (else the Partner steps aside until one
+/// Before the first email of a pass (or its activation token): a mail slot (else the Partner steps aside until one
 /// frees), then a fresh read of the Partner (a cached status may not show an email that went
 /// out already; the plan is made again on what is stored).
 async fn ready_to_send(

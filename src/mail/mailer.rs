@@ -355,7 +355,9 @@ pub struct Mailer {
     /// Bounds a whole delivery: lettre's own timeout covers each command, not every wait
     /// (a server that accepts the connection and never greets would hold a send forever).
     deadline: std::time::Duration,
-    max_connections: u32,
+    /// One permit per SMTP connection: lettre's pool bounds the connections it keeps idle, not
+    /// those in use, so this bounds the sends under way.
+    connections: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for Mailer {
@@ -390,13 +392,10 @@ impl Mailer {
             templates,
             from: config.from,
             deadline: config.timeout,
-            max_connections: config.max_connections,
+            connections: tokio::sync::Semaphore::new(
+                usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+            ),
         })
-    }
-
-    /// How many emails may be sent at once, each over a connection of its own.
-    pub fn max_connections(&self) -> usize {
-        usize::try_from(self.max_connections).unwrap_or(usize::MAX)
     }
 
     /// Renders and sends `email`: multipart/alternative (text, then HTML), with its
@@ -404,6 +403,12 @@ impl Mailer {
     /// configured sender; `Reply-To` is the distributor's public reply address when it set one.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
         let message = self.build(email)?;
+        // Waiting for a connection is not the message's time: the bound starts once it has one.
+        let _connection = self
+            .connections
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         match tokio::time::timeout(self.deadline, self.transport.send(message)).await {
             Ok(result) => result.map(|_| ()).map_err(MailError::from_smtp),
             Err(_) => Err(MailError::Timeout(format!(
