@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -347,7 +346,7 @@ impl Header for EventHeader {
     }
 }
 
-/// Sends lifecycle emails through one SMTP server, over a small pool of connections.
+/// Sends lifecycle emails through one SMTP server, over at most `max_connections` connections.
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     templates: Templates,
@@ -355,8 +354,11 @@ pub struct Mailer {
     /// Bounds a whole delivery: lettre's own timeout covers each command, not every wait
     /// (a server that accepts the connection and never greets would hold a send forever).
     deadline: std::time::Duration,
-    /// One permit per SMTP connection: lettre's pool bounds the connections it keeps idle, not
-    /// those in use, so this bounds the sends under way.
+    /// One permit per SMTP connection. Each message has a connection of its own, closed when
+    /// the send ends or is given up (lettre's pool keeps, or closes on tasks of its own,
+    /// connections whose send was given up, so with it more than `max_connections` could be
+    /// open against a server that hangs; emails are few and rate-limited, so a connection per
+    /// message costs little).
     connections: tokio::sync::Semaphore,
 }
 
@@ -382,8 +384,7 @@ impl Mailer {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
             .port(config.port)
             .tls(tls)
-            .timeout(Some(config.timeout))
-            .pool_config(PoolConfig::new().max_size(config.max_connections));
+            .timeout(Some(config.timeout));
         if let (Some(user), Some(password)) = (&config.username, &config.password) {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
