@@ -155,8 +155,8 @@ struct Shared {
     silent: AtomicBool,
     /// How long each reply waits, in milliseconds.
     reply_delay_ms: std::sync::atomic::AtomicU64,
-    /// Connections open now, and the most open at once.
-    connections: Mutex<(usize, usize)>,
+    /// The connections open, and the most open at once.
+    connections: Mutex<Connections>,
     outbox: Option<Outbox>,
 }
 
@@ -321,7 +321,7 @@ impl SmtpSink {
             hang: AtomicBool::new(false),
             silent: AtomicBool::new(false),
             reply_delay_ms: std::sync::atomic::AtomicU64::new(0),
-            connections: Mutex::new((0, 0)),
+            connections: Mutex::default(),
             outbox,
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone())).abort_handle();
@@ -409,7 +409,7 @@ impl SmtpSink {
 
     /// The most connections that were open at once so far.
     pub fn peak_connections(&self) -> usize {
-        lock(&self.shared.connections).1
+        lock(&self.shared.connections).peak
     }
 
     /// As [`SmtpSink::leave_unconfirmed`], but the connection hangs after the data, saying
@@ -439,7 +439,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         sessions.spawn(async move {
-            let _open = OpenConnection::count(&shared);
+            let _open = OpenConnection::count(&shared, &stream);
             if let Err(Stop::Io(err)) = Session::new(stream, shared.clone()).run().await {
                 tracing::debug!(error = %err, "SMTP session ended");
             }
@@ -459,21 +459,51 @@ impl From<io::Error> for Stop {
     }
 }
 
+/// The connections open, each with a second handle on its socket to ask the kernel whether the
+/// client closed it: a session notices that only when it next reads, which may come after the
+/// client's next connection is accepted, so counting sessions would count a closed connection.
+#[derive(Default)]
+struct Connections {
+    open: HashMap<u64, std::net::TcpStream>,
+    next: u64,
+    peak: usize,
+}
+
 /// One open connection, counted while it lives.
-struct OpenConnection(Arc<Shared>);
+struct OpenConnection {
+    shared: Arc<Shared>,
+    id: u64,
+}
 
 impl OpenConnection {
-    fn count(shared: &Arc<Shared>) -> Self {
+    fn count(shared: &Arc<Shared>, stream: &TcpStream) -> Self {
+        use std::os::fd::AsFd;
         let mut connections = lock(&shared.connections);
-        connections.0 += 1;
-        connections.1 = connections.1.max(connections.0);
-        Self(shared.clone())
+        // Those the client has closed (the kernel has its FIN) are not open any more.
+        connections.open.retain(|_, socket| {
+            let mut byte = [0u8; 1];
+            match socket.peek(&mut byte) {
+                Ok(0) => false,
+                Ok(_) => true,
+                Err(err) => err.kind() == io::ErrorKind::WouldBlock,
+            }
+        });
+        let id = connections.next;
+        connections.next += 1;
+        if let Ok(fd) = stream.as_fd().try_clone_to_owned() {
+            connections.open.insert(id, std::net::TcpStream::from(fd));
+        }
+        connections.peak = connections.peak.max(connections.open.len());
+        Self {
+            shared: shared.clone(),
+            id,
+        }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        lock(&self.0.connections).0 -= 1;
+        lock(&self.shared.connections).open.remove(&self.id);
     }
 }
 
