@@ -51,6 +51,7 @@ fn partner() -> Partner {
             },
             subscription: Subscription::default(),
             tenant: TenantPolicy::default(),
+            activation: Default::default(),
         },
     );
     p.metadata.namespace = Some("northwind-partners".into());

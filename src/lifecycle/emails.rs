@@ -120,6 +120,12 @@ pub(super) fn email(d: &Draft, record: &EmailRecord) -> Email {
     if record.event != EmailEvent::Activation {
         to.push(distributor.spec.notification_email.clone());
     }
+    // The news of an activation is the distributor's alone; its replies reach the partner.
+    let mut reply_to = distributor.spec.notification_email.clone();
+    if record.event == EmailEvent::Activated {
+        to.remove(0);
+        reply_to = partner.spec.notification_email.clone();
+    }
     Email {
         event: record.event,
         message_id: record.message_id.clone(),
@@ -141,7 +147,7 @@ pub(super) fn email(d: &Draft, record: &EmailRecord) -> Email {
             production_since: facts.production_since,
             expires_at: facts.expires_at,
             // Answers go to the distributor; the sender stays the operator's.
-            reply_to: Some(distributor.spec.notification_email.clone()),
+            reply_to: Some(reply_to),
             deletion_policy: partner.spec.tenant.deletion_policy,
         },
         link_base: (record.event == EmailEvent::Activation)
@@ -150,16 +156,33 @@ pub(super) fn email(d: &Draft, record: &EmailRecord) -> Email {
     }
 }
 
-/// The token of the activation link already emailed, to store again, if one was emailed.
+/// The token of the activation link emailed last, to store again, if one was emailed.
 pub(super) fn sent_activation(status: &PartnerStatus) -> Option<ActivationToken> {
     let sent = status
         .emails
         .iter()
+        .rev()
         .find(|e| e.event == EmailEvent::Activation && e.sent_at.is_some())?;
     Some(ActivationToken {
+        superseded: superseded_activations(status, &sent.message_id),
         message_id: sent.message_id.clone(),
-        expires_at: status.activation.as_ref()?.link_expires_at?,
+        expires_at: sent
+            .facts
+            .as_ref()
+            .and_then(|f| f.link_expires_at)
+            .or(status.activation.as_ref()?.link_expires_at)?,
     })
+}
+
+/// The Message-IDs of the activation emails sent before the one with `current`.
+pub(super) fn superseded_activations(status: &PartnerStatus, current: &str) -> Vec<String> {
+    status
+        .emails
+        .iter()
+        .filter(|e| e.event == EmailEvent::Activation && e.sent_at.is_some())
+        .map(|e| e.message_id.clone())
+        .filter(|id| id != current)
+        .collect()
 }
 
 /// The dates an email decided now tells. A Production subscription that ended tells when its

@@ -19,7 +19,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
 use crate::api::{DeletionPolicy, EmailEvent};
 
 /// Every email event, in lifecycle order.
-pub const EVENTS: [EmailEvent; 7] = [
+pub const EVENTS: [EmailEvent; 8] = [
     EmailEvent::Activation,
     EmailEvent::UpgradeNotice,
     EmailEvent::ExpiryNotice,
@@ -27,6 +27,7 @@ pub const EVENTS: [EmailEvent; 7] = [
     EmailEvent::TrialExpired,
     EmailEvent::ProductionExpired,
     EmailEvent::Renewed,
+    EmailEvent::Activated,
 ];
 
 /// The three parts of an email.
@@ -113,6 +114,7 @@ pub fn required_variables(event: EmailEvent) -> &'static [&'static str] {
         EmailEvent::Converted => &["production_since"],
         EmailEvent::ProductionExpired => &["expires_on"],
         EmailEvent::Renewed => &["production_since"],
+        EmailEvent::Activated => &[],
     }
 }
 
@@ -293,6 +295,9 @@ fn built_in(name: &str) -> &'static str {
         "renewed.subject.txt",
         "renewed.txt",
         "renewed.html",
+        "activated.subject.txt",
+        "activated.txt",
+        "activated.html",
     )
 }
 
@@ -589,6 +594,13 @@ mod tests {
         };
         for event in EVENTS {
             let email = templates.render(event, &vars).unwrap();
+            if event == EmailEvent::Activated {
+                // To the distributor, naming the partner.
+                assert!(email.text.contains("<b>Contoso</b> \"IT\" activated its tenant"));
+                assert!(email.html.contains("&lt;b&gt;Contoso&lt;/b&gt; &quot;IT&quot;"));
+                assert!(!email.html.contains("<b>"));
+                continue;
+            }
             assert!(
                 email.text.starts_with("Hello <b>Contoso</b> \"IT\",\n"),
                 "{event:?}: {}",

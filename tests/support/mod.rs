@@ -126,6 +126,7 @@ impl Harness {
             leader_election: None,
             // One key for every operator the test starts, as a Secret would give them.
             activation_key: Some(self.activation_key.clone()),
+            activation_service: None,
         }
     }
 
