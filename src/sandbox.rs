@@ -121,12 +121,14 @@ pub async fn run(
     // operator listens on it once it starts.
     let activation = match options.without_operator {
         true => None,
-        false => Some(free_activation_addr(options.activation_port).map_err(|source| {
-            SandboxError::Activation {
-                port: options.activation_port,
-                source,
-            }
-        })?),
+        false => Some(
+            free_activation_addr(options.activation_port).map_err(|source| {
+                SandboxError::Activation {
+                    port: options.activation_port,
+                    source,
+                }
+            })?,
+        ),
     };
 
     let clock = Clock::scaled(options.speed);
@@ -391,7 +393,10 @@ mod tests {
         assert!(summary.contains("a fresh outbox each run"));
         assert!(summary.contains("/tmp/s/outbox.previous"));
         assert!(summary.contains("86400x"));
-        assert!(summary.contains("http://127.0.0.1:8081/activate"), "{summary}");
+        assert!(
+            summary.contains("http://127.0.0.1:8081/activate"),
+            "{summary}"
+        );
         assert!(!summary.contains("partner-operator run"));
 
         let alone = Started {

@@ -83,7 +83,9 @@ pub fn judge(
     let superseded = stored
         .superseded
         .iter()
-        .fold(subtle::Choice::from(0), |any, hash| any | hash.ct_eq(&presented));
+        .fold(subtle::Choice::from(0), |any, hash| {
+            any | hash.ct_eq(&presented)
+        });
     let known = current || bool::from(superseded);
     if !known {
         return Verdict::Unknown;
@@ -108,7 +110,10 @@ pub fn is_tenant_id(tenant: &str) -> bool {
 
 /// Whether `token` looks like a token (64 lowercase hex digits).
 pub fn is_token(token: &str) -> bool {
-    token.len() == 64 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    token.len() == 64
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]

@@ -98,7 +98,12 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(client: Client, clock: Clock, metrics: Arc<Metrics>, options: &ServiceOptions) -> Self {
+    pub fn new(
+        client: Client,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        options: &ServiceOptions,
+    ) -> Self {
         Self {
             client,
             clock,
@@ -198,7 +203,7 @@ impl Outcome {
         match self {
             Self::Activated(..) => "the tenant is activated".into(),
             Self::AlreadyActivated(_, at) => {
-                format!("the tenant was activated already, at {}", at.to_rfc3339())
+                format!("the tenant was activated already, at {}", rfc3339(*at))
             }
             Self::MayActivate(..) => "the link is valid: POST to it to activate".into(),
             Self::Expired(_) => {
@@ -233,8 +238,9 @@ impl Outcome {
                              Activate.",
                             instant(*at)
                         ),
-                        None => "This link works once. Nothing changes until you press Activate."
-                            .into(),
+                        None => {
+                            "This link works once. Nothing changes until you press Activate.".into()
+                        }
                     },
                 ],
                 true,
@@ -272,9 +278,7 @@ impl Outcome {
             ),
             Self::Unknown => (
                 "This link is not valid".into(),
-                vec![
-                    "Check that you opened the whole link from the activation email.".into(),
-                ],
+                vec!["Check that you opened the whole link from the activation email.".into()],
                 false,
             ),
             Self::RateLimited(_) => (
@@ -295,6 +299,11 @@ impl Outcome {
             form,
         }
     }
+}
+
+/// An instant as Kubernetes writes one: `2027-03-01T09:00:00Z`.
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// An instant as the emails tell it: `12 December 2026 at 20:48 UTC`.
@@ -369,7 +378,7 @@ async fn api(
         body["tenant"] = json!(request.tenant);
     }
     if let Outcome::Activated(_, at) | Outcome::AlreadyActivated(_, at) = &outcome {
-        body["activatedAt"] = json!(at.to_rfc3339());
+        body["activatedAt"] = json!(rfc3339(*at));
     }
     let mut response = (outcome.status(), json_headers(), body.to_string()).into_response();
     retry_after(&mut response, &outcome);
@@ -623,7 +632,7 @@ impl Service {
 
     /// Writes `activatedAt` into the Secret if it is still the one judged: whether it won.
     async fn record_secret(&self, secret: &Secret, at: DateTime<Utc>) -> kube::Result<bool> {
-        let value = base64::engine::general_purpose::STANDARD.encode(at.to_rfc3339());
+        let value = base64::engine::general_purpose::STANDARD.encode(rfc3339(at));
         let patch = json!({
             "metadata": {"resourceVersion": secret.resource_version()},
             "data": {check::ACTIVATED_AT: value},
@@ -654,7 +663,7 @@ impl Service {
             "apiVersion": "partner-operator.io/v1alpha1",
             "kind": "Partner",
             "metadata": {"name": partner.name_any()},
-            "status": {"activation": {"activatedAt": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}},
+            "status": {"activation": {"activatedAt": rfc3339(at)}},
         });
         let mut wait = Duration::from_millis(50);
         let mut attempt = 0;

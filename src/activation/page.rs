@@ -71,7 +71,10 @@ mod tests {
         .render();
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("<img"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+            "{html}"
+        );
         assert!(html.contains("&amp; &#x27;q&#x27;"), "{html}");
         assert!(html.contains(r#"<button type="submit" id="activate">Activate</button>"#));
         assert!(html.contains(r#"<html lang="en">"#));

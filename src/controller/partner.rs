@@ -315,7 +315,11 @@ async fn issue_activation(
 }
 
 /// The hashes of the tokens of the activation emails `activation` replaces.
-fn superseded_hashes(ctx: &Context, partner: &Partner, activation: &ActivationToken) -> Vec<String> {
+fn superseded_hashes(
+    ctx: &Context,
+    partner: &Partner,
+    activation: &ActivationToken,
+) -> Vec<String> {
     activation
         .superseded
         .iter()

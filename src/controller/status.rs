@@ -156,7 +156,8 @@ mod tests {
     #[test]
     fn a_field_of_another_manager_is_neither_applied_nor_removed() {
         let others: &[&[&str]] = &[&["activation", "activatedAt"]];
-        let mut live = json!({"activation": {"activatedAt": "2027-03-02T09:00:00Z", "sentAt": "x"}});
+        let mut live =
+            json!({"activation": {"activatedAt": "2027-03-02T09:00:00Z", "sentAt": "x"}});
         let mut desired = live.clone();
         for path in others {
             take(&mut desired, path);

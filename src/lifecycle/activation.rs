@@ -89,7 +89,10 @@ fn prune_resends(d: &mut Draft) {
 pub fn resend_message_id(partner_uid: &str, previous: &str, request: &str) -> String {
     let key = format!("{partner_uid}/activation/resend/{previous}/{request}");
     let digest = Sha256::digest(key.as_bytes());
-    format!("<activation.{}@partner-operator.io>", &hex::encode(digest)[..32])
+    format!(
+        "<activation.{}@partner-operator.io>",
+        &hex::encode(digest)[..32]
+    )
 }
 
 /// Once the activation service recorded `activatedAt`, the distributor is told by email and an
@@ -106,10 +109,7 @@ pub(super) fn activated(d: &mut Draft) -> Flow {
     if emails::record(d, EmailEvent::Activated) {
         d.event(
             EventReason::Activated,
-            format!(
-                "{} activated its tenant",
-                d.partner.spec.organization_name
-            ),
+            format!("{} activated its tenant", d.partner.spec.organization_name),
         );
     }
     Flow::Next
@@ -122,9 +122,9 @@ pub(super) fn condition(d: &mut Draft) -> Flow {
     let activation = d.status.activation.clone().unwrap_or_default();
     if let Some(at) = activation.activated_at {
         let request = d.partner.spec.activation.resend_request.as_deref();
-        let refused_now = d.effects.iter().any(|e| {
-            matches!(e, super::Effect::Event(ev) if ev.reason == EventReason::ResendRefused)
-        });
+        let refused_now = d.effects.iter().any(
+            |e| matches!(e, super::Effect::Event(ev) if ev.reason == EventReason::ResendRefused),
+        );
         let refused_before = find_condition(&d.before.conditions, types::ACTIVATED)
             .is_some_and(|c| c.reason == reasons::RESEND_REFUSED)
             && request.is_some()
@@ -176,4 +176,214 @@ pub(super) fn condition(d: &mut Draft) -> Flow {
         );
     }
     Flow::Next
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::super::fixtures::*;
+    use super::super::{Effect, Plan, plan};
+    use super::*;
+    use crate::api::{Partner, find_condition};
+    use crate::tenant::entitlements_data;
+
+    /// A Partner whose tenant is provisioned and whose activation email went out at t0.
+    fn onboarded() -> Partner {
+        let (p, d) = (partner(), distributor());
+        let first = plan(&observe(&p, &d, None, t0()));
+        settled(p, &first, t0())
+    }
+
+    fn plan_at(p: &Partner, at: chrono::DateTime<chrono::Utc>) -> Plan {
+        let d = distributor();
+        let data = entitlements_data(p, p.status.as_ref().unwrap()).unwrap();
+        plan(&observe(p, &d, Some(&data), at))
+    }
+
+    fn activated_condition(plan: &Plan) -> (String, String) {
+        let c = find_condition(&plan.status.conditions, types::ACTIVATED).unwrap();
+        (c.status.clone(), c.reason.clone())
+    }
+
+    fn events(plan: &Plan) -> Vec<EventReason> {
+        plan.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Event(ev) => Some(ev.reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sends(plan: &Plan) -> Vec<(EmailEvent, String, Vec<String>)> {
+        plan.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SendEmail(email) => {
+                    Some((email.event, email.message_id.clone(), email.to.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_link_is_awaited_until_it_expires() {
+        let p = onboarded();
+        let waiting = plan_at(&p, t0() + Duration::hours(1));
+        assert_eq!(
+            activated_condition(&waiting),
+            ("False".into(), reasons::AWAITING_ACTIVATION.into())
+        );
+        assert_eq!(waiting.next_review, Some(t0() + Duration::days(7)));
+        let expired = plan_at(&p, t0() + Duration::days(7));
+        assert_eq!(
+            activated_condition(&expired),
+            ("False".into(), reasons::ACTIVATION_LINK_EXPIRED.into())
+        );
+    }
+
+    #[test]
+    fn an_activation_is_told_once_by_an_event_and_an_email_to_the_distributor() {
+        let mut p = onboarded();
+        let at = t0() + Duration::days(1);
+        p.status
+            .as_mut()
+            .unwrap()
+            .activation
+            .as_mut()
+            .unwrap()
+            .activated_at = Some(at);
+        let told = plan_at(&p, at);
+        assert_eq!(
+            activated_condition(&told),
+            ("True".into(), reasons::ACTIVATED.into())
+        );
+        assert_eq!(events(&told), [EventReason::Activated]);
+        let sent = sends(&told);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, EmailEvent::Activated);
+        assert_eq!(sent[0].2, ["ops@northwind.example"]);
+        let p = settled(p, &told, at);
+        let again = plan_at(&p, at + Duration::hours(1));
+        assert!(again.effects.is_empty(), "{:?}", again.effects);
+        assert_eq!(again.status, p.status.unwrap());
+    }
+
+    #[test]
+    fn a_resend_request_sends_a_new_link_once_and_is_refused_after_activation() {
+        let mut p = onboarded();
+        let first_id = p
+            .status
+            .as_ref()
+            .unwrap()
+            .activation
+            .as_ref()
+            .unwrap()
+            .message_id
+            .clone()
+            .unwrap();
+        p.spec.activation.resend_request = Some("2027-03-03T10:00:00Z".into());
+        let at = t0() + Duration::days(2);
+        let resent = plan_at(&p, at);
+        let activation = resent.status.activation.clone().unwrap();
+        assert_eq!(
+            activation.resend_handled.as_deref(),
+            Some("2027-03-03T10:00:00Z")
+        );
+        assert_eq!(activation.link_expires_at, Some(at + Duration::days(7)));
+        let new_id = activation.message_id.clone().unwrap();
+        assert_ne!(new_id, first_id);
+        assert_eq!(
+            new_id,
+            resend_message_id("uid-1", &first_id, "2027-03-03T10:00:00Z")
+        );
+        let issued: Vec<_> = resent
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::IssueActivation(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(issued.len(), 1);
+        assert_eq!(issued[0].message_id, new_id);
+        assert_eq!(issued[0].superseded, [first_id.clone()]);
+        assert_eq!(
+            sends(&resent),
+            [(
+                EmailEvent::Activation,
+                new_id.clone(),
+                vec!["admin@contoso.example".to_string()]
+            )]
+        );
+        // Handled: the same request again sends nothing.
+        let p = settled(p, &resent, at);
+        assert!(plan_at(&p, at + Duration::hours(1)).effects.is_empty());
+
+        // Once activated, a new request is refused, said once, and recorded as handled.
+        let mut p = p;
+        let activated = at + Duration::hours(2);
+        p.status
+            .as_mut()
+            .unwrap()
+            .activation
+            .as_mut()
+            .unwrap()
+            .activated_at = Some(activated);
+        let told = plan_at(&p, activated);
+        let p = settled(p, &told, activated);
+        let mut p = p;
+        p.spec.activation.resend_request = Some("again".into());
+        let refused = plan_at(&p, activated + Duration::hours(1));
+        assert_eq!(events(&refused), [EventReason::ResendRefused]);
+        assert!(sends(&refused).is_empty());
+        assert_eq!(
+            activated_condition(&refused),
+            ("True".into(), reasons::RESEND_REFUSED.into())
+        );
+        assert_eq!(
+            refused
+                .status
+                .activation
+                .as_ref()
+                .unwrap()
+                .resend_handled
+                .as_deref(),
+            Some("again")
+        );
+        let mut p = p;
+        p.status = Some(refused.status.clone());
+        let after = plan_at(&p, activated + Duration::hours(2));
+        assert!(after.effects.is_empty(), "{:?}", after.effects);
+        assert_eq!(
+            activated_condition(&after),
+            ("True".into(), reasons::RESEND_REFUSED.into())
+        );
+    }
+
+    #[test]
+    fn resends_keep_the_status_bounded() {
+        let mut p = onboarded();
+        for n in 0..(KEPT_RESENDS + 3) {
+            p.spec.activation.resend_request = Some(format!("r{n}"));
+            let at = t0() + Duration::hours(n as i64 + 1);
+            let resent = plan_at(&p, at);
+            p = settled(p, &resent, at);
+        }
+        let activations = p
+            .status
+            .as_ref()
+            .unwrap()
+            .emails
+            .iter()
+            .filter(|e| e.event == EmailEvent::Activation)
+            .count();
+        assert_eq!(activations, KEPT_RESENDS + 1);
+        assert_eq!(
+            p.status.unwrap().emails[0].message_id,
+            super::super::message_id("uid-1", EmailEvent::Activation)
+        );
+    }
 }

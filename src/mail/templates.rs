@@ -596,8 +596,16 @@ mod tests {
             let email = templates.render(event, &vars).unwrap();
             if event == EmailEvent::Activated {
                 // To the distributor, naming the partner.
-                assert!(email.text.contains("<b>Contoso</b> \"IT\" activated its tenant"));
-                assert!(email.html.contains("&lt;b&gt;Contoso&lt;/b&gt; &quot;IT&quot;"));
+                assert!(
+                    email
+                        .text
+                        .contains("<b>Contoso</b> \"IT\" activated its tenant")
+                );
+                assert!(
+                    email
+                        .html
+                        .contains("&lt;b&gt;Contoso&lt;/b&gt; &quot;IT&quot;")
+                );
                 assert!(!email.html.contains("<b>"));
                 continue;
             }

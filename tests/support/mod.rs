@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod helm;
+pub mod http;
 pub mod logs;
 pub mod metrics;
 pub mod process;
