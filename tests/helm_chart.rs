@@ -436,14 +436,18 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
     let mut election = LeaderElection::new("default", "replica-a");
     election.lease_duration = std::time::Duration::from_secs(3);
     election.renew_before = std::time::Duration::from_secs(1);
+    let activation = support::metrics::free_port();
     let operator = h.spawn_operator_as(
         "partner-operator",
         RunOptions {
             leader_election: Some(election),
+            activation_service: Some(partner_operator::activation::ServiceOptions::new(
+                activation,
+            )),
             ..h.run_options()
         },
     );
-    scenarios::whole_trial(&h).await;
+    scenarios::whole_trial(&h, activation).await;
     operator.stop().await.unwrap();
 
     let used: BTreeSet<(String, String, String)> = h

@@ -617,11 +617,12 @@ impl Service {
     /// The organizations a page names (the distributor's by its name when it cannot be read).
     async fn names(&self, partner: &Partner) -> Names {
         let name = &partner.spec.distributor_ref.name;
+        // A list by name: the operator's role lists and watches Distributors, and gets none.
         let distributor = Api::<Distributor>::all(self.client.clone())
-            .get_opt(name)
+            .list(&ListParams::default().fields(&format!("metadata.name={name}")))
             .await
             .ok()
-            .flatten()
+            .and_then(|list| list.items.into_iter().next())
             .map(|d| d.spec.organization_name)
             .unwrap_or_else(|| name.clone());
         Names {
