@@ -151,9 +151,9 @@ fn a_log_redirected_to_a_file_carries_no_ansi_escape_codes() {
     );
 }
 
-/// The first `https://` link in `text`, up to the next whitespace.
+/// The first link (`http://` or `https://`) in `text`, up to the next whitespace.
 fn link_in(text: &str) -> Option<String> {
-    let start = text.find("https://")?;
+    let start = text.find("http://").or_else(|| text.find("https://"))?;
     Some(
         text[start..]
             .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')

@@ -39,15 +39,16 @@ use super::Sku;
     // A date column would show the time since the expiry, which kubectl prints as `<invalid>`
     // for a future date; the timestamp itself says what a reader wants to know.
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
+    // Empty until the partner activates; before Ready, so Ready and Age stay the last two.
     printcolumn(
         name = "Activated",
         type_ = "string",
         json_path = ".status.activation.activatedAt"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
         name = "Age",
