@@ -45,8 +45,35 @@ pub async fn request(
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(body.as_bytes()).await.unwrap();
+    // Read the head, then as much body as it announces (a server may keep the connection
+    // open despite `Connection: close`), else up to the end.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
+    let mut buf = [0u8; 8192];
+    let body_start = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the connection closed before a whole head: {raw:?}");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..body_start]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match length {
+        Some(length) => {
+            while raw.len() < body_start + length {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the connection closed inside the body");
+                raw.extend_from_slice(&buf[..n]);
+            }
+        }
+        None => {
+            stream.read_to_end(&mut raw).await.unwrap();
+        }
+    }
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let mut lines = head.lines();
