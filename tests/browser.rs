@@ -16,8 +16,10 @@ use serde_json::{Value, json};
 use support::process::{KillOnDrop, Sandbox, examples, stdout};
 use support::{Patience, Seen, eventually_blocking};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The browser and its WebDriver: Debian's, unless these variables name others.
+fn binary(variable: &str, debian: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| debian.to_string())
+}
 /// The W3C WebDriver element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -32,7 +34,9 @@ struct Browser {
 
 impl Browser {
     fn start() -> Self {
-        for binary in [CHROMIUM, CHROMEDRIVER] {
+        let chromium = binary("PARTNER_OPERATOR_BROWSER", "/usr/bin/chromium");
+        let chromedriver = binary("PARTNER_OPERATOR_WEBDRIVER", "/usr/bin/chromedriver");
+        for binary in [&chromium, &chromedriver] {
             assert!(
                 Path::new(binary).exists(),
                 "{binary} is missing: install Debian's chromium and chromium-driver \
@@ -41,7 +45,7 @@ impl Browser {
         }
         let driver = support::metrics::free_port();
         let process = KillOnDrop(
-            Command::new(CHROMEDRIVER)
+            Command::new(&chromedriver)
                 .arg(format!("--port={}", driver.port()))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -66,7 +70,7 @@ impl Browser {
             json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "goog:chromeOptions": {
-                    "binary": CHROMIUM,
+                    "binary": chromium,
                     "args": [
                         "--headless=new",
                         "--no-sandbox",
