@@ -446,7 +446,7 @@ impl Service {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-                .last()
+                .next_back()
         {
             return forwarded;
         }

@@ -309,7 +309,7 @@ mod tests {
             .collect();
         assert_eq!(issued.len(), 1);
         assert_eq!(issued[0].message_id, new_id);
-        assert_eq!(issued[0].superseded, [first_id.clone()]);
+        assert_eq!(issued[0].superseded, std::slice::from_ref(&first_id));
         assert_eq!(
             sends(&resent),
             [(
@@ -333,8 +333,7 @@ mod tests {
             .unwrap()
             .activated_at = Some(activated);
         let told = plan_at(&p, activated);
-        let p = settled(p, &told, activated);
-        let mut p = p;
+        let mut p = settled(p, &told, activated);
         p.spec.activation.resend_request = Some("again".into());
         let refused = plan_at(&p, activated + Duration::hours(1));
         assert_eq!(events(&refused), [EventReason::ResendRefused]);
@@ -353,7 +352,6 @@ mod tests {
                 .as_deref(),
             Some("again")
         );
-        let mut p = p;
         p.status = Some(refused.status.clone());
         let after = plan_at(&p, activated + Duration::hours(2));
         assert!(after.effects.is_empty(), "{:?}", after.effects);
