@@ -320,6 +320,7 @@ fn the_readme_recipe_without_the_operator_mails_into_the_sandbox_outbox() {
         Command::new(BINARY)
             .args(["run", "--smtp-url", &smtp_url, "--smtp-insecure-plaintext"])
             .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(["--activation-addr", "127.0.0.1:0"])
             .env("KUBECONFIG", sandbox.kubeconfig())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -403,6 +404,8 @@ async fn run_against_the_sandbox_started_alone(server: Server) {
                 "--smtp-insecure-plaintext",
                 "--metrics-addr",
                 "127.0.0.1:0",
+                "--activation-addr",
+                "127.0.0.1:0",
             ])
             .args([
                 "--activation-base-url",
@@ -469,6 +472,7 @@ fn run_names_a_missing_crd_and_an_unreachable_server_in_one_line(server: Server)
                 "--smtp-insecure-plaintext",
             ])
             .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(["--activation-addr", "127.0.0.1:0"])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "off")
