@@ -288,8 +288,12 @@ impl Started {
         } else {
             lines.push("operator     not started (--without-operator); to run your own:".into());
             lines.push(format!(
-                "             KUBECONFIG={kubeconfig} partner-operator run --smtp-url smtp://{} --smtp-insecure-plaintext",
-                self.smtp
+                "             KUBECONFIG={kubeconfig} partner-operator run --smtp-url smtp://{} --smtp-insecure-plaintext \\"
+                , self.smtp
+            ));
+            lines.push(format!(
+                "               --activation-addr {OWN_ACTIVATION} --activation-base-url {}",
+                sandbox_activation_base_url(OWN_ACTIVATION.parse().expect("an address"))
             ));
         }
         lines.push(format!(
@@ -338,6 +342,10 @@ fn set_aside(outbox: &Path) -> Result<(), SandboxError> {
     }
     std::fs::rename(outbox, &previous).map_err(fail(outbox))
 }
+
+/// Where the summary of `--without-operator` has the operator run separately serve its
+/// activation service.
+const OWN_ACTIVATION: &str = "127.0.0.1:8081";
 
 /// `127.0.0.1:port`, with a free port found for 0; refused if taken.
 fn free_activation_addr(port: u16) -> std::io::Result<SocketAddr> {
@@ -408,6 +416,12 @@ mod tests {
         assert!(alone.contains("--without-operator"), "{alone}");
         assert!(
             alone.contains("--smtp-url smtp://127.0.0.1:2525 --smtp-insecure-plaintext"),
+            "{alone}"
+        );
+        assert!(
+            alone.contains(
+                "--activation-addr 127.0.0.1:8081 --activation-base-url http://127.0.0.1:8081/activate"
+            ),
             "{alone}"
         );
     }

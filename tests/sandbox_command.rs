@@ -315,12 +315,25 @@ fn the_readme_recipe_without_the_operator_mails_into_the_sandbox_outbox() {
         run_line.contains(&format!("--smtp-url {smtp_url} --smtp-insecure-plaintext")),
         "{run_line}"
     );
+    assert!(
+        summary.contains("--activation-base-url http://127.0.0.1:8081/activate"),
+        "{summary}"
+    );
     stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
+    // As printed, on a free port of the test's (the examples leave the link base to the
+    // operator).
+    let activation = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let _operator = KillOnDrop(
         Command::new(BINARY)
             .args(["run", "--smtp-url", &smtp_url, "--smtp-insecure-plaintext"])
             .args(["--metrics-addr", "127.0.0.1:0"])
-            .args(["--activation-addr", "127.0.0.1:0"])
+            .arg(format!("--activation-addr={activation}"))
+            .arg(format!(
+                "--activation-base-url=http://{activation}/activate"
+            ))
             .env("KUBECONFIG", sandbox.kubeconfig())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
