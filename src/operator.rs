@@ -129,6 +129,12 @@ pub async fn run(
                 service,
             ));
             let stop = stop.clone().wait();
+            let finishing = state.clone();
+            tokio::spawn(async move {
+                if let Err(err) = finishing.finish_recorded().await {
+                    tracing::warn!(error = %err, "activations recorded in tenants not checked");
+                }
+            });
             Some(tokio::spawn(async move {
                 let _ = crate::activation::serve(listener, state, stop).await;
             }))

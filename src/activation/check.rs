@@ -12,8 +12,10 @@ use subtle::ConstantTimeEq;
 pub const TOKEN_SHA256: &str = "tokenSha256";
 pub const EXPIRES_AT: &str = "expiresAt";
 pub const SUPERSEDED_SHA256: &str = "supersededSha256";
-/// Written by the activation service alone.
+/// Written by the activation service alone: when the tenant was activated, and (`"true"`)
+/// that the Partner's status says so too.
 pub const ACTIVATED_AT: &str = "activatedAt";
+pub const ACTIVATION_RECORDED: &str = "activatedAtRecorded";
 
 /// What the tenant's `activation` Secret says.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -14,8 +14,11 @@
 //! `status.activation.activatedAt` is written on the Partner by server-side apply under this
 //! service's field manager ([`FIELD_MANAGER`]), which the reconciler's own status writes neither
 //! apply nor remove ([`SERVICE_STATUS_FIELDS`]); the reconciler then sets the `Activated`
-//! condition, records the Event and emails the distributor. Should the status write be lost (a
-//! crash in between), any later request with a token of that tenant writes it.
+//! condition, records the Event and emails the distributor; last, the Secret is marked
+//! (`activatedAtRecorded`). Should the process stop between the two writes, the status is
+//! written by the next request with a token of that tenant, and by every replica at its start
+//! ([`Service::finish_recorded`]: one paginated list of the `activation` Secrets by name, and a
+//! Partner read only for an activation not marked recorded).
 //!
 //! What an answer reveals: an unknown tenant id, a malformed request and a wrong token get the
 //! same 404; only a token of the tenant learns more. Tokens never reach a log line (the access
@@ -543,6 +546,7 @@ impl Service {
                 if recorded.is_none() {
                     // Recorded in the Secret, not yet on the Partner: finish what was begun.
                     self.record_status(&found.partner, at).await?;
+                    self.mark_recorded(&found.secret).await?;
                 }
                 Outcome::AlreadyActivated(names, at)
             }
@@ -555,8 +559,13 @@ impl Service {
                     partner = %kube::runtime::reflector::ObjectRef::from_obj(&found.partner),
                     "tenant activated"
                 );
-                if let Err(err) = self.record_status(&found.partner, now).await {
-                    // The Secret holds it: the next request with this token writes it.
+                let recorded = match self.record_status(&found.partner, now).await {
+                    Ok(()) => self.mark_recorded(&found.secret).await,
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = recorded {
+                    // The Secret holds it: the next request with this token, or the next start,
+                    // writes it.
                     warn!(error = %err, "activation recorded in the tenant, not yet on the Partner");
                 }
                 Outcome::Activated(names, now)
@@ -651,6 +660,91 @@ impl Service {
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
             Err(err) => Err(err),
         }
+    }
+
+    /// Marks the activation in `secret`'s tenant as recorded on the Partner too.
+    async fn mark_recorded(&self, secret: &Secret) -> kube::Result<()> {
+        let value = base64::engine::general_purpose::STANDARD.encode("true");
+        let patch = json!({"data": {check::ACTIVATION_RECORDED: value}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(self.client.clone(), &secret.namespace().unwrap_or_default())
+            .patch(ACTIVATION, &params, &Patch::Merge(patch))
+            .await
+            .map(drop)
+    }
+
+    /// Finishes every activation recorded in a tenant's `activation` Secret but not marked
+    /// recorded on its Partner (a process that stopped between the two writes): one paginated
+    /// list of those Secrets (by name, with the tenant ownership label); a Partner is read only
+    /// for an activation not marked. Returns how many it finished.
+    pub async fn finish_recorded(&self) -> kube::Result<usize> {
+        let api = Api::<Secret>::all(self.client.clone());
+        let mut params = ListParams::default()
+            .fields(&format!("metadata.name={ACTIVATION}"))
+            .labels(OWNER_UID_LABEL)
+            .limit(100);
+        let mut finished = 0;
+        loop {
+            let page = api.list(&params).await?;
+            for secret in &page.items {
+                if self.finish(secret).await? {
+                    finished += 1;
+                }
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => return Ok(finished),
+            }
+        }
+    }
+
+    /// Finishes the activation in `secret`, if it holds one not marked recorded.
+    async fn finish(&self, secret: &Secret) -> kube::Result<bool> {
+        let data = secret.data.clone().unwrap_or_default();
+        let Some(at) = Stored::from_data(&data).activated_at else {
+            return Ok(false);
+        };
+        if data.contains_key(check::ACTIVATION_RECORDED) {
+            return Ok(false);
+        }
+        let annotations = secret.annotations();
+        let (Some(owner), Some(namespace), Some(name)) = (
+            secret.labels().get(OWNER_UID_LABEL),
+            annotations.get(PARTNER_NAMESPACE_LABEL),
+            annotations.get(PARTNER_NAME_LABEL),
+        ) else {
+            return Ok(false);
+        };
+        let partner = match Api::<Partner>::namespaced(self.client.clone(), namespace)
+            .get_status(name)
+            .await
+        {
+            Ok(partner) => partner,
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        if partner.uid().as_ref() != Some(owner)
+            || secret.namespace().as_deref() != Some(tenant_namespace_of(&partner).as_str())
+        {
+            return Ok(false);
+        }
+        let recorded = partner
+            .status
+            .as_ref()
+            .and_then(|s| s.activation.as_ref())
+            .and_then(|a| a.activated_at);
+        if recorded.is_none() {
+            self.record_status(&partner, at).await?;
+            info!(
+                partner = %kube::runtime::reflector::ObjectRef::from_obj(&partner),
+                "an activation recorded in the tenant is now recorded on the Partner"
+            );
+        }
+        self.mark_recorded(secret).await?;
+        Ok(true)
     }
 
     /// Writes `status.activation.activatedAt` on the Partner, under this service's field
