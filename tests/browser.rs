@@ -152,13 +152,32 @@ impl Browser {
         );
     }
 
-    /// The page's heading once it reads `expected`.
+    /// The text of `element`, unless it went stale (its page was replaced meanwhile).
+    fn text_now(&self, element: &str) -> Option<String> {
+        let response = self.runtime.block_on(support::http::request(
+            self.driver,
+            "GET",
+            &self.session(&format!("/element/{element}/text")),
+            &[],
+            "application/json; charset=utf-8",
+            "",
+        ));
+        (response.status == 200).then(|| {
+            response.json()["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+    }
+
+    /// The page's heading once it reads `expected` (a click navigates: until the new page is
+    /// there, the old heading, or none, is seen).
     fn wait_for_heading(&self, expected: &str) {
         eventually_blocking(
             format!("the page says {expected:?}"),
             Patience::WALKTHROUGH,
             || {
-                let heading = self.find("h1#outcome").map(|h| self.text(&h));
+                let heading = self.find("h1#outcome").and_then(|h| self.text_now(&h));
                 match heading {
                     Some(text) if text == expected => Ok(()),
                     seen => Err(Seen(format!("{seen:?}"))),
