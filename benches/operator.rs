@@ -421,6 +421,8 @@ async fn main() {
                 "organizationName": format!("Distributor {d}"),
                 "notificationEmail": format!("ops@{name}.example"),
                 "skus": ["ESSENTIALS", "GOVERNANCE"],
+                // A load test, not a spam cannon: the rate limit out of the way.
+                "email": {"rateLimit": {"messages": 1_000_000, "windowMinutes": 1}},
             },
         }))
         .unwrap();

@@ -45,6 +45,7 @@ mod tests {
                 partner_namespaces: selector,
                 trial: Default::default(),
                 activation: Default::default(),
+                email: Default::default(),
             },
         )
     }

@@ -28,6 +28,7 @@ pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
 pub mod operator;
+pub mod plugin;
 pub mod sandbox;
 pub mod shutdown;
 pub mod telemetry;

@@ -63,6 +63,11 @@ pub struct RateLimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartnerLabels {
     pub namespace: String,
     pub name: String,
@@ -80,6 +85,11 @@ pub struct Metrics {
     pub seats: Family<SeatLabels, Gauge>,
     pub emails_sent: Family<EmailLabels, Counter>,
     pub emails_failed: Family<EmailLabels, Counter>,
+    /// Emails that found their Distributor's rate limit reached, per Distributor.
+    pub emails_rate_limited: Family<DistributorLabels, Counter>,
+    /// Emails newly held back, per reason (`EmailRateLimited`, `RecipientNotAllowed`,
+    /// `EmailRefused`).
+    pub emails_held: Family<ReasonLabels, Counter>,
     pub next_deadline: Family<PartnerLabels, Gauge<f64, AtomicU64>>,
     /// Partners with an email to send, waiting for a mail slot: above zero for long, email is
     /// what the operator is behind on.
@@ -155,6 +165,18 @@ impl Metrics {
             "Email attempts that failed, per kind",
             emails_failed.clone(),
         );
+        let emails_rate_limited = Family::default();
+        registry.register(
+            "emails_rate_limited",
+            "Email attempts that found their Distributor's spec.email.rateLimit reached, per distributor",
+            emails_rate_limited.clone(),
+        );
+        let emails_held = Family::default();
+        registry.register(
+            "emails_held",
+            "Emails newly held back, per reason: EmailRateLimited, RecipientNotAllowed, EmailRefused",
+            emails_held.clone(),
+        );
         let next_deadline = Family::default();
         registry.register(
             "partner_next_deadline_timestamp_seconds",
@@ -204,6 +226,8 @@ impl Metrics {
             seats,
             emails_sent,
             emails_failed,
+            emails_rate_limited,
+            emails_held,
             next_deadline,
             emails_waiting,
             unreadable_partners,

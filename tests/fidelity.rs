@@ -319,6 +319,7 @@ fn all_probes() -> Vec<Probe> {
         event_series_patched_through_events_api,
         chart_kinds,
         built_in_defaults = "builtin-defaults",
+        crd_rule_cost_budget = "cel-cost-budget",
         garbage_collection,
         leases,
         secrets,
@@ -1891,6 +1892,35 @@ fn widget_crd(columns: Value, spec_properties: Value) -> Value {
             }],
         },
     })
+}
+
+/// A CRD whose CEL rule could cost too much on the largest object its schema allows: a
+/// uniqueness check over 1,000 strings of up to 253 characters.
+async fn crd_rule_cost_budget(http: Http, _ns: String) -> Value {
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.fidelity.example"},
+        "spec": {
+            "group": "fidelity.example", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"names": {
+                        "type": "array", "maxItems": 1000,
+                        "items": {"type": "string", "maxLength": 253},
+                        "x-kubernetes-validations": [{"rule": "self.all(x, self.exists_one(y, y == x))"}],
+                    }}}}}},
+            }],
+        },
+    });
+    let created = http.post(crds, crd).await;
+    if created.code == 201 {
+        http.delete(&format!("{crds}/gadgets.fidelity.example"))
+            .await;
+    }
+    json!({"create": created.code})
 }
 
 async fn crd_updates_and_removal(http: Http, ns: String) -> Value {

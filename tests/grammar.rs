@@ -56,6 +56,9 @@ const EMAILS: &[&str] = &[
     "a@[127.0.0.1]",
     "(comment)a@x.example",
     "a@münchen.example",
+    // SMTP's limit on the part before the @: 64 characters.
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x.example",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x.example",
     // Wrong anywhere.
     "a..b@x.example",
     ".a@x.example",
@@ -146,9 +149,13 @@ async fn admission_takes_exactly_the_operators_grammar(server: Server) {
         let mut object = distributor("northwind", true);
         object["spec"]["notificationEmail"] = json!(email);
         let in_distributor = takes(&distributors, object).await;
-        if [in_partner, in_distributor] != [operator; 2] {
+        let mut object = distributor("northwind", true);
+        object["spec"]["email"] = json!({"replyTo": email});
+        let in_reply_to = takes(&distributors, object).await;
+        if [in_partner, in_distributor, in_reply_to] != [operator; 3] {
             disagreements.push(format!(
-                "email {email:?}: operator {operator}, Partner {in_partner}, Distributor {in_distributor}"
+                "email {email:?}: operator {operator}, Partner {in_partner}, Distributor \
+                 {in_distributor}, Reply-To {in_reply_to}"
             ));
         }
     }

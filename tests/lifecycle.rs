@@ -34,6 +34,7 @@ fn distributor(days: u32, notice: u32, auto: bool) -> Distributor {
                 auto_upgrade: auto,
             },
             activation: ActivationPolicy::default(),
+            email: EmailPolicy::default(),
         },
     );
     d.metadata.uid = Some("dist-uid".into());
@@ -175,8 +176,23 @@ impl World {
         self.status().subscription_level.unwrap()
     }
 
+    /// The events of the messages sent to the partner, in order (the distributor gets a copy
+    /// of each notice in a message of its own: [`World::sent_to_distributor`]).
     fn sent_events(&self) -> Vec<EmailEvent> {
-        self.sent.iter().map(|(e, _, _)| *e).collect()
+        self.sent
+            .iter()
+            .filter(|(_, _, to)| to.as_slice() == ["admin@contoso.example"])
+            .map(|(e, _, _)| *e)
+            .collect()
+    }
+
+    /// The events of the messages sent to the distributor, in order.
+    fn sent_to_distributor(&self) -> Vec<EmailEvent> {
+        self.sent
+            .iter()
+            .filter(|(_, _, to)| to.as_slice() == ["ops@northwind.example"])
+            .map(|(e, _, _)| *e)
+            .collect()
     }
 
     fn ready(&self) -> (String, String) {
@@ -279,11 +295,9 @@ fn provisioning_starts_the_trial_and_sends_the_activation_link() {
     );
     assert_eq!(email.vars.partner_organization, "Contoso");
     assert_eq!(email.vars.trial_ends_at, Some(t0() + Duration::days(14)));
-    // Answers reach the Distributor; the email tells what deletion does to the tenant.
-    assert_eq!(
-        email.vars.reply_to.as_deref(),
-        Some("ops@northwind.example")
-    );
+    // No Reply-To unless the Distributor gives a public one (its notification address stays
+    // its own); the email tells what deletion does to the tenant.
+    assert_eq!(email.vars.reply_to, None);
     assert_eq!(email.vars.deletion_policy, DeletionPolicy::Delete);
     assert_eq!(
         email.link_base.as_ref().map(|u| u.as_str()),
@@ -333,13 +347,11 @@ fn the_notice_goes_to_both_parties_three_days_before_the_end() {
         w.sent_events(),
         vec![EmailEvent::Activation, EmailEvent::UpgradeNotice]
     );
-    assert_eq!(
-        w.sent[1].2,
-        vec![
-            "admin@contoso.example".to_string(),
-            "ops@northwind.example".to_string()
-        ]
-    );
+    // Both parties, each in a message of their own, with Message-IDs of their own.
+    assert_eq!(w.sent_to_distributor(), vec![EmailEvent::UpgradeNotice]);
+    assert_eq!(w.sent[1].2, vec!["admin@contoso.example".to_string()]);
+    assert_eq!(w.sent[2].2, vec!["ops@northwind.example".to_string()]);
+    assert_ne!(w.sent[1].1, w.sent[2].1);
     assert_eq!(
         w.status().upgrade_notice_sent_at,
         Some(t0() + Duration::days(11))
@@ -732,16 +744,17 @@ fn an_expired_production_subscription_is_renewed_with_a_new_billing_period() {
     );
     assert_eq!(status.expires_at, Some(t0() + Duration::days(100)));
     assert!(w.events.contains(&EventReason::ProductionRenewed));
-    let renewal = w
+    let renewals: Vec<_> = w
         .sent
         .iter()
-        .find(|(e, _, _)| *e == EmailEvent::Renewed)
-        .unwrap();
+        .filter(|(e, _, _)| *e == EmailEvent::Renewed)
+        .map(|(_, _, to)| to.clone())
+        .collect();
     assert_eq!(
-        renewal.2,
-        vec![
-            "admin@contoso.example".to_string(),
-            "ops@northwind.example".to_string()
+        renewals,
+        [
+            vec!["admin@contoso.example".to_string()],
+            vec!["ops@northwind.example".to_string()]
         ]
     );
     // The renewed subscription ends in its turn, with an email of its own.
@@ -750,7 +763,7 @@ fn an_expired_production_subscription_is_renewed_with_a_new_billing_period() {
     let ends: Vec<_> = w
         .sent
         .iter()
-        .filter(|(e, _, _)| *e == EmailEvent::ProductionExpired)
+        .filter(|(e, _, to)| *e == EmailEvent::ProductionExpired && to[0].starts_with("admin@"))
         .collect();
     assert_eq!(ends.len(), 2, "{:?}", w.sent_events());
     assert_ne!(
@@ -1099,7 +1112,7 @@ proptest! {
         let mut billing_started: Option<DateTime<Utc>> = None;
         let mut periods_before: Vec<BillingPeriod> = vec![];
         let mut status_before = PartnerStatus::default();
-        let mut ids_by_event = std::collections::HashMap::<(EmailEvent, u32), String>::new();
+        let mut ids_by_event = std::collections::HashMap::<(EmailEvent, u32, Vec<String>), String>::new();
         let mut sent_and_recorded = std::collections::HashSet::<String>::new();
         let mut facts_by_id = std::collections::HashMap::<String, Option<EmailFacts>>::new();
         let mut last_rank = 0;
@@ -1202,15 +1215,15 @@ proptest! {
             }
             // Every email event has one Message-ID (per billing period, for the two that repeat
             // with renewals); once its delivery is recorded, never again.
-            for (event, id, _) in &w.sent[sent_before..] {
+            for (event, id, to) in &w.sent[sent_before..] {
                 let period = status.emails.iter().find(|e| e.message_id == *id).map_or(0, |e| e.period);
-                let known = ids_by_event.entry((*event, period)).or_insert_with(|| id.clone());
+                let known = ids_by_event.entry((*event, period, to.clone())).or_insert_with(|| id.clone());
                 prop_assert_eq!(&*known, id, "{:?} got a second Message-ID", event);
                 prop_assert!(!sent_and_recorded.contains(id), "{:?} sent again after it was recorded", event);
             }
-            let mut keys: Vec<_> = status.emails.iter().map(|e| (e.event, e.period)).collect();
+            let mut keys: Vec<_> = status.emails.iter().map(|e| (e.event, e.period, e.recipient)).collect();
             let recorded = keys.len();
-            keys.sort_by_key(|(e, p)| (e.as_str(), *p));
+            keys.sort_by_key(|(e, p, r)| (e.as_str(), *p, *r == Some(Recipient::Distributor)));
             keys.dedup();
             prop_assert_eq!(keys.len(), recorded, "an email recorded twice in one period");
             for record in &status.emails {

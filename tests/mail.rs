@@ -38,6 +38,7 @@ fn vars() -> EmailVars {
         expires_at: None,
         reply_to: Some("partners@example.com".into()),
         deletion_policy: DeletionPolicy::Delete,
+        to_distributor: false,
     }
 }
 
@@ -89,7 +90,7 @@ async fn activation_arrives_as_multipart_with_link_and_stable_message_id() {
     assert_eq!(got.auth_user.as_deref(), Some("ops@example.com"));
     assert_eq!(
         got.subject.as_deref(),
-        Some("Activate your Acme Systemhaus Müller & Söhne tenant")
+        Some("Activate your tenant (partner \"Acme Systemhaus Müller & Söhne\")")
     );
     assert_eq!(
         got.message_id.as_deref(),
@@ -150,7 +151,7 @@ async fn the_same_event_sent_twice_keeps_its_message_id() {
     assert_eq!(
         received[0].subject.as_deref(),
         Some(
-            "Your Acme Systemhaus Müller & Söhne trial converts to Production on 9 December 2026 at 10:00 UTC"
+            "Trial converts to Production on 9 December 2026 at 10:00 UTC (partner \"Acme Systemhaus Müller & Söhne\")"
         )
     );
     let text = received[0].text_body().unwrap();
@@ -444,7 +445,7 @@ async fn line_breaks_in_an_organization_do_not_inject_headers() {
     assert!(reply_to.ends_with("<partners@example.com>"), "{reply_to}");
     assert_eq!(
         got.subject.as_deref(),
-        Some("Activate your Evil Bcc: victim@example.com X-Injected: yes tenant")
+        Some("Activate your tenant (partner \"Evil Bcc: victim@example.com X-Injected: yes\")")
     );
 }
 
@@ -611,7 +612,7 @@ async fn every_email_says_exactly_what_happens() {
         (
             EmailEvent::Activation,
             trial.clone(),
-            "Activate your Acme Systemhaus Müller & Söhne tenant",
+            "Activate your tenant (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![
                 "Example Distribution has set up a trial tenant for you.",
                 "Your trial ends on 9 December 2026 at 10:00 UTC.",
@@ -621,7 +622,7 @@ async fn every_email_says_exactly_what_happens() {
         (
             EmailEvent::Activation,
             in_production(None),
-            "Activate your Acme Systemhaus Müller & Söhne tenant",
+            "Activate your tenant (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![
                 "Example Distribution has set up a Production tenant for you.",
                 "Your Production subscription started on 9 December 2026 at 10:00 UTC and has no \
@@ -632,7 +633,7 @@ async fn every_email_says_exactly_what_happens() {
         (
             EmailEvent::Activation,
             in_production(Some(at("2027-06-30T23:59:00Z"))),
-            "Activate your Acme Systemhaus Müller & Söhne tenant",
+            "Activate your tenant (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![
                 "Your Production subscription started on 9 December 2026 at 10:00 UTC and runs \
                  until 30 June 2027 at 23:59 UTC.",
@@ -642,8 +643,8 @@ async fn every_email_says_exactly_what_happens() {
         (
             EmailEvent::UpgradeNotice,
             trial.clone(),
-            "Your Acme Systemhaus Müller & Söhne trial converts to Production on 9 December 2026 \
-             at 10:00 UTC",
+            "Trial converts to Production on 9 December 2026 at 10:00 UTC (partner \"Acme \
+             Systemhaus Müller & Söhne\")",
             vec![
                 "Your trial tenant converts to Production on 9 December 2026 at 10:00 UTC.",
                 "Billing to Example Distribution starts then.",
@@ -652,7 +653,7 @@ async fn every_email_says_exactly_what_happens() {
         (
             EmailEvent::ExpiryNotice,
             trial.clone(),
-            "Your Acme Systemhaus Müller & Söhne trial expires on 9 December 2026 at 10:00 UTC",
+            "Trial expires on 9 December 2026 at 10:00 UTC (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![
                 "Your trial tenant expires on 9 December 2026 at 10:00 UTC.",
                 "Once the trial has expired, the tenant and its data are kept",
@@ -662,13 +663,13 @@ async fn every_email_says_exactly_what_happens() {
         (
             EmailEvent::ExpiryNotice,
             retained(trial.clone()),
-            "Your Acme Systemhaus Müller & Söhne trial expires on 9 December 2026 at 10:00 UTC",
+            "Trial expires on 9 December 2026 at 10:00 UTC (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![not_deleted],
         ),
         (
             EmailEvent::Converted,
             in_production(None),
-            "Your Acme Systemhaus Müller & Söhne tenant is now in Production",
+            "Tenant now in Production (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![
                 "Your tenant moved to Production on 9 December 2026 at 10:00 UTC. Billing to \
                  Example Distribution started then.",
@@ -678,13 +679,13 @@ async fn every_email_says_exactly_what_happens() {
         (
             EmailEvent::Converted,
             ended.clone(),
-            "Your Acme Systemhaus Müller & Söhne tenant is now in Production",
+            "Tenant now in Production (partner \"Acme Systemhaus Müller & Söhne\")",
             vec!["Your Production subscription runs until 30 June 2027 at 23:59 UTC."],
         ),
         (
             EmailEvent::TrialExpired,
             trial.clone(),
-            "Your Acme Systemhaus Müller & Söhne trial has expired",
+            "Trial expired (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![
                 "Your trial tenant expired on 9 December 2026 at 10:00 UTC.",
                 kept,
@@ -694,13 +695,13 @@ async fn every_email_says_exactly_what_happens() {
         (
             EmailEvent::TrialExpired,
             retained(trial.clone()),
-            "Your Acme Systemhaus Müller & Söhne trial has expired",
+            "Trial expired (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![kept, not_deleted],
         ),
         (
             EmailEvent::ProductionExpired,
             ended.clone(),
-            "Your Acme Systemhaus Müller & Söhne Production subscription has expired",
+            "Production subscription expired (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![
                 "Your Production subscription expired on 30 June 2027 at 23:59 UTC. Billing to \
                  Example Distribution ended then.",
@@ -711,7 +712,7 @@ async fn every_email_says_exactly_what_happens() {
         (
             EmailEvent::ProductionExpired,
             retained(ended.clone()),
-            "Your Acme Systemhaus Müller & Söhne Production subscription has expired",
+            "Production subscription expired (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![
                 kept,
                 not_deleted,
@@ -721,7 +722,7 @@ async fn every_email_says_exactly_what_happens() {
         (
             EmailEvent::Renewed,
             ended,
-            "Your Acme Systemhaus Müller & Söhne Production subscription is renewed",
+            "Production subscription renewed (partner \"Acme Systemhaus Müller & Söhne\")",
             vec![
                 "Your Production subscription was renewed on 9 December 2026 at 10:00 UTC. A \
                  new billing period to Example Distribution started then.",
@@ -745,7 +746,9 @@ async fn every_email_says_exactly_what_happens() {
         let case = format!("{event:?} #{n}");
         assert_eq!(got.event.as_deref(), Some(event.as_str()), "{case}");
         assert_eq!(got.subject.as_deref(), Some(*subject), "{case}");
-        assert!(got.subject.as_deref().unwrap().starts_with(['A', 'Y']));
+        // The operator's words lead; the partner's name comes last.
+        assert!(got.subject.as_deref().unwrap().starts_with(['A', 'T', 'P']));
+        assert!(got.subject.as_deref().unwrap().ends_with("\")"));
         assert_eq!(got.from, "noreply@example.com", "{case}");
         assert_eq!(
             got.header("From").as_deref(),
@@ -758,8 +761,15 @@ async fn every_email_says_exactly_what_happens() {
             "{case}"
         );
         for body in said(got) {
+            // The partner's name is attributed, never the greeting's own words.
             assert!(
-                body.starts_with("Hello Acme Systemhaus Müller & Söhne, "),
+                body.starts_with(
+                    "Hello, This message is about the tenant of \"Acme Systemhaus Müller & Söhne\" \
+                     (the organization name given when the partner was registered)."
+                ) || body.starts_with(
+                    "Hello, This message is about the tenant of \u{201c}Acme Systemhaus Müller & \
+                     Söhne\u{201d} (the organization name given when the partner was registered)."
+                ),
                 "{case}: {body}"
             );
             assert!(

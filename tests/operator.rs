@@ -110,14 +110,16 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
         stored_hash
     );
 
-    // The notice, three days before the end, to both parties.
+    // The notice, three days before the end, to both parties, each in a message of their own.
     h.advance_days(11);
-    let emails = h.wait_emails(2).await;
-    let notice = &emails[1];
-    assert_eq!(notice.event.as_deref(), Some("upgrade-notice"));
-    let mut to = notice.to.clone();
+    h.wait_emails(3).await;
+    let mut to: Vec<_> = h
+        .emails_of("upgrade-notice")
+        .into_iter()
+        .map(|m| m.to)
+        .collect();
     to.sort();
-    assert_eq!(to, vec!["admin@contoso.example", "ops@northwind.example"]);
+    assert_eq!(to, [["admin@contoso.example"], ["ops@northwind.example"]]);
     let p = h
         .wait_partner("northwind-partners", "contoso", "notice recorded", |p| {
             p.status.as_ref().unwrap().upgrade_notice_sent_at.is_some()
@@ -140,8 +142,9 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
     let billing = status.billing.unwrap();
     assert_eq!(billing.started_at, trial.ends_at);
     assert_eq!(billing.billed_to, "northwind");
-    let emails = h.wait_emails(3).await;
-    assert_eq!(emails[2].event.as_deref(), Some("converted"));
+    let emails = h.wait_emails(5).await;
+    assert_eq!(emails[3].event.as_deref(), Some("converted"));
+    assert_eq!(emails[4].event.as_deref(), Some("converted"));
 
     let d = h.wait_billed("northwind", 1).await;
     let ds = d.status.unwrap();
@@ -156,7 +159,7 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
     assert_eq!(entitlements["level"], "Production");
     // Nothing else was mailed, once the operator has looked at the Partner again.
     h.settled().await;
-    assert_eq!(h.smtp.received().len(), 3);
+    assert_eq!(h.smtp.received().len(), 5);
 
     // Deleted, the Partner is billed no more: every seat on offer reads 0 again.
     h.partners("northwind-partners")
@@ -200,7 +203,7 @@ async fn without_auto_upgrade_the_trial_expires_unbilled(server: Server) {
     h.wait_partner("northwind-partners", "fabrikam", "Ready", is_ready)
         .await;
     h.advance_days(11);
-    h.wait_emails(2).await;
+    h.wait_emails(3).await;
     assert_eq!(events_of(&h, "expiry-notice", "ops@northwind.example"), 1);
     assert_eq!(events_of(&h, "expiry-notice", "admin@fabrikam.example"), 1);
     h.advance_days(3);
@@ -215,8 +218,8 @@ async fn without_auto_upgrade_the_trial_expires_unbilled(server: Server) {
         condition(&p, types::READY).unwrap(),
         ("False".into(), reasons::EXPIRED.into())
     );
-    h.wait_emails(3).await;
-    assert_eq!(h.emails_of("trial-expired").len(), 1);
+    h.wait_emails(5).await;
+    assert_eq!(h.emails_of("trial-expired").len(), 2, "to each party");
     assert!(h.emails_of("converted").is_empty());
     h.wait_distributor("northwind", "one expired", |d| {
         d.status
@@ -241,8 +244,8 @@ async fn without_auto_upgrade_the_trial_expires_unbilled(server: Server) {
     let status = p.status.unwrap();
     assert_eq!(status.production.unwrap().reason, ProductionReason::Manual);
     assert_eq!(status.billing.unwrap().started_at, h.clock.now());
-    h.wait_emails(4).await;
-    assert_eq!(h.emails_of("converted").len(), 1);
+    h.wait_emails(7).await;
+    assert_eq!(h.emails_of("converted").len(), 2, "to each party");
 }
 
 async fn conversion_by_hand_then_production_expiry(server: Server) {
@@ -312,9 +315,10 @@ async fn conversion_by_hand_then_production_expiry(server: Server) {
     let billing = p.status.unwrap().billing.unwrap();
     assert_eq!(billing.started_at, started, "startedAt never changes");
     assert_eq!(billing.ended_at, Some(until));
-    h.wait_emails(3).await;
-    assert_eq!(h.emails_of("converted").len(), 1);
-    assert_eq!(h.emails_of("production-expired").len(), 1);
+    // The partner and the distributor, each in a message of their own.
+    h.wait_emails(5).await;
+    assert_eq!(h.emails_of("converted").len(), 2);
+    assert_eq!(h.emails_of("production-expired").len(), 2);
     assert!(h.emails_of("upgrade-notice").is_empty());
 }
 

@@ -117,7 +117,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_without_mailing_twice(s
         })
         .await;
     }
-    h.wait_emails(4).await;
+    h.wait_emails(6).await;
     assert!(
         writes_by(&h, "replica-b") > 0,
         "the new leader did the work"
@@ -136,7 +136,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_without_mailing_twice(s
         })
         .await;
     }
-    h.wait_emails(6).await;
+    h.wait_emails(10).await;
     c.stop().await.expect("replica-c stops cleanly");
     assert_eq!(
         holder(&h).await,
@@ -147,7 +147,11 @@ async fn only_the_leader_writes_and_a_standby_takes_over_without_mailing_twice(s
     // Every replica has stopped (a killed long ago, b and c gracefully, awaited): nothing can
     // send or write any more, so what the servers hold now is final.
     let counts = h.message_counts();
-    assert_eq!(counts.len(), 6, "activation, notice, converted for each");
+    assert_eq!(
+        counts.len(),
+        10,
+        "activation, and notice and converted to each party, for each"
+    );
     let duplicates: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicates.is_empty(), "sent twice: {duplicates:?}");
     assert_eq!(

@@ -66,7 +66,7 @@ async fn metrics_follow_the_lifecycle(server: Server) {
 
     // Through the notice and the trial's end: contoso converts, fabrikam expires.
     h.advance_days(11);
-    h.wait_emails(4).await;
+    h.wait_emails(6).await;
     h.advance_days(3);
     h.wait_partner("northwind-partners", "contoso", "Production", |p| {
         level(p) == SubscriptionLevel::Production
@@ -76,7 +76,7 @@ async fn metrics_follow_the_lifecycle(server: Server) {
         level(p) == SubscriptionLevel::Expired
     })
     .await;
-    h.wait_emails(6).await;
+    h.wait_emails(10).await;
     let metrics = scrape_until(
         addr,
         r#"partner_operator_billable_partners{distributor="northwind"}"#,
@@ -104,13 +104,14 @@ async fn metrics_follow_the_lifecycle(server: Server) {
             r#"partner_operator_partners{distributor="northwind",level="Trial"}"#,
             0.0,
         ),
+        // The partner's message and the distributor's copy.
         (
             r#"partner_operator_emails_sent_total{kind="converted"}"#,
-            1.0,
+            2.0,
         ),
         (
             r#"partner_operator_emails_sent_total{kind="trial-expired"}"#,
-            1.0,
+            2.0,
         ),
         // Every email is out: nobody waits for a mail slot.
         ("partner_operator_emails_waiting", 0.0),

@@ -8,8 +8,9 @@
 //! decoded text body, to read with `cat` (links whole, no quoted-printable). TLS is not
 //! offered: a client must be told to allow plaintext.
 //!
-//! Faults a mail provider has can be switched on: the whole server down (421) and a recipient
-//! refused at RCPT with a chosen code.
+//! Faults a mail provider has can be switched on: the whole server down (421), a recipient
+//! refused at RCPT with a chosen code, a server that accepts connections and never answers, and
+//! one that answers every command slowly. It counts the connections open at once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -150,6 +151,12 @@ struct Shared {
     unconfirmed: std::sync::atomic::AtomicU32,
     /// Whether an unconfirmed message's connection first hangs (for a minute) before it closes.
     hang: AtomicBool,
+    /// Whether new connections are accepted and then never answered.
+    silent: AtomicBool,
+    /// How long each reply waits, in milliseconds.
+    reply_delay_ms: std::sync::atomic::AtomicU64,
+    /// Connections open now, and the most open at once.
+    connections: Mutex<(usize, usize)>,
     outbox: Option<Outbox>,
 }
 
@@ -312,6 +319,9 @@ impl SmtpSink {
             rejected: Mutex::new(HashMap::new()),
             unconfirmed: std::sync::atomic::AtomicU32::new(0),
             hang: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
+            reply_delay_ms: std::sync::atomic::AtomicU64::new(0),
+            connections: Mutex::new((0, 0)),
             outbox,
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone())).abort_handle();
@@ -384,6 +394,24 @@ impl SmtpSink {
         self.shared.unconfirmed.store(count, Ordering::SeqCst);
     }
 
+    /// While silent, connections are accepted and nothing is answered (not even the greeting),
+    /// on new connections and open ones alike: a server that hangs. The replies held back go
+    /// out once it speaks again, to whoever still listens.
+    pub fn set_silent(&self, silent: bool) {
+        self.shared.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// Every reply, the greeting included, waits `delay` first: a slow server.
+    pub fn set_reply_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.reply_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The most connections that were open at once so far.
+    pub fn peak_connections(&self) -> usize {
+        lock(&self.shared.connections).1
+    }
+
     /// As [`SmtpSink::leave_unconfirmed`], but the connection hangs after the data, saying
     /// nothing for a minute before it closes: the client's timeout decides.
     pub fn hang_unconfirmed(&self, count: u32) {
@@ -411,7 +439,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         sessions.spawn(async move {
-            if let Err(Stop::Io(err)) = Session::new(stream, shared).run().await {
+            let _open = OpenConnection::count(&shared);
+            if let Err(Stop::Io(err)) = Session::new(stream, shared.clone()).run().await {
                 tracing::debug!(error = %err, "SMTP session ended");
             }
         });
@@ -427,6 +456,24 @@ enum Stop {
 impl From<io::Error> for Stop {
     fn from(err: io::Error) -> Self {
         Self::Io(err)
+    }
+}
+
+/// One open connection, counted while it lives.
+struct OpenConnection(Arc<Shared>);
+
+impl OpenConnection {
+    fn count(shared: &Arc<Shared>) -> Self {
+        let mut connections = lock(&shared.connections);
+        connections.0 += 1;
+        connections.1 = connections.1.max(connections.0);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        lock(&self.0.connections).0 -= 1;
     }
 }
 
@@ -460,6 +507,23 @@ impl Session {
     }
 
     async fn reply(&mut self, line: &str) -> io::Result<()> {
+        while self.shared.silent.load(Ordering::SeqCst) {
+            // Silent, but not deaf to a client that gives up: its connection ends here, so
+            // the count of open connections is the client's.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                read = self.reader.fill_buf() => {
+                    if read.map_or(true, |buf| buf.is_empty()) {
+                        return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the client left"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        let delay = self.shared.reply_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         // One write per reply: two small writes would meet Nagle's algorithm and the peer's
         // delayed ACK, costing 40 ms a reply.
         self.writer

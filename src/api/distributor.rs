@@ -79,6 +79,11 @@ pub struct DistributorSpec {
     /// How partners are sent their activation link.
     #[serde(default)]
     pub activation: ActivationPolicy,
+
+    /// What may be mailed on this distributor's behalf: a rate limit, the domains partners'
+    /// addresses may be in, and an optional public Reply-To.
+    #[serde(default)]
+    pub email: EmailPolicy,
 }
 
 /// A product code, such as `ESSENTIALS`.
@@ -166,6 +171,99 @@ impl Default for ActivationPolicy {
     }
 }
 
+/// Limits on the mail sent on a distributor's behalf, so that Partners (whose authors choose
+/// the recipient) cannot turn it against third parties.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailPolicy {
+    /// At most this many emails in any window; an email over the limit waits for a place
+    /// (visibly: a condition reason, an Event and a metric) and is never dropped.
+    #[serde(default)]
+    pub rate_limit: EmailRateLimit,
+
+    /// When set, a partner's `notificationEmail` must be in one of these domains (compared
+    /// case-insensitively, whole domain: a subdomain is listed on its own). An email to any
+    /// other address waits until the list or the address changes. Up to 1000 domains, each
+    /// listed once (a set: admission refuses a duplicate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), extend("x-kubernetes-list-type" = "set"))]
+    pub allowed_recipient_domains: Option<Vec<RecipientDomain>>,
+
+    /// A public address partners may answer to (`Reply-To`). When unset, emails carry no
+    /// `Reply-To`, so no partner learns the distributor's `notificationEmail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::email_schema")]
+    pub reply_to: Option<String>,
+}
+
+/// At most `messages` emails in any `windowMinutes`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailRateLimit {
+    /// Emails (each recipient's message counts) in one window (1..1000000). Default 500.
+    #[serde(default = "default_rate_limit_messages")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub messages: u32,
+
+    /// The window's length in minutes (1..10080, a week). Default 60.
+    #[serde(default = "default_rate_limit_window_minutes")]
+    #[schemars(range(min = 1, max = 10_080))]
+    pub window_minutes: u32,
+}
+
+impl Default for EmailRateLimit {
+    fn default() -> Self {
+        Self {
+            messages: default_rate_limit_messages(),
+            window_minutes: default_rate_limit_window_minutes(),
+        }
+    }
+}
+
+impl EmailRateLimit {
+    pub fn window(&self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.window_minutes))
+    }
+}
+
+/// A mail domain such as `contoso.example`: host name labels, no IP literal.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct RecipientDomain(pub String);
+
+impl schemars::JsonSchema for RecipientDomain {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RecipientDomain".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "maxLength": 253,
+            "pattern": super::grammar::DOMAIN_PATTERN,
+        })
+    }
+}
+
+impl EmailPolicy {
+    /// Whether `address` may be mailed: its domain is listed, or no list is set.
+    pub fn allows(&self, address: &str) -> bool {
+        let Some(domains) = &self.allowed_recipient_domains else {
+            return true;
+        };
+        let domain = address.rsplit_once('@').map_or("", |(_, domain)| domain);
+        domains.iter().any(|d| d.0.eq_ignore_ascii_case(domain))
+    }
+}
+
+fn default_rate_limit_messages() -> u32 {
+    500
+}
+fn default_rate_limit_window_minutes() -> u32 {
+    60
+}
 fn default_trial_days() -> u32 {
     14
 }

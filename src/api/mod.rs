@@ -69,6 +69,10 @@ pub(crate) fn email_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schem
         "pattern": grammar::EMAIL_PATTERN,
         "minLength": 3,
         "maxLength": 254,
+        "x-kubernetes-validations": [{
+            "rule": grammar::EMAIL_LOCAL_PART_RULE,
+            "message": "must have at most 64 characters before the @",
+        }],
     })
 }
 

@@ -400,6 +400,10 @@ impl EmailEvent {
 #[serde(rename_all = "camelCase")]
 pub struct EmailRecord {
     pub event: EmailEvent,
+    /// Who the message goes to: each recipient gets a message of their own. Unset on records
+    /// written before that, whose one message went to the partner and the distributor together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<Recipient>,
     /// The billing period the email belongs to (0, the first, is not written): a renewal and
     /// the end of a renewed subscription are emailed once per period.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -416,6 +420,46 @@ pub struct EmailRecord {
     /// crash says what the first said, whatever changed since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<EmailFacts>,
+    /// Why the email is held back on purpose, while it is unsent (`lastError` says it in
+    /// words). Unlike a failed delivery, a held email is not retried with backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<EmailHold>,
+}
+
+/// Who one message goes to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum Recipient {
+    /// The Partner's `notificationEmail`.
+    Partner,
+    /// The Distributor's `notificationEmail`.
+    Distributor,
+}
+
+/// Why an email waits.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailHold {
+    pub reason: EmailHoldReason,
+    /// For `RateLimited`: when the Distributor's limit has room again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// For `Refused`: the Partner's and the Distributor's `metadata.generation` when the SMTP
+    /// server refused it; it is tried again once either spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributor_generation: Option<i64>,
+}
+
+/// The reasons an email is held back.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum EmailHoldReason {
+    /// The Distributor's `spec.email.rateLimit` is reached: it goes out when there is room.
+    RateLimited,
+    /// The recipient's domain is not in the Distributor's `spec.email.allowedRecipientDomains`.
+    RecipientNotAllowed,
+    /// The SMTP server refused it for good (a 5xx reply): tried again when a spec changes.
+    Refused,
 }
 
 /// The dates an email tells.

@@ -12,6 +12,7 @@ use tracing::warn;
 
 use super::backoff::Backoff;
 use super::deadlines::Deadlines;
+use super::mail_rate::MailRate;
 use super::mail_slots::MailSlots;
 use super::{OperatorConfig, PartnerIndex};
 use crate::api::{Distributor, Partner};
@@ -49,6 +50,8 @@ pub struct Context {
     pub distributor_backoff: Backoff<Distributor>,
     /// The reconciliations that may send email at once (see [`MailSlots`]).
     pub mail_slots: Arc<MailSlots>,
+    /// Each Distributor's email rate limit (see [`MailRate`]).
+    pub mail_rate: MailRate,
     /// Each Partner's next deadline: whether deadline work is due.
     pub deadlines: Deadlines,
 }
@@ -99,6 +102,7 @@ impl Context {
             partner_backoff: Backoff::up_to(PARTNER_BACKOFF_CAP),
             distributor_backoff: Backoff::up_to(DISTRIBUTOR_BACKOFF_CAP),
             mail_slots,
+            mail_rate: MailRate::default(),
             deadlines: Deadlines::default(),
         }
     }
@@ -116,6 +120,12 @@ impl Context {
     /// Records a Kubernetes Event on `partner`. Events are best effort: a failure is logged,
     /// never retried, and never fails the reconciliation.
     pub async fn publish(&self, partner: &Partner, event: &PartnerEvent) {
+        if event.reason.holds_email() {
+            let labels = crate::metrics::ReasonLabels {
+                reason: event.reason.as_str(),
+            };
+            self.metrics.emails_held.get_or_create(&labels).inc();
+        }
         let now = self.clock.now();
         let published = super::events::publish(
             &self.client,

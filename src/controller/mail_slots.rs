@@ -1,12 +1,13 @@
-//! How many Partner reconciliations may send email at once.
+//! How many Partner reconciliations may send email at once: as many as the mailer may open SMTP
+//! connections (`max_connections`), so a server that hangs or answers slowly holds at most
+//! that many reconciliations, and the rest provision, convert and delete meanwhile.
 //!
 //! A reconciliation that sends email holds its slot for the SMTP round trips and the status
 //! write that records the delivery, about ten times as long as a conversion at a deadline
 //! takes. When a thousand trials end at once, each conversion is followed by its emails; if
-//! those took every reconciliation slot, the conversions still due would wait behind them
-//! (kube's scheduler hands out due work in no particular order). So while deadline work is due
-//! (see [`super::deadlines`]), only part of the slots may send email; otherwise all may, since
-//! at onboarding the activation email is what a Partner waits for.
+//! those came first, the conversions still due would wait behind them (kube's scheduler hands
+//! out due work in no particular order). So while deadline work is due (see
+//! [`super::deadlines`]), only part of the slots may send email; otherwise all may.
 //!
 //! A reconciliation with an email to send that finds no slot free records nothing, steps aside,
 //! and is woken, first come first served, when a slot frees. The email's intent is already in

@@ -195,7 +195,8 @@ async fn publish_events(ctx: &Context, partner: &Partner, plan: &Plan) {
     .await;
 }
 
-/// Performs the plan's writes in order (its Events are out already).
+/// Performs the plan's writes in order (its Events are out already). The tenant is written
+/// before any email waits for a mail slot: a slow mail server delays only the mail.
 async fn carry_out(
     api: &Api<Partner>,
     ctx: &Context,
@@ -205,28 +206,6 @@ async fn carry_out(
     let writes = plan.effects.iter().any(|e| !matches!(e, Effect::Event(_)));
     if !writes {
         return Ok(Next::Done);
-    }
-    let sends = plan
-        .effects
-        .iter()
-        .any(|e| matches!(e, Effect::SendEmail(_)));
-    if sends && pass.mail_slot.is_none() {
-        let reference = ObjectRef::from_obj(&pass.current);
-        let deadlines_due = ctx.deadlines.any_due(ctx.clock.timestamp());
-        match ctx.mail_slots.try_take(&reference, deadlines_due) {
-            Some(slot) => pass.mail_slot = Some(slot),
-            None => {
-                debug!(partner = %reference, "waiting for a mail slot");
-                // Woken when a slot frees; the requeue only covers a wake-up that another
-                // reconciliation of this Partner consumed.
-                return Ok(Next::Requeue(MAIL_SLOT_RETRY));
-            }
-        }
-    }
-    if sends && !pass.fresh {
-        pass.current = api.get_status(&pass.current.name_any()).await?;
-        pass.fresh = true;
-        return Ok(Next::PlanAgain);
     }
     for effect in &plan.effects {
         match effect {
@@ -249,7 +228,14 @@ async fn carry_out(
                     return Ok(Next::PlanAgain);
                 }
             }
-            Effect::SendEmail(email) => send(api, &mut pass.current, ctx, email).await?,
+            Effect::SendEmail(email) => {
+                if let Some(next) = ready_to_send(api, ctx, pass).await? {
+                    return Ok(next);
+                }
+                if let Some(next) = send(api, &mut pass.current, ctx, email).await? {
+                    return Ok(next);
+                }
+            }
             Effect::SendEmailsNextPass => return Ok(Next::Requeue(Duration::ZERO)),
         }
     }
@@ -333,14 +319,66 @@ fn token(ctx: &Context, partner: &Partner, message_id: &str) -> String {
         .token(&partner.uid().unwrap_or_default(), message_id)
 }
 
-/// Sends one recorded email, then records the outcome in status and says it in an Event if the
-/// lifecycle says to.
+/// Before the first email of a pass: a mail slot (else the Partner steps aside until one
+/// frees), then a fresh read of the Partner (a cached status may not show an email that went
+/// out already; the plan is made again on what is stored).
+async fn ready_to_send(
+    api: &Api<Partner>,
+    ctx: &Context,
+    pass: &mut Pass,
+) -> Result<Option<Next>, Error> {
+    if pass.mail_slot.is_none() {
+        let reference = ObjectRef::from_obj(&pass.current);
+        let deadlines_due = ctx.deadlines.any_due(ctx.clock.timestamp());
+        match ctx.mail_slots.try_take(&reference, deadlines_due) {
+            Some(slot) => pass.mail_slot = Some(slot),
+            None => {
+                debug!(partner = %reference, "waiting for a mail slot");
+                // Woken when a slot frees; the requeue only covers a wake-up that another
+                // reconciliation of this Partner consumed.
+                return Ok(Some(Next::Requeue(MAIL_SLOT_RETRY)));
+            }
+        }
+    }
+    if !pass.fresh {
+        pass.current = api.get_status(&pass.current.name_any()).await?;
+        pass.fresh = true;
+        return Ok(Some(Next::PlanAgain));
+    }
+    Ok(None)
+}
+
+/// Sends one recorded email if its Distributor's rate limit has room, then records the outcome
+/// in status and says it in an Event if the lifecycle says to. An email over the limit, or
+/// refused for good, is held in its record and the plan is made again; a failure that may pass
+/// is an error, retried with backoff.
 async fn send(
     api: &Api<Partner>,
     current: &mut Partner,
     ctx: &Context,
     email: &Email,
-) -> Result<(), Error> {
+) -> Result<Option<Next>, Error> {
+    let now = ctx.clock.timestamp();
+    let room = ctx
+        .mail_rate
+        .try_take(&email.distributor, email.rate_limit, now, || {
+            ctx.partners.state()
+        });
+    if let Err(until) = room {
+        let labels = crate::metrics::DistributorLabels {
+            distributor: email.distributor.clone(),
+        };
+        ctx.metrics.emails_rate_limited.get_or_create(&labels).inc();
+        debug!(partner = %ObjectRef::from_obj(&*current), email = email.event.as_str(), %until, "email rate limit reached");
+        let event = record(api, current, |s| {
+            lifecycle::emails::rate_limited(s, email, until)
+        })
+        .await?;
+        if let Some(event) = event {
+            ctx.publish(current, &event).await;
+        }
+        return Ok(Some(Next::PlanAgain));
+    }
     let mut vars = email.vars.clone();
     if let Some(base) = &email.link_base {
         let token = token(ctx, current, &email.message_id);
@@ -365,16 +403,20 @@ async fn send(
             if let Some(event) = event {
                 ctx.publish(current, &event).await;
             }
-            Ok(())
+            Ok(None)
         }
         Err(err) => {
             ctx.metrics.emails_failed.get_or_create(&labels).inc();
             let reason = err.to_string();
+            let permanent = err.is_permanent();
             let event = record(api, current, |s| {
-                lifecycle::emails::failed(s, email, &reason)
+                lifecycle::emails::failed(s, email, &reason, permanent)
             })
             .await?;
             ctx.publish(current, &event).await;
+            if permanent {
+                return Ok(Some(Next::PlanAgain));
+            }
             Err(Error::Mail {
                 event: kind,
                 source: err,

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::reasons::{self, EventReason};
 use super::{Draft, Flow, emails};
-use crate::api::{EmailEvent, EmailRecord, find_condition, types};
+use crate::api::{EmailEvent, EmailRecord, Recipient, find_condition, types};
 
 /// Activation emails kept in `status.emails` beyond the first: a link older than these stops
 /// being told apart from a wrong one (404 instead of 410), and the status stays bounded however
@@ -56,11 +56,13 @@ pub(super) fn resend(d: &mut Draft) -> Flow {
     activation.sent_at = None;
     d.status.emails.push(EmailRecord {
         event: EmailEvent::Activation,
+        recipient: Some(Recipient::Partner),
         period: 0,
         message_id: id,
         sent_at: None,
         last_error: None,
         facts: None,
+        held: None,
     });
     prune_resends(d);
     Flow::Next

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::reasons::{self, EventReason};
 use super::{Draft, Flow};
-use crate::api::{EmailEvent, EmailRecord, SubscriptionLevel, find_condition, types};
+use crate::api::{
+    EmailEvent, EmailHoldReason, EmailRecord, SubscriptionLevel, find_condition, types,
+};
 
 /// Sets the three conditions; a conversion refused for a past date is said in a Warning, once
 /// per generation of the spec.
@@ -78,6 +80,19 @@ fn activation(d: &Draft) -> Option<NotReady> {
         Some(EmailRecord {
             sent_at: Some(_), ..
         }) => None,
+        Some(EmailRecord {
+            held: Some(held),
+            last_error,
+            ..
+        }) => {
+            let reason = match held.reason {
+                EmailHoldReason::RateLimited => reasons::EMAIL_RATE_LIMITED,
+                EmailHoldReason::RecipientNotAllowed => reasons::RECIPIENT_NOT_ALLOWED,
+                EmailHoldReason::Refused => reasons::EMAIL_REFUSED,
+            };
+            let why = last_error.as_deref().unwrap_or(reason);
+            Some((reason, format!("activation email held: {why}")))
+        }
         Some(EmailRecord {
             last_error: Some(error),
             ..

@@ -6,32 +6,58 @@ use sha2::{Digest, Sha256};
 
 use super::reasons::EventReason;
 use super::{ActivationToken, Draft, Email, Flow, PartnerEvent};
-use crate::api::{EmailEvent, EmailFacts, EmailRecord, PartnerStatus};
+use crate::api::{
+    EmailEvent, EmailFacts, EmailHold, EmailHoldReason, EmailRecord, PartnerStatus, Recipient,
+};
 use crate::mail::EmailVars;
 
-/// Records an email for `event` unless one was recorded before (for a renewal and the end of
-/// Production: in the current billing period); returns whether it was new.
+/// Who is sent a message for `event`: the activation link goes to the partner alone, the news
+/// of its activation to the distributor alone; every other event to the partner and to the
+/// distributor, each in a message of their own.
+fn recipients(event: EmailEvent) -> &'static [Recipient] {
+    match event {
+        EmailEvent::Activation => &[Recipient::Partner],
+        // The news of an activation is the distributor's alone.
+        EmailEvent::Activated => &[Recipient::Distributor],
+        _ => &[Recipient::Partner, Recipient::Distributor],
+    }
+}
+
+/// Records an email for `event` to each of its recipients, unless one was recorded before (for
+/// a renewal and the end of Production: in the current billing period); returns whether any
+/// was new. A record from before messages were split by recipient covers both once it was
+/// sent (its one message went to both).
 pub(super) fn record(d: &mut Draft, event: EmailEvent) -> bool {
     let period = match event {
         EmailEvent::Renewed | EmailEvent::ProductionExpired => billing_period(&d.status),
         _ => 0,
     };
-    if d.status
-        .emails
-        .iter()
-        .any(|e| e.event == event && e.period == period)
-    {
-        return false;
+    let mut new = false;
+    for &recipient in recipients(event) {
+        let recorded = d.status.emails.iter().any(|e| {
+            e.event == event
+                && e.period == period
+                && match e.recipient {
+                    Some(to) => to == recipient,
+                    None => e.sent_at.is_some() || recipient == Recipient::Partner,
+                }
+        });
+        if recorded {
+            continue;
+        }
+        d.status.emails.push(EmailRecord {
+            event,
+            recipient: Some(recipient),
+            period,
+            message_id: message_id_to(d.uid(), event, period, recipient),
+            sent_at: None,
+            last_error: None,
+            facts: None,
+            held: None,
+        });
+        new = true;
     }
-    d.status.emails.push(EmailRecord {
-        event,
-        period,
-        message_id: message_id_in_period(d.uid(), event, period),
-        sent_at: None,
-        last_error: None,
-        facts: None,
-    });
-    true
+    new
 }
 
 /// The activation email goes out right after provisioning; its link is valid for the
@@ -97,6 +123,79 @@ pub(super) fn check_activation_link(d: &mut Draft) -> Flow {
     Flow::Next
 }
 
+/// Holds back the emails that must not go out now, saying why in their records (and, when the
+/// reason is new, in a Warning): an address outside the Distributor's allowed domains, an email
+/// the SMTP server refused for good while neither spec changed since, an email over the rate
+/// limit until the limit has room. A hold whose cause is gone is lifted.
+pub(super) fn hold(d: &mut Draft) -> Flow {
+    let distributor = d.bound();
+    let policy = &distributor.spec.email;
+    let partner_address = d.partner.spec.notification_email.as_str();
+    let generations = (d.generation, distributor.metadata.generation);
+    let mut events = Vec::new();
+    let mut reviews = Vec::new();
+    for record in d.status.emails.iter_mut().filter(|e| e.sent_at.is_none()) {
+        let to_partner = record.recipient != Some(Recipient::Distributor);
+        if to_partner && !policy.allows(partner_address) {
+            let why = format!(
+                "{partner_address:?} is not in a domain of Distributor {:?}'s \
+                 spec.email.allowedRecipientDomains",
+                distributor.metadata.name.as_deref().unwrap_or_default()
+            );
+            if !matches!(&record.held, Some(h) if h.reason == EmailHoldReason::RecipientNotAllowed)
+            {
+                events.push((
+                    EventReason::RecipientNotAllowed,
+                    format!("{} email held: {why}", record.event.as_str()),
+                ));
+                record.held = Some(EmailHold {
+                    reason: EmailHoldReason::RecipientNotAllowed,
+                    until: None,
+                    partner_generation: None,
+                    distributor_generation: None,
+                });
+            }
+            record.last_error = Some(why);
+            continue;
+        }
+        let lifted = match &record.held {
+            None => continue,
+            Some(held) => match held.reason {
+                EmailHoldReason::RecipientNotAllowed => true,
+                EmailHoldReason::Refused => {
+                    (held.partner_generation, held.distributor_generation) != generations
+                }
+                // Kept until it is sent, or held again with a later `until` (so a Partner
+                // that loses the race for the next place says so once, not at every try).
+                EmailHoldReason::RateLimited => {
+                    reviews.extend(held.until.filter(|until| *until > d.now));
+                    false
+                }
+            },
+        };
+        if lifted {
+            record.held = None;
+            record.last_error = None;
+        }
+    }
+    for (reason, message) in events {
+        d.event(reason, message);
+    }
+    d.deadlines.extend(reviews);
+    Flow::Next
+}
+
+/// Whether `record` must not be sent at `now`: held, and not a rate-limited email whose wait is
+/// over (that one is tried; the reconciler holds it again if the limit still has no room).
+pub(super) fn held_at(record: &EmailRecord, now: DateTime<Utc>) -> bool {
+    match &record.held {
+        None => false,
+        Some(held) => {
+            held.reason != EmailHoldReason::RateLimited || held.until.is_some_and(|u| u > now)
+        }
+    }
+}
+
 /// An email decided in this plan tells the dates as they are now, on every copy: its facts are
 /// fixed in its record.
 pub(super) fn fix_facts(d: &mut Draft) {
@@ -106,9 +205,9 @@ pub(super) fn fix_facts(d: &mut Draft) {
     }
 }
 
-/// The email of `record`, to its recipients (the activation email to the partner; the others
-/// to the partner and the Distributor), with everything it tells; replies go to the
-/// Distributor's notification address.
+/// The email of `record`, to its one recipient, with everything it tells. Replies go to the
+/// Distributor's public `spec.email.replyTo` when it sets one; no message names another
+/// recipient's address.
 pub(super) fn email(d: &Draft, record: &EmailRecord) -> Email {
     let partner = d.partner;
     let distributor = d.bound();
@@ -116,20 +215,18 @@ pub(super) fn email(d: &Draft, record: &EmailRecord) -> Email {
         .facts
         .clone()
         .unwrap_or_else(|| email_facts(&d.status));
-    let mut to = vec![partner.spec.notification_email.clone()];
-    if record.event != EmailEvent::Activation {
-        to.push(distributor.spec.notification_email.clone());
-    }
-    // The news of an activation is the distributor's alone; its replies reach the partner.
-    let mut reply_to = distributor.spec.notification_email.clone();
-    if record.event == EmailEvent::Activated {
-        to.remove(0);
-        reply_to = partner.spec.notification_email.clone();
-    }
+    let recipient = record.recipient.unwrap_or(Recipient::Partner);
+    let to = match recipient {
+        Recipient::Partner => partner.spec.notification_email.clone(),
+        Recipient::Distributor => distributor.spec.notification_email.clone(),
+    };
     Email {
         event: record.event,
         message_id: record.message_id.clone(),
-        to,
+        to: vec![to],
+        recipient,
+        distributor: distributor.metadata.name.clone().unwrap_or_default(),
+        rate_limit: distributor.spec.email.rate_limit,
         vars: EmailVars {
             partner_organization: partner.spec.organization_name.clone(),
             distributor_organization: distributor.spec.organization_name.clone(),
@@ -146,13 +243,14 @@ pub(super) fn email(d: &Draft, record: &EmailRecord) -> Email {
             trial_ends_at: facts.trial_ends_at,
             production_since: facts.production_since,
             expires_at: facts.expires_at,
-            // Answers go to the distributor; the sender stays the operator's.
-            reply_to: Some(reply_to),
+            reply_to: distributor.spec.email.reply_to.clone(),
             deletion_policy: partner.spec.tenant.deletion_policy,
+            to_distributor: recipient == Recipient::Distributor,
         },
         link_base: (record.event == EmailEvent::Activation)
             .then(|| d.link_base.clone())
             .flatten(),
+        generations: (d.generation, distributor.metadata.generation),
     }
 }
 
@@ -200,19 +298,28 @@ pub fn email_facts(status: &PartnerStatus) -> EmailFacts {
     }
 }
 
-/// The deterministic Message-ID of a Partner's email `event`: the same on every retry, so a
-/// message resent after a crash is recognisable as the same message. Derived by hashing, so it
-/// reveals neither the uid nor anything secret.
+/// The deterministic Message-ID of a Partner's email `event` (to the partner): the same on
+/// every retry, so a message resent after a crash is recognisable as the same message. Derived
+/// by hashing, so it reveals neither the uid nor anything secret.
 pub fn message_id(partner_uid: &str, event: EmailEvent) -> String {
-    message_id_in_period(partner_uid, event, 0)
+    message_id_to(partner_uid, event, 0, Recipient::Partner)
 }
 
-/// The Message-ID of `event` in billing period `period` (the first period's is [`message_id`]).
-fn message_id_in_period(partner_uid: &str, event: EmailEvent, period: u32) -> String {
-    let key = match period {
-        0 => format!("{partner_uid}/{}", event.as_str()),
-        n => format!("{partner_uid}/{}/{n}", event.as_str()),
-    };
+/// The Message-ID of `event` in billing period `period` to `recipient` (the partner's in the
+/// first period is [`message_id`]).
+pub fn message_id_to(
+    partner_uid: &str,
+    event: EmailEvent,
+    period: u32,
+    recipient: Recipient,
+) -> String {
+    let mut key = format!("{partner_uid}/{}", event.as_str());
+    if period > 0 {
+        key.push_str(&format!("/{period}"));
+    }
+    if recipient == Recipient::Distributor {
+        key.push_str("/distributor");
+    }
     let digest = Sha256::digest(key.as_bytes());
     format!(
         "<{}.{}@partner-operator.io>",
@@ -240,9 +347,36 @@ pub fn sent(status: &mut PartnerStatus, email: &Email, at: DateTime<Utc>) -> Opt
 }
 
 /// Sending `email` failed with `error` (a text that carries no secret): its record keeps why,
-/// and a Warning says it.
-pub fn failed(status: &mut PartnerStatus, email: &Email, error: &str) -> PartnerEvent {
+/// and a Warning says it. A permanent refusal (a 5xx reply, an address the server cannot take)
+/// holds the email until the Partner's or the Distributor's spec changes, instead of retrying it.
+pub fn failed(
+    status: &mut PartnerStatus,
+    email: &Email,
+    error: &str,
+    permanent: bool,
+) -> PartnerEvent {
     mark_email_failed(status, &email.message_id, error);
+    let record = status
+        .emails
+        .iter_mut()
+        .find(|e| e.message_id == email.message_id);
+    if permanent && let Some(record) = record {
+        record.held = Some(EmailHold {
+            reason: EmailHoldReason::Refused,
+            until: None,
+            partner_generation: email.generations.0,
+            distributor_generation: email.generations.1,
+        });
+        return PartnerEvent {
+            reason: EventReason::EmailRefused,
+            message: format!(
+                "{} email to {} refused for good: {error}; not tried again until the Partner's \
+                 or the Distributor's spec changes",
+                email.event.as_str(),
+                email.to.join(", ")
+            ),
+        };
+    }
     PartnerEvent {
         reason: EventReason::EmailDeliveryFailed,
         message: format!(
@@ -251,6 +385,39 @@ pub fn failed(status: &mut PartnerStatus, email: &Email, error: &str) -> Partner
             email.to.join(", ")
         ),
     }
+}
+
+/// The Distributor's rate limit has no room for `email` before `until`: its record says so, and
+/// a Warning says it when the email was not waiting already.
+pub fn rate_limited(
+    status: &mut PartnerStatus,
+    email: &Email,
+    until: DateTime<Utc>,
+) -> Option<PartnerEvent> {
+    let record = status
+        .emails
+        .iter_mut()
+        .find(|e| e.message_id == email.message_id)?;
+    let was_waiting = matches!(&record.held, Some(h) if h.reason == EmailHoldReason::RateLimited);
+    let limit = email.rate_limit;
+    let why = format!(
+        "Distributor {:?} sent its {} emails per {} minutes (spec.email.rateLimit); next room at {}",
+        email.distributor,
+        limit.messages,
+        limit.window_minutes,
+        until.to_rfc3339()
+    );
+    record.last_error = Some(why.clone());
+    record.held = Some(EmailHold {
+        reason: EmailHoldReason::RateLimited,
+        until: Some(until),
+        partner_generation: None,
+        distributor_generation: None,
+    });
+    (!was_waiting).then(|| PartnerEvent {
+        reason: EventReason::EmailRateLimited,
+        message: format!("{} email waits: {why}", email.event.as_str()),
+    })
 }
 
 /// Marks the email with `message_id` as accepted by the SMTP server at `at`, mirroring the time
@@ -265,6 +432,7 @@ pub fn mark_email_sent(status: &mut PartnerStatus, message_id: &str, at: DateTim
     };
     record.sent_at = Some(at);
     record.last_error = None;
+    record.held = None;
     match record.event {
         EmailEvent::Activation => {
             status
@@ -287,5 +455,166 @@ pub fn mark_email_failed(status: &mut PartnerStatus, message_id: &str, error: &s
         .find(|e| e.message_id == message_id)
     {
         record.last_error = Some(error.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::super::fixtures::*;
+    use super::super::{Effect, Plan, plan, reasons};
+    use super::*;
+    use crate::api::{Distributor, Partner, RecipientDomain, find_condition, types};
+
+    /// The emails `plan` sends, by event and recipient.
+    fn sends(plan: &Plan) -> Vec<(EmailEvent, Recipient)> {
+        plan.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SendEmail(email) => Some((email.event, email.recipient)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The first email `plan` sends.
+    fn first_email(plan: &Plan) -> &Email {
+        plan.effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::SendEmail(email) => Some(&**email),
+                _ => None,
+            })
+            .expect("an email to send")
+    }
+
+    fn activation_sent_reason(plan: &Plan) -> String {
+        find_condition(&plan.status.conditions, types::ACTIVATION_SENT)
+            .unwrap()
+            .reason
+            .clone()
+    }
+
+    /// The first plan's status taken as stored, nothing sent.
+    fn recorded(mut p: Partner, first: &Plan) -> Partner {
+        p.status = Some(first.status.clone());
+        p
+    }
+
+    fn only_contoso(d: &mut Distributor) {
+        d.spec.email.allowed_recipient_domains =
+            Some(vec![RecipientDomain("CONTOSO.example".into())]);
+    }
+
+    #[test]
+    fn an_address_outside_the_allowed_domains_is_held_until_allowed() {
+        let mut p = partner();
+        p.spec.notification_email = "admin@elsewhere.example".into();
+        let mut d = distributor();
+        only_contoso(&mut d);
+        let first = plan(&observe(&p, &d, None, t0()));
+        assert!(sends(&first).is_empty());
+        assert_eq!(
+            activation_sent_reason(&first),
+            reasons::RECIPIENT_NOT_ALLOWED
+        );
+        assert!(
+            first.effects.contains(&Effect::Event(PartnerEvent {
+                reason: EventReason::RecipientNotAllowed,
+                message:
+                    "activation email held: \"admin@elsewhere.example\" is not in a domain of \
+                      Distributor \"northwind\"'s spec.email.allowedRecipientDomains"
+                        .into(),
+            }))
+        );
+        // Said once: the next plan holds it quietly.
+        let p = recorded(p, &first);
+        let again = plan(&observe(&p, &d, None, t0()));
+        assert!(!again.effects.iter().any(|e| matches!(e, Effect::Event(_))));
+        // The domain is allowed (in any case): the email goes out.
+        d.spec.email.allowed_recipient_domains =
+            Some(vec![RecipientDomain("Elsewhere.Example".into())]);
+        let allowed = plan(&observe(&p, &d, None, t0()));
+        assert_eq!(
+            sends(&allowed),
+            [(EmailEvent::Activation, Recipient::Partner)]
+        );
+    }
+
+    #[test]
+    fn the_allowed_domains_do_not_hold_the_distributors_copy() {
+        let (p, mut d) = (partner(), distributor());
+        let first = plan(&observe(&p, &d, None, t0()));
+        let mut p = settled(p, &first, t0());
+        p.spec.notification_email = "admin@elsewhere.example".into();
+        only_contoso(&mut d);
+        let ended = plan(&observe(&p, &d, None, t0() + Duration::days(11)));
+        let p = recorded(p, &ended);
+        let notice = plan(&observe(&p, &d, None, t0() + Duration::days(11)));
+        assert_eq!(
+            sends(&notice),
+            [(EmailEvent::UpgradeNotice, Recipient::Distributor)]
+        );
+    }
+
+    #[test]
+    fn a_refusal_for_good_waits_for_either_spec_to_change() {
+        let (p, mut d) = (partner(), distributor());
+        d.metadata.generation = Some(4);
+        let first = plan(&observe(&p, &d, None, t0()));
+        let email = first_email(&first);
+        let mut status = first.status.clone();
+        let event = failed(&mut status, email, "550 no such mailbox", true);
+        assert_eq!(event.reason, EventReason::EmailRefused);
+        let mut p = p;
+        p.status = Some(status);
+        let held = plan(&observe(&p, &d, None, t0()));
+        assert!(sends(&held).is_empty());
+        assert_eq!(activation_sent_reason(&held), reasons::EMAIL_REFUSED);
+        // The Distributor's spec changes: tried again.
+        d.metadata.generation = Some(5);
+        assert_eq!(sends(&plan(&observe(&p, &d, None, t0()))).len(), 1);
+        // So does a change of the Partner's own.
+        d.metadata.generation = Some(4);
+        p.metadata.generation = Some(2);
+        assert_eq!(sends(&plan(&observe(&p, &d, None, t0()))).len(), 1);
+    }
+
+    #[test]
+    fn a_rate_limited_email_is_tried_again_when_the_limit_has_room() {
+        let (p, d) = (partner(), distributor());
+        let first = plan(&observe(&p, &d, None, t0()));
+        let email = first_email(&first);
+        let room_at = t0() + Duration::minutes(20);
+        let mut status = first.status.clone();
+        let event = rate_limited(&mut status, email, room_at).expect("said once");
+        assert_eq!(event.reason, EventReason::EmailRateLimited);
+        assert!(
+            rate_limited(&mut status, email, room_at).is_none(),
+            "not twice"
+        );
+        let mut p = p;
+        p.status = Some(status);
+        let waiting = plan(&observe(&p, &d, None, t0()));
+        assert!(sends(&waiting).is_empty());
+        assert_eq!(
+            activation_sent_reason(&waiting),
+            reasons::EMAIL_RATE_LIMITED
+        );
+        assert_eq!(waiting.next_review, Some(room_at));
+        let room = plan(&observe(&p, &d, None, room_at));
+        assert_eq!(sends(&room), [(EmailEvent::Activation, Recipient::Partner)]);
+    }
+
+    #[test]
+    fn each_recipient_has_a_message_id_of_its_own() {
+        let ids = [
+            message_id_to("uid-1", EmailEvent::Converted, 0, Recipient::Partner),
+            message_id_to("uid-1", EmailEvent::Converted, 0, Recipient::Distributor),
+            message_id_to("uid-1", EmailEvent::Converted, 1, Recipient::Distributor),
+        ];
+        assert_eq!(ids[0], message_id("uid-1", EmailEvent::Converted));
+        assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
     }
 }

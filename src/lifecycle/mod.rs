@@ -15,7 +15,8 @@
 //! name somebody else holds, provision, bound
 //! the trial's end, record the activation email, end or convert the trial, the notice before
 //! its end, convert an expired trial, renew an expired Production subscription, end Production
-//! at its date, settle the level, check that an activation link can be made, the conditions
+//! at its date, settle the level, check that an activation link can be made, hold back the
+//! emails that must wait (an address not allowed, a refusal, the rate limit), the conditions
 //! (the Ready ladder), then the effects. A step may end the chain (an unbound Partner or a
 //! taken name goes no further).
 //!
@@ -48,7 +49,9 @@ pub use deletion::{Deletion, deletion};
 pub use emails::{email_facts, mark_email_failed, mark_email_sent, message_id};
 pub use reasons::EventReason;
 
-use crate::api::{Distributor, EmailEvent, Partner, PartnerStatus, SubscriptionLevel};
+use crate::api::{
+    Distributor, EmailEvent, EmailRateLimit, Partner, PartnerStatus, Recipient, SubscriptionLevel,
+};
 use crate::mail::EmailVars;
 
 /// What the operator observed about one Partner.
@@ -130,7 +133,16 @@ pub struct ActivationToken {
 pub struct Email {
     pub event: EmailEvent,
     pub message_id: String,
+    /// The one recipient's address.
     pub to: Vec<String>,
+    pub recipient: Recipient,
+    /// The Distributor on whose behalf it goes, and its rate limit (the reconciler keeps the
+    /// count: how many went out in the window is not in any one Partner's status).
+    pub distributor: String,
+    pub rate_limit: EmailRateLimit,
+    /// The Partner's and the Distributor's `metadata.generation` the email was planned at: a
+    /// refusal for good holds it until either changes.
+    pub generations: (Option<i64>, Option<i64>),
     /// The template variables, all but the activation link.
     pub vars: EmailVars,
     /// For the activation email: the link's base; the reconciler adds the tenant id and token.
@@ -156,7 +168,7 @@ pub fn plan(obs: &Observation) -> Plan {
 }
 
 /// The steps of [`plan`], in order.
-const CHAIN: [Step; 18] = [
+const CHAIN: [Step; 19] = [
     bind::bind,
     provision::correct_tenant_status,
     provision::refuse_taken_name,
@@ -172,6 +184,7 @@ const CHAIN: [Step; 18] = [
     production::expire,
     settle_level,
     emails::check_activation_link,
+    emails::hold,
     conditions::set,
     activation::condition,
     effects,
@@ -299,11 +312,16 @@ fn effects(d: &mut Draft) -> Flow {
     if let Some(tenant) = tenant_effect(d) {
         d.effects.insert(0, tenant);
     }
+    // While the activation email is held, the partner hears of nothing else first.
+    let activation_held = d.status.emails.iter().any(|e| {
+        e.event == EmailEvent::Activation && e.sent_at.is_none() && emails::held_at(e, d.now)
+    });
     let unsent: Vec<_> = d
         .status
         .emails
         .iter()
-        .filter(|e| e.sent_at.is_none())
+        .filter(|e| e.sent_at.is_none() && !emails::held_at(e, d.now))
+        .filter(|e| !activation_held || e.recipient == Some(Recipient::Distributor))
         .cloned()
         .collect();
     let activation_blocked =
@@ -367,7 +385,7 @@ fn tenant_current(obs: &Observation, status: &PartnerStatus) -> bool {
 
 /// What the steps' tests share: a Partner, its Distributor, and an observation of them.
 #[cfg(test)]
-mod fixtures {
+pub(crate) mod fixtures {
     use chrono::{DateTime, TimeZone, Utc};
 
     use super::Observation;
@@ -387,6 +405,7 @@ mod fixtures {
                 partner_namespaces: None,
                 trial: TrialPolicy::default(),
                 activation: ActivationPolicy::default(),
+                email: EmailPolicy::default(),
             },
         );
         d.spec.activation.base_url = Some("https://portal.example/activate".into());
@@ -503,11 +522,18 @@ mod tests {
             .effects
             .iter()
             .filter_map(|e| match e {
-                Effect::SendEmail(email) => Some(email.event),
+                Effect::SendEmail(email) => Some((email.event, email.recipient)),
                 _ => None,
             })
             .collect();
-        assert_eq!(sent, [EmailEvent::Converted]);
+        // The partner and the distributor, each in a message of their own.
+        assert_eq!(
+            sent,
+            [
+                (EmailEvent::Converted, Recipient::Partner),
+                (EmailEvent::Converted, Recipient::Distributor)
+            ]
+        );
     }
 
     #[test]

@@ -8,6 +8,12 @@ pub const TENANT_NAMESPACE_TAKEN: &str = "TenantNamespaceTaken";
 pub const PROVISIONING: &str = "Provisioning";
 pub const ACTIVATION_PENDING: &str = "ActivationPending";
 pub const EMAIL_DELIVERY_FAILED: &str = "EmailDeliveryFailed";
+/// The Distributor's `spec.email.rateLimit` is reached: the email waits for room.
+pub const EMAIL_RATE_LIMITED: &str = "EmailRateLimited";
+/// The partner's address is outside the Distributor's `spec.email.allowedRecipientDomains`.
+pub const RECIPIENT_NOT_ALLOWED: &str = "RecipientNotAllowed";
+/// The SMTP server refused the email for good: not retried until a spec changes.
+pub const EMAIL_REFUSED: &str = "EmailRefused";
 pub const EXPIRED: &str = "Expired";
 pub const EXPIRATION_DATE_IN_PAST: &str = "ExpirationDateInPast";
 
@@ -35,6 +41,9 @@ pub enum EventReason {
     TenantNamespaceTaken,
     ActivationSent,
     EmailDeliveryFailed,
+    EmailRateLimited,
+    RecipientNotAllowed,
+    EmailRefused,
     TrialEndingSoon,
     ConvertedToProduction,
     BillingStarted,
@@ -62,6 +71,9 @@ impl EventReason {
             Self::TenantNamespaceTaken => "TenantNamespaceTaken",
             Self::ActivationSent => "ActivationSent",
             Self::EmailDeliveryFailed => "EmailDeliveryFailed",
+            Self::EmailRateLimited => "EmailRateLimited",
+            Self::RecipientNotAllowed => "RecipientNotAllowed",
+            Self::EmailRefused => "EmailRefused",
             Self::TrialEndingSoon => "TrialEndingSoon",
             Self::ConvertedToProduction => "ConvertedToProduction",
             Self::BillingStarted => "BillingStarted",
@@ -80,6 +92,15 @@ impl EventReason {
         }
     }
 
+    /// Whether the Event says an email is newly held back (counted in
+    /// `partner_operator_emails_held_total`).
+    pub const fn holds_email(self) -> bool {
+        matches!(
+            self,
+            Self::EmailRateLimited | Self::RecipientNotAllowed | Self::EmailRefused
+        )
+    }
+
     /// Whether the Event is a Warning: something failed, was refused, or ended without the
     /// Partner's choice.
     pub const fn is_warning(self) -> bool {
@@ -87,6 +108,9 @@ impl EventReason {
             self,
             Self::TenantNamespaceTaken
                 | Self::EmailDeliveryFailed
+                | Self::EmailRateLimited
+                | Self::RecipientNotAllowed
+                | Self::EmailRefused
                 | Self::TrialExpired
                 | Self::ProductionEndedUnbound
                 | Self::ExpirationDateInPast

@@ -44,10 +44,11 @@ pub struct MailerConfig {
     pub security: Security,
     pub username: Option<String>,
     password: Option<String>,
-    /// Per SMTP command and for connecting.
+    /// The longest one message may take, connecting included (also the bound on each SMTP
+    /// command).
     pub timeout: Duration,
     pub from: Mailbox,
-    /// Most connections kept open at once.
+    /// Most connections open at once: also how many emails are sent at once.
     pub max_connections: u32,
 }
 
@@ -89,7 +90,9 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Short: a send holds a mail slot (one of `max_connections`) for as long as it takes, and a
+/// message that did not go out is retried with backoff.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_FROM: &str = "partner-operator <partner-operator@localhost>";
 
 impl MailerConfig {
@@ -100,9 +103,11 @@ impl MailerConfig {
     /// User and password are percent-decoded. Parameters:
     /// - `username_file`, `password_file`: read the credential from a file, as mounted from a
     ///   Kubernetes Secret (a trailing newline is dropped). Read once, at startup.
-    /// - `timeout`: seconds (`30`, `30s`) per command; 30 by default.
+    /// - `timeout`: seconds (`10`, `10s`) one message may take in all, connecting included;
+    ///   10 by default.
     /// - `from`: the sender; `--mail-from` sets it too (see [`MailerConfig::with_from`]).
-    /// - `max_connections`: pooled connections, 4 by default.
+    /// - `max_connections`: SMTP connections open at once, which is also how many emails are
+    ///   sent at once; 4 by default.
     pub fn from_url(url: &str, insecure_plaintext: bool) -> Result<Self, ConfigError> {
         // The URL may hold a password, so no error below quotes it: only the part at fault.
         let parsed = url::Url::parse(url).map_err(|err| ConfigError::Url(err.to_string()))?;
@@ -350,6 +355,7 @@ pub struct Mailer {
     /// Bounds a whole delivery: lettre's own timeout covers each command, not every wait
     /// (a server that accepts the connection and never greets would hold a send forever).
     deadline: std::time::Duration,
+    max_connections: u32,
 }
 
 impl fmt::Debug for Mailer {
@@ -383,13 +389,19 @@ impl Mailer {
             transport: builder.build(),
             templates,
             from: config.from,
-            deadline: config.timeout * 4,
+            deadline: config.timeout,
+            max_connections: config.max_connections,
         })
+    }
+
+    /// How many emails may be sent at once, each over a connection of its own.
+    pub fn max_connections(&self) -> usize {
+        usize::try_from(self.max_connections).unwrap_or(usize::MAX)
     }
 
     /// Renders and sends `email`: multipart/alternative (text, then HTML), with its
     /// Message-ID, so the receiver can recognise a retry as the same message. It comes from the
-    /// configured sender; `Reply-To` is the distributor's address when the email has one.
+    /// configured sender; `Reply-To` is the distributor's public reply address when it set one.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
         let message = self.build(email)?;
         match tokio::time::timeout(self.deadline, self.transport.send(message)).await {

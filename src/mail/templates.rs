@@ -90,14 +90,17 @@ pub struct EmailVars {
     /// `expires_on`: the end of Production; needed by `production-expired`. Unset in
     /// Production means the subscription has no end date.
     pub expires_at: Option<DateTime<Utc>>,
-    /// The distributor's notification address (the Distributor's `spec.notificationEmail`):
-    /// the message's `Reply-To`, so a partner who answers reaches the distributor (template
-    /// variable `reply_to`). The `From` stays the operator's configured sender.
+    /// The distributor's public reply address (the Distributor's `spec.email.replyTo`), if it
+    /// sets one: the message's `Reply-To`, so a partner who answers reaches the distributor
+    /// (template variable `reply_to`). The `From` stays the operator's configured sender.
     pub reply_to: Option<String>,
     /// The Partner's `spec.tenant.deletionPolicy`: what becomes of the tenant and its data
     /// when the Partner is deleted (template variable `deletion_policy`, `"Delete"` or
     /// `"Retain"`). Told by the expiry emails.
     pub deletion_policy: DeletionPolicy,
+    /// Whether this message is the distributor's copy of a partner notice (template variable
+    /// `to_distributor`): the templates then say so before the partner's text.
+    pub to_distributor: bool,
 }
 
 /// Stands for "one of these" in [`required_variables`].
@@ -162,6 +165,7 @@ impl EmailVars {
             expires_on => self.expires_at.map(instant),
             reply_to => &self.reply_to,
             deletion_policy => policy,
+            to_distributor => self.to_distributor,
         }
     }
 
@@ -181,13 +185,15 @@ impl EmailVars {
             expires_at: Some(at),
             reply_to: Some("partners@example.org".into()),
             deletion_policy: DeletionPolicy::Delete,
+            to_distributor: false,
         }
     }
 
     /// The shapes of variables the lifecycle gives, so that startup renders every branch a
     /// template may take: a trial (no Production yet), Production with and without an end
-    /// (no trial), either deletion policy, with and without a reply address.
-    fn samples() -> [Self; 4] {
+    /// (no trial), either deletion policy, with and without a reply address, to the partner
+    /// and to the distributor.
+    fn samples() -> [Self; 5] {
         let full = Self::sample();
         [
             Self {
@@ -203,6 +209,10 @@ impl EmailVars {
                 trial_ends_at: None,
                 expires_at: None,
                 reply_to: None,
+                ..full.clone()
+            },
+            Self {
+                to_distributor: true,
                 ..full.clone()
             },
             full,
@@ -610,14 +620,16 @@ mod tests {
                 continue;
             }
             assert!(
-                email.text.starts_with("Hello <b>Contoso</b> \"IT\",\n"),
+                email.text.starts_with(
+                    "Hello,\n\nThis message is about the tenant of \"<b>Contoso</b> \"IT\"\" (the organization name given"
+                ),
                 "{event:?}: {}",
                 email.text
             );
             assert!(
                 email
                     .html
-                    .contains("<p>Hello &lt;b&gt;Contoso&lt;/b&gt; &quot;IT&quot;,</p>"),
+                    .contains("the tenant of “&lt;b&gt;Contoso&lt;/b&gt; &quot;IT&quot;”"),
                 "{event:?}: {}",
                 email.html
             );
@@ -633,24 +645,34 @@ mod tests {
             production_since: Some(at("2026-11-02T09:30:00Z")),
             ..trial()
         };
+        let copy = EmailVars {
+            to_distributor: true,
+            ..vars.clone()
+        };
         for event in EVENTS {
-            let email = templates.render(event, &vars).unwrap();
-            let subject = &email.subject;
+            // The operator's own words lead; the partner's name comes last, quoted and
+            // attributed.
+            let subject = templates.render(event, &vars).unwrap().subject;
             assert!(
-                subject.starts_with("Your ") || subject.starts_with("Activate your "),
+                ["Activate ", "Trial ", "Tenant ", "Production "]
+                    .iter()
+                    .any(|lead| subject.starts_with(lead)),
                 "{subject}"
             );
-            assert!(subject.contains("Contoso"), "{subject}");
+            assert!(subject.ends_with(" (partner \"Contoso\")"), "{subject}");
+            // The distributor's copy says that it is one.
+            let copy = templates.render(event, &copy).unwrap().subject;
+            assert_eq!(copy, format!("Copy of a partner notice: {subject}"));
         }
         let converted = templates.render(EmailEvent::Converted, &production(None));
         assert_eq!(
             converted.unwrap().subject,
-            "Your Contoso tenant is now in Production"
+            "Tenant now in Production (partner \"Contoso\")"
         );
     }
 
     #[test]
-    fn every_email_greets_the_partner_and_offers_a_reply_to_the_distributor() {
+    fn every_email_names_the_partner_as_registered_and_offers_a_reply_to_the_distributor() {
         let templates = Templates::built_in();
         for (event, vars) in [
             (EmailEvent::Activation, trial()),
@@ -666,14 +688,19 @@ mod tests {
         ] {
             let email = templates.render(event, &vars).unwrap();
             for body in bodies(&email) {
-                assert!(body.starts_with("Hello Contoso, "), "{event:?}: {body}");
+                assert!(
+                    body.starts_with(
+                        "Hello, This message is about the tenant of \u{201c}Contoso\u{201d}"
+                    ) || body.starts_with("Hello, This message is about the tenant of \"Contoso\""),
+                    "{event:?}: {body}"
+                );
                 assert!(
                     body.contains(
                         "Questions? Reply to this email to reach Northwind at ops@northwind.example."
                     ),
                     "{event:?}: {body}"
                 );
-                assert!(!body.contains("Hello,"), "{event:?}: {body}");
+                assert!(!body.contains("Hello Contoso"), "{event:?}: {body}");
                 // No date without its time.
                 assert!(!body.contains("2026-"), "{event:?}: {body}");
             }
@@ -730,14 +757,14 @@ mod tests {
             .unwrap();
         assert_eq!(
             upgrade.subject,
-            "Your Contoso trial converts to Production on 12 December 2026 at 20:48 UTC"
+            "Trial converts to Production on 12 December 2026 at 20:48 UTC (partner \"Contoso\")"
         );
         let expiry = templates
             .render(EmailEvent::ExpiryNotice, &trial())
             .unwrap();
         assert_eq!(
             expiry.subject,
-            "Your Contoso trial expires on 12 December 2026 at 20:48 UTC"
+            "Trial expires on 12 December 2026 at 20:48 UTC (partner \"Contoso\")"
         );
     }
 
@@ -799,7 +826,7 @@ mod tests {
             let email = templates
                 .render(EmailEvent::Activation, &production(expires_at))
                 .unwrap();
-            assert_eq!(email.subject, "Activate your Contoso tenant");
+            assert_eq!(email.subject, "Activate your tenant (partner \"Contoso\")");
             for body in bodies(&email) {
                 assert!(
                     body.contains(&format!(
@@ -871,7 +898,10 @@ mod tests {
                 .contains("expires on 14 March 2026 at 10:00 UTC")
         );
         let activation = templates.render(EmailEvent::Activation, &vars).unwrap();
-        assert_eq!(activation.subject, "Activate your Acme <IT> & Co tenant");
+        assert_eq!(
+            activation.subject,
+            "Activate your tenant (partner \"Acme <IT> & Co\")"
+        );
         assert!(activation.text.contains("https://example.invalid/activate"));
     }
 
@@ -919,7 +949,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             email.subject,
-            "Your Evil Bcc: victim@example.com Inc tenant is now in Production"
+            "Tenant now in Production (partner \"Evil Bcc: victim@example.com Inc\")"
         );
     }
 

@@ -1,0 +1,145 @@
+//! `kubectl partner status NAME`: where a Partner stands, and what happens next.
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use k8s_openapi::api::core::v1::{Event, Namespace};
+use kube::api::{Api, ListParams};
+
+use super::dates::exact;
+use super::story::{self, World, facts, facts_lines};
+use super::{Ctx, Result};
+use crate::api::{chrono_time, types};
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The Partner.
+    pub name: String,
+    /// How many of the latest Events to show.
+    #[arg(long, default_value_t = 10)]
+    pub events: usize,
+}
+
+pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
+    let partner = ctx.partner(&args.name).await?;
+    let distributor = ctx.distributor(&partner.spec.distributor_ref.name).await;
+    let status = partner.status.clone().unwrap_or_default();
+    // Whether the namespace may bind: from its labels when readable, else as the operator last
+    // said in DistributorBound.
+    let namespace_allowed = match (
+        &distributor,
+        Api::<Namespace>::all(ctx.client.clone())
+            .get(&ctx.namespace)
+            .await,
+    ) {
+        (Some(d), Ok(ns)) => crate::binding::namespace_allowed(d, &ns),
+        _ => crate::api::is_condition_true(&status.conditions, types::DISTRIBUTOR_BOUND),
+    };
+    let world = World {
+        partner: &partner,
+        distributor: distributor.as_ref(),
+        namespace_allowed,
+        now: ctx.now,
+    };
+    let mut out = format!("Partner {}\n", ctx.qualified(&args.name));
+    out.push_str(&facts_lines(&facts(
+        &partner,
+        distributor.as_ref(),
+        ctx.now,
+    )));
+    out.push_str("\nStory:\n");
+    for moment in story::history(&partner) {
+        out.push_str(&format!("  {}  {}\n", exact(moment.at), moment.what));
+    }
+    out.push_str("\nNext:\n");
+    for line in story::outlook(&world) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    let not_true: Vec<_> = status
+        .conditions
+        .iter()
+        .filter(|c| c.status != "True")
+        .collect();
+    if !not_true.is_empty() {
+        out.push_str("\nConditions not True:\n");
+        for c in not_true {
+            out.push_str(&format!(
+                "  {}={} {}: {}\n",
+                c.type_, c.status, c.reason, c.message
+            ));
+        }
+    }
+    let events = recent_events(ctx, &partner, args.events).await;
+    out.push_str("\nRecent events:\n");
+    match events {
+        Ok(events) if events.is_empty() => out.push_str("  none\n"),
+        Ok(events) => {
+            for (at, type_, reason, count, message) in events {
+                let count = if count > 1 {
+                    format!(" (x{count})")
+                } else {
+                    String::new()
+                };
+                out.push_str(&format!(
+                    "  {}  {type_:<7}  {reason}{count}: {message}\n",
+                    exact(at)
+                ));
+            }
+        }
+        Err(why) => out.push_str(&format!("  cannot be read: {why}\n")),
+    }
+    print!("{out}");
+    Ok(())
+}
+
+type EventLine = (DateTime<Utc>, String, String, i32, String);
+
+/// The Partner's latest Events, oldest first.
+async fn recent_events(
+    ctx: &Ctx,
+    partner: &crate::api::Partner,
+    limit: usize,
+) -> std::result::Result<Vec<EventLine>, String> {
+    let uid = partner.metadata.uid.clone().unwrap_or_default();
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let list = api
+        .list(&ListParams::default().fields(&format!("involvedObject.uid={uid}")))
+        .await
+        .map_err(|e| super::api_error("events", e).0)?;
+    let micro = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime| {
+        DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond() as u32)
+    };
+    let mut events: Vec<EventLine> = list
+        .items
+        .into_iter()
+        .filter_map(|e| {
+            let at = [
+                e.series
+                    .as_ref()
+                    .and_then(|s| s.last_observed_time.as_ref().and_then(micro)),
+                e.event_time.as_ref().and_then(micro),
+                e.last_timestamp.as_ref().map(chrono_time),
+                e.first_timestamp.as_ref().map(chrono_time),
+                e.metadata.creation_timestamp.as_ref().map(chrono_time),
+            ]
+            .into_iter()
+            .flatten()
+            .max()?;
+            let count = e
+                .series
+                .as_ref()
+                .and_then(|s| s.count)
+                .or(e.count)
+                .unwrap_or(1);
+            Some((
+                at,
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                count,
+                e.message.unwrap_or_default(),
+            ))
+        })
+        .collect();
+    events.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+    let skip = events.len().saturating_sub(limit);
+    Ok(events.split_off(skip))
+}

@@ -1,0 +1,45 @@
+//! Tables as kubectl prints them: upper-case headers, columns left-aligned, three spaces apart.
+
+/// Renders `rows` (the first is the header), each line ending in a newline.
+pub fn render(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if c + 1 < row.len() {
+                let pad = widths[c] - cell.chars().count() + 3;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_line_up_three_spaces_apart() {
+        let rows = vec![
+            vec!["NAME".to_string(), "LEVEL".into(), "DAYS".into()],
+            vec!["contoso".to_string(), "Trial".into(), "14d".into()],
+            vec!["a".to_string(), "Production".into(), "".into()],
+        ];
+        assert_eq!(
+            super::render(&rows),
+            "NAME      LEVEL        DAYS\ncontoso   Trial        14d\na         Production\n"
+        );
+    }
+}
