@@ -238,7 +238,7 @@ async fn a_link_shows_a_page_then_activates_exactly_once(server: Server) {
     assert_eq!(told[0].to, ["ops@northwind.example"]);
     assert_eq!(
         told[0].subject.as_deref(),
-        Some("Your partner Contoso <IT> & \"Söhne\" activated its tenant")
+        Some("Tenant activated (partner \"Contoso <IT> & \"Söhne\"\")")
     );
     h.advance_days(15);
     h.wait_partner(NAMESPACE, "contoso", "Production", |p| {
