@@ -133,6 +133,7 @@ impl Operator {
                 "--leader-election=false",
             ])
             .args(["--metrics-addr", &metrics.to_string()])
+            .args(["--activation-addr", "127.0.0.1:0"])
             .args(["--activation-base-url", "https://portal.example/activate"])
             .env(
                 "SMTP_URL",

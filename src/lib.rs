@@ -17,6 +17,7 @@
 //! - [`telemetry`]: structured logging;
 //! - [`tenant`]: a Partner's tenant namespace, entitlements and activation secret;
 
+pub mod activation;
 pub mod api;
 pub mod binding;
 pub mod clock;

@@ -59,6 +59,10 @@ struct SandboxArgs {
     /// Serve the operator's /metrics, /healthz and /readyz here.
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// The activation service's port on 127.0.0.1, where the emailed links point (0: any
+    /// free port).
+    #[arg(long, default_value_t = 0)]
+    activation_port: u16,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Log filter (RUST_LOG wins when set).
@@ -95,6 +99,19 @@ struct RunArgs {
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
+    /// Where the activation service is served (plain HTTP; TLS terminates at the ingress).
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    activation_addr: SocketAddr,
+    /// Take the activation client's address from the last X-Forwarded-For entry (only behind
+    /// an ingress or proxy that sets it).
+    #[arg(long)]
+    activation_trust_forwarded_for: bool,
+    /// Activation requests a minute per client address.
+    #[arg(long, default_value_t = 30)]
+    activation_rate_per_client: u32,
+    /// Activation requests a minute per tenant.
+    #[arg(long, default_value_t = 10)]
+    activation_rate_per_tenant: u32,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Log filter (RUST_LOG wins when set).
@@ -139,6 +156,7 @@ async fn sandbox(args: SandboxArgs) -> Result<(), String> {
         speed: args.speed,
         without_operator: args.without_operator,
         metrics_addr: args.metrics_addr,
+        activation_port: args.activation_port,
         kube_apiserver: args.kube_apiserver,
     };
     command::run(options, operator::shutdown_signal(), |started| {
@@ -178,6 +196,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
         namespace: args.namespace,
         templates_dir: args.templates_dir,
         metrics_addr: Some(args.metrics_addr),
+        activation_service: Some(partner_operator::activation::ServiceOptions {
+            addr: args.activation_addr,
+            trust_forwarded_for: args.activation_trust_forwarded_for,
+            per_client_per_minute: args.activation_rate_per_client,
+            per_tenant_per_minute: args.activation_rate_per_tenant,
+        }),
         concurrency: args.concurrency,
         clock: Clock::system(),
         leader_election: args.leader_election.then(|| {

@@ -49,6 +49,19 @@ pub struct EmailLabels {
     pub kind: &'static str,
 }
 
+/// Why an activation request was not carried out: `unknown`, `expired`, `superseded`,
+/// `already_activated`, `malformed`, `error`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActivationFailureLabels {
+    pub reason: &'static str,
+}
+
+/// Which limit refused a request: `client` or `tenant`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    pub limit: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
@@ -84,6 +97,12 @@ pub struct Metrics {
     /// Partners whose stored body the operator cannot decode: each is left alone (nothing is
     /// provisioned, mailed, billed or deleted for it) and reported in a Warning Event.
     pub unreadable_partners: Gauge,
+    /// Tenants activated through the activation service.
+    pub activations: Counter,
+    /// Activation requests (POST) refused, by reason.
+    pub activation_failures: Family<ActivationFailureLabels, Counter>,
+    /// Requests to the activation service refused by a rate limit, per limit.
+    pub activation_rate_limited: Family<RateLimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -176,8 +195,29 @@ impl Metrics {
             "Partners whose stored body the operator cannot decode, and so leaves alone",
             unreadable_partners.clone(),
         );
+        let activations = Counter::default();
+        registry.register(
+            "activations",
+            "Tenants activated through the activation link or API",
+            activations.clone(),
+        );
+        let activation_failures = Family::default();
+        registry.register(
+            "activation_failures",
+            "Activation requests refused, by reason",
+            activation_failures.clone(),
+        );
+        let activation_rate_limited = Family::default();
+        registry.register(
+            "activation_rate_limited",
+            "Activation service requests refused by a rate limit, per client address or tenant",
+            activation_rate_limited.clone(),
+        );
         Self {
             registry,
+            activations,
+            activation_failures,
+            activation_rate_limited,
             reconciliations,
             reconcile_errors,
             reconcile_duration,

@@ -42,6 +42,9 @@ pub struct RunOptions {
     /// The key activation tokens are made with; `None`: a random one for this process (a
     /// resend after a restart then carries a new link).
     pub activation_key: Option<crate::tenant::ActivationKey>,
+    /// The activation service (the emailed link lands there); `None`: not served. Every
+    /// replica serves it, leading or standing by.
+    pub activation_service: Option<crate::activation::ServiceOptions>,
 }
 
 /// Why the operator did not start, in one line.
@@ -52,7 +55,7 @@ pub enum RunError {
     #[error("--templates-dir: {0}")]
     Templates(#[from] TemplateError),
     #[error(
-        "--activation-base-url: {0:?} is not an https:// URL without a user part or a backslash"
+        "--activation-base-url: {0:?} is not an https:// URL (or http:// to a loopback address) without a user part or a backslash"
     )]
     ActivationBaseUrl(String),
     #[error("{0}")]
@@ -61,6 +64,11 @@ pub enum RunError {
     Leader(#[from] LeaderError),
     #[error("--metrics-addr {addr}: {source}")]
     Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("--activation-addr {addr}: {source}")]
+    ActivationService {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -106,6 +114,33 @@ pub async fn run(
         }
         None => None,
     };
+    let activation_server = match &options.activation_service {
+        Some(service) => {
+            let addr = service.addr;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::ActivationService { addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            info!(addr = %bound, "serving the activation service");
+            let state = Arc::new(crate::activation::Service::new(
+                client.clone(),
+                options.clock.clone(),
+                metrics.clone(),
+                service,
+            ));
+            let stop = stop.clone().wait();
+            let finishing = state.clone();
+            tokio::spawn(async move {
+                if let Err(err) = finishing.finish_recorded().await {
+                    tracing::warn!(error = %err, "activations recorded in tenants not checked");
+                }
+            });
+            Some(tokio::spawn(async move {
+                let _ = crate::activation::serve(listener, state, stop).await;
+            }))
+        }
+        None => None,
+    };
     let result = lead_and_reconcile(
         client,
         OperatorConfig {
@@ -128,8 +163,8 @@ pub async fn run(
         stop,
     )
     .await;
-    if let Some(server) = metrics_server {
-        // On a lost Lease the shutdown signal has not come: stop serving anyway.
+    // On a lost Lease the shutdown signal has not come: stop serving anyway.
+    for server in [metrics_server, activation_server].into_iter().flatten() {
         server.abort();
         let _ = server.await;
     }

@@ -30,9 +30,12 @@ use partner_sandbox::smtp::SmtpSink;
 use crate::clock::Clock;
 use crate::operator::{self, RunOptions};
 
-/// Where activation links point for Distributors that set no `spec.activation.baseUrl`. The
-/// `.invalid` top-level domain never resolves, so nobody mistakes a sandbox link for a real one.
-pub const SANDBOX_ACTIVATION_BASE_URL: &str = "https://activate.sandbox.invalid/activate";
+/// Where activation links point for Distributors that set no `spec.activation.baseUrl`: the
+/// sandbox's own activation service on loopback, over plain HTTP (`--activation-base-url`
+/// accepts `http://` for a loopback host only; see [`crate::tenant::link_base`]).
+pub fn sandbox_activation_base_url(addr: SocketAddr) -> String {
+    format!("http://{addr}/activate")
+}
 
 /// The sandbox's settings, from the command line.
 #[derive(Clone, Debug)]
@@ -50,6 +53,8 @@ pub struct SandboxOptions {
     pub without_operator: bool,
     /// Serve the operator's `/metrics`, `/healthz` and `/readyz` here.
     pub metrics_addr: Option<SocketAddr>,
+    /// The activation service's port on 127.0.0.1; 0 picks a free one.
+    pub activation_port: u16,
     /// Run the real etcd, kube-apiserver and kube-controller-manager from this directory
     /// instead of the embedded API server.
     pub kube_apiserver: Option<PathBuf>,
@@ -74,6 +79,8 @@ pub enum SandboxError {
     KubeApiserver(ControlPlaneError),
     #[error("--smtp-port {port}: cannot listen on 127.0.0.1:{port}: {source}")]
     Smtp { port: u16, source: std::io::Error },
+    #[error("--activation-port {port}: cannot listen on 127.0.0.1:{port}: {source}")]
+    Activation { port: u16, source: std::io::Error },
     #[error("cannot install the CRDs: {0}")]
     Crds(String),
     #[error("the operator stopped: {0}")]
@@ -109,6 +116,20 @@ pub async fn run(
         port: options.smtp_port,
         source,
     })?;
+
+    // The port is found (and a busy one refused) now, for the summary and the links; the
+    // operator listens on it once it starts.
+    let activation = match options.without_operator {
+        true => None,
+        false => Some(
+            free_activation_addr(options.activation_port).map_err(|source| {
+                SandboxError::Activation {
+                    port: options.activation_port,
+                    source,
+                }
+            })?,
+        ),
+    };
 
     let clock = Clock::scaled(options.speed);
     let server = match &options.kube_apiserver {
@@ -153,6 +174,7 @@ pub async fn run(
         smtp: smtp.addr(),
         speed: options.speed,
         operator: !options.without_operator,
+        activation,
     });
 
     let result = match options.without_operator {
@@ -165,7 +187,7 @@ pub async fn run(
                 smtp_url: smtp.url(),
                 smtp_insecure_plaintext: true,
                 mail_from: Some("Partner Onboarding <onboarding@sandbox.invalid>".into()),
-                activation_base_url: Some(SANDBOX_ACTIVATION_BASE_URL.into()),
+                activation_base_url: activation.map(sandbox_activation_base_url),
                 namespace: None,
                 templates_dir: None,
                 metrics_addr: options.metrics_addr,
@@ -175,6 +197,7 @@ pub async fn run(
                 leader_election: None,
                 // The operator lives as long as this process, and so does its key.
                 activation_key: Some(crate::tenant::ActivationKey::random()),
+                activation_service: activation.map(crate::activation::ServiceOptions::new),
             };
             operator::run(server.client(), options, shutdown)
                 .await
@@ -234,6 +257,8 @@ pub struct Started {
     pub speed: f64,
     /// Whether the operator runs (not with `--without-operator`).
     pub operator: bool,
+    /// Where the activation service listens (with the operator).
+    pub activation: Option<SocketAddr>,
 }
 
 impl Started {
@@ -252,13 +277,23 @@ impl Started {
         lines.push(format!(
             "             a fresh outbox each run, from 0001; the previous run's is in {outbox}.previous"
         ));
+        if let Some(addr) = self.activation {
+            lines.push(format!(
+                "activation   {} (the emailed links open here)",
+                sandbox_activation_base_url(addr)
+            ));
+        }
         if self.operator {
             lines.push(format!("clock        {}x real time", self.speed));
         } else {
             lines.push("operator     not started (--without-operator); to run your own:".into());
             lines.push(format!(
-                "             KUBECONFIG={kubeconfig} partner-operator run --smtp-url smtp://{} --smtp-insecure-plaintext",
-                self.smtp
+                "             KUBECONFIG={kubeconfig} partner-operator run --smtp-url smtp://{} --smtp-insecure-plaintext \\"
+                , self.smtp
+            ));
+            lines.push(format!(
+                "               --activation-addr {OWN_ACTIVATION} --activation-base-url {}",
+                sandbox_activation_base_url(OWN_ACTIVATION.parse().expect("an address"))
             ));
         }
         lines.push(format!(
@@ -308,6 +343,16 @@ fn set_aside(outbox: &Path) -> Result<(), SandboxError> {
     std::fs::rename(outbox, &previous).map_err(fail(outbox))
 }
 
+/// Where the summary of `--without-operator` has the operator run separately serve its
+/// activation service.
+const OWN_ACTIVATION: &str = "127.0.0.1:8081";
+
+/// `127.0.0.1:port`, with a free port found for 0; refused if taken.
+fn free_activation_addr(port: u16) -> std::io::Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
+    probe.local_addr()
+}
+
 fn remove_stale(path: &Path) -> Result<(), SandboxError> {
     match std::fs::remove_file(path) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(SandboxError::StateDir {
@@ -348,6 +393,7 @@ mod tests {
             smtp: "127.0.0.1:2525".parse().unwrap(),
             speed: 86400.0,
             operator: true,
+            activation: Some("127.0.0.1:8081".parse().unwrap()),
         };
         let summary = started.summary();
         assert!(summary.contains("export KUBECONFIG=/tmp/s/kubeconfig"));
@@ -355,16 +401,27 @@ mod tests {
         assert!(summary.contains("a fresh outbox each run"));
         assert!(summary.contains("/tmp/s/outbox.previous"));
         assert!(summary.contains("86400x"));
+        assert!(
+            summary.contains("http://127.0.0.1:8081/activate"),
+            "{summary}"
+        );
         assert!(!summary.contains("partner-operator run"));
 
         let alone = Started {
             operator: false,
+            activation: None,
             ..started
         }
         .summary();
         assert!(alone.contains("--without-operator"), "{alone}");
         assert!(
             alone.contains("--smtp-url smtp://127.0.0.1:2525 --smtp-insecure-plaintext"),
+            "{alone}"
+        );
+        assert!(
+            alone.contains(
+                "--activation-addr 127.0.0.1:8081 --activation-base-url http://127.0.0.1:8081/activate"
+            ),
             "{alone}"
         );
     }

@@ -338,6 +338,7 @@ fn get_shows_printer_columns_and_yaml_with_defaults(kind: support::Server) {
             "DISTRIBUTOR",
             "LEVEL",
             "EXPIRES",
+            "ACTIVATED",
             "READY",
             "AGE"
         ]

@@ -68,6 +68,7 @@ fn spawn_operator(
         ))
         .arg(format!("--activation-base-url={PORTAL}"))
         .arg(format!("--metrics-addr={metrics}"))
+        .arg("--activation-addr=127.0.0.1:0")
         .arg(format!(
             "--activation-key-file={}",
             dir.join("key").display()

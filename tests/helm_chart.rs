@@ -112,7 +112,25 @@ fn every_option() -> Value {
         "templatesConfigMap": "email-templates",
         "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}},
         "podDisruptionBudget": {"enabled": true},
-        "networkPolicy": {"enabled": true, "metricsFrom": {"matchLabels": {"name": "monitoring"}}},
+        "networkPolicy": {
+            "enabled": true,
+            "metricsFrom": {"matchLabels": {"name": "monitoring"}},
+            "activationFrom": {"matchLabels": {"name": "ingress"}},
+        },
+        "activation": {
+            "trustForwardedFor": true,
+            "ingress": {
+                "enabled": true,
+                "className": "nginx",
+                "host": "activate.northwind.example",
+                "tlsSecretName": "activate-tls",
+            },
+            "httpRoute": {
+                "enabled": true,
+                "parentRefs": [{"name": "public", "namespace": "gateways"}],
+                "hostnames": ["activate.northwind.example"],
+            },
+        },
     })
 }
 
@@ -216,9 +234,46 @@ fn defaults_render_a_locked_down_deployment() {
 fn every_option_renders_its_objects() {
     let manifests = render(every_option()).unwrap();
     let kinds = kinds(&manifests);
-    for kind in ["ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"] {
+    for kind in [
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Ingress",
+        "HTTPRoute",
+    ] {
         assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
     }
+    // The activation service: its port, a Service, and the Ingress and HTTPRoute to it, both
+    // for the link's path and the portals' API.
+    let service = manifests
+        .iter()
+        .find(|m| {
+            m["kind"] == "Service" && m["metadata"]["name"] == "po-partner-operator-activation"
+        })
+        .expect("the activation Service");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "activation");
+    let ingress = of_kind(&manifests, "Ingress");
+    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "activate-tls");
+    let rule = &ingress["spec"]["rules"][0];
+    assert_eq!(rule["host"], "activate.northwind.example");
+    let paths: Vec<&Value> = rule["http"]["paths"].as_array().unwrap().iter().collect();
+    assert_eq!(paths.len(), 2);
+    assert!(
+        paths
+            .iter()
+            .all(|p| p["backend"]["service"]["name"] == service["metadata"]["name"])
+    );
+    let route = of_kind(&manifests, "HTTPRoute");
+    assert_eq!(route["spec"]["parentRefs"][0]["name"], "public");
+    assert_eq!(
+        route["spec"]["rules"][0]["backendRefs"][0]["name"],
+        service["metadata"]["name"]
+    );
+    let policy = of_kind(&manifests, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"][1]["ports"][0]["port"], 8081,
+        "{policy}"
+    );
     let container = &of_kind(&manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0];
     let args = container["args"].to_string();
     for flag in [
@@ -227,6 +282,8 @@ fn every_option_renders_its_objects() {
         "--activation-base-url=https://portal.northwind.example/activate",
         "--namespace=northwind-partners",
         "--templates-dir=/etc/partner-operator/templates",
+        "--activation-addr=0.0.0.0:8081",
+        "--activation-trust-forwarded-for",
     ] {
         assert!(args.contains(flag), "{flag}: {args}");
     }
@@ -300,6 +357,14 @@ const SERVICE_MONITOR_CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","ki
 "versions":[{"name":"v1","served":true,"storage":true,
 "schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
 
+/// The Gateway API's HTTPRoute, schemaless like the ServiceMonitor above.
+const HTTP_ROUTE_CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
+"metadata":{"name":"httproutes.gateway.networking.k8s.io"},
+"spec":{"group":"gateway.networking.k8s.io","scope":"Namespaced",
+"names":{"kind":"HTTPRoute","plural":"httproutes","singular":"httproute","listKind":"HTTPRouteList"},
+"versions":[{"name":"v1","served":true,"storage":true,
+"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_manifests_apply_to_the_api_server_with_kubectl() {
     let server = partner_sandbox::apiserver::ApiServer::start(
@@ -363,7 +428,8 @@ async fn rendered_manifests_apply_to_the_api_server_with_kubectl() {
     let monitor: Value = serde_json::from_str(SERVICE_MONITOR_CRD).unwrap();
     let namespace =
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
-    let setup = kubectl(apply("setup.yaml", vec![monitor, namespace])).await;
+    let route: Value = serde_json::from_str(HTTP_ROUTE_CRD).unwrap();
+    let setup = kubectl(apply("setup.yaml", vec![monitor, route, namespace])).await;
     assert!(
         setup.status.success(),
         "{}",
@@ -436,14 +502,18 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
     let mut election = LeaderElection::new("default", "replica-a");
     election.lease_duration = std::time::Duration::from_secs(3);
     election.renew_before = std::time::Duration::from_secs(1);
+    let activation = support::metrics::free_port();
     let operator = h.spawn_operator_as(
         "partner-operator",
         RunOptions {
             leader_election: Some(election),
+            activation_service: Some(partner_operator::activation::ServiceOptions::new(
+                activation,
+            )),
             ..h.run_options()
         },
     );
-    scenarios::whole_trial(&h).await;
+    scenarios::whole_trial(&h, activation).await;
     operator.stop().await.unwrap();
 
     let used: BTreeSet<(String, String, String)> = h
@@ -487,7 +557,7 @@ fn rendered_objects_are_valid_kubernetes_types() {
     use k8s_openapi::api::{
         apps::v1::Deployment,
         core::v1::{Secret, Service, ServiceAccount},
-        networking::v1::NetworkPolicy,
+        networking::v1::{Ingress, NetworkPolicy},
         policy::v1::PodDisruptionBudget,
         rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
     };
@@ -512,15 +582,17 @@ fn rendered_objects_are_valid_kubernetes_types() {
             "RoleBinding" => unchanged::<RoleBinding>(object),
             "PodDisruptionBudget" => unchanged::<PodDisruptionBudget>(object),
             "NetworkPolicy" => unchanged::<NetworkPolicy>(object),
+            "Ingress" => unchanged::<Ingress>(object),
             "ValidatingAdmissionPolicy" => unchanged::<ValidatingAdmissionPolicy>(object),
             "ValidatingAdmissionPolicyBinding" => {
                 unchanged::<ValidatingAdmissionPolicyBinding>(object)
             }
-            // Not a built-in type: its CRD belongs to the Prometheus Operator.
-            "ServiceMonitor" => continue,
+            // Not built-in types: their CRDs belong to the Prometheus Operator and the
+            // Gateway API.
+            "ServiceMonitor" | "HTTPRoute" => continue,
             other => panic!("{other}: a kind this test does not know; add it"),
         }
         checked.insert(kind.to_string());
     }
-    assert_eq!(checked.len(), 12, "{checked:?}");
+    assert_eq!(checked.len(), 13, "{checked:?}");
 }

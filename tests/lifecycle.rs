@@ -52,6 +52,7 @@ fn partner() -> Partner {
             },
             subscription: Subscription::default(),
             tenant: TenantPolicy::default(),
+            activation: Default::default(),
         },
     );
     p.metadata.namespace = Some("northwind-partners".into());
@@ -302,7 +303,8 @@ fn provisioning_starts_the_trial_and_sends_the_activation_link() {
         email.link_base.as_ref().map(|u| u.as_str()),
         Some("https://portal.example/activate")
     );
-    assert_eq!(first.next_review, Some(t0() + Duration::days(11)));
+    // The activation link's expiry (the `Activated` condition turns then) before the notice.
+    assert_eq!(first.next_review, Some(t0() + Duration::days(7)));
     assert_eq!(
         status.activation.as_ref().unwrap().link_expires_at,
         Some(t0() + Duration::days(7))
@@ -380,7 +382,12 @@ fn a_partner_setting_overrides_the_distributor_default() {
 #[test]
 fn no_notice_when_upgrade_notice_days_is_zero() {
     let mut w = World::new(partner(), distributor(14, 0, true));
-    assert_eq!(w.settle().next_review, Some(t0() + Duration::days(14)));
+    // After the activation link's expiry, the next deadline is the trial's end: no notice.
+    assert_eq!(w.settle().next_review, Some(t0() + Duration::days(7)));
+    assert_eq!(
+        w.at(t0() + Duration::days(7)).next_review,
+        Some(t0() + Duration::days(14))
+    );
     w.at(t0() + Duration::days(13));
     assert_eq!(w.sent_events(), vec![EmailEvent::Activation]);
 }
@@ -582,7 +589,9 @@ fn converting_by_hand_sets_the_new_expiration_and_its_end_stops_billing() {
         converted_at
     );
     assert_eq!(w.status().expires_at, Some(until));
-    assert_eq!(plan.next_review, Some(until));
+    // The activation link's expiry comes first, then the new end.
+    assert_eq!(plan.next_review, Some(t0() + Duration::days(7)));
+    assert_eq!(w.at(t0() + Duration::days(7)).next_review, Some(until));
     assert_eq!(w.sent_events().last(), Some(&EmailEvent::Converted));
     // Past the trial's old end nothing else happens: no notice, no second conversion.
     w.at(t0() + Duration::days(20));

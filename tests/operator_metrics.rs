@@ -36,13 +36,14 @@ async fn metrics_follow_the_lifecycle(server: Server) {
     assert_eq!(status, 200, "ready once the caches are filled");
     let trials = r#"partner_operator_partners{distributor="northwind",level="Trial"}"#;
     let metrics = scrape_until(addr, trials, 2.0).await;
-    let notice_at = (start_time() + chrono::Duration::days(11)).timestamp() as f64;
+    // The next deadline: the activation link's expiry (the notice follows at day 11).
+    let link_expires_at = (start_time() + chrono::Duration::days(7)).timestamp() as f64;
     assert_eq!(
         sample(
             &metrics,
             r#"partner_operator_partner_next_deadline_timestamp_seconds{namespace="northwind-partners",name="contoso"}"#
         ),
-        Some(notice_at),
+        Some(link_expires_at),
         "{metrics}"
     );
     assert_eq!(sample(&metrics, trials), Some(2.0), "{metrics}");

@@ -151,9 +151,9 @@ fn a_log_redirected_to_a_file_carries_no_ansi_escape_codes() {
     );
 }
 
-/// The first `https://` link in `text`, up to the next whitespace.
+/// The first link (`http://` or `https://`) in `text`, up to the next whitespace.
 fn link_in(text: &str) -> Option<String> {
-    let start = text.find("https://")?;
+    let start = text.find("http://").or_else(|| text.find("https://"))?;
     Some(
         text[start..]
             .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
@@ -315,11 +315,25 @@ fn the_readme_recipe_without_the_operator_mails_into_the_sandbox_outbox() {
         run_line.contains(&format!("--smtp-url {smtp_url} --smtp-insecure-plaintext")),
         "{run_line}"
     );
+    assert!(
+        summary.contains("--activation-base-url http://127.0.0.1:8081/activate"),
+        "{summary}"
+    );
     stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
+    // As printed, on a free port of the test's (the examples leave the link base to the
+    // operator).
+    let activation = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let _operator = KillOnDrop(
         Command::new(BINARY)
             .args(["run", "--smtp-url", &smtp_url, "--smtp-insecure-plaintext"])
             .args(["--metrics-addr", "127.0.0.1:0"])
+            .arg(format!("--activation-addr={activation}"))
+            .arg(format!(
+                "--activation-base-url=http://{activation}/activate"
+            ))
             .env("KUBECONFIG", sandbox.kubeconfig())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -403,6 +417,8 @@ async fn run_against_the_sandbox_started_alone(server: Server) {
                 "--smtp-insecure-plaintext",
                 "--metrics-addr",
                 "127.0.0.1:0",
+                "--activation-addr",
+                "127.0.0.1:0",
             ])
             .args([
                 "--activation-base-url",
@@ -469,6 +485,7 @@ fn run_names_a_missing_crd_and_an_unreachable_server_in_one_line(server: Server)
                 "--smtp-insecure-plaintext",
             ])
             .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(["--activation-addr", "127.0.0.1:0"])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "off")

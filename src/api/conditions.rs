@@ -28,6 +28,8 @@ pub mod types {
     pub const TENANT_PROVISIONED: &str = "TenantProvisioned";
     /// Partner: the activation email was accepted by the SMTP server.
     pub const ACTIVATION_SENT: &str = "ActivationSent";
+    /// Partner: the partner activated its tenant through the emailed link.
+    pub const ACTIVATED: &str = "Activated";
 }
 
 /// Sets (or adds) the condition of `type_`, keeping `lastTransitionTime` when the status did not

@@ -39,6 +39,12 @@ use super::Sku;
     // A date column would show the time since the expiry, which kubectl prints as `<invalid>`
     // for a future date; the timestamp itself says what a reader wants to know.
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
+    // Empty until the partner activates; before Ready, so Ready and Age stay the last two.
+    printcolumn(
+        name = "Activated",
+        type_ = "string",
+        json_path = ".status.activation.activatedAt"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -73,6 +79,29 @@ pub struct PartnerSpec {
     /// What becomes of the tenant.
     #[serde(default)]
     pub tenant: TenantPolicy,
+
+    /// Requests about the activation link.
+    #[serde(default, skip_serializing_if = "ActivationRequest::is_empty")]
+    pub activation: ActivationRequest,
+}
+
+/// Requests about the activation link, made declaratively.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationRequest {
+    /// A request for a new activation link: any new value (an RFC 3339 timestamp, say) asks the
+    /// operator to issue a new token, which replaces the previous one (its link stops working),
+    /// and to email it to `notificationEmail`. The value last handled is in
+    /// `status.activation.resendHandled`. Refused once the tenant is activated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub resend_request: Option<String>,
+}
+
+impl ActivationRequest {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Reference to a cluster-scoped `Distributor`.
@@ -223,7 +252,7 @@ pub struct PartnerStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub emails: Vec<EmailRecord>,
 
-    /// `Ready`, `DistributorBound`, `TenantProvisioned`, `ActivationSent`.
+    /// `Ready`, `DistributorBound`, `TenantProvisioned`, `ActivationSent`, `Activated`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -261,6 +290,14 @@ pub struct ActivationStatus {
     /// When the activation link stops working.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_expires_at: Option<DateTime<Utc>>,
+    /// When the partner activated its tenant through the emailed link (written by the
+    /// operator's activation service under its own field manager, `partner-operator-activation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<DateTime<Utc>>,
+    /// The `spec.activation.resendRequest` handled last: a new link was sent for it, or it was
+    /// refused because the tenant is activated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resend_handled: Option<String>,
 }
 
 /// How the tenant entered Production.
@@ -338,6 +375,8 @@ pub enum EmailEvent {
     ProductionExpired,
     /// An expired Production subscription was renewed.
     Renewed,
+    /// The partner activated its tenant (to the distributor).
+    Activated,
 }
 
 impl EmailEvent {
@@ -351,6 +390,7 @@ impl EmailEvent {
             Self::TrialExpired => "trial-expired",
             Self::ProductionExpired => "production-expired",
             Self::Renewed => "renewed",
+            Self::Activated => "activated",
         }
     }
 }
@@ -454,6 +494,7 @@ impl Partner {
                 },
                 subscription: Subscription::default(),
                 tenant: TenantPolicy::default(),
+                activation: ActivationRequest::default(),
             },
             status: None,
         }

@@ -256,13 +256,25 @@ async fn ensure_tenant(
     restore_activation: Option<&ActivationToken>,
 ) -> Result<Tenant, Error> {
     let status = current.status.clone().unwrap_or_default();
-    let token = restore_activation.map(|t| (token(ctx, current, &t.message_id), t.expires_at));
+    let token = restore_activation.map(|t| {
+        (
+            token(ctx, current, &t.message_id),
+            t.expires_at,
+            superseded_hashes(ctx, current, t),
+        )
+    });
     let found = tenant::ensure(
         &ctx.client,
         current,
         &status,
         cached_tenant(ctx, current).as_deref(),
-        token.as_ref().map(|(token, at)| (token.as_str(), *at)),
+        token
+            .as_ref()
+            .map(|(token, expires_at, superseded)| tenant::IssuedToken {
+                token,
+                expires_at: *expires_at,
+                superseded,
+            }),
     )
     .await?;
     if found == Tenant::Terminating {
@@ -278,15 +290,32 @@ async fn issue_activation(
     activation: &ActivationToken,
 ) -> Result<Tenant, Error> {
     let status = current.status.clone().unwrap_or_default();
+    let superseded = superseded_hashes(ctx, current, activation);
     Ok(tenant::store_activation(
         &ctx.client,
         current,
         &status,
         cached_tenant(ctx, current).as_deref(),
-        &token(ctx, current, &activation.message_id),
-        activation.expires_at,
+        tenant::IssuedToken {
+            token: &token(ctx, current, &activation.message_id),
+            expires_at: activation.expires_at,
+            superseded: &superseded,
+        },
     )
     .await?)
+}
+
+/// The hashes of the tokens of the activation emails `activation` replaces.
+fn superseded_hashes(
+    ctx: &Context,
+    partner: &Partner,
+    activation: &ActivationToken,
+) -> Vec<String> {
+    activation
+        .superseded
+        .iter()
+        .map(|id| tenant::token_hash(&token(ctx, partner, id)))
+        .collect()
 }
 
 /// The activation token of the email `message_id`: the same on every copy of that email.
@@ -522,7 +551,14 @@ async fn write_status(
     current: &Partner,
     status: &PartnerStatus,
 ) -> kube::Result<Partner> {
-    super::status::write(api, current, status, true).await
+    super::status::write_keeping(
+        api,
+        current,
+        status,
+        true,
+        crate::activation::SERVICE_STATUS_FIELDS,
+    )
+    .await
 }
 
 fn is_conflict(err: &kube::Error) -> bool {

@@ -7,6 +7,10 @@
 //! would stay for good (a seat count of a SKU no longer offered, an `expiresAt` of a level that
 //! ended), so whatever the written status holds beyond the desired one is removed by a merge
 //! patch right after, under the same precondition.
+//!
+//! Some fields have another owner by design: `status.activation.activatedAt` is written by the
+//! activation service under its own field manager. The reconciler neither applies such a field
+//! (one owner per field) nor removes it: [`write_keeping`] names them.
 
 use std::fmt::Debug;
 
@@ -31,8 +35,27 @@ where
     K: Resource<DynamicType = ()> + HasStatus + Clone + Debug + DeserializeOwned,
     K::Status: Serialize,
 {
+    write_keeping(api, object, status, precondition, &[]).await
+}
+
+/// As [`write`], but the fields at `others` (paths inside the status) belong to other field
+/// managers: they are left out of the apply and never removed.
+pub async fn write_keeping<K>(
+    api: &Api<K>,
+    object: &K,
+    status: &K::Status,
+    precondition: bool,
+    others: &[&[&str]],
+) -> kube::Result<K>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + Debug + DeserializeOwned,
+    K::Status: Serialize,
+{
     let name = object.name_any();
-    let desired = serde_json::to_value(status).expect("a status serializes");
+    let mut desired = serde_json::to_value(status).expect("a status serializes");
+    for path in others {
+        take(&mut desired, path);
+    }
     let mut metadata = json!({"name": name});
     if precondition {
         metadata["resourceVersion"] = json!(object.resource_version());
@@ -50,7 +73,10 @@ where
             &Patch::Apply(apply),
         )
         .await?;
-    let live = serde_json::to_value(written.status()).expect("a status serializes");
+    let mut live = serde_json::to_value(written.status()).expect("a status serializes");
+    for path in others {
+        take(&mut live, path);
+    }
     let Some(removal) = removal(&live, &desired) else {
         return Ok(written);
     };
@@ -60,6 +86,26 @@ where
     });
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await
+}
+
+/// Removes the field at `path` from `value`, and the objects on the way that it leaves empty.
+fn take(value: &mut Value, path: &[&str]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let Value::Object(map) = value else {
+        return;
+    };
+    if rest.is_empty() {
+        map.remove(*first);
+        return;
+    }
+    if let Some(inner) = map.get_mut(*first) {
+        take(inner, rest);
+        if inner.as_object().is_some_and(Map::is_empty) {
+            map.remove(*first);
+        }
+    }
 }
 
 /// A merge patch that removes what `live` holds beyond `desired`, object by object; `None` when
@@ -105,5 +151,25 @@ mod tests {
         );
         assert_eq!(removal(&desired, &desired), None);
         assert_eq!(removal(&Value::Null, &desired), None);
+    }
+
+    #[test]
+    fn a_field_of_another_manager_is_neither_applied_nor_removed() {
+        let others: &[&[&str]] = &[&["activation", "activatedAt"]];
+        let mut live =
+            json!({"activation": {"activatedAt": "2027-03-02T09:00:00Z", "sentAt": "x"}});
+        let mut desired = live.clone();
+        for path in others {
+            take(&mut desired, path);
+        }
+        assert_eq!(desired, json!({"activation": {"sentAt": "x"}}));
+        for path in others {
+            take(&mut live, path);
+        }
+        assert_eq!(removal(&live, &desired), None);
+        // Alone in its object, the object goes too (and is not removed as a whole either).
+        let mut only = json!({"activation": {"activatedAt": "t"}, "a": 1});
+        take(&mut only, others[0]);
+        assert_eq!(only, json!({"a": 1}));
     }
 }

@@ -11,11 +11,14 @@ use crate::api::{
 };
 use crate::mail::EmailVars;
 
-/// Who is sent a message for `event`: the activation link goes to the partner alone; every
-/// other event to the partner and to the distributor, each in a message of their own.
+/// Who is sent a message for `event`: the activation link goes to the partner alone, the news
+/// of its activation to the distributor alone; every other event to the partner and to the
+/// distributor, each in a message of their own.
 fn recipients(event: EmailEvent) -> &'static [Recipient] {
     match event {
         EmailEvent::Activation => &[Recipient::Partner],
+        // The news of an activation is the distributor's alone.
+        EmailEvent::Activated => &[Recipient::Distributor],
         _ => &[Recipient::Partner, Recipient::Distributor],
     }
 }
@@ -251,16 +254,33 @@ pub(super) fn email(d: &Draft, record: &EmailRecord) -> Email {
     }
 }
 
-/// The token of the activation link already emailed, to store again, if one was emailed.
+/// The token of the activation link emailed last, to store again, if one was emailed.
 pub(super) fn sent_activation(status: &PartnerStatus) -> Option<ActivationToken> {
     let sent = status
         .emails
         .iter()
+        .rev()
         .find(|e| e.event == EmailEvent::Activation && e.sent_at.is_some())?;
     Some(ActivationToken {
+        superseded: superseded_activations(status, &sent.message_id),
         message_id: sent.message_id.clone(),
-        expires_at: status.activation.as_ref()?.link_expires_at?,
+        expires_at: sent
+            .facts
+            .as_ref()
+            .and_then(|f| f.link_expires_at)
+            .or(status.activation.as_ref()?.link_expires_at)?,
     })
+}
+
+/// The Message-IDs of the activation emails sent before the one with `current`.
+pub(super) fn superseded_activations(status: &PartnerStatus, current: &str) -> Vec<String> {
+    status
+        .emails
+        .iter()
+        .filter(|e| e.event == EmailEvent::Activation && e.sent_at.is_some())
+        .map(|e| e.message_id.clone())
+        .filter(|id| id != current)
+        .collect()
 }
 
 /// The dates an email decided now tells. A Production subscription that ended tells when its

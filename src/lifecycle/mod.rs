@@ -30,6 +30,7 @@
 //! - the level only goes up: Pending < Trial < Production, and Expired is entered only from Trial
 //!   or Production.
 
+mod activation;
 mod bind;
 mod conditions;
 pub mod deletion;
@@ -43,6 +44,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+pub use activation::resend_message_id;
 pub use deletion::{Deletion, deletion};
 pub use emails::{email_facts, mark_email_failed, mark_email_sent, message_id};
 pub use reasons::EventReason;
@@ -120,6 +122,10 @@ pub enum Effect {
 pub struct ActivationToken {
     pub message_id: String,
     pub expires_at: DateTime<Utc>,
+    /// The Message-IDs of earlier activation emails whose links this one replaces: their
+    /// tokens' hashes are kept beside it, so the activation service can say such a link was
+    /// superseded (410) rather than unknown.
+    pub superseded: Vec<String>,
 }
 
 /// One email to send, with everything it tells.
@@ -162,13 +168,15 @@ pub fn plan(obs: &Observation) -> Plan {
 }
 
 /// The steps of [`plan`], in order.
-const CHAIN: [Step; 16] = [
+const CHAIN: [Step; 19] = [
     bind::bind,
     provision::correct_tenant_status,
     provision::refuse_taken_name,
     provision::provision,
     trial::bound_end,
     emails::record_activation,
+    activation::resend,
+    activation::activated,
     trial::end_or_convert,
     trial::notice,
     production::convert_expired_trial,
@@ -178,6 +186,7 @@ const CHAIN: [Step; 16] = [
     emails::check_activation_link,
     emails::hold,
     conditions::set,
+    activation::condition,
     effects,
 ];
 
@@ -330,6 +339,7 @@ fn effects(d: &mut Draft) -> Flow {
         let email = emails::email(d, record);
         if email.event == EmailEvent::Activation {
             d.effects.push(Effect::IssueActivation(ActivationToken {
+                superseded: emails::superseded_activations(&d.status, &email.message_id),
                 message_id: email.message_id.clone(),
                 expires_at: email.vars.link_expires_at.unwrap_or(d.now),
             }));
@@ -473,7 +483,9 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["tenant", "event", "issue", "send"]);
-        assert_eq!(first.next_review, Some(t0() + Duration::days(11)));
+        // The activation link's expiry (the `Activated` condition turns) comes before the
+        // notice.
+        assert_eq!(first.next_review, Some(t0() + Duration::days(7)));
     }
 
     #[test]
@@ -535,6 +547,7 @@ mod tests {
             again.effects,
             [Effect::EnsureTenant {
                 restore_activation: Some(ActivationToken {
+                    superseded: vec![],
                     message_id: activation.message_id.clone(),
                     expires_at: t0() + Duration::days(7),
                 })
@@ -647,6 +660,7 @@ mod tests {
             ProductionEndedUnbound,
             ExpirationDateInPast,
             ExpirationDateLimited,
+            ResendRefused,
             Unreadable,
         ] {
             assert!(reason.is_warning(), "{reason}");
@@ -661,6 +675,7 @@ mod tests {
             ProductionExpired,
             TenantDeprovisioned,
             TenantRetained,
+            Activated,
         ] {
             assert!(!reason.is_warning(), "{reason}");
         }

@@ -17,11 +17,19 @@ pub const EMAIL_REFUSED: &str = "EmailRefused";
 pub const EXPIRED: &str = "Expired";
 pub const EXPIRATION_DATE_IN_PAST: &str = "ExpirationDateInPast";
 
+/// Reasons of `Activated=False`: the link is out, or it expired.
+pub const AWAITING_ACTIVATION: &str = "AwaitingActivation";
+pub const ACTIVATION_LINK_EXPIRED: &str = "ActivationLinkExpired";
+
 /// Reasons of conditions that hold.
 pub const BOUND: &str = "Bound";
 pub const PROVISIONED: &str = "Provisioned";
 pub const SENT: &str = "Sent";
 pub const READY: &str = "Ready";
+/// `Activated=True`; `ResendRefused` while the last resend request was refused (the tenant is
+/// activated).
+pub const ACTIVATED: &str = "Activated";
+pub const RESEND_REFUSED: &str = "ResendRefused";
 /// A Distributor's `Ready`: its counts and billing are current.
 pub const COUNTS_CURRENT: &str = "CountsCurrent";
 
@@ -48,6 +56,10 @@ pub enum EventReason {
     ExpirationDateLimited,
     TenantDeprovisioned,
     TenantRetained,
+    /// The partner activated its tenant through the emailed link.
+    Activated,
+    /// A resend request came after the tenant was activated.
+    ResendRefused,
     /// The operator cannot decode the Partner.
     Unreadable,
 }
@@ -74,6 +86,8 @@ impl EventReason {
             Self::ExpirationDateLimited => "ExpirationDateLimited",
             Self::TenantDeprovisioned => "TenantDeprovisioned",
             Self::TenantRetained => "TenantRetained",
+            Self::Activated => "Activated",
+            Self::ResendRefused => "ResendRefused",
             Self::Unreadable => "Unreadable",
         }
     }
@@ -101,6 +115,7 @@ impl EventReason {
                 | Self::ProductionEndedUnbound
                 | Self::ExpirationDateInPast
                 | Self::ExpirationDateLimited
+                | Self::ResendRefused
                 | Self::Unreadable
         )
     }

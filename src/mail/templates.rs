@@ -19,7 +19,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
 use crate::api::{DeletionPolicy, EmailEvent};
 
 /// Every email event, in lifecycle order.
-pub const EVENTS: [EmailEvent; 7] = [
+pub const EVENTS: [EmailEvent; 8] = [
     EmailEvent::Activation,
     EmailEvent::UpgradeNotice,
     EmailEvent::ExpiryNotice,
@@ -27,6 +27,7 @@ pub const EVENTS: [EmailEvent; 7] = [
     EmailEvent::TrialExpired,
     EmailEvent::ProductionExpired,
     EmailEvent::Renewed,
+    EmailEvent::Activated,
 ];
 
 /// The three parts of an email.
@@ -116,6 +117,7 @@ pub fn required_variables(event: EmailEvent) -> &'static [&'static str] {
         EmailEvent::Converted => &["production_since"],
         EmailEvent::ProductionExpired => &["expires_on"],
         EmailEvent::Renewed => &["production_since"],
+        EmailEvent::Activated => &[],
     }
 }
 
@@ -303,6 +305,9 @@ fn built_in(name: &str) -> &'static str {
         "renewed.subject.txt",
         "renewed.txt",
         "renewed.html",
+        "activated.subject.txt",
+        "activated.txt",
+        "activated.html",
     )
 }
 
@@ -599,6 +604,20 @@ mod tests {
         };
         for event in EVENTS {
             let email = templates.render(event, &vars).unwrap();
+            if event == EmailEvent::Activated {
+                // To the distributor, naming the partner.
+                assert!(email.text.contains(
+                    "Your partner \"<b>Contoso</b> \"IT\"\" (the organization name given"
+                ));
+                assert!(email.text.contains("activated its tenant"));
+                assert!(
+                    email
+                        .html
+                        .contains("&lt;b&gt;Contoso&lt;/b&gt; &quot;IT&quot;")
+                );
+                assert!(!email.html.contains("<b>"));
+                continue;
+            }
             assert!(
                 email.text.starts_with(
                     "Hello,\n\nThis message is about the tenant of \"<b>Contoso</b> \"IT\"\" (the organization name given"
@@ -640,6 +659,10 @@ mod tests {
                 "{subject}"
             );
             assert!(subject.ends_with(" (partner \"Contoso\")"), "{subject}");
+            if event == EmailEvent::Activated {
+                // The distributor's own news, never a copy of a partner's message.
+                continue;
+            }
             // The distributor's copy says that it is one.
             let copy = templates.render(event, &copy).unwrap().subject;
             assert_eq!(copy, format!("Copy of a partner notice: {subject}"));

@@ -54,10 +54,14 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
     for line in story::outlook(&world) {
         out.push_str(&format!("  {line}\n"));
     }
+    // A partner that has not activated yet is no problem (an expired link is: it is said).
+    let awaiting = |c: &&crate::api::Condition| {
+        c.type_ == types::ACTIVATED && c.reason == crate::lifecycle::reasons::AWAITING_ACTIVATION
+    };
     let not_true: Vec<_> = status
         .conditions
         .iter()
-        .filter(|c| c.status != "True")
+        .filter(|c| c.status != "True" && !awaiting(c))
         .collect();
     if !not_true.is_empty() {
         out.push_str("\nConditions not True:\n");

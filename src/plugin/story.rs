@@ -530,7 +530,13 @@ pub fn outlook(world: &World) -> Vec<String> {
 
     let mut current = settled(partner, now_plan.status.clone(), world.now);
     let mut next_review = now_plan.next_review;
-    for step in 0..2 {
+    // The next two deadlines at which something this tells happens (a deadline that only
+    // turns a condition, such as the activation link's expiry, is passed over).
+    let mut step = 0;
+    for _ in 0..8 {
+        if step == 2 {
+            break;
+        }
         let Some(at) = next_review else {
             if step == 0 {
                 lines.push(nothing_scheduled(world, &current, &name));
@@ -541,11 +547,15 @@ pub fn outlook(world: &World) -> Vec<String> {
         let plan = plan_at(world, &current, at);
         let to = recipients(world, &current, &plan, at);
         let what = describe(world, &before, &plan, &to);
+        next_review = plan.next_review;
+        current = settled(&current, plan.status, at);
+        if what.is_empty() {
+            continue;
+        }
         let label = if step == 0 { "next" } else { "then" };
         lines.push(format!("{label}: {}", exact_and_relative(at, world.now)));
         lines.extend(what.into_iter().map(|w| format!("  {w}")));
-        next_review = plan.next_review;
-        current = settled(&current, plan.status, at);
+        step += 1;
     }
     lines
 }

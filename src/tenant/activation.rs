@@ -65,13 +65,27 @@ pub fn token_hash(token: &str) -> String {
 /// `--activation-base-url` at start). A link in clear would expose its token; a user part
 /// (`https://portal.example@evil.example/`) or a backslash would let a link look like another
 /// site's.
+///
+/// One exception: `http://` to a loopback address (`127.0.0.0/8`, `[::1]`, `localhost`), where
+/// the link never leaves the machine. The sandbox's own activation service is such a base; the
+/// admission pattern of `spec.activation.baseUrl` stays https-only, so only the operator's
+/// `--activation-base-url` can be one.
 pub fn link_base(base: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(base).map_err(|err| format!("not a URL: {err}"))?;
     if base.contains('\\') {
         return Err("a backslash is not allowed".into());
     }
-    if url.scheme() != "https" {
-        return Err(format!("https:// only, not {}://", url.scheme()));
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return Err(format!(
+            "https:// only (http:// only to a loopback address), not {}://",
+            url.scheme()
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("a user part (user@) is not allowed".into());
@@ -126,8 +140,18 @@ mod tests {
     #[test]
     fn link_bases_are_https_without_a_user_part_or_a_backslash() {
         assert!(link_base("https://portal.example/activate").is_ok());
+        for loopback in [
+            "http://127.0.0.1:8081/activate",
+            "http://[::1]:8081/activate",
+            "http://localhost:8081/activate",
+        ] {
+            assert!(link_base(loopback).is_ok(), "{loopback}");
+        }
         for refused in [
             "http://portal.example/activate",
+            "http://127.0.0.1.evil.example/activate",
+            "http://10.0.0.1/activate",
+            "http://user@127.0.0.1/activate",
             "file:///etc/passwd",
             "ftp://portal.example/",
             "https://portal.northwind.example@evil.example/activate",

@@ -49,6 +49,16 @@ pub const ENTITLEMENTS: &str = "entitlements";
 /// Name of the Secret holding the activation token's hash.
 pub const ACTIVATION: &str = "activation";
 
+/// An activation token to store in the tenant: the token (only its hash is written), when it
+/// stops working, and the hashes of the earlier tokens it replaces (told apart from unknown
+/// ones by the activation service, which answers 410 for them).
+#[derive(Clone, Copy, Debug)]
+pub struct IssuedToken<'a> {
+    pub token: &'a str,
+    pub expires_at: DateTime<Utc>,
+    pub superseded: &'a [String],
+}
+
 /// What the operator found at the tenant's name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tenant {
@@ -120,7 +130,7 @@ pub async fn ensure(
     partner: &Partner,
     status: &PartnerStatus,
     cached: Option<&Namespace>,
-    activation: Option<(&str, DateTime<Utc>)>,
+    activation: Option<IssuedToken<'_>>,
 ) -> kube::Result<Tenant> {
     let Some(tenant) = &status.tenant else {
         return Ok(Tenant::Absent);
@@ -143,8 +153,8 @@ pub async fn ensure(
     if !matches!(found, Tenant::Owned(_)) {
         return Ok(found);
     }
-    if let Some((token, expires_at)) = activation {
-        apply_activation(client, partner, &tenant.id, token, expires_at).await?;
+    if let Some(issued) = activation {
+        apply_activation(client, partner, &tenant.id, issued).await?;
     }
     let entitlements = json!({
         "apiVersion": "v1",
@@ -244,8 +254,7 @@ pub async fn store_activation(
     partner: &Partner,
     status: &PartnerStatus,
     cached: Option<&Namespace>,
-    token: &str,
-    expires_at: DateTime<Utc>,
+    issued: IssuedToken<'_>,
 ) -> kube::Result<Tenant> {
     let Some(tenant) = &status.tenant else {
         return Ok(Tenant::Absent);
@@ -254,18 +263,19 @@ pub async fn store_activation(
     if !matches!(found, Tenant::Owned(_)) {
         return Ok(found);
     }
-    apply_activation(client, partner, &tenant.id, token, expires_at).await?;
+    apply_activation(client, partner, &tenant.id, issued).await?;
     Ok(found)
 }
 
 /// Writes the `activation` Secret into the tenant namespace, which the caller has found to be
-/// this Partner's.
+/// this Partner's. Its keys: `tokenSha256`, `expiresAt`, `supersededSha256` (comma-separated,
+/// possibly empty) by the operator; `activatedAt` only by the activation service (another field
+/// manager, so this apply leaves it alone).
 async fn apply_activation(
     client: &Client,
     partner: &Partner,
     tenant_id: &str,
-    token: &str,
-    expires_at: DateTime<Utc>,
+    issued: IssuedToken<'_>,
 ) -> kube::Result<()> {
     let name = tenant_namespace_of(partner);
     let secret = json!({
@@ -279,8 +289,9 @@ async fn apply_activation(
         },
         "type": "Opaque",
         "stringData": {
-            "tokenSha256": token_hash(token),
-            "expiresAt": expires_at.to_rfc3339(),
+            "tokenSha256": token_hash(issued.token),
+            "expiresAt": issued.expires_at.to_rfc3339(),
+            "supersededSha256": issued.superseded.join(","),
         },
     });
     Api::<Secret>::namespaced(client.clone(), &name)

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod helm;
+pub mod http;
 pub mod logs;
 pub mod metrics;
 pub mod process;
@@ -126,6 +127,7 @@ impl Harness {
             leader_election: None,
             // One key for every operator the test starts, as a Secret would give them.
             activation_key: Some(self.activation_key.clone()),
+            activation_service: None,
         }
     }
 

@@ -8,10 +8,15 @@ use serde_json::json;
 use super::*;
 
 /// A whole trial with every kind of request the operator makes: onboarding through an SMTP
-/// outage (a Warning Event, seen again), a manual conversion, a notice, an automatic conversion,
-/// and deletions with both policies (the `Delete` tenant goes, the `Retain` tenant stays).
-/// Needs the operator running and the clock at [`START`]. Returns each Partner's tenant.
-pub async fn whole_trial(h: &Harness) -> std::collections::BTreeMap<&'static str, String> {
+/// outage (a Warning Event, seen again), an activation through the activation service (its page,
+/// then its API), a manual conversion, a notice, an automatic conversion, and deletions with
+/// both policies (the `Delete` tenant goes, the `Retain` tenant stays). Needs the operator
+/// running, its activation service at `activation`, and the clock at [`START`]. Returns each
+/// Partner's tenant.
+pub async fn whole_trial(
+    h: &Harness,
+    activation: std::net::SocketAddr,
+) -> std::collections::BTreeMap<&'static str, String> {
     h.northwind(true).await;
     h.smtp.set_down(true);
     h.apply(partner("northwind-partners", "contoso", "northwind"))
@@ -44,6 +49,45 @@ pub async fn whole_trial(h: &Harness) -> std::collections::BTreeMap<&'static str
         h.wait_partner("northwind-partners", name, "Ready", is_ready)
             .await;
     }
+    let mail = eventually(
+        "litware's activation email",
+        Patience::RECONCILE,
+        || async {
+            h.emails_of("activation")
+                .into_iter()
+                .find(|m| m.to == ["admin@litware.example"])
+                .ok_or("not yet")
+        },
+    )
+    .await;
+    let link = activation_link(&mail);
+    let page = super::http::request(
+        activation,
+        "GET",
+        &format!("/activate?{}", link.query().unwrap()),
+        &[],
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let param = |name: &str| {
+        link.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    let answer = super::http::post_json(
+        activation,
+        "/v1/activations",
+        &json!({"tenant": param("tenant"), "token": param("token")}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    h.wait_partner("northwind-partners", "litware", "Activated", |p| {
+        condition(p, types::ACTIVATED).is_some_and(|(s, _)| s == "True")
+    })
+    .await;
     h.partners("northwind-partners")
         .patch(
             "litware",

@@ -201,6 +201,14 @@ impl Registry {
                 &["netpol"],
             ),
             ResourceType::builtin(
+                "networking.k8s.io",
+                "v1",
+                "ingresses",
+                "Ingress",
+                true,
+                &["ing"],
+            ),
+            ResourceType::builtin(
                 "rbac.authorization.k8s.io",
                 "v1",
                 "roles",
