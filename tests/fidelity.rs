@@ -320,6 +320,7 @@ fn all_probes() -> Vec<Probe> {
         chart_kinds,
         built_in_defaults = "builtin-defaults",
         crd_rule_cost_budget = "cel-cost-budget",
+        defaults_owned_by_the_creator = "defaults-field-manager",
         garbage_collection,
         leases,
         secrets,
@@ -1892,6 +1893,56 @@ fn widget_crd(columns: Value, spec_properties: Value) -> Value {
             }],
         },
     })
+}
+
+/// A custom resource created without a field its schema defaults: whether the creating field
+/// manager's `managedFields` entry owns the defaulted field.
+async fn defaults_owned_by_the_creator(http: Http, ns: String) -> Value {
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "doodads.fidelity.example"},
+        "spec": {
+            "group": "fidelity.example", "scope": "Namespaced",
+            "names": {"plural": "doodads", "singular": "doodad", "kind": "Doodad", "listKind": "DoodadList"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "size": {"type": "integer", "default": 3},
+                        "color": {"type": "string"},
+                    }}}}},
+            }],
+        },
+    });
+    let created_crd = http.post(crds, crd).await;
+    let doodads = format!("/apis/fidelity.example/v1/namespaces/{ns}/doodads");
+    http.until(&doodads, Patience::API_SERVER, |r| r.code == 200)
+        .await;
+    let created = http
+        .post(
+            &format!("{doodads}?fieldManager=creator"),
+            json!({"apiVersion": "fidelity.example/v1", "kind": "Doodad", "metadata": {"name": "d"}, "spec": {"color": "red"}}),
+        )
+        .await;
+    let owned = |field: &str| {
+        created.body["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["manager"] == "creator")
+            .any(|entry| !entry["fieldsV1"]["f:spec"][field].is_null())
+    };
+    let answer = json!({
+        "crd": created_crd.code,
+        "create": created.code,
+        "size": created.body["spec"]["size"],
+        "given field owned": owned("f:color"),
+        "defaulted field owned": owned("f:size"),
+    });
+    http.delete(&format!("{crds}/doodads.fidelity.example"))
+        .await;
+    answer
 }
 
 /// A CRD whose CEL rule could cost too much on the largest object its schema allows: a
