@@ -641,41 +641,22 @@ mod tests {
     use super::*;
     use crate::api::*;
 
-    fn t0() -> DateTime<Utc> {
-        "2027-03-01T09:00:00Z".parse().unwrap()
-    }
+    use crate::lifecycle::fixtures::t0;
 
+    /// The lifecycle's Distributor, with `auto_upgrade` for its trials.
     fn distributor(auto_upgrade: bool) -> Distributor {
-        let mut d = Distributor::new(
-            "northwind",
-            DistributorSpec {
-                organization_name: "Northwind".into(),
-                notification_email: "ops@northwind.example".into(),
-                skus: vec![Sku("ESSENTIALS".into())],
-                partner_namespaces: None,
-                trial: TrialPolicy::default(),
-                activation: ActivationPolicy::default(),
-                email: EmailPolicy::default(),
-            },
-        );
+        let mut d = crate::lifecycle::fixtures::distributor();
         d.spec.trial.auto_upgrade = auto_upgrade;
-        d.spec.activation.base_url = Some("https://portal.example/activate".into());
         d
     }
 
+    /// The lifecycle's Partner, created at [`t0`] (the story starts from its creation).
     fn partner() -> Partner {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "partner-operator.io/v1alpha1",
-            "kind": "Partner",
-            "metadata": {"name": "contoso", "namespace": "partners", "uid": "uid-1",
-                "generation": 1, "creationTimestamp": "2027-03-01T09:00:00Z"},
-            "spec": {
-                "organizationName": "Contoso",
-                "notificationEmail": "admin@contoso.example",
-                "distributorRef": {"name": "northwind"},
-            },
-        }))
-        .unwrap()
+        let mut p = crate::lifecycle::fixtures::partner();
+        p.metadata.creation_timestamp =
+            serde_json::from_value(serde_json::json!(t0().to_rfc3339())).ok();
+        assert!(p.metadata.creation_timestamp.is_some());
+        p
     }
 
     /// `partner` as the operator leaves it at `at`, emails sent.
