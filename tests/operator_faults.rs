@@ -203,8 +203,14 @@ async fn api_faults_delay_but_never_duplicate() {
         })
     };
     for name in &names {
-        h.wait_partner("northwind-partners", name, "Ready", is_ready)
-            .await;
+        h.wait_partner_within(
+            Patience::UNDER_API_FAULTS,
+            "northwind-partners",
+            name,
+            "Ready",
+            is_ready,
+        )
+        .await;
     }
     run_trials_to_production(&h, &names).await;
     dropper.abort();

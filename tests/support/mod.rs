@@ -262,20 +262,29 @@ impl Harness {
         what: &str,
         check: impl Fn(&Partner) -> bool,
     ) -> Partner {
+        self.wait_partner_within(Patience::RECONCILE, namespace, name, what, check)
+            .await
+    }
+
+    /// As [`Harness::wait_partner`], with `patience`.
+    pub async fn wait_partner_within(
+        &self,
+        patience: Patience,
+        namespace: &str,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Partner) -> bool,
+    ) -> Partner {
         let api = self.partners(namespace);
-        eventually(
-            format!("{namespace}/{name}: {what}"),
-            Patience::RECONCILE,
-            || async {
-                // Errors are retried: some tests inject API faults.
-                match api.get_opt(name).await.ok().flatten() {
-                    Some(p) if check(&p) => Ok(p),
-                    seen => Err(Seen(
-                        serde_json::to_string_pretty(&seen.map(|p| p.status)).unwrap(),
-                    )),
-                }
-            },
-        )
+        eventually(format!("{namespace}/{name}: {what}"), patience, || async {
+            // Errors are retried: some tests inject API faults.
+            match api.get_opt(name).await.ok().flatten() {
+                Some(p) if check(&p) => Ok(p),
+                seen => Err(Seen(
+                    serde_json::to_string_pretty(&seen.map(|p| p.status)).unwrap(),
+                )),
+            }
+        })
         .await
     }
 

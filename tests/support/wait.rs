@@ -28,6 +28,9 @@ impl Patience {
     /// An API server acting on its own: a Namespace emptied and removed (kube-apiserver's
     /// namespace controller), a CRD's new schema served, a watch delivering.
     pub const API_SERVER: Self = Self::new("the API server", 30);
+    /// A Partner under injected API faults: a tenth of its requests fail, so its retries
+    /// back off (0.5 s, doubling) and a run of failures can defer it for tens of seconds.
+    pub const UNDER_API_FAULTS: Self = Self::new("a reconciliation under API faults", 90);
     /// A deleted tenant going: its Partner's finalizer, then the Namespace emptied.
     pub const DELETION: Self = Self::new("a deletion", 60);
     /// A standby taking over a Lease: generous, this checks that it does, not how fast.
