@@ -253,7 +253,10 @@ async fn one_run(server: Server, seed: u64) {
                 let (level_, _, _) = expected[&p.metadata.name.clone().unwrap()];
                 level(p) == level_
                     && p.status.as_ref().is_some_and(|s| {
-                        s.emails.iter().all(|e| e.sent_at.is_some()) && s.emails.len() >= 3
+                        // A Partner converted by hand before it was provisioned starts in
+                        // Production, without a trial: its activation email is its only one.
+                        s.emails.iter().all(|e| e.sent_at.is_some())
+                            && (s.emails.len() >= 3 || s.trial.is_none())
                     })
             })
     };
