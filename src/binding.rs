@@ -46,6 +46,7 @@ mod tests {
                 trial: Default::default(),
                 activation: Default::default(),
                 email: Default::default(),
+                webhooks: Default::default(),
             },
         )
     }

@@ -33,3 +33,4 @@ pub mod sandbox;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tenant;
+pub mod webhooks;

@@ -197,6 +197,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         templates_dir: args.templates_dir,
         metrics_addr: Some(args.metrics_addr),
         activation_service: Some(partner_operator::activation::ServiceOptions {
+            webhook_secrets_namespace: None,
             addr: args.activation_addr,
             trust_forwarded_for: args.activation_trust_forwarded_for,
             per_client_per_minute: args.activation_rate_per_client,

@@ -38,6 +38,13 @@ pub struct DistributorLabels {
     pub distributor: String,
 }
 
+/// One webhook endpoint of a Distributor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub distributor: String,
+    pub endpoint: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SeatLabels {
     pub distributor: String,
@@ -103,6 +110,18 @@ pub struct Metrics {
     pub activation_failures: Family<ActivationFailureLabels, Counter>,
     /// Requests to the activation service refused by a rate limit, per limit.
     pub activation_rate_limited: Family<RateLimitLabels, Counter>,
+    /// Webhook events an endpoint accepted (2xx).
+    pub webhooks_delivered: Family<EndpointLabels, Counter>,
+    /// Webhook delivery attempts that failed (each is retried until `retryHours`).
+    pub webhook_attempts_failed: Family<EndpointLabels, Counter>,
+    /// Webhook events given up on for an endpoint.
+    pub webhooks_abandoned: Family<EndpointLabels, Counter>,
+    /// Webhook events recorded that an endpoint does not have yet.
+    pub webhooks_pending: Family<EndpointLabels, Gauge>,
+    /// How long ago the oldest of those happened.
+    pub webhooks_oldest_pending_seconds: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
+    /// From a transition to its event's delivery.
+    pub webhook_delivery_delay: Histogram,
 }
 
 impl Default for Metrics {
@@ -213,8 +232,50 @@ impl Metrics {
             "Activation service requests refused by a rate limit, per client address or tenant",
             activation_rate_limited.clone(),
         );
+        let webhooks_delivered = Family::default();
+        registry.register(
+            "webhooks_delivered",
+            "Webhook events an endpoint accepted, per distributor and endpoint",
+            webhooks_delivered.clone(),
+        );
+        let webhook_attempts_failed = Family::default();
+        registry.register(
+            "webhook_attempts_failed",
+            "Webhook delivery attempts that failed (retried with backoff), per distributor and endpoint",
+            webhook_attempts_failed.clone(),
+        );
+        let webhooks_abandoned = Family::default();
+        registry.register(
+            "webhooks_abandoned",
+            "Webhook events given up on (retried for spec.webhooks.retryHours, or the endpoint was removed), per distributor and endpoint",
+            webhooks_abandoned.clone(),
+        );
+        let webhooks_pending = Family::default();
+        registry.register(
+            "webhooks_pending",
+            "Webhook events recorded that an endpoint does not have yet",
+            webhooks_pending.clone(),
+        );
+        let webhooks_oldest_pending_seconds = Family::default();
+        registry.register(
+            "webhooks_oldest_pending_seconds",
+            "Age of the oldest webhook event an endpoint does not have yet",
+            webhooks_oldest_pending_seconds.clone(),
+        );
+        let webhook_delivery_delay = Histogram::new(exponential_buckets(0.01, 2.0, 20));
+        registry.register(
+            "webhook_delivery_delay_seconds",
+            "From a lifecycle transition to the delivery of its webhook event",
+            webhook_delivery_delay.clone(),
+        );
         Self {
             registry,
+            webhooks_delivered,
+            webhook_attempts_failed,
+            webhooks_abandoned,
+            webhooks_pending,
+            webhooks_oldest_pending_seconds,
+            webhook_delivery_delay,
             activations,
             activation_failures,
             activation_rate_limited,

@@ -45,6 +45,9 @@ pub struct RunOptions {
     /// The activation service (the emailed link lands there); `None`: not served. Every
     /// replica serves it, leading or standing by.
     pub activation_service: Option<crate::activation::ServiceOptions>,
+    /// Where the Secrets holding webhook signing keys are read; `None`: the pod's namespace
+    /// (else the kubeconfig's).
+    pub webhook_secrets_namespace: Option<String>,
 }
 
 /// Why the operator did not start, in one line.
@@ -141,6 +144,9 @@ pub async fn run(
         }
         None => None,
     };
+    let webhook_secrets_namespace = options
+        .webhook_secrets_namespace
+        .unwrap_or_else(|| client.default_namespace().to_string());
     let result = lead_and_reconcile(
         client,
         OperatorConfig {
@@ -158,6 +164,7 @@ pub async fn run(
             metrics,
             readiness,
             concurrency: options.concurrency,
+            webhook_secrets_namespace,
         },
         options.leader_election,
         stop,

@@ -198,6 +198,7 @@ pub async fn run(
                 // The operator lives as long as this process, and so does its key.
                 activation_key: Some(crate::tenant::ActivationKey::random()),
                 activation_service: activation.map(crate::activation::ServiceOptions::new),
+                webhook_secrets_namespace: None,
             };
             operator::run(server.client(), options, shutdown)
                 .await

@@ -35,6 +35,7 @@ fn distributor(days: u32, notice: u32, auto: bool) -> Distributor {
             },
             activation: ActivationPolicy::default(),
             email: EmailPolicy::default(),
+            webhooks: WebhookPolicy::default(),
         },
     );
     d.metadata.uid = Some("dist-uid".into());
@@ -136,7 +137,7 @@ impl World {
                     lifecycle::mark_email_sent(&mut status, &email.message_id, self.now);
                 }
                 Effect::Event(event) => self.events.push(event.reason),
-                Effect::SendEmailsNextPass => {}
+                Effect::SendEmailsNextPass | Effect::DeliverWebhook(_) => {}
             }
         }
         self.partner.status = Some(if crash { plan.status.clone() } else { status });

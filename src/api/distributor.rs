@@ -84,6 +84,11 @@ pub struct DistributorSpec {
     /// addresses may be in, and an optional public Reply-To.
     #[serde(default)]
     pub email: EmailPolicy,
+
+    /// Where this distributor's systems are told of each partner's lifecycle: signed
+    /// CloudEvents, delivered at least once, in order per partner.
+    #[serde(default)]
+    pub webhooks: super::WebhookPolicy,
 }
 
 /// A product code, such as `ESSENTIALS`.

@@ -10,11 +10,13 @@ pub mod decoded;
 pub mod distributor;
 pub mod grammar;
 pub mod partner;
+pub mod webhooks;
 
 pub use conditions::*;
 pub use decoded::Decoded;
 pub use distributor::*;
 pub use partner::*;
+pub use webhooks::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -252,6 +252,15 @@ pub struct PartnerStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub emails: Vec<EmailRecord>,
 
+    /// The lifecycle events recorded for the Distributor's webhook endpoints that some endpoint
+    /// does not have yet, oldest first (an event leaves once every endpoint has it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<super::WebhookRecord>,
+
+    /// When the operator found the Partner deleted and recorded the events that tell it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+
     /// `Ready`, `DistributorBound`, `TenantProvisioned`, `ActivationSent`, `Activated`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

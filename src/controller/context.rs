@@ -14,6 +14,7 @@ use super::backoff::Backoff;
 use super::deadlines::Deadlines;
 use super::mail_rate::MailRate;
 use super::mail_slots::MailSlots;
+use super::webhook_delivery::WebhookDeliveries;
 use super::{OperatorConfig, PartnerIndex};
 use crate::api::{Distributor, Partner};
 use crate::clock::Clock;
@@ -54,6 +55,8 @@ pub struct Context {
     pub mail_rate: MailRate,
     /// Each Partner's next deadline: whether deadline work is due.
     pub deadlines: Deadlines,
+    /// The webhook deliveries in flight (see [`WebhookDeliveries`]).
+    pub webhooks: WebhookDeliveries,
 }
 
 /// The caches the watches fill, handed to [`Context::new`] together.
@@ -86,7 +89,7 @@ impl Context {
 
         Self {
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "partner-operator".into()),
-            client,
+            client: client.clone(),
             clock: config.clock.clone(),
             mailer: config.mailer.clone(),
             activation_base_url: config.activation_base_url.clone(),
@@ -104,6 +107,10 @@ impl Context {
             mail_slots,
             mail_rate: MailRate::default(),
             deadlines: Deadlines::default(),
+            webhooks: WebhookDeliveries::new(
+                client.clone(),
+                config.webhook_secrets_namespace.clone(),
+            ),
         }
     }
 

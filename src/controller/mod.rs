@@ -29,6 +29,7 @@ mod mail_slots;
 mod partner;
 mod status;
 mod unreadable;
+mod webhook_delivery;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -84,6 +85,8 @@ pub struct OperatorConfig {
     pub readiness: Readiness,
     /// Reconciliations run at once, per controller.
     pub concurrency: u16,
+    /// `--webhook-secrets-namespace`: where the webhook signing keys' Secrets are read.
+    pub webhook_secrets_namespace: String,
 }
 
 /// Why the operator could not start.

@@ -23,6 +23,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::webhook_delivery::WebhookDeliveries;
 use super::{Context, FINALIZER};
 use crate::api::{Counted, Distributor, Partner, PartnerStatus};
 use crate::lifecycle::{self, ActivationToken, Effect, Email, Observation, Plan};
@@ -51,6 +52,8 @@ pub enum Error {
 const MAX_STEPS: usize = 8;
 /// How soon a reconciliation that found no free mail slot looks again, if nothing wakes it.
 const MAIL_SLOT_RETRY: Duration = Duration::from_secs(2);
+/// How often a Partner kept for its webhook deliveries is looked at without being woken.
+const DELETION_RECHECK: Duration = Duration::from_secs(60);
 /// Added to every requeue at a deadline, so Partners that share a deadline spread a little.
 const MAX_JITTER: Duration = Duration::from_millis(50);
 
@@ -62,20 +65,28 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
     let api: Api<Partner> =
         Api::namespaced(ctx.client.clone(), &partner.namespace().unwrap_or_default());
     let reference = ObjectRef::from_obj(&*partner);
-    let result = finalizer(&api, FINALIZER, partner, |event| async {
-        match event {
-            Finalizer::Apply(partner) => apply(&api, &partner, &ctx).await,
-            Finalizer::Cleanup(partner) => cleanup(&api, &partner, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|err| match err {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        kube::runtime::finalizer::Error::AddFinalizer(e)
-        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
-        other => Error::Finalizer(other.to_string()),
-    });
+    let result = async {
+        let partner = match announce_deletion(&api, &partner, &ctx).await? {
+            Announced::NotDeleting => partner,
+            Announced::Told(current) => Arc::new(current),
+            Announced::Delivering(action) => return Ok(action),
+        };
+        finalizer(&api, FINALIZER, partner, |event| async {
+            match event {
+                Finalizer::Apply(partner) => apply(&api, &partner, &ctx).await,
+                Finalizer::Cleanup(partner) => cleanup(&api, &partner, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|err| match err {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            kube::runtime::finalizer::Error::AddFinalizer(e)
+            | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+            other => Error::Finalizer(other.to_string()),
+        })
+    }
+    .await;
     ctx.metrics
         .observe_reconcile("partner", started.elapsed(), result.is_err());
     if result.is_ok() {
@@ -120,7 +131,7 @@ enum Next {
     Requeue(Duration),
 }
 
-async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Action, Error> {
+async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Result<Action, Error> {
     let mut pass = Pass {
         current: cached.clone(),
         fresh: false,
@@ -168,6 +179,7 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Context) -> Result<Ac
             }
         }
         publish_events(ctx, &pass.current, &plan).await;
+        start_webhooks(ctx, &pass.current, &plan);
         let action = match carry_out(api, ctx, &mut pass, &plan).await? {
             Next::PlanAgain => continue,
             Next::Done => {
@@ -195,6 +207,15 @@ async fn publish_events(ctx: &Context, partner: &Partner, plan: &Plan) {
     .await;
 }
 
+/// Hands the plan's webhook deliveries to their own tasks: nothing here waits for them.
+fn start_webhooks(ctx: &Arc<Context>, partner: &Partner, plan: &Plan) {
+    for effect in &plan.effects {
+        if let Effect::DeliverWebhook(send) = effect {
+            WebhookDeliveries::start(ctx, partner, send);
+        }
+    }
+}
+
 /// Performs the plan's writes in order (its Events are out already). The tenant is written
 /// before any email waits for a mail slot: a slow mail server delays only the mail.
 async fn carry_out(
@@ -203,13 +224,16 @@ async fn carry_out(
     pass: &mut Pass,
     plan: &Plan,
 ) -> Result<Next, Error> {
-    let writes = plan.effects.iter().any(|e| !matches!(e, Effect::Event(_)));
+    let writes = plan
+        .effects
+        .iter()
+        .any(|e| !matches!(e, Effect::Event(_) | Effect::DeliverWebhook(_)));
     if !writes {
         return Ok(Next::Done);
     }
     for effect in &plan.effects {
         match effect {
-            Effect::Event(_) => {}
+            Effect::Event(_) | Effect::DeliverWebhook(_) => {}
             Effect::EnsureTenant { restore_activation } => {
                 let found = ensure_tenant(ctx, &pass.current, restore_activation.as_ref()).await?;
                 let owned = found.is_owned();
@@ -510,7 +534,7 @@ fn cached_tenant(ctx: &Context, partner: &Partner) -> Option<Arc<Namespace>> {
 /// billing ended by a deletion); `change` returns what else follows from it. Conflicts and
 /// transient errors are retried here rather than by the controller: an email's outcome that is
 /// lost would send the email again.
-async fn record<T>(
+pub(super) async fn record<T>(
     api: &Api<Partner>,
     current: &mut Partner,
     change: impl Fn(&mut PartnerStatus) -> T,
@@ -563,6 +587,68 @@ async fn write_status(
 
 fn is_conflict(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 409)
+}
+
+/// What [`announce_deletion`] found.
+enum Announced {
+    NotDeleting,
+    /// Told (or nothing to tell): the finalizer's cleanup goes on, with the Partner as written.
+    Told(Partner),
+    /// Its webhook events are still being delivered: the Partner is kept until they are (or
+    /// are given up on, `retryHours` after a failure). Each delivery's record wakes it.
+    Delivering(Action),
+}
+
+/// A Partner being deleted first tells its Distributor's webhook endpoints: the end of its
+/// billing and the deletion are recorded in its status (once), and it keeps its finalizer until
+/// every event pending for an endpoint still listed is delivered or given up on, so that no
+/// event is lost with the Partner.
+async fn announce_deletion(
+    api: &Api<Partner>,
+    partner: &Partner,
+    ctx: &Arc<Context>,
+) -> Result<Announced, Error> {
+    let deleting = partner.metadata.deletion_timestamp.is_some()
+        && partner.finalizers().iter().any(|f| f == FINALIZER);
+    if !deleting {
+        return Ok(Announced::NotDeleting);
+    }
+    let distributor = ctx
+        .distributors
+        .get(&ObjectRef::new(&partner.spec.distributor_ref.name));
+    let mut current = partner.clone();
+    if partner.status.as_ref().and_then(|s| s.deleted_at).is_none() {
+        let now = ctx.clock.timestamp();
+        let ended = record(api, &mut current, |status| {
+            let ended = lifecycle::webhooks::record_deletion(status, now);
+            lifecycle::webhooks::record_deletion_events(
+                status,
+                partner,
+                distributor.as_deref(),
+                ended.is_some(),
+                now,
+            );
+            ended
+        })
+        .await?;
+        if let Some(event) = ended {
+            ctx.publish(&current, &event).await;
+        }
+    }
+    let sends = match &distributor {
+        Some(distributor) => lifecycle::webhooks::due(
+            current.status.as_ref().unwrap_or(&PartnerStatus::default()),
+            distributor,
+        ),
+        None => Vec::new(),
+    };
+    if sends.is_empty() {
+        return Ok(Announced::Told(current));
+    }
+    for send in &sends {
+        WebhookDeliveries::start(ctx, &current, send);
+    }
+    Ok(Announced::Delivering(Action::requeue(DELETION_RECHECK)))
 }
 
 /// The Partner is going: deprovision its tenant and end its billing as

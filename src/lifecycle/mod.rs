@@ -39,6 +39,7 @@ mod production;
 mod provision;
 pub mod reasons;
 mod trial;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 
@@ -48,6 +49,7 @@ pub use activation::resend_message_id;
 pub use deletion::{Deletion, deletion};
 pub use emails::{email_facts, mark_email_failed, mark_email_sent, message_id};
 pub use reasons::EventReason;
+pub use webhooks::WebhookSend;
 
 use crate::api::{
     Distributor, EmailEvent, EmailRateLimit, Partner, PartnerStatus, Recipient, SubscriptionLevel,
@@ -113,6 +115,9 @@ pub enum Effect {
     /// Partners whose deadline is now: a thousand trials ending at once all convert before any
     /// of their emails holds a reconciliation slot.
     SendEmailsNextPass,
+    /// Deliver a recorded webhook event to one endpoint (see [`webhooks`]): handed to the
+    /// sender, which retries on its own and records the outcome; nothing waits for it.
+    DeliverWebhook(Box<WebhookSend>),
 }
 
 /// An activation token to store: the token itself is made by the reconciler from the operator's
@@ -164,6 +169,10 @@ pub fn plan(obs: &Observation) -> Plan {
             break;
         }
     }
+    // Whichever step ended the chain, the transitions it made are told to the webhooks, and
+    // what they have not been told yet is handed on.
+    webhooks::record(&mut draft);
+    webhooks::deliver(&mut draft);
     draft.into_plan()
 }
 
@@ -406,6 +415,7 @@ pub(crate) mod fixtures {
                 trial: TrialPolicy::default(),
                 activation: ActivationPolicy::default(),
                 email: EmailPolicy::default(),
+                webhooks: WebhookPolicy::default(),
             },
         );
         d.spec.activation.base_url = Some("https://portal.example/activate".into());
@@ -480,6 +490,7 @@ mod tests {
                 Effect::SendEmail(_) => "send",
                 Effect::Event(_) => "event",
                 Effect::SendEmailsNextPass => "next pass",
+                Effect::DeliverWebhook(_) => "webhook",
             })
             .collect();
         assert_eq!(kinds, ["tenant", "event", "issue", "send"]);

@@ -62,6 +62,11 @@ pub enum EventReason {
     ResendRefused,
     /// The operator cannot decode the Partner.
     Unreadable,
+    /// A webhook delivery failed for the first time; it is retried with backoff.
+    WebhookDeliveryFailed,
+    /// A webhook event was given up on for an endpoint: retried for `retryHours`, or its
+    /// endpoint is no longer listed.
+    WebhookAbandoned,
 }
 
 impl EventReason {
@@ -89,6 +94,8 @@ impl EventReason {
             Self::Activated => "Activated",
             Self::ResendRefused => "ResendRefused",
             Self::Unreadable => "Unreadable",
+            Self::WebhookDeliveryFailed => "WebhookDeliveryFailed",
+            Self::WebhookAbandoned => "WebhookAbandoned",
         }
     }
 
@@ -117,6 +124,8 @@ impl EventReason {
                 | Self::ExpirationDateLimited
                 | Self::ResendRefused
                 | Self::Unreadable
+                | Self::WebhookDeliveryFailed
+                | Self::WebhookAbandoned
         )
     }
 }

@@ -128,6 +128,7 @@ impl Harness {
             // One key for every operator the test starts, as a Secret would give them.
             activation_key: Some(self.activation_key.clone()),
             activation_service: None,
+            webhook_secrets_namespace: None,
         }
     }
 

@@ -1,0 +1,279 @@
+//! Delivering the webhook events the lifecycle recorded, beside the reconciler and never in its
+//! way.
+//!
+//! A plan hands on, per Partner and endpoint, the oldest event that endpoint does not have yet
+//! ([`crate::lifecycle::webhooks::deliver`]). Here each such delivery runs as a task of its own,
+//! so a slow or absent receiver holds no reconciliation slot: provisioning, deadlines and email
+//! go on regardless. The task:
+//! - takes a place among the endpoint's deliveries in flight ([`PER_ENDPOINT`]), so one slow
+//!   endpoint cannot take the connections of the others;
+//! - POSTs the signed event, and on a 2xx records the delivery in the Partner's status (which
+//!   wakes the Partner, whose next plan hands on its next event);
+//! - on a failure records the attempt (a Warning Event on the first), waits out an exponential
+//!   backoff in real time, and tries again, until `retryHours` after the first failure, when
+//!   the event is given up on (a Warning Event) and the next one goes.
+//!
+//! At most one delivery per Partner and endpoint is in flight, which keeps each endpoint's view
+//! of a Partner in order. Everything that must survive a restart is in the status: a crash
+//! before the delivery is recorded sends the event again with the same id (at least once).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use super::Context;
+use crate::api::{Partner, WebhookDelivery};
+use crate::lifecycle::{self, EventReason, WebhookSend};
+use crate::metrics::EndpointLabels;
+use crate::webhooks::{Sender, SigningKeysCache};
+
+/// Deliveries in flight to one endpoint at once.
+const PER_ENDPOINT: usize = 8;
+/// The first retry waits this long; each next one twice as long, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+/// A receiver back after an outage has every event within this long.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A delivery just completed is not handed on again for this long: a plan made from a cache
+/// that does not show the outcome yet would otherwise send it twice.
+const COMPLETED_MEMORY: Duration = Duration::from_secs(60);
+
+/// The deliveries in flight, and what they are made with.
+pub struct WebhookDeliveries {
+    sender: Sender,
+    keys: SigningKeysCache,
+    /// (Partner, endpoint) with a delivery in flight.
+    in_flight: Mutex<HashSet<(ObjectRef<Partner>, String)>>,
+    /// (event id, endpoint) recently delivered or given up on.
+    completed: Mutex<HashMap<(String, String), Instant>>,
+    /// A place in flight per (Distributor, endpoint).
+    per_endpoint: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+}
+
+impl WebhookDeliveries {
+    /// Signing keys are read from Secrets in `secrets_namespace`.
+    pub fn new(client: Client, secrets_namespace: String) -> Self {
+        Self {
+            sender: Sender::new(),
+            keys: SigningKeysCache::new(client, secrets_namespace),
+            in_flight: Mutex::default(),
+            completed: Mutex::default(),
+            per_endpoint: Mutex::default(),
+        }
+    }
+
+    /// Starts delivering `send` for `partner`, unless a delivery to that endpoint is in flight
+    /// for it already, or this one was just completed.
+    pub fn start(ctx: &Arc<Context>, partner: &Partner, send: &WebhookSend) {
+        let this = &ctx.webhooks;
+        let reference = ObjectRef::from_obj(partner);
+        let key = (reference.clone(), send.endpoint.name.clone());
+        {
+            let mut completed = this.completed.lock().unwrap();
+            completed.retain(|_, at| at.elapsed() < COMPLETED_MEMORY);
+            if completed.contains_key(&(send.record.id.clone(), send.endpoint.name.clone())) {
+                return;
+            }
+        }
+        if !this.in_flight.lock().unwrap().insert(key.clone()) {
+            return;
+        }
+        let ctx = ctx.clone();
+        let send = send.clone();
+        tokio::spawn(async move {
+            let place = ctx.webhooks.place(&send).acquire_owned().await;
+            deliver(&ctx, &reference, &send).await;
+            drop(place);
+            ctx.webhooks.in_flight.lock().unwrap().remove(&key);
+        });
+    }
+
+    fn place(&self, send: &WebhookSend) -> Arc<Semaphore> {
+        self.per_endpoint
+            .lock()
+            .unwrap()
+            .entry((send.distributor.clone(), send.endpoint.name.clone()))
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_ENDPOINT)))
+            .clone()
+    }
+
+    fn completed(&self, send: &WebhookSend) {
+        self.completed.lock().unwrap().insert(
+            (send.record.id.clone(), send.endpoint.name.clone()),
+            Instant::now(),
+        );
+    }
+}
+
+/// Attempts `send` until it is delivered, given up on, or no longer wanted.
+async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &WebhookSend) {
+    let labels = EndpointLabels {
+        distributor: send.distributor.clone(),
+        endpoint: send.endpoint.name.clone(),
+    };
+    let mut delivery = send.delivery.clone();
+    loop {
+        if let Some(wait) = backoff_left(&delivery) {
+            tokio::time::sleep(wait).await;
+        }
+        // The Partner's cache says whether the event is still to deliver to this endpoint (not
+        // delivered meanwhile, the endpoint still listed, the Partner not gone).
+        let Some(partner) = ctx.partners.get(reference) else {
+            return;
+        };
+        if !pending(&partner, &send.record.id, &send.endpoint.name) {
+            return;
+        }
+        let outcome = attempt(ctx, &partner, send).await;
+        crate::crash_points::pass("after-webhook");
+        let api: Api<Partner> = Api::namespaced(
+            ctx.client.clone(),
+            reference.namespace.as_deref().unwrap_or_default(),
+        );
+        let mut current = (*partner).clone();
+        match outcome {
+            Ok(()) => {
+                ctx.metrics.webhooks_delivered.get_or_create(&labels).inc();
+                let delay = (ctx.clock.now() - send.record.time).num_milliseconds();
+                ctx.metrics
+                    .webhook_delivery_delay
+                    .observe(delay.max(0) as f64 / 1000.0);
+                debug!(partner = %reference, event = %send.record.id, endpoint = %send.endpoint.name, "webhook delivered");
+                let recorded = super::partner::record(&api, &mut current, |status| {
+                    lifecycle::webhooks::delivered(status, &send.record.id, &send.endpoint.name)
+                })
+                .await;
+                if let Err(err) = recorded {
+                    // Not recorded: it is sent again later, with the same id.
+                    warn!(partner = %reference, error = %err, "could not record a webhook delivery");
+                }
+                ctx.webhooks.completed(send);
+                if delivery.attempts > 0 {
+                    ctx.recount(&send.distributor);
+                }
+                return;
+            }
+            Err(err) => {
+                ctx.metrics
+                    .webhook_attempts_failed
+                    .get_or_create(&labels)
+                    .inc();
+                let error = err.to_string();
+                let at = Utc::now();
+                info!(partner = %reference, event = %send.record.id, endpoint = %send.endpoint.name, attempts = delivery.attempts + 1, %error, "webhook delivery failed");
+                let recorded = super::partner::record(&api, &mut current, |status| {
+                    lifecycle::webhooks::failed(status, send, &error, at)
+                })
+                .await;
+                delivery.attempts += 1;
+                delivery.first_failed_at.get_or_insert(at);
+                delivery.last_attempt_at = Some(at);
+                ctx.recount(&send.distributor);
+                match recorded {
+                    Ok(Some(event)) => {
+                        ctx.publish(&current, &event).await;
+                        if event.reason == EventReason::WebhookAbandoned {
+                            ctx.metrics.webhooks_abandoned.get_or_create(&labels).inc();
+                            ctx.webhooks.completed(send);
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        warn!(partner = %reference, error = %err, "could not record a failed webhook delivery");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One signed POST.
+async fn attempt(
+    ctx: &Context,
+    partner: &Partner,
+    send: &WebhookSend,
+) -> Result<(), crate::webhooks::DeliveryError> {
+    let keys = ctx
+        .webhooks
+        .keys
+        .get(&send.endpoint.signing_key_secret_ref)
+        .await?;
+    let body = crate::webhooks::cloudevent(&send.record, partner);
+    ctx.webhooks
+        .sender
+        .post(
+            &send.endpoint.url,
+            send.endpoint.timeout_seconds,
+            &send.record.id,
+            Utc::now().timestamp(),
+            body,
+            &keys,
+        )
+        .await
+}
+
+/// Whether `partner`'s status still has event `id` pending for `endpoint`.
+fn pending(partner: &Partner, id: &str, endpoint: &str) -> bool {
+    partner.status.as_ref().is_some_and(|s| {
+        s.webhooks
+            .iter()
+            .filter(|r| r.id == id)
+            .any(|r| r.pending.iter().any(|p| p.endpoint == endpoint))
+    })
+}
+
+/// What is left of the wait after the last failed attempt, if any.
+fn backoff_left(delivery: &WebhookDelivery) -> Option<Duration> {
+    let last = delivery.last_attempt_at?;
+    let wait = backoff(delivery.attempts);
+    let since = (Utc::now() - last).to_std().unwrap_or_default();
+    wait.checked_sub(since).filter(|left| !left.is_zero())
+}
+
+/// The wait after `attempts` failed attempts: doubling from [`FIRST_BACKOFF`] to
+/// [`MAX_BACKOFF`], with up to a tenth more at random so that deliveries that failed together
+/// do not all come back together.
+fn backoff(attempts: u32) -> Duration {
+    let doubled = FIRST_BACKOFF.saturating_mul(1 << attempts.saturating_sub(1).min(16));
+    let wait = doubled.min(MAX_BACKOFF);
+    wait + wait.mul_f64(rand::random::<f64>() / 10.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let within = |attempts: u32, base: u64| {
+            let wait = backoff(attempts);
+            let base = Duration::from_secs(base);
+            assert!(
+                wait >= base && wait <= base + base / 10,
+                "{attempts}: {wait:?}"
+            );
+        };
+        within(1, 2);
+        within(2, 4);
+        within(5, 32);
+        within(9, 300);
+        within(40, 300);
+    }
+
+    #[test]
+    fn the_wait_counts_from_the_last_attempt() {
+        let mut delivery = WebhookDelivery::to("billing");
+        assert_eq!(backoff_left(&delivery), None, "never attempted");
+        delivery.attempts = 1;
+        delivery.last_attempt_at = Some(Utc::now() - chrono::Duration::seconds(60));
+        assert_eq!(backoff_left(&delivery), None, "waited out");
+        delivery.last_attempt_at = Some(Utc::now());
+        assert!(backoff_left(&delivery).is_some());
+    }
+}

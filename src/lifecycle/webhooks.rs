@@ -1,0 +1,434 @@
+//! The lifecycle events told to the Distributor's webhook endpoints: which transitions are
+//! events, what each carries, and what a delivery's outcome changes in the status.
+//!
+//! Every transition the plan makes already says itself in an Event (`TenantProvisioned`,
+//! `ConvertedToProduction`, `BillingStarted`, ...): [`record`] reads those of this plan and
+//! records one [`WebhookRecord`] per webhook event, in the same status write as the transition
+//! (so no transition is written without its event, and a crash before the write plans both
+//! again, with the same id). [`deliver`] hands each endpoint the oldest event it does not have
+//! yet, one at a time per Partner and endpoint, so each endpoint sees a Partner's events in the
+//! order they happened. The delivery itself (signing, HTTP, retries) is the reconciler's, and
+//! never holds up the Partner's own work; its outcome comes back through [`delivered`] and
+//! [`failed`].
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use super::{Draft, Effect, EventReason, PartnerEvent};
+use crate::api::{
+    Distributor, Partner, PartnerStatus, WebhookDelivery, WebhookEndpoint, WebhookEventType,
+    WebhookRecord,
+};
+
+/// One delivery to hand to the sender: the event and the endpoint as the plan saw them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookSend {
+    pub record: WebhookRecord,
+    pub endpoint: WebhookEndpoint,
+    /// Its delivery state as recorded (attempts so far).
+    pub delivery: WebhookDelivery,
+    pub distributor: String,
+    pub retry_for: chrono::Duration,
+}
+
+/// Records the webhook events of this plan's transitions, for every endpoint that wants them;
+/// and drops what is pending for an endpoint the Distributor no longer lists.
+pub(super) fn record(d: &mut Draft) {
+    drop_unlisted(d);
+    let Some(distributor) = d.obs.distributor else {
+        return;
+    };
+    if distributor.spec.webhooks.endpoints.is_empty() {
+        return;
+    }
+    let reasons: Vec<EventReason> = d
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Event(event) => Some(event.reason),
+            _ => None,
+        })
+        .collect();
+    let mut cause = None;
+    for reason in reasons {
+        let Some((type_, period)) = event_of(reason, &d.status) else {
+            continue;
+        };
+        let why = match reason {
+            EventReason::BillingEnded => cause,
+            other => Some(other),
+        };
+        let data = data(
+            d.partner,
+            distributor,
+            &d.status,
+            d.level,
+            type_,
+            period,
+            why,
+        );
+        let time = time_of(type_, &d.status, d.now);
+        add(
+            &mut d.status,
+            d.partner,
+            distributor,
+            type_,
+            period,
+            time,
+            data,
+        );
+        cause = Some(reason);
+    }
+}
+
+/// What deleting a Partner tells: billing ends now (if it runs), and the deletion itself.
+/// Recorded once (`status.deletedAt`); returns the Event of the billing's end, if it ended now.
+pub fn record_deletion(status: &mut PartnerStatus, now: DateTime<Utc>) -> Option<PartnerEvent> {
+    if status.deleted_at.is_some() {
+        return None;
+    }
+    status.deleted_at = Some(now);
+    let billing = status.billing.as_mut().filter(|b| b.ended_at.is_none())?;
+    billing.end(now);
+    let billed_to = billing.billed_to.clone();
+    let ended = PartnerEvent {
+        reason: EventReason::BillingEnded,
+        message: format!(
+            "billing to {billed_to} ended on {}: the Partner was deleted",
+            now.to_rfc3339()
+        ),
+    };
+    Some(ended)
+}
+
+/// The webhook events of a deletion, recorded with [`record_deletion`]'s status change.
+pub fn record_deletion_events(
+    status: &mut PartnerStatus,
+    partner: &Partner,
+    distributor: Option<&Distributor>,
+    billing_ended: bool,
+    now: DateTime<Utc>,
+) {
+    let Some(distributor) = distributor else {
+        return;
+    };
+    if distributor.spec.webhooks.endpoints.is_empty() || status.tenant.is_none() {
+        return;
+    }
+    let level = status.subscription_level.unwrap_or_default();
+    let period = billing_period(status);
+    if billing_ended {
+        let type_ = WebhookEventType::BillingPeriodEnded;
+        let data = data(partner, distributor, status, level, type_, period, None);
+        let data = with_reason(data, "PartnerDeleted");
+        add(status, partner, distributor, type_, period, now, data);
+    }
+    let type_ = WebhookEventType::Deleted;
+    let data = data(partner, distributor, status, level, type_, 0, None);
+    add(status, partner, distributor, type_, 0, now, data);
+}
+
+/// Hands each endpoint the oldest event it does not have yet (the next waits until it is
+/// delivered or given up on).
+pub(super) fn deliver(d: &mut Draft) {
+    let Some(distributor) = d.obs.distributor else {
+        return;
+    };
+    for send in due(&d.status, distributor) {
+        d.effects.push(Effect::DeliverWebhook(Box::new(send)));
+    }
+}
+
+/// The deliveries due for `status`: per endpoint, the oldest event pending for it.
+pub fn due(status: &PartnerStatus, distributor: &Distributor) -> Vec<WebhookSend> {
+    let policy = &distributor.spec.webhooks;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut sends = Vec::new();
+    for record in &status.webhooks {
+        for delivery in &record.pending {
+            if !seen.insert(delivery.endpoint.clone()) {
+                continue;
+            }
+            let Some(endpoint) = policy.endpoint(&delivery.endpoint) else {
+                continue;
+            };
+            sends.push(WebhookSend {
+                record: record.clone(),
+                endpoint: endpoint.clone(),
+                delivery: delivery.clone(),
+                distributor: distributor.metadata.name.clone().unwrap_or_default(),
+                retry_for: policy.retry_for(),
+            });
+        }
+    }
+    sends
+}
+
+/// The endpoint has the event: it leaves the record, and the record leaves once every endpoint
+/// has it. Whether anything changed.
+pub fn delivered(status: &mut PartnerStatus, id: &str, endpoint: &str) -> bool {
+    let before = status.webhooks.len() + pending_count(status);
+    for record in status.webhooks.iter_mut().filter(|r| r.id == id) {
+        record.pending.retain(|p| p.endpoint != endpoint);
+    }
+    status.webhooks.retain(|r| !r.pending.is_empty());
+    before != status.webhooks.len() + pending_count(status)
+}
+
+/// An attempt failed at `at` (the system clock: delivery is retried in real time, whatever
+/// clock the lifecycle runs on). Retried until `retry_for` after the first failure; after that
+/// the event is given up on for that endpoint. The Warning to record: on the first failure,
+/// and when given up on.
+pub fn failed(
+    status: &mut PartnerStatus,
+    send: &WebhookSend,
+    error: &str,
+    at: DateTime<Utc>,
+) -> Option<PartnerEvent> {
+    let (id, endpoint) = (&send.record.id, &send.endpoint.name);
+    let delivery = status
+        .webhooks
+        .iter_mut()
+        .filter(|r| &r.id == id)
+        .flat_map(|r| r.pending.iter_mut())
+        .find(|p| &p.endpoint == endpoint)?;
+    delivery.attempts += 1;
+    let first = *delivery.first_failed_at.get_or_insert(at);
+    delivery.last_attempt_at = Some(at);
+    delivery.last_error = Some(error.to_string());
+    let attempts = delivery.attempts;
+    let type_ = send.record.type_;
+    if at - first >= send.retry_for {
+        delivered(status, id, endpoint);
+        return Some(PartnerEvent {
+            reason: EventReason::WebhookAbandoned,
+            message: format!(
+                "webhook {type_} ({id}) given up for endpoint {endpoint} after {attempts} \
+                 attempts over {} hours: {error}",
+                send.retry_for.num_hours()
+            ),
+        });
+    }
+    (attempts == 1).then(|| PartnerEvent {
+        reason: EventReason::WebhookDeliveryFailed,
+        message: format!(
+            "webhook {type_} ({id}) to endpoint {endpoint} failed: {error}; retrying with backoff"
+        ),
+    })
+}
+
+/// Drops what is pending for endpoints the Distributor no longer lists (or for a Distributor
+/// that is gone): nothing more goes to them.
+fn drop_unlisted(d: &mut Draft) {
+    let listed = |name: &str| {
+        d.obs
+            .distributor
+            .is_some_and(|dist| dist.spec.webhooks.endpoint(name).is_some())
+    };
+    let mut dropped = Vec::new();
+    for record in &mut d.status.webhooks {
+        record.pending.retain(|p| {
+            let keep = listed(&p.endpoint);
+            if !keep {
+                dropped.push((record.type_, record.id.clone(), p.endpoint.clone()));
+            }
+            keep
+        });
+    }
+    d.status.webhooks.retain(|r| !r.pending.is_empty());
+    for (type_, id, endpoint) in dropped {
+        d.event(
+            EventReason::WebhookAbandoned,
+            format!("webhook {type_} ({id}) dropped: endpoint {endpoint} is no longer listed"),
+        );
+    }
+}
+
+fn pending_count(status: &PartnerStatus) -> usize {
+    status.webhooks.iter().map(|r| r.pending.len()).sum()
+}
+
+/// The webhook event a Partner Event tells, and its billing period (0 for events outside
+/// billing).
+fn event_of(reason: EventReason, status: &PartnerStatus) -> Option<(WebhookEventType, u32)> {
+    let period = billing_period(status);
+    Some(match reason {
+        EventReason::TenantProvisioned => (WebhookEventType::Provisioned, 0),
+        EventReason::Activated => (WebhookEventType::Activated, 0),
+        EventReason::TrialEndingSoon => (WebhookEventType::TrialEnding, 0),
+        EventReason::ConvertedToProduction => (WebhookEventType::Converted, period),
+        EventReason::ProductionRenewed => (WebhookEventType::Renewed, period),
+        EventReason::TrialExpired => (WebhookEventType::Expired, 0),
+        EventReason::ProductionExpired | EventReason::ProductionEndedUnbound => {
+            (WebhookEventType::Expired, period)
+        }
+        EventReason::BillingStarted => (WebhookEventType::BillingPeriodStarted, period),
+        EventReason::BillingEnded => (WebhookEventType::BillingPeriodEnded, period),
+        _ => return None,
+    })
+}
+
+/// The current (or last) billing period, counted from 1; 0 before billing.
+fn billing_period(status: &PartnerStatus) -> u32 {
+    status.billing.as_ref().map_or(0, |b| {
+        u32::try_from(b.periods.len().max(1)).unwrap_or(u32::MAX)
+    })
+}
+
+/// When the transition happened: the deadline or the recorded moment, not the moment of
+/// observation.
+fn time_of(type_: WebhookEventType, status: &PartnerStatus, now: DateTime<Utc>) -> DateTime<Utc> {
+    let billing = status.billing.as_ref();
+    match type_ {
+        WebhookEventType::Provisioned => status.tenant.as_ref().map(|t| t.provisioned_at),
+        WebhookEventType::Activated => status.activation.as_ref().and_then(|a| a.activated_at),
+        WebhookEventType::Converted | WebhookEventType::Renewed => {
+            status.production.as_ref().map(|p| p.since)
+        }
+        WebhookEventType::BillingPeriodStarted => billing.map(|b| b.started_at),
+        WebhookEventType::BillingPeriodEnded => billing.and_then(|b| b.ended_at),
+        WebhookEventType::Expired => billing
+            .and_then(|b| b.ended_at)
+            .or_else(|| status.trial.as_ref().map(|t| t.ends_at)),
+        WebhookEventType::TrialEnding | WebhookEventType::Deleted => None,
+    }
+    .unwrap_or(now)
+}
+
+/// The CloudEvent id: the Partner's uid, the event and the billing period.
+pub fn event_id(uid: &str, type_: WebhookEventType, period: u32) -> String {
+    format!("{uid}.{}.{period}", type_.short())
+}
+
+fn add(
+    status: &mut PartnerStatus,
+    partner: &Partner,
+    distributor: &Distributor,
+    type_: WebhookEventType,
+    period: u32,
+    time: DateTime<Utc>,
+    data: Value,
+) {
+    let id = event_id(
+        partner.metadata.uid.as_deref().unwrap_or_default(),
+        type_,
+        period,
+    );
+    if status.webhooks.iter().any(|r| r.id == id) {
+        return;
+    }
+    let pending: Vec<_> = distributor
+        .spec
+        .webhooks
+        .endpoints
+        .iter()
+        .filter(|e| e.wants(type_))
+        .map(|e| WebhookDelivery::to(&e.name))
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    status.webhooks.push(WebhookRecord {
+        id,
+        type_,
+        time,
+        data,
+        pending,
+    });
+}
+
+/// What an event carries: what an invoice needs.
+fn data(
+    partner: &Partner,
+    distributor: &Distributor,
+    status: &PartnerStatus,
+    level: crate::api::SubscriptionLevel,
+    type_: WebhookEventType,
+    period: u32,
+    why: Option<EventReason>,
+) -> Value {
+    let mut data = Map::new();
+    data.insert(
+        "partner".into(),
+        json!({
+            "namespace": partner.metadata.namespace,
+            "name": partner.metadata.name,
+            "uid": partner.metadata.uid,
+        }),
+    );
+    data.insert("organization".into(), json!(partner.spec.organization_name));
+    data.insert("distributor".into(), json!(distributor.metadata.name));
+    if let Some(tenant) = &status.tenant {
+        data.insert(
+            "tenant".into(),
+            json!({"id": tenant.id, "namespace": tenant.namespace}),
+        );
+    }
+    data.insert("level".into(), json!(level.to_string()));
+    data.insert("skus".into(), json!(status.skus));
+    // One seat of each SKU while billed.
+    let billed = status
+        .billing
+        .as_ref()
+        .is_some_and(|b| b.ended_at.is_none())
+        || matches!(
+            type_,
+            WebhookEventType::BillingPeriodEnded | WebhookEventType::Expired
+        ) && period > 0;
+    let seats: Map<String, Value> = status
+        .skus
+        .iter()
+        .filter(|_| billed)
+        .map(|sku| (sku.0.clone(), json!(1)))
+        .collect();
+    data.insert("seats".into(), Value::Object(seats));
+    if let Some(trial) = &status.trial {
+        data.insert(
+            "trial".into(),
+            json!({"startedAt": trial.started_at, "endsAt": trial.ends_at}),
+        );
+    }
+    if period > 0
+        && let Some(billing) = &status.billing
+    {
+        let current = billing.periods.last();
+        data.insert(
+            "period".into(),
+            json!({
+                "number": period,
+                "billedTo": billing.billed_to,
+                "startedAt": current.map_or(billing.started_at, |p| p.started_at),
+                "endedAt": current.and_then(|p| p.ended_at).or(billing.ended_at),
+            }),
+        );
+    }
+    if let Some(expires_at) = status.expires_at {
+        data.insert("expiresAt".into(), json!(expires_at));
+    }
+    let reason = match type_ {
+        WebhookEventType::Converted
+        | WebhookEventType::Renewed
+        | WebhookEventType::BillingPeriodStarted => status
+            .production
+            .as_ref()
+            .map(|p| format!("{:?}", p.reason)),
+        WebhookEventType::Expired | WebhookEventType::BillingPeriodEnded => {
+            why.map(|r| r.as_str().to_string())
+        }
+        _ => None,
+    };
+    let data = Value::Object(data);
+    match reason {
+        Some(reason) => with_reason(data, &reason),
+        None => data,
+    }
+}
+
+fn with_reason(mut data: Value, reason: &str) -> Value {
+    data["reason"] = json!(reason);
+    data
+}
+
+#[cfg(test)]
+#[path = "webhooks_tests.rs"]
+mod tests;

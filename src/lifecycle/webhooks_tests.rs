@@ -1,0 +1,189 @@
+use chrono::Duration;
+
+use super::*;
+use crate::api::*;
+use crate::lifecycle::fixtures::*;
+use crate::lifecycle::{Plan, plan};
+use crate::tenant::entitlements_data;
+
+fn with_endpoints(names: &[&str]) -> Distributor {
+    let mut d = distributor();
+    d.spec.webhooks.endpoints = names
+        .iter()
+        .map(|name| WebhookEndpoint {
+            name: name.to_string(),
+            url: format!("https://{name}.example/hooks"),
+            signing_key_secret_ref: SecretKeyRef {
+                name: "key".into(),
+                key: "signingKey".into(),
+            },
+            types: None,
+            timeout_seconds: 10,
+        })
+        .collect();
+    d
+}
+
+fn types(status: &PartnerStatus) -> Vec<WebhookEventType> {
+    status.webhooks.iter().map(|r| r.type_).collect()
+}
+
+fn sends(plan: &Plan) -> Vec<(String, String)> {
+    plan.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::DeliverWebhook(send) => {
+                Some((send.record.id.clone(), send.endpoint.name.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `partner` after `plan`, its emails sent and its tenant as the status says.
+fn after(partner: Partner, plan: &Plan) -> (Partner, std::collections::BTreeMap<String, String>) {
+    let p = settled(partner, plan, t0());
+    let data = entitlements_data(&p, p.status.as_ref().unwrap()).unwrap();
+    (p, data)
+}
+
+#[test]
+fn provisioning_is_recorded_with_the_transition_and_handed_to_each_endpoint() {
+    let (p, d) = (partner(), with_endpoints(&["billing", "crm"]));
+    let first = plan(&observe(&p, &d, None, t0()));
+    assert_eq!(types(&first.status), [WebhookEventType::Provisioned]);
+    let record = &first.status.webhooks[0];
+    assert_eq!(record.id, "uid-1.provisioned.0");
+    assert_eq!(record.time, t0());
+    assert_eq!(record.data["organization"], "Contoso");
+    assert_eq!(record.data["distributor"], "northwind");
+    assert_eq!(record.data["level"], "Trial");
+    assert!(record.data["tenant"]["id"].is_string());
+    assert_eq!(
+        sends(&first),
+        [
+            ("uid-1.provisioned.0".into(), "billing".into()),
+            ("uid-1.provisioned.0".into(), "crm".into())
+        ]
+    );
+    // Planned again on the written status, the event is not recorded twice.
+    let (p, data) = after(p, &first);
+    let again = plan(&observe(&p, &d, Some(&data), t0()));
+    assert_eq!(types(&again.status), [WebhookEventType::Provisioned]);
+}
+
+#[test]
+fn without_endpoints_nothing_is_recorded() {
+    let (p, d) = (partner(), distributor());
+    let first = plan(&observe(&p, &d, None, t0()));
+    assert!(first.status.webhooks.is_empty());
+    assert!(sends(&first).is_empty());
+}
+
+#[test]
+fn each_endpoint_gets_one_event_at_a_time_in_order() {
+    let (p, d) = (partner(), with_endpoints(&["billing"]));
+    let first = plan(&observe(&p, &d, None, t0()));
+    let (p, data) = after(p, &first);
+    // The notice goes out and the trial ends with the provisioning still undelivered: the
+    // notice, the conversion and billing queue behind it.
+    let noticed = plan(&observe(&p, &d, Some(&data), t0() + Duration::days(12)));
+    let (p, data) = after(p, &noticed);
+    let ended = plan(&observe(&p, &d, Some(&data), t0() + Duration::days(14)));
+    assert_eq!(
+        types(&ended.status),
+        [
+            WebhookEventType::Provisioned,
+            WebhookEventType::TrialEnding,
+            WebhookEventType::Converted,
+            WebhookEventType::BillingPeriodStarted
+        ]
+    );
+    assert_eq!(
+        sends(&ended),
+        [("uid-1.provisioned.0".into(), "billing".into())]
+    );
+    let converted = &ended.status.webhooks[2];
+    assert_eq!(converted.id, "uid-1.converted.1");
+    assert_eq!(converted.time, t0() + Duration::days(14));
+    assert_eq!(converted.data["reason"], "AutoUpgrade");
+    assert_eq!(converted.data["seats"]["ESSENTIALS"], 1);
+    assert_eq!(converted.data["period"]["number"], 1);
+    // Delivered, the next one is due.
+    let mut status = ended.status.clone();
+    assert!(delivered(&mut status, "uid-1.provisioned.0", "billing"));
+    assert!(!delivered(&mut status, "uid-1.provisioned.0", "billing"));
+    let next = due(&status, &d);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].record.type_, WebhookEventType::TrialEnding);
+}
+
+#[test]
+fn a_type_filter_limits_what_an_endpoint_is_sent() {
+    let p = partner();
+    let mut d = with_endpoints(&["billing", "crm"]);
+    d.spec.webhooks.endpoints[0].types = Some(vec![WebhookEventType::BillingPeriodStarted]);
+    let first = plan(&observe(&p, &d, None, t0()));
+    assert_eq!(first.status.webhooks[0].pending.len(), 1);
+    assert_eq!(first.status.webhooks[0].pending[0].endpoint, "crm");
+}
+
+#[test]
+fn failures_are_retried_for_the_window_then_given_up_with_a_warning() {
+    let (p, d) = (partner(), with_endpoints(&["billing"]));
+    let first = plan(&observe(&p, &d, None, t0()));
+    let send = due(&first.status, &d).remove(0);
+    let mut status = first.status.clone();
+    let warned = failed(&mut status, &send, "HTTP 500", t0()).expect("first failure warns");
+    assert_eq!(warned.reason, EventReason::WebhookDeliveryFailed);
+    assert!(failed(&mut status, &send, "HTTP 500", t0() + Duration::hours(1)).is_none());
+    let pending = &status.webhooks[0].pending[0];
+    assert_eq!(pending.attempts, 2);
+    assert_eq!(pending.first_failed_at, Some(t0()));
+    assert_eq!(pending.last_error.as_deref(), Some("HTTP 500"));
+    let gave_up = failed(&mut status, &send, "timed out", t0() + Duration::hours(24)).unwrap();
+    assert_eq!(gave_up.reason, EventReason::WebhookAbandoned);
+    assert!(gave_up.reason.is_warning());
+    assert!(status.webhooks.is_empty());
+}
+
+#[test]
+fn an_endpoint_taken_off_the_list_is_sent_nothing_more() {
+    let (p, d) = (partner(), with_endpoints(&["billing"]));
+    let first = plan(&observe(&p, &d, None, t0()));
+    let (p, data) = after(p, &first);
+    let gone = with_endpoints(&[]);
+    let next = plan(&observe(&p, &gone, Some(&data), t0()));
+    assert!(next.status.webhooks.is_empty());
+    assert!(
+        next.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Event(ev) if ev.reason == EventReason::WebhookAbandoned))
+    );
+}
+
+#[test]
+fn a_deletion_ends_billing_and_is_told_once() {
+    let (p, d) = (partner(), with_endpoints(&["billing"]));
+    let first = plan(&observe(&p, &d, None, t0()));
+    let (mut p, data) = after(p, &first);
+    p.spec.subscription.level = RequestedLevel::Production;
+    let converted = plan(&observe(&p, &d, Some(&data), t0() + Duration::days(1)));
+    let mut status = converted.status.clone();
+    status.webhooks.clear();
+    let at = t0() + Duration::days(2);
+    let ended = record_deletion(&mut status, at).expect("billing ends");
+    assert_eq!(ended.reason, EventReason::BillingEnded);
+    record_deletion_events(&mut status, &p, Some(&d), true, at);
+    assert_eq!(
+        types(&status),
+        [
+            WebhookEventType::BillingPeriodEnded,
+            WebhookEventType::Deleted
+        ]
+    );
+    assert_eq!(status.webhooks[0].data["reason"], "PartnerDeleted");
+    assert_eq!(status.webhooks[0].data["period"]["endedAt"], json!(at));
+    // Once.
+    assert!(record_deletion(&mut status, at + Duration::hours(1)).is_none());
+}

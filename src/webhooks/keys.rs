@@ -1,0 +1,204 @@
+//! Signing keys: read from a labelled Secret in the operator's namespace, held briefly, never
+//! printed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use standardwebhooks::Webhook;
+
+use crate::api::SecretKeyRef;
+
+/// The label a Secret must carry (value `"true"`) before a Distributor may name it as a signing
+/// key: the operator's namespace holds other Secrets (the SMTP password) that no endpoint may
+/// be signed with.
+pub const SIGNING_KEY_LABEL: &str = "partner-operator.io/webhook-signing-key";
+
+/// How long keys read from a Secret are used before it is read again: a rotated key is in use
+/// within this long.
+const KEYS_TTL: Duration = Duration::from_secs(30);
+
+/// One or more Standard Webhooks keys: each delivery is signed by each.
+#[derive(Clone)]
+pub struct SigningKeys(Vec<std::sync::Arc<Webhook>>);
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKeys({} keys, redacted)", self.0.len())
+    }
+}
+
+/// Why no signing keys could be had; never says a key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("Secret {namespace}/{name} not found")]
+    NotFound { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} is not labelled {SIGNING_KEY_LABEL}=true")]
+    NotLabelled { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} has no entry {key:?}")]
+    NoEntry {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    #[error(
+        "entry {key:?} of Secret {namespace}/{name} is not a Standard Webhooks key (whsec_ and base64, 24 to 64 bytes)"
+    )]
+    Malformed {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    #[error("cannot read Secret {namespace}/{name}: {reason}")]
+    Unreadable {
+        namespace: String,
+        name: String,
+        reason: String,
+    },
+}
+
+impl SigningKeys {
+    /// Keys separated by whitespace, each `whsec_` and base64 (the prefix may be left out).
+    /// `None` if there is none or one is not such a key.
+    pub fn parse(text: &str) -> Option<Self> {
+        let keys: Option<Vec<_>> = text
+            .split_whitespace()
+            .map(|key| {
+                let decoded = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    key.strip_prefix("whsec_").unwrap_or(key),
+                )
+                .ok()?;
+                (24..=64)
+                    .contains(&decoded.len())
+                    .then(|| Webhook::from_bytes(decoded).ok().map(std::sync::Arc::new))
+                    .flatten()
+            })
+            .collect();
+        keys.filter(|k| !k.is_empty()).map(Self)
+    }
+
+    /// The `webhook-signature` header: a `v1,<signature>` by each key.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        self.0
+            .iter()
+            .filter_map(|key| key.sign(id, timestamp, body).ok())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Signing keys by Secret entry, read from the operator's namespace and kept [`KEYS_TTL`].
+pub struct SigningKeysCache {
+    client: Client,
+    namespace: String,
+    held: Mutex<HashMap<SecretKeyRef, (Instant, SigningKeys)>>,
+}
+
+impl SigningKeysCache {
+    pub fn new(client: Client, namespace: String) -> Self {
+        Self {
+            client,
+            namespace,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn get(&self, reference: &SecretKeyRef) -> Result<SigningKeys, KeyError> {
+        if let Some((at, keys)) = self.held.lock().unwrap().get(reference)
+            && at.elapsed() < KEYS_TTL
+        {
+            return Ok(keys.clone());
+        }
+        let keys = self.read(reference).await?;
+        self.held
+            .lock()
+            .unwrap()
+            .insert(reference.clone(), (Instant::now(), keys.clone()));
+        Ok(keys)
+    }
+
+    async fn read(&self, reference: &SecretKeyRef) -> Result<SigningKeys, KeyError> {
+        let (namespace, name) = (self.namespace.clone(), reference.name.clone());
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let secret = match api.get_opt(&reference.name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => return Err(KeyError::NotFound { namespace, name }),
+            Err(err) => {
+                return Err(KeyError::Unreadable {
+                    namespace,
+                    name,
+                    reason: match err {
+                        kube::Error::Api(status) => {
+                            format!("HTTP {} {}", status.code, status.reason)
+                        }
+                        _ => "the API server did not answer".into(),
+                    },
+                });
+            }
+        };
+        let labelled = secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SIGNING_KEY_LABEL))
+            .is_some_and(|v| v == "true");
+        if !labelled {
+            return Err(KeyError::NotLabelled { namespace, name });
+        }
+        let key = reference.key.clone();
+        let Some(value) = secret.data.as_ref().and_then(|d| d.get(&key)) else {
+            return Err(KeyError::NoEntry {
+                namespace,
+                name,
+                key,
+            });
+        };
+        std::str::from_utf8(&value.0)
+            .ok()
+            .and_then(SigningKeys::parse)
+            .ok_or(KeyError::Malformed {
+                namespace,
+                name,
+                key,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const OTHER: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+    #[test]
+    fn each_key_signs_so_a_receiver_with_either_verifies() {
+        let keys = SigningKeys::parse(&format!("{KEY}  {OTHER}\n")).unwrap();
+        let header = keys.sign("msg_1", 1_700_000_000, b"{}");
+        let parts: Vec<_> = header.split(' ').collect();
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.starts_with("v1,")));
+        // The Standard Webhooks test vector's key gives its published signature.
+        let one = SigningKeys::parse(KEY).unwrap();
+        assert_eq!(
+            one.sign(
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_key_is_refused_and_never_printed() {
+        assert!(SigningKeys::parse("").is_none());
+        assert!(SigningKeys::parse("whsec_!!!").is_none());
+        assert!(SigningKeys::parse("whsec_c2hvcnQ=").is_none(), "5 bytes");
+        let keys = SigningKeys::parse(KEY).unwrap();
+        assert!(!format!("{keys:?}").contains("MfKQ"));
+    }
+}
