@@ -130,6 +130,10 @@ struct RunArgs {
     /// The Lease's namespace (default: the pod's, else the kubeconfig's).
     #[arg(long, env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
+    /// Where the Secrets named by Distributors' `spec.webhooks.endpoints[].signingKeySecretRef`
+    /// are read (default: the pod's namespace, else the kubeconfig's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    webhook_secrets_namespace: Option<String>,
     /// Seconds a Lease holds without renewal: how long a standby waits after a leader dies.
     #[arg(long, default_value_t = 15)]
     lease_duration_seconds: u64,
@@ -196,8 +200,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
         namespace: args.namespace,
         templates_dir: args.templates_dir,
         metrics_addr: Some(args.metrics_addr),
+        webhook_secrets_namespace: args.webhook_secrets_namespace,
         activation_service: Some(partner_operator::activation::ServiceOptions {
-            webhook_secrets_namespace: None,
             addr: args.activation_addr,
             trust_forwarded_for: args.activation_trust_forwarded_for,
             per_client_per_minute: args.activation_rate_per_client,
