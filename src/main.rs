@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the in-cluster config or the current kubeconfig.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crds,
     /// A whole system on this machine: an API server, an SMTP server and the operator.
@@ -146,7 +146,7 @@ fn main() -> ExitCode {
             print!("{}", partner_operator::api::crds_yaml());
             ExitCode::SUCCESS
         }
-        Command::Run(args) => report(runtime().block_on(run(args))),
+        Command::Run(args) => report(runtime().block_on(run(*args))),
         Command::Sandbox(args) => report(runtime().block_on(sandbox(args))),
     }
 }

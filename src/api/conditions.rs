@@ -30,6 +30,8 @@ pub mod types {
     pub const ACTIVATION_SENT: &str = "ActivationSent";
     /// Partner: the partner activated its tenant through the emailed link.
     pub const ACTIVATED: &str = "Activated";
+    /// Distributor, with webhook endpoints: no endpoint's deliveries are failing.
+    pub const WEBHOOKS_DELIVERED: &str = "WebhooksDelivered";
 }
 
 /// Sets (or adds) the condition of `type_`, keeping `lastTransitionTime` when the status did not

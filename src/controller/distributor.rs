@@ -13,8 +13,8 @@ use kube::{Api, ResourceExt};
 
 use super::Context;
 use crate::api::{Distributor, DistributorStatus, distributor_totals, set_condition, types};
-use crate::lifecycle::reasons;
-use crate::metrics::{DistributorLabels, LevelLabels, SeatLabels};
+use crate::lifecycle::{self, EventReason, reasons};
+use crate::metrics::{DistributorLabels, EndpointLabels, LevelLabels, SeatLabels};
 
 pub async fn reconcile(
     distributor: Arc<Distributor>,
@@ -56,8 +56,9 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let partners: Vec<_> = found
-        .into_iter()
+        .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .cloned()
         .collect();
     let (counts, billing) = distributor_totals(
         &distributor.spec.skus,
@@ -82,11 +83,83 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
         generation,
         ctx.clock.timestamp(),
     );
+    // A Partner being deleted still has events to deliver: the end of its billing, its deletion.
+    webhooks_health(ctx, distributor, &found, &mut status, generation).await;
     if status != before {
         let api = Api::<Distributor>::all(ctx.client.clone());
         super::status::write(&api, distributor, &status, false).await?;
     }
     Ok(Action::await_change())
+}
+
+/// The `WebhooksDelivered` condition (when the Distributor has endpoints), the webhook gauges,
+/// and an Event when the condition turns.
+async fn webhooks_health(
+    ctx: &Context,
+    distributor: &Distributor,
+    partners: &[Arc<crate::api::Partner>],
+    status: &mut DistributorStatus,
+    generation: Option<i64>,
+) {
+    if distributor.spec.webhooks.endpoints.is_empty() {
+        status
+            .conditions
+            .retain(|c| c.type_ != types::WEBHOOKS_DELIVERED);
+        return;
+    }
+    let health = lifecycle::webhooks::endpoint_health(
+        distributor,
+        partners.iter().filter_map(|p| p.status.as_ref()),
+    );
+    let now = ctx.clock.now();
+    for h in &health {
+        let labels = EndpointLabels {
+            distributor: distributor.name_any(),
+            endpoint: h.endpoint.clone(),
+        };
+        ctx.metrics
+            .webhooks_pending
+            .get_or_create(&labels)
+            .set(i64::from(h.pending));
+        let age = h
+            .oldest
+            .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        ctx.metrics
+            .webhooks_oldest_pending_seconds
+            .get_or_create(&labels)
+            .set(age);
+    }
+    let (ok, reason, message) = lifecycle::webhooks::delivered_condition(&health);
+    let was = crate::api::find_condition(&status.conditions, types::WEBHOOKS_DELIVERED)
+        .map(|c| c.status == "True");
+    set_condition(
+        &mut status.conditions,
+        types::WEBHOOKS_DELIVERED,
+        ok,
+        reason,
+        &message,
+        generation,
+        ctx.clock.timestamp(),
+    );
+    let event = match (was, ok) {
+        (Some(true) | None, false) => Some(EventReason::WebhookDeliveryFailing),
+        (Some(false), true) => Some(EventReason::WebhookDeliveryRecovered),
+        _ => None,
+    };
+    if let Some(reason) = event {
+        let published = super::events::publish(
+            &ctx.client,
+            "partner-operator",
+            distributor,
+            reason,
+            &message,
+            now,
+        )
+        .await;
+        if let Err(err) = published {
+            tracing::warn!(error = %err, "could not record an Event");
+        }
+    }
 }
 
 fn export_metrics(

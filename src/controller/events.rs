@@ -1,4 +1,5 @@
-//! Kubernetes Events (`events.k8s.io/v1`) on Partners.
+//! Kubernetes Events (`events.k8s.io/v1`) on Partners (and Distributors, whose Events go to
+//! the `default` namespace, as for every cluster-scoped object).
 //!
 //! kube's `Recorder` keeps every Event it sent in one cache for minutes, and sweeps the whole
 //! cache under a write lock on every publish: with ten thousand Partners that is tens of
@@ -15,7 +16,6 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::api::Partner;
 use crate::lifecycle::EventReason;
 
 /// Who reports: what `kubectl describe` shows as the Event's source.
@@ -24,16 +24,17 @@ pub const REPORTING_CONTROLLER: &str = "partner-operator.io/partner-operator";
 /// The API server keeps an Event's note to 1 KiB.
 const MAX_NOTE_BYTES: usize = 1024;
 
-/// Records one Event about `partner`: created the first time, its series counted up after.
-pub async fn publish(
+/// Records one Event about `partner` (a Partner or a Distributor): created the first time, its
+/// series counted up after.
+pub async fn publish<K: Resource<DynamicType = ()>>(
     client: &Client,
     instance: &str,
-    partner: &Partner,
+    partner: &K,
     reason: EventReason,
     note: &str,
     now: DateTime<Utc>,
 ) -> kube::Result<()> {
-    let namespace = partner.namespace().unwrap_or_default();
+    let namespace = partner.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
     let name = event_name(partner, reason.as_str(), note);
     let event_time = now.to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -65,7 +66,7 @@ pub async fn publish(
 
 /// `<partner>.<16 hex digits>`: stable for one (Partner, reason, note), within 253 characters
 /// (a Partner name may itself have 253: it is cut, the hash keeps the name unique).
-fn event_name(partner: &Partner, reason: &str, note: &str) -> String {
+fn event_name<K: Resource>(partner: &K, reason: &str, note: &str) -> String {
     let mut digest = Sha256::new();
     for part in [partner.uid().unwrap_or_default().as_str(), reason, note] {
         digest.update(part.as_bytes());
@@ -91,6 +92,7 @@ fn truncate(note: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Partner;
 
     fn partner(uid: &str) -> Partner {
         serde_json::from_value(json!({

@@ -68,7 +68,7 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
     let result = async {
         let partner = match announce_deletion(&api, &partner, &ctx).await? {
             Announced::NotDeleting => partner,
-            Announced::Told(current) => Arc::new(current),
+            Announced::Told(current) => Arc::new(*current),
             Announced::Delivering(action) => return Ok(action),
         };
         finalizer(&api, FINALIZER, partner, |event| async {
@@ -593,7 +593,7 @@ fn is_conflict(err: &kube::Error) -> bool {
 enum Announced {
     NotDeleting,
     /// Told (or nothing to tell): the finalizer's cleanup goes on, with the Partner as written.
-    Told(Partner),
+    Told(Box<Partner>),
     /// Its webhook events are still being delivered: the Partner is kept until they are (or
     /// are given up on, `retryHours` after a failure). Each delivery's record wakes it.
     Delivering(Action),
@@ -643,7 +643,7 @@ async fn announce_deletion(
         None => Vec::new(),
     };
     if sends.is_empty() {
-        return Ok(Announced::Told(current));
+        return Ok(Announced::Told(Box::new(current)));
     }
     for send in &sends {
         WebhookDeliveries::start(ctx, &current, send);

@@ -32,8 +32,14 @@ pub const ACTIVATED: &str = "Activated";
 pub const RESEND_REFUSED: &str = "ResendRefused";
 /// A Distributor's `Ready`: its counts and billing are current.
 pub const COUNTS_CURRENT: &str = "CountsCurrent";
+/// A Distributor's `WebhooksDelivered`: every endpoint has every event recorded for it, or
+/// what it lacks is being delivered without a failure.
+pub const WEBHOOKS_CURRENT: &str = "WebhooksCurrent";
+/// A Distributor's `WebhooksDelivered=False`: an endpoint's deliveries fail and are retried.
+pub const WEBHOOK_DELIVERY_FAILING: &str = "WebhookDeliveryFailing";
 
-/// Why an Event was recorded on a Partner. Its name is the Event's `reason`; a Warning is
+/// Why an Event was recorded on a Partner (or, for the webhook endpoints' health, on a
+/// Distributor). Its name is the Event's `reason`; a Warning is
 /// something a person should look at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventReason {
@@ -67,6 +73,10 @@ pub enum EventReason {
     /// A webhook event was given up on for an endpoint: retried for `retryHours`, or its
     /// endpoint is no longer listed.
     WebhookAbandoned,
+    /// On a Distributor: an endpoint's deliveries fail (they are retried).
+    WebhookDeliveryFailing,
+    /// On a Distributor: every endpoint has its events again.
+    WebhookDeliveryRecovered,
 }
 
 impl EventReason {
@@ -96,6 +106,8 @@ impl EventReason {
             Self::Unreadable => "Unreadable",
             Self::WebhookDeliveryFailed => "WebhookDeliveryFailed",
             Self::WebhookAbandoned => "WebhookAbandoned",
+            Self::WebhookDeliveryFailing => "WebhookDeliveryFailing",
+            Self::WebhookDeliveryRecovered => "WebhookDeliveryRecovered",
         }
     }
 
@@ -126,6 +138,7 @@ impl EventReason {
                 | Self::Unreadable
                 | Self::WebhookDeliveryFailed
                 | Self::WebhookAbandoned
+                | Self::WebhookDeliveryFailing
         )
     }
 }

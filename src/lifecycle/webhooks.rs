@@ -244,6 +244,86 @@ fn drop_unlisted(d: &mut Draft) {
     }
 }
 
+/// What a Distributor's endpoint lacks, over its Partners.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndpointHealth {
+    pub endpoint: String,
+    /// Events recorded that it does not have yet.
+    pub pending: u32,
+    /// When the oldest of them happened.
+    pub oldest: Option<DateTime<Utc>>,
+    /// Deliveries to it that failed at their last attempt, and the latest such error.
+    pub failing: u32,
+    pub last_error: Option<String>,
+}
+
+/// Each listed endpoint's health, from its Partners' statuses.
+pub fn endpoint_health<'a>(
+    distributor: &Distributor,
+    partners: impl IntoIterator<Item = &'a PartnerStatus>,
+) -> Vec<EndpointHealth> {
+    let mut health: Vec<EndpointHealth> = distributor
+        .spec
+        .webhooks
+        .endpoints
+        .iter()
+        .map(|e| EndpointHealth {
+            endpoint: e.name.clone(),
+            ..EndpointHealth::default()
+        })
+        .collect();
+    let mut latest_failure = vec![None; health.len()];
+    for record in partners.into_iter().flat_map(|s| &s.webhooks) {
+        for delivery in &record.pending {
+            let Some(i) = health.iter().position(|h| h.endpoint == delivery.endpoint) else {
+                continue;
+            };
+            let h = &mut health[i];
+            h.pending += 1;
+            h.oldest = Some(h.oldest.map_or(record.time, |t| t.min(record.time)));
+            if delivery.attempts > 0 {
+                h.failing += 1;
+                if delivery.last_attempt_at >= latest_failure[i] {
+                    latest_failure[i] = delivery.last_attempt_at;
+                    h.last_error = delivery.last_error.clone();
+                }
+            }
+        }
+    }
+    health
+}
+
+/// The Distributor's `WebhooksDelivered` condition: whether it holds, its reason and message.
+pub fn delivered_condition(health: &[EndpointHealth]) -> (bool, &'static str, String) {
+    let failing: Vec<String> = health
+        .iter()
+        .filter(|h| h.failing > 0)
+        .map(|h| {
+            format!(
+                "endpoint {}: {} deliveries failing, {} events pending since {}; last error: {}",
+                h.endpoint,
+                h.failing,
+                h.pending,
+                h.oldest.map_or_else(String::new, |t| t.to_rfc3339()),
+                h.last_error.as_deref().unwrap_or("none recorded"),
+            )
+        })
+        .collect();
+    if failing.is_empty() {
+        let pending: u32 = health.iter().map(|h| h.pending).sum();
+        return (
+            true,
+            super::reasons::WEBHOOKS_CURRENT,
+            format!("no delivery is failing; {pending} events being delivered"),
+        );
+    }
+    (
+        false,
+        super::reasons::WEBHOOK_DELIVERY_FAILING,
+        failing.join("; "),
+    )
+}
+
 fn pending_count(status: &PartnerStatus) -> usize {
     status.webhooks.iter().map(|r| r.pending.len()).sum()
 }
