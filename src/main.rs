@@ -63,6 +63,10 @@ struct SandboxArgs {
     /// free port).
     #[arg(long, default_value_t = 0)]
     activation_port: u16,
+    /// The webhook receiver's port on 127.0.0.1, where the examples' Distributor delivers (0:
+    /// any free port).
+    #[arg(long, default_value_t = partner_operator::sandbox::SANDBOX_WEBHOOK_PORT)]
+    webhook_port: u16,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Log filter (RUST_LOG wins when set).
@@ -161,6 +165,7 @@ async fn sandbox(args: SandboxArgs) -> Result<(), String> {
         without_operator: args.without_operator,
         metrics_addr: args.metrics_addr,
         activation_port: args.activation_port,
+        webhook_port: args.webhook_port,
         kube_apiserver: args.kube_apiserver,
     };
     command::run(options, operator::shutdown_signal(), |started| {

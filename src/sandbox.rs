@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use partner_sandbox::apiserver::ApiServer;
 use partner_sandbox::control_plane::{ControlPlane, ControlPlaneError};
 use partner_sandbox::smtp::SmtpSink;
+use partner_sandbox::webhooks::WebhookSink;
 
 use crate::clock::Clock;
 use crate::operator::{self, RunOptions};
@@ -58,7 +59,19 @@ pub struct SandboxOptions {
     /// Run the real etcd, kube-apiserver and kube-controller-manager from this directory
     /// instead of the embedded API server.
     pub kube_apiserver: Option<PathBuf>,
+    /// The webhook receiver's port on 127.0.0.1 (the examples' Distributor delivers to
+    /// [`SANDBOX_WEBHOOK_PORT`]); 0 picks a free one.
+    pub webhook_port: u16,
 }
+
+/// Where the examples' Distributor delivers its webhook events: the sandbox's receiver.
+pub const SANDBOX_WEBHOOK_PORT: u16 = 8082;
+/// The namespace the sandbox's operator reads webhook signing keys from (as a deployed one
+/// reads its own namespace's).
+pub const SANDBOX_OPERATOR_NAMESPACE: &str = "partner-operator";
+/// The Secret there that the examples' Distributor names as its signing key; the sandbox makes
+/// it with a fresh key each run, and its receiver verifies with that key.
+pub const SANDBOX_WEBHOOK_KEY_SECRET: &str = "northwind-webhook-key";
 
 /// Why the sandbox stopped with an error, in one line.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +94,10 @@ pub enum SandboxError {
     Smtp { port: u16, source: std::io::Error },
     #[error("--activation-port {port}: cannot listen on 127.0.0.1:{port}: {source}")]
     Activation { port: u16, source: std::io::Error },
+    #[error("--webhook-port {port}: cannot listen on 127.0.0.1:{port}: {source}")]
+    Webhooks { port: u16, source: std::io::Error },
+    #[error("cannot store the webhook signing key: {0}")]
+    WebhookKey(String),
     #[error("cannot install the CRDs: {0}")]
     Crds(String),
     #[error("the operator stopped: {0}")]
@@ -114,6 +131,19 @@ pub async fn run(
     .await
     .map_err(|source| SandboxError::Smtp {
         port: options.smtp_port,
+        source,
+    })?;
+    let webhooks_dir = state_dir.join("webhooks");
+    set_aside(&webhooks_dir)?;
+    let webhook_key = new_webhook_key();
+    let webhooks = WebhookSink::start(
+        (Ipv4Addr::LOCALHOST, options.webhook_port).into(),
+        &webhook_key,
+        Some(webhooks_dir.clone()),
+    )
+    .await
+    .map_err(|source| SandboxError::Webhooks {
+        port: options.webhook_port,
         source,
     })?;
 
@@ -161,6 +191,9 @@ pub async fn run(
         }
     };
 
+    store_webhook_key(&server.client(), &webhook_key)
+        .await
+        .map_err(SandboxError::WebhookKey)?;
     write_atomically(&kubeconfig, &server.kubeconfig_yaml()).map_err(|source| {
         SandboxError::StateDir {
             path: kubeconfig.clone(),
@@ -175,6 +208,8 @@ pub async fn run(
         speed: options.speed,
         operator: !options.without_operator,
         activation,
+        webhooks: webhooks.url(),
+        webhooks_dir,
     });
 
     let result = match options.without_operator {
@@ -198,7 +233,7 @@ pub async fn run(
                 // The operator lives as long as this process, and so does its key.
                 activation_key: Some(crate::tenant::ActivationKey::random()),
                 activation_service: activation.map(crate::activation::ServiceOptions::new),
-                webhook_secrets_namespace: None,
+                webhook_secrets_namespace: Some(SANDBOX_OPERATOR_NAMESPACE.into()),
             };
             operator::run(server.client(), options, shutdown)
                 .await
@@ -260,6 +295,9 @@ pub struct Started {
     pub operator: bool,
     /// Where the activation service listens (with the operator).
     pub activation: Option<SocketAddr>,
+    /// Where the webhook receiver takes deliveries, and where it keeps them.
+    pub webhooks: String,
+    pub webhooks_dir: PathBuf,
 }
 
 impl Started {
@@ -284,6 +322,11 @@ impl Started {
                 sandbox_activation_base_url(addr)
             ));
         }
+        lines.push(format!(
+            "webhooks     {} (verified deliveries in {}: NNNN-<type>.json)",
+            self.webhooks,
+            self.webhooks_dir.display()
+        ));
         if self.operator {
             lines.push(format!("clock        {}x real time", self.speed));
         } else {
@@ -303,6 +346,51 @@ impl Started {
         lines.push("stop         Ctrl-C".into());
         lines.join("\n")
     }
+}
+
+/// A fresh Standard Webhooks key: 32 random bytes.
+fn new_webhook_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "whsec_{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+    )
+}
+
+/// Makes the operator's namespace and, in it, the signing key Secret the examples' Distributor
+/// names, holding `key` (replacing one an earlier run left on a real control plane's disk).
+async fn store_webhook_key(client: &kube::Client, key: &str) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    use kube::api::{Api, Patch, PatchParams};
+    let params = PatchParams::apply("partner-operator-sandbox").force();
+    let namespace = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": SANDBOX_OPERATOR_NAMESPACE},
+    });
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            SANDBOX_OPERATOR_NAMESPACE,
+            &params,
+            &Patch::Apply(namespace),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": SANDBOX_WEBHOOK_KEY_SECRET,
+            "namespace": SANDBOX_OPERATOR_NAMESPACE,
+            "labels": {crate::webhooks::SIGNING_KEY_LABEL: "true"},
+        },
+        "stringData": {"signingKey": key},
+    });
+    Api::<Secret>::namespaced(client.clone(), SANDBOX_OPERATOR_NAMESPACE)
+        .patch(SANDBOX_WEBHOOK_KEY_SECRET, &params, &Patch::Apply(secret))
+        .await
+        .map_err(|_| "the API server refused the Secret".to_string())?;
+    Ok(())
 }
 
 /// Creates the state directory if needed and proves it writable, returning its absolute path
@@ -395,8 +483,15 @@ mod tests {
             speed: 86400.0,
             operator: true,
             activation: Some("127.0.0.1:8081".parse().unwrap()),
+            webhooks: "http://127.0.0.1:8082/webhooks".into(),
+            webhooks_dir: "/tmp/s/webhooks".into(),
         };
         let summary = started.summary();
+        assert!(
+            summary
+                .contains("http://127.0.0.1:8082/webhooks (verified deliveries in /tmp/s/webhooks"),
+            "{summary}"
+        );
         assert!(summary.contains("export KUBECONFIG=/tmp/s/kubeconfig"));
         assert!(summary.contains("messages in /tmp/s/outbox"));
         assert!(summary.contains("a fresh outbox each run"));

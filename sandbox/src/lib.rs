@@ -18,6 +18,7 @@ pub mod admission;
 pub mod apiserver;
 pub mod control_plane;
 pub mod smtp;
+pub mod webhooks;
 
 /// Creates `object` (any kind the server serves, found by discovery) as a client would.
 pub async fn create_object(client: &kube::Client, object: serde_json::Value) -> Result<(), String> {
