@@ -1,5 +1,5 @@
 //! The Helm chart, checked by Helm's own Go library (the `helm-python-sdk` wheel from PyPI, in
-//! the project's virtual environment `target/helm-venv`, driven by `tests/helm/chart.py`):
+//! the project's virtual environment `target/test-venv`, driven by `tests/helm/chart.py`):
 //! lint, renders with defaults and with every option, `values.schema.json` refusing bad values,
 //! the chart's CRDs equal to `crds/`, the rendered manifests applied to the sandbox API server
 //! with `/usr/bin/kubectl`, and the RBAC proof: the ClusterRole and Role grant exactly what the
@@ -9,39 +9,10 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::{Value, json};
+use support::python::python;
 use support::*;
-
-/// `PARTNER_OPERATOR_PYTHON` when set (it must have the `helm-python-sdk` wheel), else the
-/// project's own virtual environment with the wheel (`target/helm-venv`, from
-/// `hack/helm-venv.sh`, which creates it on first use, as `.ci/run` does up front), so
-/// `cargo test` works on a fresh machine too, without installing into the machine's Python.
-fn python() -> String {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if let Ok(python) = std::env::var("PARTNER_OPERATOR_PYTHON") {
-                return python;
-            }
-            let script = project("hack/helm-venv.sh");
-            let output = Command::new("bash")
-                .arg(&script)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .expect("bash runs");
-            assert!(
-                output.status.success(),
-                "the Helm chart tests need the helm-python-sdk wheel: {} failed: {}",
-                script.display(),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            stdout.lines().last().unwrap_or_default().trim().to_string()
-        })
-        .clone()
-}
 
 fn chart_py(args: &[&str]) -> (bool, Value) {
     let output = Command::new(python())

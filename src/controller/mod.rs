@@ -265,6 +265,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         mail_slots,
     ));
 
+    let _deliveries = webhook_delivery::AbortDeliveries(ctx.clone());
     let reporter = ctx.clone();
     tokio::spawn(async move {
         while let Some(report) = unreadable_rx.recv().await {

@@ -25,6 +25,7 @@ use chrono::Utc;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::Context;
@@ -53,6 +54,20 @@ pub struct WebhookDeliveries {
     completed: Mutex<HashMap<(String, String), Instant>>,
     /// A place in flight per (Distributor, endpoint).
     per_endpoint: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+    /// The delivery tasks: they end with the operator ([`AbortDeliveries`]), as a crash ends
+    /// them, never outliving the controllers that started them.
+    tasks: Mutex<JoinSet<()>>,
+}
+
+/// Ends every delivery in flight when dropped: with the controllers, whether they stop or the
+/// operator's task is dropped. An event whose delivery is cut short is still pending in its
+/// Partner's status, and the next operator sends it again (the same id).
+pub struct AbortDeliveries(pub Arc<Context>);
+
+impl Drop for AbortDeliveries {
+    fn drop(&mut self) {
+        self.0.webhooks.tasks.lock().unwrap().abort_all();
+    }
 }
 
 impl WebhookDeliveries {
@@ -64,6 +79,7 @@ impl WebhookDeliveries {
             in_flight: Mutex::default(),
             completed: Mutex::default(),
             per_endpoint: Mutex::default(),
+            tasks: Mutex::default(),
         }
     }
 
@@ -83,9 +99,11 @@ impl WebhookDeliveries {
         if !this.in_flight.lock().unwrap().insert(key.clone()) {
             return;
         }
-        let ctx = ctx.clone();
-        let send = send.clone();
-        tokio::spawn(async move {
+        let mut tasks = this.tasks.lock().unwrap();
+        // Reap the finished ones.
+        while tasks.try_join_next().is_some() {}
+        let (ctx, send) = (ctx.clone(), send.clone());
+        tasks.spawn(async move {
             let place = ctx.webhooks.place(&send).acquire_owned().await;
             deliver(&ctx, &reference, &send).await;
             drop(place);

@@ -18,7 +18,7 @@ pub const SIGNING_KEY_LABEL: &str = "partner-operator.io/webhook-signing-key";
 
 /// How long keys read from a Secret are used before it is read again: a rotated key is in use
 /// within this long.
-const KEYS_TTL: Duration = Duration::from_secs(30);
+const KEYS_TTL: Duration = Duration::from_secs(10);
 
 /// One or more Standard Webhooks keys: each delivery is signed by each.
 #[derive(Clone)]

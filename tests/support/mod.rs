@@ -9,9 +9,11 @@ pub mod http;
 pub mod logs;
 pub mod metrics;
 pub mod process;
+pub mod python;
 pub mod scenarios;
 pub mod servers;
 pub mod wait;
+pub mod webhooks;
 
 pub use servers::{Backend, Server};
 #[allow(unused_imports)]

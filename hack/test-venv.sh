@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The Python of the tests: a virtual environment of the project's own (target/test-venv, under
+# the git-ignored target/), holding the wheels at the pins below, so nothing is installed into
+# the machine's Python: helm-python-sdk drives Helm's Go library for tests/helm_chart.rs, and
+# standardwebhooks verifies webhook signatures in tests/webhooks.rs (an implementation of the
+# scheme independent of the operator's). Created on first
+# use (python3 -m venv, then pip, quietly: their output shows only when they fail); a changed
+# pin reinstalls. Concurrent callers wait on one lock. The last line printed is the venv's python.
+#
+#   PARTNER_OPERATOR_TEST_VENV  where the venv lives (default: target/test-venv in the project)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${PARTNER_OPERATOR_TEST_VENV:-$root/target/test-venv}"
+# Helm v4.2.3's Go library; the Standard Webhooks reference library.
+wheels=(helm-python-sdk==0.2.2 standardwebhooks==1.1.0)
+python="$venv/bin/python"
+
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
+
+# Runs a command with its output kept, printed (to stderr) only if it fails.
+quietly() {
+  local log
+  log="$(mktemp)"
+  if ! "$@" >"$log" 2>&1; then
+    echo "test-venv: $* failed:" >&2
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+
+if [[ "$(cat "$venv/wheels" 2>/dev/null)" != "${wheels[*]}" ]] || ! "$python" -c "import helm_python, standardwebhooks" >/dev/null 2>&1; then
+  if [[ ! -x "$python" ]]; then
+    quietly python3 -m venv "$venv"
+  fi
+  quietly "$python" -m pip install --quiet --disable-pip-version-check --no-input "${wheels[@]}"
+  echo "${wheels[*]}" >"$venv/wheels"
+fi
+echo "$python"
