@@ -16,6 +16,10 @@
 //!    each (legal: the API server allows 256 kB), half in a namespace no Distributor binds, and
 //!    a fresh operator started over everything: its peak RSS (the chart's limit is 256 MiB).
 //!
+//! Every Distributor delivers webhooks to a receiver in this process (which verifies each
+//! signature): scenarios 1 and 4 also report how long the events took, from each transition to
+//! its delivery, and how many went out a second.
+//!
 //! Environment: `PARTNERS` (10000), `DISTRIBUTORS` (10), `EXPIRING` (1000), `IDLE_SECONDS` (60),
 //! `ANNOTATED` (700), `ANNOTATION_KB` (250),
 //! `CONCURRENCY` (the operator's `--concurrency`, default its own), `SMTP_PARAMS` (query
@@ -39,6 +43,7 @@ use partner_operator::api::{Distributor, Partner};
 use partner_sandbox::apiserver::{ApiServer, RecordedRequest};
 use partner_sandbox::control_plane::ControlPlane;
 use partner_sandbox::smtp::SmtpSink;
+use partner_sandbox::webhooks::{ReceivedWebhook, WebhookSink};
 use serde_json::json;
 
 /// As the binary: the API server here allocates per request too.
@@ -121,6 +126,7 @@ struct Operator {
 
 impl Operator {
     fn start(kubeconfig: &std::path::Path, smtp: &SmtpSink) -> Self {
+        // The webhook signing keys are in the kubeconfig's namespace, `default`.
         let metrics = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -135,6 +141,7 @@ impl Operator {
             .args(["--metrics-addr", &metrics.to_string()])
             .args(["--activation-addr", "127.0.0.1:0"])
             .args(["--activation-base-url", "https://portal.example/activate"])
+            .args(["--webhook-secrets-namespace", "default"])
             .env(
                 "SMTP_URL",
                 match std::env::var("SMTP_PARAMS") {
@@ -370,6 +377,36 @@ async fn create_partners(
         .await;
 }
 
+/// Seconds from each event's transition (its CloudEvent `time`) to its arrival, sorted, for
+/// the events `which` selects.
+fn delivery_delays(
+    received: &[ReceivedWebhook],
+    which: impl Fn(&ReceivedWebhook) -> bool,
+) -> Vec<f64> {
+    let mut delays: Vec<f64> = received
+        .iter()
+        .filter(|r| which(r))
+        .filter_map(|r| {
+            let time: chrono::DateTime<Utc> = r.body["time"].as_str()?.parse().ok()?;
+            Some((r.received_at - time).num_milliseconds() as f64 / 1000.0)
+        })
+        .collect();
+    delays.sort_by(f64::total_cmp);
+    delays
+}
+
+fn count_of(received: &[ReceivedWebhook], type_: &str, subject_part: &str) -> usize {
+    received
+        .iter()
+        .filter(|r| {
+            r.type_() == type_
+                && r.body["subject"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(subject_part))
+        })
+        .count()
+}
+
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -400,6 +437,23 @@ async fn main() {
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig);
     let client = server.client_with_user_agent(BENCH_AGENT);
+    let webhook_key = format!(
+        "whsec_{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32])
+    );
+    let webhooks = WebhookSink::start("127.0.0.1:0".parse().unwrap(), &webhook_key, None)
+        .await
+        .unwrap();
+    let key_secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "webhook-key", "namespace": "default",
+                     "labels": {partner_operator::webhooks::SIGNING_KEY_LABEL: "true"}},
+        "stringData": {"signingKey": webhook_key},
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &key_secret)
+        .await
+        .unwrap();
 
     // Distributors and their partners' namespaces; one more for the mass expiry.
     for d in 0..=distributors {
@@ -423,6 +477,11 @@ async fn main() {
                 "skus": ["ESSENTIALS", "GOVERNANCE"],
                 // A load test, not a spam cannon: the rate limit out of the way.
                 "email": {"rateLimit": {"messages": 1_000_000, "windowMinutes": 1}},
+                "webhooks": {"endpoints": [{
+                    "name": "billing",
+                    "url": webhooks.url(),
+                    "signingKeySecretRef": {"name": "webhook-key"},
+                }]},
             },
         }))
         .unwrap();
@@ -460,6 +519,16 @@ async fn main() {
     })
     .await;
     let onboarding = started.elapsed().as_secs_f64();
+    wait_until("every provisioned event", Duration::from_secs(600), || {
+        count_of(
+            &webhooks.received(),
+            "io.partner-operator.partner.provisioned",
+            "",
+        ) >= partners
+    })
+    .await;
+    let events_in = started.elapsed().as_secs_f64();
+    let onboarding_delays = delivery_delays(&webhooks.received(), |_| true);
     let log = server.log();
     let operator_writes = operator_requests(&log).filter(|r| r.is_write()).count();
     let mut latencies: Vec<f64> = {
@@ -542,6 +611,34 @@ async fn main() {
         operator_writes as f64 / partners as f64,
         "writes",
         "-",
+        None,
+    );
+    figure(
+        "webhooks: onboarding events/s",
+        onboarding_delays.len() as f64 / events_in,
+        "events/s",
+        "-",
+        None,
+    );
+    figure(
+        "webhooks: transition -> delivery p50",
+        percentile(&onboarding_delays, 50.0),
+        "s",
+        "-",
+        None,
+    );
+    figure(
+        "webhooks: transition -> delivery p99",
+        percentile(&onboarding_delays, 99.0),
+        "s",
+        "-",
+        None,
+    );
+    figure(
+        "webhooks: verification failures",
+        f64::from(webhooks.rejected()),
+        "deliveries",
+        "0",
         None,
     );
 
@@ -653,6 +750,38 @@ async fn main() {
             .collect()
     };
     lateness.sort_by(f64::total_cmp);
+    let expiry_subjects = format!("d{distributors}-partners/e");
+    wait_until(
+        "every conversion's events",
+        Duration::from_secs(300),
+        || {
+            let received = webhooks.received();
+            count_of(
+                &received,
+                "io.partner-operator.billing.period-started",
+                &expiry_subjects,
+            ) >= expiring
+        },
+    )
+    .await;
+    let expiry_delays = delivery_delays(&webhooks.received(), |r| {
+        r.type_() == "io.partner-operator.partner.converted"
+            || r.type_() == "io.partner-operator.billing.period-started"
+    });
+    figure(
+        "mass expiry: conversion -> webhook p50",
+        percentile(&expiry_delays, 50.0),
+        "s",
+        "-",
+        None,
+    );
+    figure(
+        "mass expiry: conversion -> webhook p99",
+        percentile(&expiry_delays, 99.0),
+        "s",
+        "-",
+        None,
+    );
     figure(
         "mass expiry: lateness p50",
         percentile(&lateness, 50.0),

@@ -336,8 +336,11 @@ impl Started {
                 , self.smtp
             ));
             lines.push(format!(
-                "               --activation-addr {OWN_ACTIVATION} --activation-base-url {}",
+                "               --activation-addr {OWN_ACTIVATION} --activation-base-url {} \\",
                 sandbox_activation_base_url(OWN_ACTIVATION.parse().expect("an address"))
+            ));
+            lines.push(format!(
+                "               --webhook-secrets-namespace {SANDBOX_OPERATOR_NAMESPACE}"
             ));
         }
         lines.push(format!(

@@ -100,9 +100,16 @@ fn cases(dir: &str) -> Vec<Case> {
     paths.iter().map(|p| Case::load(p)).collect()
 }
 
-/// The value at a dotted path.
+/// The value at a dotted path; `name[i]` indexes a list.
 fn at<'a>(object: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(object, |v, key| &v[key])
+    path.split('.')
+        .fold(object, |v, key| match key.split_once('[') {
+            Some((key, index)) => {
+                let index: usize = index.trim_end_matches(']').parse().expect("a list index");
+                &v[key][index]
+            }
+            None => &v[key],
+        })
 }
 
 #[test]

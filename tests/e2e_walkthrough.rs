@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use serde_json::json;
 use support::process::{Sandbox, examples, stdout};
 use support::{EventReason, Patience, Server, eventually_blocking};
 
@@ -625,9 +626,21 @@ fn walkthrough_at_real_speed(target: &Target) {
     row(&rows, &litware_tenant);
 }
 
-/// What two weeks do, at a day a second: the notices, the automatic upgrade, the expiry.
-fn walkthrough_over_two_weeks(target: &Target) {
+/// What two weeks do, at a day a second: the notices, the automatic upgrade, the expiry; and
+/// the webhook events of each, at the sandbox's receiver (`webhooks`: where it listens, which
+/// the examples' Distributor is pointed at: the test's sandbox has no fixed port).
+fn walkthrough_over_two_weeks(target: &Target, webhooks: &str) {
     apply_examples(target);
+    let url =
+        json!([{"op": "replace", "path": "/spec/webhooks/endpoints/0/url", "value": webhooks}]);
+    target.ok(&[
+        "patch",
+        "distributor",
+        "northwind",
+        "--type=json",
+        "-p",
+        &url.to_string(),
+    ]);
     target.watch_partners_until_ready(&["contoso", "fabrikam", "litware"]);
     let outbox = target.outbox().expect("a sandbox");
     // The partner and the distributor each get their own notice; neither sees the other.
@@ -687,6 +700,31 @@ fn walkthrough_over_two_weeks(target: &Target) {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), count, "a message went out twice");
+
+    // `ls .sandbox/webhooks/`: each Partner's lifecycle, in order, each event once.
+    let Target::Sandbox(sandbox) = target else {
+        unreachable!("a sandbox")
+    };
+    let dir = sandbox.dir.path().join("webhooks");
+    let want = |events: &[&str]| events.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    eventually_blocking(
+        "the webhook events of two weeks",
+        Patience::WALKTHROUGH,
+        || {
+            let events = webhook_events(&dir);
+            let done = events.get("contoso")
+                == Some(&want(&[
+                    "provisioned",
+                    "trial-ending",
+                    "converted",
+                    "period-started",
+                ]))
+                && events.get("fabrikam")
+                    == Some(&want(&["provisioned", "trial-ending", "expired"]))
+                && events.get("litware") == Some(&want(&["provisioned", "period-started"]));
+            if done { Ok(()) } else { Err(events) }
+        },
+    );
 }
 
 on_both_servers_blocking!(
@@ -709,8 +747,41 @@ fn the_readme_walkthrough(server: Server) {
 }
 
 fn the_readme_walkthrough_over_two_weeks(server: Server) {
-    walkthrough_over_two_weeks(&Target::Sandbox(Sandbox::start_on(
-        server,
-        &["--speed", "86400"],
-    )));
+    let mut sandbox = Sandbox::start_on(server, &["--speed", "86400"]);
+    let webhooks = sandbox.webhooks_url();
+    walkthrough_over_two_weeks(&Target::Sandbox(sandbox), &webhooks);
+}
+
+/// The sandbox's verified deliveries (`.sandbox/webhooks/NNNN-<type>.json`), per Partner: the
+/// event types in order of arrival, each id once.
+fn webhook_events(dir: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut seen = BTreeSet::new();
+    let mut events = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for file in files {
+        let delivery: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let body = &delivery["body"];
+        assert_eq!(delivery["headers"]["webhook-id"], body["id"], "{delivery}");
+        if !seen.insert(body["id"].to_string()) {
+            continue;
+        }
+        let name = body["subject"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap();
+        let short = body["type"].as_str().unwrap().rsplit('.').next().unwrap();
+        let numbered = file.file_name().unwrap().to_string_lossy().to_string();
+        assert!(numbered.ends_with(&format!("-{short}.json")), "{numbered}");
+        events
+            .entry(name.to_string())
+            .or_default()
+            .push(short.to_string());
+    }
+    events
 }

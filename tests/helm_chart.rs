@@ -264,7 +264,25 @@ fn every_option_renders_its_objects() {
     );
     let without_election =
         render(json!({"replicaCount": 1, "leaderElection": {"enabled": false}})).unwrap();
-    assert!(!self::kinds(&without_election).contains("Role"));
+    let roles: Vec<_> = without_election
+        .iter()
+        .filter(|m| m["kind"] == "Role")
+        .map(|m| m["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["po-partner-operator-webhook-keys"], "no Lease Role");
+    // Signing keys listed: only those can be read.
+    let listed =
+        render(json!({"webhooks": {"signingKeySecrets": ["northwind-webhook-key"]}})).unwrap();
+    let keys = listed
+        .iter()
+        .find(|m| {
+            m["kind"] == "Role" && m["metadata"]["name"] == "po-partner-operator-webhook-keys"
+        })
+        .unwrap();
+    assert_eq!(
+        keys["rules"][0]["resourceNames"],
+        json!(["northwind-webhook-key"])
+    );
     let without_policy = render(json!({"admissionPolicy": {"enabled": false}})).unwrap();
     assert!(!self::kinds(&without_policy).contains("ValidatingAdmissionPolicy"));
 }
@@ -481,10 +499,11 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
             activation_service: Some(partner_operator::activation::ServiceOptions::new(
                 activation,
             )),
+            webhook_secrets_namespace: Some(NAMESPACE.into()),
             ..h.run_options()
         },
     );
-    scenarios::whole_trial(&h, activation).await;
+    scenarios::whole_trial(&h, activation, NAMESPACE).await;
     operator.stop().await.unwrap();
 
     let used: BTreeSet<(String, String, String)> = h
@@ -503,17 +522,33 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
 
     let manifests = render(json!({})).unwrap();
     let cluster = granted(&of_kind(&manifests, "ClusterRole")["rules"]);
-    let lease = granted(&of_kind(&manifests, "Role")["rules"]);
-    let all: BTreeSet<_> = cluster.union(&lease).cloned().collect();
+    let namespaced: BTreeSet<_> = manifests
+        .iter()
+        .filter(|m| m["kind"] == "Role")
+        .flat_map(|role| granted(&role["rules"]))
+        .collect();
+    let all: BTreeSet<_> = cluster.union(&namespaced).cloned().collect();
     let missing: Vec<_> = used.difference(&all).collect();
     assert!(missing.is_empty(), "used but not granted: {missing:?}");
     let unused: Vec<_> = all.difference(&used).collect();
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
-    assert!(
-        lease
-            .iter()
-            .all(|(_, group, _)| group == "coordination.k8s.io"),
-        "the namespaced Role is for the Lease only"
+    // In the release's namespace: the Lease, and reading the webhook signing keys.
+    assert_eq!(
+        namespaced,
+        BTreeSet::from([
+            (
+                "create".into(),
+                "coordination.k8s.io".into(),
+                "leases".into()
+            ),
+            ("get".into(), "coordination.k8s.io".into(), "leases".into()),
+            (
+                "patch".into(),
+                "coordination.k8s.io".into(),
+                "leases".into()
+            ),
+            ("get".into(), "".into(), "secrets".into()),
+        ]),
     );
 }
 

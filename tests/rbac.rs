@@ -64,7 +64,7 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
             applied.push((kind, object));
         }
     }
-    assert_eq!(applied.len(), 9, "{applied:?}");
+    assert_eq!(applied.len(), 11, "{applied:?}");
     let account = applied
         .iter()
         .find(|(kind, _)| kind == "ServiceAccount")
@@ -116,11 +116,12 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
             activation_service: Some(partner_operator::activation::ServiceOptions::new(
                 activation,
             )),
+            webhook_secrets_namespace: Some(NAMESPACE.into()),
             ..h.run_options()
         },
     );
 
-    let tenants = scenarios::whole_trial(&h, activation).await;
+    let tenants = scenarios::whole_trial(&h, activation, NAMESPACE).await;
     operator.stop().await.expect("the operator ran and stopped");
 
     // Nothing the operator asked for was refused; it did ask (the Lease included), and every

@@ -113,6 +113,7 @@ fn a_log_redirected_to_a_file_carries_no_ansi_escape_codes() {
             .arg("sandbox")
             .arg("--state-dir")
             .arg(dir.path())
+            .args(["--webhook-port", "0"])
             .args(["--log-format", "text", "--log-level", "info"])
             // Neither may decide for the test: the filter must let the line below through,
             // and NO_COLOR would turn colour off by itself.
@@ -373,13 +374,15 @@ fn a_busy_port_and_an_unwritable_state_dir_are_one_line_errors() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let dir = tempfile::tempdir().unwrap();
-    // The API server's port and the SMTP server's, each given the one taken.
-    for flag in ["--port", "--smtp-port"] {
-        let busy = Command::new(BINARY)
-            .args(["sandbox", "--without-operator", flag, &port, "--state-dir"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
+    // The API server's port, the SMTP server's and the webhook receiver's, each given the one
+    // taken (the others free).
+    for flag in ["--port", "--smtp-port", "--webhook-port"] {
+        let mut command = Command::new(BINARY);
+        command.args(["sandbox", "--without-operator", flag, &port]);
+        if flag != "--webhook-port" {
+            command.args(["--webhook-port", "0"]);
+        }
+        let busy = command.arg("--state-dir").arg(dir.path()).output().unwrap();
         assert!(!busy.status.success(), "{flag}");
         let message = String::from_utf8_lossy(&busy.stderr);
         assert_eq!(message.trim().lines().count(), 1, "{message}");

@@ -96,7 +96,7 @@ async fn a_trial_is_told_in_order_once_per_event(server: Server) {
     let mut h = Harness::start_servers(server).await;
     let key = new_key();
     let receiver = Receiver::start(&key);
-    store_key(&h.client, KEY_SECRET, &key, true).await;
+    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &key, true).await;
     start_operator(&mut h);
     northwind_with_webhooks(&h, &receiver, json!({})).await;
     h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
@@ -171,7 +171,7 @@ async fn an_outage_500s_and_timeouts_lose_nothing_and_hold_up_nothing(server: Se
     let mut h = Harness::start_servers(server).await;
     let key = new_key();
     let receiver = Receiver::start(&key);
-    store_key(&h.client, KEY_SECRET, &key, true).await;
+    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &key, true).await;
     start_operator(&mut h);
     receiver.answer(500, 0.0).await;
     northwind_with_webhooks(&h, &receiver, json!({})).await;
@@ -246,7 +246,7 @@ async fn a_crash_mid_delivery_sends_the_same_id_again(server: Server) {
     let mut h = Harness::start_servers(server).await;
     let key = new_key();
     let receiver = Receiver::start(&key);
-    store_key(&h.client, KEY_SECRET, &key, true).await;
+    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &key, true).await;
     start_operator(&mut h);
     // The receiver takes the event and answers only after the operator is gone.
     receiver.answer(204, 3.0).await;
@@ -293,7 +293,7 @@ async fn a_wrong_key_is_refused_until_a_rotation_brings_the_right_one(server: Se
     let (old, new) = (new_key(), new_key());
     let receiver = Receiver::start(&new);
     // Not labelled as a signing key: the operator will not use it.
-    store_key(&h.client, KEY_SECRET, &old, false).await;
+    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &old, false).await;
     start_operator(&mut h);
     northwind_with_webhooks(&h, &receiver, json!({})).await;
     h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
@@ -305,7 +305,7 @@ async fn a_wrong_key_is_refused_until_a_rotation_brings_the_right_one(server: Se
     assert!(receiver.deliveries().is_empty(), "nothing sent unsigned");
 
     // Labelled, but the receiver holds another key: every delivery fails verification.
-    store_key(&h.client, KEY_SECRET, &old, true).await;
+    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &old, true).await;
     eventually(
         "a delivery signed by the old key",
         Patience::RECONCILE,
@@ -328,7 +328,14 @@ async fn a_wrong_key_is_refused_until_a_rotation_brings_the_right_one(server: Se
 
     // A rotation: both keys sign, so the receiver's verifies (once the key is read again, at
     // the delivery's next attempt after its backoff).
-    store_key(&h.client, KEY_SECRET, &format!("{new} {old}"), true).await;
+    store_key(
+        &h.client,
+        KEYS_NAMESPACE,
+        KEY_SECRET,
+        &format!("{new} {old}"),
+        true,
+    )
+    .await;
     wait_events_within(&receiver, "contoso", &["provisioned"], Patience::TRIAL).await;
     let delivered = receiver
         .deliveries()

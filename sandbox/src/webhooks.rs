@@ -22,6 +22,9 @@ pub struct ReceivedWebhook {
     pub headers: BTreeMap<String, String>,
     /// The CloudEvent.
     pub body: serde_json::Value,
+    /// When it arrived (by the system clock).
+    #[serde(skip)]
+    pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl ReceivedWebhook {
@@ -116,6 +119,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     let received = ReceivedWebhook {
         headers: kept,
         body: event,
+        received_at: chrono::Utc::now(),
     };
     let number = {
         let mut all = shared.received.lock().unwrap();

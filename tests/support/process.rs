@@ -41,6 +41,12 @@ impl Sandbox {
                 Patience::CONTROL_PLANE_START
             }
         };
+        // Many sandboxes run at once: the webhook receiver takes any free port unless the test
+        // names one (the examples' Distributor delivers to the default; see
+        // [`Sandbox::webhooks_url`]).
+        if !extra.contains(&"--webhook-port") {
+            command.args(["--webhook-port", "0"]);
+        }
         let child = command
             .args(extra)
             .stdout(Stdio::piped())
@@ -64,6 +70,17 @@ impl Sandbox {
             }
         });
         sandbox
+    }
+
+    /// Where the sandbox's webhook receiver takes deliveries, as its summary says.
+    pub fn webhooks_url(&mut self) -> String {
+        let summary = self.summary();
+        summary
+            .lines()
+            .find_map(|line| line.strip_prefix("webhooks"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no webhooks line in {summary}"))
+            .to_string()
     }
 
     /// The summary the sandbox prints at start, up to its `stop` line (it is printed once the

@@ -10,14 +10,39 @@ use super::*;
 /// A whole trial with every kind of request the operator makes: onboarding through an SMTP
 /// outage (a Warning Event, seen again), an activation through the activation service (its page,
 /// then its API), a manual conversion, a notice, an automatic conversion, and deletions with
-/// both policies (the `Delete` tenant goes, the `Retain` tenant stays). Needs the operator
-/// running, its activation service at `activation`, and the clock at [`START`]. Returns each
-/// Partner's tenant.
+/// both policies (the `Delete` tenant goes, the `Retain` tenant stays); every transition is
+/// delivered to a webhook endpoint, signed with a key the operator reads from a Secret in
+/// `keys_namespace` (its `--webhook-secrets-namespace`). Needs the operator running, its
+/// activation service at `activation`, and the clock at [`START`]. Returns each Partner's
+/// tenant.
 pub async fn whole_trial(
     h: &Harness,
     activation: std::net::SocketAddr,
+    keys_namespace: &str,
 ) -> std::collections::BTreeMap<&'static str, String> {
-    h.northwind(true).await;
+    let key = super::webhooks::new_key();
+    let receiver =
+        partner_sandbox::webhooks::WebhookSink::start("127.0.0.1:0".parse().unwrap(), &key, None)
+            .await
+            .expect("the webhook receiver starts");
+    super::webhooks::store_key(
+        &h.client,
+        keys_namespace,
+        "northwind-webhook-key",
+        &key,
+        true,
+    )
+    .await;
+    h.namespace(
+        "northwind-partners",
+        &[("partner-operator.io/distributor", "northwind")],
+    )
+    .await;
+    let mut northwind = distributor("northwind", true);
+    northwind["spec"]["webhooks"] = json!({"endpoints": [
+        super::webhooks::endpoint("billing", &receiver.url(), "northwind-webhook-key"),
+    ]});
+    h.apply(northwind).await;
     h.smtp.set_down(true);
     h.apply(partner("northwind-partners", "contoso", "northwind"))
         .await;
@@ -156,5 +181,13 @@ pub async fn whole_trial(
         kept.is_some_and(|ns| ns.metadata.deletion_timestamp.is_none()),
         "litware's tenant is retained"
     );
+    // Each Partner's story reached the webhook endpoint before the Partner went.
+    let deleted = receiver
+        .received()
+        .iter()
+        .filter(|d| d.type_() == "io.partner-operator.partner.deleted")
+        .count();
+    assert_eq!(deleted, 2, "{:#?}", receiver.received());
+    assert_eq!(receiver.rejected(), 0);
     tenants
 }

@@ -24,16 +24,18 @@ pub fn new_key() -> String {
     )
 }
 
-/// Stores `value` as the `signingKey` of Secret `name` in [`KEYS_NAMESPACE`], labelled as a
-/// signing key if `labelled`.
-pub async fn store_key(client: &Client, name: &str, value: &str, labelled: bool) {
+/// Stores `value` as the `signingKey` of Secret `name` in `namespace` (made if missing),
+/// labelled as a signing key if `labelled`.
+pub async fn store_key(client: &Client, namespace: &str, name: &str, value: &str, labelled: bool) {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let params = PatchParams::apply("tests").force();
     namespaces
         .patch(
-            KEYS_NAMESPACE,
+            namespace,
             &params,
-            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KEYS_NAMESPACE}})),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+            ),
         )
         .await
         .expect("the keys' namespace");
@@ -43,7 +45,7 @@ pub async fn store_key(client: &Client, name: &str, value: &str, labelled: bool)
         json!({})
     };
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(client.clone(), KEYS_NAMESPACE);
+        Api::namespaced(client.clone(), namespace);
     secrets
         .patch(
             name,
@@ -51,7 +53,7 @@ pub async fn store_key(client: &Client, name: &str, value: &str, labelled: bool)
             &Patch::Apply(json!({
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": name, "namespace": KEYS_NAMESPACE, "labels": labels},
+                "metadata": {"name": name, "namespace": namespace, "labels": labels},
                 "stringData": {"signingKey": value},
             })),
         )
