@@ -312,6 +312,27 @@ fn apply_examples(target: &Target) {
     assert_eq!(waited.matches("condition met").count(), 3, "{waited}");
 }
 
+/// Points the examples' Distributor at the sandbox's webhook receiver (`url`: the test's
+/// sandbox has no fixed port); on a cluster, where nothing listens at the examples' loopback
+/// address, takes its endpoints away, or each Partner's deletion would wait for deliveries
+/// that cannot succeed.
+fn point_webhooks(target: &Target, url: Option<&str>) {
+    let patch = match url {
+        Some(url) => {
+            json!([{"op": "replace", "path": "/spec/webhooks/endpoints/0/url", "value": url}])
+        }
+        None => json!([{"op": "remove", "path": "/spec/webhooks"}]),
+    };
+    target.ok(&[
+        "patch",
+        "distributor",
+        "northwind",
+        "--type=json",
+        "-p",
+        &patch.to_string(),
+    ]);
+}
+
 /// A table's rows as columns, keyed by the first column.
 fn table(output: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut lines = output.lines();
@@ -344,8 +365,9 @@ spec:
 ";
 
 /// Everything in the walkthrough that needs no fast clock.
-fn walkthrough_at_real_speed(target: &Target) {
+fn walkthrough_at_real_speed(target: &Target, webhooks: Option<&str>) {
     apply_examples(target);
+    point_webhooks(target, webhooks);
     target.watch_partners_until_ready(&["contoso", "fabrikam", "litware"]);
 
     // kubectl get partners: the printer columns.
@@ -631,16 +653,7 @@ fn walkthrough_at_real_speed(target: &Target) {
 /// the examples' Distributor is pointed at: the test's sandbox has no fixed port).
 fn walkthrough_over_two_weeks(target: &Target, webhooks: &str) {
     apply_examples(target);
-    let url =
-        json!([{"op": "replace", "path": "/spec/webhooks/endpoints/0/url", "value": webhooks}]);
-    target.ok(&[
-        "patch",
-        "distributor",
-        "northwind",
-        "--type=json",
-        "-p",
-        &url.to_string(),
-    ]);
+    point_webhooks(target, Some(webhooks));
     target.watch_partners_until_ready(&["contoso", "fabrikam", "litware"]);
     let outbox = target.outbox().expect("a sandbox");
     // The partner and the distributor each get their own notice; neither sees the other.
@@ -737,12 +750,16 @@ fn the_readme_walkthrough(server: Server) {
     {
         Some(kubeconfig) => {
             let cluster = Target::Cluster(kubeconfig.into());
-            walkthrough_at_real_speed(&cluster);
+            walkthrough_at_real_speed(&cluster, None);
             let _ =
                 cluster.kubectl(&["delete", "-f", examples().to_str().unwrap(), "--wait=false"]);
             let _ = cluster.kubectl(&["delete", "partner", "adatum", "-n", NS]);
         }
-        None => walkthrough_at_real_speed(&Target::Sandbox(Sandbox::start_on(server, &[]))),
+        None => {
+            let mut sandbox = Sandbox::start_on(server, &[]);
+            let webhooks = sandbox.webhooks_url();
+            walkthrough_at_real_speed(&Target::Sandbox(sandbox), Some(&webhooks));
+        }
     }
 }
 

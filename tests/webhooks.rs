@@ -240,6 +240,29 @@ async fn an_outage_500s_and_timeouts_lose_nothing_and_hold_up_nothing(server: Se
         .filter_map(|d| d.id)
         .collect();
     assert_eq!(ids.len(), names.len() * 3, "{ids:?}");
+
+    // A Partner deleted while the receiver fails is kept, saying why, until its last events
+    // are delivered.
+    receiver.answer(500, 0.0).await;
+    h.partners(NAMESPACE)
+        .delete("contoso", &Default::default())
+        .await
+        .unwrap();
+    h.wait_partner(NAMESPACE, "contoso", "kept for its webhooks", |p| {
+        reason(p, types::READY).as_deref() == Some(reasons::WEBHOOKS_PENDING)
+    })
+    .await;
+    receiver.answer(204, 0.0).await;
+    eventually("contoso gone", Patience::TRIAL, || async {
+        h.partners(NAMESPACE)
+            .get_opt("contoso")
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+    let told = receiver.events_of(&subject("contoso"));
+    assert_eq!(told[3..], ["period-ended", "deleted"], "{told:?}");
 }
 
 async fn a_crash_mid_delivery_sends_the_same_id_again(server: Server) {

@@ -645,6 +645,15 @@ async fn announce_deletion(
     if sends.is_empty() {
         return Ok(Announced::Told(Box::new(current)));
     }
+    let mut waiting = current.status.clone().unwrap_or_default();
+    let now = ctx.clock.timestamp();
+    lifecycle::webhooks::deletion_waits(&mut waiting, &sends, current.metadata.generation, now);
+    if current.status.as_ref() != Some(&waiting) {
+        record(api, &mut current, |status| {
+            lifecycle::webhooks::deletion_waits(status, &sends, partner.metadata.generation, now)
+        })
+        .await?;
+    }
     for send in &sends {
         WebhookDeliveries::start(ctx, &current, send);
     }

@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::Context;
-use crate::api::{Partner, WebhookDelivery};
+use crate::api::{Partner, WebhookDelivery, WebhookEndpoint};
 use crate::lifecycle::{self, EventReason, WebhookSend};
 use crate::metrics::EndpointLabels;
 use crate::webhooks::{Sender, SigningKeysCache};
@@ -147,7 +147,16 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
         if !pending(&partner, &send.record.id, &send.endpoint.name) {
             return;
         }
-        let outcome = attempt(ctx, &partner, send).await;
+        // The endpoint as the Distributor lists it now: its URL or key may have changed since
+        // the first attempt; if it is gone, the Partner's next plan drops the event for it.
+        let Some(endpoint) = ctx
+            .distributors
+            .get(&ObjectRef::new(&send.distributor))
+            .and_then(|d| d.spec.webhooks.endpoint(&send.endpoint.name).cloned())
+        else {
+            return;
+        };
+        let outcome = attempt(ctx, &partner, send, &endpoint).await;
         crate::crash_points::pass("after-webhook");
         let api: Api<Partner> = Api::namespaced(
             ctx.client.clone(),
@@ -211,23 +220,24 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
     }
 }
 
-/// One signed POST.
+/// One signed POST to `endpoint`.
 async fn attempt(
     ctx: &Context,
     partner: &Partner,
     send: &WebhookSend,
+    endpoint: &WebhookEndpoint,
 ) -> Result<(), crate::webhooks::DeliveryError> {
     let keys = ctx
         .webhooks
         .keys
-        .get(&send.endpoint.signing_key_secret_ref)
+        .get(&endpoint.signing_key_secret_ref)
         .await?;
     let body = crate::webhooks::cloudevent(&send.record, partner);
     ctx.webhooks
         .sender
         .post(
-            &send.endpoint.url,
-            send.endpoint.timeout_seconds,
+            &endpoint.url,
+            endpoint.timeout_seconds,
             &send.record.id,
             Utc::now().timestamp(),
             body,

@@ -58,6 +58,17 @@ pub(super) fn provision(d: &mut Draft) -> Flow {
         });
         let production = d.partner.spec.subscription.level == RequestedLevel::Production
             && production::may_convert_by_hand(d);
+        let started = if production {
+            "in Production"
+        } else {
+            "trial started"
+        };
+        // Said first: the provisioning comes before the billing it may start (the webhook
+        // events follow the order of the Events).
+        d.event(
+            EventReason::TenantProvisioned,
+            format!("tenant {namespace} provisioned; {started}"),
+        );
         if production {
             production::start_in_production(d);
         } else {
@@ -67,15 +78,6 @@ pub(super) fn provision(d: &mut Draft) -> Flow {
                 ends_at: d.now,
             });
         }
-        let started = if production {
-            "in Production"
-        } else {
-            "trial started"
-        };
-        d.event(
-            EventReason::TenantProvisioned,
-            format!("tenant {namespace} provisioned; {started}"),
-        );
     }
     if d.level == SubscriptionLevel::Pending {
         d.level = SubscriptionLevel::Trial;

@@ -32,6 +32,8 @@ pub const ACTIVATED: &str = "Activated";
 pub const RESEND_REFUSED: &str = "ResendRefused";
 /// A Distributor's `Ready`: its counts and billing are current.
 pub const COUNTS_CURRENT: &str = "CountsCurrent";
+/// A deleted Partner's `Ready=False`: it is kept until its webhook events are delivered.
+pub const WEBHOOKS_PENDING: &str = "WebhooksPending";
 /// A Distributor's `WebhooksDelivered`: every endpoint has every event recorded for it, or
 /// what it lacks is being delivered without a failure.
 pub const WEBHOOKS_CURRENT: &str = "WebhooksCurrent";

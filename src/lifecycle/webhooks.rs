@@ -128,6 +128,31 @@ pub fn record_deletion_events(
     add(status, partner, distributor, type_, 0, now, data);
 }
 
+/// A deleted Partner waiting for `sends` says so in `Ready=False` (reason `WebhooksPending`),
+/// naming the endpoints and how to stop waiting.
+pub fn deletion_waits(
+    status: &mut PartnerStatus,
+    sends: &[WebhookSend],
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let endpoints: Vec<&str> = sends.iter().map(|s| s.endpoint.name.as_str()).collect();
+    crate::api::set_condition(
+        &mut status.conditions,
+        crate::api::types::READY,
+        false,
+        super::reasons::WEBHOOKS_PENDING,
+        format!(
+            "deleting: kept until its webhook events are delivered to endpoint(s) {} \
+             or given up on (spec.webhooks.retryHours after a failure); removing an endpoint \
+             from the Distributor drops what waits for it",
+            endpoints.join(", ")
+        ),
+        generation,
+        now,
+    );
+}
+
 /// Hands each endpoint the oldest event it does not have yet (the next waits until it is
 /// delivered or given up on).
 pub(super) fn deliver(d: &mut Draft) {
@@ -304,7 +329,9 @@ pub fn delivered_condition(health: &[EndpointHealth]) -> (bool, &'static str, St
                 h.endpoint,
                 h.failing,
                 h.pending,
-                h.oldest.map_or_else(String::new, |t| t.to_rfc3339()),
+                h.oldest.map_or_else(String::new, |t| {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                }),
                 h.last_error.as_deref().unwrap_or("none recorded"),
             )
         })

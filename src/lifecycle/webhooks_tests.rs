@@ -187,3 +187,19 @@ fn a_deletion_ends_billing_and_is_told_once() {
     // Once.
     assert!(record_deletion(&mut status, at + Duration::hours(1)).is_none());
 }
+
+#[test]
+fn a_partner_created_in_production_is_provisioned_before_it_is_billed() {
+    let mut p = partner();
+    p.spec.subscription.level = RequestedLevel::Production;
+    let d = with_endpoints(&["billing"]);
+    let first = plan(&observe(&p, &d, None, t0()));
+    assert_eq!(
+        types(&first.status),
+        [
+            WebhookEventType::Provisioned,
+            WebhookEventType::BillingPeriodStarted
+        ]
+    );
+    assert_eq!(first.status.webhooks[1].data["reason"], "Manual");
+}
