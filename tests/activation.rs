@@ -7,7 +7,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, Once};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -25,48 +24,10 @@ crate::on_both_servers!(
 
 const NAMESPACE: &str = "northwind-partners";
 
-/// Everything every test of this binary logged, to check that no token is in it.
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct LogBuffer;
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Logs go to [`LOGS`] at debug level (before `Harness` installs its own subscriber, which then
-/// keeps this one).
-fn capture_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("partner_operator=debug,partner_sandbox=debug,kube=debug")
-            .with_writer(|| LogBuffer)
-            .with_ansi(false)
-            .try_init();
-    });
-}
-
-fn assert_not_logged(token: &str) {
-    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned();
-    assert!(!logs.is_empty(), "the logs were captured");
-    assert!(
-        !logs.contains(token),
-        "a token is in the logs: {}",
-        logs.lines().find(|l| l.contains(token)).unwrap_or_default()
-    );
-}
-
 /// Servers up, the operator running with its activation service on a free loopback port, the
 /// links pointing at it.
 async fn start(server: Server, options: impl FnOnce(&mut ServiceOptions)) -> (Harness, SocketAddr) {
-    capture_logs();
+    support::logs::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     let addr = support::metrics::free_port();
     let mut service = ServiceOptions::new(addr);
@@ -279,7 +240,7 @@ async fn a_link_shows_a_page_then_activates_exactly_once(server: Server) {
         Some(2.0)
     );
     assert!(!scrape.contains(&token));
-    assert_not_logged(&token);
+    support::logs::assert_not_logged(&token);
 }
 
 async fn an_expired_link_is_gone_and_a_resend_brings_a_new_one(server: Server) {
@@ -381,8 +342,8 @@ async fn an_expired_link_is_gone_and_a_resend_brings_a_new_one(server: Server) {
     .await;
     h.settled().await;
     assert_eq!(h.emails_of("activation").len(), 2);
-    assert_not_logged(&old_token);
-    assert_not_logged(&new_token);
+    support::logs::assert_not_logged(&old_token);
+    support::logs::assert_not_logged(&new_token);
 }
 
 async fn an_activation_survives_a_restart_and_a_crash_between_its_writes(server: Server) {

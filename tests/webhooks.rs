@@ -93,6 +93,7 @@ fn delivering_fine(d: &Distributor) -> bool {
 }
 
 async fn a_trial_is_told_in_order_once_per_event(server: Server) {
+    support::logs::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     let key = new_key();
     let receiver = Receiver::start(&key);
@@ -168,6 +169,7 @@ async fn a_trial_is_told_in_order_once_per_event(server: Server) {
 }
 
 async fn an_outage_500s_and_timeouts_lose_nothing_and_hold_up_nothing(server: Server) {
+    support::logs::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     let key = new_key();
     let receiver = Receiver::start(&key);
@@ -266,6 +268,7 @@ async fn an_outage_500s_and_timeouts_lose_nothing_and_hold_up_nothing(server: Se
 }
 
 async fn a_crash_mid_delivery_sends_the_same_id_again(server: Server) {
+    support::logs::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     let key = new_key();
     let receiver = Receiver::start(&key);
@@ -312,6 +315,7 @@ async fn a_crash_mid_delivery_sends_the_same_id_again(server: Server) {
 }
 
 async fn a_wrong_key_is_refused_until_a_rotation_brings_the_right_one(server: Server) {
+    support::logs::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     let (old, new) = (new_key(), new_key());
     let receiver = Receiver::start(&new);
@@ -372,4 +376,8 @@ async fn a_wrong_key_is_refused_until_a_rotation_brings_the_right_one(server: Se
     );
     h.wait_distributor("northwind", "WebhooksDelivered=True", delivering_fine)
         .await;
+    // Neither key was logged (by the operator, the API server or kube), whole or as base64.
+    for key in [&old, &new] {
+        support::logs::assert_not_logged(key.trim_start_matches("whsec_"));
+    }
 }

@@ -654,6 +654,16 @@ async fn announce_deletion(
         })
         .await?;
     }
+    // The tenant does not wait for the webhooks: it goes now (as `deletionPolicy` says), and
+    // the finalizer's cleanup finds it gone.
+    if lifecycle::deletion(partner, now).delete_tenant {
+        let found = tenant::delete(&ctx.client, partner).await?;
+        if matches!(found, Tenant::Owned(_))
+            && let Some(event) = lifecycle::deletion::deprovisioned(partner, &found)
+        {
+            ctx.publish(partner, &event).await;
+        }
+    }
     for send in &sends {
         WebhookDeliveries::start(ctx, &current, send);
     }

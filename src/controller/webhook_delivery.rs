@@ -40,6 +40,11 @@ const PER_ENDPOINT: usize = 8;
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 /// A receiver back after an outage has every event within this long.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// While deadline work is due (trials ending at once, say), deliveries wait for it, polling
+/// this often, for at most [`DEADLINES_FIRST_AT_MOST`]: the conversions come first, their
+/// events right after.
+const DEADLINES_POLL: Duration = Duration::from_millis(50);
+const DEADLINES_FIRST_AT_MOST: Duration = Duration::from_secs(10);
 /// A delivery just completed is not handed on again for this long: a plan made from a cache
 /// that does not show the outcome yet would otherwise send it twice.
 const COMPLETED_MEMORY: Duration = Duration::from_secs(60);
@@ -139,6 +144,7 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
         if let Some(wait) = backoff_left(&delivery) {
             tokio::time::sleep(wait).await;
         }
+        deadlines_first(ctx).await;
         // The Partner's cache says whether the event is still to deliver to this endpoint (not
         // delivered meanwhile, the endpoint still listed, the Partner not gone).
         let Some(partner) = ctx.partners.get(reference) else {
@@ -217,6 +223,17 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
                 }
             }
         }
+    }
+}
+
+/// Waits while some Partner's deadline is due and not yet reconciled (bounded): a delivery's
+/// status write would otherwise queue before the transitions that are late already.
+async fn deadlines_first(ctx: &Context) {
+    let started = tokio::time::Instant::now();
+    while ctx.deadlines.any_due(ctx.clock.timestamp())
+        && started.elapsed() < DEADLINES_FIRST_AT_MOST
+    {
+        tokio::time::sleep(DEADLINES_POLL).await;
     }
 }
 

@@ -24,3 +24,46 @@ pub fn capture() {
             .try_init();
     });
 }
+
+/// Everything the tests of a binary logged, for [`assert_not_logged`], when they call
+/// [`capture_for_secrets`] instead of [`capture`].
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogBuffer;
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Logs go to a buffer at debug level, everything the operator, the sandbox and kube say
+/// (before `Harness` installs its own subscriber, which then keeps this one), so a test can
+/// check that a secret is nowhere in them.
+pub fn capture_for_secrets() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("partner_operator=debug,partner_sandbox=debug,kube=debug")
+            .with_writer(|| LogBuffer)
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
+/// Fails if `secret` is in what [`capture_for_secrets`] captured (or nothing was captured).
+pub fn assert_not_logged(secret: &str) {
+    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned();
+    assert!(!logs.is_empty(), "the logs were captured");
+    assert!(
+        !logs.contains(secret),
+        "a secret is in the logs: {}",
+        logs.lines()
+            .find(|l| l.contains(secret))
+            .unwrap_or_default()
+    );
+}
