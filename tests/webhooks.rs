@@ -73,6 +73,13 @@ async fn wait_events_within(
     .await;
 }
 
+async fn wait_gone(h: &Harness, name: &str, patience: Patience) {
+    eventually(format!("{name} gone"), patience, || async {
+        h.partners(NAMESPACE).get_opt(name).await.unwrap().is_none()
+    })
+    .await;
+}
+
 fn webhooks_delivered(d: &Distributor) -> Option<(String, String, String)> {
     d.status
         .as_ref()?
@@ -115,14 +122,7 @@ async fn a_trial_is_told_in_order_once_per_event(server: Server) {
         .unwrap();
     let all = [&converted[..], &["period-ended", "deleted"]].concat();
     wait_events(&receiver, "contoso", &all).await;
-    eventually("contoso gone", Patience::DELETION, || async {
-        h.partners(NAMESPACE)
-            .get_opt("contoso")
-            .await
-            .unwrap()
-            .is_none()
-    })
-    .await;
+    wait_gone(&h, "contoso", Patience::DELETION).await;
 
     let deliveries = receiver.deliveries();
     // Every delivery verified with the reference library; one per event (nothing failed, so
@@ -255,14 +255,7 @@ async fn an_outage_500s_and_timeouts_lose_nothing_and_hold_up_nothing(server: Se
     })
     .await;
     receiver.answer(204, 0.0).await;
-    eventually("contoso gone", Patience::TRIAL, || async {
-        h.partners(NAMESPACE)
-            .get_opt("contoso")
-            .await
-            .unwrap()
-            .is_none()
-    })
-    .await;
+    wait_gone(&h, "contoso", Patience::TRIAL).await;
     let told = receiver.events_of(&subject("contoso"));
     assert_eq!(told[3..], ["period-ended", "deleted"], "{told:?}");
 }

@@ -143,6 +143,7 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
     use crate::api::{WebhookDelivery, WebhookEventType};
+    use crate::lifecycle::fixtures::partner;
 
     fn record() -> WebhookRecord {
         WebhookRecord {
@@ -152,20 +153,6 @@ mod tests {
             data: serde_json::json!({"organization": "Contoso"}),
             pending: vec![WebhookDelivery::to("billing")],
         }
-    }
-
-    fn partner() -> Partner {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "partner-operator.io/v1alpha1",
-            "kind": "Partner",
-            "metadata": {"name": "contoso", "namespace": "partners", "uid": "uid-1"},
-            "spec": {
-                "organizationName": "Contoso",
-                "notificationEmail": "admin@contoso.example",
-                "distributorRef": {"name": "northwind"},
-            },
-        }))
-        .unwrap()
     }
 
     #[test]
