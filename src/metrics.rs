@@ -247,7 +247,7 @@ impl Metrics {
         let webhooks_abandoned = Family::default();
         registry.register(
             "webhooks_abandoned",
-            "Webhook events given up on (retried for spec.webhooks.retryHours, or the endpoint was removed), per distributor and endpoint",
+            "Webhook events given up on after failing for spec.webhooks.retryHours, per distributor and endpoint",
             webhooks_abandoned.clone(),
         );
         let webhooks_pending = Family::default();

@@ -203,3 +203,22 @@ fn a_partner_created_in_production_is_provisioned_before_it_is_billed() {
     );
     assert_eq!(first.status.webhooks[1].data["reason"], "Manual");
 }
+
+#[test]
+fn an_activation_is_told_at_the_moment_it_happened() {
+    let (p, d) = (partner(), with_endpoints(&["crm"]));
+    let first = plan(&observe(&p, &d, None, t0()));
+    let (mut p, data) = after(p, &first);
+    let activated_at = t0() + Duration::hours(3);
+    let status = p.status.as_mut().unwrap();
+    status.webhooks.clear();
+    status.activation.as_mut().unwrap().activated_at = Some(activated_at);
+    let told = plan(&observe(&p, &d, Some(&data), t0() + Duration::hours(4)));
+    assert_eq!(types(&told.status), [WebhookEventType::Activated]);
+    assert_eq!(told.status.webhooks[0].time, activated_at);
+    assert_eq!(told.status.webhooks[0].id, "uid-1.activated.0");
+    // Once: the next plan finds the activation told.
+    let (p, data) = after(p, &told);
+    let again = plan(&observe(&p, &d, Some(&data), t0() + Duration::hours(5)));
+    assert_eq!(types(&again.status), [WebhookEventType::Activated]);
+}
