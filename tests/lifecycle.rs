@@ -81,6 +81,8 @@ struct World {
     /// The Message-IDs of the activation tokens stored.
     issued: Vec<String>,
     events: Vec<EventReason>,
+    /// (id, type) of every webhook delivery, repeats included, in the order they went out.
+    webhooks: Vec<(String, WebhookEventType)>,
 }
 
 impl World {
@@ -97,6 +99,7 @@ impl World {
             sent: vec![],
             issued: vec![],
             events: vec![],
+            webhooks: vec![],
         }
     }
 
@@ -138,6 +141,26 @@ impl World {
                 }
                 Effect::Event(event) => self.events.push(event.reason),
                 Effect::SendEmailsNextPass | Effect::DeliverWebhook(_) => {}
+            }
+        }
+        // The deliveries run beside the reconciler, one event at a time per endpoint, each
+        // recorded once it went out; the world lets them all finish (a crash loses the status
+        // written with them, so they go out again, with the same ids).
+        if let Some(distributor) = &self.distributor {
+            loop {
+                let due = lifecycle::webhooks::due(&status, distributor);
+                if due.is_empty() {
+                    break;
+                }
+                for send in due {
+                    self.webhooks
+                        .push((send.record.id.clone(), send.record.type_));
+                    lifecycle::webhooks::delivered(
+                        &mut status,
+                        &send.record.id,
+                        &send.endpoint.name,
+                    );
+                }
             }
         }
         self.partner.status = Some(if crash { plan.status.clone() } else { status });
@@ -1108,7 +1131,14 @@ proptest! {
         auto in any::<bool>(),
         steps in proptest::collection::vec(step(), 1..40),
     ) {
-        let dist = distributor(days, notice, auto);
+        let mut dist = distributor(days, notice, auto);
+        dist.spec.webhooks.endpoints = vec![WebhookEndpoint {
+            name: "billing".into(),
+            url: "https://billing.example/hooks".into(),
+            signing_key_secret_ref: SecretKeyRef { name: "key".into(), key: "signingKey".into() },
+            types: None,
+            timeout_seconds: 10,
+        }];
         let mut w = World::new(partner(), dist.clone());
         let mut billing_started: Option<DateTime<Utc>> = None;
         let mut periods_before: Vec<BillingPeriod> = vec![];
@@ -1236,6 +1266,32 @@ proptest! {
                 let first = facts_by_id.entry(record.message_id.clone()).or_insert_with(|| record.facts.clone());
                 prop_assert_eq!(&*first, &record.facts, "the facts of {:?} changed", record.event);
             }
+            // Webhook events: an id always names the same event; the provisioning is told
+            // first; a billing period's start before its end; a conversion once.
+            let mut first_seen: Vec<(String, WebhookEventType)> = vec![];
+            for (id, type_) in &w.webhooks {
+                match first_seen.iter().find(|(seen, _)| seen == id) {
+                    Some((_, known)) => prop_assert_eq!(known, type_, "the id {} named two events", id),
+                    None => first_seen.push((id.clone(), *type_)),
+                }
+            }
+            if status.tenant.is_some() {
+                prop_assert!(!first_seen.is_empty(), "provisioned without telling the webhooks");
+            }
+            if let Some((_, first)) = first_seen.first() {
+                prop_assert_eq!(*first, WebhookEventType::Provisioned, "{:?}", first_seen);
+            }
+            for (i, (id, type_)) in first_seen.iter().enumerate() {
+                if *type_ == WebhookEventType::BillingPeriodEnded {
+                    let period = id.rsplit('.').next().unwrap();
+                    let started = first_seen[..i].iter().any(|(other, t)| {
+                        *t == WebhookEventType::BillingPeriodStarted && other.rsplit('.').next() == Some(period)
+                    });
+                    prop_assert!(started, "period {} ended before it started: {:?}", period, first_seen);
+                }
+            }
+            let conversions = first_seen.iter().filter(|(_, t)| *t == WebhookEventType::Converted).count();
+            prop_assert!(conversions <= 1, "{:?}", first_seen);
             // Planning over its own output (effects done) plans nothing new.
             if !crash {
                 let mut again = w.plan();
