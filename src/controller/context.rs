@@ -77,6 +77,7 @@ impl Context {
         caches: Caches,
         distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
         mail_slots: Arc<MailSlots>,
+        webhook_wakes: UnboundedSender<ObjectRef<Partner>>,
     ) -> Self {
         let Caches {
             partners,
@@ -110,6 +111,7 @@ impl Context {
             webhooks: WebhookDeliveries::new(
                 client.clone(),
                 config.webhook_secrets_namespace.clone(),
+                webhook_wakes,
             ),
         }
     }

@@ -13,7 +13,8 @@
 //! - the tenants' `entitlements` ConfigMaps, through a watch by name and ownership label: the
 //!   reconciler compares them with the status, and a change or deletion wakes their Partner;
 //! - the clock: when a test or the sandbox moves it, every Partner is looked at again;
-//! - the Partner reconciler, which tells the Distributor controller when a count may have moved.
+//! - the Partner reconciler, which tells the Distributor controller when a count may have moved;
+//! - the webhook deliveries, each of which wakes its Partner when it is over.
 //!
 //! No periodic resync: a Partner is requeued at its next deadline (plus a little jitter), and
 //! errors back off exponentially up to a cap, per Partner.
@@ -242,6 +243,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
 
     let (distributor_triggers, distributor_trigger_rx) = tokio::sync::mpsc::unbounded_channel();
     let (mail_wakes, mail_wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (webhook_wakes, webhook_wake_rx) = tokio::sync::mpsc::unbounded_channel();
     // The SMTP connections themselves are bounded inside the mailer (`max_connections`).
     let mail_phase = usize::from(config.concurrency).div_ceil(MAIL_SLOTS_DIVISOR);
     let mail_slots = mail_slots::MailSlots::new(
@@ -263,6 +265,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         },
         distributor_triggers,
         mail_slots,
+        webhook_wakes,
     ));
 
     let _deliveries = webhook_delivery::AbortDeliveries(ctx.clone());
@@ -303,6 +306,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
             by_tenant.tenant_owner(&cm.namespace().unwrap_or_default())
         })
         .reconcile_on(UnboundedReceiverStream::new(mail_wake_rx))
+        .reconcile_on(UnboundedReceiverStream::new(webhook_wake_rx))
         .reconcile_all_on(clock_jumps)
         .graceful_shutdown_on(shutdown.clone().wait())
         .run(partner::reconcile, partner::error_policy, ctx.clone())

@@ -59,6 +59,9 @@ pub struct WebhookDeliveries {
     completed: Mutex<HashMap<(String, String), Instant>>,
     /// A place in flight per (Distributor, endpoint).
     per_endpoint: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+    /// Wakes a Partner once its delivery task is over, so its next event is handed on: the
+    /// reconciliation its status write caused may have run while the task still held its place.
+    wakes: tokio::sync::mpsc::UnboundedSender<ObjectRef<Partner>>,
     /// The delivery tasks: they end with the operator ([`AbortDeliveries`]), as a crash ends
     /// them, never outliving the controllers that started them.
     tasks: Mutex<JoinSet<()>>,
@@ -76,9 +79,15 @@ impl Drop for AbortDeliveries {
 }
 
 impl WebhookDeliveries {
-    /// Signing keys are read from Secrets in `secrets_namespace`.
-    pub fn new(client: Client, secrets_namespace: String) -> Self {
+    /// Signing keys are read from Secrets in `secrets_namespace`; a Partner whose delivery
+    /// task ended is sent to `wakes`.
+    pub fn new(
+        client: Client,
+        secrets_namespace: String,
+        wakes: tokio::sync::mpsc::UnboundedSender<ObjectRef<Partner>>,
+    ) -> Self {
         Self {
+            wakes,
             sender: Sender::new(),
             keys: SigningKeysCache::new(client, secrets_namespace),
             in_flight: Mutex::default(),
@@ -113,6 +122,7 @@ impl WebhookDeliveries {
             deliver(&ctx, &reference, &send).await;
             drop(place);
             ctx.webhooks.in_flight.lock().unwrap().remove(&key);
+            let _ = ctx.webhooks.wakes.send(reference);
         });
     }
 
@@ -182,8 +192,11 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
                 })
                 .await;
                 if let Err(err) = recorded {
-                    // Not recorded: it is sent again later, with the same id.
+                    // Not recorded: sent again after a backoff, with the same id (at least once).
                     warn!(partner = %reference, error = %err, "could not record a webhook delivery");
+                    delivery.attempts += 1;
+                    delivery.last_attempt_at = Some(Utc::now());
+                    continue;
                 }
                 ctx.webhooks.completed(send);
                 if delivery.attempts > 0 {
