@@ -72,6 +72,13 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
             ));
         }
     }
+    let waiting = webhooks_waiting(&status);
+    if !waiting.is_empty() {
+        out.push_str("\nWebhook events not delivered yet:\n");
+        for line in waiting {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
     let events = recent_events(ctx, &partner, args.events).await;
     out.push_str("\nRecent events:\n");
     match events {
@@ -93,6 +100,28 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
     }
     print!("{out}");
     Ok(())
+}
+
+/// One line per webhook event an endpoint does not have yet: what, to whom, how it went.
+fn webhooks_waiting(status: &crate::api::PartnerStatus) -> Vec<String> {
+    status
+        .webhooks
+        .iter()
+        .flat_map(|record| {
+            record.pending.iter().map(move |p| {
+                let how = match (&p.last_error, p.attempts) {
+                    (Some(error), attempts) => format!("{attempts} failed attempts, last: {error}"),
+                    (None, _) => "being delivered".to_string(),
+                };
+                format!(
+                    "{} {} to endpoint {}: {how}",
+                    exact(record.time),
+                    record.type_.short(),
+                    p.endpoint
+                )
+            })
+        })
+        .collect()
 }
 
 type EventLine = (DateTime<Utc>, String, String, i32, String);
@@ -146,4 +175,34 @@ async fn recent_events(
     events.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
     let skip = events.len().saturating_sub(limit);
     Ok(events.split_off(skip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{PartnerStatus, WebhookDelivery, WebhookEventType, WebhookRecord};
+
+    #[test]
+    fn undelivered_webhook_events_say_where_they_stand() {
+        let mut failing = WebhookDelivery::to("billing");
+        failing.attempts = 3;
+        failing.last_error = Some("the endpoint answered HTTP 500".into());
+        let status = PartnerStatus {
+            webhooks: vec![WebhookRecord {
+                id: "u.converted.1".into(),
+                type_: WebhookEventType::Converted,
+                time: "2027-03-15T09:00:00Z".parse().unwrap(),
+                data: serde_json::json!({}),
+                pending: vec![failing, WebhookDelivery::to("crm")],
+            }],
+            ..PartnerStatus::default()
+        };
+        assert_eq!(
+            webhooks_waiting(&status),
+            [
+                "2027-03-15T09:00:00Z converted to endpoint billing: 3 failed attempts, last: the endpoint answered HTTP 500",
+                "2027-03-15T09:00:00Z converted to endpoint crm: being delivered",
+            ]
+        );
+    }
 }
