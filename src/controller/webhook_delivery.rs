@@ -199,9 +199,9 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
                     continue;
                 }
                 ctx.webhooks.completed(send);
-                if delivery.attempts > 0 {
-                    ctx.recount(&send.distributor);
-                }
+                // The Distributor's pending gauges and condition follow (the recounts of a
+                // burst of deliveries fall within its debounce and run as one).
+                ctx.recount(&send.distributor);
                 return;
             }
             Err(err) => {
