@@ -410,8 +410,8 @@ fn prepare_state_dir(dir: &Path) -> Result<PathBuf, SandboxError> {
     std::path::absolute(dir).map_err(fail)
 }
 
-/// Moves an earlier run's outbox to `outbox.previous` (replacing an older one), so this run's
-/// messages start at `0001`. An empty outbox is left where it is.
+/// Moves an earlier run's outbox (or webhooks directory) to `<name>.previous` (replacing an
+/// older one), so this run's files start at `0001`. An empty directory is left where it is.
 fn set_aside(outbox: &Path) -> Result<(), SandboxError> {
     let fail = |path: &Path| {
         let path = path.to_path_buf();
@@ -425,7 +425,9 @@ fn set_aside(outbox: &Path) -> Result<(), SandboxError> {
     if !holds_mail {
         return Ok(());
     }
-    let previous = outbox.with_file_name("outbox.previous");
+    let mut name = outbox.file_name().unwrap_or_default().to_os_string();
+    name.push(".previous");
+    let previous = outbox.with_file_name(name);
     match std::fs::remove_dir_all(&previous) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
             return Err(fail(&previous)(err));
@@ -548,5 +550,29 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(kept, ["0001-activation.eml"]);
+    }
+
+    #[test]
+    fn the_webhooks_directory_is_set_aside_beside_the_outbox_not_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, file) in [
+            ("outbox", "0001-activation.eml"),
+            ("webhooks", "0001-provisioned.json"),
+        ] {
+            std::fs::create_dir_all(dir.path().join(name)).unwrap();
+            std::fs::write(dir.path().join(name).join(file), b"kept").unwrap();
+        }
+        set_aside(&dir.path().join("outbox")).unwrap();
+        set_aside(&dir.path().join("webhooks")).unwrap();
+        assert!(
+            dir.path()
+                .join("outbox.previous/0001-activation.eml")
+                .exists()
+        );
+        assert!(
+            dir.path()
+                .join("webhooks.previous/0001-provisioned.json")
+                .exists()
+        );
     }
 }
