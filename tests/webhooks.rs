@@ -23,6 +23,18 @@ crate::on_both_servers!(
 const NAMESPACE: &str = "northwind-partners";
 const KEY_SECRET: &str = "northwind-webhook-key";
 
+/// The servers, a receiver holding a fresh key, that key in a labelled Secret, and the
+/// operator: what most tests here start from.
+async fn started_with_receiver(server: Server) -> (Harness, Receiver) {
+    support::logs::capture_for_secrets();
+    let mut h = Harness::start_servers(server).await;
+    let key = new_key();
+    let receiver = Receiver::start(&key);
+    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &key, true).await;
+    start_operator(&mut h);
+    (h, receiver)
+}
+
 /// The harness's operator reading signing keys from [`KEYS_NAMESPACE`].
 fn start_operator(h: &mut Harness) {
     let mut options = h.run_options();
@@ -100,12 +112,7 @@ fn delivering_fine(d: &Distributor) -> bool {
 }
 
 async fn a_trial_is_told_in_order_once_per_event(server: Server) {
-    support::logs::capture_for_secrets();
-    let mut h = Harness::start_servers(server).await;
-    let key = new_key();
-    let receiver = Receiver::start(&key);
-    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &key, true).await;
-    start_operator(&mut h);
+    let (h, receiver) = started_with_receiver(server).await;
     northwind_with_webhooks(&h, &receiver, json!({})).await;
     h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
     h.wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
@@ -169,12 +176,7 @@ async fn a_trial_is_told_in_order_once_per_event(server: Server) {
 }
 
 async fn an_outage_500s_and_timeouts_lose_nothing_and_hold_up_nothing(server: Server) {
-    support::logs::capture_for_secrets();
-    let mut h = Harness::start_servers(server).await;
-    let key = new_key();
-    let receiver = Receiver::start(&key);
-    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &key, true).await;
-    start_operator(&mut h);
+    let (h, receiver) = started_with_receiver(server).await;
     receiver.answer(500, 0.0).await;
     northwind_with_webhooks(&h, &receiver, json!({})).await;
     let names = ["contoso", "fabrikam", "litware"];
@@ -261,12 +263,7 @@ async fn an_outage_500s_and_timeouts_lose_nothing_and_hold_up_nothing(server: Se
 }
 
 async fn a_crash_mid_delivery_sends_the_same_id_again(server: Server) {
-    support::logs::capture_for_secrets();
-    let mut h = Harness::start_servers(server).await;
-    let key = new_key();
-    let receiver = Receiver::start(&key);
-    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &key, true).await;
-    start_operator(&mut h);
+    let (mut h, receiver) = started_with_receiver(server).await;
     // The receiver takes the event and answers only after the operator is gone.
     receiver.answer(204, 3.0).await;
     northwind_with_webhooks(&h, &receiver, json!({"timeoutSeconds": 10})).await;
