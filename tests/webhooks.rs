@@ -171,8 +171,8 @@ async fn a_trial_is_told_in_order_once_per_event(server: Server) {
     assert_eq!(ended["data"]["period"]["startedAt"], json!(trial_end));
     assert_eq!(ended["data"]["reason"], "PartnerDeleted");
     assert!(ended["data"]["period"]["endedAt"].is_string());
-    let d = h.distributors().get("northwind").await.unwrap();
-    assert!(delivering_fine(&d), "{:?}", webhooks_delivered(&d));
+    h.wait_distributor("northwind", "WebhooksDelivered=True", delivering_fine)
+        .await;
 }
 
 async fn an_outage_500s_and_timeouts_lose_nothing_and_hold_up_nothing(server: Server) {
