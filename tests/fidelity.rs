@@ -1878,43 +1878,47 @@ async fn immutable_config_maps(http: Http, ns: String) -> Value {
     json!({"create": created.outcome(), "change": change.outcome()})
 }
 
-fn widget_crd(columns: Value, spec_properties: Value) -> Value {
+/// A namespaced CRD of group `fidelity.example`, version `v1`, for `kind` (plural: the kind in
+/// lower case with an `s`), whose `spec` has `spec_properties`, with `columns` as its printer
+/// columns when given.
+fn fidelity_crd(kind: &str, columns: Option<Value>, spec_properties: Value) -> Value {
+    let singular = kind.to_lowercase();
+    let plural = format!("{singular}s");
+    let mut version = json!({
+        "name": "v1", "served": true, "storage": true,
+        "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+            "spec": {"type": "object", "properties": spec_properties}}}},
+    });
+    if let Some(columns) = columns {
+        version["additionalPrinterColumns"] = columns;
+    }
     json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.fidelity.example"},
+        "metadata": {"name": format!("{plural}.fidelity.example")},
         "spec": {
             "group": "fidelity.example", "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": spec_properties}}}},
-            }],
+            "names": {"plural": plural, "singular": singular, "kind": kind, "listKind": format!("{kind}List")},
+            "versions": [version],
         },
     })
+}
+
+fn widget_crd(columns: Value, spec_properties: Value) -> Value {
+    fidelity_crd("Widget", Some(columns), spec_properties)
 }
 
 /// A custom resource created without a field its schema defaults: whether the creating field
 /// manager's `managedFields` entry owns the defaulted field.
 async fn defaults_owned_by_the_creator(http: Http, ns: String) -> Value {
     let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "doodads.fidelity.example"},
-        "spec": {
-            "group": "fidelity.example", "scope": "Namespaced",
-            "names": {"plural": "doodads", "singular": "doodad", "kind": "Doodad", "listKind": "DoodadList"},
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": {
-                        "size": {"type": "integer", "default": 3},
-                        "color": {"type": "string"},
-                    }}}}},
-            }],
-        },
-    });
+    let crd = fidelity_crd(
+        "Doodad",
+        None,
+        json!({
+            "size": {"type": "integer", "default": 3},
+            "color": {"type": "string"},
+        }),
+    );
     let created_crd = http.post(crds, crd).await;
     let doodads = format!("/apis/fidelity.example/v1/namespaces/{ns}/doodads");
     http.until(&doodads, Patience::API_SERVER, |r| r.code == 200)
@@ -1949,23 +1953,15 @@ async fn defaults_owned_by_the_creator(http: Http, ns: String) -> Value {
 /// uniqueness check over 1,000 strings of up to 253 characters.
 async fn crd_rule_cost_budget(http: Http, _ns: String) -> Value {
     let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "gadgets.fidelity.example"},
-        "spec": {
-            "group": "fidelity.example", "scope": "Namespaced",
-            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": {"names": {
-                        "type": "array", "maxItems": 1000,
-                        "items": {"type": "string", "maxLength": 253},
-                        "x-kubernetes-validations": [{"rule": "self.all(x, self.exists_one(y, y == x))"}],
-                    }}}}}},
-            }],
-        },
-    });
+    let crd = fidelity_crd(
+        "Gadget",
+        None,
+        json!({"names": {
+            "type": "array", "maxItems": 1000,
+            "items": {"type": "string", "maxLength": 253},
+            "x-kubernetes-validations": [{"rule": "self.all(x, self.exists_one(y, y == x))"}],
+        }}),
+    );
     let created = http.post(crds, crd).await;
     if created.code == 201 {
         http.delete(&format!("{crds}/gadgets.fidelity.example"))
