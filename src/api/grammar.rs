@@ -31,6 +31,14 @@ pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!
 /// A host name of letters, digits and hyphens, as in [`EMAIL_PATTERN`]'s domain.
 pub const DOMAIN_PATTERN: &str = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
 
+/// A Kubernetes object name that is a DNS-1123 label (a webhook endpoint's name).
+pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// A Kubernetes object name that is a DNS-1123 subdomain: labels joined by dots (a
+/// Distributor's or a Secret's name).
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 /// SMTP's limit on the part before the `@` (RFC 5321, 4.5.3.1.1), as a CEL rule beside
 /// [`EMAIL_PATTERN`] (a regular expression without look-ahead cannot bound a dot-atom).
 pub const EMAIL_LOCAL_PART_RULE: &str = "self.matches('^[^@]{1,64}@')";

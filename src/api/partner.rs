@@ -111,7 +111,7 @@ pub struct DistributorRef {
     /// Name of the Distributor.
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = super::grammar::DNS_SUBDOMAIN_PATTERN)
     )]
     pub name: String,
 }

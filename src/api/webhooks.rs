@@ -66,7 +66,7 @@ pub struct WebhookEndpoint {
     /// Names the endpoint in the status, Events and metrics: a DNS label (1..63 characters).
     #[schemars(
         length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        regex(pattern = super::grammar::DNS_LABEL_PATTERN)
     )]
     pub name: String,
 
@@ -115,7 +115,7 @@ pub struct SecretKeyRef {
     /// The Secret's name.
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+        regex(pattern = super::grammar::DNS_SUBDOMAIN_PATTERN)
     )]
     pub name: String,
     /// The entry in its `data`. Default `signingKey`.
