@@ -14,6 +14,7 @@ use super::backoff::Backoff;
 use super::deadlines::Deadlines;
 use super::mail_rate::MailRate;
 use super::mail_slots::MailSlots;
+use super::recounts::Recounts;
 use super::webhook_delivery::WebhookDeliveries;
 use super::{OperatorConfig, PartnerIndex};
 use crate::api::{Distributor, Partner};
@@ -45,7 +46,7 @@ pub struct Context {
     instance: String,
     listed: Arc<Listed>,
     /// Tells the Distributor controller that one of its Partners changed in a way it counts.
-    distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
+    recounts: Recounts,
     /// Retries of failed reconciliations, per Partner and per Distributor.
     pub partner_backoff: Backoff<Partner>,
     pub distributor_backoff: Backoff<Distributor>,
@@ -102,7 +103,7 @@ impl Context {
             entitlements,
             index,
             listed,
-            distributor_triggers,
+            recounts: Recounts::new(distributor_triggers),
             partner_backoff: Backoff::up_to(PARTNER_BACKOFF_CAP),
             distributor_backoff: Backoff::up_to(DISTRIBUTOR_BACKOFF_CAP),
             mail_slots,
@@ -122,8 +123,9 @@ impl Context {
         self.listed.all()
     }
 
+    /// Asks the Distributor controller to recount `distributor` (see [`Recounts`]).
     pub fn recount(&self, distributor: &str) {
-        let _ = self.distributor_triggers.send(ObjectRef::new(distributor));
+        self.recounts.request(distributor);
     }
 
     /// Records a Kubernetes Event on `partner`. Events are best effort: a failure is logged,

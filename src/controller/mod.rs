@@ -28,6 +28,7 @@ mod index;
 mod mail_rate;
 mod mail_slots;
 mod partner;
+mod recounts;
 mod status;
 mod unreadable;
 mod webhook_delivery;
@@ -68,6 +69,10 @@ pub const FINALIZER: &str = "partner-operator.io/tenant";
 /// converted: measured with 1,000 trials ending at once, with every slot free to send the last
 /// conversion came 1.3 s late, with a half 0.64 s.
 const MAIL_SLOTS_DIVISOR: usize = 2;
+
+/// How long the Distributor controller waits for more requests before it recounts (each new
+/// request restarts the wait: [`recounts`] paces them).
+const DISTRIBUTOR_DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Distributor changes the Distributor controller may lag behind before the watch waits for it.
 const DISTRIBUTOR_BUFFER: usize = 256;
@@ -316,7 +321,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         .with_config(
             kube::runtime::controller::Config::default()
                 .concurrency(4)
-                .debounce(Duration::from_millis(200)),
+                .debounce(DISTRIBUTOR_DEBOUNCE),
         )
         .reconcile_on(UnboundedReceiverStream::new(distributor_trigger_rx))
         .graceful_shutdown_on(shutdown.clone().wait())

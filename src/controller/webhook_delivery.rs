@@ -45,8 +45,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// events right after.
 const DEADLINES_POLL: Duration = Duration::from_millis(50);
 const DEADLINES_FIRST_AT_MOST: Duration = Duration::from_secs(10);
-/// Deliveries have their Distributor recount at most this often (failures always do).
-const RECOUNT_EVERY: Duration = Duration::from_secs(1);
 /// A delivery just completed is not handed on again for this long: a plan made from a cache
 /// that does not show the outcome yet would otherwise send it twice.
 const COMPLETED_MEMORY: Duration = Duration::from_secs(60);
@@ -64,8 +62,6 @@ pub struct WebhookDeliveries {
     /// Wakes a Partner once its delivery task is over, so its next event is handed on: the
     /// reconciliation its status write caused may have run while the task still held its place.
     wakes: tokio::sync::mpsc::UnboundedSender<ObjectRef<Partner>>,
-    /// When each Distributor was last asked to recount after a delivery.
-    recounts: Mutex<HashMap<String, Instant>>,
     /// The delivery tasks: they end with the operator ([`AbortDeliveries`]), as a crash ends
     /// them, never outliving the controllers that started them.
     tasks: Mutex<JoinSet<()>>,
@@ -97,7 +93,6 @@ impl WebhookDeliveries {
             in_flight: Mutex::default(),
             completed: Mutex::default(),
             per_endpoint: Mutex::default(),
-            recounts: Mutex::default(),
             tasks: Mutex::default(),
         }
     }
@@ -138,19 +133,6 @@ impl WebhookDeliveries {
             .entry((send.distributor.clone(), send.endpoint.name.clone()))
             .or_insert_with(|| Arc::new(Semaphore::new(PER_ENDPOINT)))
             .clone()
-    }
-
-    /// Whether `distributor` was last asked to recount after a delivery [`RECOUNT_EVERY`] ago
-    /// or more (and if so, now counts as the last time).
-    fn recount_due(&self, distributor: &str) -> bool {
-        let mut recounts = self.recounts.lock().unwrap();
-        let due = recounts
-            .get(distributor)
-            .is_none_or(|at| at.elapsed() >= RECOUNT_EVERY);
-        if due {
-            recounts.insert(distributor.to_string(), Instant::now());
-        }
-        due
     }
 
     fn completed(&self, send: &WebhookSend) {
@@ -217,12 +199,8 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
                     continue;
                 }
                 ctx.webhooks.completed(send);
-                // The Distributor's pending gauges and condition follow, at most once a second:
-                // a recount asked for within the Distributor controller's debounce postpones
-                // the last one, and a steady stream of deliveries would postpone it for good.
-                if delivery.attempts > 0 || ctx.webhooks.recount_due(&send.distributor) {
-                    ctx.recount(&send.distributor);
-                }
+                // The Distributor's pending gauges and condition follow.
+                ctx.recount(&send.distributor);
                 return;
             }
             Err(err) => {
