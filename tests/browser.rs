@@ -3,8 +3,9 @@
 //! its `chromedriver`) opens contoso's activation link from the `.eml` in the outbox, clicks
 //! Activate and sees the confirmation; then the Partner is `Activated`.
 //!
-//! The browser is required: without `chromium` and `chromedriver` (`.ci/run` installs both)
-//! this test fails, saying what to install.
+//! The browser is required: `hack/browser.sh` installs Debian's `chromium` and
+//! `chromium-driver` when they are missing and the test runs as root; otherwise the test fails
+//! with one line giving the command that installs them.
 
 mod support;
 
@@ -16,9 +17,24 @@ use serde_json::{Value, json};
 use support::process::{KillOnDrop, Sandbox, examples, stdout};
 use support::{Patience, Seen, eventually_blocking};
 
-/// The browser and its WebDriver: Debian's, unless these variables name others.
-fn binary(variable: &str, debian: &str) -> String {
-    std::env::var(variable).unwrap_or_else(|_| debian.to_string())
+/// The browser and its WebDriver, from `hack/browser.sh`: Debian's `chromium` and
+/// `chromedriver` (installed on first use when the tests run as root), or the ones
+/// `PARTNER_OPERATOR_BROWSER` and `PARTNER_OPERATOR_WEBDRIVER` name. Fails with the script's
+/// one line (the exact command to run) when neither can be had.
+fn browser_and_driver() -> (String, String) {
+    let script = support::project("hack/browser.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}", stderr.trim());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines().map(str::to_string);
+    let browser = lines.next().expect("hack/browser.sh prints the browser");
+    let driver = lines.next().expect("hack/browser.sh prints the driver");
+    (browser, driver)
 }
 /// The W3C WebDriver element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -34,15 +50,7 @@ struct Browser {
 
 impl Browser {
     fn start() -> Self {
-        let chromium = binary("PARTNER_OPERATOR_BROWSER", "/usr/bin/chromium");
-        let chromedriver = binary("PARTNER_OPERATOR_WEBDRIVER", "/usr/bin/chromedriver");
-        for binary in [&chromium, &chromedriver] {
-            assert!(
-                Path::new(binary).exists(),
-                "{binary} is missing: install Debian's chromium and chromium-driver \
-                 (apt-get install -y chromium chromium-driver; .ci/run does)"
-            );
-        }
+        let (chromium, chromedriver) = browser_and_driver();
         let driver = support::metrics::free_port();
         let process = KillOnDrop(
             Command::new(&chromedriver)

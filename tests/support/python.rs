@@ -23,12 +23,16 @@ pub fn python() -> String {
                 .stdin(std::process::Stdio::null())
                 .output()
                 .expect("bash runs");
-            assert!(
-                output.status.success(),
-                "the tests' Python wheels: {} failed: {}",
-                script.display(),
-                String::from_utf8_lossy(&output.stderr)
-            );
+            if !output.status.success() {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let last = stderr.lines().rev().find(|line| !line.trim().is_empty());
+                panic!(
+                    "the tests' Python wheels (helm-python-sdk, standardwebhooks) could not be \
+                     installed into target/test-venv: {}; run {} to see the whole error",
+                    last.unwrap_or("no output").trim(),
+                    script.display()
+                );
+            }
             let stdout = String::from_utf8_lossy(&output.stdout);
             stdout.lines().last().unwrap_or_default().trim().to_string()
         })
