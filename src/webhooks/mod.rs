@@ -4,29 +4,37 @@
 //! (`controller::webhook_delivery`).
 //!
 //! A delivery is one HTTP request:
-//! - body: the CloudEvent 1.0 in structured JSON mode (`application/cloudevents+json`), the same
-//!   bytes on every attempt (built from what the status recorded);
+//! - body: the CloudEvent 1.0 in structured JSON mode (`application/cloudevents+json`), built
+//!   from the operator's facts at each attempt (see `lifecycle::webhooks`), never from what a
+//!   status record says;
 //! - `webhook-id`: the CloudEvent `id`, the receiver's idempotency key;
 //! - `webhook-timestamp`: the attempt's time, in seconds (receivers refuse old ones);
 //! - `webhook-signature`: `v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`, one per key,
 //!   separated by spaces (several while keys are rotated).
 //!
 //! Success is any 2xx answer; anything else (another status, a redirect, a timeout, a refused
-//! connection) is a failure, retried. Errors name the status or the kind of failure, never the
-//! URL (it may carry a token) nor a key.
+//! connection) is a failure, retried. Errors say a coarse class ([`DeliveryError`]), never the
+//! URL (it may carry a token), an address, nor a key. Connections go only where the
+//! [`EgressPolicy`] lets them (see [`egress`]).
 
+mod egress;
 mod keys;
 
 use std::time::Duration;
 
 use cloudevents::{EventBuilder, EventBuilderV10};
 
-pub use keys::{KeyError, SIGNING_KEY_LABEL, SigningKeys, SigningKeysCache};
+pub use egress::{BadNetwork, EgressPolicy, GuardedResolver};
+pub use keys::{
+    KeyError, SIGNING_KEY_DISTRIBUTOR_ANNOTATION, SIGNING_KEY_LABEL, SigningKeys, SigningKeysCache,
+};
 
-use crate::api::{Partner, WebhookRecord};
+use crate::api::Partner;
+use crate::lifecycle::webhooks::WebhookEvent;
 
-/// The CloudEvent of `record`, for `partner`, as the bytes sent.
-pub fn cloudevent(record: &WebhookRecord, partner: &Partner) -> Vec<u8> {
+/// The CloudEvent of `record`, for `partner`, as the bytes sent: `source` and `subject` from
+/// the Partner's own name, everything else as the operator rebuilt it.
+pub fn cloudevent(record: &WebhookEvent, partner: &Partner) -> Vec<u8> {
     let namespace = partner.metadata.namespace.as_deref().unwrap_or_default();
     let name = partner.metadata.name.as_deref().unwrap_or_default();
     let event = EventBuilderV10::new()
@@ -45,43 +53,46 @@ pub fn cloudevent(record: &WebhookRecord, partner: &Partner) -> Vec<u8> {
     serde_json::to_vec(&event).expect("a CloudEvent serializes")
 }
 
-/// Why one attempt failed, in words that are safe to record.
+/// Why one attempt failed, in coarse classes that are safe to record: the status and Events
+/// are read by whoever writes the Distributor, and finer words (refused, reset, which TLS
+/// alert) would tell them what listens where. Every address the operator will not connect to
+/// reads exactly as one where nothing answers.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("the endpoint answered HTTP {0}")]
+    #[error("HTTP {0}")]
     Status(u16),
-    #[error("no answer within {0} s")]
-    Timeout(u32),
-    #[error("cannot connect to the endpoint: {0}")]
-    Connect(String),
-    #[error("the request failed: {0}")]
-    Request(String),
+    #[error("timeout")]
+    Timeout,
+    #[error("unreachable")]
+    Unreachable,
+    #[error("TLS")]
+    Tls,
     #[error("signing key: {0}")]
     Key(#[from] KeyError),
 }
 
-/// POSTs signed events.
+/// POSTs signed events, only to the addresses the [`EgressPolicy`] permits.
 #[derive(Clone)]
 pub struct Sender {
+    /// For `https://`: public addresses and the allowed networks.
+    https: reqwest::Client,
+    /// For `http://`: only the allowed networks.
     http: reqwest::Client,
-}
-
-impl Default for Sender {
-    fn default() -> Self {
-        Self::new()
-    }
+    https_resolver: GuardedResolver,
+    http_resolver: GuardedResolver,
 }
 
 impl Sender {
-    pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("partner-operator/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .expect("an HTTP client with rustls");
-        Self { http }
+    pub fn new(policy: EgressPolicy) -> Self {
+        let policy = std::sync::Arc::new(policy);
+        let https_resolver = GuardedResolver::new(policy.clone(), false);
+        let http_resolver = GuardedResolver::new(policy, true);
+        Self {
+            https: client(&https_resolver, true),
+            http: client(&http_resolver, false),
+            https_resolver,
+            http_resolver,
+        }
     }
 
     /// One attempt: `body` with the event `id`, signed at `timestamp` (Unix seconds) by every
@@ -95,9 +106,24 @@ impl Sender {
         body: Vec<u8>,
         keys: &SigningKeys,
     ) -> Result<(), DeliveryError> {
+        let url = reqwest::Url::parse(url).map_err(|_| DeliveryError::Unreachable)?;
+        let (client, resolver) = match url.scheme() {
+            "https" => (&self.https, &self.https_resolver),
+            "http" => (&self.http, &self.http_resolver),
+            _ => return Err(DeliveryError::Unreachable),
+        };
+        // An IP literal is connected to as it is, without the resolver: checked here.
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => None,
+            None => return Err(DeliveryError::Unreachable),
+        };
+        if literal.is_some_and(|ip| !resolver.accepts(ip)) {
+            return Err(DeliveryError::Unreachable);
+        }
         let signature = keys.sign(id, timestamp, &body);
-        let response = self
-            .http
+        let response = client
             .post(url)
             .timeout(Duration::from_secs(u64::from(timeout_seconds)))
             .header(
@@ -110,16 +136,7 @@ impl Sender {
             .body(body)
             .send()
             .await
-            .map_err(|err| {
-                let err = err.without_url();
-                if err.is_timeout() {
-                    DeliveryError::Timeout(timeout_seconds)
-                } else if err.is_connect() {
-                    DeliveryError::Connect(root_cause(&err))
-                } else {
-                    DeliveryError::Request(root_cause(&err))
-                }
-            })?;
+            .map_err(|err| classify(&err))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -129,29 +146,51 @@ impl Sender {
     }
 }
 
-/// The innermost cause of an HTTP error ("Connection refused"), which says what happened
-/// without the URL.
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err;
-    while let Some(next) = cause.source() {
-        cause = next;
+/// A client that connects only where `resolver` lets it, never through a proxy (which would
+/// resolve and connect on its own), never following a redirect.
+fn client(resolver: &GuardedResolver, https_only: bool) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .https_only(https_only)
+        .dns_resolver(std::sync::Arc::new(resolver.clone()))
+        .user_agent(concat!("partner-operator/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client with rustls")
+}
+
+/// The class of a failed request: a timeout, a TLS failure (rustls' errors reach the client
+/// as invalid data), else unreachable.
+fn classify(err: &reqwest::Error) -> DeliveryError {
+    if err.is_timeout() {
+        return DeliveryError::Timeout;
     }
-    cause.to_string()
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+        {
+            return DeliveryError::Tls;
+        }
+        cause = current.source();
+    }
+    DeliveryError::Unreachable
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{WebhookDelivery, WebhookEventType};
+    use crate::api::WebhookEventType;
     use crate::lifecycle::fixtures::partner;
 
-    fn record() -> WebhookRecord {
-        WebhookRecord {
+    fn record() -> WebhookEvent {
+        WebhookEvent {
             id: "uid-1.provisioned.0".into(),
             type_: WebhookEventType::Provisioned,
             time: "2027-03-01T09:00:00Z".parse().unwrap(),
             data: serde_json::json!({"organization": "Contoso"}),
-            pending: vec![WebhookDelivery::to("billing")],
         }
     }
 
