@@ -162,17 +162,22 @@ fn client(resolver: &GuardedResolver, https_only: bool) -> reqwest::Client {
 }
 
 /// The class of a failed request: a timeout, a TLS failure (rustls' errors reach the client
-/// as invalid data), else unreachable.
+/// as invalid data, inside the connector's own I/O error), else unreachable.
 fn classify(err: &reqwest::Error) -> DeliveryError {
     if err.is_timeout() {
         return DeliveryError::Timeout;
     }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = cause {
-        if let Some(io) = current.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::InvalidData
-        {
-            return DeliveryError::Tls;
+        // An I/O error hides the error it wraps from `source()`: looked into by hand.
+        let mut io = current.downcast_ref::<std::io::Error>();
+        while let Some(error) = io {
+            if error.kind() == std::io::ErrorKind::InvalidData {
+                return DeliveryError::Tls;
+            }
+            io = error
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<std::io::Error>());
         }
         cause = current.source();
     }
@@ -181,6 +186,9 @@ fn classify(err: &reqwest::Error) -> DeliveryError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
     use crate::api::WebhookEventType;
     use crate::lifecycle::fixtures::partner;
@@ -210,5 +218,95 @@ mod tests {
         assert_eq!(event["time"], "2027-03-01T09:00:00Z");
         assert_eq!(event["datacontenttype"], "application/json");
         assert_eq!(event["data"]["organization"], "Contoso");
+    }
+
+    /// A loopback listener answering each connection with `answer` (after reading what comes,
+    /// if it answers at all); the number of connections it took.
+    async fn listener(answer: Option<&'static [u8]>) -> (u16, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = [0; 4096];
+                    let _ = stream.read(&mut buffer).await;
+                    match answer {
+                        Some(bytes) => {
+                            let _ = stream.write_all(bytes).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(30)).await,
+                    }
+                });
+            }
+        });
+        (port, count)
+    }
+
+    async fn post(sender: &Sender, url: &str) -> Result<(), DeliveryError> {
+        let keys = SigningKeys::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        sender.post(url, 1, "id", 0, b"{}".to_vec(), &keys).await
+    }
+
+    const ANSWER_500: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n";
+
+    #[tokio::test]
+    async fn a_failure_is_recorded_as_its_coarse_class_only() {
+        let sender = Sender::new(EgressPolicy::allowing(EgressPolicy::loopback()));
+        let (plain, _) = listener(Some(ANSWER_500)).await;
+        let (silent, _) = listener(None).await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let words = |r: Result<(), DeliveryError>| r.unwrap_err().to_string();
+        assert_eq!(
+            words(post(&sender, &format!("http://127.0.0.1:{plain}/")).await),
+            "HTTP 500"
+        );
+        assert_eq!(
+            words(post(&sender, &format!("https://127.0.0.1:{plain}/")).await),
+            "TLS"
+        );
+        assert_eq!(
+            words(post(&sender, &format!("https://127.0.0.1:{silent}/")).await),
+            "timeout"
+        );
+        assert_eq!(
+            words(post(&sender, &format!("https://127.0.0.1:{closed}/")).await),
+            "unreachable"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_is_never_connected_to() {
+        let sender = Sender::new(EgressPolicy::public_only());
+        let (port, connections) = listener(Some(ANSWER_500)).await;
+        for url in [
+            "http://127.0.0.1:{P}/",
+            "http://localhost:{P}/quitquitquit",
+            "https://localhost:{P}/",
+            "https://2130706433:{P}/",
+            "https://0x7f000001:{P}/",
+            "https://[::ffff:7f00:1]:{P}/",
+            "https://[::1]:{P}/",
+            "https://[fe80::1%25lo]:{P}/",
+            "ftp://127.0.0.1:{P}/",
+        ] {
+            let url = url.replace("{P}", &port.to_string());
+            let refused = post(&sender, &url).await.unwrap_err();
+            assert_eq!(refused.to_string(), "unreachable", "{url}");
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 0);
+        // Allowed for https, loopback still takes no plain http when not allowed for it.
+        let only_other = Sender::new(EgressPolicy::allowing(vec![
+            EgressPolicy::parse_network("10.0.0.0/8").unwrap(),
+        ]));
+        let refused = post(&only_other, &format!("http://127.0.0.1:{port}/")).await;
+        assert_eq!(refused.unwrap_err().to_string(), "unreachable");
+        assert_eq!(connections.load(Ordering::SeqCst), 0);
     }
 }
