@@ -70,7 +70,7 @@ async fn records_forged_in_an_unbound_namespace_are_never_signed(server: Server)
     let record = |id: &str| {
         json!({"id": id, "type": "io.partner-operator.partner.provisioned",
                "time": "2027-03-01T09:00:00Z", "data": {"seats": {"ESSENTIALS": 1000}},
-               "pending": [{"endpoint": "billing"}]})
+               "pending": [{"endpoint": "billing", "attempts": 3, "lastError": "injected words"}]})
     };
     let own_id = format!("{}.provisioned.0", mallory.metadata.uid.unwrap());
     forged_partners
@@ -97,9 +97,14 @@ async fn records_forged_in_an_unbound_namespace_are_never_signed(server: Server)
         .collect();
     assert!(strays.is_empty(), "forged deliveries: {strays:#?}");
     assert!(deliveries.iter().all(|d| d.verified));
-    // The forged records were there all along, seen and left unsent.
+    // The forged records were there all along, seen and left unsent, and what they say of
+    // their deliveries is not the Distributor's.
     let kept = h.partners("elsewhere").get("mallory").await.unwrap();
     assert_eq!(kept.status.unwrap().webhooks.len(), 2);
+    let fine = h
+        .wait_distributor("northwind", "WebhooksDelivered=True", delivering_fine)
+        .await;
+    assert!(!webhooks_delivered(&fine).unwrap().2.contains("injected"));
 }
 
 /// A loopback listener that counts the connections it accepts.
