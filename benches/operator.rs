@@ -142,6 +142,8 @@ impl Operator {
             .args(["--activation-addr", "127.0.0.1:0"])
             .args(["--activation-base-url", "https://portal.example/activate"])
             .args(["--webhook-secrets-namespace", "default"])
+            // The receiver is in this process, on loopback.
+            .args(["--webhook-allow-private-networks", "127.0.0.0/8"])
             .env(
                 "SMTP_URL",
                 match std::env::var("SMTP_PARAMS") {
@@ -444,20 +446,23 @@ async fn main() {
     let webhooks = WebhookSink::start("127.0.0.1:0".parse().unwrap(), &webhook_key, None)
         .await
         .unwrap();
-    let key_secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webhook-key", "namespace": "default",
-                     "labels": {partner_operator::webhooks::SIGNING_KEY_LABEL: "true"}},
-        "stringData": {"signingKey": webhook_key},
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &key_secret)
-        .await
-        .unwrap();
-
     // Distributors and their partners' namespaces; one more for the mass expiry.
     for d in 0..=distributors {
         let name = format!("d{d}");
+        // A signing key Secret per Distributor (each is bound to one), the same key in each.
+        let key_secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("webhook-key-{name}"), "namespace": "default",
+                         "labels": {partner_operator::webhooks::SIGNING_KEY_LABEL: "true"},
+                         "annotations": {
+                             partner_operator::webhooks::SIGNING_KEY_DISTRIBUTOR_ANNOTATION: name,
+                         }},
+            "stringData": {"signingKey": webhook_key},
+        }))
+        .unwrap();
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "default")
+            .create(&PostParams::default(), &key_secret)
+            .await
+            .unwrap();
         let ns: Namespace = serde_json::from_value(json!({
             "metadata": {"name": format!("{name}-partners"),
                          "labels": {"partner-operator.io/distributor": name}}
@@ -480,7 +485,7 @@ async fn main() {
                 "webhooks": {"endpoints": [{
                     "name": "billing",
                     "url": webhooks.url(),
-                    "signingKeySecretRef": {"name": "webhook-key"},
+                    "signingKeySecretRef": {"name": format!("webhook-key-{name}")},
                 }]},
             },
         }))

@@ -138,6 +138,12 @@ struct RunArgs {
     /// are read (default: the pod's namespace, else the kubeconfig's).
     #[arg(long, env = "POD_NAMESPACE")]
     webhook_secrets_namespace: Option<String>,
+    /// Networks webhook deliveries may reach although they are not public, as CIDRs separated
+    /// by commas (e.g. 10.40.0.0/16 for a receiver in the cluster; 127.0.0.1/32 for one on this
+    /// machine). Without it, loopback, private, link-local, CGNAT, ULA, multicast and reserved
+    /// addresses are refused, and plain http:// goes nowhere.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_network)]
+    webhook_allow_private_networks: Vec<ipnet::IpNet>,
     /// Seconds a Lease holds without renewal: how long a standby waits after a leader dies.
     #[arg(long, default_value_t = 15)]
     lease_duration_seconds: u64,
@@ -206,6 +212,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         templates_dir: args.templates_dir,
         metrics_addr: Some(args.metrics_addr),
         webhook_secrets_namespace: args.webhook_secrets_namespace,
+        webhook_allow_private_networks: args.webhook_allow_private_networks,
         activation_service: Some(partner_operator::activation::ServiceOptions {
             addr: args.activation_addr,
             trust_forwarded_for: args.activation_trust_forwarded_for,
@@ -243,6 +250,10 @@ fn identity() -> String {
         .unwrap_or_else(|| "partner-operator".into());
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}-{}", &suffix[..8])
+}
+
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    partner_operator::webhooks::EgressPolicy::parse_network(text).map_err(|err| err.to_string())
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -48,6 +48,10 @@ pub struct RunOptions {
     /// Where the Secrets holding webhook signing keys are read; `None`: the pod's namespace
     /// (else the kubeconfig's).
     pub webhook_secrets_namespace: Option<String>,
+    /// Networks webhook deliveries may reach although they are not public (loopback, private,
+    /// link-local, ...): a receiver in the cluster, or on this machine. Empty: public
+    /// addresses only.
+    pub webhook_allow_private_networks: Vec<ipnet::IpNet>,
 }
 
 /// Why the operator did not start, in one line.
@@ -165,6 +169,9 @@ pub async fn run(
             readiness,
             concurrency: options.concurrency,
             webhook_secrets_namespace,
+            webhook_egress: crate::webhooks::EgressPolicy::allowing(
+                options.webhook_allow_private_networks,
+            ),
         },
         options.leader_election,
         stop,

@@ -72,6 +72,8 @@ pub const SANDBOX_OPERATOR_NAMESPACE: &str = "partner-operator";
 /// The Secret there that the examples' Distributor names as its signing key; the sandbox makes
 /// it with a fresh key each run, and its receiver verifies with that key.
 pub const SANDBOX_WEBHOOK_KEY_SECRET: &str = "northwind-webhook-key";
+/// The Distributor the sandbox's signing key signs for: the examples' one.
+pub const SANDBOX_DISTRIBUTOR: &str = "northwind";
 
 /// Why the sandbox stopped with an error, in one line.
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +236,8 @@ pub async fn run(
                 activation_key: Some(crate::tenant::ActivationKey::random()),
                 activation_service: activation.map(crate::activation::ServiceOptions::new),
                 webhook_secrets_namespace: Some(SANDBOX_OPERATOR_NAMESPACE.into()),
+                // Its own receiver is on loopback; nothing else private is reached.
+                webhook_allow_private_networks: crate::webhooks::EgressPolicy::loopback(),
             };
             operator::run(server.client(), options, shutdown)
                 .await
@@ -340,8 +344,10 @@ impl Started {
                 sandbox_activation_base_url(OWN_ACTIVATION.parse().expect("an address"))
             ));
             lines.push(format!(
-                "               --webhook-secrets-namespace {SANDBOX_OPERATOR_NAMESPACE}"
+                "               --webhook-secrets-namespace {SANDBOX_OPERATOR_NAMESPACE} \\"
             ));
+            lines
+                .push("               --webhook-allow-private-networks 127.0.0.0/8,::1/128".into());
         }
         lines.push(format!(
             "next         export KUBECONFIG={kubeconfig}; kubectl apply -f examples/; kubectl get partners -A -w"
@@ -386,6 +392,8 @@ async fn store_webhook_key(client: &kube::Client, key: &str) -> Result<(), Strin
             "name": SANDBOX_WEBHOOK_KEY_SECRET,
             "namespace": SANDBOX_OPERATOR_NAMESPACE,
             "labels": {crate::webhooks::SIGNING_KEY_LABEL: "true"},
+            // The examples' Distributor, the one it signs for.
+            "annotations": {crate::webhooks::SIGNING_KEY_DISTRIBUTOR_ANNOTATION: SANDBOX_DISTRIBUTOR},
         },
         "stringData": {"signingKey": key},
     });

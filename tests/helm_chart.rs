@@ -81,6 +81,7 @@ fn every_option() -> Value {
         "activationBaseUrl": "https://portal.northwind.example/activate",
         "watchNamespace": "northwind-partners",
         "templatesConfigMap": "email-templates",
+        "webhooks": {"allowPrivateNetworks": ["10.96.0.0/12", "fd00:40::/64"]},
         "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}},
         "podDisruptionBudget": {"enabled": true},
         "networkPolicy": {
@@ -170,6 +171,13 @@ fn defaults_render_a_locked_down_deployment() {
     assert_eq!(args[0], "run");
     assert!(args.contains(&"--leader-election=true"), "{args:?}");
     assert!(args.contains(&"--log-format=json"), "{args:?}");
+    // Webhook deliveries reach public addresses only unless a network is allowed.
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--webhook-allow-private-networks")),
+        "{args:?}"
+    );
     // The SMTP URL (which may hold a password) comes from a Secret, never from values.
     let smtp = container["env"]
         .as_array()
@@ -255,6 +263,7 @@ fn every_option_renders_its_objects() {
         "--templates-dir=/etc/partner-operator/templates",
         "--activation-addr=0.0.0.0:8081",
         "--activation-trust-forwarded-for",
+        "--webhook-allow-private-networks=10.96.0.0/12,fd00:40::/64",
     ] {
         assert!(args.contains(flag), "{flag}: {args}");
     }

@@ -6,6 +6,9 @@
 
 mod support;
 
+#[path = "webhooks/security.rs"]
+mod security;
+
 use std::collections::HashSet;
 
 use partner_operator::api::Distributor;
@@ -30,7 +33,15 @@ async fn started_with_receiver(server: Server) -> (Harness, Receiver) {
     let mut h = Harness::start_servers(server).await;
     let key = new_key();
     let receiver = Receiver::start(&key);
-    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &key, true).await;
+    store_key(
+        &h.client,
+        KEYS_NAMESPACE,
+        KEY_SECRET,
+        &key,
+        true,
+        "northwind",
+    )
+    .await;
     start_operator(&mut h);
     (h, receiver)
 }
@@ -310,7 +321,15 @@ async fn a_wrong_key_is_refused_until_a_rotation_brings_the_right_one(server: Se
     let (old, new) = (new_key(), new_key());
     let receiver = Receiver::start(&new);
     // Not labelled as a signing key: the operator will not use it.
-    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &old, false).await;
+    store_key(
+        &h.client,
+        KEYS_NAMESPACE,
+        KEY_SECRET,
+        &old,
+        false,
+        "northwind",
+    )
+    .await;
     start_operator(&mut h);
     northwind_with_webhooks(&h, &receiver, json!({})).await;
     h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
@@ -318,11 +337,22 @@ async fn a_wrong_key_is_refused_until_a_rotation_brings_the_right_one(server: Se
         .wait_distributor("northwind", "an unlabelled key refused", delivering_failed)
         .await;
     let (_, _, message) = webhooks_delivered(&refused).unwrap();
-    assert!(message.contains("is not labelled"), "{message}");
+    assert!(
+        message.contains("is not a signing key of Distributor northwind"),
+        "{message}"
+    );
     assert!(receiver.deliveries().is_empty(), "nothing sent unsigned");
 
     // Labelled, but the receiver holds another key: every delivery fails verification.
-    store_key(&h.client, KEYS_NAMESPACE, KEY_SECRET, &old, true).await;
+    store_key(
+        &h.client,
+        KEYS_NAMESPACE,
+        KEY_SECRET,
+        &old,
+        true,
+        "northwind",
+    )
+    .await;
     eventually(
         "a delivery signed by the old key",
         Patience::RECONCILE,
@@ -351,6 +381,7 @@ async fn a_wrong_key_is_refused_until_a_rotation_brings_the_right_one(server: Se
         KEY_SECRET,
         &format!("{new} {old}"),
         true,
+        "northwind",
     )
     .await;
     wait_events_within(&receiver, "contoso", &["provisioned"], Patience::TRIAL).await;

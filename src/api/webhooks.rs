@@ -72,7 +72,9 @@ pub struct WebhookEndpoint {
 
     /// Where events are POSTed: `https://`, or `http://` to a loopback address only
     /// (`127.0.0.1`, `[::1]`, `localhost`), without a user part or a fragment. Redirects are
-    /// not followed.
+    /// not followed. The operator connects only to public addresses (resolved at each
+    /// connection), and to the networks its `--webhook-allow-private-networks` names; `http://`
+    /// only to the latter.
     #[schemars(
         length(max = 2048),
         regex(
@@ -84,7 +86,8 @@ pub struct WebhookEndpoint {
     /// The Secret holding the signing key, in the operator's own namespace
     /// (`--webhook-secrets-namespace`). It must be labelled
     /// `partner-operator.io/webhook-signing-key: "true"`, so that no other Secret there can be
-    /// named. Its entry holds a Standard Webhooks key (`whsec_` and base64) or, while keys are
+    /// named, and annotated `partner-operator.io/distributor: <this Distributor's name>`, so
+    /// that no other Distributor can sign with it. Its entry holds a Standard Webhooks key (`whsec_` and base64) or, while keys are
     /// rotated, several separated by spaces: each delivery carries a signature by each.
     pub signing_key_secret_ref: SecretKeyRef,
 
@@ -212,7 +215,9 @@ impl std::fmt::Display for WebhookEventType {
 /// One event recorded for the webhook endpoints, kept in the Partner's status until every
 /// endpoint it is for has it (or gave up on it). Recorded in the same status write as the
 /// transition it tells, before any delivery: a crash between the two delivers it later with
-/// the same `id`.
+/// the same `id`. It says only which event is owed to whom: what is sent is rebuilt from the
+/// Partner's uid and the transitions its status records, and a record that matches none is
+/// dropped unsent.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookRecord {
@@ -223,7 +228,10 @@ pub struct WebhookRecord {
     pub type_: WebhookEventType,
     /// When the transition happened (the CloudEvent `time`).
     pub time: DateTime<Utc>,
-    /// The CloudEvent `data`, as it was when the event was recorded.
+    /// No longer written, and ignored: an event's `data` is rebuilt from the operator's facts
+    /// whenever it is sent, never taken from the status. (Records written by earlier versions
+    /// carry it.)
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     #[schemars(schema_with = "any_object_schema")]
     pub data: serde_json::Value,
     /// The endpoints that do not have it yet.

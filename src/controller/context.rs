@@ -112,6 +112,7 @@ impl Context {
             webhooks: WebhookDeliveries::new(
                 client.clone(),
                 config.webhook_secrets_namespace.clone(),
+                config.webhook_egress.clone(),
                 webhook_wakes,
             ),
         }

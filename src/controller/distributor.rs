@@ -107,9 +107,14 @@ async fn webhooks_health(
             .retain(|c| c.type_ != types::WEBHOOKS_DELIVERED);
         return;
     }
+    // Only the Partners bound to it: an unbound one is sent nothing, and what its status says
+    // of deliveries (anyone with `partners/status` there may write it) is not the Distributor's.
     let health = lifecycle::webhooks::endpoint_health(
         distributor,
-        partners.iter().filter_map(|p| p.status.as_ref()),
+        partners
+            .iter()
+            .filter(|p| super::partner::namespace_allowed(ctx, p, Some(distributor)))
+            .filter_map(|p| p.status.as_ref()),
     );
     let now = ctx.clock.now();
     for h in &health {

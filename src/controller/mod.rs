@@ -93,6 +93,8 @@ pub struct OperatorConfig {
     pub concurrency: u16,
     /// `--webhook-secrets-namespace`: where the webhook signing keys' Secrets are read.
     pub webhook_secrets_namespace: String,
+    /// Where webhook deliveries may connect (`--webhook-allow-private-networks`).
+    pub webhook_egress: crate::webhooks::EgressPolicy,
 }
 
 /// Why the operator could not start.

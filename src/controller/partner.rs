@@ -492,7 +492,11 @@ fn look_again(ctx: &Context, plan: &Plan) -> Action {
     }
 }
 
-fn namespace_allowed(ctx: &Context, partner: &Partner, distributor: Option<&Distributor>) -> bool {
+pub(super) fn namespace_allowed(
+    ctx: &Context,
+    partner: &Partner,
+    distributor: Option<&Distributor>,
+) -> bool {
     let Some(distributor) = distributor else {
         return false;
     };
@@ -613,9 +617,11 @@ async fn announce_deletion(
     if !deleting {
         return Ok(Announced::NotDeleting);
     }
+    // Only the Distributor the Partner is bound to is told (and waited for).
     let distributor = ctx
         .distributors
-        .get(&ObjectRef::new(&partner.spec.distributor_ref.name));
+        .get(&ObjectRef::new(&partner.spec.distributor_ref.name))
+        .filter(|d| namespace_allowed(ctx, partner, Some(d)));
     let mut current = partner.clone();
     if partner.status.as_ref().and_then(|s| s.deleted_at).is_none() {
         let now = ctx.clock.timestamp();
@@ -636,7 +642,8 @@ async fn announce_deletion(
         }
     }
     let sends = match &distributor {
-        Some(distributor) => lifecycle::webhooks::due(
+        Some(distributor) => lifecycle::webhooks::due_verified(
+            &current,
             current.status.as_ref().unwrap_or(&PartnerStatus::default()),
             distributor,
         ),

@@ -7,6 +7,8 @@
 //! go on regardless. The task:
 //! - takes a place among the endpoint's deliveries in flight ([`PER_ENDPOINT`]), so one slow
 //!   endpoint cannot take the connections of the others;
+//! - checks, at each attempt, that the Partner is still bound to the Distributor and rebuilds
+//!   the event from its facts (a record that matches none is never sent);
 //! - POSTs the signed event, and on a 2xx records the delivery in the Partner's status (which
 //!   wakes the Partner, whose next plan hands on its next event);
 //! - on a failure records the attempt (a Warning Event on the first), waits out an exponential
@@ -23,16 +25,17 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::Context;
-use crate::api::{Partner, WebhookDelivery, WebhookEndpoint};
+use crate::api::{Distributor, Partner, WebhookDelivery, WebhookEndpoint};
+use crate::lifecycle::webhooks::WebhookEvent;
 use crate::lifecycle::{self, EventReason, WebhookSend};
 use crate::metrics::EndpointLabels;
-use crate::webhooks::{Sender, SigningKeysCache};
+use crate::webhooks::{EgressPolicy, Sender, SigningKeysCache};
 
 /// Deliveries in flight to one endpoint at once.
 const PER_ENDPOINT: usize = 8;
@@ -79,16 +82,17 @@ impl Drop for AbortDeliveries {
 }
 
 impl WebhookDeliveries {
-    /// Signing keys are read from Secrets in `secrets_namespace`; a Partner whose delivery
-    /// task ended is sent to `wakes`.
+    /// Signing keys are read from Secrets in `secrets_namespace`; deliveries connect only
+    /// where `egress` permits; a Partner whose delivery task ended is sent to `wakes`.
     pub fn new(
         client: Client,
         secrets_namespace: String,
+        egress: EgressPolicy,
         wakes: tokio::sync::mpsc::UnboundedSender<ObjectRef<Partner>>,
     ) -> Self {
         Self {
             wakes,
-            sender: Sender::new(),
+            sender: Sender::new(egress),
             keys: SigningKeysCache::new(client, secrets_namespace),
             in_flight: Mutex::default(),
             completed: Mutex::default(),
@@ -165,14 +169,19 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
         }
         // The endpoint as the Distributor lists it now: its URL or key may have changed since
         // the first attempt; if it is gone, the Partner's next plan drops the event for it.
-        let Some(endpoint) = ctx
-            .distributors
-            .get(&ObjectRef::new(&send.distributor))
-            .and_then(|d| d.spec.webhooks.endpoint(&send.endpoint.name).cloned())
-        else {
+        let Some(distributor) = ctx.distributors.get(&ObjectRef::new(&send.distributor)) else {
             return;
         };
-        let outcome = attempt(ctx, &partner, send, &endpoint).await;
+        let Some(endpoint) = distributor.spec.webhooks.endpoint(&send.endpoint.name) else {
+            return;
+        };
+        // Only for a Partner bound to this Distributor, and only the event its facts say
+        // (rebuilt at each attempt; a record that matches none is dropped by the next plan).
+        let Some(event) = verified_event(ctx, &partner, &distributor, &send.record.id) else {
+            debug!(partner = %reference, endpoint = %send.endpoint.name, "webhook record not sent: unbound, or it matches no transition");
+            return;
+        };
+        let outcome = attempt(ctx, &partner, &distributor, &event, endpoint).await;
         crate::crash_points::pass("after-webhook");
         let api: Api<Partner> = Api::namespaced(
             ctx.client.clone(),
@@ -182,7 +191,7 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
         match outcome {
             Ok(()) => {
                 ctx.metrics.webhooks_delivered.get_or_create(&labels).inc();
-                let delay = (ctx.clock.now() - send.record.time).num_milliseconds();
+                let delay = (ctx.clock.now() - event.time).num_milliseconds();
                 ctx.metrics
                     .webhook_delivery_delay
                     .observe(delay.max(0) as f64 / 1000.0);
@@ -249,25 +258,44 @@ async fn deadlines_first(ctx: &Context) {
     }
 }
 
-/// One signed POST to `endpoint`.
+/// The event record `id` of `partner` stands for, if the Partner is bound to `distributor`
+/// (its namespace selected by it, as the operator's own cache says) and the record matches a
+/// transition of its status.
+fn verified_event(
+    ctx: &Context,
+    partner: &Partner,
+    distributor: &Distributor,
+    id: &str,
+) -> Option<WebhookEvent> {
+    let bound = partner.spec.distributor_ref.name == distributor.name_any()
+        && super::partner::namespace_allowed(ctx, partner, Some(distributor));
+    let status = partner.status.as_ref()?;
+    let record = status.webhooks.iter().find(|r| r.id == id)?;
+    bound
+        .then(|| lifecycle::webhooks::rebuild(partner, distributor, status, record))
+        .flatten()
+}
+
+/// One POST of `event`, signed with `distributor`'s keys, to `endpoint`.
 async fn attempt(
     ctx: &Context,
     partner: &Partner,
-    send: &WebhookSend,
+    distributor: &Distributor,
+    event: &WebhookEvent,
     endpoint: &WebhookEndpoint,
 ) -> Result<(), crate::webhooks::DeliveryError> {
     let keys = ctx
         .webhooks
         .keys
-        .get(&endpoint.signing_key_secret_ref)
+        .get(&distributor.name_any(), &endpoint.signing_key_secret_ref)
         .await?;
-    let body = crate::webhooks::cloudevent(&send.record, partner);
+    let body = crate::webhooks::cloudevent(event, partner);
     ctx.webhooks
         .sender
         .post(
             &endpoint.url,
             endpoint.timeout_seconds,
-            &send.record.id,
+            &event.id,
             Utc::now().timestamp(),
             body,
             &keys,

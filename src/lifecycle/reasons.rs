@@ -79,6 +79,9 @@ pub enum EventReason {
     WebhookDeliveryFailing,
     /// On a Distributor: every endpoint has its events again.
     WebhookDeliveryRecovered,
+    /// A record in `status.webhooks` matched no transition of the Partner (someone else wrote
+    /// it): dropped, never sent.
+    WebhookRecordRejected,
 }
 
 impl EventReason {
@@ -110,6 +113,7 @@ impl EventReason {
             Self::WebhookAbandoned => "WebhookAbandoned",
             Self::WebhookDeliveryFailing => "WebhookDeliveryFailing",
             Self::WebhookDeliveryRecovered => "WebhookDeliveryRecovered",
+            Self::WebhookRecordRejected => "WebhookRecordRejected",
         }
     }
 
@@ -141,6 +145,7 @@ impl EventReason {
                 | Self::WebhookDeliveryFailed
                 | Self::WebhookAbandoned
                 | Self::WebhookDeliveryFailing
+                | Self::WebhookRecordRejected
         )
     }
 }

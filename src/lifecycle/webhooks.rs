@@ -10,15 +10,21 @@
 //! order they happened. The delivery itself (signing, HTTP, retries) is the reconciler's, and
 //! never holds up the Partner's own work; its outcome comes back through [`delivered`] and
 //! [`failed`].
+//!
+//! Only a Partner bound to its Distributor (the one whose `partnerNamespaces` select its
+//! namespace) records or is sent anything. A record says only which event is owed to whom:
+//! what is signed is rebuilt from the operator's facts ([`facts`]), and a record that matches
+//! none (someone with `partners/status` wrote it) is dropped with a Warning.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
 
 use super::{Draft, Effect, EventReason, PartnerEvent};
 use crate::api::{
     Distributor, Partner, PartnerStatus, WebhookDelivery, WebhookEndpoint, WebhookEventType,
     WebhookRecord,
 };
+
+pub use facts::{WebhookEvent, event_id, rebuild};
 
 /// One delivery to hand to the sender: the event and the endpoint as the plan saw them.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,7 +41,8 @@ pub struct WebhookSend {
 /// and drops what is pending for an endpoint the Distributor no longer lists.
 pub(super) fn record(d: &mut Draft) {
     drop_unlisted(d);
-    let Some(distributor) = d.obs.distributor else {
+    // Only for the Distributor the Partner is bound to: an unbound Partner tells nobody.
+    let Some(distributor) = d.distributor else {
         return;
     };
     if distributor.spec.webhooks.endpoints.is_empty() {
@@ -49,35 +56,12 @@ pub(super) fn record(d: &mut Draft) {
             _ => None,
         })
         .collect();
-    let mut cause = None;
     for reason in reasons {
         let Some((type_, period)) = event_of(reason, &d.status) else {
             continue;
         };
-        let why = match reason {
-            EventReason::BillingEnded => cause,
-            other => Some(other),
-        };
-        let data = data(
-            d.partner,
-            distributor,
-            &d.status,
-            d.level,
-            type_,
-            period,
-            why,
-        );
-        let time = time_of(type_, &d.status, d.now);
-        add(
-            &mut d.status,
-            d.partner,
-            distributor,
-            type_,
-            period,
-            time,
-            data,
-        );
-        cause = Some(reason);
+        let time = facts::happened_at(type_, period, &d.status, d.now).unwrap_or(d.now);
+        add(&mut d.status, d.partner, distributor, type_, period, time);
     }
 }
 
@@ -101,7 +85,8 @@ pub fn record_deletion(status: &mut PartnerStatus, now: DateTime<Utc>) -> Option
     Some(ended)
 }
 
-/// The webhook events of a deletion, recorded with [`record_deletion`]'s status change.
+/// The webhook events of a deletion, recorded with [`record_deletion`]'s status change, for
+/// the Distributor the Partner is bound to (`None`: unbound, nothing is told).
 pub fn record_deletion_events(
     status: &mut PartnerStatus,
     partner: &Partner,
@@ -115,17 +100,19 @@ pub fn record_deletion_events(
     if distributor.spec.webhooks.endpoints.is_empty() || status.tenant.is_none() {
         return;
     }
-    let level = status.subscription_level.unwrap_or_default();
     let period = billing_period(status);
     if billing_ended {
         let type_ = WebhookEventType::BillingPeriodEnded;
-        let data = data(partner, distributor, status, level, type_, period, None);
-        let data = with_reason(data, "PartnerDeleted");
-        add(status, partner, distributor, type_, period, now, data);
+        add(status, partner, distributor, type_, period, now);
     }
-    let type_ = WebhookEventType::Deleted;
-    let data = data(partner, distributor, status, level, type_, 0, None);
-    add(status, partner, distributor, type_, 0, now, data);
+    add(
+        status,
+        partner,
+        distributor,
+        WebhookEventType::Deleted,
+        0,
+        now,
+    );
 }
 
 /// A deleted Partner waiting for `sends` says so in `Ready=False` (reason `WebhooksPending`),
@@ -155,10 +142,12 @@ pub fn deletion_waits(
 
 /// Hands each endpoint the oldest event it does not have yet (the next waits until it is
 /// delivered or given up on).
+/// A record that matches no transition of the Partner is dropped first, with a Warning.
 pub(super) fn deliver(d: &mut Draft) {
-    let Some(distributor) = d.obs.distributor else {
+    let Some(distributor) = d.distributor else {
         return;
     };
+    reject_unmatched(d, distributor);
     for send in due(&d.status, distributor) {
         d.effects.push(Effect::DeliverWebhook(Box::new(send)));
     }
@@ -187,6 +176,45 @@ pub fn due(status: &PartnerStatus, distributor: &Distributor) -> Vec<WebhookSend
         }
     }
     sends
+}
+
+/// [`due`], without the records that match no transition of `partner` (never sent; the
+/// Partner's next plan drops them).
+pub fn due_verified(
+    partner: &Partner,
+    status: &PartnerStatus,
+    distributor: &Distributor,
+) -> Vec<WebhookSend> {
+    due(status, distributor)
+        .into_iter()
+        .filter(|send| rebuild(partner, distributor, status, &send.record).is_some())
+        .collect()
+}
+
+/// Drops the records the operator cannot rebuild from its facts (see [`facts`]): written by
+/// someone else into `status.webhooks`. The Warning says what was dropped, not what it said.
+fn reject_unmatched(d: &mut Draft, distributor: &Distributor) {
+    let (partner, status) = (d.partner, &d.status);
+    let (kept, rejected): (Vec<_>, Vec<_>) = status
+        .webhooks
+        .iter()
+        .cloned()
+        .partition(|r| rebuild(partner, distributor, status, r).is_some());
+    if rejected.is_empty() {
+        return;
+    }
+    d.status.webhooks = kept;
+    for record in rejected {
+        d.event(
+            EventReason::WebhookRecordRejected,
+            format!(
+                "a {} record in status.webhooks matches no transition of this Partner \
+                 (its id must be <uid>.<event>.<period> of a transition its status records): \
+                 dropped, nothing was sent",
+                record.type_
+            ),
+        );
+    }
 }
 
 /// The endpoint has the event: it leaves the record, and the record leaves once every endpoint
@@ -382,31 +410,6 @@ fn billing_period(status: &PartnerStatus) -> u32 {
     })
 }
 
-/// When the transition happened: the deadline or the recorded moment, not the moment of
-/// observation.
-fn time_of(type_: WebhookEventType, status: &PartnerStatus, now: DateTime<Utc>) -> DateTime<Utc> {
-    let billing = status.billing.as_ref();
-    match type_ {
-        WebhookEventType::Provisioned => status.tenant.as_ref().map(|t| t.provisioned_at),
-        WebhookEventType::Activated => status.activation.as_ref().and_then(|a| a.activated_at),
-        WebhookEventType::Converted | WebhookEventType::Renewed => {
-            status.production.as_ref().map(|p| p.since)
-        }
-        WebhookEventType::BillingPeriodStarted => billing.map(|b| b.started_at),
-        WebhookEventType::BillingPeriodEnded => billing.and_then(|b| b.ended_at),
-        WebhookEventType::Expired => billing
-            .and_then(|b| b.ended_at)
-            .or_else(|| status.trial.as_ref().map(|t| t.ends_at)),
-        WebhookEventType::TrialEnding | WebhookEventType::Deleted => None,
-    }
-    .unwrap_or(now)
-}
-
-/// The CloudEvent id: the Partner's uid, the event and the billing period.
-pub fn event_id(uid: &str, type_: WebhookEventType, period: u32) -> String {
-    format!("{uid}.{}.{period}", type_.short())
-}
-
 fn add(
     status: &mut PartnerStatus,
     partner: &Partner,
@@ -414,7 +417,6 @@ fn add(
     type_: WebhookEventType,
     period: u32,
     time: DateTime<Utc>,
-    data: Value,
 ) {
     let id = event_id(
         partner.metadata.uid.as_deref().unwrap_or_default(),
@@ -439,102 +441,13 @@ fn add(
         id,
         type_,
         time,
-        data,
+        data: serde_json::Value::Null,
         pending,
     });
 }
 
-/// What an event carries: what an invoice needs.
-fn data(
-    partner: &Partner,
-    distributor: &Distributor,
-    status: &PartnerStatus,
-    level: crate::api::SubscriptionLevel,
-    type_: WebhookEventType,
-    period: u32,
-    why: Option<EventReason>,
-) -> Value {
-    let mut data = Map::new();
-    data.insert(
-        "partner".into(),
-        json!({
-            "namespace": partner.metadata.namespace,
-            "name": partner.metadata.name,
-            "uid": partner.metadata.uid,
-        }),
-    );
-    data.insert("organization".into(), json!(partner.spec.organization_name));
-    data.insert("distributor".into(), json!(distributor.metadata.name));
-    if let Some(tenant) = &status.tenant {
-        data.insert(
-            "tenant".into(),
-            json!({"id": tenant.id, "namespace": tenant.namespace}),
-        );
-    }
-    data.insert("level".into(), json!(level.to_string()));
-    data.insert("skus".into(), json!(status.skus));
-    // One seat of each SKU while billed.
-    let billed = status
-        .billing
-        .as_ref()
-        .is_some_and(|b| b.ended_at.is_none())
-        || matches!(
-            type_,
-            WebhookEventType::BillingPeriodEnded | WebhookEventType::Expired
-        ) && period > 0;
-    let seats: Map<String, Value> = status
-        .skus
-        .iter()
-        .filter(|_| billed)
-        .map(|sku| (sku.0.clone(), json!(1)))
-        .collect();
-    data.insert("seats".into(), Value::Object(seats));
-    if let Some(trial) = &status.trial {
-        data.insert(
-            "trial".into(),
-            json!({"startedAt": trial.started_at, "endsAt": trial.ends_at}),
-        );
-    }
-    if period > 0
-        && let Some(billing) = &status.billing
-    {
-        let current = billing.periods.last();
-        data.insert(
-            "period".into(),
-            json!({
-                "number": period,
-                "billedTo": billing.billed_to,
-                "startedAt": current.map_or(billing.started_at, |p| p.started_at),
-                "endedAt": current.and_then(|p| p.ended_at).or(billing.ended_at),
-            }),
-        );
-    }
-    if let Some(expires_at) = status.expires_at {
-        data.insert("expiresAt".into(), json!(expires_at));
-    }
-    let reason = match type_ {
-        WebhookEventType::Converted
-        | WebhookEventType::Renewed
-        | WebhookEventType::BillingPeriodStarted => status
-            .production
-            .as_ref()
-            .map(|p| format!("{:?}", p.reason)),
-        WebhookEventType::Expired | WebhookEventType::BillingPeriodEnded => {
-            why.map(|r| r.as_str().to_string())
-        }
-        _ => None,
-    };
-    let data = Value::Object(data);
-    match reason {
-        Some(reason) => with_reason(data, &reason),
-        None => data,
-    }
-}
-
-fn with_reason(mut data: Value, reason: &str) -> Value {
-    data["reason"] = json!(reason);
-    data
-}
+#[path = "webhooks_facts.rs"]
+mod facts;
 
 #[cfg(test)]
 #[path = "webhooks_tests.rs"]

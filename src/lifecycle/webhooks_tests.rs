@@ -1,5 +1,7 @@
 use chrono::Duration;
 
+use serde_json::json;
+
 use super::*;
 use crate::api::*;
 use crate::lifecycle::fixtures::*;
@@ -22,6 +24,22 @@ fn with_endpoints(names: &[&str]) -> Distributor {
         })
         .collect();
     d
+}
+
+/// The `data` the event of record `i` is sent with: rebuilt from the facts.
+fn data_of(p: &Partner, d: &Distributor, status: &PartnerStatus, i: usize) -> serde_json::Value {
+    rebuild(p, d, status, &status.webhooks[i])
+        .expect("a record of the operator's matches its facts")
+        .data
+}
+
+fn rejections(plan: &Plan) -> usize {
+    plan.effects
+        .iter()
+        .filter(
+            |e| matches!(e, Effect::Event(ev) if ev.reason == EventReason::WebhookRecordRejected),
+        )
+        .count()
 }
 
 fn types(status: &PartnerStatus) -> Vec<WebhookEventType> {
@@ -55,10 +73,11 @@ fn provisioning_is_recorded_with_the_transition_and_handed_to_each_endpoint() {
     let record = &first.status.webhooks[0];
     assert_eq!(record.id, "uid-1.provisioned.0");
     assert_eq!(record.time, t0());
-    assert_eq!(record.data["organization"], "Contoso");
-    assert_eq!(record.data["distributor"], "northwind");
-    assert_eq!(record.data["level"], "Trial");
-    assert!(record.data["tenant"]["id"].is_string());
+    let data = data_of(&p, &d, &first.status, 0);
+    assert_eq!(data["organization"], "Contoso");
+    assert_eq!(data["distributor"], "northwind");
+    assert_eq!(data["level"], "Trial");
+    assert!(data["tenant"]["id"].is_string());
     assert_eq!(
         sends(&first),
         [
@@ -106,9 +125,15 @@ fn each_endpoint_gets_one_event_at_a_time_in_order() {
     let converted = &ended.status.webhooks[2];
     assert_eq!(converted.id, "uid-1.converted.1");
     assert_eq!(converted.time, t0() + Duration::days(14));
-    assert_eq!(converted.data["reason"], "AutoUpgrade");
-    assert_eq!(converted.data["seats"]["ESSENTIALS"], 1);
-    assert_eq!(converted.data["period"]["number"], 1);
+    let data = data_of(&p, &d, &ended.status, 2);
+    assert_eq!(data["reason"], "AutoUpgrade");
+    assert_eq!(data["seats"]["ESSENTIALS"], 1);
+    assert_eq!(data["period"]["number"], 1);
+    // The provisioning, sent after the conversion, says what it said then.
+    let provisioned = data_of(&p, &d, &ended.status, 0);
+    assert_eq!(provisioned["level"], "Trial");
+    assert_eq!(provisioned["seats"], json!({}));
+    assert_eq!(provisioned["expiresAt"], json!(t0() + Duration::days(14)));
     // Delivered, the next one is due.
     let mut status = ended.status.clone();
     assert!(delivered(&mut status, "uid-1.provisioned.0", "billing"));
@@ -182,8 +207,9 @@ fn a_deletion_ends_billing_and_is_told_once() {
             WebhookEventType::Deleted
         ]
     );
-    assert_eq!(status.webhooks[0].data["reason"], "PartnerDeleted");
-    assert_eq!(status.webhooks[0].data["period"]["endedAt"], json!(at));
+    let data = data_of(&p, &d, &status, 0);
+    assert_eq!(data["reason"], "PartnerDeleted");
+    assert_eq!(data["period"]["endedAt"], json!(at));
     // Once.
     assert!(record_deletion(&mut status, at + Duration::hours(1)).is_none());
 }
@@ -201,7 +227,8 @@ fn a_partner_created_in_production_is_provisioned_before_it_is_billed() {
             WebhookEventType::BillingPeriodStarted
         ]
     );
-    assert_eq!(first.status.webhooks[1].data["reason"], "Manual");
+    assert_eq!(data_of(&p, &d, &first.status, 1)["reason"], "Manual");
+    assert_eq!(data_of(&p, &d, &first.status, 0)["level"], "Production");
 }
 
 #[test]
@@ -221,4 +248,98 @@ fn an_activation_is_told_at_the_moment_it_happened() {
     let (p, data) = after(p, &told);
     let again = plan(&observe(&p, &d, Some(&data), t0() + Duration::hours(5)));
     assert_eq!(types(&again.status), [WebhookEventType::Activated]);
+}
+
+/// A record as someone with `partners/status` could write it.
+fn forged(id: &str, type_: WebhookEventType) -> WebhookRecord {
+    WebhookRecord {
+        id: id.into(),
+        type_,
+        time: t0(),
+        data: json!({"seats": {"ESSENTIALS": 1000}}),
+        pending: vec![WebhookDelivery::to("billing")],
+    }
+}
+
+#[test]
+fn a_record_that_matches_no_transition_is_dropped_with_a_warning_and_never_sent() {
+    let (p, d) = (partner(), with_endpoints(&["billing"]));
+    let first = plan(&observe(&p, &d, None, t0()));
+    let (mut p, data) = after(p, &first);
+    let status = p.status.as_mut().unwrap();
+    status.webhooks.clear();
+    status.webhooks.extend([
+        // Another Partner's event id: its receiver would take the real one as a duplicate.
+        forged("uid-2.provisioned.0", WebhookEventType::Provisioned),
+        // A conversion that did not happen.
+        forged("uid-1.converted.1", WebhookEventType::Converted),
+        // A type the id does not say.
+        forged("uid-1.provisioned.0", WebhookEventType::Deleted),
+        forged("uid-1.provisioned.00", WebhookEventType::Provisioned),
+    ]);
+    let next = plan(&observe(&p, &d, Some(&data), t0() + Duration::hours(1)));
+    assert!(
+        next.status.webhooks.is_empty(),
+        "{:?}",
+        next.status.webhooks
+    );
+    assert!(sends(&next).is_empty());
+    assert_eq!(rejections(&next), 4);
+    let warning = next
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Event(ev) if ev.reason == EventReason::WebhookRecordRejected => Some(ev),
+            _ => None,
+        })
+        .unwrap();
+    assert!(warning.reason.is_warning());
+    assert!(!warning.message.contains("uid-2"), "{}", warning.message);
+}
+
+#[test]
+fn what_is_sent_is_rebuilt_from_the_facts_not_taken_from_the_record() {
+    let (p, d) = (partner(), with_endpoints(&["billing"]));
+    let first = plan(&observe(&p, &d, None, t0()));
+    let (p, _) = after(p, &first);
+    let status = p.status.clone().unwrap();
+    let mut record = forged("uid-1.provisioned.0", WebhookEventType::Provisioned);
+    record.time = t0() + Duration::days(300);
+    let event = rebuild(&p, &d, &status, &record).expect("a provisioning that happened");
+    assert_eq!(event.id, "uid-1.provisioned.0");
+    assert_eq!(event.time, t0());
+    assert_eq!(event.data, data_of(&p, &d, &status, 0));
+    assert_eq!(event.data["seats"], json!({}));
+    // Another Distributor's name never goes into it: the one it is bound to is asked for.
+    let mut other = d.clone();
+    other.metadata.name = Some("contoso-dist".into());
+    assert_eq!(
+        rebuild(&p, &other, &status, &record).unwrap().data["distributor"],
+        "contoso-dist"
+    );
+}
+
+#[test]
+fn an_unbound_partner_records_and_sends_nothing() {
+    let (p, d) = (partner(), with_endpoints(&["billing"]));
+    let first = plan(&observe(&p, &d, None, t0()));
+    let (p, data) = after(p, &first);
+    let mut obs = observe(&p, &d, Some(&data), t0() + Duration::hours(1));
+    obs.namespace_allowed = false;
+    let unbound = plan(&obs);
+    assert!(sends(&unbound).is_empty());
+    // What was recorded while bound waits (it is sent if the Partner is bound again).
+    assert_eq!(types(&unbound.status), [WebhookEventType::Provisioned]);
+    // A forged Partner, never bound, with a record of its own: nothing is sent, nothing added.
+    let mut stranger = partner();
+    stranger.metadata.uid = Some("uid-9".into());
+    stranger.status = Some(PartnerStatus {
+        webhooks: vec![forged("uid-1.provisioned.0", WebhookEventType::Provisioned)],
+        ..PartnerStatus::default()
+    });
+    let mut obs = observe(&stranger, &d, None, t0());
+    obs.namespace_allowed = false;
+    let planned = plan(&obs);
+    assert!(sends(&planned).is_empty());
+    assert_eq!(planned.status.webhooks.len(), 1);
 }

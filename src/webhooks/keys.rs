@@ -1,5 +1,5 @@
-//! Signing keys: read from a labelled Secret in the operator's namespace, held briefly, never
-//! printed.
+//! Signing keys: read from a labelled Secret in the operator's namespace that names the one
+//! Distributor it signs for, held briefly, never printed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,6 +16,12 @@ use crate::api::SecretKeyRef;
 /// be signed with.
 pub const SIGNING_KEY_LABEL: &str = "partner-operator.io/webhook-signing-key";
 
+/// The annotation that binds a signing key Secret to the one Distributor it signs for (its
+/// name): another Distributor naming the Secret is refused, so none can have its deliveries
+/// signed with another's key. (An annotation: a Distributor's name may be longer than a label
+/// value.)
+pub const SIGNING_KEY_DISTRIBUTOR_ANNOTATION: &str = "partner-operator.io/distributor";
+
 /// How long keys read from a Secret are used before it is read again: a rotated key is in use
 /// within this long.
 const KEYS_TTL: Duration = Duration::from_secs(10);
@@ -30,13 +36,21 @@ impl std::fmt::Debug for SigningKeys {
     }
 }
 
-/// Why no signing keys could be had; never says a key.
+/// Why no signing keys could be had; never says a key. A Secret that is missing, unlabelled,
+/// bound to another Distributor or not readable by the operator (RBAC) is refused in the same
+/// words, so that a Distributor's author learns nothing of the Secrets that are not theirs.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("Secret {namespace}/{name} not found")]
-    NotFound { namespace: String, name: String },
-    #[error("Secret {namespace}/{name} is not labelled {SIGNING_KEY_LABEL}=true")]
-    NotLabelled { namespace: String, name: String },
+    #[error(
+        "Secret {namespace}/{name} is not a signing key of Distributor {distributor}: it must \
+         exist, be labelled {SIGNING_KEY_LABEL}=true and be annotated \
+         {SIGNING_KEY_DISTRIBUTOR_ANNOTATION}={distributor}"
+    )]
+    NotBound {
+        namespace: String,
+        name: String,
+        distributor: String,
+    },
     #[error("Secret {namespace}/{name} has no entry {key:?}")]
     NoEntry {
         namespace: String,
@@ -51,7 +65,7 @@ pub enum KeyError {
         name: String,
         key: String,
     },
-    #[error("cannot read Secret {namespace}/{name}: {reason}")]
+    #[error("cannot read Secret {namespace}/{name} now: {reason}")]
     Unreadable {
         namespace: String,
         name: String,
@@ -90,11 +104,12 @@ impl SigningKeys {
     }
 }
 
-/// Signing keys by Secret entry, read from the operator's namespace and kept [`KEYS_TTL`].
+/// Signing keys by Distributor and Secret entry, read from the operator's namespace and kept
+/// [`KEYS_TTL`].
 pub struct SigningKeysCache {
     client: Client,
     namespace: String,
-    held: Mutex<HashMap<SecretKeyRef, (Instant, SigningKeys)>>,
+    held: Mutex<HashMap<(String, SecretKeyRef), (Instant, SigningKeys)>>,
 }
 
 impl SigningKeysCache {
@@ -106,47 +121,57 @@ impl SigningKeysCache {
         }
     }
 
-    pub async fn get(&self, reference: &SecretKeyRef) -> Result<SigningKeys, KeyError> {
-        if let Some((at, keys)) = self.held.lock().unwrap().get(reference)
+    /// The keys `distributor` signs with, from the Secret entry its endpoint names.
+    pub async fn get(
+        &self,
+        distributor: &str,
+        reference: &SecretKeyRef,
+    ) -> Result<SigningKeys, KeyError> {
+        let held_as = (distributor.to_string(), reference.clone());
+        if let Some((at, keys)) = self.held.lock().unwrap().get(&held_as)
             && at.elapsed() < KEYS_TTL
         {
             return Ok(keys.clone());
         }
-        let keys = self.read(reference).await?;
+        let keys = self.read(distributor, reference).await?;
         self.held
             .lock()
             .unwrap()
-            .insert(reference.clone(), (Instant::now(), keys.clone()));
+            .insert(held_as, (Instant::now(), keys.clone()));
         Ok(keys)
     }
 
-    async fn read(&self, reference: &SecretKeyRef) -> Result<SigningKeys, KeyError> {
+    async fn read(
+        &self,
+        distributor: &str,
+        reference: &SecretKeyRef,
+    ) -> Result<SigningKeys, KeyError> {
         let (namespace, name) = (self.namespace.clone(), reference.name.clone());
+        let not_bound = || KeyError::NotBound {
+            namespace: self.namespace.clone(),
+            name: reference.name.clone(),
+            distributor: distributor.to_string(),
+        };
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
         let secret = match api.get_opt(&reference.name).await {
             Ok(Some(secret)) => secret,
-            Ok(None) => return Err(KeyError::NotFound { namespace, name }),
+            Ok(None) => return Err(not_bound()),
+            // Forbidden: the chart's Role may list the Secrets the operator reads; one it may
+            // not read is refused as one that does not exist.
+            Err(kube::Error::Api(status)) if status.code == 403 => return Err(not_bound()),
             Err(err) => {
                 return Err(KeyError::Unreadable {
                     namespace,
                     name,
                     reason: match err {
-                        kube::Error::Api(status) => {
-                            format!("HTTP {} {}", status.code, status.reason)
-                        }
+                        kube::Error::Api(status) => format!("HTTP {}", status.code),
                         _ => "the API server did not answer".into(),
                     },
                 });
             }
         };
-        let labelled = secret
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SIGNING_KEY_LABEL))
-            .is_some_and(|v| v == "true");
-        if !labelled {
-            return Err(KeyError::NotLabelled { namespace, name });
+        if !bound_to(&secret, distributor) {
+            return Err(not_bound());
         }
         let key = reference.key.clone();
         let Some(value) = secret.data.as_ref().and_then(|d| d.get(&key)) else {
@@ -165,6 +190,23 @@ impl SigningKeysCache {
                 key,
             })
     }
+}
+
+/// Whether `secret` is a signing key (labelled) of `distributor` (annotated with its name).
+fn bound_to(secret: &Secret, distributor: &str) -> bool {
+    let labelled = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SIGNING_KEY_LABEL))
+        .is_some_and(|v| v == "true");
+    let annotated = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SIGNING_KEY_DISTRIBUTOR_ANNOTATION))
+        .is_some_and(|v| v == distributor);
+    labelled && annotated
 }
 
 #[cfg(test)]
@@ -200,5 +242,42 @@ mod tests {
         assert!(SigningKeys::parse("whsec_c2hvcnQ=").is_none(), "5 bytes");
         let keys = SigningKeys::parse(KEY).unwrap();
         assert!(!format!("{keys:?}").contains("MfKQ"));
+    }
+
+    #[test]
+    fn a_key_signs_only_for_the_distributor_it_names() {
+        let secret = |labels: &[(&str, &str)], annotations: &[(&str, &str)]| {
+            let map = |pairs: &[(&str, &str)]| {
+                Some(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                )
+            };
+            let mut s = Secret::default();
+            s.metadata.labels = map(labels);
+            s.metadata.annotations = map(annotations);
+            s
+        };
+        let label = (SIGNING_KEY_LABEL, "true");
+        let northwind = (SIGNING_KEY_DISTRIBUTOR_ANNOTATION, "northwind");
+        assert!(bound_to(&secret(&[label], &[northwind]), "northwind"));
+        assert!(!bound_to(&secret(&[label], &[northwind]), "contoso"));
+        assert!(!bound_to(&secret(&[label], &[]), "northwind"));
+        assert!(!bound_to(&secret(&[], &[northwind]), "northwind"));
+        // The same words for every refusal, whatever the Secret is.
+        let refusal = |name: &str| {
+            KeyError::NotBound {
+                namespace: "partner-operator".into(),
+                name: name.into(),
+                distributor: "contoso".into(),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            refusal("a").replace("/a ", "/_ "),
+            refusal("b").replace("/b ", "/_ ")
+        );
     }
 }

@@ -131,6 +131,9 @@ impl Harness {
             activation_key: Some(self.activation_key.clone()),
             activation_service: None,
             webhook_secrets_namespace: None,
+            // The tests' webhook receivers listen on loopback: the operator is told so, as
+            // the sandbox tells its own (a test of the refusal runs without it).
+            webhook_allow_private_networks: partner_operator::webhooks::EgressPolicy::loopback(),
         }
     }
 

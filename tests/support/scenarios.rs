@@ -31,6 +31,7 @@ pub async fn whole_trial(
         "northwind-webhook-key",
         &key,
         true,
+        "northwind",
     )
     .await;
     h.namespace(

@@ -24,9 +24,17 @@ pub fn new_key() -> String {
     )
 }
 
-/// Stores `value` as the `signingKey` of Secret `name` in `namespace` (made if missing),
-/// labelled as a signing key if `labelled`.
-pub async fn store_key(client: &Client, namespace: &str, name: &str, value: &str, labelled: bool) {
+/// Stores `value` as the `signingKey` of Secret `name` in `namespace` (made if missing), bound
+/// to Distributor `distributor` (annotated with its name) and labelled as a signing key if
+/// `labelled`.
+pub async fn store_key(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    value: &str,
+    labelled: bool,
+    distributor: &str,
+) {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let params = PatchParams::apply("tests").force();
     namespaces
@@ -53,7 +61,14 @@ pub async fn store_key(client: &Client, namespace: &str, name: &str, value: &str
             &Patch::Apply(json!({
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": labels,
+                    "annotations": {
+                        partner_operator::webhooks::SIGNING_KEY_DISTRIBUTOR_ANNOTATION: distributor,
+                    },
+                },
                 "stringData": {"signingKey": value},
             })),
         )
@@ -177,4 +192,46 @@ impl Receiver {
 /// A Distributor endpoint named `name` delivering to `url`, signed with Secret `secret`.
 pub fn endpoint(name: &str, url: &str, secret: &str) -> Value {
     json!({"name": name, "url": url, "signingKeySecretRef": {"name": secret}, "timeoutSeconds": 2})
+}
+
+/// A client acting as a ServiceAccount of `namespace` that holds only `rules` there (a Role
+/// and its RoleBinding), as an attacker with just those rights would: on kube-apiserver, with
+/// the ServiceAccount's own token, RBAC enforced. The sandbox enforces no RBAC: there the
+/// client is the administrator's, and what is tested is what the operator does with what such
+/// a user can write.
+pub async fn client_with_role(h: &super::Harness, namespace: &str, rules: Value) -> Client {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let plane = match &h.server {
+        super::Backend::Kube(k) => &k.plane,
+        super::Backend::Sandbox(_) => return h.client.clone(),
+    };
+    let account = "limited";
+    for object in [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": account, "namespace": namespace}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": account, "namespace": namespace}, "rules": rules}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": account, "namespace": namespace},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+               "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]}),
+    ] {
+        h.apply(object).await;
+    }
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(h.client.clone(), namespace)
+        .create_token_request(account, &Default::default(), &request)
+        .await
+        .expect("TokenRequest")
+        .status
+        .and_then(|s| s.token)
+        .expect("a token");
+    plane.client_for_token(&token, Some("limited-user"))
 }
