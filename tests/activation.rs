@@ -38,6 +38,10 @@ async fn start(server: Server, options: impl FnOnce(&mut ServiceOptions)) -> (Ha
     run.activation_base_url = Some(format!("http://{addr}/activate"));
     run.activation_service = Some(service);
     h.start_operator_with(run);
+    eventually("the activation service listening", Patience::RECONCILE, || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
     (h, addr)
 }
 

@@ -245,8 +245,12 @@ fn slow_connections_leave_reconciliation_and_email_working(server: Server) {
             if sent >= 3 { Ok(()) } else { Err(sent) }
         },
     );
-    // The attack went on throughout, and the service still answers its own clients after it.
-    assert!(connected.load(Ordering::Relaxed) >= 2_000);
+    // The attack went on throughout (the service holds its whole cap of slow connections; the
+    // rest of the process its own descriptors), and the service answers its clients after it.
+    let open = std::fs::read_dir(format!("/proc/{}/fd", sandbox.child.id()))
+        .unwrap()
+        .count();
+    assert!((512..1024).contains(&open), "{open} descriptors open");
     stop.store(true, Ordering::Relaxed);
     runtime.shutdown_background();
     let health = tokio::runtime::Runtime::new().unwrap().block_on(async {
