@@ -80,7 +80,10 @@ fn start(nofile: u64) -> Sandbox {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        if let Some(url) = line.split_whitespace().find_map(|w| w.strip_prefix("smtp://")) {
+        if let Some(url) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("smtp://"))
+        {
             smtp = url.parse().ok();
         }
         if line.starts_with("stop ") {
@@ -243,10 +246,7 @@ async fn slow_connections(sandbox: &Sandbox) {
     }
     tokio::time::sleep(Duration::from_secs(hold as u64)).await;
     sandbox.report("during").await;
-    println!(
-        "  connections made: {}",
-        connected.load(Ordering::Relaxed)
-    );
+    println!("  connections made: {}", connected.load(Ordering::Relaxed));
     stop.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(15)).await;
     sandbox.report("15 s after").await;

@@ -38,9 +38,11 @@ async fn start(server: Server, options: impl FnOnce(&mut ServiceOptions)) -> (Ha
     run.activation_base_url = Some(format!("http://{addr}/activate"));
     run.activation_service = Some(service);
     h.start_operator_with(run);
-    eventually("the activation service listening", Patience::RECONCILE, || async {
-        tokio::net::TcpStream::connect(addr).await.is_ok()
-    })
+    eventually(
+        "the activation service listening",
+        Patience::RECONCILE,
+        || async { tokio::net::TcpStream::connect(addr).await.is_ok() },
+    )
     .await;
     (h, addr)
 }
@@ -487,7 +489,15 @@ async fn failures_are_limited_and_a_valid_token_always_gets_through() {
     assert_eq!(refused.json()["status"], "rate-limited");
     assert!(refused.header("retry-after").is_some());
     // ...but the tenant's token goes through, page and activation alike.
-    let page = request(addr, "GET", &target, &[("X-Forwarded-For", "203.0.113.200")], "text/plain", "").await;
+    let page = request(
+        addr,
+        "GET",
+        &target,
+        &[("X-Forwarded-For", "203.0.113.200")],
+        "text/plain",
+        "",
+    )
+    .await;
     assert_eq!(page.status, 200, "{}", page.body);
     let done = attempt(addr, "203.0.113.201", &tenant, &token).await;
     assert_eq!(done.status, 200, "{}", done.body);
@@ -498,7 +508,13 @@ async fn failures_are_limited_and_a_valid_token_always_gets_through() {
         let answer = attempt(addr, "198.51.100.77", &unknown, &"0".repeat(64)).await;
         assert_eq!(answer.status, 404, "{}", answer.body);
     }
-    let answer = attempt(addr, "198.51.100.77", "00000000-0000-5000-8000-000000000009", &"0".repeat(64)).await;
+    let answer = attempt(
+        addr,
+        "198.51.100.77",
+        "00000000-0000-5000-8000-000000000009",
+        &"0".repeat(64),
+    )
+    .await;
     assert_eq!(answer.status, 429, "{}", answer.body);
 
     let scrape = support::metrics::get(h.metrics_addr(), "/metrics").await.1;

@@ -22,9 +22,11 @@ fn sandbox_on(server: Server) -> (Sandbox, SocketAddr) {
     let port = support::metrics::free_port().port();
     let sandbox = Sandbox::start_on(server, &["--activation-port", &port.to_string()]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    eventually_blocking("the activation service listening", Patience::SANDBOX_START, || {
-        std::net::TcpStream::connect(addr).is_ok()
-    });
+    eventually_blocking(
+        "the activation service listening",
+        Patience::SANDBOX_START,
+        || std::net::TcpStream::connect(addr).is_ok(),
+    );
     (sandbox, addr)
 }
 
@@ -140,7 +142,14 @@ fn megabyte_ids_leave_the_memory_where_it_was() {
         "resident memory grew from {before} kB to {after} kB"
     );
     // And it still answers.
-    let ok = runtime.block_on(support::http::request(addr, "GET", "/healthz", &[], "text/plain", ""));
+    let ok = runtime.block_on(support::http::request(
+        addr,
+        "GET",
+        "/healthz",
+        &[],
+        "text/plain",
+        "",
+    ));
     assert_eq!(ok.status, 200);
 }
 

@@ -319,9 +319,9 @@ fn the_activation_port_admits_only_the_ingress_namespace() {
     assert!(open.contains("networkPolicy.ingressNamespace"), "{open}");
     // Forwarded-for is believed from the named proxies only; none by default.
     let defaults = render(json!({})).unwrap();
-    let args = of_kind(&defaults, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-        ["args"]
-        .to_string();
+    let args =
+        of_kind(&defaults, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+            .to_string();
     assert!(!args.contains("--activation-trusted-proxies"), "{args}");
     assert!(args.contains("--activation-max-connections=512"), "{args}");
 }

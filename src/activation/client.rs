@@ -124,7 +124,10 @@ mod tests {
 
     #[test]
     fn a_list_that_is_no_cidr_is_refused_naming_the_entry() {
-        assert_eq!(TrustedProxies::parse("").unwrap(), TrustedProxies::default());
+        assert_eq!(
+            TrustedProxies::parse("").unwrap(),
+            TrustedProxies::default()
+        );
         let error = TrustedProxies::parse("10.0.0.0/8,ingress").unwrap_err();
         assert!(error.contains("\"ingress\""), "{error}");
         assert!(TrustedProxies::parse("10.0.0.0/33").is_err());

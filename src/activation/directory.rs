@@ -12,12 +12,14 @@ use std::sync::{Arc, RwLock};
 
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use uuid::Uuid;
 
-use crate::tenant::{OWNER_UID_LABEL, PARTNER_NAME_LABEL, PARTNER_NAMESPACE_LABEL, TENANT_ID_LABEL};
+use crate::tenant::{
+    OWNER_UID_LABEL, PARTNER_NAME_LABEL, PARTNER_NAMESPACE_LABEL, TENANT_ID_LABEL,
+};
 
 /// A tenant namespace as its labels and annotations describe it; the service checks it against
 /// the Partner it names before believing it.
@@ -155,9 +157,10 @@ mod tests {
             (PARTNER_NAME_LABEL.into(), "contoso".into()),
         ]));
         if deleting {
-            meta.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::now(),
-            ));
+            meta.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                ));
         }
         meta
     }
@@ -170,7 +173,10 @@ mod tests {
         let mut relist = Maps::default();
         directory.handle(Event::Init, &mut relist);
         directory.handle(Event::InitApply(ns("t-1", id, "u1", false)), &mut relist);
-        directory.handle(Event::InitApply(ns("odd", "NOT-A-UUID", "u", false)), &mut relist);
+        directory.handle(
+            Event::InitApply(ns("odd", "NOT-A-UUID", "u", false)),
+            &mut relist,
+        );
         assert!(!directory.is_ready());
         directory.handle(Event::InitDone, &mut relist);
         assert!(directory.is_ready());

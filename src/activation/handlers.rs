@@ -131,4 +131,3 @@ fn json_headers() -> [(header::HeaderName, &'static str); 2] {
         (header::CACHE_CONTROL, "no-store"),
     ]
 }
-

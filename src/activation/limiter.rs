@@ -179,7 +179,10 @@ mod tests {
         limiter.take(&3, t0 + Duration::from_secs(1)).unwrap();
         assert_eq!(limiter.len(), 3);
         assert!(limiter.take(&1, t0).is_err(), "1 is still empty");
-        assert!(limiter.take(&0, t0).is_ok(), "0 was dropped: a full bucket again");
+        assert!(
+            limiter.take(&0, t0).is_ok(),
+            "0 was dropped: a full bucket again"
+        );
         // A minute on, every bucket is full again and all of them may go.
         limiter.take(&4, t0 + Duration::from_secs(120)).unwrap();
         assert_eq!(limiter.len(), 1);

@@ -371,7 +371,8 @@ impl Service {
             };
             let stored = Stored::from_data(&secret.data.clone().unwrap_or_default());
             if only {
-                self.per_tenant.remember(&attempt.tenant, stored.token_sha256);
+                self.per_tenant
+                    .remember(&attempt.tenant, stored.token_sha256);
             }
             if check::judge(&stored, None, attempt.token, self.clock.timestamp())
                 == Verdict::Unknown
@@ -391,14 +392,15 @@ impl Service {
 
     /// The Partner `tenant` names, if it is the one whose tenant that namespace is.
     async fn partner_of(&self, tenant: &Tenant, id: Uuid) -> kube::Result<Option<Partner>> {
-        let partner = match Api::<Partner>::namespaced(self.client.clone(), &tenant.partner_namespace)
-            .get_status(&tenant.partner_name)
-            .await
-        {
-            Ok(partner) => partner,
-            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
-            Err(err) => return Err(err),
-        };
+        let partner =
+            match Api::<Partner>::namespaced(self.client.clone(), &tenant.partner_namespace)
+                .get_status(&tenant.partner_name)
+                .await
+            {
+                Ok(partner) => partner,
+                Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+                Err(err) => return Err(err),
+            };
         let tenant_id = partner
             .status
             .as_ref()

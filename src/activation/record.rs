@@ -16,7 +16,9 @@ use super::check::{self, Stored};
 use super::outcome::{Names, rfc3339};
 use super::{FIELD_MANAGER, Service};
 use crate::api::{Distributor, Partner};
-use crate::tenant::{ACTIVATION, OWNER_UID_LABEL, PARTNER_NAME_LABEL, PARTNER_NAMESPACE_LABEL, tenant_namespace_of};
+use crate::tenant::{
+    ACTIVATION, OWNER_UID_LABEL, PARTNER_NAME_LABEL, PARTNER_NAMESPACE_LABEL, tenant_namespace_of,
+};
 
 impl Service {
     /// The organizations a page names (the distributor's by its name when it cannot be read).
@@ -37,7 +39,11 @@ impl Service {
     }
 
     /// Writes `activatedAt` into the Secret if it is still the one judged: whether it won.
-    pub(super) async fn record_secret(&self, secret: &Secret, at: DateTime<Utc>) -> kube::Result<bool> {
+    pub(super) async fn record_secret(
+        &self,
+        secret: &Secret,
+        at: DateTime<Utc>,
+    ) -> kube::Result<bool> {
         let value = base64::engine::general_purpose::STANDARD.encode(rfc3339(at));
         let patch = json!({
             "metadata": {"resourceVersion": secret.resource_version()},
@@ -145,7 +151,11 @@ impl Service {
 
     /// Writes `status.activation.activatedAt` on the Partner, under this service's field
     /// manager; retried a few times, as it completes an activation already recorded.
-    pub(super) async fn record_status(&self, partner: &Partner, at: DateTime<Utc>) -> kube::Result<()> {
+    pub(super) async fn record_status(
+        &self,
+        partner: &Partner,
+        at: DateTime<Utc>,
+    ) -> kube::Result<()> {
         let api = Api::<Partner>::namespaced(
             self.client.clone(),
             &partner.namespace().unwrap_or_default(),

@@ -38,7 +38,9 @@ pub const MAX_HEADERS: usize = 32;
 /// [`DESCRIPTOR_RESERVE`], and at least one.
 pub fn connection_cap(setting: usize, nofile: u64) -> usize {
     let room = nofile.saturating_sub(DESCRIPTOR_RESERVE);
-    setting.min(usize::try_from(room).unwrap_or(usize::MAX)).max(1)
+    setting
+        .min(usize::try_from(room).unwrap_or(usize::MAX))
+        .max(1)
 }
 
 /// This process's (soft) limit of open descriptors.
