@@ -269,12 +269,23 @@ fn slow_connections_leave_reconciliation_and_email_working(server: Server) {
             if sent >= 3 { Ok(()) } else { Err(sent) }
         },
     );
-    // The attack went on throughout (the service holds its whole cap of slow connections; the
-    // rest of the process its own descriptors), and the service answers its clients after it.
-    let open = std::fs::read_dir(format!("/proc/{}/fd", sandbox.child.id()))
-        .unwrap()
-        .count();
-    assert!((512..1024).contains(&open), "{open} descriptors open");
+    // The attack went on throughout: the service holds its whole cap of slow connections (as
+    // one batch times out the next is accepted from the backlog), the rest of the process its
+    // own descriptors, under the limit.
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{}/fd", sandbox.child.id()))
+            .unwrap()
+            .count()
+    };
+    eventually_blocking(
+        "the cap of slow connections held",
+        Patience::RECONCILE,
+        || {
+            let open = descriptors();
+            if open >= 512 { Ok(()) } else { Err(open) }
+        },
+    );
+    assert!(descriptors() < 1024);
     stop.store(true, Ordering::Relaxed);
     runtime.shutdown_background();
     let health = tokio::runtime::Runtime::new().unwrap().block_on(async {
