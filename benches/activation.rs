@@ -6,8 +6,9 @@
 //! (`/proc/PID/fd`) before and after, and whether the rest of the process still answers (its
 //! API server through `kubectl get namespaces`, its SMTP server's greeting), each within 5 s:
 //!
-//! 1. megabyte ids: `REQUESTS` (10,000) requests from `CLIENTS` (16) connections at once, each
-//!    with a 1 MiB tenant id (in a GET's query, a form POST's query, the API's JSON body);
+//! 1. megabyte ids: `REQUESTS` (10,000) requests from `CLIENTS` (16) connections at once and
+//!    `CLIENT_ADDRESSES` (2) loopback addresses, each with a new 1 MiB tenant id (in a GET's
+//!    query, a form POST's query, the API's JSON body);
 //! 2. slow connections: `SLOW` (2,000) clients sending a request's head a byte a second (and
 //!    reconnecting when dropped), for `HOLD_SECONDS` (20).
 //!
@@ -153,7 +154,10 @@ impl Sandbox {
     }
 }
 
-async fn hostile_request(addr: SocketAddr, n: usize, id: &str) -> u16 {
+/// Request `n`: a new megabyte id each time (each a new key for a limiter that kept what it was
+/// given), from one of `CLIENT_ADDRESSES` loopback addresses.
+async fn hostile_request(addr: SocketAddr, n: usize, filler: &str, addresses: usize) -> u16 {
+    let id = format!("{n:08}{filler}");
     let token = "0".repeat(64);
     let raw = match n % 3 {
         0 => format!("GET /activate?tenant={id}&token={token} HTTP/1.1\r\nHost: x\r\n\r\n"),
@@ -168,8 +172,11 @@ async fn hostile_request(addr: SocketAddr, n: usize, id: &str) -> u16 {
             )
         }
     };
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    let from = SocketAddr::from(([127, 0, 0, 2 + (n % addresses) as u8], 0));
+    socket.bind(from).unwrap();
     let Ok(Ok(mut stream)) =
-        tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await
+        tokio::time::timeout(Duration::from_secs(5), socket.connect(addr)).await
     else {
         return 0;
     };
@@ -186,7 +193,11 @@ async fn hostile_request(addr: SocketAddr, n: usize, id: &str) -> u16 {
 
 async fn megabyte_ids(sandbox: &Sandbox) {
     let (requests, clients) = (env_or("REQUESTS", 10_000), env_or("CLIENTS", 16));
-    println!("1. megabyte ids: {requests} requests, {clients} at once, 1 MiB tenant ids");
+    let addresses = env_or("CLIENT_ADDRESSES", 2).clamp(1, 250);
+    println!(
+        "1. megabyte ids: {requests} requests, {clients} at once, from {addresses} addresses, \
+         a new 1 MiB tenant id each"
+    );
     sandbox.report("before").await;
     let id: Arc<str> = "a".repeat(1 << 20).into();
     let next = Arc::new(AtomicUsize::new(0));
@@ -202,7 +213,7 @@ async fn megabyte_ids(sandbox: &Sandbox) {
                     if n >= requests {
                         return;
                     }
-                    let status = hostile_request(addr, n, &id).await;
+                    let status = hostile_request(addr, n, &id, addresses).await;
                     *statuses.lock().unwrap().entry(status).or_insert(0) += 1;
                 }
             })

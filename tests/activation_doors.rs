@@ -304,3 +304,41 @@ fn slow_connections_leave_reconciliation_and_email_working(server: Server) {
     });
     assert!(health.is_ok(), "{health:?}");
 }
+
+/// A connection that says nothing is closed (the header timeout, which also bounds a kept-alive
+/// connection's wait for its next request), and a body that never comes ends in 408.
+#[test]
+fn idle_and_stalled_connections_are_let_go() {
+    let (_sandbox, addr) = sandbox_on(Server::Sandbox);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(
+                b"POST /v1/activations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+            )
+            .await
+            .unwrap();
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let read_all = |mut stream: TcpStream| async move {
+            let mut all = Vec::new();
+            let read = tokio::time::timeout(
+                Patience::RECONCILE.limit,
+                stream.read_to_end(&mut all),
+            )
+            .await;
+            assert!(read.is_ok(), "still open: {}", String::from_utf8_lossy(&all));
+            String::from_utf8_lossy(&all).into_owned()
+        };
+        assert_eq!(read_all(idle).await, "", "closed without a word");
+        let answer = read_all(stalled).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        // Answered, then kept alive with nothing more to say: closed too.
+        let answer = read_all(kept).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    });
+}
