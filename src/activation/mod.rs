@@ -147,11 +147,6 @@ impl Service {
     pub fn watch_tenants(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.directory.clone().watch(self.client.clone())
     }
-
-    /// Whether the tenant directory has been read once (requests before it get 503).
-    pub fn tenants_listed(&self) -> bool {
-        self.directory.is_ready()
-    }
 }
 
 /// The routes: the link (`/activate`, `/`), the API and `/healthz`, with the query and the body
