@@ -312,7 +312,7 @@ fn idle_and_stalled_connections_are_let_go() {
     let (_sandbox, addr) = sandbox_on(Server::Sandbox);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let idle = TcpStream::connect(addr).await.unwrap();
         let mut stalled = TcpStream::connect(addr).await.unwrap();
         stalled
             .write_all(
