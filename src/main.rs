@@ -106,16 +106,22 @@ struct RunArgs {
     /// Where the activation service is served (plain HTTP; TLS terminates at the ingress).
     #[arg(long, default_value = "0.0.0.0:8081")]
     activation_addr: SocketAddr,
-    /// Take the activation client's address from the last X-Forwarded-For entry (only behind
-    /// an ingress or proxy that sets it).
-    #[arg(long)]
-    activation_trust_forwarded_for: bool,
-    /// Activation requests a minute per client address.
+    /// The proxies (ingress controller, gateway) whose X-Forwarded-For names the activation
+    /// client, as CIDRs (CIDR,CIDR,...). From any other peer the header is ignored; from these,
+    /// the right-most address that is not one of them is the client. Default: none.
+    #[arg(long, value_name = "CIDR,...", default_value = "", value_parser = parse_trusted_proxies)]
+    activation_trusted_proxies: partner_operator::activation::client::TrustedProxies,
+    /// Failed activation attempts a minute per client address (then it waits).
     #[arg(long, default_value_t = 30)]
     activation_rate_per_client: u32,
-    /// Activation requests a minute per tenant.
+    /// Failed activation attempts a minute per tenant with well-formed tokens (then only the
+    /// tenant's current token gets through).
     #[arg(long, default_value_t = 10)]
     activation_rate_per_tenant: u32,
+    /// Activation connections served at once; never more than the process's descriptor limit
+    /// minus 256, kept for the API server, SMTP and webhooks.
+    #[arg(long, default_value_t = 512)]
+    activation_max_connections: usize,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Log filter (RUST_LOG wins when set).
@@ -215,9 +221,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
         webhook_allow_private_networks: args.webhook_allow_private_networks,
         activation_service: Some(partner_operator::activation::ServiceOptions {
             addr: args.activation_addr,
-            trust_forwarded_for: args.activation_trust_forwarded_for,
+            trusted_proxies: args.activation_trusted_proxies,
             per_client_per_minute: args.activation_rate_per_client,
             per_tenant_per_minute: args.activation_rate_per_tenant,
+            max_connections: args.activation_max_connections,
         }),
         concurrency: args.concurrency,
         clock: Clock::system(),
@@ -235,6 +242,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
     operator::run(client, options, operator::shutdown_signal())
         .await
         .map_err(|err| err.to_string())
+}
+
+fn parse_trusted_proxies(
+    list: &str,
+) -> Result<partner_operator::activation::client::TrustedProxies, String> {
+    partner_operator::activation::client::TrustedProxies::parse(list)
 }
 
 /// Who holds the Lease: the pod's name in a cluster (unique among replicas by construction),

@@ -136,6 +136,8 @@ pub async fn run(
                 service,
             ));
             let stop = stop.clone().wait();
+            // The tenant directory's watch lives and dies with the server.
+            let tenants = state.watch_tenants();
             let finishing = state.clone();
             tokio::spawn(async move {
                 if let Err(err) = finishing.finish_recorded().await {
@@ -143,7 +145,10 @@ pub async fn run(
                 }
             });
             Some(tokio::spawn(async move {
-                let _ = crate::activation::serve(listener, state, stop).await;
+                tokio::select! {
+                    _ = crate::activation::serve(listener, state, stop) => {}
+                    () = tenants => {}
+                }
             }))
         }
         None => None,

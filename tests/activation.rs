@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use partner_operator::activation::ServiceOptions;
+use partner_operator::activation::client::TrustedProxies;
 use partner_sandbox::smtp::ReceivedEmail;
 use serde_json::json;
 use support::http::{post_json, request};
@@ -20,6 +21,7 @@ crate::on_both_servers!(
     a_link_shows_a_page_then_activates_exactly_once,
     an_expired_link_is_gone_and_a_resend_brings_a_new_one,
     an_activation_survives_a_restart_and_a_crash_between_its_writes,
+    tenants_are_looked_up_without_listing_namespaces,
 );
 
 const NAMESPACE: &str = "northwind-partners";
@@ -36,6 +38,12 @@ async fn start(server: Server, options: impl FnOnce(&mut ServiceOptions)) -> (Ha
     run.activation_base_url = Some(format!("http://{addr}/activate"));
     run.activation_service = Some(service);
     h.start_operator_with(run);
+    eventually(
+        "the activation service listening",
+        Patience::RECONCILE,
+        || async { tokio::net::TcpStream::connect(addr).await.is_ok() },
+    )
+    .await;
     (h, addr)
 }
 
@@ -428,53 +436,86 @@ async fn record_in_tenant_only(h: &Harness, name: &str, at: &str) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_beyond_the_limits_are_refused_per_client_and_per_tenant() {
-    let (h, addr) = start(Server::Sandbox, |s| {
-        s.per_client_per_minute = 4;
-        s.per_tenant_per_minute = 3;
-        s.trust_forwarded_for = true;
-    })
-    .await;
-    let email = onboard(&h).await;
-    let (target, tenant, _) = link(&email);
-    let from = |client: &'static str| [("X-Forwarded-For", client)];
-
-    // One tenant: three requests from three clients, the fourth refused.
-    for client in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
-        let page = request(addr, "GET", &target, &from(client), "text/plain", "").await;
-        assert_eq!(page.status, 200, "{}", page.body);
-    }
-    let limited = request(addr, "GET", &target, &from("192.0.2.4"), "text/plain", "").await;
-    assert_eq!(limited.status, 429);
-    assert!(limited.header("retry-after").is_some());
-
-    // One client: four requests for unknown tenants, the fifth refused (JSON says so).
-    let unknown = |n: u32| json!({"tenant": format!("00000000-0000-5000-8000-00000000000{n}"), "token": "0".repeat(64)});
-    for n in 0..4 {
-        let answer = request(
-            addr,
-            "POST",
-            "/v1/activations",
-            &from("198.51.100.7"),
-            "application/json",
-            &unknown(n).to_string(),
-        )
-        .await;
-        assert_eq!(answer.status, 404, "{}", answer.body);
-    }
-    let answer = request(
+/// Requests with a tenant id and token from a client `from` (forwarded by the loopback proxy).
+async fn attempt(
+    addr: SocketAddr,
+    from: &str,
+    tenant: &str,
+    token: &str,
+) -> support::http::Response {
+    request(
         addr,
         "POST",
         "/v1/activations",
-        &from("198.51.100.7"),
+        &[("X-Forwarded-For", from)],
         "application/json",
-        &unknown(5).to_string(),
+        &json!({"tenant": tenant, "token": token}).to_string(),
+    )
+    .await
+}
+
+/// Only failures count, per tenant only for well-formed tokens, and the tenant's own token gets
+/// through whatever others did: nobody who knows a tenant id can lock its activation out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_limited_and_a_valid_token_always_gets_through() {
+    let (h, addr) = start(Server::Sandbox, |s| {
+        s.per_client_per_minute = 4;
+        s.per_tenant_per_minute = 3;
+        // The test's connections come from loopback: that is the ingress.
+        s.trusted_proxies = TrustedProxies::parse("127.0.0.0/8").unwrap();
+    })
+    .await;
+    let email = onboard(&h).await;
+    let (target, tenant, token) = link(&email);
+    // The link itself, opened again and again (a mail scanner, a person), is no failure.
+    for n in 0..10 {
+        let client = format!("192.0.2.{n}");
+        let from = [("X-Forwarded-For", client.as_str())];
+        let page = request(addr, "GET", &target, &from, "text/plain", "").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+    }
+    // Junk that is no token does not count against the tenant, from however many clients.
+    for n in 0..20 {
+        let answer = attempt(addr, &format!("198.51.100.{n}"), &tenant, "junk").await;
+        assert_eq!(answer.status, 404, "{}", answer.body);
+    }
+    // Wrong tokens of the right shape do: three, then the fourth is refused...
+    for n in 0..3 {
+        let answer = attempt(addr, &format!("203.0.113.{n}"), &tenant, &"0".repeat(64)).await;
+        assert_eq!(answer.status, 404, "{}", answer.body);
+    }
+    let refused = attempt(addr, "203.0.113.3", &tenant, &"1".repeat(64)).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.json()["status"], "rate-limited");
+    assert!(refused.header("retry-after").is_some());
+    // ...but the tenant's token goes through, page and activation alike.
+    let page = request(
+        addr,
+        "GET",
+        &target,
+        &[("X-Forwarded-For", "203.0.113.200")],
+        "text/plain",
+        "",
     )
     .await;
-    assert_eq!(answer.status, 429);
-    assert_eq!(answer.json()["status"], "rate-limited");
-    assert_ne!(tenant, "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let done = attempt(addr, "203.0.113.201", &tenant, &token).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+
+    // One client: four failures (unknown tenants), the fifth refused, whatever it asks.
+    for n in 0..4 {
+        let unknown = format!("00000000-0000-5000-8000-00000000000{n}");
+        let answer = attempt(addr, "198.51.100.77", &unknown, &"0".repeat(64)).await;
+        assert_eq!(answer.status, 404, "{}", answer.body);
+    }
+    let answer = attempt(
+        addr,
+        "198.51.100.77",
+        "00000000-0000-5000-8000-000000000009",
+        &"0".repeat(64),
+    )
+    .await;
+    assert_eq!(answer.status, 429, "{}", answer.body);
 
     let scrape = support::metrics::get(h.metrics_addr(), "/metrics").await.1;
     for (series, value) in [
@@ -493,4 +534,67 @@ async fn requests_beyond_the_limits_are_refused_per_client_and_per_tenant() {
             "{series}\n{scrape}"
         );
     }
+}
+
+/// `X-Forwarded-For` from a peer that is not a named proxy is ignored: a client reaching the pod
+/// directly cannot pick a fresh address for each failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    let (_h, addr) = start(Server::Sandbox, |s| {
+        s.per_client_per_minute = 4;
+        s.trusted_proxies = TrustedProxies::parse("10.0.0.0/8").unwrap();
+    })
+    .await;
+    let statuses: Vec<u16> = futures::future::join_all((0..6).map(|n| async move {
+        attempt(addr, &format!("192.0.2.{n}"), "no-such-tenant", "junk")
+            .await
+            .status
+    }))
+    .await;
+    let mut sorted = statuses.clone();
+    sorted.sort();
+    assert_eq!(sorted, [404, 404, 404, 404, 429, 429], "{statuses:?}");
+}
+
+/// Tenants are found in the service's own directory (kept by a watch): a burst of requests for
+/// unknown and known tenants lists no namespaces, and reads no more than the tenants' Secrets.
+async fn tenants_are_looked_up_without_listing_namespaces(server: Server) {
+    let (h, addr) = start(server, |s| s.per_tenant_per_minute = 1000).await;
+    let email = onboard(&h).await;
+    let (target, tenant, _) = link(&email);
+    h.settled().await;
+    h.server.clear_requests();
+    let unknown = (0..10).map(|n| format!("00000000-0000-5000-8000-0000000000{n:02}"));
+    let mut answers = Vec::new();
+    for id in unknown {
+        answers.push(attempt(addr, "192.0.2.1", &id, &"0".repeat(64)).await);
+    }
+    for n in 0..10 {
+        answers.push(attempt(addr, "192.0.2.2", &tenant, &format!("{n}").repeat(64)).await);
+    }
+    assert!(answers.iter().all(|a| a.status == 404), "{answers:?}");
+    assert!(answers.windows(2).all(|w| w[0].body == w[1].body));
+    assert_eq!(get(addr, &target).await.status, 200);
+    // The operator's requests (kube-apiserver's own controllers make theirs).
+    let requests: Vec<_> = h
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.user_agent
+                .as_deref()
+                .is_some_and(|ua| ua.contains("partner-operator"))
+        })
+        .collect();
+    let listed: Vec<_> = requests
+        .iter()
+        .filter(|r| r.resource == "namespaces" && r.verb == "list")
+        .collect();
+    assert!(listed.is_empty(), "{listed:#?}");
+    // Ten wrong tokens of the tenant and the page: one Secret read each; the unknown: none.
+    let secrets = requests
+        .iter()
+        .filter(|r| r.resource == "secrets" && r.verb == "get")
+        .count();
+    assert_eq!(secrets, 11, "{requests:#?}");
 }

@@ -86,11 +86,13 @@ fn every_option() -> Value {
         "podDisruptionBudget": {"enabled": true},
         "networkPolicy": {
             "enabled": true,
+            "ingressNamespace": "ingress-nginx",
             "metricsFrom": {"matchLabels": {"name": "monitoring"}},
             "activationFrom": {"matchLabels": {"name": "ingress"}},
         },
         "activation": {
-            "trustForwardedFor": true,
+            "trustedProxies": ["10.244.0.0/16", "fd00::/8"],
+            "maxConnections": 300,
             "ingress": {
                 "enabled": true,
                 "className": "nginx",
@@ -262,8 +264,9 @@ fn every_option_renders_its_objects() {
         "--namespace=northwind-partners",
         "--templates-dir=/etc/partner-operator/templates",
         "--activation-addr=0.0.0.0:8081",
-        "--activation-trust-forwarded-for",
         "--webhook-allow-private-networks=10.96.0.0/12,fd00:40::/64",
+        "--activation-trusted-proxies=10.244.0.0/16,fd00::/8",
+        "--activation-max-connections=300",
     ] {
         assert!(args.contains(flag), "{flag}: {args}");
     }
@@ -296,6 +299,42 @@ fn every_option_renders_its_objects() {
     assert!(!self::kinds(&without_policy).contains("ValidatingAdmissionPolicy"));
 }
 
+/// The activation port is the one door anyone may knock on: with network policies on, it admits
+/// the ingress controller's namespace alone (and the policy cannot be rendered open to all).
+#[test]
+fn the_activation_port_admits_only_the_ingress_namespace() {
+    let manifests = render(json!({
+        "networkPolicy": {"enabled": true, "ingressNamespace": "ingress-nginx"},
+    }))
+    .unwrap();
+    let policy = of_kind(&manifests, "NetworkPolicy");
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    let activation: Vec<&Value> = rules
+        .iter()
+        .filter(|r| r["ports"][0]["port"] == 8081)
+        .collect();
+    assert_eq!(activation.len(), 1, "{policy}");
+    assert_eq!(
+        activation[0]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]),
+        "{policy}"
+    );
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "partner-operator"
+    );
+    let open = render(json!({"networkPolicy": {"enabled": true}}))
+        .expect_err("a policy admitting anyone to the activation port was rendered");
+    assert!(open.contains("networkPolicy.ingressNamespace"), "{open}");
+    // Forwarded-for is believed from the named proxies only; none by default.
+    let defaults = render(json!({})).unwrap();
+    let args =
+        of_kind(&defaults, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+            .to_string();
+    assert!(!args.contains("--activation-trusted-proxies"), "{args}");
+    assert!(args.contains("--activation-max-connections=512"), "{args}");
+}
+
 /// Two replicas without a Lease would both reconcile and email every partner twice: Helm
 /// refuses to render that, and says which values to change.
 #[test]
@@ -320,6 +359,18 @@ fn the_values_schema_refuses_bad_values_by_name() {
         ),
         (json!({"smtp": {"password": "hunter2"}}), "password"),
         (json!({"metrics": {"port": 70000}}), "/metrics/port"),
+        (
+            json!({"activation": {"trustForwardedFor": true}}),
+            "trustForwardedFor",
+        ),
+        (
+            json!({"activation": {"trustedProxies": ["the ingress"]}}),
+            "/activation/trustedProxies/0",
+        ),
+        (
+            json!({"networkPolicy": {"ingressNamespace": "Ingress_NGINX"}}),
+            "/networkPolicy/ingressNamespace",
+        ),
     ] {
         let error = render(values.clone()).expect_err(&format!("{values} was accepted"));
         assert!(error.contains(expected), "{values}: {error}");

@@ -1,0 +1,190 @@
+//! The activation service's writes: the activation recorded in the tenant's Secret (exactly
+//! once), then on the Partner's status, then marked recorded; and at start, the activations a
+//! stopped process recorded in a tenant but not yet on its Partner.
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::info;
+
+use super::check::{self, Stored};
+use super::outcome::{Names, rfc3339};
+use super::{FIELD_MANAGER, Service};
+use crate::api::{Distributor, Partner};
+use crate::tenant::{
+    ACTIVATION, OWNER_UID_LABEL, PARTNER_NAME_LABEL, PARTNER_NAMESPACE_LABEL, tenant_namespace_of,
+};
+
+impl Service {
+    /// The organizations a page names (the distributor's by its name when it cannot be read).
+    pub(super) async fn names(&self, partner: &Partner) -> Names {
+        let name = &partner.spec.distributor_ref.name;
+        // A list by name: the operator's role lists and watches Distributors, and gets none.
+        let distributor = Api::<Distributor>::all(self.client.clone())
+            .list(&ListParams::default().fields(&format!("metadata.name={name}")))
+            .await
+            .ok()
+            .and_then(|list| list.items.into_iter().next())
+            .map(|d| d.spec.organization_name)
+            .unwrap_or_else(|| name.clone());
+        Names {
+            organization: partner.spec.organization_name.clone(),
+            distributor,
+        }
+    }
+
+    /// Writes `activatedAt` into the Secret if it is still the one judged: whether it won.
+    pub(super) async fn record_secret(
+        &self,
+        secret: &Secret,
+        at: DateTime<Utc>,
+    ) -> kube::Result<bool> {
+        let value = base64::engine::general_purpose::STANDARD.encode(rfc3339(at));
+        let patch = json!({
+            "metadata": {"resourceVersion": secret.resource_version()},
+            "data": {check::ACTIVATED_AT: value},
+        });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let namespace = secret.namespace().unwrap_or_default();
+        match Api::<Secret>::namespaced(self.client.clone(), &namespace)
+            .patch(ACTIVATION, &params, &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Marks the activation in `secret`'s tenant as recorded on the Partner too.
+    pub(super) async fn mark_recorded(&self, secret: &Secret) -> kube::Result<()> {
+        let value = base64::engine::general_purpose::STANDARD.encode("true");
+        let patch = json!({"data": {check::ACTIVATION_RECORDED: value}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(self.client.clone(), &secret.namespace().unwrap_or_default())
+            .patch(ACTIVATION, &params, &Patch::Merge(patch))
+            .await
+            .map(drop)
+    }
+
+    /// Finishes every activation recorded in a tenant's `activation` Secret but not marked
+    /// recorded on its Partner (a process that stopped between the two writes): one paginated
+    /// list of those Secrets (by name, with the tenant ownership label); a Partner is read only
+    /// for an activation not marked. Returns how many it finished.
+    pub async fn finish_recorded(&self) -> kube::Result<usize> {
+        let api = Api::<Secret>::all(self.client.clone());
+        let mut params = ListParams::default()
+            .fields(&format!("metadata.name={ACTIVATION}"))
+            .labels(OWNER_UID_LABEL)
+            .limit(100);
+        let mut finished = 0;
+        loop {
+            let page = api.list(&params).await?;
+            for secret in &page.items {
+                if self.finish(secret).await? {
+                    finished += 1;
+                }
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => return Ok(finished),
+            }
+        }
+    }
+
+    /// Finishes the activation in `secret`, if it holds one not marked recorded.
+    pub(super) async fn finish(&self, secret: &Secret) -> kube::Result<bool> {
+        let data = secret.data.clone().unwrap_or_default();
+        let Some(at) = Stored::from_data(&data).activated_at else {
+            return Ok(false);
+        };
+        if data.contains_key(check::ACTIVATION_RECORDED) {
+            return Ok(false);
+        }
+        let annotations = secret.annotations();
+        let (Some(owner), Some(namespace), Some(name)) = (
+            secret.labels().get(OWNER_UID_LABEL),
+            annotations.get(PARTNER_NAMESPACE_LABEL),
+            annotations.get(PARTNER_NAME_LABEL),
+        ) else {
+            return Ok(false);
+        };
+        let partner = match Api::<Partner>::namespaced(self.client.clone(), namespace)
+            .get_status(name)
+            .await
+        {
+            Ok(partner) => partner,
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        if partner.uid().as_ref() != Some(owner)
+            || secret.namespace().as_deref() != Some(tenant_namespace_of(&partner).as_str())
+        {
+            return Ok(false);
+        }
+        let recorded = partner
+            .status
+            .as_ref()
+            .and_then(|s| s.activation.as_ref())
+            .and_then(|a| a.activated_at);
+        if recorded.is_none() {
+            self.record_status(&partner, at).await?;
+            info!(
+                partner = %kube::runtime::reflector::ObjectRef::from_obj(&partner),
+                "an activation recorded in the tenant is now recorded on the Partner"
+            );
+        }
+        self.mark_recorded(secret).await?;
+        Ok(true)
+    }
+
+    /// Writes `status.activation.activatedAt` on the Partner, under this service's field
+    /// manager; retried a few times, as it completes an activation already recorded.
+    pub(super) async fn record_status(
+        &self,
+        partner: &Partner,
+        at: DateTime<Utc>,
+    ) -> kube::Result<()> {
+        let api = Api::<Partner>::namespaced(
+            self.client.clone(),
+            &partner.namespace().unwrap_or_default(),
+        );
+        let apply = json!({
+            "apiVersion": "partner-operator.io/v1alpha1",
+            "kind": "Partner",
+            "metadata": {"name": partner.name_any()},
+            "status": {"activation": {"activatedAt": rfc3339(at)}},
+        });
+        let mut wait = Duration::from_millis(50);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match api
+                .patch_status(
+                    &partner.name_any(),
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&apply),
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(err) if attempt >= 5 => return Err(err),
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+    }
+}
