@@ -20,6 +20,7 @@
 pub mod activation;
 pub mod api;
 pub mod binding;
+pub mod bounded_http;
 pub mod clock;
 pub mod controller;
 pub mod crash_points;

@@ -4,7 +4,6 @@
 //! durations: an alert is then a plain comparison with `time()`, and the series does not change
 //! on every scrape.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -362,19 +361,6 @@ pub fn router(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(serve_readyz))
         .with_state(HttpState { metrics, readiness })
-}
-
-/// Serves the router on `addr` until `shutdown` resolves.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    readiness: Readiness,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(metrics, readiness))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 async fn serve_metrics(State(state): State<HttpState>) -> impl IntoResponse {

@@ -20,6 +20,10 @@ use crate::mail::{ConfigError, Mailer, MailerConfig, TemplateError, Templates};
 use crate::metrics::{Metrics, Readiness};
 use crate::shutdown::Shutdown;
 
+/// Connections to `/metrics`, `/healthz` and `/readyz` at once: a scraper and the kubelet's
+/// probes need a handful; the rest wait in the kernel's backlog (see [`crate::bounded_http`]).
+pub const METRICS_MAX_CONNECTIONS: usize = 64;
+
 /// The `User-Agent` of the operator's requests, so an API server's audit log names it.
 pub const USER_AGENT: &str = concat!("partner-operator/", env!("CARGO_PKG_VERSION"));
 
@@ -113,10 +117,12 @@ pub async fn run(
             info!(addr = %bound, "serving /metrics, /healthz and /readyz");
             let router = crate::metrics::router(metrics.clone(), readiness.clone());
             let stop = stop.clone().wait();
+            let cap = crate::bounded_http::connection_cap(
+                METRICS_MAX_CONNECTIONS,
+                crate::bounded_http::descriptor_limit(),
+            );
             Some(tokio::spawn(async move {
-                let _ = axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await;
+                let _ = crate::bounded_http::serve(listener, router, cap, stop).await;
             }))
         }
         None => None,

@@ -342,3 +342,24 @@ fn idle_and_stalled_connections_are_let_go() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     });
 }
+
+/// `/metrics`, `/healthz` and `/readyz` are reachable without credentials too (by the
+/// cluster's scrapers and probes, and by anyone the pod's network lets in): the same bounds
+/// hold there, so a connection that says nothing is closed rather than kept for ever.
+#[test]
+fn the_metrics_door_lets_idle_connections_go() {
+    let metrics = support::metrics::free_port();
+    let _sandbox = Sandbox::start_on(Server::Sandbox, &["--metrics-addr", &metrics.to_string()]);
+    eventually_blocking("/metrics listening", Patience::SANDBOX_START, || {
+        std::net::TcpStream::connect(metrics).is_ok()
+    });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut idle = TcpStream::connect(metrics).await.unwrap();
+        let mut all = Vec::new();
+        let read =
+            tokio::time::timeout(Patience::RECONCILE.limit, idle.read_to_end(&mut all)).await;
+        assert!(read.is_ok(), "an idle connection to /metrics is still open");
+        assert!(all.is_empty(), "{}", String::from_utf8_lossy(&all));
+    });
+}

@@ -41,7 +41,6 @@ pub mod limiter;
 mod outcome;
 pub mod page;
 mod record;
-pub mod server;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -162,7 +161,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .layer(middleware::from_fn(cap_query))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            server::REQUEST_TIMEOUT,
+            crate::bounded_http::REQUEST_TIMEOUT,
         ))
 }
 
@@ -175,15 +174,18 @@ async fn cap_query(request: Request, next: Next) -> Response {
 }
 
 /// Serves the activation service on `listener` until `shutdown`, at most
-/// [`server::connection_cap`] connections at once.
+/// [`crate::bounded_http::connection_cap`] connections at once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: Arc<Service>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let cap = server::connection_cap(service.max_connections, server::descriptor_limit());
+    let cap = crate::bounded_http::connection_cap(
+        service.max_connections,
+        crate::bounded_http::descriptor_limit(),
+    );
     info!(connections = cap, "activation service: connection cap");
-    server::serve(listener, router(service), cap, shutdown).await
+    crate::bounded_http::serve(listener, router(service), cap, shutdown).await
 }
 
 /// A request's tenant id and token, parsed: nothing else reaches a map or the API server.

@@ -1,5 +1,7 @@
-//! The activation service's HTTP server: a door anyone can knock on, so it bounds connections,
-//! bytes and time before a handler looks at who is asking.
+//! The HTTP server of the operator's doors that anyone may knock on without credentials (the
+//! activation service, and `/metrics`, `/healthz`, `/readyz`): it bounds connections, bytes
+//! and time before a handler looks at who is asking, so idle or trickling clients cannot take
+//! the descriptors the API server, SMTP and webhook connections need.
 //!
 //! - Connections: at most [`connection_cap`] at once (the setting, and never more than the
 //!   process's descriptor limit minus [`DESCRIPTOR_RESERVE`], kept for the API server, SMTP and
@@ -9,7 +11,7 @@
 //!   to a kept-alive connection waiting for its next request (hyper's header-read timer starts
 //!   when it waits for a head); a request's body and answer within [`REQUEST_TIMEOUT`].
 //! - Bytes: a request's head (request line and headers) at most [`MAX_HEAD_BYTES`]; the query
-//!   and the body are capped by the router (see the module above).
+//!   and the body are capped by each door's router.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,7 +81,7 @@ pub async fn serve(
                 Err(err) => {
                     // Out of descriptors (the rest of the process used them) or a connection
                     // reset before it was accepted: wait a little rather than spin.
-                    warn!(error = %err, "activation service: accept failed");
+                    warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -101,7 +103,7 @@ pub async fn serve(
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(err) = connection.await {
-                debug!(error = %err, "activation connection ended");
+                debug!(error = %err, "connection ended");
             }
             drop(permit);
         });
