@@ -66,6 +66,13 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
         Api::namespaced(ctx.client.clone(), &partner.namespace().unwrap_or_default());
     let reference = ObjectRef::from_obj(&*partner);
     let result = async {
+        // Its Distributor is out of the cache because it cannot be read, not because it was
+        // deleted: nothing is decided on its absence (a Production Partner would end,
+        // unbound). The Distributor's next readable version wakes this Partner.
+        let distributor = &partner.spec.distributor_ref.name;
+        if ctx.unreadable_distributors.contains(distributor) {
+            return Ok(Action::await_change());
+        }
         let partner = match announce_deletion(&api, &partner, &ctx).await? {
             Announced::NotDeleting => partner,
             Announced::Told(current) => Arc::new(*current),
@@ -292,6 +299,7 @@ async fn ensure_tenant(
         current,
         &status,
         cached_tenant(ctx, current).as_deref(),
+        &ctx.ownership,
         token
             .as_ref()
             .map(|(token, expires_at, superseded)| tenant::IssuedToken {
@@ -320,6 +328,7 @@ async fn issue_activation(
         current,
         &status,
         cached_tenant(ctx, current).as_deref(),
+        &ctx.ownership,
         tenant::IssuedToken {
             token: &token(ctx, current, &activation.message_id),
             expires_at: activation.expires_at,
@@ -519,7 +528,8 @@ fn written_entitlements(partner: &Partner) -> Option<BTreeMap<String, String>> {
 fn cached_tenant_state(ctx: &Context, partner: &Partner) -> Tenant {
     tenant::classify(
         cached_tenant(ctx, partner).as_deref(),
-        &partner.uid().unwrap_or_default(),
+        partner,
+        &ctx.ownership.key,
     )
 }
 
@@ -657,7 +667,7 @@ async fn announce_deletion(
     // The tenant does not wait for the webhooks: it goes now (as `deletionPolicy` says), and
     // the finalizer's cleanup finds it gone.
     if lifecycle::deletion(partner, now).delete_tenant {
-        let found = tenant::delete(&ctx.client, partner).await?;
+        let found = tenant::delete(&ctx.client, partner, &ctx.ownership).await?;
         if matches!(found, Tenant::Owned(_))
             && let Some(event) = lifecycle::deletion::deprovisioned(partner, &found)
         {
@@ -678,7 +688,7 @@ async fn cleanup(api: &Api<Partner>, partner: &Partner, ctx: &Context) -> Result
     if deletion.delete_tenant {
         // The name derived from the Partner, whatever the status says; the namespace is
         // deleted only if it is this Partner's (`tenant::delete` checks).
-        let found = tenant::delete(&ctx.client, partner).await?;
+        let found = tenant::delete(&ctx.client, partner, &ctx.ownership).await?;
         if let Some(event) = lifecycle::deletion::deprovisioned(partner, &found) {
             ctx.publish(partner, &event).await;
         }
