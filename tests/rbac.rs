@@ -434,6 +434,93 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
     assert_eq!(refused_now(), refusals);
 }
 
+/// With the chart's defaults the operator's ServiceAccount reads no Secret through the API:
+/// not the SMTP URL's, not the activation or ownership key (all three are mounted into the pod,
+/// which takes no RBAC of the operator's), not any other. With webhook signing keys listed,
+/// those and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_cannot_read_the_smtp_secret() {
+    let h = Harness::start_servers(Server::Kube).await;
+    let home = tempfile::tempdir().unwrap();
+    h.namespace(NAMESPACE, &[]).await;
+    let secrets = [
+        "partner-operator-smtp",
+        "po-partner-operator-activation-key",
+        "po-partner-operator-ownership-key",
+        "northwind-webhook-key",
+        "another",
+    ];
+    for name in secrets {
+        h.apply(secret_named(NAMESPACE, name)).await;
+    }
+    let listed = [
+        "--set",
+        "webhooks.signingKeySecrets={northwind-webhook-key}",
+    ];
+    let mut applied = std::collections::BTreeSet::new();
+    for (values, readable) in [
+        (&[][..], &[][..]),
+        (&listed[..], &["northwind-webhook-key"][..]),
+    ] {
+        let mut account = None;
+        for object in helm::template(home.path(), RELEASE, NAMESPACE, values) {
+            let kind = object["kind"].as_str().unwrap();
+            if [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+            ]
+            .contains(&kind)
+            {
+                if kind == "ServiceAccount" {
+                    account = object["metadata"]["name"].as_str().map(str::to_string);
+                }
+                // What the first rendering applied stays as it was.
+                if applied.insert((kind.to_string(), object["metadata"]["name"].to_string())) {
+                    h.apply(object).await;
+                }
+            }
+        }
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let token = Api::<ServiceAccount>::namespaced(h.client.clone(), NAMESPACE)
+            .create_token_request(&account.unwrap(), &PostParams::default(), &request)
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.token)
+            .unwrap();
+        let client = plane(&h).client_for_token(&token, Some("partner-operator"));
+        let api: Api<Secret> = Api::namespaced(client, NAMESPACE);
+        eventually(
+            format!("only {readable:?} readable with {values:?}"),
+            Patience::RECONCILE,
+            || async {
+                let mut wrong = Vec::new();
+                for name in secrets {
+                    let result = api.get(name).await;
+                    let read = result.is_ok();
+                    if read != readable.contains(&name) || (!read && !is_forbidden(result)) {
+                        wrong.push(name);
+                    }
+                }
+                if !is_forbidden(api.list(&ListParams::default()).await) {
+                    wrong.push("(list)");
+                }
+                wrong.is_empty()
+            },
+        )
+        .await;
+    }
+}
+
 fn dry_run() -> PostParams {
     PostParams {
         dry_run: true,

@@ -152,10 +152,10 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
             .get(&ObjectRef::new(&pass.current.spec.distributor_ref.name));
         let cached_entitlements = cached_entitlements(ctx, &pass.current);
         // What is at the tenant's name: found by this reconciliation, else as the cache shows.
-        let at_tenant_name = pass
-            .tenant_found
-            .clone()
-            .unwrap_or_else(|| cached_tenant_state(ctx, &pass.current));
+        let at_tenant_name = match pass.tenant_found.clone() {
+            Some(found) => found,
+            None => cached_or_proven(ctx, &mut pass).await?,
+        };
         let plan = lifecycle::plan(&Observation {
             partner: &pass.current,
             distributor: distributor.as_deref(),
@@ -522,6 +522,23 @@ fn cached_entitlements(ctx: &Context, partner: &Partner) -> Option<BTreeMap<Stri
 /// What [`tenant::ensure`] just wrote for `partner`'s status.
 fn written_entitlements(partner: &Partner) -> Option<BTreeMap<String, String>> {
     tenant::entitlements_data(partner, partner.status.as_ref()?)
+}
+
+/// What the cache shows at the tenant's name; for a tenant of an earlier version without its
+/// proof, under `--prove-existing-tenants`, what it is once proven.
+async fn cached_or_proven(ctx: &Context, pass: &mut Pass) -> Result<Tenant, Error> {
+    let cached = cached_tenant(ctx, &pass.current);
+    let proven = tenant::prove_if_earlier(
+        &ctx.client,
+        &pass.current,
+        cached.as_deref(),
+        &ctx.ownership,
+    )
+    .await?;
+    if let Some(found) = &proven {
+        pass.tenant_found = Some(found.clone());
+    }
+    Ok(proven.unwrap_or_else(|| cached_tenant_state(ctx, &pass.current)))
 }
 
 /// What the cache shows at the tenant's name.

@@ -192,6 +192,27 @@ async fn prove_existing(
     }
 }
 
+/// When told to prove tenants of an earlier version (`ownership.prove_existing`) and `cached`
+/// is one for `partner` (its label, no proof at all): what is at the tenant's name once it has
+/// been looked at afresh and, if it still is one, proven. `None` otherwise (nothing asked).
+pub async fn prove_if_earlier(
+    client: &Client,
+    partner: &Partner,
+    cached: Option<&Namespace>,
+    ownership: &Ownership,
+) -> kube::Result<Option<Tenant>> {
+    match cached {
+        Some(ns)
+            if ownership.prove_existing
+                && presented_proof(ns).is_none()
+                && labelled_for(ns, partner) =>
+        {
+            observe(client, partner, cached, ownership).await.map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The tenant namespace as it is now: `cached` when it shows the namespace this Partner's and
 /// live, else a GET (a cache can lag behind a namespace deleted and made again by someone else).
 async fn observe(
