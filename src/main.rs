@@ -94,6 +94,17 @@ struct RunArgs {
     /// link. Without it, a key of this process only.
     #[arg(long, env = "ACTIVATION_KEY_FILE")]
     activation_key_file: Option<PathBuf>,
+    /// A file holding the key tenants' ownership proofs are made with (at least 32 bytes, e.g.
+    /// a mounted Secret that a backup carries): a tenant namespace counts as a Partner's only
+    /// with its ownership label and this proof. Without it, a key of this process only.
+    #[arg(long, env = "OWNERSHIP_KEY_FILE")]
+    ownership_key_file: Option<PathBuf>,
+    /// Give tenants made by a version without ownership proofs (labelled with their Partner's
+    /// uid, no proof annotation) their proof, instead of taking them for someone else's. Turn
+    /// on once after upgrading, having checked that every labelled namespace is a tenant; it
+    /// needs `patch` on namespaces (the chart's ownershipProof.proveExistingTenants).
+    #[arg(long)]
+    prove_existing_tenants: bool,
     /// Watch Partners in this namespace only (default: all namespaces).
     #[arg(long)]
     namespace: Option<String>,
@@ -208,8 +219,19 @@ async fn run(args: RunArgs) -> Result<(), String> {
                 .map_err(|err| format!("--activation-key-file {}: {err}", path.display()))?,
         ),
     };
+    let ownership_key = match &args.ownership_key_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|err| err.to_string())
+                .and_then(|bytes| partner_operator::tenant::OwnershipKey::from_bytes(&bytes))
+                .map_err(|err| format!("--ownership-key-file {}: {err}", path.display()))?,
+        ),
+    };
     let options = RunOptions {
         activation_key,
+        ownership_key,
+        prove_existing_tenants: args.prove_existing_tenants,
         smtp_url: args.smtp_url,
         smtp_insecure_plaintext: args.smtp_insecure_plaintext,
         mail_from: args.mail_from,

@@ -103,6 +103,10 @@ pub struct Metrics {
     /// Partners whose stored body the operator cannot decode: each is left alone (nothing is
     /// provisioned, mailed, billed or deleted for it) and reported in a Warning Event.
     pub unreadable_partners: Gauge,
+    /// Distributors whose stored body the operator cannot decode: one with an unreadable spec
+    /// is left alone, its Partners held as they are; one with an unreadable status is read
+    /// without it, and its status written anew.
+    pub unreadable_distributors: Gauge,
     /// Tenants activated through the activation service.
     pub activations: Counter,
     /// Activation requests (POST) refused, by reason.
@@ -213,6 +217,12 @@ impl Metrics {
             "Partners whose stored body the operator cannot decode, and so leaves alone",
             unreadable_partners.clone(),
         );
+        let unreadable_distributors = Gauge::default();
+        registry.register(
+            "unreadable_distributors",
+            "Distributors whose stored spec or status the operator cannot decode",
+            unreadable_distributors.clone(),
+        );
         let activations = Counter::default();
         registry.register(
             "activations",
@@ -291,6 +301,7 @@ impl Metrics {
             next_deadline,
             emails_waiting,
             unreadable_partners,
+            unreadable_distributors,
         }
     }
 

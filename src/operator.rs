@@ -46,6 +46,12 @@ pub struct RunOptions {
     /// The key activation tokens are made with; `None`: a random one for this process (a
     /// resend after a restart then carries a new link).
     pub activation_key: Option<crate::tenant::ActivationKey>,
+    /// The key tenants' ownership proofs are made with; `None`: a random one for this process
+    /// (a restarted operator then finds the tenants it made taken: never use it for tenants
+    /// that must outlive the process).
+    pub ownership_key: Option<crate::tenant::OwnershipKey>,
+    /// Give tenants of an earlier version (labelled, no proof) their ownership proof.
+    pub prove_existing_tenants: bool,
     /// The activation service (the emailed link lands there); `None`: not served. Every
     /// replica serves it, leading or standing by.
     pub activation_service: Option<crate::activation::ServiceOptions>,
@@ -174,6 +180,16 @@ pub async fn run(
                 );
                 crate::tenant::ActivationKey::random()
             }),
+            ownership: crate::tenant::Ownership {
+                key: options.ownership_key.unwrap_or_else(|| {
+                    tracing::warn!(
+                        "no --ownership-key-file: tenants are proven with a key of this process \
+                         only, so after a restart the tenants it made are taken, not its own"
+                    );
+                    crate::tenant::OwnershipKey::random()
+                }),
+                prove_existing: options.prove_existing_tenants,
+            },
             namespace: options.namespace,
             clock: options.clock,
             metrics,

@@ -100,6 +100,8 @@ pub enum SandboxError {
     Webhooks { port: u16, source: std::io::Error },
     #[error("cannot store the webhook signing key: {0}")]
     WebhookKey(String),
+    #[error("cannot store the tenant ownership key: {0}")]
+    OwnershipKey(String),
     #[error("cannot install the CRDs: {0}")]
     Crds(String),
     #[error("the operator stopped: {0}")]
@@ -196,6 +198,9 @@ pub async fn run(
     store_webhook_key(&server.client(), &webhook_key)
         .await
         .map_err(SandboxError::WebhookKey)?;
+    let ownership_key = ownership_key(&server.client())
+        .await
+        .map_err(SandboxError::OwnershipKey)?;
     write_atomically(&kubeconfig, &server.kubeconfig_yaml()).map_err(|source| {
         SandboxError::StateDir {
             path: kubeconfig.clone(),
@@ -234,6 +239,10 @@ pub async fn run(
                 leader_election: None,
                 // The operator lives as long as this process, and so does its key.
                 activation_key: Some(crate::tenant::ActivationKey::random()),
+                // From the Secret, as a deployed operator's: a sandbox on a kept control
+                // plane (--kube-apiserver) finds its tenants its own after a restart.
+                ownership_key: Some(ownership_key),
+                prove_existing_tenants: false,
                 activation_service: activation.map(crate::activation::ServiceOptions::new),
                 webhook_secrets_namespace: Some(SANDBOX_OPERATOR_NAMESPACE.into()),
                 // Its own receiver is on loopback; nothing else private is reached.
@@ -402,6 +411,51 @@ async fn store_webhook_key(client: &kube::Client, key: &str) -> Result<(), Strin
         .await
         .map_err(|_| "the API server refused the Secret".to_string())?;
     Ok(())
+}
+
+/// The Secret in the operator's namespace holding the key tenants' ownership proofs are made
+/// with, as the chart's `<release>-ownership-key`.
+pub const SANDBOX_OWNERSHIP_KEY_SECRET: &str = "partner-operator-ownership-key";
+
+/// The tenant ownership key: the one in [`SANDBOX_OWNERSHIP_KEY_SECRET`] if an earlier run
+/// left it (a real control plane's disk outlives the process), else a fresh one stored there.
+async fn ownership_key(client: &kube::Client) -> Result<crate::tenant::OwnershipKey, String> {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, PostParams};
+    let api = Api::<Secret>::namespaced(client.clone(), SANDBOX_OPERATOR_NAMESPACE);
+    let refused = |_| "the API server refused the Secret".to_string();
+    let stored = api
+        .get_opt(SANDBOX_OWNERSHIP_KEY_SECRET)
+        .await
+        .map_err(refused)?;
+    let kept = stored
+        .as_ref()
+        .and_then(|secret| secret.data.as_ref()?.get("key"))
+        .and_then(|key| crate::tenant::OwnershipKey::from_bytes(&key.0).ok());
+    if let Some(key) = kept {
+        return Ok(key);
+    }
+    let bytes = hex::encode(rand::random::<[u8; 32]>()).into_bytes();
+    let key = crate::tenant::OwnershipKey::from_bytes(&bytes)?;
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(SANDBOX_OWNERSHIP_KEY_SECRET.into());
+    secret.data = Some([("key".to_string(), ByteString(bytes))].into());
+    match stored {
+        None => api.create(&PostParams::default(), &secret).await.map(drop),
+        Some(old) => {
+            secret.metadata.resource_version = old.metadata.resource_version;
+            api.replace(
+                SANDBOX_OWNERSHIP_KEY_SECRET,
+                &PostParams::default(),
+                &secret,
+            )
+            .await
+            .map(drop)
+        }
+    }
+    .map_err(refused)?;
+    Ok(key)
 }
 
 /// Creates the state directory if needed and proves it writable, returning its absolute path

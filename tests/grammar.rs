@@ -22,7 +22,13 @@ const DATES: &[&str] = &[
     "2027-06-30T00:00:00-00:00",
     "2027-06-29T19:00:00-05:00",
     "2028-02-29T12:00:00Z",
+    // Years 1970 to 2999 only.
+    "1970-01-01T00:00:00Z",
+    "2999-12-31T23:59:59Z",
     "0001-01-01T00:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "3000-01-01T00:00:00Z",
+    "9999-12-31T00:00:00Z",
     // kube-apiserver's `date-time` format takes these; chrono does not.
     "2027-06-30T00:00:00+99:99",
     "2027-06-30T00:00:00,5Z",
@@ -49,7 +55,10 @@ const EMAILS: &[&str] = &[
     "a@b",
     "o'brien+trial@x-y.example",
     "UPPER.case@EXAMPLE.COM",
+    "a!#$&*/=?^_`{|}~-@x.example",
+    // A source route through the host after the @.
     "a!#$%&*/=?^_`{|}~-@x.example",
+    "victim%elsewhere.example@x.example",
     // Go's `mail.ParseAddress` (kube-apiserver's `email` format) takes these.
     "Eve <eve@x.example>",
     "\"a b\"@x.example",

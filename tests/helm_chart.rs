@@ -201,7 +201,10 @@ fn defaults_render_a_locked_down_deployment() {
         key["metadata"]["name"]
     );
     let own = render(json!({"activationKey": {"existingSecret": "my-key", "key": "k"}})).unwrap();
-    assert!(!kinds(&own).contains("Secret"));
+    assert!(
+        !own.iter()
+            .any(|m| m["metadata"]["name"] == "po-partner-operator-activation-key")
+    );
     let pod = &of_kind(&own, "Deployment")["spec"]["template"]["spec"];
     assert_eq!(pod["volumes"][0]["secret"]["secretName"], "my-key");
     assert!(
@@ -209,6 +212,133 @@ fn defaults_render_a_locked_down_deployment() {
             .to_string()
             .contains("activation-key/k\"")
     );
+}
+
+/// The operator reads no Secret the chart does not name: the SMTP URL, the activation key and
+/// the ownership key are mounted into the pod; every RBAC rule on Secrets has `resourceNames`,
+/// and with no webhook signing key listed there is none in the release's namespace. The
+/// ownership key is generated (or named), mounted and passed; tenants of an earlier version
+/// are proven only when asked, and only then may the operator patch namespaces.
+#[test]
+fn secrets_are_read_by_name_and_the_ownership_key_is_mounted() {
+    let secret_rules = |manifests: &[Value]| -> Vec<Value> {
+        manifests
+            .iter()
+            .filter(|m| m["kind"] == "Role" || m["kind"] == "ClusterRole")
+            .flat_map(|m| m["rules"].as_array().cloned().unwrap_or_default())
+            .filter(|r| {
+                r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("secrets"))
+            })
+            .collect()
+    };
+    let defaults = render(json!({})).unwrap();
+    let rules = secret_rules(&defaults);
+    assert!(
+        rules
+            .iter()
+            .all(|r| r["resourceNames"] == json!(["activation"])),
+        "{rules:?}"
+    );
+    let key = defaults
+        .iter()
+        .find(|m| {
+            m["kind"] == "Secret" && m["metadata"]["name"] == "po-partner-operator-ownership-key"
+        })
+        .expect("the ownership key Secret");
+    assert_eq!(key["data"]["key"].as_str().unwrap().len(), 88);
+    assert_eq!(
+        key["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    let pod = &of_kind(&defaults, "Deployment")["spec"]["template"]["spec"];
+    let args = pod["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("\"--ownership-key-file=/etc/partner-operator/ownership-key/key\""),
+        "{args}"
+    );
+    assert!(!args.contains("--prove-existing-tenants"), "{args}");
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["secretName"] == key["metadata"]["name"])
+    );
+    let namespace_verbs = |manifests: &[Value]| {
+        of_kind(manifests, "ClusterRole")["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resources"] == json!(["namespaces"]))
+            .unwrap()["verbs"]
+            .clone()
+    };
+    assert!(
+        !namespace_verbs(&defaults)
+            .as_array()
+            .unwrap()
+            .contains(&json!("patch"))
+    );
+
+    let listed = render(json!({
+        "webhooks": {"signingKeySecrets": ["northwind-webhook-key"]},
+        "ownershipKey": {"existingSecret": "my-ownership-key", "key": "k", "proveExistingTenants": true},
+    }))
+    .unwrap();
+    let rules = secret_rules(&listed);
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["resourceNames"] == json!(["northwind-webhook-key"])),
+        "{rules:?}"
+    );
+    assert!(
+        rules.iter().all(|r| r["resourceNames"].is_array()),
+        "{rules:?}"
+    );
+    assert!(
+        !listed
+            .iter()
+            .any(|m| m["metadata"]["name"] == "po-partner-operator-ownership-key")
+    );
+    let pod = &of_kind(&listed, "Deployment")["spec"]["template"]["spec"];
+    let args = pod["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("ownership-key/k\"") && args.contains("\"--prove-existing-tenants\""),
+        "{args}"
+    );
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "my-ownership-key")
+    );
+    assert!(
+        namespace_verbs(&listed)
+            .as_array()
+            .unwrap()
+            .contains(&json!("patch"))
+    );
+
+    // Both admission policies match every namespace subresource (status and finalize write
+    // labels too).
+    for policy in defaults
+        .iter()
+        .filter(|m| m["kind"] == "ValidatingAdmissionPolicy")
+    {
+        let resources = &policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"];
+        assert!(
+            resources
+                .as_array()
+                .unwrap()
+                .contains(&json!("namespaces/*")),
+            "{policy}"
+        );
+    }
 }
 
 #[test]
@@ -281,7 +411,10 @@ fn every_option_renders_its_objects() {
         .filter(|m| m["kind"] == "Role")
         .map(|m| m["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(roles, ["po-partner-operator-webhook-keys"], "no Lease Role");
+    assert!(
+        roles.is_empty(),
+        "no Lease Role, no webhook key Role: {roles:?}"
+    );
     // Signing keys listed: only those can be read.
     let listed =
         render(json!({"webhooks": {"signingKeySecrets": ["northwind-webhook-key"]}})).unwrap();
@@ -580,7 +713,9 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
         })
         .collect();
 
-    let manifests = render(json!({})).unwrap();
+    // The scenario signs webhooks with this key: the one Secret the operator reads.
+    let manifests =
+        render(json!({"webhooks": {"signingKeySecrets": ["northwind-webhook-key"]}})).unwrap();
     let cluster = granted(&of_kind(&manifests, "ClusterRole")["rules"]);
     let namespaced: BTreeSet<_> = manifests
         .iter()

@@ -25,7 +25,7 @@ async fn expiration_dates_are_held_to_the_trial_policy(server: Server) {
     let start = start_time();
     for (name, date) in [
         ("backdated", "2000-01-01T00:00:00Z"),
-        ("far-future", "9999-12-31T00:00:00Z"),
+        ("far-future", "2999-12-31T23:59:59Z"),
     ] {
         let mut p = partner(NAMESPACE, name, "northwind");
         p["spec"]["subscription"] = json!({"expirationDate": date});

@@ -20,7 +20,7 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, PostParams};
 use partner_operator::leader::LeaderElection;
 use partner_operator::operator::RunOptions;
-use partner_operator::tenant::OWNER_UID_LABEL;
+use partner_operator::tenant::{OWNER_UID_LABEL, OWNERSHIP_PROOF_ANNOTATION};
 use partner_sandbox::control_plane::AuditedRequest;
 use serde_json::{Value, json};
 use support::*;
@@ -45,7 +45,16 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
 
     // The chart's identity and roles, as `helm install` creates them.
     h.namespace(NAMESPACE, &[]).await;
-    let manifests = helm::template(home.path(), RELEASE, NAMESPACE, &[]);
+    // The whole trial signs webhooks with this key: the one Secret the operator may read.
+    let manifests = helm::template(
+        home.path(),
+        RELEASE,
+        NAMESPACE,
+        &[
+            "--set",
+            "webhooks.signingKeySecrets={northwind-webhook-key}",
+        ],
+    );
     let mut applied = Vec::new();
     for object in manifests {
         let kind = object["kind"].as_str().unwrap().to_string();
@@ -259,7 +268,8 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
     h.apply(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": "widened"},
-        "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["patch"]}],
+        "rules": [{"apiGroups": [""], "resources": ["namespaces", "namespaces/status", "namespaces/finalize"],
+            "verbs": ["patch", "update"]}],
     }))
     .await;
     h.apply(json!({
@@ -312,8 +322,33 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
         refusals += 1;
     }
 
+    // Nor through a namespace's subresources, nor does it change or remove its proof.
+    let operator_side_doors = [
+        (
+            relabel_status(&client, "default", OWNER_UID_LABEL, Some("x")).await,
+            "the ownership label set through namespaces/status",
+        ),
+        (
+            relabel_finalize((&h.client, &client), "default", OWNER_UID_LABEL, Some("x")).await,
+            "the ownership label set through namespaces/finalize",
+        ),
+        (
+            annotate(&client, &tenant, OWNERSHIP_PROOF_ANNOTATION, Some("v1:00")).await,
+            "the ownership proof changed",
+        ),
+        (
+            annotate(&client, &tenant, OWNERSHIP_PROOF_ANNOTATION, None).await,
+            "the ownership proof removed",
+        ),
+    ];
+    for (result, what) in operator_side_doors {
+        assert!(refused_by(result, "operator-scope"), "{what}");
+        refusals += 1;
+    }
+
     // Nobody else writes the ownership label: not on a new namespace, not on an old one, not
-    // on a tenant. Other labels on a tenant are theirs to set.
+    // on a tenant, not through a subresource (namespaces/status and namespaces/finalize carry
+    // labels too). Nor the proof. Other labels on a tenant are theirs to set.
     let admin = h.client.clone();
     let forged = Api::<Namespace>::all(admin.clone())
         .create(
@@ -338,9 +373,46 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
             "{namespace}: ownership label set to {value:?} by an admin"
         );
     }
+    for (result, what) in [
+        (
+            relabel_status(&admin, "default", OWNER_UID_LABEL, Some("x")).await,
+            "the ownership label set through namespaces/status",
+        ),
+        (
+            relabel_status(&admin, &tenant, OWNER_UID_LABEL, Some("another-uid")).await,
+            "the ownership label changed through namespaces/status",
+        ),
+        (
+            relabel_finalize((&admin, &admin), "default", OWNER_UID_LABEL, Some("x")).await,
+            "the ownership label set through namespaces/finalize",
+        ),
+        (
+            relabel_finalize((&admin, &admin), &tenant, OWNER_UID_LABEL, None).await,
+            "the ownership label removed through namespaces/finalize",
+        ),
+        (
+            annotate(&admin, "default", OWNERSHIP_PROOF_ANNOTATION, Some("v1:00")).await,
+            "a proof set on a namespace",
+        ),
+        (
+            annotate(&admin, &tenant, OWNERSHIP_PROOF_ANNOTATION, None).await,
+            "a tenant's proof removed",
+        ),
+    ] {
+        assert!(refused_by(result, "tenant-ownership"), "{what} by an admin");
+    }
+    let labels = |ns: Namespace| ns.metadata.labels.unwrap_or_default();
+    let default = Api::<Namespace>::all(admin.clone())
+        .get("default")
+        .await
+        .unwrap();
+    assert!(!labels(default).contains_key(OWNER_UID_LABEL));
     relabel(&admin, &tenant, "team", Some("x"))
         .await
         .expect("an admin labels a tenant");
+    relabel_status(&admin, &tenant, "team", Some("y"))
+        .await
+        .expect("an admin labels a tenant through namespaces/status");
 
     // And the audit log records the operator identity's refusals (an entry may land a moment
     // after its response).
@@ -360,6 +432,93 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
     )
     .await;
     assert_eq!(refused_now(), refusals);
+}
+
+/// With the chart's defaults the operator's ServiceAccount reads no Secret through the API:
+/// not the SMTP URL's, not the activation or ownership key (all three are mounted into the pod,
+/// which takes no RBAC of the operator's), not any other. With webhook signing keys listed,
+/// those and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_cannot_read_the_smtp_secret() {
+    let h = Harness::start_servers(Server::Kube).await;
+    let home = tempfile::tempdir().unwrap();
+    h.namespace(NAMESPACE, &[]).await;
+    let secrets = [
+        "partner-operator-smtp",
+        "po-partner-operator-activation-key",
+        "po-partner-operator-ownership-key",
+        "northwind-webhook-key",
+        "another",
+    ];
+    for name in secrets {
+        h.apply(secret_named(NAMESPACE, name)).await;
+    }
+    let listed = [
+        "--set",
+        "webhooks.signingKeySecrets={northwind-webhook-key}",
+    ];
+    let mut applied = std::collections::BTreeSet::new();
+    for (values, readable) in [
+        (&[][..], &[][..]),
+        (&listed[..], &["northwind-webhook-key"][..]),
+    ] {
+        let mut account = None;
+        for object in helm::template(home.path(), RELEASE, NAMESPACE, values) {
+            let kind = object["kind"].as_str().unwrap();
+            if [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+            ]
+            .contains(&kind)
+            {
+                if kind == "ServiceAccount" {
+                    account = object["metadata"]["name"].as_str().map(str::to_string);
+                }
+                // What the first rendering applied stays as it was.
+                if applied.insert((kind.to_string(), object["metadata"]["name"].to_string())) {
+                    h.apply(object).await;
+                }
+            }
+        }
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let token = Api::<ServiceAccount>::namespaced(h.client.clone(), NAMESPACE)
+            .create_token_request(&account.unwrap(), &PostParams::default(), &request)
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.token)
+            .unwrap();
+        let client = plane(&h).client_for_token(&token, Some("partner-operator"));
+        let api: Api<Secret> = Api::namespaced(client, NAMESPACE);
+        eventually(
+            format!("only {readable:?} readable with {values:?}"),
+            Patience::RECONCILE,
+            || async {
+                let mut wrong = Vec::new();
+                for name in secrets {
+                    let result = api.get(name).await;
+                    let read = result.is_ok();
+                    if read != readable.contains(&name) || (!read && !is_forbidden(result)) {
+                        wrong.push(name);
+                    }
+                }
+                if !is_forbidden(api.list(&ListParams::default()).await) {
+                    wrong.push("(list)");
+                }
+                wrong.is_empty()
+            },
+        )
+        .await;
+    }
 }
 
 fn dry_run() -> PostParams {
@@ -432,6 +591,61 @@ async fn relabel(
             namespace,
             &kube::api::PatchParams::default(),
             &kube::api::Patch::Merge(json!({"metadata": {"labels": {key: value}}})),
+        )
+        .await
+        .map(drop)
+}
+
+/// Sets (or removes) one label of a namespace by a merge patch of `namespaces/status`.
+async fn relabel_status(
+    client: &kube::Client,
+    namespace: &str,
+    key: &str,
+    value: Option<&str>,
+) -> kube::Result<()> {
+    Api::<Namespace>::all(client.clone())
+        .patch_status(
+            namespace,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {key: value}}})),
+        )
+        .await
+        .map(drop)
+}
+
+/// Sets (or removes) one label of a namespace by a PUT of `namespaces/finalize` with `client`,
+/// which takes the whole namespace (read with `reader`).
+async fn relabel_finalize(
+    (reader, client): (&kube::Client, &kube::Client),
+    namespace: &str,
+    key: &str,
+    value: Option<&str>,
+) -> kube::Result<()> {
+    let mut ns = Api::<Namespace>::all(reader.clone()).get(namespace).await?;
+    let labels = ns.metadata.labels.get_or_insert_with(Default::default);
+    match value {
+        Some(value) => labels.insert(key.into(), value.into()),
+        None => labels.remove(key),
+    };
+    let request = axum::http::Request::put(format!("/api/v1/namespaces/{namespace}/finalize"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&ns).unwrap())
+        .unwrap();
+    client.request::<Namespace>(request).await.map(drop)
+}
+
+/// Sets (or, with `None`, removes) one annotation of a namespace by merge patch.
+async fn annotate(
+    client: &kube::Client,
+    namespace: &str,
+    key: &str,
+    value: Option<&str>,
+) -> kube::Result<()> {
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            namespace,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {key: value}}})),
         )
         .await
         .map(drop)

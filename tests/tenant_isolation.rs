@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use partner_operator::api::Partner;
-use partner_operator::tenant::{is_dns1123_label, tenant_namespace_of};
+use partner_operator::tenant::{OWNERSHIP_PROOF_ANNOTATION, is_dns1123_label, tenant_namespace_of};
 use serde_json::json;
 use support::*;
 
@@ -20,6 +20,8 @@ crate::on_both_servers!(
     a_tampered_status_moves_no_tenant,
     a_long_partner_name_is_provisioned,
     a_long_distributor_name_is_served,
+    a_namespace_forged_with_the_ownership_label_is_taken,
+    a_tenant_without_its_proof_is_taken_until_proven_again,
 );
 
 const OWNER: &str = "partner-operator.io/owner-uid";
@@ -400,4 +402,194 @@ async fn a_long_distributor_name_is_served(server: Server) {
         name
     );
     h.wait_billed(&name, 1).await;
+}
+
+/// Whether the Partner reports its tenant's name taken.
+fn reports_taken(p: &Partner) -> bool {
+    condition(p, types::READY)
+        .is_some_and(|(s, r)| s == "False" && r == reasons::TENANT_NAMESPACE_TAKEN)
+}
+
+/// Namespaces made ahead of the operator carrying a Partner's ownership label, as anyone could
+/// who gets past the chart's admission policies (here the server enforces none: the sandbox
+/// never does, and the test's kube-apiserver has no policy bound): one without a proof, one
+/// with a proof copied from another Partner's real tenant. Neither is adopted: the Partners
+/// say their names are taken, nothing is written into the namespaces, and they survive their
+/// Partners' deletion.
+async fn a_namespace_forged_with_the_ownership_label_is_taken(server: Server) {
+    let h = Harness::start(server).await;
+    h.northwind(true).await;
+    // A real tenant, whose proof the forger copies.
+    h.apply(partner("northwind-partners", "forger", "northwind"))
+        .await;
+    let forger = h
+        .wait_partner("northwind-partners", "forger", "Ready", is_ready)
+        .await;
+    let real = namespaces(&h)
+        .get(&tenant_of(&h, &forger).await)
+        .await
+        .unwrap();
+    let copied = real.metadata.annotations.unwrap()[OWNERSHIP_PROOF_ANNOTATION].clone();
+
+    // The victims exist, unbound, before their Distributor: their tenants' names are known.
+    h.namespace(
+        "tailspin-partners",
+        &[("partner-operator.io/distributor", "tailspin")],
+    )
+    .await;
+    let mut forged = BTreeMap::new();
+    for (victim, proof) in [("no-proof", None), ("copied-proof", Some(copied.as_str()))] {
+        h.apply(partner("tailspin-partners", victim, "tailspin"))
+            .await;
+        let p = h
+            .wait_partner("tailspin-partners", victim, "DistributorNotFound", |p| {
+                condition(p, types::READY).is_some_and(|(_, r)| r == reasons::DISTRIBUTOR_NOT_FOUND)
+            })
+            .await;
+        let name = tenant_namespace_of(&p);
+        let mut ns: Namespace = serde_json::from_value(json!({"metadata": {
+            "name": name,
+            "labels": {OWNER: uid(&p), "team": "outsiders"},
+        }}))
+        .unwrap();
+        if let Some(proof) = proof {
+            ns.metadata.annotations =
+                Some([(OWNERSHIP_PROOF_ANNOTATION.to_string(), proof.to_string())].into());
+        }
+        namespaces(&h)
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        let stored = namespaces(&h).get(&name).await.unwrap();
+        forged.insert(victim, (name, stored.metadata.resource_version.unwrap()));
+    }
+    h.apply(distributor("tailspin", true)).await;
+    for victim in forged.keys() {
+        h.wait_partner(
+            "tailspin-partners",
+            victim,
+            "TenantNamespaceTaken",
+            reports_taken,
+        )
+        .await;
+    }
+    eventually("a Warning Event for each", Patience::RECONCILE, || async {
+        let events = events(
+            &h,
+            "tailspin-partners",
+            EventReason::TenantNamespaceTaken.as_str(),
+        )
+        .await;
+        forged.values().all(|(name, _)| {
+            events.iter().any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.note.as_deref().is_some_and(|n| {
+                        n.contains(name.as_str()) && n.contains(OWNERSHIP_PROOF_ANNOTATION)
+                    })
+            })
+        })
+    })
+    .await;
+    h.settled().await;
+    for (name, version) in forged.values() {
+        never_written(&h, name, version).await;
+    }
+    // Only the forger's activation email went out.
+    assert_eq!(h.smtp.received().len(), 1);
+    for victim in forged.keys() {
+        delete_partner(&h, "tailspin-partners", victim).await;
+    }
+    for (name, version) in forged.values() {
+        never_written(&h, name, version).await;
+    }
+}
+
+/// A tenant whose proof is gone (as one made by a version without proofs) is taken, not
+/// written into, until an operator run with `prove_existing_tenants` gives it its proof again;
+/// then it is the Partner's, and the Partner is Ready.
+async fn a_tenant_without_its_proof_is_taken_until_proven_again(server: Server) {
+    let mut h = Harness::start(server).await;
+    h.northwind(true).await;
+    h.apply(partner("northwind-partners", "contoso", "northwind"))
+        .await;
+    let p = h
+        .wait_partner("northwind-partners", "contoso", "Ready", is_ready)
+        .await;
+    let tenant = tenant_of(&h, &p).await;
+    let proof = namespaces(&h)
+        .get(&tenant)
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap()[OWNERSHIP_PROOF_ANNOTATION]
+        .clone();
+    h.stop_operator().await;
+    namespaces(&h)
+        .patch(
+            &tenant,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {OWNERSHIP_PROOF_ANNOTATION: null}}})),
+        )
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(h.client.clone(), &tenant)
+        .delete("entitlements", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    h.start_operator();
+    h.wait_partner(
+        "northwind-partners",
+        "contoso",
+        "TenantNamespaceTaken",
+        reports_taken,
+    )
+    .await;
+    h.settled().await;
+    assert!(
+        entitlements(&h, &tenant).await.is_none(),
+        "written into an unproven tenant"
+    );
+
+    h.stop_operator().await;
+    h.start_operator_with(partner_operator::operator::RunOptions {
+        prove_existing_tenants: true,
+        ..h.run_options()
+    });
+    h.wait_partner("northwind-partners", "contoso", "Ready", is_ready)
+        .await;
+    let ns = namespaces(&h).get(&tenant).await.unwrap();
+    assert_eq!(
+        ns.metadata.annotations.unwrap()[OWNERSHIP_PROOF_ANNOTATION],
+        proof
+    );
+    eventually(
+        "the entitlements written again",
+        Patience::RECONCILE,
+        || async { entitlements(&h, &tenant).await.is_some() },
+    )
+    .await;
+}
+
+/// The namespace `name` is as it was made at `version`: not deleted, not written, no tenant
+/// objects in it.
+async fn never_written(h: &Harness, name: &str, version: &str) {
+    let ns = namespaces(h).get(name).await.unwrap();
+    assert!(ns.metadata.deletion_timestamp.is_none(), "{name} deleted");
+    assert_eq!(
+        ns.metadata.resource_version.as_deref(),
+        Some(version),
+        "{name} written"
+    );
+    let configmaps = Api::<ConfigMap>::namespaced(h.client.clone(), name);
+    assert!(
+        configmaps.get_opt("entitlements").await.unwrap().is_none(),
+        "{name}"
+    );
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), name);
+    assert!(
+        secrets.get_opt("activation").await.unwrap().is_none(),
+        "{name}"
+    );
 }

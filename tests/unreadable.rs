@@ -1,7 +1,8 @@
-//! One Partner the operator cannot read harms only itself. Such a Partner is stored while the
-//! CRD's schema takes any body (as an older CRD without the date grammar took this date); then
-//! the project's CRD is installed again, and the operator starts over a list that holds it. On
-//! the sandbox and on kube-apiserver.
+//! One Partner or Distributor the operator cannot read harms only itself. Such an object is
+//! stored while the CRD's schema takes any body (as an older CRD without the date grammar took
+//! this date, or one without integer bounds a count of 2^32); then the project's CRD is
+//! installed again, and the operator starts over a list that holds it. On the sandbox and on
+//! kube-apiserver.
 
 mod support;
 
@@ -9,13 +10,16 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use partner_operator::api::Partner;
+use partner_operator::api::{Distributor, Partner};
 use partner_operator::tenant::tenant_namespace_of;
 use serde_json::{Value, json};
 use support::metrics::{sample, scrape_until};
 use support::*;
 
-crate::on_both_servers!(an_unreadable_partner_harms_only_itself,);
+crate::on_both_servers!(
+    an_unreadable_partner_harms_only_itself,
+    an_unreadable_distributor_harms_only_itself,
+);
 
 /// A date kube-apiserver's `date-time` format takes and chrono refuses.
 const POISON: &str = "2027-06-30T00:00:00+99:99";
@@ -112,6 +116,7 @@ async fn unreadable_events(h: &Harness, name: &str) -> usize {
 }
 
 async fn an_unreadable_partner_harms_only_itself(server: Server) {
+    logs::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     h.northwind(true).await;
     partner_schema(&h, true).await;
@@ -181,4 +186,165 @@ async fn an_unreadable_partner_harms_only_itself(server: Server) {
     assert!(is_ready(&contoso));
     gauge_reads(metrics, 0.0).await;
     h.stop_operator().await;
+}
+
+/// One more than a `u32` holds: `format: uint32` without a `maximum` took it.
+const TOO_BIG: u64 = 1 << 32;
+/// In the unreadable Distributor's body, and so in no log line.
+const BODY_MARKER: &str = "Body Marker Q7Z Distribution";
+const UNREADABLE_DISTRIBUTORS: &str = "partner_operator_unreadable_distributors";
+
+/// Distributors as untyped objects.
+fn untyped_distributors(h: &Harness) -> Api<DynamicObject> {
+    Api::all_with(h.client.clone(), &ApiResource::erase::<Distributor>(&()))
+}
+
+/// Installs the Distributor CRD with a schema that takes any body, or as the project ships
+/// it; returns once the server takes, or refuses, a trial of 2^32 days.
+async fn distributor_schema(h: &Harness, permissive: bool) {
+    let api = Api::<CustomResourceDefinition>::all(h.client.clone());
+    let mut crd = api.get("distributors.partner-operator.io").await.unwrap();
+    let shipped = partner_operator::api::crds()
+        .into_iter()
+        .find(|c| c.name_any() == "distributors.partner-operator.io")
+        .unwrap();
+    crd.spec.versions[0].schema = if permissive {
+        Some(
+            serde_json::from_value(json!({"openAPIV3Schema": {
+                "type": "object", "x-kubernetes-preserve-unknown-fields": true}}))
+            .unwrap(),
+        )
+    } else {
+        shipped.spec.versions[0].schema.clone()
+    };
+    api.replace(&crd.name_any(), &PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let mut probe = distributor("probe", true);
+    probe["spec"]["trial"] = json!({"days": TOO_BIG});
+    let what = if permissive { "taken" } else { "refused" };
+    eventually(
+        &format!("a trial of 2^32 days {what}"),
+        Patience::RECONCILE,
+        || async {
+            let params = PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            untyped_distributors(h)
+                .create(&params, &serde_json::from_value(probe.clone()).unwrap())
+                .await
+                .is_ok()
+                == permissive
+        },
+    )
+    .await;
+}
+
+/// The Warning Events that say the Distributor `name` cannot be read (cluster-scoped: they are
+/// in `default`).
+async fn distributor_events(h: &Harness, name: &str) -> Vec<String> {
+    events(h, "default", "Unreadable")
+        .await
+        .into_iter()
+        .filter(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        .map(|e| e.note.unwrap_or_default())
+        .collect()
+}
+
+/// A Distributor whose status holds a count of 2^32 (written through the status subresource
+/// by an administrator) and one whose spec holds a trial of 2^32 days, both stored before the
+/// schema bounded every integer: after an operator restart the other Distributors' Partners are
+/// served; the first is read without its status, which the operator writes anew; the second is
+/// left alone, its Partner held as it is until an edit makes it readable. Each is reported by
+/// the field that does not fit, and no log line holds its body.
+async fn an_unreadable_distributor_harms_only_itself(server: Server) {
+    logs::capture_for_secrets();
+    let mut h = Harness::start_servers(server).await;
+    h.northwind(true).await;
+    h.namespace(
+        "bad-spec-partners",
+        &[("partner-operator.io/distributor", "bad-spec")],
+    )
+    .await;
+    h.apply(distributor("broken-status", true)).await;
+    h.apply(distributor("bad-spec", true)).await;
+    h.apply(partner("bad-spec-partners", "held", "bad-spec"))
+        .await;
+    distributor_schema(&h, true).await;
+    let distributors = untyped_distributors(&h);
+    distributors
+        .patch_status(
+            "broken-status",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"partners": {
+                "pending": TOO_BIG, "trial": 0, "production": 0, "expired": 0}}})),
+        )
+        .await
+        .unwrap();
+    distributors
+        .patch(
+            "bad-spec",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"organizationName": BODY_MARKER, "trial": {"days": TOO_BIG}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
+    distributor_schema(&h, false).await;
+
+    // The operator starts over a list that holds both: the other Partners are served.
+    h.start_operator();
+    let metrics = h.metrics_addr();
+    h.wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
+        .await;
+    // The unreadable status is written anew, from the Distributor's Partners (none).
+    eventually("the broken status rewritten", Patience::RECONCILE, || async {
+        distributors.get_status("broken-status").await.unwrap().data["status"]["partners"]["pending"]
+            == json!(0)
+    })
+    .await;
+    eventually("both reported", Patience::RECONCILE, || async {
+        let status = distributor_events(&h, "broken-status").await;
+        let spec = distributor_events(&h, "bad-spec").await;
+        status.iter().any(|n| n.contains("status.partners.pending"))
+            && spec.iter().any(|n| n.contains("spec.trial.days"))
+    })
+    .await;
+    let scrape = scrape_until(metrics, UNREADABLE_DISTRIBUTORS, 1.0).await;
+    assert_eq!(
+        sample(&scrape, UNREADABLE_DISTRIBUTORS),
+        Some(1.0),
+        "{scrape}"
+    );
+    // Its Partner is held as it is: not reconciled at all (no finalizer, no status).
+    h.settled().await;
+    let held = h.partners("bad-spec-partners").get("held").await.unwrap();
+    assert!(held.status.is_none(), "{:?}", held.status);
+    assert!(held.metadata.finalizers.unwrap_or_default().is_empty());
+
+    // An edit that makes it readable brings it, and its Partner, in.
+    distributors
+        .patch(
+            "bad-spec",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"trial": {"days": 14}}})),
+        )
+        .await
+        .unwrap();
+    h.wait_partner("bad-spec-partners", "held", "Ready", is_ready)
+        .await;
+    let scrape = scrape_until(metrics, UNREADABLE_DISTRIBUTORS, 0.0).await;
+    assert_eq!(
+        sample(&scrape, UNREADABLE_DISTRIBUTORS),
+        Some(0.0),
+        "{scrape}"
+    );
+    h.stop_operator().await;
+    logs::assert_not_logged(BODY_MARKER);
 }

@@ -67,6 +67,7 @@ pub struct DistributorSpec {
     /// Namespaces whose Partners may bind to this distributor. When unset, namespaces labelled
     /// `partner-operator.io/distributor=<this distributor's name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::selector::label_selector_schema")]
     pub partner_namespaces: Option<LabelSelector>,
 
     /// How the trial of a new partner runs. The notice comes before the end: `upgradeNoticeDays`
@@ -89,6 +90,30 @@ pub struct DistributorSpec {
     /// CloudEvents, delivered at least once, in order per partner.
     #[serde(default)]
     pub webhooks: super::WebhookPolicy,
+}
+
+impl Distributor {
+    /// A Distributor that carries only `metadata`: what stands in the operator's cache and
+    /// Events for one whose spec cannot be read ([`super::Decoded::Unreadable`]), so it can be
+    /// taken out of the cache and named. Nothing reconciles it.
+    pub fn placeholder(
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> Self {
+        Self {
+            metadata,
+            spec: DistributorSpec {
+                organization_name: String::new(),
+                notification_email: String::new(),
+                skus: Vec::new(),
+                partner_namespaces: None,
+                trial: TrialPolicy::default(),
+                activation: ActivationPolicy::default(),
+                email: EmailPolicy::default(),
+                webhooks: super::WebhookPolicy::default(),
+            },
+            status: None,
+        }
+    }
 }
 
 /// A product code, such as `ESSENTIALS`.

@@ -19,14 +19,21 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 
 /// RFC 3339 as the operator reads it: `T` and `Z` upper-case, seconds required, a fraction of
-/// 1 to 9 digits after a `.`, an offset of at most 23:59. Whether the day exists (no 30
-/// February) is for the `date-time` format beside it, and for chrono.
-pub const DATE_TIME_PATTERN: &str = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
+/// 1 to 9 digits after a `.`, an offset of at most 23:59, a year from 1970 to 2999 (no date the
+/// operator deals in lies outside: a trial ending in 9999 is a Partner that never pays, one
+/// ending before 1970 a mistake). Whether the day exists (no 30 February) is for the
+/// `date-time` format beside it, and for chrono. Whether a date lies in the past can only be
+/// said against the clock, which admission does not have: the operator holds a trial's
+/// `expirationDate` between its start and `trial.days` after it, with an
+/// `ExpirationDateLimited` Warning Event naming the field.
+pub const DATE_TIME_PATTERN: &str = r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
 
-/// A bare address, `local@domain`: a dot-atom local part (RFC 5322's atom characters, dots
-/// between them) and a host name of letters, digits and hyphens. No display name, no quoting,
-/// no comments, no IP literal.
-pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
+/// A bare address, `local@domain`: a dot-atom local part (RFC 5322's atom characters but `%`,
+/// dots between them) and a host name of letters, digits and hyphens. No display name, no
+/// quoting, no comments, no IP literal, and no `%`: `victim%elsewhere.example@relay.example`
+/// is a source route that a relay may forward to another host than the one named after `@`,
+/// which `allowedRecipientDomains` checks.
+pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
 
 /// A host name of letters, digits and hyphens, as in [`EMAIL_PATTERN`]'s domain.
 pub const DOMAIN_PATTERN: &str = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
@@ -126,6 +133,9 @@ mod tests {
             "2027-06-30T23:59:60Z",
             "2027-06-30T00:00:00.1234567890Z",
             "2027-06-30",
+            "9999-12-31T00:00:00Z",
+            "3000-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
             "",
         ] {
             assert_eq!(
@@ -149,6 +159,7 @@ mod tests {
             ".a@x.example",
             "a@-x.example",
             "a@x.example\r\nBcc: c@y.example",
+            "victim%elsewhere.example@relay.example",
             "a@",
             "@x.example",
             "",

@@ -5,11 +5,13 @@
 //! fields, enums, patterns, lengths, formats) or in a CEL `x-kubernetes-validations` rule whose
 //! message names the field. The operator never writes `spec`; it only writes `status`.
 
+pub mod bounds;
 pub mod conditions;
 pub mod decoded;
 pub mod distributor;
 pub mod grammar;
 pub mod partner;
+pub mod selector;
 pub mod webhooks;
 
 pub use conditions::*;
@@ -46,6 +48,9 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         .map(|crd| {
             let mut crd = serde_json::to_value(crd).expect("a CRD serializes");
             grammar::constrain_date_times(&mut crd["spec"]["versions"]);
+            for version in crd["spec"]["versions"].as_array_mut().into_iter().flatten() {
+                bounds::bound_integers(&mut version["schema"]);
+            }
             serde_json::from_value(crd).expect("a CRD with patterns added")
         })
         .collect()
@@ -78,6 +83,11 @@ pub(crate) fn email_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schem
     })
 }
 
+/// An organization name has something to read: a character other than a space or separator
+/// (`Z*`; the controls are refused by [`ORGANIZATION_NAME_PATTERN`]). A name of spaces only
+/// would greet a partner in an email as nobody.
+pub(crate) const ORGANIZATION_NAME_VISIBLE_RULE: &str = r"self.matches('[^\\p{Z}]')";
+
 /// Schema for `organizationName`.
 pub(crate) fn organization_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
@@ -85,5 +95,9 @@ pub(crate) fn organization_name_schema(_: &mut schemars::SchemaGenerator) -> sch
         "minLength": 1,
         "maxLength": 256,
         "pattern": ORGANIZATION_NAME_PATTERN,
+        "x-kubernetes-validations": [{
+            "rule": ORGANIZATION_NAME_VISIBLE_RULE,
+            "message": "must contain a character other than spaces",
+        }],
     })
 }

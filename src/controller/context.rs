@@ -15,6 +15,7 @@ use super::deadlines::Deadlines;
 use super::mail_rate::MailRate;
 use super::mail_slots::MailSlots;
 use super::recounts::Recounts;
+use super::unreadable::UnreadableNames;
 use super::webhook_delivery::WebhookDeliveries;
 use super::{OperatorConfig, PartnerIndex};
 use crate::api::{Distributor, Partner};
@@ -35,9 +36,13 @@ pub struct Context {
     pub mailer: Arc<Mailer>,
     pub activation_base_url: Option<String>,
     pub activation_key: crate::tenant::ActivationKey,
+    /// What tenants' ownership proofs are made and checked with.
+    pub ownership: crate::tenant::Ownership,
     pub metrics: Arc<Metrics>,
     pub partners: Store<Partner>,
     pub distributors: Store<Distributor>,
+    /// Distributors whose spec the operator cannot read: not in `distributors`, yet not gone.
+    pub unreadable_distributors: UnreadableNames,
     pub namespaces: Store<Namespace>,
     /// The tenants' `entitlements` ConfigMaps.
     pub entitlements: Store<ConfigMap>,
@@ -64,6 +69,7 @@ pub struct Context {
 pub(super) struct Caches {
     pub partners: Store<Partner>,
     pub distributors: Store<Distributor>,
+    pub unreadable_distributors: UnreadableNames,
     pub namespaces: Store<Namespace>,
     /// The tenants' `entitlements` ConfigMaps.
     pub entitlements: Store<ConfigMap>,
@@ -83,6 +89,7 @@ impl Context {
         let Caches {
             partners,
             distributors,
+            unreadable_distributors,
             namespaces,
             entitlements,
             index,
@@ -96,9 +103,11 @@ impl Context {
             mailer: config.mailer.clone(),
             activation_base_url: config.activation_base_url.clone(),
             activation_key: config.activation_key.clone(),
+            ownership: config.ownership.clone(),
             metrics: config.metrics.clone(),
             partners,
             distributors,
+            unreadable_distributors,
             namespaces,
             entitlements,
             index,
@@ -127,6 +136,23 @@ impl Context {
     /// Asks the Distributor controller to recount `distributor` (see [`Recounts`]).
     pub fn recount(&self, distributor: &str) {
         self.recounts.request(distributor);
+    }
+
+    /// Records a Kubernetes Event on a Distributor, best effort as [`Context::publish`].
+    pub async fn publish_on(&self, distributor: &Distributor, event: &PartnerEvent) {
+        let now = self.clock.now();
+        let published = super::events::publish(
+            &self.client,
+            &self.instance,
+            distributor,
+            event.reason,
+            &event.message,
+            now,
+        )
+        .await;
+        if let Err(err) = published {
+            warn!(reason = %event.reason, error = %err, "could not record an Event");
+        }
     }
 
     /// Records a Kubernetes Event on `partner`. Events are best effort: a failure is logged,

@@ -50,6 +50,7 @@ use tracing::{info, warn};
 pub use context::Context;
 use context::{Caches, Listed, Watched};
 pub use index::PartnerIndex;
+use unreadable::{Regarding, UnreadableNames};
 
 use crate::api::{Decoded, Distributor, Partner};
 use crate::clock::Clock;
@@ -84,6 +85,9 @@ pub struct OperatorConfig {
     pub activation_base_url: Option<String>,
     /// What activation tokens are made with.
     pub activation_key: crate::tenant::ActivationKey,
+    /// What tenants' ownership proofs are made and checked with (`--ownership-key-file`,
+    /// `--prove-existing-tenants`).
+    pub ownership: crate::tenant::Ownership,
     /// `--namespace`: watch Partners in this namespace only.
     pub namespace: Option<String>,
     pub clock: Clock,
@@ -117,7 +121,7 @@ pub async fn preflight(client: &Client) -> Result<(), StartError> {
         Err(err) => Err(StartError::Unreachable(err.to_string())),
     };
     check(
-        Api::<Distributor>::all(client.clone())
+        Api::<Decoded<Distributor>>::all(client.clone())
             .list(&probe)
             .await
             .map(drop),
@@ -138,7 +142,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let distributors_api: Api<Distributor> = Api::all(client.clone());
+    let distributors_api: Api<Decoded<Distributor>> = Api::all(client.clone());
     let namespaces_api: Api<Namespace> = Api::all(client.clone());
     let index = PartnerIndex::default();
     let listed = Arc::new(Listed::new(config.readiness.clone()));
@@ -154,10 +158,11 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
     let (unreadable_reports, mut unreadable_rx) = tokio::sync::mpsc::unbounded_channel();
     let partner_events = reflector(
         partners_writer,
-        unreadable::readable_partners(
+        unreadable::readable(
             kube::runtime::watcher(partners_api, watch_config()),
-            config.metrics.clone(),
-            unreadable_reports,
+            config.metrics.unreadable_partners.clone(),
+            UnreadableNames::default(),
+            unreadable_reports.clone(),
         )
         .modify(trim_for_cache),
     )
@@ -180,9 +185,18 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         .expect("a shared store has subscribers");
     let generations = Mutex::new(HashMap::<String, Option<i64>>::new());
     let distributors_listed = listed.clone();
+    // Each Distributor decodes on its own too: one with an unreadable spec is held out (its
+    // Partners held as they are), one with an unreadable status is read without it.
+    let unreadable_distributors = UnreadableNames::default();
     let distributor_changes = reflector(
         distributors_writer,
-        kube::runtime::watcher(distributors_api.clone(), watch_config()).modify(trim_for_cache),
+        unreadable::readable(
+            kube::runtime::watcher(distributors_api.clone(), watch_config()),
+            config.metrics.unreadable_distributors.clone(),
+            unreadable_distributors.clone(),
+            unreadable_reports,
+        )
+        .modify(trim_for_cache),
     )
     .default_backoff()
     .try_filter_map(move |event| {
@@ -210,7 +224,14 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
     let namespaces_listed = listed.clone();
     let namespace_events = reflector(
         namespaces_writer,
-        kube::runtime::watcher(namespaces_api, watch_config()).modify(trim_for_cache),
+        kube::runtime::watcher(namespaces_api, watch_config()).modify(|ns: &mut Namespace| {
+            // Of the annotations, only a tenant's ownership proof is read.
+            let proof = crate::tenant::presented_proof(ns).map(str::to_string);
+            trim_for_cache(ns);
+            ns.metadata.annotations = proof.map(|proof| {
+                [(crate::tenant::OWNERSHIP_PROOF_ANNOTATION.to_string(), proof)].into()
+            });
+        }),
     )
     .default_backoff()
     .inspect_ok(move |event| {
@@ -265,6 +286,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         Caches {
             partners,
             distributors: distributors.clone(),
+            unreadable_distributors,
             namespaces,
             entitlements,
             index: index.clone(),
@@ -279,12 +301,16 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
     let reporter = ctx.clone();
     tokio::spawn(async move {
         while let Some(report) = unreadable_rx.recv().await {
-            let partner = Partner::placeholder(report.metadata);
             let event = PartnerEvent {
                 reason: EventReason::Unreadable,
                 message: report.note,
             };
-            reporter.publish(&partner, &event).await;
+            match &report.regarding {
+                Regarding::Partner(partner) => reporter.publish(partner, &event).await,
+                Regarding::Distributor(distributor) => {
+                    reporter.publish_on(distributor, &event).await
+                }
+            }
         }
     });
 

@@ -66,6 +66,13 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
         Api::namespaced(ctx.client.clone(), &partner.namespace().unwrap_or_default());
     let reference = ObjectRef::from_obj(&*partner);
     let result = async {
+        // Its Distributor is out of the cache because it cannot be read, not because it was
+        // deleted: nothing is decided on its absence (a Production Partner would end,
+        // unbound). The Distributor's next readable version wakes this Partner.
+        let distributor = &partner.spec.distributor_ref.name;
+        if ctx.unreadable_distributors.contains(distributor) {
+            return Ok(Action::await_change());
+        }
         let partner = match announce_deletion(&api, &partner, &ctx).await? {
             Announced::NotDeleting => partner,
             Announced::Told(current) => Arc::new(*current),
@@ -145,10 +152,10 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
             .get(&ObjectRef::new(&pass.current.spec.distributor_ref.name));
         let cached_entitlements = cached_entitlements(ctx, &pass.current);
         // What is at the tenant's name: found by this reconciliation, else as the cache shows.
-        let at_tenant_name = pass
-            .tenant_found
-            .clone()
-            .unwrap_or_else(|| cached_tenant_state(ctx, &pass.current));
+        let at_tenant_name = match pass.tenant_found.clone() {
+            Some(found) => found,
+            None => cached_or_proven(ctx, &mut pass).await?,
+        };
         let plan = lifecycle::plan(&Observation {
             partner: &pass.current,
             distributor: distributor.as_deref(),
@@ -292,6 +299,7 @@ async fn ensure_tenant(
         current,
         &status,
         cached_tenant(ctx, current).as_deref(),
+        &ctx.ownership,
         token
             .as_ref()
             .map(|(token, expires_at, superseded)| tenant::IssuedToken {
@@ -320,6 +328,7 @@ async fn issue_activation(
         current,
         &status,
         cached_tenant(ctx, current).as_deref(),
+        &ctx.ownership,
         tenant::IssuedToken {
             token: &token(ctx, current, &activation.message_id),
             expires_at: activation.expires_at,
@@ -519,11 +528,29 @@ fn written_entitlements(partner: &Partner) -> Option<BTreeMap<String, String>> {
     tenant::entitlements_data(partner, partner.status.as_ref()?)
 }
 
+/// What the cache shows at the tenant's name; for a tenant of an earlier version without its
+/// proof, under `--prove-existing-tenants`, what it is once proven.
+async fn cached_or_proven(ctx: &Context, pass: &mut Pass) -> Result<Tenant, Error> {
+    let cached = cached_tenant(ctx, &pass.current);
+    let proven = tenant::prove_if_earlier(
+        &ctx.client,
+        &pass.current,
+        cached.as_deref(),
+        &ctx.ownership,
+    )
+    .await?;
+    if let Some(found) = &proven {
+        pass.tenant_found = Some(found.clone());
+    }
+    Ok(proven.unwrap_or_else(|| cached_tenant_state(ctx, &pass.current)))
+}
+
 /// What the cache shows at the tenant's name.
 fn cached_tenant_state(ctx: &Context, partner: &Partner) -> Tenant {
     tenant::classify(
         cached_tenant(ctx, partner).as_deref(),
-        &partner.uid().unwrap_or_default(),
+        partner,
+        &ctx.ownership.key,
     )
 }
 
@@ -664,7 +691,7 @@ async fn announce_deletion(
     // The tenant does not wait for the webhooks: it goes now (as `deletionPolicy` says), and
     // the finalizer's cleanup finds it gone.
     if lifecycle::deletion(partner, now).delete_tenant {
-        let found = tenant::delete(&ctx.client, partner).await?;
+        let found = tenant::delete(&ctx.client, partner, &ctx.ownership).await?;
         if matches!(found, Tenant::Owned(_))
             && let Some(event) = lifecycle::deletion::deprovisioned(partner, &found)
         {
@@ -685,7 +712,7 @@ async fn cleanup(api: &Api<Partner>, partner: &Partner, ctx: &Context) -> Result
     if deletion.delete_tenant {
         // The name derived from the Partner, whatever the status says; the namespace is
         // deleted only if it is this Partner's (`tenant::delete` checks).
-        let found = tenant::delete(&ctx.client, partner).await?;
+        let found = tenant::delete(&ctx.client, partner, &ctx.ownership).await?;
         if let Some(event) = lifecycle::deletion::deprovisioned(partner, &found) {
             ctx.publish(partner, &event).await;
         }

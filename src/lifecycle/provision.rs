@@ -5,7 +5,7 @@ use super::{Draft, Flow, production};
 use crate::api::{
     RequestedLevel, SubscriptionLevel, TenantStatus, TrialStatus, find_condition, types,
 };
-use crate::tenant::{OWNER_UID_LABEL, tenant_id, tenant_namespace_of};
+use crate::tenant::{OWNER_UID_LABEL, OWNERSHIP_PROOF_ANNOTATION, tenant_id, tenant_namespace_of};
 
 /// How soon a Partner whose tenant name is taken looks again, should no namespace event wake it.
 const TAKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
@@ -31,7 +31,9 @@ pub(super) fn refuse_taken_name(d: &mut Draft) -> Flow {
     let namespace = tenant_namespace_of(d.partner);
     let message = format!(
         "namespace {namespace:?} already exists and is not owned by this Partner (label \
-         {OWNER_UID_LABEL} is not its uid): it is not adopted and nothing is written into it"
+         {OWNER_UID_LABEL} is not its uid, or the operator's proof \
+         {OWNERSHIP_PROOF_ANNOTATION} is missing or wrong): it is not adopted and nothing is \
+         written into it"
     );
     let reported_before = find_condition(&d.before.conditions, types::READY)
         .is_some_and(|c| c.reason == reasons::TENANT_NAMESPACE_TAKEN);

@@ -4,11 +4,14 @@
 //! The tenant Namespace is named by [`tenant_namespace`] (from the Partner's uid, never
 //! from its status) and is *created*, never applied: a create fails with 409 when the name is
 //! taken, so the operator never adopts a namespace somebody else made. It carries the Partner's
-//! uid in [`OWNER_UID_LABEL`]; the ConfigMap and Secret are written into, and the namespace is
-//! deleted, only after the observed namespace shows that label with this Partner's uid (a delete
-//! also with a uid precondition, so a namespace swapped meanwhile survives). Its labels are set
-//! once, at creation: everything they carry (uid, tenant id, names, `distributorRef`) is
-//! immutable, so the operator never relabels a namespace and needs no `patch` on namespaces.
+//! uid in [`OWNER_UID_LABEL`] and the operator's proof that it made it
+//! ([`OWNERSHIP_PROOF_ANNOTATION`], see [`ownership`]); the ConfigMap and Secret are written
+//! into, and the namespace is deleted, only after the observed namespace shows that label with
+//! this Partner's uid *and* a valid proof (a delete also with a uid precondition, so a
+//! namespace swapped meanwhile survives). Its labels are set once, at creation: everything they
+//! carry (uid, tenant id, names, `distributorRef`) is immutable, so the operator never relabels
+//! a namespace. It patches one only to add the proof to a tenant of an earlier version, and
+//! only when told to (`--prove-existing-tenants`).
 //!
 //! The ConfigMap and Secret are server-side applies under the operator's field manager, so each
 //! call is idempotent and leaves fields other managers own alone.
@@ -23,11 +26,13 @@ use serde_json::json;
 
 mod activation;
 pub mod naming;
+pub mod ownership;
 
 pub use activation::{
     ACTIVATION_KEY_MIN_BYTES, ActivationKey, activation_link, link_base, token_hash,
 };
 pub use naming::*;
+pub use ownership::{OWNERSHIP_PROOF_ANNOTATION, Ownership, OwnershipKey, presented_proof};
 
 use crate::api::{Partner, PartnerStatus};
 
@@ -64,7 +69,8 @@ pub struct IssuedToken<'a> {
 pub enum Tenant {
     /// The namespace is this Partner's (ownership label) and live; its uid.
     Owned(String),
-    /// A namespace by that name exists that this Partner does not own.
+    /// A namespace by that name exists that this Partner does not own, or that carries its
+    /// ownership label without the operator's proof.
     Taken,
     /// This Partner's namespace is being deleted: it can be created again once it is gone.
     Terminating,
@@ -79,23 +85,131 @@ impl Tenant {
     }
 }
 
-/// Whether `namespace` belongs to the Partner with `uid`, and in what state.
-pub fn classify(namespace: Option<&Namespace>, uid: &str) -> Tenant {
+/// Whether `namespace` belongs to `partner`, and in what state: its ownership label carries
+/// the Partner's uid and it holds the operator's proof for this Partner and this name.
+pub fn classify(namespace: Option<&Namespace>, partner: &Partner, key: &OwnershipKey) -> Tenant {
     let Some(ns) = namespace else {
         return Tenant::Absent;
     };
-    let owned = !uid.is_empty()
+    let owned = labelled_for(ns, partner) && proven(ns, partner, key);
+    match (owned, ns.metadata.deletion_timestamp.is_some()) {
+        (false, _) => Tenant::Taken,
+        (true, true) => Tenant::Terminating,
+        (true, false) => Tenant::Owned(ns.metadata.uid.clone().unwrap_or_default()),
+    }
+}
+
+/// Whether `ns` carries `partner`'s uid in its ownership label.
+fn labelled_for(ns: &Namespace, partner: &Partner) -> bool {
+    let uid = partner.uid().unwrap_or_default();
+    !uid.is_empty()
         && ns
             .metadata
             .labels
             .as_ref()
             .and_then(|l| l.get(OWNER_UID_LABEL))
             .map(String::as_str)
-            == Some(uid);
-    match (owned, ns.metadata.deletion_timestamp.is_some()) {
-        (false, _) => Tenant::Taken,
-        (true, true) => Tenant::Terminating,
-        (true, false) => Tenant::Owned(ns.metadata.uid.clone().unwrap_or_default()),
+            == Some(uid.as_str())
+}
+
+/// Whether `ns` holds the operator's proof that it is `partner`'s tenant.
+pub fn proven(ns: &Namespace, partner: &Partner, key: &OwnershipKey) -> bool {
+    presented_proof(ns).is_some_and(|proof| {
+        key.verify(
+            &partner.namespace().unwrap_or_default(),
+            &partner.name_any(),
+            &ns.name_any(),
+            proof,
+        )
+    })
+}
+
+/// The proof `partner`'s tenant carries.
+fn proof_of(partner: &Partner, key: &OwnershipKey) -> String {
+    key.proof(
+        &partner.namespace().unwrap_or_default(),
+        &partner.name_any(),
+        &tenant_namespace_of(partner),
+    )
+}
+
+/// What is at the tenant's name, as [`classify`] says; a namespace labelled for the Partner
+/// but unproven is said in the log (the Partner says it in its status and an Event), and, when
+/// `ownership.prove_existing` and it carries no proof at all, given one.
+async fn judge(
+    client: &Client,
+    partner: &Partner,
+    namespace: Option<&Namespace>,
+    ownership: &Ownership,
+) -> kube::Result<Tenant> {
+    let found = classify(namespace, partner, &ownership.key);
+    let Some(ns) = namespace.filter(|ns| found == Tenant::Taken && labelled_for(ns, partner))
+    else {
+        return Ok(found);
+    };
+    let name = ns.name_any();
+    if ownership.prove_existing && presented_proof(ns).is_none() {
+        return prove_existing(client, partner, ns, ownership).await;
+    }
+    tracing::warn!(
+        namespace = %name,
+        partner = %partner.name_any(),
+        partner_namespace = %partner.namespace().unwrap_or_default(),
+        proof = if presented_proof(ns).is_some() { "wrong" } else { "missing" },
+        "a namespace carries this Partner's ownership label without the operator's proof: \
+         taken, not adopted; nothing is written into it or deleted"
+    );
+    Ok(found)
+}
+
+/// Gives a tenant of an earlier version (labelled for `partner`, no proof) its proof, with a
+/// precondition on the version observed, so a namespace changed meanwhile is judged again.
+async fn prove_existing(
+    client: &Client,
+    partner: &Partner,
+    ns: &Namespace,
+    ownership: &Ownership,
+) -> kube::Result<Tenant> {
+    let name = ns.name_any();
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": ns.metadata.resource_version,
+            "uid": ns.metadata.uid,
+            "annotations": {OWNERSHIP_PROOF_ANNOTATION: proof_of(partner, &ownership.key)},
+        },
+    });
+    let api = Api::<Namespace>::all(client.clone());
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(proven) => {
+            tracing::info!(namespace = %name, "a tenant of an earlier version given its ownership proof");
+            Ok(classify(Some(&proven), partner, &ownership.key))
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Tenant::Taken),
+        Err(err) => Err(err),
+    }
+}
+
+/// When told to prove tenants of an earlier version (`ownership.prove_existing`) and `cached`
+/// is one for `partner` (its label, no proof at all): what is at the tenant's name once it has
+/// been looked at afresh and, if it still is one, proven. `None` otherwise (nothing asked).
+pub async fn prove_if_earlier(
+    client: &Client,
+    partner: &Partner,
+    cached: Option<&Namespace>,
+    ownership: &Ownership,
+) -> kube::Result<Option<Tenant>> {
+    match cached {
+        Some(ns)
+            if ownership.prove_existing
+                && presented_proof(ns).is_none()
+                && labelled_for(ns, partner) =>
+        {
+            observe(client, partner, cached, ownership).await.map(Some)
+        }
+        _ => Ok(None),
     }
 }
 
@@ -105,14 +219,14 @@ async fn observe(
     client: &Client,
     partner: &Partner,
     cached: Option<&Namespace>,
+    ownership: &Ownership,
 ) -> kube::Result<Tenant> {
-    let uid = partner.uid().unwrap_or_default();
-    if let owned @ Tenant::Owned(_) = classify(cached, &uid) {
+    if let owned @ Tenant::Owned(_) = classify(cached, partner, &ownership.key) {
         return Ok(owned);
     }
     let name = tenant_namespace_of(partner);
     let live = Api::<Namespace>::all(client.clone()).get_opt(&name).await?;
-    Ok(classify(live.as_ref(), &uid))
+    judge(client, partner, live.as_ref(), ownership).await
 }
 
 /// Creates the tenant namespace if it is missing and keeps its `entitlements` current from
@@ -130,6 +244,7 @@ pub async fn ensure(
     partner: &Partner,
     status: &PartnerStatus,
     cached: Option<&Namespace>,
+    ownership: &Ownership,
     activation: Option<IssuedToken<'_>>,
 ) -> kube::Result<Tenant> {
     let Some(tenant) = &status.tenant else {
@@ -144,10 +259,10 @@ pub async fn ensure(
     let labels = tenant_labels(partner, &tenant.id);
     let found = match cached {
         None => Tenant::Absent,
-        Some(_) => observe(client, partner, cached).await?,
+        Some(_) => observe(client, partner, cached, ownership).await?,
     };
     let found = match found {
-        Tenant::Absent => create(client, partner, &name, &labels).await?,
+        Tenant::Absent => create(client, partner, &name, &labels, ownership).await?,
         other => other,
     };
     if !matches!(found, Tenant::Owned(_)) {
@@ -214,14 +329,20 @@ async fn create(
     partner: &Partner,
     name: &str,
     labels: &BTreeMap<String, String>,
+    ownership: &Ownership,
 ) -> kube::Result<Tenant> {
+    let mut annotations = tenant_annotations(partner);
+    annotations.insert(
+        OWNERSHIP_PROOF_ANNOTATION.to_string(),
+        proof_of(partner, &ownership.key),
+    );
     let namespace: Namespace = serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {
             "name": name,
             "labels": labels,
-            "annotations": tenant_annotations(partner),
+            "annotations": annotations,
         },
     }))
     .expect("a namespace");
@@ -239,7 +360,7 @@ async fn create(
         Ok(created) => Ok(Tenant::Owned(created.metadata.uid.unwrap_or_default())),
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let live = api.get_opt(name).await?;
-            Ok(classify(live.as_ref(), &partner.uid().unwrap_or_default()))
+            judge(client, partner, live.as_ref(), ownership).await
         }
         Err(err) => Err(err),
     }
@@ -254,12 +375,13 @@ pub async fn store_activation(
     partner: &Partner,
     status: &PartnerStatus,
     cached: Option<&Namespace>,
+    ownership: &Ownership,
     issued: IssuedToken<'_>,
 ) -> kube::Result<Tenant> {
     let Some(tenant) = &status.tenant else {
         return Ok(Tenant::Absent);
     };
-    let found = observe(client, partner, cached).await?;
+    let found = observe(client, partner, cached, ownership).await?;
     if !matches!(found, Tenant::Owned(_)) {
         return Ok(found);
     }
@@ -306,14 +428,18 @@ async fn apply_activation(
 
 /// Deletes the Partner's tenant namespace (and with it everything in it) if it is this
 /// Partner's: looked up by the name derived from the Partner (never from its status), checked
-/// for the ownership label, and deleted with a precondition on the uid that was checked, so a
+/// for the ownership label and the operator's proof, and deleted with a precondition on the uid that was checked, so a
 /// namespace deleted and made again meanwhile is left alone. Returns what it found: `Owned`
 /// when it deleted the namespace; gone already is fine.
-pub async fn delete(client: &Client, partner: &Partner) -> kube::Result<Tenant> {
+pub async fn delete(
+    client: &Client,
+    partner: &Partner,
+    ownership: &Ownership,
+) -> kube::Result<Tenant> {
     let api = Api::<Namespace>::all(client.clone());
     let name = tenant_namespace_of(partner);
     let live = api.get_opt(&name).await?;
-    let found = classify(live.as_ref(), &partner.uid().unwrap_or_default());
+    let found = judge(client, partner, live.as_ref(), ownership).await?;
     // Not this Partner's, not there, or on its way out already.
     let Tenant::Owned(ns_uid) = found else {
         return Ok(found);
@@ -367,12 +493,27 @@ fn tenant_annotations(partner: &Partner) -> BTreeMap<String, String> {
 mod tests {
     use super::*;
 
-    fn namespace(owner: Option<&str>, terminating: bool) -> Namespace {
+    fn partner(uid: &str) -> Partner {
+        serde_json::from_value(json!({
+            "apiVersion": "partner-operator.io/v1alpha1",
+            "kind": "Partner",
+            "metadata": {"name": "contoso", "namespace": "team-a", "uid": uid},
+            "spec": {
+                "organizationName": "P",
+                "notificationEmail": "a@p.example",
+                "distributorRef": {"name": "d"},
+            },
+        }))
+        .unwrap()
+    }
+
+    fn namespace(owner: Option<&str>, proof: Option<&str>, terminating: bool) -> Namespace {
         serde_json::from_value(json!({
             "metadata": {
-                "name": "t",
+                "name": tenant_namespace_of(&partner("p-uid")),
                 "uid": "ns-uid",
                 "labels": owner.map(|o| json!({OWNER_UID_LABEL: o})).unwrap_or(json!({})),
+                "annotations": proof.map(|p| json!({OWNERSHIP_PROOF_ANNOTATION: p})).unwrap_or(json!({})),
                 "deletionTimestamp": terminating.then_some("2027-03-01T09:00:00Z"),
             },
         }))
@@ -380,29 +521,42 @@ mod tests {
     }
 
     #[test]
-    fn only_a_namespace_labelled_with_the_partners_uid_is_its_tenant() {
-        let owned = namespace(Some("p-uid"), false);
+    fn only_a_namespace_labelled_with_the_partners_uid_and_proven_is_its_tenant() {
+        let key = OwnershipKey::from_bytes(&[b'k'; 32]).unwrap();
+        let p = partner("p-uid");
+        let proof = proof_of(&p, &key);
+        let owned = namespace(Some("p-uid"), Some(&proof), false);
         assert_eq!(
-            classify(Some(&owned), "p-uid"),
+            classify(Some(&owned), &p, &key),
             Tenant::Owned("ns-uid".into())
         );
-        assert_eq!(classify(Some(&owned), "other"), Tenant::Taken);
-        assert_eq!(classify(Some(&owned), ""), Tenant::Taken);
         assert_eq!(
-            classify(Some(&namespace(None, false)), "p-uid"),
+            classify(Some(&owned), &partner("other"), &key),
             Tenant::Taken
         );
+        assert_eq!(classify(Some(&owned), &partner(""), &key), Tenant::Taken);
+        // The label alone, as anyone who gets past the admission policy could set it.
+        for forged in [None, Some("v1:00"), Some(&proof[..proof.len() - 2])] {
+            let labelled = namespace(Some("p-uid"), forged, false);
+            assert_eq!(
+                classify(Some(&labelled), &p, &key),
+                Tenant::Taken,
+                "{forged:?}"
+            );
+        }
+        let other_key = OwnershipKey::from_bytes(&[b'o'; 32]).unwrap();
+        assert_eq!(classify(Some(&owned), &p, &other_key), Tenant::Taken);
         assert_eq!(
-            classify(Some(&namespace(Some(""), false)), ""),
+            classify(Some(&namespace(None, Some(&proof), false)), &p, &key),
             Tenant::Taken
         );
-        let going = namespace(Some("p-uid"), true);
-        assert_eq!(classify(Some(&going), "p-uid"), Tenant::Terminating);
+        let going = namespace(Some("p-uid"), Some(&proof), true);
+        assert_eq!(classify(Some(&going), &p, &key), Tenant::Terminating);
         assert_eq!(
-            classify(Some(&namespace(None, true)), "p-uid"),
+            classify(Some(&namespace(Some("p-uid"), None, true)), &p, &key),
             Tenant::Taken
         );
-        assert_eq!(classify(None, "p-uid"), Tenant::Absent);
+        assert_eq!(classify(None, &p, &key), Tenant::Absent);
     }
 
     #[test]

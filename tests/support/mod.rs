@@ -54,6 +54,8 @@ pub struct Harness {
     pub client: Client,
     /// The key the harness's operators make activation tokens with.
     pub activation_key: partner_operator::tenant::ActivationKey,
+    /// The key the harness's operators prove their tenants with.
+    pub ownership_key: partner_operator::tenant::OwnershipKey,
     operator: Option<Operator>,
     /// Where the harness's operator serves `/metrics`.
     metrics_addr: Option<std::net::SocketAddr>,
@@ -109,6 +111,7 @@ impl Harness {
             clock,
             client,
             activation_key: partner_operator::tenant::ActivationKey::random(),
+            ownership_key: partner_operator::tenant::OwnershipKey::random(),
             operator: None,
             metrics_addr: None,
         }
@@ -129,6 +132,8 @@ impl Harness {
             leader_election: None,
             // One key for every operator the test starts, as a Secret would give them.
             activation_key: Some(self.activation_key.clone()),
+            ownership_key: Some(self.ownership_key.clone()),
+            prove_existing_tenants: false,
             activation_service: None,
             webhook_secrets_namespace: None,
             // The tests' webhook receivers listen on loopback: the operator is told so, as

@@ -451,7 +451,8 @@ impl Schema {
             if let Some(property) = self.properties.get(name) {
                 property.validate(child, &join(path, name), errors);
             } else if let Some(additional) = &self.additional_properties {
-                additional.validate(child, &format!("{path}[{name}]"), errors);
+                // kube-apiserver names a map's entry as it names a property: `matchLabels.team`.
+                additional.validate(child, &join(path, name), errors);
             }
         }
     }
