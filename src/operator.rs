@@ -48,6 +48,9 @@ pub struct RunOptions {
     /// Where the Secrets holding webhook signing keys are read; `None`: the pod's namespace
     /// (else the kubeconfig's).
     pub webhook_secrets_namespace: Option<String>,
+    /// Activation emails to one recipient address in any hour, across Partners and
+    /// Distributors (0: no limit).
+    pub email_per_recipient_per_hour: u32,
 }
 
 /// Why the operator did not start, in one line.
@@ -165,6 +168,7 @@ pub async fn run(
             readiness,
             concurrency: options.concurrency,
             webhook_secrets_namespace,
+            email_per_recipient_per_hour: options.email_per_recipient_per_hour,
         },
         options.leader_election,
         stop,

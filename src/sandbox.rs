@@ -234,6 +234,8 @@ pub async fn run(
                 activation_key: Some(crate::tenant::ActivationKey::random()),
                 activation_service: activation.map(crate::activation::ServiceOptions::new),
                 webhook_secrets_namespace: Some(SANDBOX_OPERATOR_NAMESPACE.into()),
+                email_per_recipient_per_hour:
+                    crate::controller::DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR,
             };
             operator::run(server.client(), options, shutdown)
                 .await

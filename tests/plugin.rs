@@ -765,7 +765,7 @@ async fn fields_of_other_managers_and_bad_input(server: Server) {
         (
             vec!["add", "Acme", "--org", "Acme", "--email", "a@acme.example"],
             "error: NAME: \"Acme\" is not a valid Partner name (lower-case letters, digits, '-' \
-             and '.', at most 253)"
+             and '.', starting and ending with a letter or digit, at most 253)"
                 .into(),
         ),
         (

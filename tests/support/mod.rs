@@ -131,6 +131,8 @@ impl Harness {
             activation_key: Some(self.activation_key.clone()),
             activation_service: None,
             webhook_secrets_namespace: None,
+            email_per_recipient_per_hour:
+                partner_operator::controller::DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR,
         }
     }
 
