@@ -22,6 +22,8 @@ use support::*;
 crate::on_both_servers!(text_a_terminal_would_act_on_is_printed_escaped,);
 
 const NS: &str = "northwind-partners";
+/// The plugin's now: days into the billing period that starts at [`START`].
+const NOW: &str = "2027-03-10T09:00:00Z";
 
 /// An organization stored before admission checked it: set the title, clear the screen, and
 /// turn what follows around.
@@ -31,17 +33,29 @@ const CONDITION: &str = "mail down\u{1b}[1A\u{1b}[2K\u{9b}31m\rReady=True";
 /// An Event's note, written by anyone who may create Events in the namespace.
 const NOTE: &str = "look\u{1b}]0;owned\u{7}\u{7f}here";
 
-/// `kubectl partner ARGS` with the plugin on the PATH and `kubeconfig`.
+/// `kubectl partner ARGS` with the plugin on the PATH and `kubeconfig`; killed, and the test
+/// failed, if it does not end (as against a server that never answers).
 async fn kubectl_partner(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new("/usr/bin/kubectl")
+    let child = tokio::process::Command::new("/usr/bin/kubectl")
         .arg("partner")
         .args(args)
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .env("KUBECONFIG", kubeconfig)
-        .env(NOW_ENV, START)
+        .env(NOW_ENV, NOW)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(Patience::PROCESS_EXIT.limit, child.wait_with_output())
         .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "kubectl partner {args:?} did not end within {}",
+                Patience::PROCESS_EXIT
+            )
+        })
         .unwrap()
 }
 
