@@ -164,6 +164,10 @@ struct RunArgs {
     /// Seconds a Lease holds without renewal: how long a standby waits after a leader dies.
     #[arg(long, default_value_t = 15)]
     lease_duration_seconds: u64,
+    /// Activation emails to one recipient address in any hour, across Partners and
+    /// Distributors (0: no limit). Counted in memory, seeded at start from what Partners record.
+    #[arg(long, default_value_t = partner_operator::controller::DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR)]
+    email_per_recipient_per_hour: u32,
 }
 
 fn main() -> ExitCode {
@@ -249,6 +253,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             max_connections: args.activation_max_connections,
         }),
         concurrency: args.concurrency,
+        email_per_recipient_per_hour: args.email_per_recipient_per_hour,
         clock: Clock::system(),
         leader_election: args.leader_election.then(|| {
             let namespace = args

@@ -62,6 +62,9 @@ pub struct RunOptions {
     /// link-local, ...): a receiver in the cluster, or on this machine. Empty: public
     /// addresses only.
     pub webhook_allow_private_networks: Vec<ipnet::IpNet>,
+    /// Activation emails to one recipient address in any hour, across Partners and
+    /// Distributors (0: no limit).
+    pub email_per_recipient_per_hour: u32,
 }
 
 /// Why the operator did not start, in one line.
@@ -199,6 +202,7 @@ pub async fn run(
             webhook_egress: crate::webhooks::EgressPolicy::allowing(
                 options.webhook_allow_private_networks,
             ),
+            email_per_recipient_per_hour: options.email_per_recipient_per_hour,
         },
         options.leader_election,
         stop,

@@ -247,6 +247,8 @@ pub async fn run(
                 webhook_secrets_namespace: Some(SANDBOX_OPERATOR_NAMESPACE.into()),
                 // Its own receiver is on loopback; nothing else private is reached.
                 webhook_allow_private_networks: crate::webhooks::EgressPolicy::loopback(),
+                email_per_recipient_per_hour:
+                    crate::controller::DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR,
             };
             operator::run(server.client(), options, shutdown)
                 .await

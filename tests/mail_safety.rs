@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use partner_operator::api::{EmailHoldReason, Partner};
 use serde_json::{Value, json};
 use support::*;
@@ -19,6 +19,8 @@ crate::on_both_servers!(
     a_refusal_for_good_waits_for_a_spec_change,
     an_address_outside_the_allowed_domains_waits_until_allowed,
     partners_created_and_deleted_in_a_loop_send_at_most_the_rate_limit,
+    one_address_is_sent_at_most_the_recipient_limit_across_partners,
+    a_partner_whose_email_hangs_is_deleted_without_waiting,
 );
 
 const NAMESPACE: &str = "northwind-partners";
@@ -374,4 +376,131 @@ async fn partners_created_and_deleted_in_a_loop_send_at_most_the_rate_limit(serv
     let mail = h.wait_emails(4).await;
     assert_eq!(mail.last().unwrap().to, ["admin@later.example"]);
     assert!(h.message_counts().values().all(|n| *n == 1));
+}
+
+async fn one_address_is_sent_at_most_the_recipient_limit_across_partners(server: Server) {
+    let h = Harness::start(server).await;
+    // The Distributor's own limit is far away: only the recipient limit (3 an hour) holds.
+    northwind_with_email_policy(&h, json!({})).await;
+    let victim = "victim@third-party.example";
+    for round in 0..30 {
+        let name = format!("loop{round}");
+        let mut object = partner(NAMESPACE, &name, "northwind");
+        object["spec"]["notificationEmail"] = json!(victim);
+        h.apply(object).await;
+        let seen = h
+            .wait_partner(NAMESPACE, &name, "mailed or held", |p| {
+                matches!(
+                    activation_reason(p).as_deref(),
+                    Some(reasons::SENT | reasons::EMAIL_RATE_LIMITED)
+                )
+            })
+            .await;
+        if round == 29 {
+            // The last one stays, held: its condition and Warning say why.
+            assert_eq!(activation_held(&seen), Some(EmailHoldReason::RateLimited));
+            assert_eq!(
+                reason(&seen, types::READY).as_deref(),
+                Some(reasons::EMAIL_RATE_LIMITED)
+            );
+            let (_, message) = seen
+                .status
+                .as_ref()
+                .unwrap()
+                .conditions
+                .iter()
+                .find(|c| c.type_ == types::ACTIVATION_SENT)
+                .map(|c| (c.status.clone(), c.message.clone()))
+                .unwrap();
+            assert!(
+                message.contains("--email-per-recipient-per-hour") && message.contains(victim),
+                "{message}"
+            );
+            break;
+        }
+        delete_and_wait_gone(&h, &name).await;
+    }
+    h.settled().await;
+    let to_victim = h
+        .smtp
+        .received()
+        .into_iter()
+        .filter(|m| m.to == [victim])
+        .count();
+    assert_eq!(to_victim, 3, "at most 3 an hour to one address");
+    let warnings = events(&h, NAMESPACE, EventReason::EmailRateLimited.as_str()).await;
+    let on_last: Vec<_> = warnings
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("loop29"))
+        .collect();
+    assert_eq!(on_last.len(), 1, "one Warning on the held Partner");
+    let note = on_last[0].note.clone().unwrap_or_default();
+    assert!(note.contains("--email-per-recipient-per-hour"), "{note}");
+
+    // Another address is not held.
+    h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
+    h.wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
+        .await;
+    // An hour later the held one goes out, once.
+    h.clock.advance(chrono::Duration::minutes(61));
+    h.wait_partner(NAMESPACE, "loop29", "Ready", is_ready).await;
+    let to_victim = h
+        .smtp
+        .received()
+        .into_iter()
+        .filter(|m| m.to == [victim])
+        .count();
+    assert_eq!(to_victim, 4);
+    assert!(h.message_counts().values().all(|n| *n == 1));
+}
+
+async fn a_partner_whose_email_hangs_is_deleted_without_waiting(server: Server) {
+    let mut h = Harness::start_servers(server).await;
+    // The server accepts connections and never says a word, and a send may take an hour.
+    h.smtp.set_silent(true);
+    let mut options = h.run_options();
+    options.smtp_url = format!("{}?timeout=3600", h.smtp.url());
+    h.start_operator_with(options);
+    northwind_with_email_policy(&h, json!({})).await;
+    h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
+    // The intent is recorded, and the send is in flight.
+    let recorded = h
+        .wait_partner(NAMESPACE, "contoso", "activation recorded", |p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.emails.iter().any(|e| {
+                    e.event == partner_operator::api::EmailEvent::Activation && e.sent_at.is_none()
+                })
+            })
+        })
+        .await;
+    eventually("the send in flight", Patience::RECONCILE, || async {
+        h.smtp.peak_connections() >= 1
+    })
+    .await;
+    // The tenant was made before the email (its status says so only after the email).
+    let tenant = partner_operator::tenant::tenant_namespace_of(&recorded);
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(h.client.clone());
+    assert!(namespaces.get_opt(&tenant).await.unwrap().is_some());
+
+    let api = h.partners(NAMESPACE);
+    api.delete("contoso", &Default::default())
+        .await
+        .expect("deleted");
+    eventually("contoso gone", Patience::DELETION, || async {
+        match api.get_opt("contoso").await {
+            Ok(None) => Ok(()),
+            other => Err(Seen(format!("{:?}", other.map(|p| p.map(|p| p.status))))),
+        }
+    })
+    .await;
+    // Its tenant is deprovisioned.
+    eventually("the tenant deleted", Patience::DELETION, || async {
+        let namespace = namespaces.get_opt(&tenant).await.unwrap();
+        namespace.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    // Nothing was delivered, and nothing is tried again once the server answers.
+    h.smtp.set_silent(false);
+    h.settled().await;
+    assert!(h.smtp.received().is_empty());
 }

@@ -1,5 +1,5 @@
 //! `kubectl-partner`: the kubectl plugin (`kubectl partner ...`). Everything is in
-//! `partner_operator::plugin`.
+//! `partner_operator::plugin`, its printing in `partner_operator::plugin::output`.
 
 use std::process::ExitCode;
 
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     match runtime.block_on(plugin::main(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            plugin::output::error(&err.0);
             ExitCode::FAILURE
         }
     }

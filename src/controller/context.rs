@@ -14,6 +14,7 @@ use super::backoff::Backoff;
 use super::deadlines::Deadlines;
 use super::mail_rate::MailRate;
 use super::mail_slots::MailSlots;
+use super::recipient_rate::RecipientRate;
 use super::recounts::Recounts;
 use super::unreadable::UnreadableNames;
 use super::webhook_delivery::WebhookDeliveries;
@@ -59,6 +60,8 @@ pub struct Context {
     pub mail_slots: Arc<MailSlots>,
     /// Each Distributor's email rate limit (see [`MailRate`]).
     pub mail_rate: MailRate,
+    /// Activation emails per recipient address (see [`RecipientRate`]).
+    pub recipient_rate: RecipientRate,
     /// Each Partner's next deadline: whether deadline work is due.
     pub deadlines: Deadlines,
     /// The webhook deliveries in flight (see [`WebhookDeliveries`]).
@@ -117,6 +120,7 @@ impl Context {
             distributor_backoff: Backoff::up_to(DISTRIBUTOR_BACKOFF_CAP),
             mail_slots,
             mail_rate: MailRate::default(),
+            recipient_rate: RecipientRate::new(config.email_per_recipient_per_hour),
             deadlines: Deadlines::default(),
             webhooks: WebhookDeliveries::new(
                 client.clone(),

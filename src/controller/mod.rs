@@ -26,8 +26,10 @@ mod distributor;
 mod events;
 mod index;
 mod mail_rate;
+mod mail_send;
 mod mail_slots;
 mod partner;
+mod recipient_rate;
 mod recounts;
 mod status;
 mod unreadable;
@@ -51,6 +53,7 @@ pub use context::Context;
 use context::{Caches, Listed, Watched};
 pub use index::PartnerIndex;
 use unreadable::{Regarding, UnreadableNames};
+pub use recipient_rate::DEFAULT_PER_HOUR as DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR;
 
 use crate::api::{Decoded, Distributor, Partner};
 use crate::clock::Clock;
@@ -99,6 +102,9 @@ pub struct OperatorConfig {
     pub webhook_secrets_namespace: String,
     /// Where webhook deliveries may connect (`--webhook-allow-private-networks`).
     pub webhook_egress: crate::webhooks::EgressPolicy,
+    /// `--email-per-recipient-per-hour`: activation emails to one address in any hour (0: no
+    /// limit).
+    pub email_per_recipient_per_hour: u32,
 }
 
 /// Why the operator could not start.

@@ -23,11 +23,12 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::mail_send;
 use super::webhook_delivery::WebhookDeliveries;
 use super::{Context, FINALIZER};
 use crate::api::{Counted, Distributor, Partner, PartnerStatus};
-use crate::lifecycle::{self, ActivationToken, Effect, Email, Observation, Plan};
-use crate::mail::{ActivationLink, MailError, OutgoingEmail};
+use crate::lifecycle::{self, ActivationToken, Effect, Observation, Plan};
+use crate::mail::MailError;
 use crate::tenant::{self, Tenant, tenant_namespace_of};
 
 /// Why a reconciliation failed; retried with backoff.
@@ -129,7 +130,7 @@ struct Pass {
 }
 
 /// What follows the effects of one plan.
-enum Next {
+pub(super) enum Next {
     /// Plan again on what the effects changed.
     PlanAgain,
     /// Nothing left to do: look again when the plan says.
@@ -268,7 +269,7 @@ async fn carry_out(
                 if let Some(next) = ready_to_send(api, ctx, pass).await? {
                     return Ok(next);
                 }
-                if let Some(next) = send(api, &mut pass.current, ctx, email).await? {
+                if let Some(next) = mail_send::send(api, &mut pass.current, ctx, email).await? {
                     return Ok(next);
                 }
             }
@@ -352,7 +353,7 @@ fn superseded_hashes(
 }
 
 /// The activation token of the email `message_id`: the same on every copy of that email.
-fn token(ctx: &Context, partner: &Partner, message_id: &str) -> String {
+pub(super) fn token(ctx: &Context, partner: &Partner, message_id: &str) -> String {
     ctx.activation_key
         .token(&partner.uid().unwrap_or_default(), message_id)
 }
@@ -384,83 +385,6 @@ async fn ready_to_send(
         return Ok(Some(Next::PlanAgain));
     }
     Ok(None)
-}
-
-/// Sends one recorded email if its Distributor's rate limit has room, then records the outcome
-/// in status and says it in an Event if the lifecycle says to. An email over the limit, or
-/// refused for good, is held in its record and the plan is made again; a failure that may pass
-/// is an error, retried with backoff.
-async fn send(
-    api: &Api<Partner>,
-    current: &mut Partner,
-    ctx: &Context,
-    email: &Email,
-) -> Result<Option<Next>, Error> {
-    let now = ctx.clock.timestamp();
-    let room = ctx
-        .mail_rate
-        .try_take(&email.distributor, email.rate_limit, now, || {
-            ctx.partners.state()
-        });
-    if let Err(until) = room {
-        let labels = crate::metrics::DistributorLabels {
-            distributor: email.distributor.clone(),
-        };
-        ctx.metrics.emails_rate_limited.get_or_create(&labels).inc();
-        debug!(partner = %ObjectRef::from_obj(&*current), email = email.event.as_str(), %until, "email rate limit reached");
-        let event = record(api, current, |s| {
-            lifecycle::emails::rate_limited(s, email, until)
-        })
-        .await?;
-        if let Some(event) = event {
-            ctx.publish(current, &event).await;
-        }
-        return Ok(Some(Next::PlanAgain));
-    }
-    let mut vars = email.vars.clone();
-    if let Some(base) = &email.link_base {
-        let token = token(ctx, current, &email.message_id);
-        let link = tenant::activation_link(base, &vars.tenant_id, &token);
-        vars.activation_link = Some(ActivationLink::new(link));
-    }
-    let outgoing = OutgoingEmail {
-        event: email.event,
-        to: email.to.clone(),
-        message_id: email.message_id.clone(),
-        vars,
-    };
-    let kind = email.event.as_str();
-    let labels = crate::metrics::EmailLabels { kind };
-    match ctx.mailer.send(&outgoing).await {
-        Ok(()) => {
-            crate::crash_points::pass("after-send");
-            ctx.metrics.emails_sent.get_or_create(&labels).inc();
-            debug!(partner = %ObjectRef::from_obj(&*current), email = kind, "email sent");
-            let at = ctx.clock.timestamp();
-            let event = record(api, current, |s| lifecycle::emails::sent(s, email, at)).await?;
-            if let Some(event) = event {
-                ctx.publish(current, &event).await;
-            }
-            Ok(None)
-        }
-        Err(err) => {
-            ctx.metrics.emails_failed.get_or_create(&labels).inc();
-            let reason = err.to_string();
-            let permanent = err.is_permanent();
-            let event = record(api, current, |s| {
-                lifecycle::emails::failed(s, email, &reason, permanent)
-            })
-            .await?;
-            ctx.publish(current, &event).await;
-            if permanent {
-                return Ok(Some(Next::PlanAgain));
-            }
-            Err(Error::Mail {
-                event: kind,
-                source: err,
-            })
-        }
-    }
 }
 
 /// Metrics, and a recount of the Distributor when how this Partner counts there moved.

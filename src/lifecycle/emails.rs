@@ -387,11 +387,25 @@ pub fn failed(
     }
 }
 
-/// The Distributor's rate limit has no room for `email` before `until`: its record says so, and
-/// a Warning says it when the email was not waiting already.
+/// The operator's flag that sets the limit per recipient address, as hold messages name it.
+pub const RECIPIENT_LIMIT_FLAG: &str = "--email-per-recipient-per-hour";
+
+/// Which rate limit holds an email back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimit {
+    /// The Distributor's `spec.email.rateLimit`.
+    Distributor,
+    /// The operator's limit on activation emails to one address
+    /// (`--email-per-recipient-per-hour`), across Partners and Distributors.
+    Recipient { per_hour: u32 },
+}
+
+/// A rate limit has no room for `email` before `until`: its record says so, and a Warning says
+/// it when the email was not waiting already.
 pub fn rate_limited(
     status: &mut PartnerStatus,
     email: &Email,
+    limit: RateLimit,
     until: DateTime<Utc>,
 ) -> Option<PartnerEvent> {
     let record = status
@@ -399,14 +413,22 @@ pub fn rate_limited(
         .iter_mut()
         .find(|e| e.message_id == email.message_id)?;
     let was_waiting = matches!(&record.held, Some(h) if h.reason == EmailHoldReason::RateLimited);
-    let limit = email.rate_limit;
-    let why = format!(
-        "Distributor {:?} sent its {} emails per {} minutes (spec.email.rateLimit); next room at {}",
-        email.distributor,
-        limit.messages,
-        limit.window_minutes,
-        until.to_rfc3339()
-    );
+    let why = match limit {
+        RateLimit::Distributor => format!(
+            "Distributor {:?} sent its {} emails per {} minutes (spec.email.rateLimit); next room \
+             at {}",
+            email.distributor,
+            email.rate_limit.messages,
+            email.rate_limit.window_minutes,
+            until.to_rfc3339()
+        ),
+        RateLimit::Recipient { per_hour } => format!(
+            "{} was sent {per_hour} activation emails within the hour, the most the operator \
+             sends one address ({RECIPIENT_LIMIT_FLAG}); next room at {}",
+            email.to.join(", "),
+            until.to_rfc3339()
+        ),
+    };
     record.last_error = Some(why.clone());
     record.held = Some(EmailHold {
         reason: EmailHoldReason::RateLimited,
@@ -588,10 +610,11 @@ mod tests {
         let email = first_email(&first);
         let room_at = t0() + Duration::minutes(20);
         let mut status = first.status.clone();
-        let event = rate_limited(&mut status, email, room_at).expect("said once");
+        let event =
+            rate_limited(&mut status, email, RateLimit::Distributor, room_at).expect("said once");
         assert_eq!(event.reason, EventReason::EmailRateLimited);
         assert!(
-            rate_limited(&mut status, email, room_at).is_none(),
+            rate_limited(&mut status, email, RateLimit::Distributor, room_at).is_none(),
             "not twice"
         );
         let mut p = p;

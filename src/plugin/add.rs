@@ -6,7 +6,7 @@ use kube::api::Api;
 use serde_json::json;
 
 use super::story::{facts, facts_lines};
-use super::{Ctx, Error, Progress, Result, WaitArgs, api_error, dates, observed};
+use super::{Ctx, Error, Progress, Result, WaitArgs, api_error, dates, observed, output};
 use crate::api::{Partner, find_condition, grammar, types};
 use crate::lifecycle::reasons;
 
@@ -46,22 +46,6 @@ const FAILED: [&str; 6] = [
     reasons::EXPIRED,
 ];
 
-pub fn check_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-            .expect("a pattern")
-            .is_match(name);
-    if valid {
-        Ok(())
-    } else {
-        Err(Error(format!(
-            "NAME: {name:?} is not a valid Partner name (lower-case letters, digits, '-' and '.', \
-             at most 253)"
-        )))
-    }
-}
-
 fn check_org(org: &str) -> Result<()> {
     let pattern = regex::Regex::new(crate::api::ORGANIZATION_NAME_PATTERN).expect("a pattern");
     let length = org.chars().count();
@@ -76,7 +60,6 @@ fn check_org(org: &str) -> Result<()> {
 }
 
 pub async fn run(ctx: &Ctx, args: AddArgs) -> Result<()> {
-    check_name(&args.name)?;
     check_org(&args.org)?;
     grammar::parse_email(&args.email)
         .map_err(|e| Error(format!("--email: {:?} is {e}", args.email)))?;
@@ -119,7 +102,7 @@ pub async fn run(ctx: &Ctx, args: AddArgs) -> Result<()> {
         ));
     }
     ctx.apply(name, None, &changes, false).await?;
-    println!("partner {} created", ctx.qualified(name));
+    output::out(&format!("partner {} created\n", ctx.qualified(name)));
     if !args.wait.wait {
         return Ok(());
     }
@@ -127,10 +110,11 @@ pub async fn run(ctx: &Ctx, args: AddArgs) -> Result<()> {
         .wait_for(name, args.wait.timeout, |p| ready_or_failed(ctx, p))
         .await?;
     let distributor = ctx.distributor(&distributor).await;
-    print!(
-        "{}",
-        facts_lines(&facts(&partner, distributor.as_ref(), ctx.now))
-    );
+    output::out(&facts_lines(&facts(
+        &partner,
+        distributor.as_ref(),
+        ctx.now,
+    )));
     Ok(())
 }
 

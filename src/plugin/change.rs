@@ -9,6 +9,7 @@ use kube::discovery::ApiResource;
 use serde_json::json;
 
 use super::dates::{exact, exact_and_relative, parse_future_date};
+use super::output::{noteln, putln};
 use super::story::ACTIVATED;
 use super::{Ctx, Error, Progress, Result, WaitArgs, api_error, observed, ssa};
 use crate::api::{Partner, SubscriptionLevel, find_condition, types};
@@ -126,7 +127,7 @@ pub async fn convert(ctx: &Ctx, args: ConvertArgs) -> Result<()> {
     }
     ctx.apply(name, Some(&partner), &changes, false).await?;
     if !args.wait.wait {
-        println!("partner {q}: conversion to Production requested");
+        putln!("partner {q}: conversion to Production requested");
         return Ok(());
     }
     let converted = ctx
@@ -144,7 +145,7 @@ pub async fn convert(ctx: &Ctx, args: ConvertArgs) -> Result<()> {
         })
         .await?;
     let status = converted.status.clone().unwrap_or_default();
-    println!("partner {q} converted to Production");
+    putln!("partner {q} converted to Production");
     print_production(&status, ctx.now);
     Ok(())
 }
@@ -160,15 +161,15 @@ fn ready_reason(partner: &Partner) -> Option<&str> {
 fn print_production(status: &crate::api::PartnerStatus, now: DateTime<Utc>) {
     if let Some(billing) = &status.billing {
         let period = billing.periods.len().max(1);
-        println!(
+        putln!(
             "  billing:  to {} since {} (billing period {period})",
             billing.billed_to,
             exact_and_relative(billing.started_at, now)
         );
     }
     match status.expires_at {
-        Some(at) => println!("  expires:  {}", exact_and_relative(at, now)),
-        None => println!("  expires:  never (no expiration date)"),
+        Some(at) => putln!("  expires:  {}", exact_and_relative(at, now)),
+        None => putln!("  expires:  never (no expiration date)"),
     }
 }
 
@@ -193,12 +194,12 @@ pub async fn auto_upgrade(ctx: &Ctx, args: AutoUpgradeArgs) -> Result<()> {
             } else {
                 "expires, unless converted before"
             };
-            println!(
+            putln!(
                 "partner {q}: auto-upgrade {word}: the trial ends on {} and then {then}",
                 exact_and_relative(trial.ends_at, ctx.now)
             );
         }
-        (level, _) => println!(
+        (level, _) => putln!(
             "partner {q}: auto-upgrade {word} (its level is {level}: auto-upgrade matters only \
              during a trial)"
         ),
@@ -244,7 +245,7 @@ pub async fn renew(ctx: &Ctx, args: RenewArgs) -> Result<()> {
     )
     .await?;
     if !args.wait.wait {
-        println!("partner {q}: Production until {} requested", exact(until));
+        putln!("partner {q}: Production until {} requested", exact(until));
         return Ok(());
     }
     let renewed = ctx
@@ -270,9 +271,9 @@ pub async fn renew(ctx: &Ctx, args: RenewArgs) -> Result<()> {
         .as_ref()
         .map_or(0, |b| b.periods.len().max(1));
     if level == SubscriptionLevel::Expired && periods > periods_before {
-        println!("partner {q} renewed: Production again, a new billing period");
+        putln!("partner {q} renewed: Production again, a new billing period");
     } else {
-        println!("partner {q}: Production extended");
+        putln!("partner {q}: Production extended");
     }
     print_production(&status, ctx.now);
     Ok(())
@@ -344,10 +345,10 @@ pub async fn resend_activation(ctx: &Ctx, args: ResendArgs) -> Result<()> {
         return Err(unsupported(": the API server dropped the field"));
     }
     if !args.wait.wait {
-        println!("partner {q}: activation resend requested ({request})");
+        putln!("partner {q}: activation resend requested ({request})");
         return Ok(());
     }
-    eprintln!("waiting for {q}: the operator to handle the resend request");
+    noteln!("waiting for {q}: the operator to handle the resend request");
     let handled = tokio::time::timeout(args.wait.timeout, async {
         loop {
             if let Ok(object) = api.get(name).await {
@@ -369,7 +370,7 @@ pub async fn resend_activation(ctx: &Ctx, args: ResendArgs) -> Result<()> {
     let sent = handled["status"]["activation"]["sentAt"]
         .as_str()
         .unwrap_or("-");
-    println!(
+    putln!(
         "partner {q}: activation email resent to {} (sent at {sent})",
         partner.spec.notification_email
     );

@@ -6,6 +6,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::dates::{days_left, exact};
+use super::output::{self, noteln, put};
 use super::story::{activation_word, auto_upgrade};
 use super::{Ctx, Output, Result, api_error, table};
 use crate::api::{Distributor, Partner, SubscriptionLevel, find_condition, types};
@@ -156,20 +157,19 @@ pub async fn run(ctx: &Ctx, args: ListArgs) -> Result<()> {
         .map(|p| row(p, distributors.get(&p.spec.distributor_ref.name), ctx.now))
         .collect();
     match args.output {
-        Some(Output::Json) => println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).expect("rows serialize")
-        ),
-        Some(Output::Yaml) => print!("{}", serde_yaml::to_string(&rows).expect("rows serialize")),
+        Some(Output::Json) => {
+            output::out_json(&serde_json::to_string_pretty(&rows).expect("rows serialize"))
+        }
+        Some(Output::Yaml) => put!("{}", serde_yaml::to_string(&rows).expect("rows serialize")),
         output => {
             if rows.is_empty() {
                 if args.all_namespaces {
-                    eprintln!("No partners found.");
+                    noteln!("No partners found.");
                 } else {
-                    eprintln!("No partners found in namespace {}.", ctx.namespace);
+                    noteln!("No partners found in namespace {}.", ctx.namespace);
                 }
             } else {
-                print!(
+                put!(
                     "{}",
                     render(&rows, args.all_namespaces, output == Some(Output::Wide))
                 );

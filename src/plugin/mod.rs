@@ -9,13 +9,20 @@
 //! One file per command; the pure parts are apart and tested without a server: [`dates`] (what
 //! `--expires` takes and how instants print), [`billing`] (partner-days per SKU), [`story`] (a
 //! Partner's story and its next step, from the operator's own lifecycle), [`ssa`] (applied
-//! configurations and conflicts), [`table`].
+//! configurations and conflicts), [`table`]. What the plugin prints goes through [`output`],
+//! which escapes what a terminal would act on; the names it puts into request paths are checked
+//! by [`names`] before any request.
+
+// Printing goes through `output` alone.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod add;
 pub mod billing;
 mod change;
 pub mod dates;
 mod list;
+pub mod names;
+pub mod output;
 mod report;
 pub mod ssa;
 mod status;
@@ -201,6 +208,7 @@ impl Ctx {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
+        names::check_namespace(&namespace)?;
         let client = Client::try_from(config).map_err(|e| Error(format!("kubeconfig: {e}")))?;
         Ok(Self {
             client,
@@ -285,11 +293,11 @@ impl Ctx {
             return Err(Error(ssa::conflict_line(&self.qualified(name), &conflicts)));
         }
         for conflict in &conflicts {
-            eprintln!(
+            output::note(&format!(
                 "note: {} was a default the API server recorded under {:?}, not in its \
                  last-applied configuration: taken over",
                 conflict.field, conflict.manager
-            );
+            ));
         }
         params.force = true;
         api.patch(name, &params, &Patch::Apply(&config))
@@ -316,11 +324,11 @@ impl Ctx {
             .applied_objects();
         let mut stream = std::pin::pin!(stream);
         let mut last = String::new();
-        eprintln!(
+        output::note(&format!(
             "waiting up to {}s for {} (--wait=false returns at once)",
             timeout.as_secs(),
             self.qualified(name)
-        );
+        ));
         let waiting = async {
             while let Some(item) = stream.next().await {
                 let Ok(partner) = item else { continue };
@@ -329,7 +337,11 @@ impl Ctx {
                     Progress::Failed(why) => return Err(Error(why)),
                     Progress::Waiting(what) => {
                         if what != last {
-                            eprintln!("waiting for {}: {what}", self.qualified(name));
+                            output::note(&format!(
+                                "waiting for {}: {}",
+                                self.qualified(name),
+                                output::one_line(&what)
+                            ));
                             last = what;
                         }
                     }
@@ -372,8 +384,10 @@ fn now() -> Result<DateTime<Utc>> {
     }
 }
 
-/// Runs the command line; the error is one line for stderr.
+/// Runs the command line; the error is one line for stderr ([`output::error`]). Every name
+/// that goes into a request path is checked first.
 pub async fn main(cli: Cli) -> Result<()> {
+    cli.command.check_names()?;
     let ctx = Ctx::new(&cli.global).await?;
     match cli.command {
         Command::Add(args) => add::run(&ctx, args).await,

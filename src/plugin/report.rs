@@ -4,6 +4,7 @@ use clap::{Args, ValueEnum};
 use kube::api::Api;
 
 use super::billing::{Month, report};
+use super::output::{self, put};
 use super::{Ctx, Error, Result, api_error};
 use crate::api::Partner;
 
@@ -49,12 +50,11 @@ pub async fn run(ctx: &Ctx, args: BillingArgs) -> Result<()> {
     }
     let report = report(&args.distributor, &partners, month, ctx.now);
     match args.output {
-        BillingOutput::Table => print!("{}", report.table()),
-        BillingOutput::Csv => print!("{}", report.csv()),
-        BillingOutput::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("a report serializes")
-        ),
+        BillingOutput::Table => put!("{}", report.table()),
+        BillingOutput::Csv => put!("{}", report.csv()),
+        BillingOutput::Json => {
+            output::out_json(&serde_json::to_string_pretty(&report).expect("a report serializes"))
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::{Event, Namespace};
 use kube::api::{Api, ListParams};
 
 use super::dates::exact;
+use super::output::{one_line, put};
 use super::story::{self, World, facts, facts_lines};
 use super::{Ctx, Result};
 use crate::api::{chrono_time, types};
@@ -68,7 +69,10 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
         for c in not_true {
             out.push_str(&format!(
                 "  {}={} {}: {}\n",
-                c.type_, c.status, c.reason, c.message
+                one_line(&c.type_),
+                one_line(&c.status),
+                one_line(&c.reason),
+                one_line(&c.message)
             ));
         }
     }
@@ -91,14 +95,17 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
                     String::new()
                 };
                 out.push_str(&format!(
-                    "  {}  {type_:<7}  {reason}{count}: {message}\n",
-                    exact(at)
+                    "  {}  {:<7}  {}{count}: {}\n",
+                    exact(at),
+                    one_line(&type_),
+                    one_line(&reason),
+                    one_line(&message)
                 ));
             }
         }
         Err(why) => out.push_str(&format!("  cannot be read: {why}\n")),
     }
-    print!("{out}");
+    put!("{out}");
     Ok(())
 }
 

@@ -577,7 +577,12 @@ fn unsent_line(world: &World, record: &EmailRecord) -> String {
     match (&record.held, &record.last_error) {
         (Some(hold), _) => match hold.reason {
             EmailHoldReason::RateLimited => format!(
-                "the {event} email{to} is held by the Distributor's rate limit{}",
+                "the {event} email{to} is held by {}{}",
+                if error.contains(crate::lifecycle::emails::RECIPIENT_LIMIT_FLAG) {
+                    "the operator's limit of activation emails per recipient address"
+                } else {
+                    "the Distributor's rate limit"
+                },
                 hold.until
                     .map(|at| format!("; it goes out from {}", exact_and_relative(at, world.now)))
                     .unwrap_or_default()
@@ -840,6 +845,19 @@ mod tests {
             outlook_of(&p, &d, t0())[0],
             "the activation email to admin@contoso.example is held by the Distributor's rate \
              limit; it goes out from 2027-03-01T09:30:00Z (in 30 minutes)"
+        );
+        held.emails[0].last_error = Some(
+            "admin@contoso.example was sent 3 activation emails within the hour, the most the \
+             operator sends one address (--email-per-recipient-per-hour); next room at \
+             2027-03-01T09:30:00+00:00"
+                .into(),
+        );
+        p.status = Some(held.clone());
+        assert_eq!(
+            outlook_of(&p, &d, t0())[0],
+            "the activation email to admin@contoso.example is held by the operator's limit of \
+             activation emails per recipient address; it goes out from 2027-03-01T09:30:00Z (in \
+             30 minutes)"
         );
         held.emails[0].held.as_mut().unwrap().reason = EmailHoldReason::Refused;
         held.emails[0].last_error = Some("550 no such user".into());
