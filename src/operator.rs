@@ -136,6 +136,13 @@ pub async fn run(
         }
         None => None,
     };
+    let ownership_key = options.ownership_key.clone().unwrap_or_else(|| {
+        tracing::warn!(
+            "no --ownership-key-file: tenants are proven with a key of this process only, so \
+             after a restart the tenants it made are taken, not its own"
+        );
+        crate::tenant::OwnershipKey::random()
+    });
     let activation_server = match &options.activation_service {
         Some(service) => {
             let addr = service.addr;
@@ -148,6 +155,7 @@ pub async fn run(
                 client.clone(),
                 options.clock.clone(),
                 metrics.clone(),
+                ownership_key.clone(),
                 service,
             ));
             let stop = stop.clone().wait();
@@ -184,13 +192,7 @@ pub async fn run(
                 crate::tenant::ActivationKey::random()
             }),
             ownership: crate::tenant::Ownership {
-                key: options.ownership_key.unwrap_or_else(|| {
-                    tracing::warn!(
-                        "no --ownership-key-file: tenants are proven with a key of this process \
-                         only, so after a restart the tenants it made are taken, not its own"
-                    );
-                    crate::tenant::OwnershipKey::random()
-                }),
+                key: ownership_key,
                 prove_existing: options.prove_existing_tenants,
             },
             namespace: options.namespace,

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 crate::on_both_servers_blocking!(slow_connections_leave_reconciliation_and_email_working);
+crate::on_both_servers!(a_forged_tenant_activates_nobody);
 
 /// A sandbox whose activation service listens on a port of the test's choosing.
 fn sandbox_on(server: Server) -> (Sandbox, SocketAddr) {
@@ -362,4 +363,123 @@ fn the_metrics_door_lets_idle_connections_go() {
         assert!(read.is_ok(), "an idle connection to /metrics is still open");
         assert!(all.is_empty(), "{}", String::from_utf8_lossy(&all));
     });
+}
+
+/// A namespace someone else made to look like a Partner's tenant (its name, the ownership and
+/// tenant-id labels, the Partner's annotations, an `activation` Secret holding the hash of a
+/// token of their own, and the Partner's `status.tenant` written by a status writer) activates
+/// nothing: without the operator's ownership proof the service does not believe it. Admission
+/// policies would refuse the label; this holds where they do not run.
+async fn a_forged_tenant_activates_nobody(server: Server) {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use partner_operator::tenant::{
+        OWNER_UID_LABEL, PARTNER_NAME_LABEL, PARTNER_NAMESPACE_LABEL, TENANT_ID_LABEL, tenant_id,
+        tenant_namespace_of,
+    };
+    use serde_json::json;
+    use sha2::{Digest, Sha256};
+
+    let mut h = Harness::start_servers(server).await;
+    let addr = support::metrics::free_port();
+    let mut run = h.run_options();
+    run.activation_base_url = Some(format!("http://{addr}/activate"));
+    run.activation_service = Some(partner_operator::activation::ServiceOptions::new(addr));
+    h.start_operator_with(run);
+
+    // The victim: a Partner whose namespace no Distributor binds yet.
+    h.namespace("tailspin-partners", &[]).await;
+    h.apply(partner("tailspin-partners", "victim", "tailspin"))
+        .await;
+    let victim = h
+        .wait_partner("tailspin-partners", "victim", "seen", |p| {
+            p.status.is_some()
+        })
+        .await;
+    let (name, id) = (tenant_namespace_of(&victim), tenant_id(&uid(&victim)));
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {
+        "name": name,
+        "labels": {OWNER_UID_LABEL: uid(&victim), TENANT_ID_LABEL: id},
+        "annotations": {PARTNER_NAMESPACE_LABEL: "tailspin-partners", PARTNER_NAME_LABEL: "victim"},
+    }}))
+    .unwrap();
+    Api::<Namespace>::all(h.client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    let token = "7".repeat(64);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "activation", "namespace": name},
+        "stringData": {
+            "tokenSha256": hex::encode(Sha256::digest(token.as_bytes())),
+            "expiresAt": "2999-01-01T00:00:00Z",
+        },
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.client.clone(), &name)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    h.partners("tailspin-partners")
+        .patch_status(
+            "victim",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"tenant": {
+                "id": id, "namespace": name, "provisionedAt": "2026-01-01T00:00:00Z",
+            }}})),
+        )
+        .await
+        .unwrap();
+
+    // A real tenant made after the forgery: once its link works, the service's directory has
+    // seen the forged namespace too (one watch, in the order of the writes).
+    h.northwind(true).await;
+    h.apply(partner("northwind-partners", "contoso", "northwind"))
+        .await;
+    h.wait_partner("northwind-partners", "contoso", "Ready", is_ready)
+        .await;
+    h.wait_emails(1).await;
+    let email = h
+        .emails_of("activation")
+        .pop()
+        .expect("contoso's activation email");
+    let text = email.text_body().expect("a text part");
+    let start = text
+        .find("http://127.0.0.1:")
+        .expect("the link is in the text");
+    let link: String = text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let url = url::Url::parse(&link).expect("a URL");
+    let field = |key: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+            .expect("the link carries it")
+    };
+    let real = support::http::post_json(
+        addr,
+        "/v1/activations",
+        &json!({"tenant": field("tenant"), "token": field("token")}),
+    )
+    .await;
+    assert_eq!(real.status, 200, "{real:?}");
+
+    let forged = support::http::post_json(
+        addr,
+        "/v1/activations",
+        &json!({"tenant": id, "token": token}),
+    )
+    .await;
+    assert_eq!(forged.status, 404, "{forged:?}");
+    let victim = h.partners("tailspin-partners").get("victim").await.unwrap();
+    let activated = victim
+        .status
+        .and_then(|s| s.activation)
+        .and_then(|a| a.activated_at);
+    assert!(
+        activated.is_none(),
+        "the victim was activated at {activated:?}"
+    );
 }

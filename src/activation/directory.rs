@@ -1,5 +1,5 @@
 //! The tenants the activation service can answer for, by tenant id, kept current from one watch
-//! of the tenant namespaces (those carrying the tenant-id label), of which it keeps four strings
+//! of the tenant namespaces (those carrying the tenant-id label), of which it keeps five strings
 //! each.
 //!
 //! An activation request is unauthenticated: looking its tenant up here costs the API server
@@ -18,7 +18,8 @@ use kube::{Api, Client, ResourceExt};
 use uuid::Uuid;
 
 use crate::tenant::{
-    OWNER_UID_LABEL, PARTNER_NAME_LABEL, PARTNER_NAMESPACE_LABEL, TENANT_ID_LABEL,
+    OWNER_UID_LABEL, OWNERSHIP_PROOF_ANNOTATION, PARTNER_NAME_LABEL, PARTNER_NAMESPACE_LABEL,
+    TENANT_ID_LABEL,
 };
 
 /// A tenant namespace as its labels and annotations describe it; the service checks it against
@@ -29,6 +30,8 @@ pub struct Tenant {
     pub owner_uid: String,
     pub partner_namespace: String,
     pub partner_name: String,
+    /// The operator's ownership proof the namespace carries, if any.
+    pub proof: Option<String>,
 }
 
 impl Tenant {
@@ -50,6 +53,7 @@ impl Tenant {
                 owner_uid: labels.get(OWNER_UID_LABEL)?.clone(),
                 partner_namespace: annotations.get(PARTNER_NAMESPACE_LABEL)?.clone(),
                 partner_name: annotations.get(PARTNER_NAME_LABEL)?.clone(),
+                proof: annotations.get(OWNERSHIP_PROOF_ANNOTATION).cloned(),
             },
         ))
     }

@@ -120,6 +120,10 @@ pub struct Service {
     per_client: Limiter<IpAddr>,
     per_tenant: Limiter<Uuid>,
     directory: Directory,
+    /// A tenant is believed only with the operator's proof that it made it (see
+    /// [`crate::tenant::proven`]): a namespace labelled by anyone else, with an `activation`
+    /// Secret of their own, activates nobody's Partner.
+    ownership: crate::tenant::OwnershipKey,
     max_connections: usize,
 }
 
@@ -128,6 +132,7 @@ impl Service {
         client: Client,
         clock: Clock,
         metrics: Arc<Metrics>,
+        ownership: crate::tenant::OwnershipKey,
         options: &ServiceOptions,
     ) -> Self {
         Self {
@@ -138,6 +143,7 @@ impl Service {
             per_client: Limiter::new(options.per_client_per_minute),
             per_tenant: Limiter::new(options.per_tenant_per_minute),
             directory: Directory::default(),
+            ownership,
             max_connections: options.max_connections,
         }
     }
@@ -353,8 +359,8 @@ impl Service {
     }
 
     /// The tenant of `attempt` whose `activation` Secret knows its token (current or replaced),
-    /// and the Partner whose tenant it is (uid, tenant namespace and tenant id all agreeing
-    /// with the directory's namespace). `None` when any of that is missing: then only the
+    /// and the Partner whose tenant it is (the operator's ownership proof verifying, and uid,
+    /// tenant namespace and tenant id all agreeing with the directory's namespace). `None` when any of that is missing: then only the
     /// Secret was read, one per namespace filed under the id (one, but for a forgery).
     async fn find(&self, attempt: &Attempt<'_>) -> kube::Result<Option<Found>> {
         let tenants = self.directory.get(&attempt.tenant);
@@ -403,7 +409,16 @@ impl Service {
             .as_ref()
             .and_then(|s| s.tenant.as_ref())
             .and_then(|t| Uuid::parse_str(&t.id).ok());
-        let agrees = partner.uid().as_deref() == Some(tenant.owner_uid.as_str())
+        let proven = tenant.proof.as_deref().is_some_and(|proof| {
+            self.ownership.verify(
+                &tenant.partner_namespace,
+                &tenant.partner_name,
+                &tenant.namespace,
+                proof,
+            )
+        });
+        let agrees = proven
+            && partner.uid().as_deref() == Some(tenant.owner_uid.as_str())
             && tenant_namespace_of(&partner) == tenant.namespace
             && tenant_id == Some(id);
         Ok(agrees.then_some(partner))

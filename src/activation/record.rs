@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -131,6 +131,14 @@ impl Service {
         if partner.uid().as_ref() != Some(owner)
             || secret.namespace().as_deref() != Some(tenant_namespace_of(&partner).as_str())
         {
+            return Ok(false);
+        }
+        // Labels and annotations can be forged where admission policies do not run: the
+        // namespace must carry the operator's proof that it is this Partner's tenant.
+        let tenant = Api::<Namespace>::all(self.client.clone())
+            .get_opt(&tenant_namespace_of(&partner))
+            .await?;
+        if !tenant.is_some_and(|ns| crate::tenant::proven(&ns, &partner, &self.ownership)) {
             return Ok(false);
         }
         let recorded = partner

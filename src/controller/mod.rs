@@ -52,8 +52,8 @@ use tracing::{info, warn};
 pub use context::Context;
 use context::{Caches, Listed, Watched};
 pub use index::PartnerIndex;
-use unreadable::{Regarding, UnreadableNames};
 pub use recipient_rate::DEFAULT_PER_HOUR as DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR;
+use unreadable::{Regarding, UnreadableNames};
 
 use crate::api::{Decoded, Distributor, Partner};
 use crate::clock::Clock;
