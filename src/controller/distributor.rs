@@ -45,6 +45,13 @@ pub fn error_policy(
     Action::requeue(wait)
 }
 
+/// Whether `partner`'s status says it is not (yet) on any level.
+fn pending(partner: &crate::api::Partner) -> bool {
+    partner.status.as_ref().is_none_or(|s| {
+        s.subscription_level.unwrap_or_default() == crate::api::SubscriptionLevel::Pending
+    })
+}
+
 async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kube::Error> {
     let name = distributor.name_any();
     // The cache is written before the index, so it holds every Partner the index names; should
@@ -60,9 +67,15 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .cloned()
         .collect();
+    // Counted from the Partners' status, which whoever may write `partners/status` can write:
+    // beyond `Pending` (a Partner naming this Distributor from anywhere), only Partners in a
+    // namespace this Distributor accepts count, so a status forged elsewhere bills nobody.
     let (counts, billing) = distributor_totals(
         &distributor.spec.skus,
-        partners.iter().filter_map(|p| p.status.as_ref()),
+        partners
+            .iter()
+            .filter(|p| pending(p) || super::partner::namespace_allowed(ctx, p, Some(distributor)))
+            .filter_map(|p| p.status.as_ref()),
     );
     export_metrics(ctx, distributor, &counts, &billing);
 
