@@ -360,10 +360,17 @@ impl Service {
 
     /// The tenant of `attempt` whose `activation` Secret knows its token (current or replaced),
     /// and the Partner whose tenant it is (the operator's ownership proof verifying, and uid,
-    /// tenant namespace and tenant id all agreeing with the directory's namespace). `None` when any of that is missing: then only the
-    /// Secret was read, one per namespace filed under the id (one, but for a forgery).
+    /// tenant namespace and tenant id all agreeing with the directory's namespace). `None` when
+    /// any of that is missing: then at most the proven tenant's Secret was read.
     async fn find(&self, attempt: &Attempt<'_>) -> kube::Result<Option<Found>> {
-        let tenants = self.directory.get(&attempt.tenant);
+        // Only namespaces carrying the operator's proof are read: a forgery filed under a
+        // tenant's id costs no request and does not hide the tenant's own token.
+        let tenants: Vec<_> = self
+            .directory
+            .get(&attempt.tenant)
+            .into_iter()
+            .filter(|tenant| self.proven(tenant))
+            .collect();
         let only = tenants.len() == 1;
         for tenant in tenants {
             let Some(secret) = Api::<Secret>::namespaced(self.client.clone(), &tenant.namespace)
@@ -393,6 +400,19 @@ impl Service {
         Ok(None)
     }
 
+    /// Whether `tenant` carries the operator's proof that it is the tenant of the Partner its
+    /// annotations name.
+    fn proven(&self, tenant: &Tenant) -> bool {
+        tenant.proof.as_deref().is_some_and(|proof| {
+            self.ownership.verify(
+                &tenant.partner_namespace,
+                &tenant.partner_name,
+                &tenant.namespace,
+                proof,
+            )
+        })
+    }
+
     /// The Partner `tenant` names, if it is the one whose tenant that namespace is.
     async fn partner_of(&self, tenant: &Tenant, id: Uuid) -> kube::Result<Option<Partner>> {
         let partner =
@@ -404,20 +424,11 @@ impl Service {
                 Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
                 Err(err) => return Err(err),
             };
+        // From the Partner's metadata, never from its status (which others may write).
         let tenant_id = partner
-            .status
-            .as_ref()
-            .and_then(|s| s.tenant.as_ref())
-            .and_then(|t| Uuid::parse_str(&t.id).ok());
-        let proven = tenant.proof.as_deref().is_some_and(|proof| {
-            self.ownership.verify(
-                &tenant.partner_namespace,
-                &tenant.partner_name,
-                &tenant.namespace,
-                proof,
-            )
-        });
-        let agrees = proven
+            .uid()
+            .and_then(|uid| Uuid::parse_str(&crate::tenant::tenant_id(&uid)).ok());
+        let agrees = self.proven(tenant)
             && partner.uid().as_deref() == Some(tenant.owner_uid.as_str())
             && tenant_namespace_of(&partner) == tenant.namespace
             && tenant_id == Some(id);

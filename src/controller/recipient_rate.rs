@@ -59,9 +59,19 @@ fn window() -> Duration {
     Duration::hours(1)
 }
 
-/// The key of `address`: its SHA-256, case folded.
+/// The key of `address`: the SHA-256 of its mailbox, case folded and without a `+tag`
+/// (`victim+1@example.com` and `Victim@example.com` reach one inbox at most mail hosts, so they
+/// are one recipient here).
 fn key(address: &str) -> Key {
-    Sha256::digest(address.to_ascii_lowercase().as_bytes()).into()
+    let address = address.to_ascii_lowercase();
+    let mailbox = match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let local = local.split_once('+').map_or(local, |(base, _)| base);
+            format!("{local}@{domain}")
+        }
+        None => address,
+    };
+    Sha256::digest(mailbox.as_bytes()).into()
 }
 
 impl RecipientRate {
@@ -194,9 +204,13 @@ mod tests {
                 Ok(Some(_))
             ));
         }
-        // Case does not make another address.
+        // Case does not make another address, nor does a `+tag` (one inbox).
         assert_eq!(
             rate.try_take("Victim@X.example", t(30), Vec::new),
+            Err(t(60))
+        );
+        assert_eq!(
+            rate.try_take("victim+2@x.example", t(30), Vec::new),
             Err(t(60))
         );
         assert!(rate.try_take("other@x.example", t(30), Vec::new).is_ok());

@@ -137,9 +137,10 @@ const FORBIDDEN_V4: [([u8; 4], u8); 16] = [
 ];
 
 /// IPv6 ranges no delivery goes to (embedded IPv4 forms are judged by their IPv4 address).
-const FORBIDDEN_V6: [(u128, u8); 11] = [
+const FORBIDDEN_V6: [(u128, u8); 12] = [
     (0, 128),                                        // unspecified
     (1, 128),                                        // loopback
+    (0x0000_0000_0000_0000_ffff_0000_0000_0000, 96), // IPv4-translated (SIIT), any IPv4
     (0x0100_0000_0000_0000_0000_0000_0000_0000, 64), // discard
     (0x2001_0000_0000_0000_0000_0000_0000_0000, 23), // IETF protocol assignments
     (0x2001_0db8_0000_0000_0000_0000_0000_0000, 32), // documentation
@@ -235,6 +236,7 @@ mod tests {
             "169.254.169.254",
             "::ffff:a9fe:a9fe",
             "::ffff:169.254.169.254",
+            "::ffff:0:7f00:1",
             "::169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "2002:a9fe:a9fe::1",
