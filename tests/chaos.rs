@@ -73,6 +73,12 @@ fn spawn_operator(
             "--activation-key-file={}",
             dir.join("key").display()
         ))
+        // Every process the test starts proves tenants with one key, as a Secret gives a
+        // deployed operator's restarts: without it, each restart finds the tenants taken.
+        .arg(format!(
+            "--ownership-key-file={}",
+            dir.join("ownership-key").display()
+        ))
         .env("KUBECONFIG", dir.join("kubeconfig"))
         .env("RUST_LOG", "info")
         .env(partner_operator::crash_points::ENV, crash_points)
@@ -103,6 +109,7 @@ async fn one_run(server: Server, seed: u64) {
     let _shown_on_failure = LogOnFailure(dir.path().join("operator.log"));
     std::fs::write(dir.path().join("kubeconfig"), backend.kubeconfig_yaml()).unwrap();
     std::fs::write(dir.path().join("key"), "k".repeat(48)).unwrap();
+    std::fs::write(dir.path().join("ownership-key"), "o".repeat(48)).unwrap();
 
     let create = |object: serde_json::Value| {
         let backend = &backend;
