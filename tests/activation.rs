@@ -14,6 +14,7 @@ use partner_operator::activation::ServiceOptions;
 use partner_operator::activation::client::TrustedProxies;
 use partner_sandbox::smtp::ReceivedEmail;
 use serde_json::json;
+use support::activation::{link, start};
 use support::http::{post_json, request};
 use support::*;
 
@@ -25,27 +26,6 @@ crate::on_both_servers!(
 );
 
 const NAMESPACE: &str = "northwind-partners";
-
-/// Servers up, the operator running with its activation service on a free loopback port, the
-/// links pointing at it.
-async fn start(server: Server, options: impl FnOnce(&mut ServiceOptions)) -> (Harness, SocketAddr) {
-    support::logs::capture_for_secrets();
-    let mut h = Harness::start_servers(server).await;
-    let addr = support::metrics::free_port();
-    let mut service = ServiceOptions::new(addr);
-    options(&mut service);
-    let mut run = h.run_options();
-    run.activation_base_url = Some(format!("http://{addr}/activate"));
-    run.activation_service = Some(service);
-    h.start_operator_with(run);
-    eventually(
-        "the activation service listening",
-        Patience::RECONCILE,
-        || async { tokio::net::TcpStream::connect(addr).await.is_ok() },
-    )
-    .await;
-    (h, addr)
-}
 
 /// Northwind and its Partner contoso, Ready: its activation email.
 async fn onboard(h: &Harness) -> ReceivedEmail {
@@ -59,30 +39,6 @@ async fn onboard(h: &Harness) -> ReceivedEmail {
     h.emails_of("activation")
         .pop()
         .expect("an activation email")
-}
-
-/// The link in an activation email: path and query (the target of a request), tenant, token.
-fn link(email: &ReceivedEmail) -> (String, String, String) {
-    let text = email.text_body().expect("a text part");
-    let start = text
-        .find("http://127.0.0.1:")
-        .expect("the link is in the text");
-    let link: String = text[start..]
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .collect();
-    let url = url::Url::parse(&link).expect("a URL");
-    let param = |name: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-            .expect("the link carries it")
-    };
-    (
-        format!("{}?{}", url.path(), url.query().unwrap()),
-        param("tenant"),
-        param("token"),
-    )
 }
 
 fn activated_at(p: &partner_operator::api::Partner) -> Option<chrono::DateTime<chrono::Utc>> {

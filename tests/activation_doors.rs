@@ -380,12 +380,7 @@ async fn a_forged_tenant_activates_nobody(server: Server) {
     use serde_json::json;
     use sha2::{Digest, Sha256};
 
-    let mut h = Harness::start_servers(server).await;
-    let addr = support::metrics::free_port();
-    let mut run = h.run_options();
-    run.activation_base_url = Some(format!("http://{addr}/activate"));
-    run.activation_service = Some(partner_operator::activation::ServiceOptions::new(addr));
-    h.start_operator_with(run);
+    let (h, addr) = support::activation::start(server, |_| {}).await;
 
     // The victim: a Partner whose namespace no Distributor binds yet.
     h.namespace("tailspin-partners", &[]).await;
@@ -443,25 +438,11 @@ async fn a_forged_tenant_activates_nobody(server: Server) {
         .emails_of("activation")
         .pop()
         .expect("contoso's activation email");
-    let text = email.text_body().expect("a text part");
-    let start = text
-        .find("http://127.0.0.1:")
-        .expect("the link is in the text");
-    let link: String = text[start..]
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .collect();
-    let url = url::Url::parse(&link).expect("a URL");
-    let field = |key: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
-            .expect("the link carries it")
-    };
+    let (_, tenant, token_of_contoso) = support::activation::link(&email);
     let real = support::http::post_json(
         addr,
         "/v1/activations",
-        &json!({"tenant": field("tenant"), "token": field("token")}),
+        &json!({"tenant": tenant, "token": token_of_contoso}),
     )
     .await;
     assert_eq!(real.status, 200, "{real:?}");

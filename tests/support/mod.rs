@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod activation;
 pub mod helm;
 pub mod http;
 pub mod logs;
