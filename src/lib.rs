@@ -30,6 +30,7 @@ pub mod mail;
 pub mod metrics;
 pub mod operator;
 pub mod plugin;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod shutdown;
 pub mod telemetry;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use partner_operator::clock::Clock;
 use partner_operator::leader::LeaderElection;
 use partner_operator::operator::{self, RunOptions};
+#[cfg(feature = "sandbox")]
 use partner_operator::sandbox::{self as command, SandboxOptions};
 use partner_operator::telemetry::{self, LogFormat};
 
@@ -30,9 +31,11 @@ enum Command {
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crds,
     /// A whole system on this machine: an API server, an SMTP server and the operator.
+    #[cfg(feature = "sandbox")]
     Sandbox(SandboxArgs),
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(Args)]
 struct SandboxArgs {
     /// Where `kubeconfig` and `outbox/` (one .eml and one readable .txt file per message) are
@@ -178,10 +181,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => report(runtime().block_on(run(*args))),
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => report(runtime().block_on(sandbox(args))),
     }
 }
 
+#[cfg(feature = "sandbox")]
 async fn sandbox(args: SandboxArgs) -> Result<(), String> {
     telemetry::init(args.log_format, &args.log_level);
     let options = SandboxOptions {
