@@ -1,6 +1,7 @@
 //! partner-operator: onboard the partners of a software distributor as tenants, declaratively.
 //!
-//! The README says what it does and how to run it. Modules, one concept each:
+//! The README and the docs/ pages it lists say what it does and how to run it. Modules, one
+//! concept each:
 //! - [`api`]: the custom resources (`Distributor`, `Partner`) and their conditions;
 //! - [`binding`]: which namespaces may hold a Distributor's Partners;
 //! - [`clock`]: the injectable clock every deadline is measured on;

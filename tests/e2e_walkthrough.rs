@@ -1,5 +1,6 @@
-//! The README's walkthrough, checked: the built binary's `sandbox` as a subprocess, driven
-//! only with `/usr/bin/kubectl` and read back from the outbox, asserting what a user sees.
+//! The walkthrough (docs/walkthrough.md; its first steps are in the README), checked: the
+//! built binary's `sandbox` as a subprocess, driven only with `/usr/bin/kubectl` and read back
+//! from the outbox, asserting what a user sees.
 //!
 //! The steps that need no fast clock also run against a real cluster: set
 //! `PARTNER_OPERATOR_E2E_KUBECONFIG` to its kubeconfig (with the operator deployed there and the
@@ -84,8 +85,8 @@ impl Target {
         }
     }
 
-    /// `kubectl get KIND NAME -n northwind-partners -o jsonpath='{PATH}'`, as the README writes
-    /// it, for `kind_name` = `KIND/NAME`.
+    /// `kubectl get KIND NAME -n northwind-partners -o jsonpath='{PATH}'`, as the walkthrough
+    /// writes it, for `kind_name` = `KIND/NAME`.
     fn jsonpath(&self, kind_name: &str, path: &str) -> String {
         let (kind, name) = kind_name.split_once('/').unwrap();
         self.ok(&[
@@ -99,8 +100,8 @@ impl Target {
         ])
     }
 
-    /// `kubectl get partners -n northwind-partners -w`, as the README shows it, read until each
-    /// of `names` has a row whose READY is True (then stopped, as with Ctrl-C).
+    /// `kubectl get partners -n northwind-partners -w`, as the walkthrough shows it, read until
+    /// each of `names` has a row whose READY is True (then stopped, as with Ctrl-C).
     fn watch_partners_until_ready(&self, names: &[&str]) -> String {
         use std::io::BufRead;
         let mut child = Command::new("/usr/bin/kubectl")
@@ -167,7 +168,7 @@ struct Mail {
     to: String,
     subject: String,
     text: String,
-    /// The `.txt` beside the `.eml`: what the README has a user `cat`.
+    /// The `.txt` beside the `.eml`: what the walkthrough has a user `cat`.
     readable: String,
 }
 
@@ -223,7 +224,7 @@ fn wait_for_mail(dir: &Path, kind: &str, address: &str) -> Mail {
     )
 }
 
-/// The README's activation: contoso's link from its `.txt`, opened with `curl` (the page;
+/// The walkthrough's activation: contoso's link from its `.txt`, opened with `curl` (the page;
 /// nothing changes), then POSTed (activated), the second time refused; the Partner says so.
 fn activate_contoso(target: &Target, outbox: &Path) {
     let mail = std::fs::read_dir(outbox)

@@ -588,7 +588,7 @@ async fn rendered_manifests_apply_to_the_api_server_with_kubectl() {
         ]
     };
     // As `helm install` does: the chart's CRDs first, then the templates. Server-side, twice:
-    // the second is the README's step after a chart upgrade (Helm leaves CRDs alone then).
+    // the second is docs/installing.md's step after a chart upgrade (Helm leaves CRDs alone then).
     for _ in 0..2 {
         let crds = kubectl(vec![
             "apply".into(),

@@ -1,4 +1,4 @@
-//! The subscription lifecycle (the README's lifecycle section), decided by `lifecycle::plan`, tested without a server:
+//! The subscription lifecycle (docs/lifecycle.md), decided by `lifecycle::plan`, tested without a server:
 //! a table test per transition, and property tests over random specs, clocks and event orders.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};

@@ -294,9 +294,9 @@ fn without_operator_an_smtp_server_takes_mail_and_each_run_starts_a_fresh_outbox
     drop(sandbox);
 }
 
-/// The README's recipe without the operator: the sandbox with `--smtp-port`, and the operator
-/// run separately with the `--smtp-url` the sandbox printed; its mail lands in the sandbox's
-/// outbox.
+/// The recipe without the operator in docs/sandbox.md: the sandbox with `--smtp-port`, and the
+/// operator run separately with the `--smtp-url` the sandbox printed; its mail lands in the
+/// sandbox's outbox.
 #[test]
 fn the_readme_recipe_without_the_operator_mails_into_the_sandbox_outbox() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -405,7 +405,7 @@ fn a_busy_port_and_an_unwritable_state_dir_are_one_line_errors() {
 on_both_servers!(run_against_the_sandbox_started_alone);
 
 /// The operator as a separate process (`partner-operator run`), against the API server started
-/// alone: the way the README tells a user to try the `run` command.
+/// alone: the way docs/sandbox.md tells a user to try the `run` command.
 async fn run_against_the_sandbox_started_alone(server: Server) {
     use partner_sandbox::smtp::SmtpSink;
     let smtp = SmtpSink::start("127.0.0.1:0".parse().unwrap(), None)

@@ -6,7 +6,7 @@
 //! server). It lives in memory, so the lifecycle stays a pure function of what is stored; on
 //! first use after a start it is seeded from the emails that the Distributor's Partners record
 //! as sent within the window. What a restart forgets is only the emails of Partners deleted
-//! since, within one window: documented in the README.
+//! since, within one window: documented in docs/email.md.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
