@@ -13,7 +13,8 @@
 //! - [`metrics`]: Prometheus metrics and the health endpoints;
 //! - [`operator`]: the `run` command: settings checked up front, then the controllers;
 //! - [`sandbox`]: the `sandbox` command: the whole system on one machine, an API server and an
-//!   SMTP server on loopback (from the `partner-sandbox` crate, the test ground) with the operator;
+//!   SMTP server on loopback (from the `partner-sandbox` crate, the test ground) with the operator
+//!   (only with the default `sandbox` feature);
 //! - [`shutdown`]: one shutdown signal that many tasks wait for;
 //! - [`telemetry`]: structured logging;
 //! - [`tenant`]: a Partner's tenant namespace, entitlements and activation secret;
