@@ -298,7 +298,7 @@ fn without_operator_an_smtp_server_takes_mail_and_each_run_starts_a_fresh_outbox
 /// operator run separately with the `--smtp-url` the sandbox printed; its mail lands in the
 /// sandbox's outbox.
 #[test]
-fn the_readme_recipe_without_the_operator_mails_into_the_sandbox_outbox() {
+fn the_documented_recipe_without_the_operator_mails_into_the_sandbox_outbox() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
