@@ -35,6 +35,7 @@ pub mod plugin;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 pub mod tenant;
 pub mod webhooks;

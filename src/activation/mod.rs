@@ -13,7 +13,7 @@
 //! the same Secret only one writes; the other reads again and finds it activated. Then
 //! `status.activation.activatedAt` is written on the Partner by server-side apply under this
 //! service's field manager ([`FIELD_MANAGER`]), which the reconciler's own status writes neither
-//! apply nor remove ([`SERVICE_STATUS_FIELDS`]); the reconciler then sets the `Activated`
+//! apply nor remove ([`crate::status::Writer`]); the reconciler then sets the `Activated`
 //! condition, records the Event and emails the distributor; last, the Secret is marked
 //! (`activatedAtRecorded`). Should the process stop between the two writes, the status is
 //! written by the next request with a token of that tenant, and by every replica at its start
@@ -70,10 +70,7 @@ use crate::tenant::{ACTIVATION, tenant_namespace_of};
 
 /// The field manager of the activation service's writes (the Secret's `activatedAt`, the
 /// Partner's `status.activation.activatedAt`).
-pub const FIELD_MANAGER: &str = "partner-operator-activation";
-
-/// The Partner status fields this service owns: the reconciler leaves them alone.
-pub const SERVICE_STATUS_FIELDS: &[&[&str]] = &[&["activation", "activatedAt"]];
+pub const FIELD_MANAGER: &str = crate::status::ACTIVATION_SERVICE_MANAGER;
 
 /// A request's body: `{"tenant": <36>, "token": <64>}` takes about 120 bytes.
 pub const MAX_BODY_BYTES: usize = 4096;

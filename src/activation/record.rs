@@ -2,10 +2,8 @@
 //! once), then on the Partner's status, then marked recorded; and at start, the activations a
 //! stopped process recorded in a tenant but not yet on its Partner.
 
-use std::time::Duration;
-
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -16,6 +14,7 @@ use super::check::{self, Stored};
 use super::outcome::{Names, rfc3339};
 use super::{FIELD_MANAGER, Service};
 use crate::api::{Distributor, Partner};
+use crate::status::{self, Persistence, Writer};
 use crate::tenant::{
     ACTIVATION, OWNER_UID_LABEL, PARTNER_NAME_LABEL, PARTNER_NAMESPACE_LABEL, tenant_namespace_of,
 };
@@ -157,8 +156,9 @@ impl Service {
         Ok(true)
     }
 
-    /// Writes `status.activation.activatedAt` on the Partner, under this service's field
-    /// manager; retried a few times, as it completes an activation already recorded.
+    /// Writes `status.activation.activatedAt` on the Partner as the activation service (to the
+    /// second, as the Secret records it); retried, as it completes an activation already
+    /// recorded.
     pub(super) async fn record_status(
         &self,
         partner: &Partner,
@@ -168,31 +168,18 @@ impl Service {
             self.client.clone(),
             &partner.namespace().unwrap_or_default(),
         );
-        let apply = json!({
-            "apiVersion": "partner-operator.io/v1alpha1",
-            "kind": "Partner",
-            "metadata": {"name": partner.name_any()},
-            "status": {"activation": {"activatedAt": rfc3339(at)}},
-        });
-        let mut wait = Duration::from_millis(50);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match api
-                .patch_status(
-                    &partner.name_any(),
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&apply),
-                )
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(err) if attempt >= 5 => return Err(err),
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-            }
-        }
+        let at = at.trunc_subsecs(0);
+        let mut current = partner.clone();
+        status::transact(
+            &api,
+            &mut current,
+            Writer::ActivationService,
+            Persistence::Outcome,
+            |_, status| {
+                status.activation.get_or_insert_default().activated_at = Some(at);
+            },
+        )
+        .await?;
+        Ok(())
     }
 }

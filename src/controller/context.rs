@@ -137,6 +137,18 @@ impl Context {
         self.listed.all()
     }
 
+    /// Whether `partner`'s namespace is one `distributor` accepts, as the Namespace cache shows
+    /// it (`None`: no Distributor, nothing is accepted).
+    pub fn namespace_allows(&self, partner: &Partner, distributor: Option<&Distributor>) -> bool {
+        let Some(distributor) = distributor else {
+            return false;
+        };
+        let namespace = partner.metadata.namespace.clone().unwrap_or_default();
+        self.namespaces
+            .get(&ObjectRef::new(&namespace))
+            .is_some_and(|ns| crate::binding::namespace_allowed(distributor, &ns))
+    }
+
     /// Asks the Distributor controller to recount `distributor` (see [`Recounts`]).
     pub fn recount(&self, distributor: &str) {
         self.recounts.request(distributor);

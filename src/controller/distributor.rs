@@ -74,7 +74,7 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
         &distributor.spec.skus,
         partners
             .iter()
-            .filter(|p| pending(p) || super::partner::namespace_allowed(ctx, p, Some(distributor)))
+            .filter(|p| pending(p) || ctx.namespace_allows(p, Some(distributor)))
             .filter_map(|p| p.status.as_ref()),
     );
     export_metrics(ctx, distributor, &counts, &billing);
@@ -100,7 +100,7 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
     webhooks_health(ctx, distributor, &found, &mut status, generation).await;
     if status != before {
         let api = Api::<Distributor>::all(ctx.client.clone());
-        super::status::write(&api, distributor, &status, false).await?;
+        crate::status::write(&api, distributor, &status, false).await?;
     }
     Ok(Action::await_change())
 }
@@ -126,7 +126,7 @@ async fn webhooks_health(
         distributor,
         partners
             .iter()
-            .filter(|p| super::partner::namespace_allowed(ctx, p, Some(distributor)))
+            .filter(|p| ctx.namespace_allows(p, Some(distributor)))
             .filter_map(|p| p.status.as_ref()),
     );
     let now = ctx.clock.now();

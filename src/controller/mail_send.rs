@@ -16,11 +16,12 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info};
 
 use super::Context;
-use super::partner::{Error, Next, record, token};
+use super::outcome::record_outcome;
+use super::partner::{Error, Next, token};
 use super::recipient_rate::Place;
 use crate::api::{EmailEvent, Partner, Recipient};
 use crate::lifecycle::emails::RateLimit;
-use crate::lifecycle::{self, Email};
+use crate::lifecycle::{Email, Outcome};
 use crate::mail::{ActivationLink, MailError, OutgoingEmail};
 use crate::tenant;
 
@@ -61,10 +62,7 @@ pub(super) async fn send(
             ctx.metrics.emails_sent.get_or_create(&labels).inc();
             debug!(partner = %reference, email = kind, "email sent");
             let at = ctx.clock.timestamp();
-            let event = record(api, current, |s| lifecycle::emails::sent(s, email, at)).await?;
-            if let Some(event) = event {
-                ctx.publish(current, &event).await;
-            }
+            record_outcome(ctx, api, current, Outcome::EmailSent { email, at }).await?;
             Ok(None)
         }
         Err(err) => {
@@ -134,13 +132,12 @@ async fn hold(
     limit: RateLimit,
     until: chrono::DateTime<chrono::Utc>,
 ) -> Result<Next, Error> {
-    let event = record(api, current, |s| {
-        lifecycle::emails::rate_limited(s, email, limit, until)
-    })
-    .await?;
-    if let Some(event) = event {
-        ctx.publish(current, &event).await;
-    }
+    let outcome = Outcome::EmailRateLimited {
+        email,
+        limit,
+        until,
+    };
+    record_outcome(ctx, api, current, outcome).await?;
     Ok(Next::PlanAgain)
 }
 
@@ -174,11 +171,12 @@ async fn failed(
     ctx.metrics.emails_failed.get_or_create(&labels).inc();
     let reason = err.to_string();
     let permanent = err.is_permanent();
-    let event = record(api, current, |s| {
-        lifecycle::emails::failed(s, email, &reason, permanent)
-    })
-    .await?;
-    ctx.publish(current, &event).await;
+    let outcome = Outcome::EmailFailed {
+        email,
+        error: &reason,
+        permanent,
+    };
+    record_outcome(ctx, api, current, outcome).await?;
     if permanent {
         return Ok(Some(Next::PlanAgain));
     }

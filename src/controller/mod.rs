@@ -28,10 +28,10 @@ mod index;
 mod mail_rate;
 mod mail_send;
 mod mail_slots;
+mod outcome;
 mod partner;
 mod recipient_rate;
 mod recounts;
-mod status;
 mod unreadable;
 mod webhook_delivery;
 

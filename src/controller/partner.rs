@@ -26,9 +26,10 @@ use tracing::{debug, info, warn};
 use super::mail_send;
 use super::webhook_delivery::WebhookDeliveries;
 use super::{Context, FINALIZER};
-use crate::api::{Counted, Distributor, Partner, PartnerStatus};
-use crate::lifecycle::{self, ActivationToken, Effect, Observation, Plan};
+use crate::api::{Counted, Partner, PartnerStatus};
+use crate::lifecycle::{self, ActivationToken, Effect, Observation, Outcome, Plan};
 use crate::mail::MailError;
+use crate::status::{self, Persistence, Writer};
 use crate::tenant::{self, Tenant, tenant_namespace_of};
 
 /// Why a reconciliation failed; retried with backoff.
@@ -74,15 +75,17 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
         if ctx.unreadable_distributors.contains(distributor) {
             return Ok(Action::await_change());
         }
-        let partner = match announce_deletion(&api, &partner, &ctx).await? {
-            Announced::NotDeleting => partner,
-            Announced::Told(current) => Arc::new(*current),
-            Announced::Delivering(action) => return Ok(action),
+        let partner = match delete(&api, &partner, &ctx).await? {
+            Deleting::No => partner,
+            Deleting::Released(current) => Arc::new(*current),
+            Deleting::Waiting(action) => return Ok(action),
         };
+        // The finalizer is added before anything else is done, and removed once the deletion
+        // released the Partner.
         finalizer(&api, FINALIZER, partner, |event| async {
             match event {
                 Finalizer::Apply(partner) => apply(&api, &partner, &ctx).await,
-                Finalizer::Cleanup(partner) => cleanup(&api, &partner, &ctx).await,
+                Finalizer::Cleanup(_) => Ok(Action::await_change()),
             }
         })
         .await
@@ -148,44 +151,31 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
         mail_slot: None,
     };
     for _ in 0..MAX_STEPS {
-        let distributor = ctx
-            .distributors
-            .get(&ObjectRef::new(&pass.current.spec.distributor_ref.name));
-        let cached_entitlements = cached_entitlements(ctx, &pass.current);
         // What is at the tenant's name: found by this reconciliation, else as the cache shows.
         let at_tenant_name = match pass.tenant_found.clone() {
             Some(found) => found,
             None => cached_or_proven(ctx, &mut pass).await?,
         };
-        let plan = lifecycle::plan(&Observation {
-            partner: &pass.current,
-            distributor: distributor.as_deref(),
-            namespace_allowed: namespace_allowed(ctx, &pass.current, distributor.as_deref()),
-            tenant_exists: at_tenant_name.is_owned(),
-            tenant_taken: at_tenant_name == Tenant::Taken,
-            entitlements: pass
-                .entitlements_written
-                .as_ref()
-                .or(cached_entitlements.as_ref()),
-            default_activation_base_url: ctx.activation_base_url.as_deref(),
-            now: ctx.clock.timestamp(),
-        });
-        if pass.current.status.as_ref() != Some(&plan.status) {
-            match write_status(api, &pass.current, &plan.status).await {
-                Ok(written) => {
-                    crate::crash_points::pass("after-status-write");
-                    pass.current = written;
-                    pass.fresh = true;
-                }
-                Err(err) if is_conflict(&err) => {
-                    // The cache was behind: plan again on what is stored.
-                    pass.current = api.get_status(&pass.current.name_any()).await?;
-                    pass.fresh = true;
-                    continue;
-                }
-                Err(err) => return Err(err.into()),
-            }
+        let version = pass.current.resource_version();
+        let entitlements_written = pass.entitlements_written.clone();
+        // Planned on the Partner as stored: a conflict plans again on what was written meanwhile.
+        let transacted = status::transact(
+            api,
+            &mut pass.current,
+            Writer::Operator,
+            Persistence::Recomputed,
+            |partner, status| {
+                let plan = plan_for(ctx, partner, &at_tenant_name, entitlements_written.as_ref());
+                status.clone_from(&plan.status);
+                plan
+            },
+        )
+        .await?;
+        if transacted.written {
+            crate::crash_points::pass("after-status-write");
         }
+        pass.fresh |= pass.current.resource_version() != version;
+        let plan = transacted.value;
         publish_events(ctx, &pass.current, &plan).await;
         start_webhooks(ctx, &pass.current, &plan);
         let action = match carry_out(api, ctx, &mut pass, &plan).await? {
@@ -200,6 +190,29 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
         return Ok(action);
     }
     Err(Error::Unsettled)
+}
+
+/// The plan for `partner` as the caches, and what this reconciliation found and wrote, show it.
+fn plan_for(
+    ctx: &Context,
+    partner: &Partner,
+    at_tenant_name: &Tenant,
+    entitlements_written: Option<&BTreeMap<String, String>>,
+) -> Plan {
+    let distributor = ctx
+        .distributors
+        .get(&ObjectRef::new(&partner.spec.distributor_ref.name));
+    let cached_entitlements = cached_entitlements(ctx, partner);
+    lifecycle::plan(&Observation {
+        partner,
+        distributor: distributor.as_deref(),
+        namespace_allowed: ctx.namespace_allows(partner, distributor.as_deref()),
+        tenant_exists: at_tenant_name.is_owned(),
+        tenant_taken: *at_tenant_name == Tenant::Taken,
+        entitlements: entitlements_written.or(cached_entitlements.as_ref()),
+        default_activation_base_url: ctx.activation_base_url.as_deref(),
+        now: ctx.clock.timestamp(),
+    })
 }
 
 /// A transition's Events (e.g. ConvertedToProduction and BillingStarted) go out together.
@@ -425,20 +438,6 @@ fn look_again(ctx: &Context, plan: &Plan) -> Action {
     }
 }
 
-pub(super) fn namespace_allowed(
-    ctx: &Context,
-    partner: &Partner,
-    distributor: Option<&Distributor>,
-) -> bool {
-    let Some(distributor) = distributor else {
-        return false;
-    };
-    let namespace = partner.namespace().unwrap_or_default();
-    ctx.namespaces
-        .get(&ObjectRef::new(&namespace))
-        .is_some_and(|ns| crate::binding::namespace_allowed(distributor, &ns))
-}
-
 /// The `data` of the tenant's `entitlements` ConfigMap as the cache has it.
 fn cached_entitlements(ctx: &Context, partner: &Partner) -> Option<BTreeMap<String, String>> {
     let reference = ObjectRef::new(tenant::ENTITLEMENTS).within(&tenant_namespace_of(partner));
@@ -485,175 +484,75 @@ fn cached_tenant(ctx: &Context, partner: &Partner) -> Option<Arc<Namespace>> {
         .get(&ObjectRef::new(&tenant_namespace_of(partner)))
 }
 
-/// Records the outcome of a write that must not be lost in status (an email sent or refused,
-/// billing ended by a deletion); `change` returns what else follows from it. Conflicts and
-/// transient errors are retried here rather than by the controller: an email's outcome that is
-/// lost would send the email again.
-pub(super) async fn record<T>(
-    api: &Api<Partner>,
-    current: &mut Partner,
-    change: impl Fn(&mut PartnerStatus) -> T,
-) -> Result<T, Error> {
-    let mut wait = Duration::from_millis(50);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut status = current.status.clone().unwrap_or_default();
-        let outcome = change(&mut status);
-        let result = match write_status(api, current, &status).await {
-            Ok(written) => {
-                *current = written;
-                return Ok(outcome);
-            }
-            Err(err) if is_conflict(&err) => match api.get_status(&current.name_any()).await {
-                Ok(latest) => {
-                    *current = latest;
-                    continue;
-                }
-                Err(err) => err,
-            },
-            Err(err) => err,
-        };
-        if attempt >= 8 {
-            return Err(result.into());
-        }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Writes `status` (see [`super::status`]) with the resourceVersion it was computed from as a
-/// precondition: if the Partner changed since, the API server answers 409 and nothing is
-/// written.
-async fn write_status(
-    api: &Api<Partner>,
-    current: &Partner,
-    status: &PartnerStatus,
-) -> kube::Result<Partner> {
-    super::status::write_keeping(
-        api,
-        current,
-        status,
-        true,
-        crate::activation::SERVICE_STATUS_FIELDS,
-    )
-    .await
-}
-
-fn is_conflict(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == 409)
-}
-
-/// What [`announce_deletion`] found.
-enum Announced {
-    NotDeleting,
-    /// Told (or nothing to tell): the finalizer's cleanup goes on, with the Partner as written.
-    Told(Box<Partner>),
+/// What [`delete`] found.
+enum Deleting {
+    /// The Partner is not being deleted (or no longer has the operator's finalizer).
+    No,
+    /// Nothing waits any more: the finalizer may go, with the Partner as written.
+    Released(Box<Partner>),
     /// Its webhook events are still being delivered: the Partner is kept until they are (or
     /// are given up on, `retryHours` after a failure). Each delivery's record wakes it.
-    Delivering(Action),
+    Waiting(Action),
 }
 
-/// A Partner being deleted first tells its Distributor's webhook endpoints: the end of its
-/// billing and the deletion are recorded in its status (once), and it keeps its finalizer until
-/// every event pending for an endpoint still listed is delivered or given up on, so that no
-/// event is lost with the Partner.
-async fn announce_deletion(
+/// A Partner being deleted, as [`lifecycle::plan_deletion`] decides: the deletion recorded in
+/// its status first (once), then its tenant deprovisioned, its Events told, and its webhook
+/// events handed on; it keeps its finalizer until every event pending for an endpoint still
+/// listed is delivered or given up on, so that no event is lost with the Partner.
+async fn delete(
     api: &Api<Partner>,
     partner: &Partner,
     ctx: &Arc<Context>,
-) -> Result<Announced, Error> {
+) -> Result<Deleting, Error> {
     let deleting = partner.metadata.deletion_timestamp.is_some()
         && partner.finalizers().iter().any(|f| f == FINALIZER);
     if !deleting {
-        return Ok(Announced::NotDeleting);
+        return Ok(Deleting::No);
     }
     // Only the Distributor the Partner is bound to is told (and waited for).
-    let distributor = ctx
+    let bound = ctx
         .distributors
         .get(&ObjectRef::new(&partner.spec.distributor_ref.name))
-        .filter(|d| namespace_allowed(ctx, partner, Some(d)));
+        .filter(|d| ctx.namespace_allows(partner, Some(d)));
+    let now = ctx.clock.timestamp();
     let mut current = partner.clone();
-    if partner.status.as_ref().and_then(|s| s.deleted_at).is_none() {
-        let now = ctx.clock.timestamp();
-        let ended = record(api, &mut current, |status| {
-            let ended = lifecycle::webhooks::record_deletion(status, now);
-            lifecycle::webhooks::record_deletion_events(
-                status,
-                partner,
-                distributor.as_deref(),
-                ended.is_some(),
-                now,
-            );
-            ended
-        })
-        .await?;
-        if let Some(event) = ended {
-            ctx.publish(&current, &event).await;
-        }
-    }
-    let sends = match &distributor {
-        Some(distributor) => lifecycle::webhooks::due_verified(
-            &current,
-            current.status.as_ref().unwrap_or(&PartnerStatus::default()),
-            distributor,
-        ),
-        None => Vec::new(),
-    };
-    if sends.is_empty() {
-        return Ok(Announced::Told(Box::new(current)));
-    }
-    let mut waiting = current.status.clone().unwrap_or_default();
-    let now = ctx.clock.timestamp();
-    lifecycle::webhooks::deletion_waits(&mut waiting, &sends, current.metadata.generation, now);
-    if current.status.as_ref() != Some(&waiting) {
-        record(api, &mut current, |status| {
-            lifecycle::webhooks::deletion_waits(status, &sends, partner.metadata.generation, now)
-        })
-        .await?;
-    }
-    // The tenant does not wait for the webhooks: it goes now (as `deletionPolicy` says), and
-    // the finalizer's cleanup finds it gone.
-    if lifecycle::deletion(partner, now).delete_tenant {
-        let found = tenant::delete(&ctx.client, partner, &ctx.ownership).await?;
-        if matches!(found, Tenant::Owned(_))
-            && let Some(event) = lifecycle::deletion::deprovisioned(partner, &found)
-        {
-            ctx.publish(partner, &event).await;
-        }
-    }
-    for send in &sends {
-        WebhookDeliveries::start(ctx, &current, send);
-    }
-    Ok(Announced::Delivering(Action::requeue(DELETION_RECHECK)))
-}
-
-/// The Partner is going: deprovision its tenant and end its billing as
-/// [`lifecycle::deletion`] decides, and have its Distributor recount.
-async fn cleanup(api: &Api<Partner>, partner: &Partner, ctx: &Context) -> Result<Action, Error> {
-    let now = ctx.clock.timestamp();
-    let deletion = lifecycle::deletion(partner, now);
-    if deletion.delete_tenant {
+    let plan = status::transact(
+        api,
+        &mut current,
+        Writer::Operator,
+        Persistence::Outcome,
+        |partner, status| {
+            let plan = lifecycle::plan_deletion(partner, bound.as_deref(), now);
+            status.clone_from(&plan.status);
+            plan
+        },
+    )
+    .await?
+    .value;
+    if plan.delete_tenant {
         // The name derived from the Partner, whatever the status says; the namespace is
         // deleted only if it is this Partner's (`tenant::delete` checks).
         let found = tenant::delete(&ctx.client, partner, &ctx.ownership).await?;
-        if let Some(event) = lifecycle::deletion::deprovisioned(partner, &found) {
+        let outcome = Outcome::TenantDeleted {
+            partner,
+            found: &found,
+            waiting: !plan.releases(),
+        };
+        if let Some(event) = lifecycle::record_outcome(&mut PartnerStatus::default(), &outcome) {
             ctx.publish(partner, &event).await;
         }
     }
-    for event in &deletion.events {
-        ctx.publish(partner, event).await;
+    for event in &plan.events {
+        ctx.publish(&current, event).await;
     }
-    if let Some(event) = &deletion.billing_ended {
-        let mut current = partner.clone();
-        record(api, &mut current, |s| {
-            lifecycle::deletion::end_billing(s, now)
-        })
-        .await?;
-        ctx.publish(partner, event).await;
+    if !plan.releases() {
+        for send in &plan.deliveries {
+            WebhookDeliveries::start(ctx, &current, send);
+        }
+        return Ok(Deleting::Waiting(Action::requeue(DELETION_RECHECK)));
     }
     record_next_deadline(ctx, partner, None);
     ctx.mail_slots.forget(&ObjectRef::from_obj(partner));
     ctx.recount(&partner.spec.distributor_ref.name);
-    Ok(Action::await_change())
+    Ok(Deleting::Released(Box::new(current)))
 }

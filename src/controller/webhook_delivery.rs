@@ -31,9 +31,10 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::Context;
+use super::outcome::record_outcome;
 use crate::api::{Distributor, Partner, WebhookDelivery, WebhookEndpoint};
 use crate::lifecycle::webhooks::WebhookEvent;
-use crate::lifecycle::{self, EventReason, WebhookSend};
+use crate::lifecycle::{self, EventReason, Outcome, WebhookSend};
 use crate::metrics::EndpointLabels;
 use crate::webhooks::{EgressPolicy, Sender, SigningKeysCache};
 
@@ -196,10 +197,11 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
                     .webhook_delivery_delay
                     .observe(delay.max(0) as f64 / 1000.0);
                 debug!(partner = %reference, event = %send.record.id, endpoint = %send.endpoint.name, "webhook delivered");
-                let recorded = super::partner::record(&api, &mut current, |status| {
-                    lifecycle::webhooks::delivered(status, &send.record.id, &send.endpoint.name)
-                })
-                .await;
+                let outcome = Outcome::WebhookDelivered {
+                    id: &send.record.id,
+                    endpoint: &send.endpoint.name,
+                };
+                let recorded = record_outcome(ctx, &api, &mut current, outcome).await;
                 if let Err(err) = recorded {
                     // Not recorded: sent again after a backoff, with the same id (at least once).
                     warn!(partner = %reference, error = %err, "could not record a webhook delivery");
@@ -220,17 +222,18 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
                 let error = err.to_string();
                 let at = Utc::now();
                 info!(partner = %reference, event = %send.record.id, endpoint = %send.endpoint.name, attempts = delivery.attempts + 1, %error, "webhook delivery failed");
-                let recorded = super::partner::record(&api, &mut current, |status| {
-                    lifecycle::webhooks::failed(status, send, &error, at)
-                })
-                .await;
+                let outcome = Outcome::WebhookFailed {
+                    send,
+                    error: &error,
+                    at,
+                };
+                let recorded = record_outcome(ctx, &api, &mut current, outcome).await;
                 delivery.attempts += 1;
                 delivery.first_failed_at.get_or_insert(at);
                 delivery.last_attempt_at = Some(at);
                 ctx.recount(&send.distributor);
                 match recorded {
                     Ok(Some(event)) => {
-                        ctx.publish(&current, &event).await;
                         if event.reason == EventReason::WebhookAbandoned {
                             ctx.metrics.webhooks_abandoned.get_or_create(&labels).inc();
                             ctx.webhooks.completed(send);
@@ -268,7 +271,7 @@ fn verified_event(
     id: &str,
 ) -> Option<WebhookEvent> {
     let bound = partner.spec.distributor_ref.name == distributor.name_any()
-        && super::partner::namespace_allowed(ctx, partner, Some(distributor));
+        && ctx.namespace_allows(partner, Some(distributor));
     let status = partner.status.as_ref()?;
     let record = status.webhooks.iter().find(|r| r.id == id)?;
     bound

@@ -7,8 +7,9 @@
 //! ([`Effect`]: the tenant, an activation token, each email with everything it tells, each Event
 //! with its reason), and when to look again. It reads no clock and does no I/O, so every
 //! transition is tested without a server, and the reconciler only carries the plan out. What a
-//! write's outcome changes (an email sent or refused, a Partner deleted) is decided by the pure
-//! functions beside it ([`emails`], [`deletion`]); every reason is in [`reasons`].
+//! write's outcome changes (an email sent or refused, a webhook event delivered) is decided by
+//! [`record_outcome`], and a Partner being deleted by its own chain, [`plan_deletion`]; every
+//! reason is in [`reasons`].
 //!
 //! [`plan`] is a chain of small named steps over one draft ([`CHAIN`]), in the order a Partner
 //! lives: bind to the Distributor, correct what the status says of the tenant, refuse a tenant
@@ -35,6 +36,7 @@ mod bind;
 mod conditions;
 pub mod deletion;
 pub mod emails;
+mod outcome;
 mod production;
 mod provision;
 pub mod reasons;
@@ -46,8 +48,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 pub use activation::resend_message_id;
-pub use deletion::{Deletion, deletion};
+pub use deletion::{DeletionPlan, plan_deletion};
 pub use emails::{email_facts, mark_email_failed, mark_email_sent, message_id};
+pub use outcome::{Outcome, record_outcome};
 pub use reasons::EventReason;
 pub use webhooks::WebhookSend;
 

@@ -215,6 +215,38 @@ fn a_deletion_ends_billing_and_is_told_once() {
 }
 
 #[test]
+fn a_deleted_partner_is_kept_until_its_webhook_events_are_delivered() {
+    let (p, d) = (partner(), with_endpoints(&["billing"]));
+    let first = plan(&observe(&p, &d, None, t0()));
+    let (mut p, data) = after(p, &first);
+    p.spec.subscription.level = RequestedLevel::Production;
+    let converted = plan(&observe(&p, &d, Some(&data), t0() + Duration::days(1)));
+    let mut status = converted.status.clone();
+    status.webhooks.clear();
+    p.status = Some(status);
+    let at = t0() + Duration::days(2);
+    let deleting = crate::lifecycle::deletion::plan_deletion(&p, Some(&d), at);
+    assert!(!deleting.releases() && deleting.delete_tenant);
+    assert_eq!(
+        deleting.deliveries.len(),
+        1,
+        "one event at a time per endpoint"
+    );
+    assert_eq!(deleting.events[0].reason, EventReason::BillingEnded);
+    let ready = find_condition(&deleting.status.conditions, crate::api::types::READY).unwrap();
+    assert_eq!(ready.reason, crate::lifecycle::reasons::WEBHOOKS_PENDING);
+    // Unbound, nobody is told and nothing waits.
+    let unbound = crate::lifecycle::deletion::plan_deletion(&p, None, at);
+    assert!(unbound.releases() && unbound.status.webhooks.is_empty());
+    // Every event delivered: the Partner may go, and nothing is said twice.
+    let mut status = deleting.status;
+    status.webhooks.clear();
+    p.status = Some(status);
+    let done = crate::lifecycle::deletion::plan_deletion(&p, Some(&d), at + Duration::hours(1));
+    assert!(done.releases() && done.events.is_empty());
+}
+
+#[test]
 fn a_partner_created_in_production_is_provisioned_before_it_is_billed() {
     let mut p = partner();
     p.spec.subscription.level = RequestedLevel::Production;

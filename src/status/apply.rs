@@ -88,6 +88,55 @@ where
         .await
 }
 
+/// Applies only the fields of `status` at `paths` on `object`, under `manager`, with `object`'s
+/// resourceVersion as a precondition: a writer that owns a few fields and nothing else. Nothing
+/// is removed (a field it owns that is absent from `status` is left as stored).
+pub(super) async fn apply_only<K>(
+    api: &Api<K>,
+    object: &K,
+    status: &K::Status,
+    manager: &str,
+    paths: &[&[&str]],
+) -> kube::Result<K>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + Debug + DeserializeOwned,
+    K::Status: Serialize,
+{
+    let full = serde_json::to_value(status).expect("a status serializes");
+    let mut owned = json!({});
+    for path in paths {
+        copy(&full, &mut owned, path);
+    }
+    let apply = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": object.name_any(), "resourceVersion": object.resource_version()},
+        "status": owned,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(apply),
+    )
+    .await
+}
+
+/// Copies the field at `path` of `from` into `to`, with the objects on the way.
+fn copy(from: &Value, to: &mut Value, path: &[&str]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let (Some(inner), Value::Object(map)) = (from.get(*first), to) else {
+        return;
+    };
+    if rest.is_empty() {
+        map.insert((*first).to_string(), inner.clone());
+        return;
+    }
+    let slot = map.entry((*first).to_string()).or_insert_with(|| json!({}));
+    copy(inner, slot, rest);
+}
+
 /// Removes the field at `path` from `value`, and the objects on the way that it leaves empty.
 fn take(value: &mut Value, path: &[&str]) {
     let Some((first, rest)) = path.split_first() else {
@@ -151,6 +200,15 @@ mod tests {
         );
         assert_eq!(removal(&desired, &desired), None);
         assert_eq!(removal(&Value::Null, &desired), None);
+    }
+
+    #[test]
+    fn a_writer_of_a_few_fields_applies_those_alone() {
+        let full = json!({"activation": {"activatedAt": "t", "sentAt": "x"}, "a": 1});
+        let mut owned = json!({});
+        copy(&full, &mut owned, &["activation", "activatedAt"]);
+        copy(&full, &mut owned, &["missing", "field"]);
+        assert_eq!(owned, json!({"activation": {"activatedAt": "t"}}));
     }
 
     #[test]
