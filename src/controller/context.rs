@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
@@ -10,11 +9,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use super::backoff::Backoff;
-use super::deadlines::Deadlines;
-use super::mail_rate::MailRate;
 use super::mail_slots::MailSlots;
-use super::recipient_rate::RecipientRate;
+use super::pacing::Pacing;
 use super::recounts::Recounts;
 use super::unreadable::UnreadableNames;
 use super::webhook_delivery::WebhookDeliveries;
@@ -24,12 +20,6 @@ use crate::clock::Clock;
 use crate::lifecycle::PartnerEvent;
 use crate::mail::Mailer;
 use crate::metrics::{Metrics, Readiness};
-
-/// The longest a failing Partner waits between retries.
-const PARTNER_BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// The longest a failing Distributor waits: its counts are stale meanwhile (after an API
-/// outage, for example), and a recount is one cheap write.
-const DISTRIBUTOR_BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 pub struct Context {
     pub client: Client,
@@ -53,17 +43,8 @@ pub struct Context {
     listed: Arc<Listed>,
     /// Tells the Distributor controller that one of its Partners changed in a way it counts.
     recounts: Recounts,
-    /// Retries of failed reconciliations, per Partner and per Distributor.
-    pub partner_backoff: Backoff<Partner>,
-    pub distributor_backoff: Backoff<Distributor>,
-    /// The reconciliations that may send email at once (see [`MailSlots`]).
-    pub mail_slots: Arc<MailSlots>,
-    /// Each Distributor's email rate limit (see [`MailRate`]).
-    pub mail_rate: MailRate,
-    /// Activation emails per recipient address (see [`RecipientRate`]).
-    pub recipient_rate: RecipientRate,
-    /// Each Partner's next deadline: whether deadline work is due.
-    pub deadlines: Deadlines,
+    /// Mail slots, email rates, deadlines first, backoff (see [`Pacing`]).
+    pub pacing: Pacing,
     /// The webhook deliveries in flight (see [`WebhookDeliveries`]).
     pub webhooks: WebhookDeliveries,
 }
@@ -116,12 +97,7 @@ impl Context {
             index,
             listed,
             recounts: Recounts::new(distributor_triggers),
-            partner_backoff: Backoff::up_to(PARTNER_BACKOFF_CAP),
-            distributor_backoff: Backoff::up_to(DISTRIBUTOR_BACKOFF_CAP),
-            mail_slots,
-            mail_rate: MailRate::default(),
-            recipient_rate: RecipientRate::new(config.email_per_recipient_per_hour),
-            deadlines: Deadlines::default(),
+            pacing: Pacing::new(mail_slots, config.email_per_recipient_per_hour),
             webhooks: WebhookDeliveries::new(
                 client.clone(),
                 config.webhook_secrets_namespace.clone(),

@@ -28,7 +28,8 @@ pub async fn reconcile(
     ctx.metrics
         .observe_reconcile("distributor", started.elapsed(), result.is_err());
     if result.is_ok() {
-        ctx.distributor_backoff
+        ctx.pacing
+            .distributor_backoff
             .succeeded(&ObjectRef::from_obj(&*distributor));
     }
     result
@@ -40,7 +41,7 @@ pub fn error_policy(
     ctx: Arc<Context>,
 ) -> Action {
     let reference = ObjectRef::from_obj(&*distributor);
-    let wait = ctx.distributor_backoff.failed(&reference);
+    let wait = ctx.pacing.distributor_backoff.failed(&reference);
     tracing::warn!(distributor = %reference, %error, retry_in = ?wait, "distributor reconciliation failed");
     Action::requeue(wait)
 }

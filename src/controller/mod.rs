@@ -24,16 +24,17 @@ mod context;
 mod deadlines;
 mod distributor;
 mod events;
+mod executor;
 mod index;
 mod mail_rate;
-mod mail_send;
 mod mail_slots;
-mod outcome;
+mod pacing;
 mod partner;
 mod recipient_rate;
 mod recounts;
 mod unreadable;
 mod webhook_delivery;
+mod world;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -64,15 +65,6 @@ use crate::shutdown::Shutdown;
 
 /// The finalizer the operator puts on every Partner, so it can deprovision the tenant.
 pub const FINALIZER: &str = "partner-operator.io/tenant";
-
-/// Of the Partner reconciliation slots (`--concurrency`), one in this many may be in the mail
-/// phase (see [`mail_slots`]); the rest stay free for provisioning, deadlines and deletions
-/// however slow the mail server is (with every slot free to mail, a server that never answered
-/// left a new Partner without any status for two minutes). While deadline work is due, half of
-/// that again, so the conversions due are not queued behind the emails of those already
-/// converted: measured with 1,000 trials ending at once, with every slot free to send the last
-/// conversion came 1.3 s late, with a half 0.64 s.
-const MAIL_SLOTS_DIVISOR: usize = 2;
 
 /// How long the Distributor controller waits for more requests before it recounts (each new
 /// request restarts the wait: [`recounts`] paces them).
@@ -279,10 +271,10 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
     let (mail_wakes, mail_wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let (webhook_wakes, webhook_wake_rx) = tokio::sync::mpsc::unbounded_channel();
     // The SMTP connections themselves are bounded inside the mailer (`max_connections`).
-    let mail_phase = usize::from(config.concurrency).div_ceil(MAIL_SLOTS_DIVISOR);
+    let (mail_phase, while_deadlines_due) = pacing::mail_slot_counts(config.concurrency);
     let mail_slots = mail_slots::MailSlots::new(
         mail_phase,
-        mail_phase.div_ceil(MAIL_SLOTS_DIVISOR),
+        while_deadlines_due,
         mail_wakes,
         config.metrics.emails_waiting.clone(),
     );

@@ -31,7 +31,8 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::Context;
-use super::outcome::record_outcome;
+use super::executor::record;
+use super::world::Kube;
 use crate::api::{Distributor, Partner, WebhookDelivery, WebhookEndpoint};
 use crate::lifecycle::webhooks::WebhookEvent;
 use crate::lifecycle::{self, EventReason, Outcome, WebhookSend};
@@ -44,11 +45,6 @@ const PER_ENDPOINT: usize = 8;
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 /// A receiver back after an outage has every event within this long.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// While deadline work is due (trials ending at once, say), deliveries wait for it, polling
-/// this often, for at most [`DEADLINES_FIRST_AT_MOST`]: the conversions come first, their
-/// events right after.
-const DEADLINES_POLL: Duration = Duration::from_millis(50);
-const DEADLINES_FIRST_AT_MOST: Duration = Duration::from_secs(10);
 /// A delivery just completed is not handed on again for this long: a plan made from a cache
 /// that does not show the outcome yet would otherwise send it twice.
 const COMPLETED_MEMORY: Duration = Duration::from_secs(60);
@@ -159,7 +155,7 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
         if let Some(wait) = backoff_left(&delivery) {
             tokio::time::sleep(wait).await;
         }
-        deadlines_first(ctx).await;
+        ctx.pacing.deadlines_first(&ctx.clock).await;
         // The Partner's cache says whether the event is still to deliver to this endpoint (not
         // delivered meanwhile, the endpoint still listed, the Partner not gone).
         let Some(partner) = ctx.partners.get(reference) else {
@@ -201,7 +197,7 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
                     id: &send.record.id,
                     endpoint: &send.endpoint.name,
                 };
-                let recorded = record_outcome(ctx, &api, &mut current, outcome).await;
+                let recorded = record(&Kube { ctx, api: &api }, &mut current, outcome).await;
                 if let Err(err) = recorded {
                     // Not recorded: sent again after a backoff, with the same id (at least once).
                     warn!(partner = %reference, error = %err, "could not record a webhook delivery");
@@ -227,7 +223,7 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
                     error: &error,
                     at,
                 };
-                let recorded = record_outcome(ctx, &api, &mut current, outcome).await;
+                let recorded = record(&Kube { ctx, api: &api }, &mut current, outcome).await;
                 delivery.attempts += 1;
                 delivery.first_failed_at.get_or_insert(at);
                 delivery.last_attempt_at = Some(at);
@@ -247,17 +243,6 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
                 }
             }
         }
-    }
-}
-
-/// Waits while some Partner's deadline is due and not yet reconciled (bounded): a delivery's
-/// status write would otherwise queue before the transitions that are late already.
-async fn deadlines_first(ctx: &Context) {
-    let started = tokio::time::Instant::now();
-    while ctx.deadlines.any_due(ctx.clock.timestamp())
-        && started.elapsed() < DEADLINES_FIRST_AT_MOST
-    {
-        tokio::time::sleep(DEADLINES_POLL).await;
     }
 }
 
