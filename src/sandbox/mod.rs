@@ -20,13 +20,22 @@
 //! and logs under `STATE/control-plane/`. Only the operator reads the sped-up clock then; the
 //! real server's own timestamps stay real.
 
+mod keys;
+mod server;
+mod state_dir;
+mod summary;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use partner_sandbox::apiserver::ApiServer;
-use partner_sandbox::control_plane::{ControlPlane, ControlPlaneError};
+use partner_sandbox::control_plane::ControlPlaneError;
 use partner_sandbox::smtp::SmtpSink;
 use partner_sandbox::webhooks::WebhookSink;
+
+pub use keys::SANDBOX_OWNERSHIP_KEY_SECRET;
+use server::Server;
+use state_dir::{prepare_state_dir, remove_stale, set_aside, write_atomically};
+pub use summary::Started;
 
 use crate::clock::Clock;
 use crate::operator::{self, RunOptions};
@@ -115,12 +124,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     ready: impl FnOnce(&Started),
 ) -> Result<(), SandboxError> {
-    if !(options.speed > 0.0 && options.speed.is_finite()) {
-        return Err(SandboxError::Speed(options.speed));
-    }
-    if options.kube_apiserver.is_some() && options.port != 0 {
-        return Err(SandboxError::PortWithKubeApiserver);
-    }
+    check(&options)?;
     let state_dir = prepare_state_dir(&options.state_dir)?;
     let kubeconfig = state_dir.join("kubeconfig");
     // A kubeconfig left by an earlier run points at a server that is gone.
@@ -128,28 +132,11 @@ pub async fn run(
     let outbox = state_dir.join("outbox");
     set_aside(&outbox)?;
     // Bound before the API server starts, so a busy port is refused at once.
-    let smtp = SmtpSink::start(
-        (Ipv4Addr::LOCALHOST, options.smtp_port).into(),
-        Some(outbox.clone()),
-    )
-    .await
-    .map_err(|source| SandboxError::Smtp {
-        port: options.smtp_port,
-        source,
-    })?;
+    let smtp = start_smtp(options.smtp_port, &outbox).await?;
     let webhooks_dir = state_dir.join("webhooks");
     set_aside(&webhooks_dir)?;
-    let webhook_key = new_webhook_key();
-    let webhooks = WebhookSink::start(
-        (Ipv4Addr::LOCALHOST, options.webhook_port).into(),
-        &webhook_key,
-        Some(webhooks_dir.clone()),
-    )
-    .await
-    .map_err(|source| SandboxError::Webhooks {
-        port: options.webhook_port,
-        source,
-    })?;
+    let webhook_key = keys::new_webhook_key();
+    let webhooks = start_webhooks(options.webhook_port, &webhook_key, &webhooks_dir).await?;
 
     // The port is found (and a busy one refused) now, for the summary and the links; the
     // operator listens on it once it starts.
@@ -166,39 +153,11 @@ pub async fn run(
     };
 
     let clock = Clock::scaled(options.speed);
-    let server = match &options.kube_apiserver {
-        None => {
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
-            let server_clock = clock.clone();
-            let server = ApiServer::start(addr, move || server_clock.now())
-                .await
-                .map_err(|source| SandboxError::Port {
-                    port: options.port,
-                    source,
-                })?;
-            server
-                .install_crds(&crate::api::crds())
-                .await
-                .map_err(SandboxError::Crds)?;
-            Server::Embedded(server)
-        }
-        Some(assets) => {
-            let plane = ControlPlane::start(assets, &state_dir.join("control-plane"))
-                .await
-                .map_err(SandboxError::KubeApiserver)?;
-            // Dropping the plane on an error stops its processes.
-            plane
-                .install_crds(&crate::api::crds())
-                .await
-                .map_err(SandboxError::KubeApiserver)?;
-            Server::Kube(plane)
-        }
-    };
-
-    store_webhook_key(&server.client(), &webhook_key)
+    let server = Server::start(&options, &clock, &state_dir).await?;
+    keys::store_webhook_key(&server.client(), &webhook_key)
         .await
         .map_err(SandboxError::WebhookKey)?;
-    let ownership_key = ownership_key(&server.client())
+    let ownership_key = keys::ownership_key(&server.client())
         .await
         .map_err(SandboxError::OwnershipKey)?;
     write_atomically(&kubeconfig, &server.kubeconfig_yaml()).map_err(|source| {
@@ -225,32 +184,8 @@ pub async fn run(
             Ok(())
         }
         false => {
-            let options = RunOptions {
-                smtp_url: smtp.url(),
-                smtp_insecure_plaintext: true,
-                mail_from: Some("Partner Onboarding <onboarding@sandbox.invalid>".into()),
-                activation_base_url: activation.map(sandbox_activation_base_url),
-                namespace: None,
-                templates_dir: None,
-                metrics_addr: options.metrics_addr,
-                concurrency: 64,
-                clock,
-                // One operator in one process: nobody to elect.
-                leader_election: None,
-                // The operator lives as long as this process, and so does its key.
-                activation_key: Some(crate::tenant::ActivationKey::random()),
-                // From the Secret, as a deployed operator's: a sandbox on a kept control
-                // plane (--kube-apiserver) finds its tenants its own after a restart.
-                ownership_key: Some(ownership_key),
-                prove_existing_tenants: false,
-                activation_service: activation.map(crate::activation::ServiceOptions::new),
-                webhook_secrets_namespace: Some(SANDBOX_OPERATOR_NAMESPACE.into()),
-                // Its own receiver is on loopback; nothing else private is reached.
-                webhook_allow_private_networks: crate::webhooks::EgressPolicy::loopback(),
-                email_per_recipient_per_hour:
-                    crate::controller::DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR,
-            };
-            operator::run(server.client(), options, shutdown)
+            let run_options = operator_options(&options, &smtp, activation, clock, ownership_key);
+            operator::run(server.client(), run_options, shutdown)
                 .await
                 .map_err(SandboxError::from)
         }
@@ -261,382 +196,76 @@ pub async fn run(
     result
 }
 
-/// The API server the sandbox runs: the embedded one, or the real control plane.
-enum Server {
-    Embedded(ApiServer),
-    Kube(ControlPlane),
-}
-
-impl Server {
-    fn client(&self) -> kube::Client {
-        match self {
-            Server::Embedded(server) => server.client(),
-            Server::Kube(plane) => plane.client(),
-        }
+/// Refuses settings that cannot work, before anything is touched.
+fn check(options: &SandboxOptions) -> Result<(), SandboxError> {
+    if !(options.speed > 0.0 && options.speed.is_finite()) {
+        return Err(SandboxError::Speed(options.speed));
     }
-
-    fn url(&self) -> String {
-        match self {
-            Server::Embedded(server) => server.url(),
-            Server::Kube(plane) => plane.url().to_string(),
-        }
+    if options.kube_apiserver.is_some() && options.port != 0 {
+        return Err(SandboxError::PortWithKubeApiserver);
     }
-
-    fn kubeconfig_yaml(&self) -> String {
-        match self {
-            Server::Embedded(server) => server.kubeconfig_yaml(),
-            Server::Kube(plane) => plane.kubeconfig_yaml(),
-        }
-    }
-
-    async fn shutdown(self) {
-        match self {
-            Server::Embedded(server) => server.shutdown().await,
-            Server::Kube(plane) => plane.shutdown().await,
-        }
-    }
-}
-
-/// What a started sandbox offers, for the lines printed at start.
-#[derive(Clone, Debug)]
-pub struct Started {
-    pub kubeconfig: PathBuf,
-    pub api_server: String,
-    /// Where the SMTP server writes what it receives (made with the first message).
-    pub outbox: PathBuf,
-    pub smtp: SocketAddr,
-    pub speed: f64,
-    /// Whether the operator runs (not with `--without-operator`).
-    pub operator: bool,
-    /// Where the activation service listens (with the operator).
-    pub activation: Option<SocketAddr>,
-    /// Where the webhook receiver takes deliveries, and where it keeps them.
-    pub webhooks: String,
-    pub webhooks_dir: PathBuf,
-}
-
-impl Started {
-    /// A few lines that say where things are and what to type next.
-    pub fn summary(&self) -> String {
-        let kubeconfig = self.kubeconfig.display();
-        let mut lines = vec![format!(
-            "API server   {} (kubeconfig: {kubeconfig})",
-            self.api_server
-        )];
-        let outbox = self.outbox.display();
-        lines.push(format!(
-            "SMTP server  smtp://{} (messages in {outbox}: NNNN-<kind>.eml, to read NNNN-<kind>.txt)",
-            self.smtp
-        ));
-        lines.push(format!(
-            "             a fresh outbox each run, from 0001; the previous run's is in {outbox}.previous"
-        ));
-        if let Some(addr) = self.activation {
-            lines.push(format!(
-                "activation   {} (the emailed links open here)",
-                sandbox_activation_base_url(addr)
-            ));
-        }
-        lines.push(format!(
-            "webhooks     {} (verified deliveries in {}: NNNN-<type>.json)",
-            self.webhooks,
-            self.webhooks_dir.display()
-        ));
-        if self.operator {
-            lines.push(format!("clock        {}x real time", self.speed));
-        } else {
-            lines.push("operator     not started (--without-operator); to run your own:".into());
-            lines.push(format!(
-                "             KUBECONFIG={kubeconfig} partner-operator run --smtp-url smtp://{} --smtp-insecure-plaintext \\"
-                , self.smtp
-            ));
-            lines.push(format!(
-                "               --activation-addr {OWN_ACTIVATION} --activation-base-url {} \\",
-                sandbox_activation_base_url(OWN_ACTIVATION.parse().expect("an address"))
-            ));
-            lines.push(format!(
-                "               --webhook-secrets-namespace {SANDBOX_OPERATOR_NAMESPACE} \\"
-            ));
-            lines
-                .push("               --webhook-allow-private-networks 127.0.0.0/8,::1/128".into());
-        }
-        lines.push(format!(
-            "next         export KUBECONFIG={kubeconfig}; kubectl apply -f examples/; kubectl get partners -A -w"
-        ));
-        lines.push("stop         Ctrl-C".into());
-        lines.join("\n")
-    }
-}
-
-/// A fresh Standard Webhooks key: 32 random bytes.
-fn new_webhook_key() -> String {
-    let bytes: [u8; 32] = rand::random();
-    format!(
-        "whsec_{}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
-    )
-}
-
-/// Makes the operator's namespace and, in it, the signing key Secret the examples' Distributor
-/// names, holding `key` (replacing one an earlier run left on a real control plane's disk).
-async fn store_webhook_key(client: &kube::Client, key: &str) -> Result<(), String> {
-    use k8s_openapi::api::core::v1::{Namespace, Secret};
-    use kube::api::{Api, Patch, PatchParams};
-    let params = PatchParams::apply("partner-operator-sandbox").force();
-    let namespace = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": SANDBOX_OPERATOR_NAMESPACE},
-    });
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            SANDBOX_OPERATOR_NAMESPACE,
-            &params,
-            &Patch::Apply(namespace),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let secret = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": SANDBOX_WEBHOOK_KEY_SECRET,
-            "namespace": SANDBOX_OPERATOR_NAMESPACE,
-            "labels": {crate::webhooks::SIGNING_KEY_LABEL: "true"},
-            // The examples' Distributor, the one it signs for.
-            "annotations": {crate::webhooks::SIGNING_KEY_DISTRIBUTOR_ANNOTATION: SANDBOX_DISTRIBUTOR},
-        },
-        "stringData": {"signingKey": key},
-    });
-    Api::<Secret>::namespaced(client.clone(), SANDBOX_OPERATOR_NAMESPACE)
-        .patch(SANDBOX_WEBHOOK_KEY_SECRET, &params, &Patch::Apply(secret))
-        .await
-        .map_err(|_| "the API server refused the Secret".to_string())?;
     Ok(())
 }
 
-/// The Secret in the operator's namespace holding the key tenants' ownership proofs are made
-/// with, as the chart's `<release>-ownership-key`.
-pub const SANDBOX_OWNERSHIP_KEY_SECRET: &str = "partner-operator-ownership-key";
-
-/// The tenant ownership key: the one in [`SANDBOX_OWNERSHIP_KEY_SECRET`] if an earlier run
-/// left it (a real control plane's disk outlives the process), else a fresh one stored there.
-async fn ownership_key(client: &kube::Client) -> Result<crate::tenant::OwnershipKey, String> {
-    use k8s_openapi::ByteString;
-    use k8s_openapi::api::core::v1::Secret;
-    use kube::api::{Api, PostParams};
-    let api = Api::<Secret>::namespaced(client.clone(), SANDBOX_OPERATOR_NAMESPACE);
-    let refused = |_| "the API server refused the Secret".to_string();
-    let stored = api
-        .get_opt(SANDBOX_OWNERSHIP_KEY_SECRET)
-        .await
-        .map_err(refused)?;
-    let kept = stored
-        .as_ref()
-        .and_then(|secret| secret.data.as_ref()?.get("key"))
-        .and_then(|key| crate::tenant::OwnershipKey::from_bytes(&key.0).ok());
-    if let Some(key) = kept {
-        return Ok(key);
-    }
-    let bytes = hex::encode(rand::random::<[u8; 32]>()).into_bytes();
-    let key = crate::tenant::OwnershipKey::from_bytes(&bytes)?;
-    let mut secret = Secret::default();
-    secret.metadata.name = Some(SANDBOX_OWNERSHIP_KEY_SECRET.into());
-    secret.data = Some([("key".to_string(), ByteString(bytes))].into());
-    match stored {
-        None => api.create(&PostParams::default(), &secret).await.map(drop),
-        Some(old) => {
-            secret.metadata.resource_version = old.metadata.resource_version;
-            api.replace(
-                SANDBOX_OWNERSHIP_KEY_SECRET,
-                &PostParams::default(),
-                &secret,
-            )
-            .await
-            .map(drop)
-        }
-    }
-    .map_err(refused)?;
-    Ok(key)
+/// The SMTP server on `127.0.0.1:port`, writing what it receives to `outbox`.
+async fn start_smtp(port: u16, outbox: &Path) -> Result<SmtpSink, SandboxError> {
+    SmtpSink::start(
+        (Ipv4Addr::LOCALHOST, port).into(),
+        Some(outbox.to_path_buf()),
+    )
+    .await
+    .map_err(|source| SandboxError::Smtp { port, source })
 }
 
-/// Creates the state directory if needed and proves it writable, returning its absolute path
-/// (the printed `export KUBECONFIG=...` must work from any directory).
-fn prepare_state_dir(dir: &Path) -> Result<PathBuf, SandboxError> {
-    let fail = |source| SandboxError::StateDir {
-        path: dir.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"").map_err(fail)?;
-    let _ = std::fs::remove_file(&probe);
-    std::path::absolute(dir).map_err(fail)
+/// The webhook receiver on `127.0.0.1:port`, verifying with `key` and keeping what it receives
+/// in `dir`.
+async fn start_webhooks(port: u16, key: &str, dir: &Path) -> Result<WebhookSink, SandboxError> {
+    WebhookSink::start(
+        (Ipv4Addr::LOCALHOST, port).into(),
+        key,
+        Some(dir.to_path_buf()),
+    )
+    .await
+    .map_err(|source| SandboxError::Webhooks { port, source })
 }
 
-/// Moves an earlier run's outbox (or webhooks directory) to `<name>.previous` (replacing an
-/// older one), so this run's files start at `0001`. An empty directory is left where it is.
-fn set_aside(outbox: &Path) -> Result<(), SandboxError> {
-    let fail = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SandboxError::StateDir { path, source }
-    };
-    let holds_mail = match std::fs::read_dir(outbox) {
-        Ok(mut entries) => entries.next().is_some(),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
-        Err(err) => return Err(fail(outbox)(err)),
-    };
-    if !holds_mail {
-        return Ok(());
+/// The settings of the sandbox's own operator: against its SMTP server, serving activation on
+/// `activation`, reading `clock`.
+fn operator_options(
+    options: &SandboxOptions,
+    smtp: &SmtpSink,
+    activation: Option<SocketAddr>,
+    clock: Clock,
+    ownership_key: crate::tenant::OwnershipKey,
+) -> RunOptions {
+    RunOptions {
+        smtp_url: smtp.url(),
+        smtp_insecure_plaintext: true,
+        mail_from: Some("Partner Onboarding <onboarding@sandbox.invalid>".into()),
+        activation_base_url: activation.map(sandbox_activation_base_url),
+        namespace: None,
+        templates_dir: None,
+        metrics_addr: options.metrics_addr,
+        concurrency: 64,
+        clock,
+        // One operator in one process: nobody to elect.
+        leader_election: None,
+        // The operator lives as long as this process, and so does its key.
+        activation_key: Some(crate::tenant::ActivationKey::random()),
+        // From the Secret, as a deployed operator's: a sandbox on a kept control
+        // plane (--kube-apiserver) finds its tenants its own after a restart.
+        ownership_key: Some(ownership_key),
+        prove_existing_tenants: false,
+        activation_service: activation.map(crate::activation::ServiceOptions::new),
+        webhook_secrets_namespace: Some(SANDBOX_OPERATOR_NAMESPACE.into()),
+        // Its own receiver is on loopback; nothing else private is reached.
+        webhook_allow_private_networks: crate::webhooks::EgressPolicy::loopback(),
+        email_per_recipient_per_hour: crate::controller::DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR,
     }
-    let mut name = outbox.file_name().unwrap_or_default().to_os_string();
-    name.push(".previous");
-    let previous = outbox.with_file_name(name);
-    match std::fs::remove_dir_all(&previous) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            return Err(fail(&previous)(err));
-        }
-        _ => {}
-    }
-    std::fs::rename(outbox, &previous).map_err(fail(outbox))
 }
-
-/// Where the summary of `--without-operator` has the operator run separately serve its
-/// activation service.
-const OWN_ACTIVATION: &str = "127.0.0.1:8081";
 
 /// `127.0.0.1:port`, with a free port found for 0; refused if taken.
 fn free_activation_addr(port: u16) -> std::io::Result<SocketAddr> {
     let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
     probe.local_addr()
-}
-
-fn remove_stale(path: &Path) -> Result<(), SandboxError> {
-    match std::fs::remove_file(path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(SandboxError::StateDir {
-            path: path.to_path_buf(),
-            source: err,
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// Writes through a temporary file and a rename, so a reader never sees half a kubeconfig.
-fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unwritable_state_dir_is_named() {
-        let file = tempfile::NamedTempFile::new().unwrap();
-        // A path under a regular file can never be a directory.
-        let dir = file.path().join("state");
-        let err = prepare_state_dir(&dir).unwrap_err().to_string();
-        assert!(err.starts_with("--state-dir "), "{err}");
-        assert!(err.contains(&dir.display().to_string()), "{err}");
-    }
-
-    #[test]
-    fn the_summary_says_what_to_type_next() {
-        let started = Started {
-            kubeconfig: "/tmp/s/kubeconfig".into(),
-            api_server: "http://127.0.0.1:6443".into(),
-            outbox: "/tmp/s/outbox".into(),
-            smtp: "127.0.0.1:2525".parse().unwrap(),
-            speed: 86400.0,
-            operator: true,
-            activation: Some("127.0.0.1:8081".parse().unwrap()),
-            webhooks: "http://127.0.0.1:8082/webhooks".into(),
-            webhooks_dir: "/tmp/s/webhooks".into(),
-        };
-        let summary = started.summary();
-        assert!(
-            summary
-                .contains("http://127.0.0.1:8082/webhooks (verified deliveries in /tmp/s/webhooks"),
-            "{summary}"
-        );
-        assert!(summary.contains("export KUBECONFIG=/tmp/s/kubeconfig"));
-        assert!(summary.contains("messages in /tmp/s/outbox"));
-        assert!(summary.contains("a fresh outbox each run"));
-        assert!(summary.contains("/tmp/s/outbox.previous"));
-        assert!(summary.contains("86400x"));
-        assert!(
-            summary.contains("http://127.0.0.1:8081/activate"),
-            "{summary}"
-        );
-        assert!(!summary.contains("partner-operator run"));
-
-        let alone = Started {
-            operator: false,
-            activation: None,
-            ..started
-        }
-        .summary();
-        assert!(alone.contains("--without-operator"), "{alone}");
-        assert!(
-            alone.contains("--smtp-url smtp://127.0.0.1:2525 --smtp-insecure-plaintext"),
-            "{alone}"
-        );
-        assert!(
-            alone.contains(
-                "--activation-addr 127.0.0.1:8081 --activation-base-url http://127.0.0.1:8081/activate"
-            ),
-            "{alone}"
-        );
-    }
-
-    #[test]
-    fn an_earlier_outbox_is_set_aside_replacing_an_older_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = dir.path().join("outbox");
-        let previous = dir.path().join("outbox.previous");
-        set_aside(&outbox).unwrap();
-        assert!(!outbox.exists() && !previous.exists());
-
-        std::fs::create_dir_all(&previous).unwrap();
-        std::fs::write(previous.join("0001-older.eml"), b"older").unwrap();
-        std::fs::create_dir_all(&outbox).unwrap();
-        set_aside(&outbox).unwrap();
-        assert!(outbox.exists(), "an empty outbox stays");
-        assert!(previous.join("0001-older.eml").exists());
-
-        std::fs::write(outbox.join("0001-activation.eml"), b"last").unwrap();
-        set_aside(&outbox).unwrap();
-        assert!(!outbox.exists());
-        let kept: Vec<_> = std::fs::read_dir(&previous)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(kept, ["0001-activation.eml"]);
-    }
-
-    #[test]
-    fn the_webhooks_directory_is_set_aside_beside_the_outbox_not_over_it() {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, file) in [
-            ("outbox", "0001-activation.eml"),
-            ("webhooks", "0001-provisioned.json"),
-        ] {
-            std::fs::create_dir_all(dir.path().join(name)).unwrap();
-            std::fs::write(dir.path().join(name).join(file), b"kept").unwrap();
-        }
-        set_aside(&dir.path().join("outbox")).unwrap();
-        set_aside(&dir.path().join("webhooks")).unwrap();
-        assert!(
-            dir.path()
-                .join("outbox.previous/0001-activation.eml")
-                .exists()
-        );
-        assert!(
-            dir.path()
-                .join("webhooks.previous/0001-provisioned.json")
-                .exists()
-        );
-    }
 }
