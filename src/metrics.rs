@@ -135,174 +135,182 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("partner_operator");
-        let reconciliations = Family::default();
-        registry.register(
+        let mut metrics = Self {
+            registry: Registry::with_prefix("partner_operator"),
+            reconciliations: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            }),
+            partners: Family::default(),
+            billable_partners: Family::default(),
+            seats: Family::default(),
+            emails_sent: Family::default(),
+            emails_failed: Family::default(),
+            emails_rate_limited: Family::default(),
+            emails_held: Family::default(),
+            next_deadline: Family::default(),
+            emails_waiting: Gauge::default(),
+            unreadable_partners: Gauge::default(),
+            unreadable_distributors: Gauge::default(),
+            activations: Counter::default(),
+            activation_failures: Family::default(),
+            activation_rate_limited: Family::default(),
+            webhooks_delivered: Family::default(),
+            webhook_attempts_failed: Family::default(),
+            webhooks_abandoned: Family::default(),
+            webhooks_pending: Family::default(),
+            webhooks_oldest_pending_seconds: Family::default(),
+            webhook_delivery_delay: Histogram::new(exponential_buckets(0.01, 2.0, 20)),
+        };
+        // The exposition lists the metrics in the order they are registered.
+        metrics.register_reconciliations();
+        metrics.register_partners();
+        metrics.register_emails();
+        metrics.register_backlog();
+        metrics.register_activations();
+        metrics.register_webhooks();
+        metrics
+    }
+
+    /// Reconciliations per controller: how many, how many failed, how long they took.
+    fn register_reconciliations(&mut self) {
+        self.registry.register(
             "reconciliations",
             "Reconciliations run, per controller",
-            reconciliations.clone(),
+            self.reconciliations.clone(),
         );
-        let reconcile_errors = Family::default();
-        registry.register(
+        self.registry.register(
             "reconcile_errors",
             "Reconciliations that failed, per controller",
-            reconcile_errors.clone(),
+            self.reconcile_errors.clone(),
         );
-        let reconcile_duration =
-            Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 14))
-            });
-        registry.register(
+        self.registry.register(
             "reconcile_duration_seconds",
             "Time a reconciliation took, per controller",
-            reconcile_duration.clone(),
+            self.reconcile_duration.clone(),
         );
-        let partners = Family::default();
-        registry.register(
+    }
+
+    /// The Partners per Distributor and level, and what is billed for them.
+    fn register_partners(&mut self) {
+        self.registry.register(
             "partners",
             "Partners per distributor and subscription level",
-            partners.clone(),
+            self.partners.clone(),
         );
-        let billable_partners = Family::default();
-        registry.register(
+        self.registry.register(
             "billable_partners",
             "Partners in Production, billed to the distributor",
-            billable_partners.clone(),
+            self.billable_partners.clone(),
         );
-        let seats = Family::default();
-        registry.register(
+        self.registry.register(
             "seats",
             "Production partners per distributor and SKU",
-            seats.clone(),
+            self.seats.clone(),
         );
-        let emails_sent = Family::default();
-        registry.register(
+    }
+
+    /// Emails sent, failed and held back.
+    fn register_emails(&mut self) {
+        self.registry.register(
             "emails_sent",
             "Emails accepted by the SMTP server, per kind",
-            emails_sent.clone(),
+            self.emails_sent.clone(),
         );
-        let emails_failed = Family::default();
-        registry.register(
+        self.registry.register(
             "emails_failed",
             "Email attempts that failed, per kind",
-            emails_failed.clone(),
+            self.emails_failed.clone(),
         );
-        let emails_rate_limited = Family::default();
-        registry.register(
+        self.registry.register(
             "emails_rate_limited",
             "Email attempts that found their Distributor's spec.email.rateLimit reached, per distributor",
-            emails_rate_limited.clone(),
+            self.emails_rate_limited.clone(),
         );
-        let emails_held = Family::default();
-        registry.register(
+        self.registry.register(
             "emails_held",
             "Emails newly held back, per reason: EmailRateLimited, RecipientNotAllowed, EmailRefused",
-            emails_held.clone(),
+            self.emails_held.clone(),
         );
-        let next_deadline = Family::default();
-        registry.register(
+    }
+
+    /// What waits: each Partner's next deadline, emails waiting for a mail slot, and the
+    /// objects left alone because they cannot be read.
+    fn register_backlog(&mut self) {
+        self.registry.register(
             "partner_next_deadline_timestamp_seconds",
             "When the operator next acts on a Partner (notice, trial end, expiry), as a Unix timestamp",
-            next_deadline.clone(),
+            self.next_deadline.clone(),
         );
-        let emails_waiting = Gauge::default();
-        registry.register(
+        self.registry.register(
             "emails_waiting",
             "Partners with an email to send that wait for a free mail slot",
-            emails_waiting.clone(),
+            self.emails_waiting.clone(),
         );
-        let unreadable_partners = Gauge::default();
-        registry.register(
+        self.registry.register(
             "unreadable_partners",
             "Partners whose stored body the operator cannot decode, and so leaves alone",
-            unreadable_partners.clone(),
+            self.unreadable_partners.clone(),
         );
-        let unreadable_distributors = Gauge::default();
-        registry.register(
+        self.registry.register(
             "unreadable_distributors",
             "Distributors whose stored spec or status the operator cannot decode",
-            unreadable_distributors.clone(),
+            self.unreadable_distributors.clone(),
         );
-        let activations = Counter::default();
-        registry.register(
+    }
+
+    /// The activation service: tenants activated, requests refused.
+    fn register_activations(&mut self) {
+        self.registry.register(
             "activations",
             "Tenants activated through the activation link or API",
-            activations.clone(),
+            self.activations.clone(),
         );
-        let activation_failures = Family::default();
-        registry.register(
+        self.registry.register(
             "activation_failures",
             "Activation requests refused, by reason",
-            activation_failures.clone(),
+            self.activation_failures.clone(),
         );
-        let activation_rate_limited = Family::default();
-        registry.register(
+        self.registry.register(
             "activation_rate_limited",
             "Activation service requests refused by a rate limit, per client address or tenant",
-            activation_rate_limited.clone(),
+            self.activation_rate_limited.clone(),
         );
-        let webhooks_delivered = Family::default();
-        registry.register(
+    }
+
+    /// Webhook deliveries per endpoint, and how long events take to arrive.
+    fn register_webhooks(&mut self) {
+        self.registry.register(
             "webhooks_delivered",
             "Webhook events an endpoint accepted, per distributor and endpoint",
-            webhooks_delivered.clone(),
+            self.webhooks_delivered.clone(),
         );
-        let webhook_attempts_failed = Family::default();
-        registry.register(
+        self.registry.register(
             "webhook_attempts_failed",
             "Webhook delivery attempts that failed (retried with backoff), per distributor and endpoint",
-            webhook_attempts_failed.clone(),
+            self.webhook_attempts_failed.clone(),
         );
-        let webhooks_abandoned = Family::default();
-        registry.register(
+        self.registry.register(
             "webhooks_abandoned",
             "Webhook events given up on after failing for spec.webhooks.retryHours, per distributor and endpoint",
-            webhooks_abandoned.clone(),
+            self.webhooks_abandoned.clone(),
         );
-        let webhooks_pending = Family::default();
-        registry.register(
+        self.registry.register(
             "webhooks_pending",
             "Webhook events recorded that an endpoint does not have yet",
-            webhooks_pending.clone(),
+            self.webhooks_pending.clone(),
         );
-        let webhooks_oldest_pending_seconds = Family::default();
-        registry.register(
+        self.registry.register(
             "webhooks_oldest_pending_seconds",
             "Age of the oldest webhook event an endpoint does not have yet",
-            webhooks_oldest_pending_seconds.clone(),
+            self.webhooks_oldest_pending_seconds.clone(),
         );
-        let webhook_delivery_delay = Histogram::new(exponential_buckets(0.01, 2.0, 20));
-        registry.register(
+        self.registry.register(
             "webhook_delivery_delay_seconds",
             "From a lifecycle transition to the delivery of its webhook event",
-            webhook_delivery_delay.clone(),
+            self.webhook_delivery_delay.clone(),
         );
-        Self {
-            registry,
-            webhooks_delivered,
-            webhook_attempts_failed,
-            webhooks_abandoned,
-            webhooks_pending,
-            webhooks_oldest_pending_seconds,
-            webhook_delivery_delay,
-            activations,
-            activation_failures,
-            activation_rate_limited,
-            reconciliations,
-            reconcile_errors,
-            reconcile_duration,
-            partners,
-            billable_partners,
-            seats,
-            emails_sent,
-            emails_failed,
-            emails_rate_limited,
-            emails_held,
-            next_deadline,
-            emails_waiting,
-            unreadable_partners,
-            unreadable_distributors,
-        }
     }
 
     /// Records one reconciliation of `controller` that took `elapsed` and failed or not.

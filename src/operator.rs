@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kube::Client;
+use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::clock::Clock;
@@ -97,43 +98,17 @@ pub enum RunError {
 /// Checks the settings, then runs the operator until `shutdown` resolves.
 pub async fn run(
     client: Client,
-    options: RunOptions,
+    mut options: RunOptions,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), RunError> {
-    let mut mailer_config =
-        MailerConfig::from_url(&options.smtp_url, options.smtp_insecure_plaintext)?;
-    if let Some(from) = &options.mail_from {
-        mailer_config = mailer_config.with_from(from)?;
-    }
-    let templates = Templates::load(options.templates_dir.as_deref())?;
-    if let Some(base) = &options.activation_base_url
-        && crate::tenant::link_base(base).is_err()
-    {
-        return Err(RunError::ActivationBaseUrl(base.clone()));
-    }
-    let mailer = Arc::new(Mailer::new(mailer_config, templates)?);
+    let mailer = Arc::new(checked_mailer(&options)?);
     controller::preflight(&client).await?;
 
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();
     let stop = Shutdown::on(shutdown);
     let metrics_server = match options.metrics_addr {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| RunError::Metrics { addr, source })?;
-            let bound = listener.local_addr().unwrap_or(addr);
-            info!(addr = %bound, "serving /metrics, /healthz and /readyz");
-            let router = crate::metrics::router(metrics.clone(), readiness.clone());
-            let stop = stop.clone().wait();
-            let cap = crate::bounded_http::connection_cap(
-                METRICS_MAX_CONNECTIONS,
-                crate::bounded_http::descriptor_limit(),
-            );
-            Some(tokio::spawn(async move {
-                let _ = crate::bounded_http::serve(listener, router, cap, stop).await;
-            }))
-        }
+        Some(addr) => Some(serve_metrics(addr, metrics.clone(), readiness.clone(), &stop).await?),
         None => None,
     };
     let ownership_key = options.ownership_key.clone().unwrap_or_else(|| {
@@ -145,77 +120,135 @@ pub async fn run(
     });
     let activation_server = match &options.activation_service {
         Some(service) => {
-            let addr = service.addr;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| RunError::ActivationService { addr, source })?;
-            let bound = listener.local_addr().unwrap_or(addr);
-            info!(addr = %bound, "serving the activation service");
-            let state = Arc::new(crate::activation::Service::new(
+            let state = crate::activation::Service::new(
                 client.clone(),
                 options.clock.clone(),
                 metrics.clone(),
                 ownership_key.clone(),
                 service,
-            ));
-            let stop = stop.clone().wait();
-            // The tenant directory's watch lives and dies with the server.
-            let tenants = state.watch_tenants();
-            let finishing = state.clone();
-            tokio::spawn(async move {
-                if let Err(err) = finishing.finish_recorded().await {
-                    tracing::warn!(error = %err, "activations recorded in tenants not checked");
-                }
-            });
-            Some(tokio::spawn(async move {
-                tokio::select! {
-                    _ = crate::activation::serve(listener, state, stop) => {}
-                    () = tenants => {}
-                }
-            }))
+            );
+            Some(serve_activation(service.addr, state, &stop).await?)
         }
         None => None,
     };
-    let webhook_secrets_namespace = options
-        .webhook_secrets_namespace
-        .unwrap_or_else(|| client.default_namespace().to_string());
-    let result = lead_and_reconcile(
-        client,
-        OperatorConfig {
-            mailer,
-            activation_base_url: options.activation_base_url,
-            activation_key: options.activation_key.unwrap_or_else(|| {
-                tracing::warn!(
-                    "no --activation-key-file: activation tokens use a key of this process only, \
-                     so an activation email resent after a restart carries a new link"
-                );
-                crate::tenant::ActivationKey::random()
-            }),
-            ownership: crate::tenant::Ownership {
-                key: ownership_key,
-                prove_existing: options.prove_existing_tenants,
-            },
-            namespace: options.namespace,
-            clock: options.clock,
-            metrics,
-            readiness,
-            concurrency: options.concurrency,
-            webhook_secrets_namespace,
-            webhook_egress: crate::webhooks::EgressPolicy::allowing(
-                options.webhook_allow_private_networks,
-            ),
-            email_per_recipient_per_hour: options.email_per_recipient_per_hour,
-        },
-        options.leader_election,
-        stop,
-    )
-    .await;
+    let election = options.leader_election.take();
+    let config = operator_config(&client, options, mailer, metrics, readiness, ownership_key);
+    let result = lead_and_reconcile(client, config, election, stop).await;
     // On a lost Lease the shutdown signal has not come: stop serving anyway.
     for server in [metrics_server, activation_server].into_iter().flatten() {
         server.abort();
         let _ = server.await;
     }
     result
+}
+
+/// The mailer, once the SMTP URL, the sender, the templates and the activation base URL are
+/// found usable.
+fn checked_mailer(options: &RunOptions) -> Result<Mailer, RunError> {
+    let mut mailer_config =
+        MailerConfig::from_url(&options.smtp_url, options.smtp_insecure_plaintext)?;
+    if let Some(from) = &options.mail_from {
+        mailer_config = mailer_config.with_from(from)?;
+    }
+    let templates = Templates::load(options.templates_dir.as_deref())?;
+    if let Some(base) = &options.activation_base_url
+        && crate::tenant::link_base(base).is_err()
+    {
+        return Err(RunError::ActivationBaseUrl(base.clone()));
+    }
+    Ok(Mailer::new(mailer_config, templates)?)
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop`.
+async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    stop: &Shutdown,
+) -> Result<JoinHandle<()>, RunError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Metrics { addr, source })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    let router = crate::metrics::router(metrics, readiness);
+    let stop = stop.clone().wait();
+    let cap = crate::bounded_http::connection_cap(
+        METRICS_MAX_CONNECTIONS,
+        crate::bounded_http::descriptor_limit(),
+    );
+    Ok(tokio::spawn(async move {
+        let _ = crate::bounded_http::serve(listener, router, cap, stop).await;
+    }))
+}
+
+/// Serves the activation service on `addr` until `stop`, and checks the activations recorded
+/// in tenants but not yet finished.
+async fn serve_activation(
+    addr: SocketAddr,
+    state: crate::activation::Service,
+    stop: &Shutdown,
+) -> Result<JoinHandle<()>, RunError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::ActivationService { addr, source })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    info!(addr = %bound, "serving the activation service");
+    let state = Arc::new(state);
+    let stop = stop.clone().wait();
+    // The tenant directory's watch lives and dies with the server.
+    let tenants = state.watch_tenants();
+    let finishing = state.clone();
+    tokio::spawn(async move {
+        if let Err(err) = finishing.finish_recorded().await {
+            tracing::warn!(error = %err, "activations recorded in tenants not checked");
+        }
+    });
+    Ok(tokio::spawn(async move {
+        tokio::select! {
+            _ = crate::activation::serve(listener, state, stop) => {}
+            () = tenants => {}
+        }
+    }))
+}
+
+/// What the controllers run with, from the settings and what was made of them.
+fn operator_config(
+    client: &Client,
+    options: RunOptions,
+    mailer: Arc<Mailer>,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    ownership_key: crate::tenant::OwnershipKey,
+) -> OperatorConfig {
+    let webhook_secrets_namespace = options
+        .webhook_secrets_namespace
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    OperatorConfig {
+        mailer,
+        activation_base_url: options.activation_base_url,
+        activation_key: options.activation_key.unwrap_or_else(|| {
+            tracing::warn!(
+                "no --activation-key-file: activation tokens use a key of this process only, \
+                 so an activation email resent after a restart carries a new link"
+            );
+            crate::tenant::ActivationKey::random()
+        }),
+        ownership: crate::tenant::Ownership {
+            key: ownership_key,
+            prove_existing: options.prove_existing_tenants,
+        },
+        namespace: options.namespace,
+        clock: options.clock,
+        metrics,
+        readiness,
+        concurrency: options.concurrency,
+        webhook_secrets_namespace,
+        webhook_egress: crate::webhooks::EgressPolicy::allowing(
+            options.webhook_allow_private_networks,
+        ),
+        email_per_recipient_per_hour: options.email_per_recipient_per_hour,
+    }
 }
 
 /// Runs the controllers: at once without leader election; else once this replica holds the

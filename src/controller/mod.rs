@@ -40,13 +40,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{Future, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::ListParams;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{Controller, WatchStreamExt, reflector};
 use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
 use tracing::{info, warn};
 
@@ -54,7 +55,7 @@ pub use context::Context;
 use context::{Caches, Listed, Watched};
 pub use index::PartnerIndex;
 pub use recipient_rate::DEFAULT_PER_HOUR as DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR;
-use unreadable::{Regarding, UnreadableNames};
+use unreadable::{Regarding, Report, UnreadableNames};
 
 use crate::api::{Decoded, Distributor, Partner};
 use crate::clock::Clock;
@@ -136,62 +137,175 @@ pub async fn preflight(client: &Client) -> Result<(), StartError> {
 
 /// Runs both controllers until `shutdown`.
 pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
-    let partners_api: Api<Decoded<Partner>> = match &config.namespace {
+    let index = PartnerIndex::default();
+    let listed = Arc::new(Listed::new(config.readiness.clone()));
+    // Each Partner and each Distributor decodes on its own: one the operator cannot read is
+    // reported and left out (`unreadable`), never failing the list for all the others.
+    let (unreadable_reports, unreadable_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (partners, partner_events) = watch_partners(
+        &client,
+        &config,
+        &index,
+        &listed,
+        unreadable_reports.clone(),
+    );
+    let unreadable_distributors = UnreadableNames::default();
+    let distributors = watch_distributors(
+        &client,
+        &config,
+        unreadable_distributors.clone(),
+        &listed,
+        unreadable_reports,
+    );
+    let (namespaces, namespace_events) = watch_namespaces(&client, &listed);
+    let (entitlements, entitlement_events) = watch_entitlements(&client, &listed);
+    let caches = Caches {
+        partners: partners.clone(),
+        distributors: distributors.store.clone(),
+        unreadable_distributors,
+        namespaces,
+        entitlements,
+        index: index.clone(),
+        listed,
+    };
+    let (ctx, wakes) = context(&client, &config, caches);
+    let _deliveries = webhook_delivery::AbortDeliveries(ctx.clone());
+    report_unreadable(ctx.clone(), unreadable_rx);
+
+    let partner_controller = Controller::for_stream(partner_events, partners)
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(config.concurrency)
+                .debounce(Duration::from_millis(10)),
+        )
+        .watches_stream(distributors.spec_changes, partners_of_distributor(&index))
+        .watches_stream(namespace_events, partners_of_namespace(&index))
+        .watches_stream(entitlement_events, partner_of_tenant(&index))
+        .reconcile_on(UnboundedReceiverStream::new(wakes.mail))
+        .reconcile_on(UnboundedReceiverStream::new(wakes.webhooks))
+        .reconcile_all_on(clock_jumps(&config.clock))
+        .graceful_shutdown_on(shutdown.clone().wait())
+        .run(partner::reconcile, partner::error_policy, ctx.clone())
+        .for_each(|result| async move { log_outcome("partner", result) });
+    let distributor_controller = distributor_controller(
+        distributors.updates,
+        distributors.store,
+        wakes.recounts,
+        ctx,
+        shutdown.clone(),
+    );
+
+    info!("controllers started");
+    // A controller still waiting for its first list does not wind down by itself: give the
+    // graceful shutdown a few seconds, then stop regardless.
+    let deadline = async {
+        shutdown.wait().await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        _ = async { futures::join!(partner_controller, distributor_controller) } => {}
+        _ = deadline => warn!("controllers did not stop within 5 s of the shutdown signal"),
+    }
+    config.readiness.set_ready(false);
+    info!("controllers stopped");
+}
+
+/// A cache filled by `events`, and the objects they touch, as triggers of a controller.
+/// `observe` sees each event once the cache holds it; the end of the first complete list marks
+/// `watched` as listed.
+fn cached<K>(
+    events: impl Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
+    listed: Arc<Listed>,
+    watched: Watched,
+    mut observe: impl FnMut(&Event<K>) + Send + 'static,
+) -> (
+    Store<K>,
+    impl Stream<Item = watcher::Result<K>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let touched = reflector(writer, events)
+        .default_backoff()
+        .inspect_ok(move |event| {
+            observe(event);
+            if matches!(event, Event::InitDone) {
+                listed.mark(watched);
+            }
+        })
+        .touched_objects();
+    (store, touched)
+}
+
+/// Partners (in `--namespace`, if given): one watch feeds the cache (the reconciler reads it),
+/// the index (Distributor and namespace changes find their Partners) and the controller. The
+/// cache is written before the index, so every Partner the index names is in the cache.
+fn watch_partners(
+    client: &Client,
+    config: &OperatorConfig,
+    index: &PartnerIndex,
+    listed: &Arc<Listed>,
+    unreadable_reports: UnboundedSender<Report>,
+) -> (
+    Store<Partner>,
+    impl Stream<Item = watcher::Result<Partner>> + Send + 'static,
+) {
+    let api: Api<Decoded<Partner>> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let distributors_api: Api<Decoded<Distributor>> = Api::all(client.clone());
-    let namespaces_api: Api<Namespace> = Api::all(client.clone());
-    let index = PartnerIndex::default();
-    let listed = Arc::new(Listed::new(config.readiness.clone()));
-
-    // Partners: one watch feeds the cache (the reconciler reads it), the index (Distributor and
-    // namespace changes find their Partners) and the controller. The cache is written before
-    // the index, so every Partner the index names is in the cache.
-    let (partners, partners_writer) = reflector::store();
-    let indexing = index.clone();
-    let partners_listed = listed.clone();
-    // Each Partner decodes on its own: one the operator cannot read is reported and left out
-    // (`unreadable`), never failing the list for all the others.
-    let (unreadable_reports, mut unreadable_rx) = tokio::sync::mpsc::unbounded_channel();
-    let partner_events = reflector(
-        partners_writer,
-        unreadable::readable(
-            kube::runtime::watcher(partners_api, watch_config()),
-            config.metrics.unreadable_partners.clone(),
-            UnreadableNames::default(),
-            unreadable_reports.clone(),
-        )
-        .modify(trim_for_cache),
+    let events = unreadable::readable(
+        kube::runtime::watcher(api, watch_config()),
+        config.metrics.unreadable_partners.clone(),
+        UnreadableNames::default(),
+        unreadable_reports,
     )
-    .default_backoff()
-    .inspect_ok(move |event| match event {
-        Event::Apply(p) | Event::InitApply(p) => indexing.insert(p),
-        Event::Delete(p) => indexing.remove(p),
-        Event::InitDone => partners_listed.mark(Watched::Partners),
-        Event::Init => {}
-    })
-    .touched_objects();
-    let partner_controller = Controller::for_stream(partner_events, partners.clone());
+    .modify(trim_for_cache);
+    let index = index.clone();
+    cached(
+        events,
+        listed.clone(),
+        Watched::Partners,
+        move |event| match event {
+            Event::Apply(p) | Event::InitApply(p) => index.insert(p),
+            Event::Delete(p) => index.remove(p),
+            Event::Init | Event::InitDone => {}
+        },
+    )
+}
 
-    // Distributors: one watch feeds a store both reconcilers read, the Distributor controller
-    // (every change, through the store's subscription) and the Partners of a Distributor whose
-    // spec changed or that went away.
-    let (distributors, distributors_writer) = reflector::store_shared(DISTRIBUTOR_BUFFER);
-    let distributor_updates = distributors_writer
-        .subscribe()
-        .expect("a shared store has subscribers");
+/// What the Distributor watch feeds: a store both reconcilers read, the Distributor controller
+/// (every change, through the store's subscription) and the Partners of a Distributor whose
+/// spec changed or that went away.
+struct DistributorWatch<S> {
+    store: Store<Distributor>,
+    updates: ReflectHandle<Distributor>,
+    spec_changes: S,
+}
+
+/// Distributors. Only a new generation (or a deletion) reaches the Partners: status-only
+/// updates are filtered out, or every count update would wake every Partner of the
+/// Distributor. One with an unreadable spec is held out (its Partners held as they are, its
+/// name in `unreadable`), one with an unreadable status is read without it.
+fn watch_distributors(
+    client: &Client,
+    config: &OperatorConfig,
+    unreadable: UnreadableNames,
+    listed: &Arc<Listed>,
+    unreadable_reports: UnboundedSender<Report>,
+) -> DistributorWatch<impl Stream<Item = watcher::Result<Distributor>> + Send + 'static> {
+    let api: Api<Decoded<Distributor>> = Api::all(client.clone());
+    let (store, writer) = reflector::store_shared(DISTRIBUTOR_BUFFER);
+    let updates = writer.subscribe().expect("a shared store has subscribers");
     let generations = Mutex::new(HashMap::<String, Option<i64>>::new());
-    let distributors_listed = listed.clone();
-    // Each Distributor decodes on its own too: one with an unreadable spec is held out (its
-    // Partners held as they are), one with an unreadable status is read without it.
-    let unreadable_distributors = UnreadableNames::default();
-    let distributor_changes = reflector(
-        distributors_writer,
+    let listed = listed.clone();
+    let spec_changes = reflector(
+        writer,
         unreadable::readable(
-            kube::runtime::watcher(distributors_api.clone(), watch_config()),
+            kube::runtime::watcher(api, watch_config()),
             config.metrics.unreadable_distributors.clone(),
-            unreadable_distributors.clone(),
+            unreadable,
             unreadable_reports,
         )
         .modify(trim_for_cache),
@@ -209,168 +323,181 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
                 Some(d)
             }
             Event::InitDone => {
-                distributors_listed.mark(Watched::Distributors);
+                listed.mark(Watched::Distributors);
                 None
             }
             Event::Init => None,
         };
         futures::future::ready(Ok(changed))
     });
+    DistributorWatch {
+        store,
+        updates,
+        spec_changes,
+    }
+}
 
-    // Namespaces: a store, and changes as triggers.
-    let (namespaces, namespaces_writer) = reflector::store();
-    let namespaces_listed = listed.clone();
-    let namespace_events = reflector(
-        namespaces_writer,
-        kube::runtime::watcher(namespaces_api, watch_config()).modify(|ns: &mut Namespace| {
-            // Of the annotations, only a tenant's ownership proof is read.
-            let proof = crate::tenant::presented_proof(ns).map(str::to_string);
-            trim_for_cache(ns);
-            ns.metadata.annotations = proof.map(|proof| {
-                [(crate::tenant::OWNERSHIP_PROOF_ANNOTATION.to_string(), proof)].into()
-            });
-        }),
-    )
-    .default_backoff()
-    .inspect_ok(move |event| {
-        if matches!(event, Event::InitDone) {
-            namespaces_listed.mark(Watched::Namespaces);
-        }
-    })
-    .touched_objects();
+/// Namespaces: the store answers "may this namespace bind?" and "does the tenant exist?", and
+/// each change is a trigger.
+fn watch_namespaces(
+    client: &Client,
+    listed: &Arc<Listed>,
+) -> (
+    Store<Namespace>,
+    impl Stream<Item = watcher::Result<Namespace>> + Send + 'static,
+) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let events = kube::runtime::watcher(api, watch_config()).modify(|ns: &mut Namespace| {
+        // Of the annotations, only a tenant's ownership proof is read.
+        let proof = crate::tenant::presented_proof(ns).map(str::to_string);
+        trim_for_cache(ns);
+        ns.metadata.annotations = proof
+            .map(|proof| [(crate::tenant::OWNERSHIP_PROOF_ANNOTATION.to_string(), proof)].into());
+    });
+    cached(events, listed.clone(), Watched::Namespaces, |_| {})
+}
 
-    // The tenants' `entitlements` ConfigMaps (by name, and only those carrying a tenant's
-    // ownership label): compared with what each Partner's status says, so a tenant write that
-    // was lost is made again; a change or deletion wakes the tenant's Partner.
-    let (entitlements, entitlements_writer) = reflector::store();
-    let entitlements_listed = listed.clone();
-    let entitlements_api: Api<ConfigMap> = Api::all(client.clone());
-    let entitlement_events = reflector(
-        entitlements_writer,
-        kube::runtime::watcher(
-            entitlements_api,
-            watch_config()
-                .fields(&format!("metadata.name={}", crate::tenant::ENTITLEMENTS))
-                .labels(crate::tenant::OWNER_UID_LABEL),
-        )
-        .modify(|cm: &mut ConfigMap| {
-            // Only `data` is compared: ten thousand tenants' labels would be held for nothing.
-            trim_for_cache(cm);
-            cm.metadata.labels = None;
-        }),
-    )
-    .default_backoff()
-    .inspect_ok(move |event| {
-        if matches!(event, Event::InitDone) {
-            entitlements_listed.mark(Watched::Entitlements);
-        }
-    })
-    .touched_objects();
+/// The tenants' `entitlements` ConfigMaps (by name, and only those carrying a tenant's
+/// ownership label): compared with what each Partner's status says, so a tenant write that
+/// was lost is made again; a change or deletion wakes the tenant's Partner.
+fn watch_entitlements(
+    client: &Client,
+    listed: &Arc<Listed>,
+) -> (
+    Store<ConfigMap>,
+    impl Stream<Item = watcher::Result<ConfigMap>> + Send + 'static,
+) {
+    let api: Api<ConfigMap> = Api::all(client.clone());
+    let selected = watch_config()
+        .fields(&format!("metadata.name={}", crate::tenant::ENTITLEMENTS))
+        .labels(crate::tenant::OWNER_UID_LABEL);
+    let events = kube::runtime::watcher(api, selected).modify(|cm: &mut ConfigMap| {
+        // Only `data` is compared: ten thousand tenants' labels would be held for nothing.
+        trim_for_cache(cm);
+        cm.metadata.labels = None;
+    });
+    cached(events, listed.clone(), Watched::Entitlements, |_| {})
+}
 
-    let (distributor_triggers, distributor_trigger_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (mail_wakes, mail_wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (webhook_wakes, webhook_wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    // The SMTP connections themselves are bounded inside the mailer (`max_connections`).
+/// The receiving ends of what the context's parts send to the controllers.
+struct Wakes {
+    /// Distributors to recount, from the Partner reconciler.
+    recounts: UnboundedReceiver<ObjectRef<Distributor>>,
+    /// Partners whose turn for a mail slot came.
+    mail: UnboundedReceiver<ObjectRef<Partner>>,
+    /// Partners whose webhook delivery ended.
+    webhooks: UnboundedReceiver<ObjectRef<Partner>>,
+}
+
+/// What every reconciliation shares, over the caches the watches fill, and the wakes its
+/// parts send to the controllers.
+fn context(client: &Client, config: &OperatorConfig, caches: Caches) -> (Arc<Context>, Wakes) {
+    let (distributor_triggers, recounts) = tokio::sync::mpsc::unbounded_channel();
+    let (mail_wakes, mail) = tokio::sync::mpsc::unbounded_channel();
+    let (webhook_wakes, webhooks) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = Context::new(
+        client.clone(),
+        config,
+        caches,
+        distributor_triggers,
+        mail_slots(config, mail_wakes),
+        webhook_wakes,
+    );
+    let wakes = Wakes {
+        recounts,
+        mail,
+        webhooks,
+    };
+    (Arc::new(ctx), wakes)
+}
+
+/// The Partner reconciliations that may be in the mail phase at once (see
+/// [`pacing::MAIL_SLOTS_DIVISOR`]). The SMTP connections themselves are bounded inside the
+/// mailer (`max_connections`).
+fn mail_slots(
+    config: &OperatorConfig,
+    wakes: UnboundedSender<ObjectRef<Partner>>,
+) -> Arc<mail_slots::MailSlots> {
     let (mail_phase, while_deadlines_due) = pacing::mail_slot_counts(config.concurrency);
-    let mail_slots = mail_slots::MailSlots::new(
+    mail_slots::MailSlots::new(
         mail_phase,
         while_deadlines_due,
-        mail_wakes,
+        wakes,
         config.metrics.emails_waiting.clone(),
-    );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        &config,
-        Caches {
-            partners,
-            distributors: distributors.clone(),
-            unreadable_distributors,
-            namespaces,
-            entitlements,
-            index: index.clone(),
-            listed,
-        },
-        distributor_triggers,
-        mail_slots,
-        webhook_wakes,
-    ));
+    )
+}
 
-    let _deliveries = webhook_delivery::AbortDeliveries(ctx.clone());
-    let reporter = ctx.clone();
+/// Records a Warning Event on each Partner or Distributor a watch could not read.
+fn report_unreadable(ctx: Arc<Context>, mut reports: UnboundedReceiver<Report>) {
     tokio::spawn(async move {
-        while let Some(report) = unreadable_rx.recv().await {
+        while let Some(report) = reports.recv().await {
             let event = PartnerEvent {
                 reason: EventReason::Unreadable,
                 message: report.note,
             };
             match &report.regarding {
-                Regarding::Partner(partner) => reporter.publish(partner, &event).await,
-                Regarding::Distributor(distributor) => {
-                    reporter.publish_on(distributor, &event).await
-                }
+                Regarding::Partner(partner) => ctx.publish(partner, &event).await,
+                Regarding::Distributor(distributor) => ctx.publish_on(distributor, &event).await,
             }
         }
     });
+}
 
-    let clock_jumps = WatchStream::from_changes(config.clock.jumps()).map(|_| {
+/// When a test or the sandbox moves the clock, every Partner is looked at again.
+fn clock_jumps(clock: &Clock) -> impl Stream<Item = ()> + Send + 'static {
+    WatchStream::from_changes(clock.jumps()).map(|_| {
         tracing::debug!("the clock moved: looking at every Partner again");
-    });
-    let by_distributor = index.clone();
-    let by_namespace = index.clone();
-    let by_tenant = index.clone();
-    let partner_controller = partner_controller
-        .with_config(
-            kube::runtime::controller::Config::default()
-                .concurrency(config.concurrency)
-                .debounce(Duration::from_millis(10)),
-        )
-        .watches_stream(distributor_changes, move |d: Distributor| {
-            by_distributor.of_distributor(&d.name_any())
-        })
-        .watches_stream(namespace_events, move |ns: Namespace| {
-            let name = ns.name_any();
-            let mut partners = by_namespace.in_namespace(&name);
-            partners.extend(by_namespace.tenant_owner(&name));
-            partners
-        })
-        .watches_stream(entitlement_events, move |cm: ConfigMap| {
-            by_tenant.tenant_owner(&cm.namespace().unwrap_or_default())
-        })
-        .reconcile_on(UnboundedReceiverStream::new(mail_wake_rx))
-        .reconcile_on(UnboundedReceiverStream::new(webhook_wake_rx))
-        .reconcile_all_on(clock_jumps)
-        .graceful_shutdown_on(shutdown.clone().wait())
-        .run(partner::reconcile, partner::error_policy, ctx.clone())
-        .for_each(|result| async move { log_outcome("partner", result) });
+    })
+}
 
-    let distributor_controller = Controller::for_shared_stream(distributor_updates, distributors)
+/// The Partners bound to a Distributor that changed.
+fn partners_of_distributor(
+    index: &PartnerIndex,
+) -> impl Fn(Distributor) -> Vec<ObjectRef<Partner>> + Send + Sync + 'static {
+    let index = index.clone();
+    move |d| index.of_distributor(&d.name_any())
+}
+
+/// The Partners inside a namespace that changed, and the Partner whose tenant it is.
+fn partners_of_namespace(
+    index: &PartnerIndex,
+) -> impl Fn(Namespace) -> Vec<ObjectRef<Partner>> + Send + Sync + 'static {
+    let index = index.clone();
+    move |ns| {
+        let name = ns.name_any();
+        let mut partners = index.in_namespace(&name);
+        partners.extend(index.tenant_owner(&name));
+        partners
+    }
+}
+
+/// The Partner whose tenant holds an `entitlements` ConfigMap that changed.
+fn partner_of_tenant(
+    index: &PartnerIndex,
+) -> impl Fn(ConfigMap) -> Option<ObjectRef<Partner>> + Send + Sync + 'static {
+    let index = index.clone();
+    move |cm| index.tenant_owner(&cm.namespace().unwrap_or_default())
+}
+
+/// The Distributor controller: it recounts on every Distributor change and whenever the Partner
+/// reconciler asks (`recounts`).
+fn distributor_controller(
+    updates: ReflectHandle<Distributor>,
+    store: Store<Distributor>,
+    recounts: UnboundedReceiver<ObjectRef<Distributor>>,
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+) -> impl Future<Output = ()> {
+    Controller::for_shared_stream(updates, store)
         .with_config(
             kube::runtime::controller::Config::default()
                 .concurrency(4)
                 .debounce(DISTRIBUTOR_DEBOUNCE),
         )
-        .reconcile_on(UnboundedReceiverStream::new(distributor_trigger_rx))
-        .graceful_shutdown_on(shutdown.clone().wait())
-        .run(
-            distributor::reconcile,
-            distributor::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|result| async move { log_outcome("distributor", result) });
-
-    info!("controllers started");
-    // A controller still waiting for its first list does not wind down by itself: give the
-    // graceful shutdown a few seconds, then stop regardless.
-    let deadline = async {
-        shutdown.wait().await;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    };
-    tokio::select! {
-        _ = async { futures::join!(partner_controller, distributor_controller) } => {}
-        _ = deadline => warn!("controllers did not stop within 5 s of the shutdown signal"),
-    }
-    config.readiness.set_ready(false);
-    info!("controllers stopped");
+        .reconcile_on(UnboundedReceiverStream::new(recounts))
+        .graceful_shutdown_on(shutdown.wait())
+        .run(distributor::reconcile, distributor::error_policy, ctx)
+        .for_each(|result| async move { log_outcome("distributor", result) })
 }
 
 /// What the caches keep of an object: not its `managedFields` nor its annotations. No decision

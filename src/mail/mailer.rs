@@ -131,20 +131,7 @@ impl MailerConfig {
         if parsed.path() != "" && parsed.path() != "/" {
             return Err(ConfigError::Url("a path is not allowed".into()));
         }
-        let decode = |what: &str, raw: &str| {
-            percent_decode_str(raw)
-                .decode_utf8()
-                .map(|s| s.into_owned())
-                .map_err(|_| ConfigError::Url(format!("{what} is not valid UTF-8 once decoded")))
-        };
-        let mut username = match parsed.username() {
-            "" => None,
-            raw => Some(decode("user", raw)?),
-        };
-        let mut password = match parsed.password() {
-            None => None,
-            Some(raw) => Some(decode("password", raw)?),
-        };
+        let mut login = Login::in_url(&parsed)?;
         let mut config = Self {
             host,
             port,
@@ -156,76 +143,60 @@ impl MailerConfig {
             max_connections: 4,
         };
         for (key, value) in parsed.query_pairs() {
-            match &*key {
-                "username_file" => {
-                    if username.is_some() {
-                        return Err(ConfigError::Url(
-                            "give the user either in the URL or in username_file, not both".into(),
-                        ));
-                    }
-                    username = Some(read_secret("user", &value)?);
+            config.set_parameter(&key, &value, &mut login)?;
+        }
+        login.check(&config.host, security)?;
+        config.username = login.username;
+        config.password = login.password;
+        Ok(config)
+    }
+
+    /// Applies one parameter of the URL's query (see [`MailerConfig::from_url`]); the
+    /// credential files fill `login`.
+    fn set_parameter(
+        &mut self,
+        key: &str,
+        value: &str,
+        login: &mut Login,
+    ) -> Result<(), ConfigError> {
+        match key {
+            "username_file" => {
+                if login.username.is_some() {
+                    return Err(ConfigError::Url(
+                        "give the user either in the URL or in username_file, not both".into(),
+                    ));
                 }
-                "password_file" => {
-                    if password.is_some() {
-                        return Err(ConfigError::Url(
-                            "give the password either in the URL or in password_file, not both"
-                                .into(),
-                        ));
-                    }
-                    password = Some(read_secret("password", &value)?);
+                login.username = Some(read_secret("user", value)?);
+            }
+            "password_file" => {
+                if login.password.is_some() {
+                    return Err(ConfigError::Url(
+                        "give the password either in the URL or in password_file, not both".into(),
+                    ));
                 }
-                "timeout" => {
-                    let seconds = value
-                        .strip_suffix('s')
-                        .unwrap_or(&value)
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-                        .ok_or_else(|| {
-                            ConfigError::Url(format!(
-                                "timeout must be a number of seconds between 0 and 3600, not {value:?}"
-                            ))
-                        })?;
-                    config.timeout = Duration::from_secs_f64(seconds);
-                }
-                "from" => config = config.with_from(&value)?,
-                "max_connections" => {
-                    config.max_connections =
-                        value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                            ConfigError::Url(format!(
-                                "max_connections must be a positive number, not {value:?}"
-                            ))
-                        })?;
-                }
-                other => {
-                    return Err(ConfigError::Url(format!(
-                        "unknown parameter {other:?} (known: username_file, password_file, timeout, from, max_connections)"
-                    )));
-                }
+                login.password = Some(read_secret("password", value)?);
+            }
+            "timeout" => self.timeout = timeout(value)?,
+            "from" => self.from = sender(value)?,
+            "max_connections" => {
+                self.max_connections = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ConfigError::Url(format!(
+                        "max_connections must be a positive number, not {value:?}"
+                    ))
+                })?;
+            }
+            other => {
+                return Err(ConfigError::Url(format!(
+                    "unknown parameter {other:?} (known: username_file, password_file, timeout, from, max_connections)"
+                )));
             }
         }
-        if password.is_some() && username.is_none() {
-            return Err(ConfigError::Url("a password is given but no user".into()));
-        }
-        // Credentials travel only over TLS, or in clear to this machine alone.
-        if username.is_some() && security == Security::Plaintext && !is_loopback(&config.host) {
-            return Err(ConfigError::Url(format!(
-                "credentials would be sent in clear to {}: without TLS (--smtp-insecure-plaintext) \
-                 only a loopback host may be given a user and password",
-                config.host
-            )));
-        }
-        config.username = username;
-        config.password = password;
-        Ok(config)
+        Ok(())
     }
 
     /// Sets the sender, as `addr@example.com` or `Name <addr@example.com>`.
     pub fn with_from(mut self, from: &str) -> Result<Self, ConfigError> {
-        self.from = from.parse().map_err(|err| ConfigError::From {
-            address: from.to_owned(),
-            reason: format!("{err}"),
-        })?;
+        self.from = sender(from)?;
         Ok(self)
     }
 
@@ -234,6 +205,73 @@ impl MailerConfig {
     pub fn has_password(&self) -> bool {
         self.password.is_some()
     }
+}
+
+/// The user and password of the SMTP URL, given in it or in files.
+#[derive(Default)]
+struct Login {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl Login {
+    /// The user and password written in the URL itself, percent-decoded.
+    fn in_url(parsed: &url::Url) -> Result<Self, ConfigError> {
+        let decode = |what: &str, raw: &str| {
+            percent_decode_str(raw)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| ConfigError::Url(format!("{what} is not valid UTF-8 once decoded")))
+        };
+        let username = match parsed.username() {
+            "" => None,
+            raw => Some(decode("user", raw)?),
+        };
+        let password = match parsed.password() {
+            None => None,
+            Some(raw) => Some(decode("password", raw)?),
+        };
+        Ok(Self { username, password })
+    }
+
+    /// Refuses a password without a user, and credentials that would travel in clear:
+    /// credentials travel only over TLS, or in clear to this machine alone.
+    fn check(&self, host: &str, security: Security) -> Result<(), ConfigError> {
+        if self.password.is_some() && self.username.is_none() {
+            return Err(ConfigError::Url("a password is given but no user".into()));
+        }
+        if self.username.is_some() && security == Security::Plaintext && !is_loopback(host) {
+            return Err(ConfigError::Url(format!(
+                "credentials would be sent in clear to {host}: without TLS (--smtp-insecure-plaintext) \
+                 only a loopback host may be given a user and password"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The `timeout` parameter: seconds, with or without an `s`, above 0 and at most an hour.
+fn timeout(value: &str) -> Result<Duration, ConfigError> {
+    let seconds = value
+        .strip_suffix('s')
+        .unwrap_or(value)
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+        .ok_or_else(|| {
+            ConfigError::Url(format!(
+                "timeout must be a number of seconds between 0 and 3600, not {value:?}"
+            ))
+        })?;
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A sender, as `addr@example.com` or `Name <addr@example.com>`.
+fn sender(from: &str) -> Result<Mailbox, ConfigError> {
+    from.parse().map_err(|err| ConfigError::From {
+        address: from.to_owned(),
+        reason: format!("{err}"),
+    })
 }
 
 fn read_secret(what: &'static str, path: &str) -> Result<String, ConfigError> {

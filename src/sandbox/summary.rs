@@ -1,0 +1,135 @@
+//! What the sandbox prints once it is up: where things are and what to type next.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::{SANDBOX_OPERATOR_NAMESPACE, sandbox_activation_base_url};
+
+/// What a started sandbox offers, for the lines printed at start.
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub kubeconfig: PathBuf,
+    pub api_server: String,
+    /// Where the SMTP server writes what it receives (made with the first message).
+    pub outbox: PathBuf,
+    pub smtp: SocketAddr,
+    pub speed: f64,
+    /// Whether the operator runs (not with `--without-operator`).
+    pub operator: bool,
+    /// Where the activation service listens (with the operator).
+    pub activation: Option<SocketAddr>,
+    /// Where the webhook receiver takes deliveries, and where it keeps them.
+    pub webhooks: String,
+    pub webhooks_dir: PathBuf,
+}
+
+impl Started {
+    /// A few lines that say where things are and what to type next.
+    pub fn summary(&self) -> String {
+        let kubeconfig = self.kubeconfig.display();
+        let mut lines = vec![format!(
+            "API server   {} (kubeconfig: {kubeconfig})",
+            self.api_server
+        )];
+        let outbox = self.outbox.display();
+        lines.push(format!(
+            "SMTP server  smtp://{} (messages in {outbox}: NNNN-<kind>.eml, to read NNNN-<kind>.txt)",
+            self.smtp
+        ));
+        lines.push(format!(
+            "             a fresh outbox each run, from 0001; the previous run's is in {outbox}.previous"
+        ));
+        if let Some(addr) = self.activation {
+            lines.push(format!(
+                "activation   {} (the emailed links open here)",
+                sandbox_activation_base_url(addr)
+            ));
+        }
+        lines.push(format!(
+            "webhooks     {} (verified deliveries in {}: NNNN-<type>.json)",
+            self.webhooks,
+            self.webhooks_dir.display()
+        ));
+        if self.operator {
+            lines.push(format!("clock        {}x real time", self.speed));
+        } else {
+            lines.push("operator     not started (--without-operator); to run your own:".into());
+            lines.push(format!(
+                "             KUBECONFIG={kubeconfig} partner-operator run --smtp-url smtp://{} --smtp-insecure-plaintext \\"
+                , self.smtp
+            ));
+            lines.push(format!(
+                "               --activation-addr {OWN_ACTIVATION} --activation-base-url {} \\",
+                sandbox_activation_base_url(OWN_ACTIVATION.parse().expect("an address"))
+            ));
+            lines.push(format!(
+                "               --webhook-secrets-namespace {SANDBOX_OPERATOR_NAMESPACE} \\"
+            ));
+            lines
+                .push("               --webhook-allow-private-networks 127.0.0.0/8,::1/128".into());
+        }
+        lines.push(format!(
+            "next         export KUBECONFIG={kubeconfig}; kubectl apply -f examples/; kubectl get partners -A -w"
+        ));
+        lines.push("stop         Ctrl-C".into());
+        lines.join("\n")
+    }
+}
+
+/// Where the summary of `--without-operator` has the operator run separately serve its
+/// activation service.
+const OWN_ACTIVATION: &str = "127.0.0.1:8081";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_what_to_type_next() {
+        let started = Started {
+            kubeconfig: "/tmp/s/kubeconfig".into(),
+            api_server: "http://127.0.0.1:6443".into(),
+            outbox: "/tmp/s/outbox".into(),
+            smtp: "127.0.0.1:2525".parse().unwrap(),
+            speed: 86400.0,
+            operator: true,
+            activation: Some("127.0.0.1:8081".parse().unwrap()),
+            webhooks: "http://127.0.0.1:8082/webhooks".into(),
+            webhooks_dir: "/tmp/s/webhooks".into(),
+        };
+        let summary = started.summary();
+        assert!(
+            summary
+                .contains("http://127.0.0.1:8082/webhooks (verified deliveries in /tmp/s/webhooks"),
+            "{summary}"
+        );
+        assert!(summary.contains("export KUBECONFIG=/tmp/s/kubeconfig"));
+        assert!(summary.contains("messages in /tmp/s/outbox"));
+        assert!(summary.contains("a fresh outbox each run"));
+        assert!(summary.contains("/tmp/s/outbox.previous"));
+        assert!(summary.contains("86400x"));
+        assert!(
+            summary.contains("http://127.0.0.1:8081/activate"),
+            "{summary}"
+        );
+        assert!(!summary.contains("partner-operator run"));
+
+        let alone = Started {
+            operator: false,
+            activation: None,
+            ..started
+        }
+        .summary();
+        assert!(alone.contains("--without-operator"), "{alone}");
+        assert!(
+            alone.contains("--smtp-url smtp://127.0.0.1:2525 --smtp-insecure-plaintext"),
+            "{alone}"
+        );
+        assert!(
+            alone.contains(
+                "--activation-addr 127.0.0.1:8081 --activation-base-url http://127.0.0.1:8081/activate"
+            ),
+            "{alone}"
+        );
+    }
+}
