@@ -1,6 +1,6 @@
 //! The lifecycle's emails: recorded once, each with its Message-ID and the facts it tells; held
-//! back while they must wait ([`hold`]); and what their delivery (or its failure) changes in the
-//! status ([`delivery`]).
+//! back while they must wait ([`mod@hold`]); and what their delivery (or its failure) changes
+//! in the status ([`delivery`]).
 
 mod delivery;
 mod hold;

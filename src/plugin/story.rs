@@ -270,6 +270,33 @@ mod tests {
     }
 
     #[test]
+    fn an_email_held_by_the_rate_limit_is_told_when_it_goes_out() {
+        let d = distributor(true);
+        let world = World {
+            partner: &partner(),
+            distributor: Some(&d),
+            namespace_allowed: true,
+            now: t0(),
+        };
+        let mut p = partner();
+        let mut status = outlook::look_at(&world, &p, t0()).plans[0].status.clone();
+        status.emails[0].held = Some(EmailHold {
+            reason: EmailHoldReason::RateLimited,
+            until: Some(t0() + Duration::minutes(30)),
+            partner_generation: None,
+            distributor_generation: None,
+        });
+        p.status = Some(status);
+        assert_eq!(
+            outlook_of(&p, &d, t0())[1..3],
+            [
+                "next: 2027-03-01T09:30:00Z (in 30 minutes)",
+                "  email activation to admin@contoso.example",
+            ]
+        );
+    }
+
+    #[test]
     fn work_due_and_not_done_and_an_unbound_partner_are_said_first() {
         let d = distributor(true);
         // A deadline passed that the operator has not acted on.
