@@ -104,7 +104,11 @@ impl World {
     }
 
     fn plan(&self) -> Plan {
-        lifecycle::plan(&Observation {
+        lifecycle::plan(&self.observation())
+    }
+
+    fn observation(&self) -> Observation<'_> {
+        Observation {
             partner: &self.partner,
             distributor: self.distributor.as_ref(),
             namespace_allowed: self.namespace_allowed,
@@ -113,7 +117,7 @@ impl World {
             entitlements: self.entitlements.as_ref(),
             default_activation_base_url: Some("https://portal.example/activate"),
             now: self.now,
-        })
+        }
     }
 
     /// One reconcile: plan, write status, perform the effects. With `crash`, the process dies
@@ -171,15 +175,30 @@ impl World {
         plan
     }
 
-    /// Reconciles until a plan has nothing left to do, as the controller's requeue would.
+    /// Reconciles until a plan has nothing left to do, as the controller's requeue would, every
+    /// write succeeding; remembers what went out.
     fn settle(&mut self) -> Plan {
-        for _ in 0..6 {
-            let plan = self.reconcile_once(false);
-            if plan.effects.is_empty() {
-                return plan;
+        let mut run = lifecycle::simulate(&self.observation(), 12);
+        for effect in run.effects() {
+            match effect {
+                Effect::IssueActivation(token) => self.issued.push(token.message_id.clone()),
+                Effect::SendEmail(email) => {
+                    self.sent
+                        .push((email.event, email.message_id.clone(), email.to.clone()))
+                }
+                Effect::Event(event) => self.events.push(event.reason),
+                _ => {}
             }
         }
-        panic!("did not settle: {:?}", self.plan());
+        let delivered = run
+            .webhooks
+            .iter()
+            .map(|s| (s.record.id.clone(), s.record.type_));
+        self.webhooks.extend(delivered);
+        (self.tenant_exists, self.entitlements) = (run.tenant_exists, run.entitlements.take());
+        self.partner = run.partner.clone();
+        assert!(run.settled(), "did not settle: {:?}", run.plans.last());
+        run.plans.pop().expect("a plan")
     }
 
     /// Moves time to `when` and settles. A Partner never reconciled before is first settled at

@@ -6,8 +6,9 @@
 use chrono::Duration;
 use sha2::{Digest, Sha256};
 
+use super::draft::ProvisionedDraft;
+use super::emails;
 use super::reasons::{self, EventReason};
-use super::{Draft, Flow, emails};
 use crate::api::{EmailEvent, EmailRecord, Recipient, find_condition, types};
 
 /// Activation emails kept in `status.emails` beyond the first: a link older than these stops
@@ -20,15 +21,17 @@ pub const KEPT_RESENDS: usize = 4;
 /// previous one), unless an activation email is still on its way (it carries a fresh link
 /// anyway); once activated, by a refusal (a Warning, and the `Activated` condition's reason).
 /// Either way `status.activation.resendHandled` records the value.
-pub(super) fn resend(d: &mut Draft) -> Flow {
+pub(super) fn resend(d: &mut ProvisionedDraft) {
     let Some(request) = d.partner.spec.activation.resend_request.clone() else {
-        return Flow::Next;
+        return;
     };
-    let validity = Duration::days(i64::from(d.bound().spec.activation.link_validity_days));
+    let validity = Duration::days(i64::from(
+        d.distributor().spec.activation.link_validity_days,
+    ));
     let uid = d.uid().to_string();
     let activation = d.status.activation.get_or_insert_with(Default::default);
     if activation.resend_handled.as_deref() == Some(request.as_str()) {
-        return Flow::Next;
+        return;
     }
     activation.resend_handled = Some(request.clone());
     if let Some(at) = activation.activated_at {
@@ -39,7 +42,7 @@ pub(super) fn resend(d: &mut Draft) -> Flow {
                 at.to_rfc3339()
             ),
         );
-        return Flow::Next;
+        return;
     }
     let pending = d
         .status
@@ -47,7 +50,7 @@ pub(super) fn resend(d: &mut Draft) -> Flow {
         .iter()
         .any(|e| e.event == EmailEvent::Activation && e.sent_at.is_none());
     if pending {
-        return Flow::Next;
+        return;
     }
     let previous = activation.message_id.clone().unwrap_or_default();
     let id = resend_message_id(&uid, &previous, &request);
@@ -65,12 +68,11 @@ pub(super) fn resend(d: &mut Draft) -> Flow {
         held: None,
     });
     prune_resends(d);
-    Flow::Next
 }
 
 /// Keeps the first activation email's record (its presence stops it being planned again) and
 /// the newest [`KEPT_RESENDS`] resends.
-fn prune_resends(d: &mut Draft) {
+fn prune_resends(d: &mut ProvisionedDraft) {
     let activations: Vec<usize> = d
         .status
         .emails
@@ -99,14 +101,14 @@ pub fn resend_message_id(partner_uid: &str, previous: &str, request: &str) -> St
 
 /// Once the activation service recorded `activatedAt`, the distributor is told by email and an
 /// Event says it, once.
-pub(super) fn activated(d: &mut Draft) -> Flow {
+pub(super) fn activated(d: &mut ProvisionedDraft) {
     if d.status
         .activation
         .as_ref()
         .and_then(|a| a.activated_at)
         .is_none()
     {
-        return Flow::Next;
+        return;
     }
     if emails::record(d, EmailEvent::Activated) {
         d.event(
@@ -114,13 +116,12 @@ pub(super) fn activated(d: &mut Draft) -> Flow {
             format!("{} activated its tenant", d.partner.spec.organization_name),
         );
     }
-    Flow::Next
 }
 
 /// The `Activated` condition: True once activated (reason `ResendRefused` while the last resend
 /// request was refused); else False, `AwaitingActivation` until the link expires (a deadline)
 /// and `ActivationLinkExpired` after.
-pub(super) fn condition(d: &mut Draft) -> Flow {
+pub(super) fn condition(d: &mut ProvisionedDraft) {
     let activation = d.status.activation.clone().unwrap_or_default();
     if let Some(at) = activation.activated_at {
         let request = d.partner.spec.activation.resend_request.as_deref();
@@ -143,7 +144,7 @@ pub(super) fn condition(d: &mut Draft) -> Flow {
             _ => (reasons::ACTIVATED, format!("activated at {at}")),
         };
         d.set_condition(types::ACTIVATED, true, reason, message);
-        return Flow::Next;
+        return;
     }
     let Some(expires) = activation.link_expires_at else {
         d.set_condition(
@@ -152,7 +153,7 @@ pub(super) fn condition(d: &mut Draft) -> Flow {
             reasons::AWAITING_ACTIVATION,
             "the activation link is not sent yet",
         );
-        return Flow::Next;
+        return;
     };
     if d.now >= expires {
         d.set_condition(
@@ -177,7 +178,6 @@ pub(super) fn condition(d: &mut Draft) -> Flow {
             ),
         );
     }
-    Flow::Next
 }
 
 #[cfg(test)]
@@ -193,8 +193,14 @@ mod tests {
     /// A Partner whose tenant is provisioned and whose activation email went out at t0.
     fn onboarded() -> Partner {
         let (p, d) = (partner(), distributor());
-        let first = plan(&observe(&p, &d, None, t0()));
-        settled(p, &first, t0())
+        settle(&observe(&p, &d, None, t0()))
+    }
+
+    /// `p` as the operator leaves it at `at`, its tenant as its status says.
+    fn settle_at(p: &Partner, at: chrono::DateTime<chrono::Utc>) -> Partner {
+        let d = distributor();
+        let data = entitlements_data(p, p.status.as_ref().unwrap()).unwrap();
+        settle(&observe(p, &d, Some(&data), at))
     }
 
     fn plan_at(p: &Partner, at: chrono::DateTime<chrono::Utc>) -> Plan {
@@ -267,14 +273,14 @@ mod tests {
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0, EmailEvent::Activated);
         assert_eq!(sent[0].2, ["ops@northwind.example"]);
-        let p = settled(p, &told, at);
+        let p = settle_at(&p, at);
         let again = plan_at(&p, at + Duration::hours(1));
         assert!(again.effects.is_empty(), "{:?}", again.effects);
         assert_eq!(again.status, p.status.unwrap());
     }
 
     #[test]
-    fn a_resend_request_sends_a_new_link_once_and_is_refused_after_activation() {
+    fn a_resend_request_sends_a_new_link_once() {
         let mut p = onboarded();
         let first_id = p
             .status
@@ -321,11 +327,17 @@ mod tests {
             )]
         );
         // Handled: the same request again sends nothing.
-        let p = settled(p, &resent, at);
+        let p = settle_at(&p, at);
         assert!(plan_at(&p, at + Duration::hours(1)).effects.is_empty());
+    }
 
-        // Once activated, a new request is refused, said once, and recorded as handled.
-        let mut p = p;
+    #[test]
+    fn a_resend_request_after_activation_is_refused_once_and_recorded_as_handled() {
+        // A first request was answered with a new link.
+        let mut p = onboarded();
+        p.spec.activation.resend_request = Some("2027-03-03T10:00:00Z".into());
+        let at = t0() + Duration::days(2);
+        let mut p = settle_at(&p, at);
         let activated = at + Duration::hours(2);
         p.status
             .as_mut()
@@ -334,8 +346,7 @@ mod tests {
             .as_mut()
             .unwrap()
             .activated_at = Some(activated);
-        let told = plan_at(&p, activated);
-        let mut p = settled(p, &told, activated);
+        let mut p = settle_at(&p, activated);
         p.spec.activation.resend_request = Some("again".into());
         let refused = plan_at(&p, activated + Duration::hours(1));
         assert_eq!(events(&refused), [EventReason::ResendRefused]);
@@ -369,8 +380,7 @@ mod tests {
         for n in 0..(KEPT_RESENDS + 3) {
             p.spec.activation.resend_request = Some(format!("r{n}"));
             let at = t0() + Duration::hours(n as i64 + 1);
-            let resent = plan_at(&p, at);
-            p = settled(p, &resent, at);
+            p = settle_at(&p, at);
         }
         let activations = p
             .status

@@ -3,15 +3,15 @@
 
 use chrono::{DateTime, Utc};
 
+use super::draft::ProvisionedDraft;
 use super::reasons::{self, EventReason};
-use super::{Draft, Flow};
 use crate::api::{
     EmailEvent, EmailHoldReason, EmailRecord, SubscriptionLevel, find_condition, types,
 };
 
 /// Sets the three conditions; a conversion refused for a past date is said in a Warning, once
 /// per generation of the spec.
-pub(super) fn set(d: &mut Draft) -> Flow {
+pub(super) fn set(d: &mut ProvisionedDraft) {
     let (provisioned, reason, message) = match (d.obs.tenant_exists, d.obs.entitlements) {
         (true, Some(_)) => (
             true,
@@ -49,7 +49,6 @@ pub(super) fn set(d: &mut Draft) -> Flow {
         d.event(EventReason::ExpirationDateInPast, message.clone());
     }
     d.set_condition(types::READY, ready, reason, message);
-    Flow::Next
 }
 
 /// Why a Partner is not Ready: a reason and a message.
@@ -57,10 +56,10 @@ type NotReady = (&'static str, String);
 
 /// Why the Partner is not Ready: the first rung that answers, in this order (the most
 /// actionable first: a refused date is said whatever the level, an expired trial included).
-const READY_LADDER: [fn(&Draft) -> Option<NotReady>; 4] =
+const READY_LADDER: [fn(&ProvisionedDraft) -> Option<NotReady>; 4] =
     [tenant_missing, activation, conversion_refused, expired];
 
-fn tenant_missing(d: &Draft) -> Option<NotReady> {
+fn tenant_missing(d: &ProvisionedDraft) -> Option<NotReady> {
     (!d.obs.tenant_exists).then(|| {
         (
             reasons::PROVISIONING,
@@ -70,7 +69,7 @@ fn tenant_missing(d: &Draft) -> Option<NotReady> {
 }
 
 /// Why the activation email is not sent yet: its delivery failed, or it is on its way.
-fn activation(d: &Draft) -> Option<NotReady> {
+fn activation(d: &ProvisionedDraft) -> Option<NotReady> {
     let record = d
         .status
         .emails
@@ -107,12 +106,12 @@ fn activation(d: &Draft) -> Option<NotReady> {
     }
 }
 
-fn expired(d: &Draft) -> Option<NotReady> {
+fn expired(d: &ProvisionedDraft) -> Option<NotReady> {
     (d.level == SubscriptionLevel::Expired)
         .then(|| (reasons::EXPIRED, "the subscription has expired".to_string()))
 }
 
-fn conversion_refused(d: &Draft) -> Option<NotReady> {
+fn conversion_refused(d: &ProvisionedDraft) -> Option<NotReady> {
     d.refused_date.map(|date: DateTime<Utc>| {
         (
             reasons::EXPIRATION_DATE_IN_PAST,

@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::draft::{Draft, ProvisionedDraft};
+use super::emails;
 use super::reasons::EventReason;
-use super::{Draft, Flow, emails};
 use crate::api::{
     BillingPeriod, BillingStatus, EmailEvent, ProductionReason, ProductionStatus, RequestedLevel,
     SubscriptionLevel,
@@ -11,7 +12,7 @@ use crate::api::{
 
 /// Whether a conversion by hand may happen now: `expirationDate`, if set, must lie in the
 /// future. A date in the past is kept for the Ready condition and the Warning that refuse it.
-pub(super) fn may_convert_by_hand(d: &mut Draft) -> bool {
+pub(super) fn may_convert_by_hand<P>(d: &mut Draft<P>) -> bool {
     match d.partner.spec.subscription.expiration_date {
         Some(date) if date <= d.now => {
             d.refused_date = Some(date);
@@ -22,7 +23,7 @@ pub(super) fn may_convert_by_hand(d: &mut Draft) -> bool {
 }
 
 /// Converts to Production by hand, now; a running trial ends now.
-pub(super) fn convert_by_hand(d: &mut Draft) {
+pub(super) fn convert_by_hand(d: &mut ProvisionedDraft) {
     if !may_convert_by_hand(d) {
         return;
     }
@@ -36,7 +37,7 @@ pub(super) fn convert_by_hand(d: &mut Draft) {
 
 /// Enters Production at `since`: billing starts then, the `converted` email is recorded, and
 /// two Events say so.
-pub(super) fn convert(d: &mut Draft, reason: ProductionReason, since: DateTime<Utc>) {
+pub(super) fn convert(d: &mut ProvisionedDraft, reason: ProductionReason, since: DateTime<Utc>) {
     d.level = SubscriptionLevel::Production;
     d.status.production = Some(ProductionStatus { since, reason });
     emails::record(d, EmailEvent::Converted);
@@ -53,7 +54,7 @@ pub(super) fn convert(d: &mut Draft, reason: ProductionReason, since: DateTime<U
 /// A Partner created as Production (its tenant provisioned while `level: Production` with no
 /// date in the past) has no trial: Production and billing start with the tenant, and it is
 /// never told of a trial or a conversion.
-pub(super) fn start_in_production(d: &mut Draft) {
+pub(super) fn start_in_production<P>(d: &mut Draft<P>) {
     d.level = SubscriptionLevel::Production;
     d.status.trial = None;
     d.status.production = Some(ProductionStatus {
@@ -65,7 +66,7 @@ pub(super) fn start_in_production(d: &mut Draft) {
 }
 
 /// Starts billing at `since` (once: a `startedAt` already set never changes) and says so.
-fn start_billing(d: &mut Draft, since: DateTime<Utc>) {
+fn start_billing<P>(d: &mut Draft<P>, since: DateTime<Utc>) {
     let billing = d.status.billing.get_or_insert_with(|| BillingStatus {
         billed_to: d.partner.spec.distributor_ref.name.clone(),
         started_at: since,
@@ -88,21 +89,20 @@ fn start_billing(d: &mut Draft, since: DateTime<Utc>) {
 ///
 /// A trial that expired earlier in this plan is seen here too: it expired because a conversion
 /// by hand was refused (or none was asked for), and the same date refuses it again.
-pub(super) fn convert_expired_trial(d: &mut Draft) -> Flow {
+pub(super) fn convert_expired_trial(d: &mut ProvisionedDraft) {
     let expired_trial = d.level == SubscriptionLevel::Expired && d.status.production.is_none();
     if expired_trial && d.partner.spec.subscription.level == RequestedLevel::Production {
         convert_by_hand(d);
     }
-    Flow::Next
 }
 
 /// An expired Production subscription whose `expirationDate` is moved into the future is
 /// renewed, now: Production again, a new billing period (the earlier ones are kept), an Event,
 /// and an email to both parties. (So is one whose Production ended when it was unbound, once it
 /// is bound again with a date still ahead.)
-pub(super) fn renew(d: &mut Draft) -> Flow {
+pub(super) fn renew(d: &mut ProvisionedDraft) {
     let Some(until) = d.partner.spec.subscription.expiration_date else {
-        return Flow::Next;
+        return;
     };
     let billing_ended = d
         .status
@@ -112,7 +112,7 @@ pub(super) fn renew(d: &mut Draft) -> Flow {
     let expired_production =
         d.level == SubscriptionLevel::Expired && d.status.production.is_some() && billing_ended;
     if !expired_production || until <= d.now {
-        return Flow::Next;
+        return;
     }
     let now = d.now;
     let billing = d.status.billing.as_mut().expect("billing ended");
@@ -151,15 +151,14 @@ pub(super) fn renew(d: &mut Draft) -> Flow {
             now.to_rfc3339()
         ),
     );
-    Flow::Next
 }
 
 /// Production ends at `expirationDate` when it lies after the conversion (after an automatic
 /// upgrade, the date that ended the trial does not also end Production). Until then that date
 /// is a deadline.
-pub(super) fn expire(d: &mut Draft) -> Flow {
+pub(super) fn expire(d: &mut ProvisionedDraft) {
     if d.level != SubscriptionLevel::Production {
-        return Flow::Next;
+        return;
     }
     let since = d.status.production.as_ref().map_or(d.now, |p| p.since);
     let ends = d
@@ -170,11 +169,11 @@ pub(super) fn expire(d: &mut Draft) -> Flow {
         .filter(|date| *date > since);
     d.status.expires_at = ends;
     let Some(ends) = ends else {
-        return Flow::Next;
+        return;
     };
     if d.now < ends {
         d.deadlines.push(ends);
-        return Flow::Next;
+        return;
     }
     d.level = SubscriptionLevel::Expired;
     emails::record(d, EmailEvent::ProductionExpired);
@@ -185,7 +184,6 @@ pub(super) fn expire(d: &mut Draft) -> Flow {
         format!("Production subscription expired on {}", ends.to_rfc3339()),
         "",
     );
-    Flow::Next
 }
 
 /// A Production Partner that lost its binding (its Distributor gone, or its namespace no longer
@@ -193,7 +191,7 @@ pub(super) fn expire(d: &mut Draft) -> Flow {
 /// Production entitlements end together, now, and the level becomes `Expired` (never a silent
 /// count drop on the Distributor while the tenant still says Production). Its tenant's
 /// entitlements follow, as for every unbound Partner with a tenant.
-pub(super) fn end_unbound(d: &mut Draft, why: &str) {
+pub(super) fn end_unbound<P>(d: &mut Draft<P>, why: &str) {
     d.level = SubscriptionLevel::Expired;
     d.status.expires_at = None;
     let now = d.now;
@@ -209,7 +207,13 @@ pub(super) fn end_unbound(d: &mut Draft, why: &str) {
 /// Production ends at `at`: the billing period ends then (once: an end already set stays), and
 /// two Events say so, what ended Production and the billing's end (`billing_note` appended to
 /// its message).
-fn end(d: &mut Draft, at: DateTime<Utc>, why: EventReason, message: String, billing_note: &str) {
+fn end<P>(
+    d: &mut Draft<P>,
+    at: DateTime<Utc>,
+    why: EventReason,
+    message: String,
+    billing_note: &str,
+) {
     let billed_to = match d.status.billing.as_mut() {
         Some(billing) => {
             billing.end(at);

@@ -1,7 +1,8 @@
 //! The tenant: its name is the Partner's alone, and it is provisioned once.
 
+use super::draft::{BoundDraft, Provisioned, ProvisionedDraft};
 use super::reasons::{self, EventReason};
-use super::{Draft, Flow, production};
+use super::{Flow, production};
 use crate::api::{
     RequestedLevel, SubscriptionLevel, TenantStatus, TrialStatus, find_condition, types,
 };
@@ -12,7 +13,7 @@ const TAKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `status.tenant` only reports: whoever can write the status subresource may have changed it,
 /// so the name and id derived from the Partner's metadata win and correct it.
-pub(super) fn correct_tenant_status(d: &mut Draft) -> Flow {
+pub(super) fn correct_tenant_status(d: &mut BoundDraft) -> Flow {
     let (namespace, id) = (tenant_namespace_of(d.partner), tenant_id(d.uid()));
     if let Some(tenant) = d.status.tenant.as_mut() {
         tenant.namespace = namespace;
@@ -24,7 +25,7 @@ pub(super) fn correct_tenant_status(d: &mut Draft) -> Flow {
 /// Somebody else holds the tenant's name: nothing is provisioned, written or mailed (the
 /// activation Secret would land in that namespace) until it is gone. Said once in an Event, and
 /// looked at again every [`TAKEN_RECHECK`].
-pub(super) fn refuse_taken_name(d: &mut Draft) -> Flow {
+pub(super) fn refuse_taken_name(d: &mut BoundDraft) -> Flow {
     if !d.obs.tenant_taken || d.obs.tenant_exists {
         return Flow::Next;
     }
@@ -49,8 +50,10 @@ pub(super) fn refuse_taken_name(d: &mut Draft) -> Flow {
 
 /// The first time the Partner is bound, its tenant is provisioned, now, and its trial starts;
 /// or, for a Partner created as Production, Production starts (see
-/// [`production::start_in_production`]). From then on the level is at least Trial.
-pub(super) fn provision(d: &mut Draft) -> Flow {
+/// [`production::start_in_production`]). From then on the level is at least Trial, and a
+/// Partner in Trial has its trial: one a status lost (written by someone else) is taken to have
+/// started when the tenant was provisioned, and the trial's policy bounds its end.
+pub(super) fn provision(mut d: BoundDraft) -> ProvisionedDraft {
     if d.status.tenant.is_none() {
         let namespace = tenant_namespace_of(d.partner);
         d.status.tenant = Some(TenantStatus {
@@ -59,7 +62,7 @@ pub(super) fn provision(d: &mut Draft) -> Flow {
             provisioned_at: d.now,
         });
         let production = d.partner.spec.subscription.level == RequestedLevel::Production
-            && production::may_convert_by_hand(d);
+            && production::may_convert_by_hand(&mut d);
         let started = if production {
             "in Production"
         } else {
@@ -72,7 +75,7 @@ pub(super) fn provision(d: &mut Draft) -> Flow {
             format!("tenant {namespace} provisioned; {started}"),
         );
         if production {
-            production::start_in_production(d);
+            production::start_in_production(&mut d);
         } else {
             d.level = SubscriptionLevel::Trial;
             d.status.trial = Some(TrialStatus {
@@ -84,5 +87,56 @@ pub(super) fn provision(d: &mut Draft) -> Flow {
     if d.level == SubscriptionLevel::Pending {
         d.level = SubscriptionLevel::Trial;
     }
-    Flow::Next
+    if d.level == SubscriptionLevel::Trial
+        && d.status.trial.is_none()
+        && let Some(tenant) = &d.status.tenant
+    {
+        let started_at = tenant.provisioned_at;
+        d.status.trial = Some(TrialStatus {
+            started_at,
+            ends_at: started_at,
+        });
+    }
+    let distributor = d.distributor();
+    d.into_phase(Provisioned { distributor })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::{Effect, Observation, plan};
+    use super::*;
+    use crate::api::PartnerStatus;
+
+    #[test]
+    fn a_taken_tenant_name_stops_the_chain_and_is_looked_at_again() {
+        let (p, d) = (partner(), distributor());
+        let taken = plan(&Observation {
+            tenant_taken: true,
+            ..observe(&p, &d, None, t0())
+        });
+        assert!(taken.status.tenant.is_none());
+        assert_eq!(
+            taken.recheck_after,
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(taken.effects.len(), 1, "{:?}", taken.effects);
+        assert!(matches!(
+            &taken.effects[0],
+            Effect::Event(e) if e.reason == EventReason::TenantNamespaceTaken && e.reason.is_warning()
+        ));
+    }
+
+    #[test]
+    fn a_trial_missing_from_the_status_started_with_the_tenant() {
+        let (mut p, d) = (partner(), distributor());
+        let first = plan(&observe(&p, &d, None, t0()));
+        p.status = Some(PartnerStatus {
+            trial: None,
+            ..first.status.clone()
+        });
+        let again = plan(&observe(&p, &d, None, t0()));
+        assert!(first.status.trial.is_some());
+        assert_eq!(again.status.trial, first.status.trial);
+    }
 }

@@ -155,3 +155,39 @@ impl std::fmt::Display for EventReason {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_what_failed_was_refused_or_ended_unasked() {
+        use EventReason::*;
+        for reason in [
+            TenantNamespaceTaken,
+            EmailDeliveryFailed,
+            TrialExpired,
+            ProductionEndedUnbound,
+            ExpirationDateInPast,
+            ExpirationDateLimited,
+            ResendRefused,
+            Unreadable,
+        ] {
+            assert!(reason.is_warning(), "{reason}");
+        }
+        for reason in [
+            TenantProvisioned,
+            ActivationSent,
+            TrialEndingSoon,
+            ConvertedToProduction,
+            BillingStarted,
+            BillingEnded,
+            ProductionExpired,
+            TenantDeprovisioned,
+            TenantRetained,
+            Activated,
+        ] {
+            assert!(!reason.is_warning(), "{reason}");
+        }
+    }
+}

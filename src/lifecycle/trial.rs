@@ -2,8 +2,9 @@
 
 use chrono::Duration;
 
+use super::draft::ProvisionedDraft;
 use super::reasons::EventReason;
-use super::{Draft, Flow, emails, production};
+use super::{emails, production};
 use crate::api::{EmailEvent, RequestedLevel, SubscriptionLevel};
 
 /// While in Trial its end follows the spec: `expirationDate` if the owner set one, else
@@ -12,16 +13,11 @@ use crate::api::{EmailEvent, RequestedLevel, SubscriptionLevel};
 /// Distributor's terms, whatever the Partner's author writes), and no earlier than it started
 /// (an automatic upgrade would otherwise start Production and billing before the Partner
 /// existed). A date moved into those bounds is said once, in a Warning.
-pub(super) fn bound_end(d: &mut Draft) -> Flow {
-    if d.level != SubscriptionLevel::Trial {
-        return Flow::Next;
-    }
-    let policy = &d.bound().spec.trial;
-    let mut trial = d
-        .status
-        .trial
-        .clone()
-        .expect("a provisioned tenant has a trial");
+pub(super) fn bound_end(d: &mut ProvisionedDraft) {
+    let Some(mut trial) = d.running_trial().cloned() else {
+        return;
+    };
+    let policy = &d.distributor().spec.trial;
     let longest = trial.started_at + Duration::days(i64::from(policy.days));
     let subscription = &d.partner.spec.subscription;
     trial.ends_at = match (subscription.level, subscription.expiration_date) {
@@ -47,36 +43,34 @@ pub(super) fn bound_end(d: &mut Draft) -> Flow {
         _ => longest,
     };
     d.status.trial = Some(trial);
-    Flow::Next
 }
 
 /// Whether the trial converts to Production by itself at its end: the Partner's
 /// `subscription.autoUpgrade`, else the Distributor's `trial.autoUpgrade`.
-fn auto_upgrade(d: &Draft) -> bool {
+fn auto_upgrade(d: &ProvisionedDraft) -> bool {
     d.partner
         .spec
         .subscription
         .auto_upgrade
-        .unwrap_or(d.bound().spec.trial.auto_upgrade)
+        .unwrap_or(d.distributor().spec.trial.auto_upgrade)
 }
 
 /// A trial ends in one of three ways: converted by hand (`level: Production`, which beats
 /// everything else that could happen to it), converted automatically at its end, or expired at
 /// its end. Until then its end is a deadline.
-pub(super) fn end_or_convert(d: &mut Draft) -> Flow {
-    if d.level != SubscriptionLevel::Trial {
-        return Flow::Next;
-    }
-    let ends_at = d.trial_ends_at();
+pub(super) fn end_or_convert(d: &mut ProvisionedDraft) {
+    let Some(ends_at) = d.running_trial().map(|trial| trial.ends_at) else {
+        return;
+    };
     if d.partner.spec.subscription.level == RequestedLevel::Production {
         production::convert_by_hand(d);
     }
     if d.level != SubscriptionLevel::Trial {
-        return Flow::Next;
+        return;
     }
     if d.now < ends_at {
         d.deadlines.push(ends_at);
-        return Flow::Next;
+        return;
     }
     if auto_upgrade(d) {
         production::convert(d, crate::api::ProductionReason::AutoUpgrade, ends_at);
@@ -88,16 +82,18 @@ pub(super) fn end_or_convert(d: &mut Draft) -> Flow {
             format!("trial ended on {} without conversion", ends_at.to_rfc3339()),
         );
     }
-    Flow::Next
 }
 
 /// The notice: `upgradeNoticeDays` before the trial's end, one per trial (an upgrade notice
 /// when it converts by itself, an expiry notice when not). A notice whose moment already passed
 /// when the tenant was provisioned goes out at once; none once the trial ended.
-pub(super) fn notice(d: &mut Draft) -> Flow {
-    let days = d.bound().spec.trial.upgrade_notice_days;
-    if d.level != SubscriptionLevel::Trial || days == 0 {
-        return Flow::Next;
+pub(super) fn notice(d: &mut ProvisionedDraft) {
+    let days = d.distributor().spec.trial.upgrade_notice_days;
+    let Some(ends_at) = d.running_trial().map(|trial| trial.ends_at) else {
+        return;
+    };
+    if days == 0 {
+        return;
     }
     let noticed = d.status.emails.iter().any(|e| {
         matches!(
@@ -106,13 +102,12 @@ pub(super) fn notice(d: &mut Draft) -> Flow {
         )
     });
     if noticed {
-        return Flow::Next;
+        return;
     }
-    let ends_at = d.trial_ends_at();
     let notice_at = ends_at - Duration::days(i64::from(days));
     if d.now < notice_at {
         d.deadlines.push(notice_at);
-        return Flow::Next;
+        return;
     }
     let (event, message) = if auto_upgrade(d) {
         (
@@ -127,5 +122,4 @@ pub(super) fn notice(d: &mut Draft) -> Flow {
     };
     emails::record(d, event);
     d.event(EventReason::TrialEndingSoon, message);
-    Flow::Next
 }

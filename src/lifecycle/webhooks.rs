@@ -18,7 +18,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Draft, Effect, EventReason, PartnerEvent};
+use super::draft::Draft;
+use super::{Effect, EventReason, PartnerEvent};
 use crate::api::{
     Distributor, Partner, PartnerStatus, WebhookDelivery, WebhookEndpoint, WebhookEventType,
     WebhookRecord,
@@ -39,10 +40,10 @@ pub struct WebhookSend {
 
 /// Records the webhook events of this plan's transitions, for every endpoint that wants them;
 /// and drops what is pending for an endpoint the Distributor no longer lists.
-pub(super) fn record(d: &mut Draft) {
+pub(super) fn record<P>(d: &mut Draft<P>, bound_to: Option<&Distributor>) {
     drop_unlisted(d);
     // Only for the Distributor the Partner is bound to: an unbound Partner tells nobody.
-    let Some(distributor) = d.distributor else {
+    let Some(distributor) = bound_to else {
         return;
     };
     if distributor.spec.webhooks.endpoints.is_empty() {
@@ -143,8 +144,8 @@ pub fn deletion_waits(
 /// Hands each endpoint the oldest event it does not have yet (the next waits until it is
 /// delivered or given up on).
 /// A record that matches no transition of the Partner is dropped first, with a Warning.
-pub(super) fn deliver(d: &mut Draft) {
-    let Some(distributor) = d.distributor else {
+pub(super) fn deliver<P>(d: &mut Draft<P>, bound_to: Option<&Distributor>) {
+    let Some(distributor) = bound_to else {
         return;
     };
     reject_unmatched(d, distributor);
@@ -193,7 +194,7 @@ pub fn due_verified(
 
 /// Drops the records the operator cannot rebuild from its facts (see [`facts`]): written by
 /// someone else into `status.webhooks`. The Warning says what was dropped, not what it said.
-fn reject_unmatched(d: &mut Draft, distributor: &Distributor) {
+fn reject_unmatched<P>(d: &mut Draft<P>, distributor: &Distributor) {
     let (partner, status) = (d.partner, &d.status);
     let (kept, rejected): (Vec<_>, Vec<_>) = status
         .webhooks
@@ -272,7 +273,7 @@ pub fn failed(
 
 /// Drops what is pending for endpoints the Distributor no longer lists (or for a Distributor
 /// that is gone): nothing more goes to them.
-fn drop_unlisted(d: &mut Draft) {
+fn drop_unlisted<P>(d: &mut Draft<P>) {
     let listed = |name: &str| {
         d.obs
             .distributor

@@ -58,9 +58,24 @@ fn sends(plan: &Plan) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `partner` after `plan`, its emails sent and its tenant as the status says.
-fn after(partner: Partner, plan: &Plan) -> (Partner, std::collections::BTreeMap<String, String>) {
-    let p = settled(partner, plan, t0());
+/// `partner` after `plan`, its emails sent and its tenant as the status says, but its webhook
+/// events still owed (what the tests here look at; see [`crate::lifecycle::simulate`] for a
+/// Partner whose every write succeeded).
+fn after(
+    mut partner: Partner,
+    plan: &Plan,
+) -> (Partner, std::collections::BTreeMap<String, String>) {
+    let mut status = plan.status.clone();
+    for id in status
+        .emails
+        .iter()
+        .map(|e| e.message_id.clone())
+        .collect::<Vec<_>>()
+    {
+        crate::lifecycle::mark_email_sent(&mut status, &id, t0());
+    }
+    partner.status = Some(status);
+    let p = partner;
     let data = entitlements_data(&p, p.status.as_ref().unwrap()).unwrap();
     (p, data)
 }

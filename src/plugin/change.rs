@@ -10,7 +10,6 @@ use serde_json::json;
 
 use super::dates::{exact, exact_and_relative, parse_future_date};
 use super::output::{noteln, putln};
-use super::story::ACTIVATED;
 use super::{Ctx, Error, Progress, Result, WaitArgs, api_error, observed, ssa};
 use crate::api::{Partner, SubscriptionLevel, find_condition, types};
 use crate::lifecycle::reasons;
@@ -288,7 +287,7 @@ pub async fn resend_activation(ctx: &Ctx, args: ResendArgs) -> Result<()> {
     let partner = ctx.partner(name).await?;
     let q = ctx.qualified(name);
     let status = partner.status.clone().unwrap_or_default();
-    if find_condition(&status.conditions, ACTIVATED).is_some_and(|c| c.status == "True") {
+    if find_condition(&status.conditions, types::ACTIVATED).is_some_and(|c| c.status == "True") {
         return Err(Error(format!(
             "partner {q} is already activated: there is no activation email to resend"
         )));
@@ -303,10 +302,36 @@ pub async fn resend_activation(ctx: &Ctx, args: ResendArgs) -> Result<()> {
         .await
         .map_err(|e| api_error(&format!("partner {q}"), e))?;
     let current = serde_json::to_value(&current).expect("an object serializes");
+    write_resend_request(ctx, &api, name, &q, &current, &request).await?;
+    if !args.wait.wait {
+        putln!("partner {q}: activation resend requested ({request})");
+        return Ok(());
+    }
+    let handled = resend_handled(&api, name, &q, &request, args.wait.timeout).await?;
+    let sent = handled["status"]["activation"]["sentAt"]
+        .as_str()
+        .unwrap_or("-");
+    putln!(
+        "partner {q}: activation email resent to {} (sent at {sent})",
+        partner.spec.notification_email
+    );
+    Ok(())
+}
+
+/// Writes `spec.activation.resendRequest` (by server-side apply, as plain JSON: the field may
+/// be newer than this build's types), and makes sure the API server kept it.
+async fn write_resend_request(
+    ctx: &Ctx,
+    api: &Api<DynamicObject>,
+    name: &str,
+    q: &str,
+    current: &serde_json::Value,
+    request: &str,
+) -> Result<()> {
     let config = ssa::applied_config(
         name,
         &ctx.namespace,
-        Some(&current),
+        Some(current),
         &[(&["spec", "activation", "resendRequest"], json!(request))],
     );
     let mut params = PatchParams::apply(ssa::FIELD_MANAGER);
@@ -322,7 +347,7 @@ pub async fn resend_activation(ctx: &Ctx, args: ResendArgs) -> Result<()> {
         Ok(object) => serde_json::to_value(&object).expect("an object serializes"),
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let conflicts = ssa::conflicts(&status);
-            return Err(Error(ssa::conflict_line(&q, &conflicts)));
+            return Err(Error(ssa::conflict_line(q, &conflicts)));
         }
         // The embedded server answers 400 (unknown field, strict validation); kube-apiserver
         // cannot even build the apply's typed object and answers 500 (`.spec.activation: field
@@ -344,12 +369,19 @@ pub async fn resend_activation(ctx: &Ctx, args: ResendArgs) -> Result<()> {
     if written["spec"]["activation"]["resendRequest"] != json!(request) {
         return Err(unsupported(": the API server dropped the field"));
     }
-    if !args.wait.wait {
-        putln!("partner {q}: activation resend requested ({request})");
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// Waits until the operator handled the resend `request`; the Partner as it then is.
+async fn resend_handled(
+    api: &Api<DynamicObject>,
+    name: &str,
+    q: &str,
+    request: &str,
+    timeout: std::time::Duration,
+) -> Result<serde_json::Value> {
     noteln!("waiting for {q}: the operator to handle the resend request");
-    let handled = tokio::time::timeout(args.wait.timeout, async {
+    tokio::time::timeout(timeout, async {
         loop {
             if let Ok(object) = api.get(name).await {
                 let object = serde_json::to_value(&object).expect("an object serializes");
@@ -364,15 +396,7 @@ pub async fn resend_activation(ctx: &Ctx, args: ResendArgs) -> Result<()> {
     .map_err(|_| {
         Error(format!(
             "timed out after {}s waiting for the operator to handle the resend request of {q}",
-            args.wait.timeout.as_secs()
+            timeout.as_secs()
         ))
-    })?;
-    let sent = handled["status"]["activation"]["sentAt"]
-        .as_str()
-        .unwrap_or("-");
-    putln!(
-        "partner {q}: activation email resent to {} (sent at {sent})",
-        partner.spec.notification_email
-    );
-    Ok(())
+    })
 }

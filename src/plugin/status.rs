@@ -55,7 +55,25 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
     for line in story::outlook(&world) {
         out.push_str(&format!("  {line}\n"));
     }
-    // A partner that has not activated yet is no problem (an expired link is: it is said).
+    out.push_str(&conditions_not_true(&status));
+    let waiting = webhooks_waiting(&status);
+    if !waiting.is_empty() {
+        out.push_str("\nWebhook events not delivered yet:\n");
+        for line in waiting {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out.push_str(&events_section(
+        recent_events(ctx, &partner, args.events).await,
+    ));
+    put!("{out}");
+    Ok(())
+}
+
+/// The conditions that are not True, but for a partner that has not activated yet (no
+/// problem; an expired link is, and is said).
+fn conditions_not_true(status: &crate::api::PartnerStatus) -> String {
+    let mut out = String::new();
     let awaiting = |c: &&crate::api::Condition| {
         c.type_ == types::ACTIVATED && c.reason == crate::lifecycle::reasons::AWAITING_ACTIVATION
     };
@@ -76,15 +94,12 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
             ));
         }
     }
-    let waiting = webhooks_waiting(&status);
-    if !waiting.is_empty() {
-        out.push_str("\nWebhook events not delivered yet:\n");
-        for line in waiting {
-            out.push_str(&format!("  {line}\n"));
-        }
-    }
-    let events = recent_events(ctx, &partner, args.events).await;
-    out.push_str("\nRecent events:\n");
+    out
+}
+
+/// The latest Events, or why they cannot be read.
+fn events_section(events: std::result::Result<Vec<EventLine>, String>) -> String {
+    let mut out = String::from("\nRecent events:\n");
     match events {
         Ok(events) if events.is_empty() => out.push_str("  none\n"),
         Ok(events) => {
@@ -105,8 +120,7 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
         }
         Err(why) => out.push_str(&format!("  cannot be read: {why}\n")),
     }
-    put!("{out}");
-    Ok(())
+    out
 }
 
 /// One line per webhook event an endpoint does not have yet: what, to whom, how it went.
