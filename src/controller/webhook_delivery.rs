@@ -156,26 +156,10 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
             tokio::time::sleep(wait).await;
         }
         ctx.pacing.deadlines_first(&ctx.clock).await;
-        // The Partner's cache says whether the event is still to deliver to this endpoint (not
-        // delivered meanwhile, the endpoint still listed, the Partner not gone).
-        let Some(partner) = ctx.partners.get(reference) else {
-            return;
-        };
-        if !pending(&partner, &send.record.id, &send.endpoint.name) {
-            return;
-        }
-        // The endpoint as the Distributor lists it now: its URL or key may have changed since
-        // the first attempt; if it is gone, the Partner's next plan drops the event for it.
-        let Some(distributor) = ctx.distributors.get(&ObjectRef::new(&send.distributor)) else {
+        let Some((partner, distributor, event)) = still_wanted(ctx, reference, send) else {
             return;
         };
         let Some(endpoint) = distributor.spec.webhooks.endpoint(&send.endpoint.name) else {
-            return;
-        };
-        // Only for a Partner bound to this Distributor, and only the event its facts say
-        // (rebuilt at each attempt; a record that matches none is dropped by the next plan).
-        let Some(event) = verified_event(ctx, &partner, &distributor, &send.record.id) else {
-            debug!(partner = %reference, endpoint = %send.endpoint.name, "webhook record not sent: unbound, or it matches no transition");
             return;
         };
         let outcome = attempt(ctx, &partner, &distributor, &event, endpoint).await;
@@ -184,64 +168,112 @@ async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &Webh
             ctx.client.clone(),
             reference.namespace.as_deref().unwrap_or_default(),
         );
+        let world = Kube { ctx, api: &api };
         let mut current = (*partner).clone();
-        match outcome {
-            Ok(()) => {
-                ctx.metrics.webhooks_delivered.get_or_create(&labels).inc();
-                let delay = (ctx.clock.now() - event.time).num_milliseconds();
-                ctx.metrics
-                    .webhook_delivery_delay
-                    .observe(delay.max(0) as f64 / 1000.0);
-                debug!(partner = %reference, event = %send.record.id, endpoint = %send.endpoint.name, "webhook delivered");
-                let outcome = Outcome::WebhookDelivered {
-                    id: &send.record.id,
-                    endpoint: &send.endpoint.name,
-                };
-                let recorded = record(&Kube { ctx, api: &api }, &mut current, outcome).await;
-                if let Err(err) = recorded {
-                    // Not recorded: sent again after a backoff, with the same id (at least once).
-                    warn!(partner = %reference, error = %err, "could not record a webhook delivery");
-                    delivery.attempts += 1;
-                    delivery.last_attempt_at = Some(Utc::now());
-                    continue;
-                }
-                ctx.webhooks.completed(send);
-                // The Distributor's pending gauges and condition follow.
-                ctx.recount(&send.distributor);
-                return;
-            }
+        let over = match outcome {
+            Ok(()) => delivered(&world, &mut current, send, &event, &labels).await,
             Err(err) => {
-                ctx.metrics
-                    .webhook_attempts_failed
-                    .get_or_create(&labels)
-                    .inc();
-                let error = err.to_string();
                 let at = Utc::now();
-                info!(partner = %reference, event = %send.record.id, endpoint = %send.endpoint.name, attempts = delivery.attempts + 1, %error, "webhook delivery failed");
-                let outcome = Outcome::WebhookFailed {
-                    send,
-                    error: &error,
-                    at,
-                };
-                let recorded = record(&Kube { ctx, api: &api }, &mut current, outcome).await;
-                delivery.attempts += 1;
+                let over = failed(&world, &mut current, send, &delivery, err, &labels).await;
                 delivery.first_failed_at.get_or_insert(at);
-                delivery.last_attempt_at = Some(at);
-                ctx.recount(&send.distributor);
-                match recorded {
-                    Ok(Some(event)) => {
-                        if event.reason == EventReason::WebhookAbandoned {
-                            ctx.metrics.webhooks_abandoned.get_or_create(&labels).inc();
-                            ctx.webhooks.completed(send);
-                            return;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(err) => {
-                        warn!(partner = %reference, error = %err, "could not record a failed webhook delivery");
-                    }
-                }
+                over
             }
+        };
+        if over {
+            return;
+        }
+        // Tried again after a backoff, with the same id (at least once).
+        delivery.attempts += 1;
+        delivery.last_attempt_at = Some(Utc::now());
+    }
+}
+
+/// The Partner, its Distributor and the event, while the event is still to deliver: the
+/// Partner's cache says it is pending for the endpoint (not delivered meanwhile, the endpoint
+/// still listed, the Partner not gone); the Distributor is as it lists the endpoint now (its
+/// URL or key may have changed since the first attempt); and the event is rebuilt from the
+/// facts of a Partner bound to it (a record that matches none is dropped by the next plan).
+fn still_wanted(
+    ctx: &Context,
+    reference: &ObjectRef<Partner>,
+    send: &WebhookSend,
+) -> Option<(Arc<Partner>, Arc<Distributor>, WebhookEvent)> {
+    let partner = ctx.partners.get(reference)?;
+    if !pending(&partner, &send.record.id, &send.endpoint.name) {
+        return None;
+    }
+    let distributor = ctx.distributors.get(&ObjectRef::new(&send.distributor))?;
+    let Some(event) = verified_event(ctx, &partner, &distributor, &send.record.id) else {
+        debug!(partner = %reference, endpoint = %send.endpoint.name, "webhook record not sent: unbound, or it matches no transition");
+        return None;
+    };
+    Some((partner, distributor, event))
+}
+
+/// The endpoint has the event: recorded (whether the delivery is over: a delivery that could
+/// not be recorded is sent again).
+async fn delivered(
+    world: &Kube<'_>,
+    current: &mut Partner,
+    send: &WebhookSend,
+    event: &WebhookEvent,
+    labels: &EndpointLabels,
+) -> bool {
+    let ctx = world.ctx;
+    ctx.metrics.webhooks_delivered.get_or_create(labels).inc();
+    let delay = (ctx.clock.now() - event.time).num_milliseconds();
+    ctx.metrics
+        .webhook_delivery_delay
+        .observe(delay.max(0) as f64 / 1000.0);
+    debug!(partner = %ObjectRef::from_obj(&*current), event = %send.record.id, endpoint = %send.endpoint.name, "webhook delivered");
+    let outcome = Outcome::WebhookDelivered {
+        id: &send.record.id,
+        endpoint: &send.endpoint.name,
+    };
+    if let Err(err) = record(world, current, outcome).await {
+        warn!(partner = %ObjectRef::from_obj(&*current), error = %err, "could not record a webhook delivery");
+        return false;
+    }
+    ctx.webhooks.completed(send);
+    // The Distributor's pending gauges and condition follow.
+    ctx.recount(&send.distributor);
+    true
+}
+
+/// An attempt failed: recorded (whether the delivery is over: given up on, `retryHours` after
+/// the first failure).
+async fn failed(
+    world: &Kube<'_>,
+    current: &mut Partner,
+    send: &WebhookSend,
+    delivery: &WebhookDelivery,
+    err: crate::webhooks::DeliveryError,
+    labels: &EndpointLabels,
+) -> bool {
+    let ctx = world.ctx;
+    ctx.metrics
+        .webhook_attempts_failed
+        .get_or_create(labels)
+        .inc();
+    let (error, at) = (err.to_string(), Utc::now());
+    info!(partner = %ObjectRef::from_obj(&*current), event = %send.record.id, endpoint = %send.endpoint.name, attempts = delivery.attempts + 1, %error, "webhook delivery failed");
+    let outcome = Outcome::WebhookFailed {
+        send,
+        error: &error,
+        at,
+    };
+    let recorded = record(world, current, outcome).await;
+    ctx.recount(&send.distributor);
+    match recorded {
+        Ok(Some(event)) if event.reason == EventReason::WebhookAbandoned => {
+            ctx.metrics.webhooks_abandoned.get_or_create(labels).inc();
+            ctx.webhooks.completed(send);
+            true
+        }
+        Ok(_) => false,
+        Err(err) => {
+            warn!(partner = %ObjectRef::from_obj(&*current), error = %err, "could not record a failed webhook delivery");
+            false
         }
     }
 }
