@@ -1,4 +1,5 @@
-//! What every reconciliation shares: the client, the caches, the mailer, the clock.
+//! What every reconciliation shares: the client and the clock, the settings links and proofs
+//! are made with, the caches, the pacing of what is scarce, and the outputs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,12 +25,27 @@ use crate::metrics::{Metrics, Readiness};
 pub struct Context {
     pub client: Client,
     pub clock: Clock,
-    pub mailer: Arc<Mailer>,
+    /// What activation links and tenants' proofs are made with.
+    pub settings: Settings,
+    /// What the watches fill.
+    pub caches: Caches,
+    /// When what is scarce may be used (see [`Pacing`]).
+    pub pacing: Pacing,
+    /// Where effects and reports go besides the API server's objects.
+    pub outputs: Outputs,
+}
+
+/// What activation links and tenants' proofs are made with.
+pub struct Settings {
+    /// The operator's `--activation-base-url`, for a Distributor that sets none.
     pub activation_base_url: Option<String>,
     pub activation_key: crate::tenant::ActivationKey,
     /// What tenants' ownership proofs are made and checked with.
     pub ownership: crate::tenant::Ownership,
-    pub metrics: Arc<Metrics>,
+}
+
+/// The caches the watches fill.
+pub struct Caches {
     pub partners: Store<Partner>,
     pub distributors: Store<Distributor>,
     /// Distributors whose spec the operator cannot read: not in `distributors`, yet not gone.
@@ -38,27 +54,20 @@ pub struct Context {
     /// The tenants' `entitlements` ConfigMaps.
     pub entitlements: Store<ConfigMap>,
     pub index: PartnerIndex,
-    /// `reportingInstance` of our Events: the pod's name when there is one.
-    instance: String,
-    listed: Arc<Listed>,
-    /// Tells the Distributor controller that one of its Partners changed in a way it counts.
-    recounts: Recounts,
-    /// Mail slots, email rates, deadlines first, backoff (see [`Pacing`]).
-    pub pacing: Pacing,
-    /// The webhook deliveries in flight (see [`WebhookDeliveries`]).
-    pub webhooks: WebhookDeliveries,
+    pub listed: Arc<Listed>,
 }
 
-/// The caches the watches fill, handed to [`Context::new`] together.
-pub(super) struct Caches {
-    pub partners: Store<Partner>,
-    pub distributors: Store<Distributor>,
-    pub unreadable_distributors: UnreadableNames,
-    pub namespaces: Store<Namespace>,
-    /// The tenants' `entitlements` ConfigMaps.
-    pub entitlements: Store<ConfigMap>,
-    pub index: PartnerIndex,
-    pub listed: Arc<Listed>,
+/// Where effects and reports go besides the API server's objects: mail, webhooks, metrics,
+/// the Distributor controller's recounts, Events' reporting instance.
+pub struct Outputs {
+    pub mailer: Arc<Mailer>,
+    pub metrics: Arc<Metrics>,
+    /// The webhook deliveries in flight (see [`WebhookDeliveries`]).
+    pub webhooks: WebhookDeliveries,
+    /// Tells the Distributor controller that one of its Partners changed in a way it counts.
+    recounts: Recounts,
+    /// `reportingInstance` of our Events: the pod's name when there is one.
+    instance: String,
 }
 
 impl Context {
@@ -70,47 +79,35 @@ impl Context {
         mail_slots: Arc<MailSlots>,
         webhook_wakes: UnboundedSender<ObjectRef<Partner>>,
     ) -> Self {
-        let Caches {
-            partners,
-            distributors,
-            unreadable_distributors,
-            namespaces,
-            entitlements,
-            index,
-            listed,
-        } = caches;
-
         Self {
-            instance: std::env::var("POD_NAME").unwrap_or_else(|_| "partner-operator".into()),
             client: client.clone(),
             clock: config.clock.clone(),
-            mailer: config.mailer.clone(),
-            activation_base_url: config.activation_base_url.clone(),
-            activation_key: config.activation_key.clone(),
-            ownership: config.ownership.clone(),
-            metrics: config.metrics.clone(),
-            partners,
-            distributors,
-            unreadable_distributors,
-            namespaces,
-            entitlements,
-            index,
-            listed,
-            recounts: Recounts::new(distributor_triggers),
+            settings: Settings {
+                activation_base_url: config.activation_base_url.clone(),
+                activation_key: config.activation_key.clone(),
+                ownership: config.ownership.clone(),
+            },
+            caches,
             pacing: Pacing::new(mail_slots, config.email_per_recipient_per_hour),
-            webhooks: WebhookDeliveries::new(
-                client.clone(),
-                config.webhook_secrets_namespace.clone(),
-                config.webhook_egress.clone(),
-                webhook_wakes,
-            ),
+            outputs: Outputs {
+                mailer: config.mailer.clone(),
+                metrics: config.metrics.clone(),
+                webhooks: WebhookDeliveries::new(
+                    client,
+                    config.webhook_secrets_namespace.clone(),
+                    config.webhook_egress.clone(),
+                    webhook_wakes,
+                ),
+                recounts: Recounts::new(distributor_triggers),
+                instance: std::env::var("POD_NAME").unwrap_or_else(|_| "partner-operator".into()),
+            },
         }
     }
 
     /// Whether every cache has been filled once. Until then a reconciler would decide on a
     /// partial picture (a Distributor not seen yet looks deleted), so it waits instead.
     pub fn synced(&self) -> bool {
-        self.listed.all()
+        self.caches.listed.all()
     }
 
     /// Whether `partner`'s namespace is one `distributor` accepts, as the Namespace cache shows
@@ -120,14 +117,15 @@ impl Context {
             return false;
         };
         let namespace = partner.metadata.namespace.clone().unwrap_or_default();
-        self.namespaces
+        self.caches
+            .namespaces
             .get(&ObjectRef::new(&namespace))
             .is_some_and(|ns| crate::binding::namespace_allowed(distributor, &ns))
     }
 
     /// Asks the Distributor controller to recount `distributor` (see [`Recounts`]).
     pub fn recount(&self, distributor: &str) {
-        self.recounts.request(distributor);
+        self.outputs.recounts.request(distributor);
     }
 
     /// Records a Kubernetes Event on a Distributor, best effort as [`Context::publish`].
@@ -135,7 +133,7 @@ impl Context {
         let now = self.clock.now();
         let published = super::events::publish(
             &self.client,
-            &self.instance,
+            &self.outputs.instance,
             distributor,
             event.reason,
             &event.message,
@@ -154,12 +152,16 @@ impl Context {
             let labels = crate::metrics::ReasonLabels {
                 reason: event.reason.as_str(),
             };
-            self.metrics.emails_held.get_or_create(&labels).inc();
+            self.outputs
+                .metrics
+                .emails_held
+                .get_or_create(&labels)
+                .inc();
         }
         let now = self.clock.now();
         let published = super::events::publish(
             &self.client,
-            &self.instance,
+            &self.outputs.instance,
             partner,
             event.reason,
             &event.message,

@@ -25,7 +25,8 @@ pub async fn reconcile(
     }
     let started = std::time::Instant::now();
     let result = recount(&distributor, &ctx).await;
-    ctx.metrics
+    ctx.outputs
+        .metrics
         .observe_reconcile("distributor", started.elapsed(), result.is_err());
     if result.is_ok() {
         ctx.pacing
@@ -58,8 +59,11 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
     // The cache is written before the index, so it holds every Partner the index names; should
     // that ever not hold, a short count would be a needless write that a later count undoes,
     // so look again shortly instead.
-    let members = ctx.index.of_distributor(&name);
-    let found: Vec<_> = members.iter().filter_map(|r| ctx.partners.get(r)).collect();
+    let members = ctx.caches.index.of_distributor(&name);
+    let found: Vec<_> = members
+        .iter()
+        .filter_map(|r| ctx.caches.partners.get(r))
+        .collect();
     if found.len() < members.len() {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
@@ -136,14 +140,16 @@ async fn webhooks_health(
             distributor: distributor.name_any(),
             endpoint: h.endpoint.clone(),
         };
-        ctx.metrics
+        ctx.outputs
+            .metrics
             .webhooks_pending
             .get_or_create(&labels)
             .set(i64::from(h.pending));
         let age = h
             .oldest
             .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
-        ctx.metrics
+        ctx.outputs
+            .metrics
             .webhooks_oldest_pending_seconds
             .get_or_create(&labels)
             .set(age);
@@ -187,7 +193,7 @@ fn export_metrics(
     counts: &crate::api::PartnerCounts,
     billing: &crate::api::DistributorBilling,
 ) {
-    let metrics = &ctx.metrics;
+    let metrics = &ctx.outputs.metrics;
     let name = distributor.name_any();
     for (level, count) in [
         ("Pending", counts.pending),

@@ -61,7 +61,7 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
         // deleted: nothing is decided on its absence (a Production Partner would end,
         // unbound). The Distributor's next readable version wakes this Partner.
         let distributor = &partner.spec.distributor_ref.name;
-        if ctx.unreadable_distributors.contains(distributor) {
+        if ctx.caches.unreadable_distributors.contains(distributor) {
             return Ok(Action::await_change());
         }
         let partner = match delete(&api, &partner, &ctx).await? {
@@ -87,7 +87,8 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
         })
     }
     .await;
-    ctx.metrics
+    ctx.outputs
+        .metrics
         .observe_reconcile("partner", started.elapsed(), result.is_err());
     if result.is_ok() {
         ctx.pacing.partner_backoff.succeeded(&reference);
@@ -168,6 +169,7 @@ fn plan_for(
     entitlements_written: Option<&BTreeMap<String, String>>,
 ) -> Plan {
     let distributor = ctx
+        .caches
         .distributors
         .get(&ObjectRef::new(&partner.spec.distributor_ref.name));
     let cached_entitlements = cached_entitlements(ctx, partner);
@@ -178,7 +180,7 @@ fn plan_for(
         tenant_exists: at_tenant_name.is_owned(),
         tenant_taken: *at_tenant_name == Tenant::Taken,
         entitlements: entitlements_written.or(cached_entitlements.as_ref()),
-        default_activation_base_url: ctx.activation_base_url.as_deref(),
+        default_activation_base_url: ctx.settings.activation_base_url.as_deref(),
         now: ctx.clock.timestamp(),
     })
 }
@@ -208,7 +210,7 @@ fn finish(ctx: &Context, before: &Partner, after: &Partner, plan: &Plan) {
 /// The Partner's next deadline (`None`: it has none), where mail slots and metrics read it.
 fn record_next_deadline(ctx: &Context, partner: &Partner, at: Option<DateTime<Utc>>) {
     ctx.pacing.deadlines.set(&ObjectRef::from_obj(partner), at);
-    ctx.metrics.set_next_deadline(
+    ctx.outputs.metrics.set_next_deadline(
         &partner.namespace().unwrap_or_default(),
         &partner.name_any(),
         at,
@@ -237,7 +239,8 @@ fn look_again(ctx: &Context, plan: &Plan) -> Action {
 /// The `data` of the tenant's `entitlements` ConfigMap as the cache has it.
 fn cached_entitlements(ctx: &Context, partner: &Partner) -> Option<BTreeMap<String, String>> {
     let reference = ObjectRef::new(tenant::ENTITLEMENTS).within(&tenant_namespace_of(partner));
-    ctx.entitlements
+    ctx.caches
+        .entitlements
         .get(&reference)
         .map(|cm| cm.data.clone().unwrap_or_default())
 }
@@ -250,7 +253,7 @@ async fn cached_or_proven(ctx: &Context, pass: &mut Pass) -> Result<Tenant, Erro
         &ctx.client,
         &pass.current,
         cached.as_deref(),
-        &ctx.ownership,
+        &ctx.settings.ownership,
     )
     .await?;
     if let Some(found) = &proven {
@@ -264,7 +267,7 @@ fn cached_tenant_state(ctx: &Context, partner: &Partner) -> Tenant {
     tenant::classify(
         cached_tenant(ctx, partner).as_deref(),
         partner,
-        &ctx.ownership.key,
+        &ctx.settings.ownership.key,
     )
 }
 
@@ -295,6 +298,7 @@ async fn delete(
     }
     // Only the Distributor the Partner is bound to is told (and waited for).
     let bound = ctx
+        .caches
         .distributors
         .get(&ObjectRef::new(&partner.spec.distributor_ref.name))
         .filter(|d| ctx.namespace_allows(partner, Some(d)));
@@ -312,7 +316,7 @@ async fn delete(
     if plan.delete_tenant {
         // The name derived from the Partner, whatever the status says; the namespace is
         // deleted only if it is this Partner's (`tenant::delete` checks).
-        let found = tenant::delete(&ctx.client, partner, &ctx.ownership).await?;
+        let found = tenant::delete(&ctx.client, partner, &ctx.settings.ownership).await?;
         let outcome = Outcome::TenantDeleted {
             partner,
             found: &found,

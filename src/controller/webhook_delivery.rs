@@ -74,7 +74,7 @@ pub struct AbortDeliveries(pub Arc<Context>);
 
 impl Drop for AbortDeliveries {
     fn drop(&mut self) {
-        self.0.webhooks.tasks.lock().unwrap().abort_all();
+        self.0.outputs.webhooks.tasks.lock().unwrap().abort_all();
     }
 }
 
@@ -101,7 +101,7 @@ impl WebhookDeliveries {
     /// Starts delivering `send` for `partner`, unless a delivery to that endpoint is in flight
     /// for it already, or this one was just completed.
     pub fn start(ctx: &Arc<Context>, partner: &Partner, send: &WebhookSend) {
-        let this = &ctx.webhooks;
+        let this = &ctx.outputs.webhooks;
         let reference = ObjectRef::from_obj(partner);
         let key = (reference.clone(), send.endpoint.name.clone());
         {
@@ -119,11 +119,11 @@ impl WebhookDeliveries {
         while tasks.try_join_next().is_some() {}
         let (ctx, send) = (ctx.clone(), send.clone());
         tasks.spawn(async move {
-            let place = ctx.webhooks.place(&send).acquire_owned().await;
+            let place = ctx.outputs.webhooks.place(&send).acquire_owned().await;
             deliver(&ctx, &reference, &send).await;
             drop(place);
-            ctx.webhooks.in_flight.lock().unwrap().remove(&key);
-            let _ = ctx.webhooks.wakes.send(reference);
+            ctx.outputs.webhooks.in_flight.lock().unwrap().remove(&key);
+            let _ = ctx.outputs.webhooks.wakes.send(reference);
         });
     }
 
@@ -198,11 +198,14 @@ fn still_wanted(
     reference: &ObjectRef<Partner>,
     send: &WebhookSend,
 ) -> Option<(Arc<Partner>, Arc<Distributor>, WebhookEvent)> {
-    let partner = ctx.partners.get(reference)?;
+    let partner = ctx.caches.partners.get(reference)?;
     if !pending(&partner, &send.record.id, &send.endpoint.name) {
         return None;
     }
-    let distributor = ctx.distributors.get(&ObjectRef::new(&send.distributor))?;
+    let distributor = ctx
+        .caches
+        .distributors
+        .get(&ObjectRef::new(&send.distributor))?;
     let Some(event) = verified_event(ctx, &partner, &distributor, &send.record.id) else {
         debug!(partner = %reference, endpoint = %send.endpoint.name, "webhook record not sent: unbound, or it matches no transition");
         return None;
@@ -220,9 +223,14 @@ async fn delivered(
     labels: &EndpointLabels,
 ) -> bool {
     let ctx = world.ctx;
-    ctx.metrics.webhooks_delivered.get_or_create(labels).inc();
+    ctx.outputs
+        .metrics
+        .webhooks_delivered
+        .get_or_create(labels)
+        .inc();
     let delay = (ctx.clock.now() - event.time).num_milliseconds();
-    ctx.metrics
+    ctx.outputs
+        .metrics
         .webhook_delivery_delay
         .observe(delay.max(0) as f64 / 1000.0);
     debug!(partner = %ObjectRef::from_obj(&*current), event = %send.record.id, endpoint = %send.endpoint.name, "webhook delivered");
@@ -234,7 +242,7 @@ async fn delivered(
         warn!(partner = %ObjectRef::from_obj(&*current), error = %err, "could not record a webhook delivery");
         return false;
     }
-    ctx.webhooks.completed(send);
+    ctx.outputs.webhooks.completed(send);
     // The Distributor's pending gauges and condition follow.
     ctx.recount(&send.distributor);
     true
@@ -251,7 +259,8 @@ async fn failed(
     labels: &EndpointLabels,
 ) -> bool {
     let ctx = world.ctx;
-    ctx.metrics
+    ctx.outputs
+        .metrics
         .webhook_attempts_failed
         .get_or_create(labels)
         .inc();
@@ -266,8 +275,12 @@ async fn failed(
     ctx.recount(&send.distributor);
     match recorded {
         Ok(Some(event)) if event.reason == EventReason::WebhookAbandoned => {
-            ctx.metrics.webhooks_abandoned.get_or_create(labels).inc();
-            ctx.webhooks.completed(send);
+            ctx.outputs
+                .metrics
+                .webhooks_abandoned
+                .get_or_create(labels)
+                .inc();
+            ctx.outputs.webhooks.completed(send);
             true
         }
         Ok(_) => false,
@@ -305,12 +318,14 @@ async fn attempt(
     endpoint: &WebhookEndpoint,
 ) -> Result<(), crate::webhooks::DeliveryError> {
     let keys = ctx
+        .outputs
         .webhooks
         .keys
         .get(&distributor.name_any(), &endpoint.signing_key_secret_ref)
         .await?;
     let body = crate::webhooks::cloudevent(event, partner);
-    ctx.webhooks
+    ctx.outputs
+        .webhooks
         .sender
         .post(
             &endpoint.url,

@@ -87,11 +87,11 @@ impl World for Kube<'_> {
     }
 
     fn metrics(&self) -> &Metrics {
-        &self.ctx.metrics
+        &self.ctx.outputs.metrics
     }
 
     fn partners(&self) -> Vec<Arc<Partner>> {
-        self.ctx.partners.state()
+        self.ctx.caches.partners.state()
     }
 
     async fn read(&self, partner: &Partner) -> kube::Result<Partner> {
@@ -134,7 +134,7 @@ impl World for Kube<'_> {
             partner,
             &status,
             cached.as_deref(),
-            &ctx.ownership,
+            &ctx.settings.ownership,
             issued,
         )
         .await?;
@@ -159,7 +159,7 @@ impl World for Kube<'_> {
             partner,
             &status,
             cached_tenant(ctx, partner).as_deref(),
-            &ctx.ownership,
+            &ctx.settings.ownership,
             tenant::IssuedToken {
                 token: &token(ctx, partner, &activation.message_id),
                 expires_at: activation.expires_at,
@@ -179,7 +179,7 @@ impl World for Kube<'_> {
         let uid = partner.metadata.uid.clone();
         tokio::select! {
             biased;
-            result = self.ctx.mailer.send(&outgoing) => match result {
+            result = self.ctx.outputs.mailer.send(&outgoing) => match result {
                 Ok(()) => Sending::Sent,
                 Err(err) => Sending::Failed(err),
             },
@@ -219,7 +219,7 @@ fn outgoing(ctx: &Context, partner: &Partner, email: &Email) -> OutgoingEmail {
 /// the same name (`uid` is the one whose email is in flight).
 async fn deleted(ctx: &Context, reference: &ObjectRef<Partner>, uid: Option<&str>) {
     loop {
-        let going = ctx.partners.get(reference).is_none_or(|p| {
+        let going = ctx.caches.partners.get(reference).is_none_or(|p| {
             p.metadata.deletion_timestamp.is_some() || p.metadata.uid.as_deref() != uid
         });
         if going {
@@ -244,13 +244,15 @@ fn superseded_hashes(
 
 /// The activation token of the email `message_id`: the same on every copy of that email.
 fn token(ctx: &Context, partner: &Partner, message_id: &str) -> String {
-    ctx.activation_key
+    ctx.settings
+        .activation_key
         .token(&partner.uid().unwrap_or_default(), message_id)
 }
 
 /// The Namespace by the name of the Partner's tenant (derived from the Partner, not read from
 /// its status) as the cache has it.
 pub(super) fn cached_tenant(ctx: &Context, partner: &Partner) -> Option<Arc<Namespace>> {
-    ctx.namespaces
+    ctx.caches
+        .namespaces
         .get(&ObjectRef::new(&tenant_namespace_of(partner)))
 }
