@@ -12,8 +12,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::Context;
-use crate::api::{Distributor, DistributorStatus, distributor_totals, set_condition, types};
-use crate::lifecycle::{self, EventReason, reasons};
+use crate::api::Distributor;
+use crate::lifecycle::{self, DistributorPlan, Member};
 use crate::metrics::{DistributorLabels, EndpointLabels, LevelLabels, SeatLabels};
 
 pub async fn reconcile(
@@ -47,13 +47,6 @@ pub fn error_policy(
     Action::requeue(wait)
 }
 
-/// Whether `partner`'s status says it is not (yet) on any level.
-fn pending(partner: &crate::api::Partner) -> bool {
-    partner.status.as_ref().is_none_or(|s| {
-        s.subscription_level.unwrap_or_default() == crate::api::SubscriptionLevel::Pending
-    })
-}
-
 async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kube::Error> {
     let name = distributor.name_any();
     // The cache is written before the index, so it holds every Partner the index names; should
@@ -67,134 +60,44 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
     if found.len() < members.len() {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    let partners: Vec<_> = found
+    let members: Vec<Member> = found
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .cloned()
+        .map(|partner| Member {
+            partner,
+            bound: ctx.namespace_allows(partner, Some(distributor)),
+        })
         .collect();
-    // Counted from the Partners' status, which whoever may write `partners/status` can write:
-    // beyond `Pending` (a Partner naming this Distributor from anywhere), only Partners in a
-    // namespace this Distributor accepts count, so a status forged elsewhere bills nobody.
-    let (counts, billing) = distributor_totals(
-        &distributor.spec.skus,
-        partners
-            .iter()
-            .filter(|p| pending(p) || ctx.namespace_allows(p, Some(distributor)))
-            .filter_map(|p| p.status.as_ref()),
-    );
-    export_metrics(ctx, distributor, &counts, &billing);
-
-    let before = distributor.status.clone().unwrap_or_default();
-    let generation = distributor.metadata.generation;
-    let mut status = DistributorStatus {
-        observed_generation: generation,
-        conditions: before.conditions.clone(),
-        partners: Some(counts),
-        billing: Some(billing),
-    };
-    set_condition(
-        &mut status.conditions,
-        types::READY,
-        true,
-        reasons::COUNTS_CURRENT,
-        "spec accepted; partner counts and billing are current",
-        generation,
-        ctx.clock.timestamp(),
-    );
-    // A Partner being deleted still has events to deliver: the end of its billing, its deletion.
-    webhooks_health(ctx, distributor, &found, &mut status, generation).await;
-    if status != before {
-        let api = Api::<Distributor>::all(ctx.client.clone());
-        crate::status::write(&api, distributor, &status, false).await?;
-    }
-    Ok(Action::await_change())
-}
-
-/// The `WebhooksDelivered` condition (when the Distributor has endpoints), the webhook gauges,
-/// and an Event when the condition turns.
-async fn webhooks_health(
-    ctx: &Context,
-    distributor: &Distributor,
-    partners: &[Arc<crate::api::Partner>],
-    status: &mut DistributorStatus,
-    generation: Option<i64>,
-) {
-    if distributor.spec.webhooks.endpoints.is_empty() {
-        status
-            .conditions
-            .retain(|c| c.type_ != types::WEBHOOKS_DELIVERED);
-        return;
-    }
-    // Only the Partners bound to it: an unbound one is sent nothing, and what its status says
-    // of deliveries (anyone with `partners/status` there may write it) is not the Distributor's.
-    let health = lifecycle::webhooks::endpoint_health(
-        distributor,
-        partners
-            .iter()
-            .filter(|p| ctx.namespace_allows(p, Some(distributor)))
-            .filter_map(|p| p.status.as_ref()),
-    );
-    let now = ctx.clock.now();
-    for h in &health {
-        let labels = EndpointLabels {
-            distributor: distributor.name_any(),
-            endpoint: h.endpoint.clone(),
-        };
-        ctx.outputs
-            .metrics
-            .webhooks_pending
-            .get_or_create(&labels)
-            .set(i64::from(h.pending));
-        let age = h
-            .oldest
-            .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
-        ctx.outputs
-            .metrics
-            .webhooks_oldest_pending_seconds
-            .get_or_create(&labels)
-            .set(age);
-    }
-    let (ok, reason, message) = lifecycle::webhooks::delivered_condition(&health);
-    let was = crate::api::find_condition(&status.conditions, types::WEBHOOKS_DELIVERED)
-        .map(|c| c.status == "True");
-    set_condition(
-        &mut status.conditions,
-        types::WEBHOOKS_DELIVERED,
-        ok,
-        reason,
-        &message,
-        generation,
-        ctx.clock.timestamp(),
-    );
-    let event = match (was, ok) {
-        (Some(true) | None, false) => Some(EventReason::WebhookDeliveryFailing),
-        (Some(false), true) => Some(EventReason::WebhookDeliveryRecovered),
-        _ => None,
-    };
-    if let Some(reason) = event {
+    let now = ctx.clock.timestamp();
+    let plan = lifecycle::plan_distributor(distributor, &members, now);
+    export_metrics(ctx, distributor, &plan);
+    export_webhook_metrics(ctx, distributor, &plan);
+    if let Some((reason, message)) = &plan.event {
         let published = super::events::publish(
             &ctx.client,
             "partner-operator",
             distributor,
-            reason,
-            &message,
-            now,
+            *reason,
+            message,
+            ctx.clock.now(),
         )
         .await;
         if let Err(err) = published {
             tracing::warn!(error = %err, "could not record an Event");
         }
     }
+    if distributor.status.as_ref() != Some(&plan.status) {
+        let api = Api::<Distributor>::all(ctx.client.clone());
+        crate::status::write(&api, distributor, &plan.status, false).await?;
+    }
+    Ok(Action::await_change())
 }
 
-fn export_metrics(
-    ctx: &Context,
-    distributor: &Distributor,
-    counts: &crate::api::PartnerCounts,
-    billing: &crate::api::DistributorBilling,
-) {
+/// The Distributor's gauges: Partners per level, billable Partners, seats per SKU.
+fn export_metrics(ctx: &Context, distributor: &Distributor, plan: &DistributorPlan) {
     let metrics = &ctx.outputs.metrics;
     let name = distributor.name_any();
+    let counts = plan.status.partners.clone().unwrap_or_default();
+    let billing = plan.status.billing.clone().unwrap_or_default();
     for (level, count) in [
         ("Pending", counts.pending),
         ("Trial", counts.trial),
@@ -225,5 +128,28 @@ fn export_metrics(
                 sku: sku.0.clone(),
             })
             .set(i64::from(seats));
+    }
+}
+
+/// Each webhook endpoint's backlog: events pending, and the age of the oldest.
+fn export_webhook_metrics(ctx: &Context, distributor: &Distributor, plan: &DistributorPlan) {
+    let now = ctx.clock.now();
+    for h in &plan.health {
+        let labels = EndpointLabels {
+            distributor: distributor.name_any(),
+            endpoint: h.endpoint.clone(),
+        };
+        let metrics = &ctx.outputs.metrics;
+        metrics
+            .webhooks_pending
+            .get_or_create(&labels)
+            .set(i64::from(h.pending));
+        let age = h
+            .oldest
+            .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        metrics
+            .webhooks_oldest_pending_seconds
+            .get_or_create(&labels)
+            .set(age);
     }
 }

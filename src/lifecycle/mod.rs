@@ -44,6 +44,7 @@ mod activation;
 mod bind;
 mod conditions;
 pub mod deletion;
+mod distributor;
 mod draft;
 mod effects;
 pub mod emails;
@@ -61,6 +62,7 @@ use chrono::{DateTime, Utc};
 
 pub use activation::resend_message_id;
 pub use deletion::{DeletionPlan, plan_deletion};
+pub use distributor::{DistributorPlan, Member, plan_distributor};
 pub use emails::{email_facts, mark_email_failed, mark_email_sent, message_id};
 pub use outcome::{Outcome, record_outcome};
 pub use reasons::EventReason;
