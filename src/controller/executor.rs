@@ -1,5 +1,5 @@
 //! Carrying out a plan: its effects in the plan's order, against the outside world
-//! ([`World`]), paced ([`Pacing`]), each result that must not be lost recorded as the lifecycle
+//! ([`Outside`]), paced ([`Pacing`]), each result that must not be lost recorded as the lifecycle
 //! decides ([`lifecycle::record_outcome`]). Nothing here decides what happens to a Partner.
 //!
 //! Exactly-once email rests on three rules:
@@ -17,9 +17,9 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::debug;
 
 use super::mail_slots::MailSlot;
+use super::outside::{Outside, Sending};
 use super::pacing::Pacing;
 use super::partner::Error;
-use super::world::{Sending, World};
 use crate::api::Partner;
 use crate::lifecycle::emails::RateLimit;
 use crate::lifecycle::{self, Effect, Email, Outcome, PartnerEvent, Plan};
@@ -72,7 +72,7 @@ pub(super) enum Next {
 /// The tenant is written before any email waits for a mail slot: a slow mail server delays
 /// only the mail.
 pub(super) async fn carry_out(
-    world: &impl World,
+    world: &impl Outside,
     pacing: &Pacing,
     pass: &mut Pass,
     plan: &Plan,
@@ -134,7 +134,7 @@ pub(super) async fn carry_out(
 /// steps aside until one frees), then a fresh read of the Partner (a cached status may not
 /// show an email that went out already; the plan is made again on what is stored).
 async fn ready_to_send(
-    world: &impl World,
+    world: &impl Outside,
     pacing: &Pacing,
     pass: &mut Pass,
 ) -> Result<Option<Next>, Error> {
@@ -164,7 +164,7 @@ async fn ready_to_send(
 /// is an error, retried with backoff; a send given up for the Partner's deletion ends the
 /// reconciliation.
 async fn send(
-    world: &impl World,
+    world: &impl Outside,
     pacing: &Pacing,
     current: &mut Partner,
     email: &Email,
@@ -190,7 +190,7 @@ async fn send(
                 limit,
                 until,
             };
-            record(world, current, outcome).await?;
+            write_outcome(world, current, outcome).await?;
             return Ok(Some(Next::PlanAgain));
         }
     };
@@ -200,7 +200,7 @@ async fn send(
             world.metrics().emails_sent.get_or_create(&labels).inc();
             debug!(partner = %ObjectRef::from_obj(&*current), email = kind, "email sent");
             let at = world.now();
-            record(world, current, Outcome::EmailSent { email, at }).await?;
+            write_outcome(world, current, Outcome::EmailSent { email, at }).await?;
             Ok(None)
         }
         Sending::GivenUp => Ok(Some(Next::Requeue(Duration::ZERO))),
@@ -216,7 +216,7 @@ async fn send(
                 error: &error,
                 permanent,
             };
-            record(world, current, outcome).await?;
+            write_outcome(world, current, outcome).await?;
             if permanent {
                 return Ok(Some(Next::PlanAgain));
             }
@@ -230,8 +230,8 @@ async fn send(
 
 /// Records `outcome` on `current` (left as written) and tells its Event; the Event, if any.
 /// Transient errors are retried: an outcome that is lost would be acted on again.
-pub(super) async fn record(
-    world: &impl World,
+pub(super) async fn write_outcome(
+    world: &impl Outside,
     current: &mut Partner,
     outcome: Outcome<'_>,
 ) -> kube::Result<Option<PartnerEvent>> {

@@ -54,7 +54,7 @@ impl Fake {
     }
 }
 
-impl World for Fake {
+impl Outside for Fake {
     fn now(&self) -> DateTime<Utc> {
         t0()
     }

@@ -28,13 +28,13 @@ mod executor;
 mod index;
 mod mail_rate;
 mod mail_slots;
+mod outside;
 mod pacing;
 mod partner;
 mod recipient_rate;
 mod recounts;
 mod unreadable;
 mod webhook_delivery;
-mod world;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -15,7 +15,7 @@ use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::executor::{Next, Pass, carry_out};
-use super::world::{Kube, World, cached_tenant};
+use super::outside::{Kube, Outside, cached_tenant};
 use super::{Context, FINALIZER};
 use crate::api::{Counted, Partner, PartnerStatus};
 use crate::lifecycle::{self, Effect, Observation, Outcome, Plan};
@@ -186,7 +186,7 @@ fn plan_for(
 }
 
 /// A transition's Events (e.g. ConvertedToProduction and BillingStarted) go out together.
-async fn publish_events(world: &impl World, partner: &Partner, plan: &Plan) {
+async fn publish_events(world: &impl Outside, partner: &Partner, plan: &Plan) {
     let events = plan.effects.iter().filter_map(|effect| match effect {
         Effect::Event(event) => Some(event),
         _ => None,

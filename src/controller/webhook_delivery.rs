@@ -31,8 +31,8 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::Context;
-use super::executor::record;
-use super::world::Kube;
+use super::executor::write_outcome;
+use super::outside::Kube;
 use crate::api::{Distributor, Partner, WebhookDelivery, WebhookEndpoint};
 use crate::lifecycle::webhooks::WebhookEvent;
 use crate::lifecycle::{self, EventReason, Outcome, WebhookSend};
@@ -120,7 +120,7 @@ impl WebhookDeliveries {
         let (ctx, send) = (ctx.clone(), send.clone());
         tasks.spawn(async move {
             let place = ctx.outputs.webhooks.place(&send).acquire_owned().await;
-            deliver(&ctx, &reference, &send).await;
+            deliver_until_done(&ctx, &reference, &send).await;
             drop(place);
             ctx.outputs.webhooks.in_flight.lock().unwrap().remove(&key);
             let _ = ctx.outputs.webhooks.wakes.send(reference);
@@ -145,7 +145,11 @@ impl WebhookDeliveries {
 }
 
 /// Attempts `send` until it is delivered, given up on, or no longer wanted.
-async fn deliver(ctx: &Arc<Context>, reference: &ObjectRef<Partner>, send: &WebhookSend) {
+async fn deliver_until_done(
+    ctx: &Arc<Context>,
+    reference: &ObjectRef<Partner>,
+    send: &WebhookSend,
+) {
     let labels = EndpointLabels {
         distributor: send.distributor.clone(),
         endpoint: send.endpoint.name.clone(),
@@ -238,7 +242,7 @@ async fn delivered(
         id: &send.record.id,
         endpoint: &send.endpoint.name,
     };
-    if let Err(err) = record(world, current, outcome).await {
+    if let Err(err) = write_outcome(world, current, outcome).await {
         warn!(partner = %ObjectRef::from_obj(&*current), error = %err, "could not record a webhook delivery");
         return false;
     }
@@ -271,7 +275,7 @@ async fn failed(
         error: &error,
         at,
     };
-    let recorded = record(world, current, outcome).await;
+    let recorded = write_outcome(world, current, outcome).await;
     ctx.recount(&send.distributor);
     match recorded {
         Ok(Some(event)) if event.reason == EventReason::WebhookAbandoned => {

@@ -204,7 +204,7 @@ pub fn plan(obs: &Observation) -> Plan {
 /// Whichever step ended the chain, the transitions it made are told to the webhooks of the
 /// Distributor the Partner is bound to, and what they have not been told yet is handed on.
 fn finish<P>(mut draft: Draft<P>, bound_to: Option<&Distributor>) -> Plan {
-    webhooks::record(&mut draft, bound_to);
+    webhooks::record_events(&mut draft, bound_to);
     webhooks::deliver(&mut draft, bound_to);
     draft.into_plan()
 }

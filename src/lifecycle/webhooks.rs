@@ -40,7 +40,7 @@ pub struct WebhookSend {
 
 /// Records the webhook events of this plan's transitions, for every endpoint that wants them;
 /// and drops what is pending for an endpoint the Distributor no longer lists.
-pub(super) fn record<P>(d: &mut Draft<P>, bound_to: Option<&Distributor>) {
+pub(super) fn record_events<P>(d: &mut Draft<P>, bound_to: Option<&Distributor>) {
     drop_unlisted(d);
     // Only for the Distributor the Partner is bound to: an unbound Partner tells nobody.
     let Some(distributor) = bound_to else {

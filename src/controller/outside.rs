@@ -1,5 +1,5 @@
 //! The outside world a Partner's plan is carried out against: the API server, the tenant, the
-//! mail server, webhook receivers, Events. Behind the [`World`] trait, so the executor
+//! mail server, webhook receivers, Events. Behind the [`Outside`] trait, so the executor
 //! ([`super::executor`]) is tested against an in-memory fake; [`Kube`] is the real one.
 
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub(super) enum Sending {
 }
 
 /// Every effect of a Partner's plan, and what the executor needs to know around them.
-pub(super) trait World: Sync {
+pub(super) trait Outside: Sync {
     /// The lifecycle's time.
     fn now(&self) -> DateTime<Utc>;
     fn metrics(&self) -> &Metrics;
@@ -81,7 +81,7 @@ pub(super) struct Kube<'a> {
     pub api: &'a Api<Partner>,
 }
 
-impl World for Kube<'_> {
+impl Outside for Kube<'_> {
     fn now(&self) -> DateTime<Utc> {
         self.ctx.clock.timestamp()
     }
