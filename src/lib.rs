@@ -37,4 +37,6 @@ pub mod sandbox;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tenant;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod webhooks;

@@ -2,8 +2,6 @@
 //! kube-apiserver, see [`servers`]), a real SMTP server on loopback, a clock the test moves, and
 //! the operator running in-process.
 
-#![allow(dead_code)]
-
 pub mod activation;
 pub mod helm;
 pub mod http;
@@ -17,15 +15,14 @@ pub mod wait;
 pub mod webhooks;
 
 pub use servers::{Backend, Server};
-#[allow(unused_imports)]
 pub use wait::{Patience, Seen, eventually, eventually_blocking, within, within_blocking};
 
 /// The typed names the tests compare with: subscription levels, condition types, condition
 /// reasons and Event reasons.
-#[allow(unused_imports)]
 pub use partner_operator::api::{SubscriptionLevel, types};
-#[allow(unused_imports)]
 pub use partner_operator::lifecycle::{EventReason, reasons};
+/// The Partners and Distributors every suite applies.
+pub use partner_operator::testing::{distributor, partner};
 
 use std::time::Duration;
 
@@ -359,33 +356,6 @@ impl Harness {
     }
 }
 
-pub fn distributor(name: &str, auto_upgrade: bool) -> Value {
-    json!({
-        "apiVersion": "partner-operator.io/v1alpha1",
-        "kind": "Distributor",
-        "metadata": {"name": name},
-        "spec": {
-            "organizationName": "Northwind Distribution",
-            "notificationEmail": format!("ops@{name}.example"),
-            "skus": ["ESSENTIALS", "GOVERNANCE"],
-            "trial": {"days": 14, "upgradeNoticeDays": 3, "autoUpgrade": auto_upgrade},
-        },
-    })
-}
-
-pub fn partner(namespace: &str, name: &str, distributor: &str) -> Value {
-    json!({
-        "apiVersion": "partner-operator.io/v1alpha1",
-        "kind": "Partner",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "organizationName": format!("{name} IT Services"),
-            "notificationEmail": format!("admin@{name}.example"),
-            "distributorRef": {"name": distributor},
-        },
-    })
-}
-
 /// The Events (`events.k8s.io/v1`) in `namespace` with `reason`.
 pub async fn events(
     h: &Harness,
@@ -475,13 +445,13 @@ pub async fn wait_entitlements_level(h: &Harness, tenant: &str, level: Subscript
     .await;
 }
 
-/// A path in the project's directory.
 /// The last `n` lines of `text`.
 pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// A path in the project's directory.
 pub fn project(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
