@@ -3,6 +3,7 @@
 //! against the release binary. One test binary, so the suite links the project's dependencies
 //! once for all of them.
 
+#[path = "external/support/mod.rs"]
 mod support;
 
 #[path = "external/browser.rs"]

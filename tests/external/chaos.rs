@@ -29,8 +29,9 @@ use partner_sandbox::apiserver::FaultRule;
 use partner_sandbox::smtp::SmtpSink;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use support::LogOnFailure;
 use support::metrics::{free_port, reconciliations};
-use support::process::{BINARY, LogOnFailure};
+use support::process::BINARY;
 use support::*;
 
 crate::on_both_servers!(the_operator_converges_through_kills_and_faults,);

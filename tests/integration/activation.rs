@@ -184,7 +184,7 @@ async fn a_link_shows_a_page_then_activates_exactly_once(server: Server) {
         page.body
     );
 
-    let scrape = support::metrics::get(h.metrics_addr(), "/metrics").await.1;
+    let scrape = support::scrape::get(h.metrics_addr(), "/metrics").await.1;
     assert_eq!(
         support::metrics::sample(&scrape, "partner_operator_activations_total"),
         Some(1.0)
@@ -204,7 +204,7 @@ async fn a_link_shows_a_page_then_activates_exactly_once(server: Server) {
         Some(2.0)
     );
     assert!(!scrape.contains(&token));
-    support::logs::assert_not_logged(&token);
+    support::secrets::assert_not_logged(&token);
 }
 
 async fn an_expired_link_is_gone_and_a_resend_brings_a_new_one(server: Server) {
@@ -306,8 +306,8 @@ async fn an_expired_link_is_gone_and_a_resend_brings_a_new_one(server: Server) {
     .await;
     h.settled().await;
     assert_eq!(h.emails_of("activation").len(), 2);
-    support::logs::assert_not_logged(&old_token);
-    support::logs::assert_not_logged(&new_token);
+    support::secrets::assert_not_logged(&old_token);
+    support::secrets::assert_not_logged(&new_token);
 }
 
 async fn an_activation_survives_a_restart_and_a_crash_between_its_writes(server: Server) {
@@ -473,7 +473,7 @@ async fn failures_are_limited_and_a_valid_token_always_gets_through() {
     .await;
     assert_eq!(answer.status, 429, "{}", answer.body);
 
-    let scrape = support::metrics::get(h.metrics_addr(), "/metrics").await.1;
+    let scrape = support::scrape::get(h.metrics_addr(), "/metrics").await.1;
     for (series, value) in [
         (
             "partner_operator_activation_rate_limited_total{limit=\"tenant\"}",

@@ -284,7 +284,7 @@ async fn an_address_outside_the_allowed_domains_waits_until_allowed(server: Serv
     );
     let warnings = events(&h, NAMESPACE, EventReason::RecipientNotAllowed.as_str()).await;
     assert_eq!(warnings.len(), 1);
-    metrics::scrape_until(
+    scrape::scrape_until(
         h.metrics_addr(),
         r#"partner_operator_emails_held_total{reason="RecipientNotAllowed"}"#,
         1.0,
@@ -362,7 +362,7 @@ async fn partners_created_and_deleted_in_a_loop_send_at_most_the_rate_limit(serv
             .await
             .is_empty()
     );
-    let scrape = metrics::scrape_until(
+    let scrape = scrape::scrape_until(
         h.metrics_addr(),
         r#"partner_operator_emails_held_total{reason="EmailRateLimited"}"#,
         4.0,

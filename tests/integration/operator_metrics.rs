@@ -4,7 +4,8 @@
 use crate::support;
 
 use partner_operator::operator::RunOptions;
-use support::metrics::{free_port, get, sample, scrape_until};
+use support::metrics::{free_port, sample};
+use support::scrape::{get, scrape_until};
 use support::*;
 
 crate::on_both_servers!(metrics_follow_the_lifecycle,);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use support::process::*;
-use support::{Patience, Seen, Server, eventually, eventually_blocking};
+use support::{Patience, Seen, Server, eventually, eventually_blocking, sigterm};
 
 crate::on_both_servers_blocking!(
     without_operator_serves_the_crds_and_stops_cleanly_on_sigterm,

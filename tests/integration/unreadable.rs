@@ -13,7 +13,8 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use partner_operator::api::{Distributor, Partner};
 use partner_operator::tenant::tenant_namespace_of;
 use serde_json::{Value, json};
-use support::metrics::{sample, scrape_until};
+use support::metrics::sample;
+use support::scrape::scrape_until;
 use support::*;
 
 crate::on_both_servers!(
@@ -116,7 +117,7 @@ async fn unreadable_events(h: &Harness, name: &str) -> usize {
 }
 
 async fn an_unreadable_partner_harms_only_itself(server: Server) {
-    logs::capture_for_secrets();
+    secrets::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     h.northwind(true).await;
     partner_schema(&h, true).await;
@@ -262,7 +263,7 @@ async fn distributor_events(h: &Harness, name: &str) -> Vec<String> {
 /// left alone, its Partner held as it is until an edit makes it readable. Each is reported by
 /// the field that does not fit, and no log line holds its body.
 async fn an_unreadable_distributor_harms_only_itself(server: Server) {
-    logs::capture_for_secrets();
+    secrets::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     h.northwind(true).await;
     h.namespace(
@@ -346,5 +347,5 @@ async fn an_unreadable_distributor_harms_only_itself(server: Server) {
         "{scrape}"
     );
     h.stop_operator().await;
-    logs::assert_not_logged(BODY_MARKER);
+    secrets::assert_not_logged(BODY_MARKER);
 }

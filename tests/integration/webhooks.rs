@@ -13,7 +13,8 @@ use std::collections::HashSet;
 
 use partner_operator::api::Distributor;
 use serde_json::{Value, json};
-use support::webhooks::{KEYS_NAMESPACE, Receiver, endpoint, new_key, store_key};
+use support::webhook_receiver::{KEYS_NAMESPACE, Receiver};
+use support::webhooks::{endpoint, new_key, store_key};
 use support::*;
 
 crate::on_both_servers!(
@@ -29,7 +30,7 @@ const KEY_SECRET: &str = "northwind-webhook-key";
 /// The servers, a receiver holding a fresh key, that key in a labelled Secret, and the
 /// operator: what most tests here start from.
 async fn started_with_receiver(server: Server) -> (Harness, Receiver) {
-    support::logs::capture_for_secrets();
+    support::secrets::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     let key = new_key();
     let receiver = Receiver::start(&key);
@@ -316,7 +317,7 @@ async fn a_crash_mid_delivery_sends_the_same_id_again(server: Server) {
 }
 
 async fn a_wrong_key_is_refused_until_a_rotation_brings_the_right_one(server: Server) {
-    support::logs::capture_for_secrets();
+    support::secrets::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     let (old, new) = (new_key(), new_key());
     let receiver = Receiver::start(&new);
@@ -399,6 +400,6 @@ async fn a_wrong_key_is_refused_until_a_rotation_brings_the_right_one(server: Se
         .await;
     // Neither key was logged (by the operator, the API server or kube), whole or as base64.
     for key in [&old, &new] {
-        support::logs::assert_not_logged(key.trim_start_matches("whsec_"));
+        support::secrets::assert_not_logged(key.trim_start_matches("whsec_"));
     }
 }

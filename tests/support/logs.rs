@@ -21,7 +21,7 @@ pub const DEFAULT_FILTER: &str = "partner_operator=debug,partner_sandbox=info,ku
 const SECRETS_FILTER: &str = "partner_operator=debug,partner_sandbox=debug,kube=debug";
 
 /// Whether a test called [`capture_for_secrets`]: from then on the buffer takes the logs.
-static SECRETS_CAPTURED: AtomicBool = AtomicBool::new(false);
+pub(super) static SECRETS_CAPTURED: AtomicBool = AtomicBool::new(false);
 
 /// Installs, once per test binary, a subscriber that writes through libtest's capture
 /// (`with_test_writer`): each line lands in the output of the test whose thread (or whose
@@ -51,7 +51,7 @@ pub fn capture() {
 
 /// Everything the tests of a binary logged since one called [`capture_for_secrets`], for
 /// [`assert_not_logged`].
-static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+pub(super) static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
 
 struct LogBuffer;
 
@@ -63,25 +63,4 @@ impl std::io::Write for LogBuffer {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// Logs go to a buffer at debug level too, everything the operator, the sandbox and kube say
-/// from now on (the other tests' as well), so a test can check that a secret is nowhere in
-/// them.
-pub fn capture_for_secrets() {
-    SECRETS_CAPTURED.store(true, Ordering::Relaxed);
-    capture();
-}
-
-/// Fails if `secret` is in what [`capture_for_secrets`] captured (or nothing was captured).
-pub fn assert_not_logged(secret: &str) {
-    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned();
-    assert!(!logs.is_empty(), "the logs were captured");
-    assert!(
-        !logs.contains(secret),
-        "a secret is in the logs: {}",
-        logs.lines()
-            .find(|l| l.contains(secret))
-            .unwrap_or_default()
-    );
 }

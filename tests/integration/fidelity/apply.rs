@@ -217,7 +217,6 @@ pub(super) async fn create_with_server_owned_fields(http: Http, ns: String) -> V
     })
 }
 
-
 pub(super) async fn apply_requires_field_manager(http: Http, ns: String) -> Value {
     let reply = http
         .patch(

@@ -166,7 +166,12 @@ impl Http {
 
     /// Polls `path` until `done` holds for its reply, or `patience` passes: the last reply
     /// either way (what the two servers did is compared, a timeout included).
-    pub(super) async fn until(&self, path: &str, patience: Patience, done: impl Fn(&Reply) -> bool) -> Reply {
+    pub(super) async fn until(
+        &self,
+        path: &str,
+        patience: Patience,
+        done: impl Fn(&Reply) -> bool,
+    ) -> Reply {
         within(patience, || async {
             let reply = self.get(path).await;
             if done(&reply) { Ok(reply) } else { Err(reply) }

@@ -79,7 +79,6 @@ pub(super) async fn unsupported_field_selector(http: Http, ns: String) -> Value 
     json!([reply.outcome(), names(&reply)])
 }
 
-
 pub(super) async fn get_and_list_as_table(http: Http, ns: String) -> Value {
     http.post(&partners(&ns), partner("tabled")).await;
     http.post(&cms(&ns), cm("x", json!({"k": "v"}))).await;

@@ -7,7 +7,6 @@
 //! divergence, listed in `docs/sandbox-fidelity.md`, whose test asserts the servers still differ:
 //! fixing one forces the document to change.
 
-
 mod apply;
 mod builtins;
 mod crds;

@@ -237,7 +237,6 @@ pub(super) async fn namespace_termination(http: Http, _ns: String) -> Value {
         "createInside": create_inside.outcome(), "eventually": gone.outcome(), "content": content.outcome()})
 }
 
-
 pub(super) async fn delete_collection(http: Http, ns: String) -> Value {
     for (name, tier) in [("a", "x"), ("b", "x"), ("c", "y")] {
         let mut object = cm(name, json!({}));

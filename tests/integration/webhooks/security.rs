@@ -45,7 +45,7 @@ async fn records_forged_in_an_unbound_namespace_are_never_signed(server: Server)
 
     // Someone with `partners` and `partners/status` in a namespace no Distributor accepts.
     h.namespace("elsewhere", &[]).await;
-    let forger = support::webhooks::client_with_role(
+    let forger = support::webhook_receiver::client_with_role(
         &h,
         "elsewhere",
         json!([
@@ -123,7 +123,7 @@ async fn counting_listener() -> (u16, Arc<AtomicUsize>) {
 }
 
 async fn internal_addresses_are_refused_before_connecting_in_the_same_words(server: Server) {
-    support::logs::capture_for_secrets();
+    support::secrets::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     let (port, connections) = counting_listener().await;
     let key = new_key();
@@ -230,7 +230,7 @@ async fn internal_addresses_are_refused_before_connecting_in_the_same_words(serv
 }
 
 async fn another_distributors_key_signs_nothing_and_is_refused_as_a_missing_one(server: Server) {
-    support::logs::capture_for_secrets();
+    support::secrets::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     let key = new_key();
     let receiver = Receiver::start(&key);
@@ -315,5 +315,5 @@ async fn another_distributors_key_signs_nothing_and_is_refused_as_a_missing_one(
     );
     h.wait_distributor("litware", "WebhooksDelivered=False", delivering_failed)
         .await;
-    support::logs::assert_not_logged(key.trim_start_matches("whsec_"));
+    support::secrets::assert_not_logged(key.trim_start_matches("whsec_"));
 }
