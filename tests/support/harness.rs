@@ -24,6 +24,7 @@ pub fn start_time() -> DateTime<Utc> {
     START.parse().unwrap()
 }
 
+/// A test's own servers, the clients and clock on them, and the keys its operators share.
 pub struct Harness {
     pub server: Backend,
     pub smtp: SmtpSink,

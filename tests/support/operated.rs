@@ -12,6 +12,7 @@ use partner_sandbox::smtp::ReceivedEmail;
 use super::harness::{self, Operator};
 use super::{Patience, Seen, Server, distributor, eventually, metrics};
 
+/// The servers, and the operator under test once started.
 pub struct Harness {
     servers: harness::Harness,
     operator: Option<Operator>,
@@ -41,7 +42,8 @@ impl Operator {
 }
 
 impl Harness {
-    /// API server and SMTP server up, CRDs installed, clock frozen at [`START`], operator running.
+    /// API server and SMTP server up, CRDs installed, clock frozen at [`super::START`], operator
+    /// running.
     pub async fn start(server: Server) -> Self {
         let mut harness = Self::start_servers(server).await;
         harness.start_operator();
