@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Python of the tests: a virtual environment of the project's own (target/test-venv, under
 # the git-ignored target/), holding the wheels at the pins below, so nothing is installed into
-# the machine's Python: helm-python-sdk drives Helm's Go library for tests/helm_chart.rs, and
-# standardwebhooks verifies webhook signatures in tests/webhooks.rs (an implementation of the
+# the machine's Python: helm-python-sdk drives Helm's Go library for tests/external/helm_chart.rs, and
+# standardwebhooks verifies webhook signatures in tests/integration/webhooks.rs (an implementation of the
 # scheme independent of the operator's). Created on first
 # use (python3 -m venv, then pip, quietly: their output shows only when they fail); a changed
 # pin reinstalls. Concurrent callers wait on one lock. The last line printed is the venv's python.

@@ -38,4 +38,6 @@ pub mod shutdown;
 pub mod status;
 pub mod telemetry;
 pub mod tenant;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod webhooks;

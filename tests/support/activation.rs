@@ -14,7 +14,7 @@ pub async fn start(
     server: Server,
     options: impl FnOnce(&mut ServiceOptions),
 ) -> (Harness, SocketAddr) {
-    super::logs::capture_for_secrets();
+    super::secrets::capture_for_secrets();
     let mut h = Harness::start_servers(server).await;
     let addr = super::metrics::free_port();
     let mut service = ServiceOptions::new(addr);

@@ -18,8 +18,12 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body as JSON; a failure names the content type the server gave it.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            let content_type = self.header("content-type").unwrap_or("none");
+            panic!("not JSON ({e}; content type {content_type}): {}", self.body)
+        })
     }
 }
 

@@ -1,13 +1,27 @@
 //! The logs of what a test runs in-process (the operator, the sandbox's servers), captured per
 //! test by libtest: they are printed only when the test fails (or with `--nocapture`).
+//!
+//! A process has one subscriber, and every test of the binary shares it: it writes through
+//! libtest's capture and, once a test has asked for [`capture_for_secrets`], to a buffer too,
+//! whichever test installs it first.
 
 use std::io::IsTerminal;
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// What is logged unless `RUST_LOG` says otherwise.
 pub const DEFAULT_FILTER: &str = "partner_operator=debug,partner_sandbox=info,kube=warn";
+
+/// What goes to the buffer [`assert_not_logged`] reads: everything the operator, the sandbox
+/// and kube say.
+const SECRETS_FILTER: &str = "partner_operator=debug,partner_sandbox=debug,kube=debug";
+
+/// Whether a test called [`capture_for_secrets`]: from then on the buffer takes the logs.
+pub(super) static SECRETS_CAPTURED: AtomicBool = AtomicBool::new(false);
 
 /// Installs, once per test binary, a subscriber that writes through libtest's capture
 /// (`with_test_writer`): each line lands in the output of the test whose thread (or whose
@@ -17,17 +31,27 @@ pub fn capture() {
     ONCE.call_once(|| {
         let filter =
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
+        let to_test_output = tracing_subscriber::fmt::layer()
             .with_test_writer()
             .with_ansi(std::io::stdout().is_terminal())
+            .with_filter(filter);
+        let to_buffer = tracing_subscriber::fmt::layer()
+            .with_writer(|| LogBuffer)
+            .with_ansi(false)
+            .with_filter(
+                EnvFilter::new(SECRETS_FILTER)
+                    .and(filter_fn(|_| SECRETS_CAPTURED.load(Ordering::Relaxed))),
+            );
+        let _ = tracing_subscriber::registry()
+            .with(to_test_output)
+            .with(to_buffer)
             .try_init();
     });
 }
 
-/// Everything the tests of a binary logged, for [`assert_not_logged`], when they call
-/// [`capture_for_secrets`] instead of [`capture`].
-static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+/// Everything the tests of a binary logged since one called [`capture_for_secrets`], for
+/// [`assert_not_logged`].
+pub(super) static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
 
 struct LogBuffer;
 
@@ -39,31 +63,4 @@ impl std::io::Write for LogBuffer {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// Logs go to a buffer at debug level, everything the operator, the sandbox and kube say
-/// (before `Harness` installs its own subscriber, which then keeps this one), so a test can
-/// check that a secret is nowhere in them.
-pub fn capture_for_secrets() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("partner_operator=debug,partner_sandbox=debug,kube=debug")
-            .with_writer(|| LogBuffer)
-            .with_ansi(false)
-            .try_init();
-    });
-}
-
-/// Fails if `secret` is in what [`capture_for_secrets`] captured (or nothing was captured).
-pub fn assert_not_logged(secret: &str) {
-    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned();
-    assert!(!logs.is_empty(), "the logs were captured");
-    assert!(
-        !logs.contains(secret),
-        "a secret is in the logs: {}",
-        logs.lines()
-            .find(|l| l.contains(secret))
-            .unwrap_or_default()
-    );
 }

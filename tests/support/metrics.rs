@@ -4,15 +4,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Patience, Seen, eventually};
 
-/// `GET path` over plain HTTP/1.0: the status code and the body.
-pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    try_get(addr, path)
-        .await
-        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
-}
-
 /// `GET path`, or why it could not be done (nothing listening yet, say).
-async fn try_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+pub(super) async fn try_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
@@ -36,24 +32,6 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map(|value| value.trim().parse().unwrap())
-}
-
-/// Scrapes until `series` reads `value` (the Distributor's figures follow its Partners after
-/// its own, debounced, reconciliation), then returns the whole scrape; fails with the last
-/// scrape if it never does.
-pub async fn scrape_until(addr: std::net::SocketAddr, series: &str, value: f64) -> String {
-    eventually(
-        format!("{series} = {value}"),
-        Patience::RECONCILE,
-        || async {
-            match try_get(addr, "/metrics").await {
-                Ok((200, metrics)) if sample(&metrics, series) == Some(value) => Ok(metrics),
-                Ok((status, metrics)) => Err(Seen(format!("{status}\n{metrics}"))),
-                Err(e) => Err(Seen(e.to_string())),
-            }
-        },
-    )
-    .await
 }
 
 /// How many reconciliations `controller` has run (0 before its first), once `/metrics`

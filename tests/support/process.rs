@@ -1,6 +1,6 @@
 //! The built binary as a subprocess, as a user runs it, and the stock kubectl against it.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -14,7 +14,7 @@ pub struct Sandbox {
     pub child: Child,
     pub dir: tempfile::TempDir,
     /// What [`Sandbox::summary`] has read of its stdout so far.
-    printed: String,
+    pub(super) printed: String,
 }
 
 impl Sandbox {
@@ -72,17 +72,6 @@ impl Sandbox {
         sandbox
     }
 
-    /// Where the sandbox's webhook receiver takes deliveries, as its summary says.
-    pub fn webhooks_url(&mut self) -> String {
-        let summary = self.summary();
-        summary
-            .lines()
-            .find_map(|line| line.strip_prefix("webhooks"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no webhooks line in {summary}"))
-            .to_string()
-    }
-
     /// The summary the sandbox prints at start, up to its `stop` line (it is printed once the
     /// kubeconfig is written).
     pub fn summary(&mut self) -> String {
@@ -103,37 +92,9 @@ impl Sandbox {
         self.printed.clone()
     }
 
-    /// The SMTP server's address, `127.0.0.1:PORT`, from the summary.
-    pub fn smtp_addr(&mut self) -> String {
-        let summary = self.summary();
-        let line = summary
-            .lines()
-            .find(|l| l.starts_with("SMTP server"))
-            .unwrap_or_else(|| panic!("no SMTP server in the summary:\n{summary}"));
-        line.split_whitespace()
-            .nth(2)
-            .and_then(|url| url.strip_prefix("smtp://"))
-            .unwrap_or_else(|| panic!("no smtp:// address in {line}"))
-            .to_string()
-    }
-
     /// What the sandbox logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sandbox.log")).unwrap_or_default()
-    }
-
-    /// The processes still running whose command line names the state directory (the control
-    /// plane's processes keep their files under it).
-    pub fn processes_left(&self) -> Vec<String> {
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|entry| {
-                let cmdline = std::fs::read(entry.ok()?.path().join("cmdline")).ok()?;
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                cmdline.contains(&dir).then_some(cmdline)
-            })
-            .collect()
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -160,27 +121,6 @@ impl Sandbox {
             "northwind-partners",
             "--timeout=60s",
         ]));
-    }
-
-    /// SIGTERM, then the exit status and what was printed.
-    pub fn terminate(&mut self) -> (std::process::ExitStatus, String) {
-        sigterm(&self.child);
-        let status = eventually_blocking(
-            "the sandbox ending after SIGTERM",
-            Patience::PROCESS_EXIT,
-            || match self.child.try_wait().unwrap() {
-                Some(status) => Ok(status),
-                None => Err(Seen(self.log())),
-            },
-        );
-        let mut stdout = std::mem::take(&mut self.printed);
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut stdout)
-            .unwrap();
-        (status, stdout)
     }
 }
 
@@ -213,15 +153,6 @@ pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
-/// Sends SIGTERM, as `kill` or a container runtime would.
-pub fn sigterm(child: &Child) {
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success(), "kill -TERM {}", child.id());
-}
-
 /// Runs each named `fn(Server)` (a test that blocks on subprocesses) as two tests,
 /// `<name>::sandbox` and `<name>::kube_apiserver`.
 #[macro_export]
@@ -247,22 +178,5 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// A log file whose end a failing test shows (printed when dropped while panicking, which
-/// libtest prints with the failure only). Declare it after the directory holding the file.
-pub struct LogOnFailure(pub PathBuf);
-
-impl Drop for LogOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
-            eprintln!(
-                "--- the end of {} ---\n{}",
-                self.0.display(),
-                super::last_lines(&log, 200)
-            );
-        }
     }
 }

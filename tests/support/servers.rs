@@ -33,7 +33,7 @@ pub enum Backend {
 pub struct KubeApiserver {
     pub plane: ControlPlane,
     /// Requests before this index were cleared from the log.
-    cleared: Mutex<usize>,
+    pub(super) cleared: Mutex<usize>,
     _dir: tempfile::TempDir,
 }
 
@@ -94,28 +94,6 @@ impl Backend {
                 let cleared = *k.cleared.lock().unwrap();
                 all.into_iter().skip(cleared).collect()
             }
-        }
-    }
-
-    pub fn clear_requests(&self) {
-        match self {
-            Backend::Sandbox(s) => s.log().clear(),
-            Backend::Kube(k) => *k.cleared.lock().unwrap() = k.plane.requests().len(),
-        }
-    }
-
-    /// The embedded server, for the tests that inject faults (kube-apiserver has no such knobs).
-    pub fn sandbox(&self) -> &ApiServer {
-        match self {
-            Backend::Sandbox(s) => s,
-            Backend::Kube(_) => panic!("this test injects faults: it runs on the sandbox only"),
-        }
-    }
-
-    pub fn kind(&self) -> Server {
-        match self {
-            Backend::Sandbox(_) => Server::Sandbox,
-            Backend::Kube(_) => Server::Kube,
         }
     }
 }

@@ -28,13 +28,8 @@ impl Patience {
     /// An API server acting on its own: a Namespace emptied and removed (kube-apiserver's
     /// namespace controller), a CRD's new schema served, a watch delivering.
     pub const API_SERVER: Self = Self::new("the API server", 30);
-    /// A Partner under injected API faults: a tenth of its requests fail, so its retries
-    /// back off (0.5 s, doubling) and a run of failures can defer it for tens of seconds.
-    pub const UNDER_API_FAULTS: Self = Self::new("a reconciliation under API faults", 90);
     /// A deleted tenant going: its Partner's finalizer, then the Namespace emptied.
     pub const DELETION: Self = Self::new("a deletion", 60);
-    /// A standby taking over a Lease: generous, this checks that it does, not how fast.
-    pub const LEASE_HANDOVER: Self = Self::new("a Lease handover", 15);
     /// A whole trial on a real clock, with its emails, after chaos: everything to converge.
     pub const TRIAL: Self = Self::new("a whole trial", 90);
     /// `partner-operator sandbox` on its embedded API server: kubeconfig written.
@@ -46,7 +41,7 @@ impl Patience {
     /// A walkthrough step through the user's tools: kubectl, the sandbox, its operator, mail.
     pub const WALKTHROUGH: Self = Self::new("a walkthrough step", 60);
 
-    const fn new(name: &'static str, seconds: u64) -> Self {
+    pub(super) const fn new(name: &'static str, seconds: u64) -> Self {
         Self {
             name,
             limit: Duration::from_secs(seconds),

@@ -1,4 +1,4 @@
-"""A webhook receiver for tests/webhooks.rs that verifies every delivery with the Standard
+"""A webhook receiver for tests/integration/webhooks.rs that verifies every delivery with the Standard
 Webhooks reference library (`standardwebhooks` from PyPI): an implementation of the scheme
 independent of the operator's.
 

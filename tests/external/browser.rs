@@ -1,0 +1,272 @@
+//! End to end in a real browser: `partner-operator sandbox` runs, the example Partners are
+//! applied with kubectl, and headless Chromium (Debian's `chromium`, driven over WebDriver by
+//! its `chromedriver`) opens contoso's activation link from the `.eml` in the outbox, clicks
+//! Activate and sees the confirmation; then the Partner is `Activated`.
+//!
+//! The browser is required: `hack/browser.sh` installs Debian's `chromium` and
+//! `chromium-driver` when they are missing and the test runs as root; otherwise the test fails
+//! with one line giving the command that installs them.
+
+use crate::support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use support::process::{KillOnDrop, Sandbox, examples, stdout};
+use support::{Patience, Seen, eventually_blocking};
+
+/// The browser and its WebDriver, from `hack/browser.sh`: Debian's `chromium` and
+/// `chromedriver` (installed on first use when the tests run as root), or the ones
+/// `PARTNER_OPERATOR_BROWSER` and `PARTNER_OPERATOR_WEBDRIVER` name. Fails with the script's
+/// one line (the exact command to run) when neither can be had.
+fn browser_and_driver() -> (String, String) {
+    let script = support::project("hack/browser.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}", stderr.trim());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines().map(str::to_string);
+    let browser = lines.next().expect("hack/browser.sh prints the browser");
+    let driver = lines.next().expect("hack/browser.sh prints the driver");
+    (browser, driver)
+}
+/// The W3C WebDriver element reference key.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A WebDriver session in headless Chromium.
+struct Browser {
+    driver: SocketAddr,
+    session: String,
+    runtime: tokio::runtime::Runtime,
+    _process: KillOnDrop,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Self {
+        let (chromium, chromedriver) = browser_and_driver();
+        let driver = support::metrics::free_port();
+        let process = KillOnDrop(
+            Command::new(&chromedriver)
+                .arg(format!("--port={}", driver.port()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        );
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        eventually_blocking("chromedriver listening", Patience::PROCESS_EXIT, || {
+            std::net::TcpStream::connect(driver).is_ok()
+        });
+        let profile = tempfile::tempdir().unwrap();
+        let mut browser = Self {
+            driver,
+            session: String::new(),
+            runtime,
+            _process: process,
+            _profile: profile,
+        };
+        let created = browser.call(
+            "POST",
+            "/session",
+            json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": chromium,
+                    "args": [
+                        "--headless=new",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-dev-shm-usage",
+                        format!("--user-data-dir={}", browser._profile.path().display()),
+                    ],
+                },
+            }}}),
+        );
+        browser.session = created["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {created}"))
+            .to_string();
+        browser
+    }
+
+    /// One WebDriver command (`Value::Null`: no body, as for a GET); its `value`.
+    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let body = match body {
+            Value::Null => String::new(),
+            body => body.to_string(),
+        };
+        let response = self.runtime.block_on(support::http::request(
+            self.driver,
+            method,
+            path,
+            &[],
+            "application/json; charset=utf-8",
+            &body,
+        ));
+        let value = response.json()["value"].clone();
+        assert_eq!(response.status, 200, "{method} {path}: {value}");
+        value
+    }
+
+    fn session(&self, path: &str) -> String {
+        format!("/session/{}{path}", self.session)
+    }
+
+    fn open(&self, url: &str) {
+        self.call("POST", &self.session("/url"), json!({"url": url}));
+    }
+
+    /// The element matching `css`, if there is one now.
+    fn find(&self, css: &str) -> Option<String> {
+        let response = self.runtime.block_on(support::http::request(
+            self.driver,
+            "POST",
+            &self.session("/element"),
+            &[],
+            "application/json; charset=utf-8",
+            &json!({"using": "css selector", "value": css}).to_string(),
+        ));
+        (response.status == 200).then(|| {
+            response.json()["value"][ELEMENT]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+    }
+
+    fn text(&self, element: &str) -> String {
+        self.call(
+            "GET",
+            &self.session(&format!("/element/{element}/text")),
+            Value::Null,
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    fn click(&self, element: &str) {
+        self.call(
+            "POST",
+            &self.session(&format!("/element/{element}/click")),
+            json!({}),
+        );
+    }
+
+    /// The text of `element`, unless it went stale (its page was replaced meanwhile).
+    fn text_now(&self, element: &str) -> Option<String> {
+        let response = self.runtime.block_on(support::http::request(
+            self.driver,
+            "GET",
+            &self.session(&format!("/element/{element}/text")),
+            &[],
+            "application/json; charset=utf-8",
+            "",
+        ));
+        (response.status == 200).then(|| {
+            response.json()["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+    }
+
+    /// The page's heading once it reads `expected` (a click navigates: until the new page is
+    /// there, the old heading, or none, is seen).
+    fn wait_for_heading(&self, expected: &str) {
+        eventually_blocking(
+            format!("the page says {expected:?}"),
+            Patience::WALKTHROUGH,
+            || {
+                let heading = self.find("h1#outcome").and_then(|h| self.text_now(&h));
+                match heading {
+                    Some(text) if text == expected => Ok(()),
+                    seen => Err(Seen(format!("{seen:?}"))),
+                }
+            },
+        );
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self.runtime.block_on(support::http::request(
+                self.driver,
+                "DELETE",
+                &self.session(""),
+                &[],
+                "application/json",
+                "",
+            ));
+        }
+    }
+}
+
+/// The activation link in contoso's activation `.eml`, decoded from its text part.
+fn link_in_outbox(outbox: &Path) -> String {
+    eventually_blocking("contoso's activation .eml", Patience::WALKTHROUGH, || {
+        let emails: Vec<_> = std::fs::read_dir(outbox)
+            .map(|dir| dir.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        emails
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with("-activation.eml"))
+            .find_map(|path| {
+                let raw = std::fs::read(path).unwrap();
+                let message = mail_parser::MessageParser::default().parse(&raw)?;
+                let to = message.to()?.first()?.address()?.to_string();
+                (to == "admin@contoso.example").then(|| message.body_text(0).unwrap().into_owned())
+            })
+            .and_then(|text| {
+                text.split_whitespace()
+                    .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("/activate?"))
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| format!("{emails:?}"))
+    })
+}
+
+#[test]
+fn a_partner_activates_in_a_browser_from_the_emailed_link() {
+    let sandbox = Sandbox::start(&[]);
+    stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
+    sandbox.wait_for_ready_examples();
+    let link = link_in_outbox(&sandbox.dir.path().join("outbox"));
+
+    let browser = Browser::start();
+    browser.open(&link);
+    browser.wait_for_heading("Activate your tenant");
+    let page = browser.call("GET", &browser.session("/source"), Value::Null);
+    assert!(
+        page.as_str()
+            .unwrap()
+            .contains("Contoso IT Services is ready to activate its tenant"),
+        "{page}"
+    );
+    let button = browser
+        .find("button#activate")
+        .expect("the Activate button");
+    assert_eq!(browser.text(&button), "Activate");
+    browser.click(&button);
+    browser.wait_for_heading("Tenant activated");
+
+    stdout(&sandbox.kubectl(&[
+        "wait",
+        "partner/contoso",
+        "-n",
+        "northwind-partners",
+        "--for=condition=Activated",
+        "--timeout=30s",
+    ]));
+    // Opened again, the link says it was used.
+    browser.open(&link);
+    browser.wait_for_heading("Already activated");
+}
