@@ -3,8 +3,8 @@
 //! Off unless `PARTNER_OPERATOR_CRASH_POINTS` is set (read once) to a comma-separated list of
 //! `point=probability`, e.g. `after-send=0.2,after-status-write=0.1`: at each pass through a
 //! listed point the process aborts with that probability, as a SIGKILL at that instant would
-//! end it. The chaos test (`tests/chaos.rs`) kills the operator at random times and, through
-//! these, exactly where a crash does the most harm:
+//! end it. The chaos test (`tests/external/chaos.rs`) kills the operator at random times and,
+//! through these, exactly where a crash does the most harm:
 //! - `after-status-write`: a status is written, the tenant write or email it plans is not done;
 //! - `after-send`: the SMTP server accepted an email, its delivery is not recorded.
 //!

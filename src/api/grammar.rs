@@ -6,8 +6,8 @@
 //! `mail.ParseAddress`, which takes `Eve <eve@example.com>` (a display name the operator would
 //! put into a header) and quoted local parts. So every such field also carries one of the
 //! patterns below: admission refuses exactly what [`parse_date_time`] and [`parse_email`]
-//! refuse, and those are what the operator reads with. `tests/grammar.rs` holds a corpus of
-//! values to both API servers and these functions, and checks that they agree.
+//! refuse, and those are what the operator reads with. `tests/integration/grammar.rs` holds a
+//! corpus of values to both API servers and these functions, and checks that they agree.
 //!
 //! The patterns are RE2 (kube-apiserver) and Rust `regex` alike: no look-around, no
 //! back-references.
