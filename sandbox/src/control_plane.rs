@@ -263,6 +263,15 @@ impl ControlPlane {
         }
     }
 
+    /// The process id of the running `binary` (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`), for reading what it costs.
+    pub fn pid(&self, binary: &str) -> Option<u32> {
+        self.processes
+            .iter()
+            .find(|(name, _)| *name == binary)
+            .and_then(|(_, child)| child.id())
+    }
+
     /// `https://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
         &self.url

@@ -11,6 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
 use super::mail_slots::MailSlots;
+use super::own_writes::OwnWrites;
 use super::pacing::Pacing;
 use super::recounts::Recounts;
 use super::unreadable::UnreadableNames;
@@ -55,6 +56,8 @@ pub struct Caches {
     pub entitlements: Store<ConfigMap>,
     pub index: PartnerIndex,
     pub listed: Arc<Listed>,
+    /// What the operator last wrote of each Partner's status: how far the Partner cache lags.
+    pub own_writes: OwnWrites,
 }
 
 /// Where effects and reports go besides the API server's objects: mail, webhooks, metrics,

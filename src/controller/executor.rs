@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use kube::runtime::reflector::ObjectRef;
 use tracing::debug;
 
@@ -42,6 +44,33 @@ pub(super) struct Pass {
     /// Taken before the fresh read that precedes sending, held until this reconciliation ends
     /// (the emails sent and recorded).
     pub mail_slot: Option<MailSlot>,
+    /// An email the mail server accepted, recorded by the next plan's status write.
+    pub unrecorded: Option<Unrecorded>,
+}
+
+/// An email the mail server accepted and the status does not say yet. The next plan is made on
+/// the Partner with it recorded, so one write records the delivery and whatever follows from
+/// it; nothing else is sent before that write.
+pub(super) struct Unrecorded {
+    email: Box<Email>,
+    at: DateTime<Utc>,
+}
+
+impl Unrecorded {
+    pub fn outcome(&self) -> Outcome<'_> {
+        Outcome::EmailSent {
+            email: &self.email,
+            at: self.at,
+        }
+    }
+
+    /// `partner` with the email recorded sent, and the Event that tells it.
+    pub fn recorded_on(&self, partner: &Partner) -> (Partner, Option<PartnerEvent>) {
+        let mut partner = partner.clone();
+        let status = partner.status.get_or_insert_default();
+        let event = lifecycle::record_outcome(status, &self.outcome());
+        (partner, event)
+    }
 }
 
 impl Pass {
@@ -53,6 +82,7 @@ impl Pass {
             tenant_found: None,
             entitlements_written: None,
             mail_slot: None,
+            unrecorded: None,
         }
     }
 }
@@ -119,7 +149,7 @@ pub(super) async fn carry_out(
             },
             Effect::SendEmail(email) => match ready_to_send(world, pacing, pass).await? {
                 Some(next) => Some(next),
-                None => send(world, pacing, &mut pass.current, email).await?,
+                None => send(world, pacing, pass, email).await?,
             },
             Effect::SendEmailsNextPass => Some(Next::Requeue(Duration::ZERO)),
         };
@@ -159,16 +189,17 @@ async fn ready_to_send(
 }
 
 /// Sends one recorded email if the rate limits have room (the operator's per recipient
-/// address, then the Distributor's), then records the outcome. An email over a limit, or
-/// refused for good, is held in its record and the plan is made again; a failure that may pass
-/// is an error, retried with backoff; a send given up for the Partner's deletion ends the
-/// reconciliation.
+/// address, then the Distributor's). Accepted, it is left for the next plan's write to record
+/// ([`Unrecorded`]), before anything else is sent. An email over a limit, or refused for good,
+/// is held in its record and the plan is made again; a failure that may pass is an error,
+/// retried with backoff; a send given up for the Partner's deletion ends the reconciliation.
 async fn send(
     world: &impl Outside,
     pacing: &Pacing,
-    current: &mut Partner,
+    pass: &mut Pass,
     email: &Email,
 ) -> Result<Option<Next>, Error> {
+    let current = &mut pass.current;
     let kind = email.event.as_str();
     let labels = crate::metrics::EmailLabels { kind };
     let place = match pacing.take_places(email, world.now(), || world.partners()) {
@@ -199,9 +230,11 @@ async fn send(
             crate::crash_points::pass("after-send");
             world.metrics().emails_sent.get_or_create(&labels).inc();
             debug!(partner = %ObjectRef::from_obj(&*current), email = kind, "email sent");
-            let at = world.now();
-            write_outcome(world, current, Outcome::EmailSent { email, at }).await?;
-            Ok(None)
+            pass.unrecorded = Some(Unrecorded {
+                email: Box::new(email.clone()),
+                at: world.now(),
+            });
+            Ok(Some(Next::PlanAgain))
         }
         Sending::GivenUp => Ok(Some(Next::Requeue(Duration::ZERO))),
         Sending::Failed(err) => {

@@ -29,6 +29,7 @@ mod index;
 mod mail_rate;
 mod mail_slots;
 mod outside;
+mod own_writes;
 mod pacing;
 mod partner;
 mod recipient_rate;
@@ -167,6 +168,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         entitlements,
         index: index.clone(),
         listed,
+        own_writes: Default::default(),
     };
     let (ctx, wakes) = context(&client, &config, caches);
     let _deliveries = webhook_delivery::AbortDeliveries(ctx.clone());

@@ -104,7 +104,12 @@ impl Outside for Kube<'_> {
         persistence: Persistence,
         change: impl FnMut(&Partner, &mut PartnerStatus) -> T,
     ) -> kube::Result<Transacted<T>> {
-        status::transact(self.api, partner, Writer::Operator, persistence, change).await
+        let transacted =
+            status::transact(self.api, partner, Writer::Operator, persistence, change).await?;
+        if transacted.written {
+            self.ctx.caches.own_writes.wrote(partner);
+        }
+        Ok(transacted)
     }
 
     async fn ensure_tenant(

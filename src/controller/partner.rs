@@ -14,7 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::executor::{Next, Pass, carry_out};
+use super::executor::{Next, Pass, carry_out, write_outcome};
 use super::outside::{Kube, Outside, cached_tenant};
 use super::{Context, FINALIZER};
 use crate::api::{Counted, Partner, PartnerStatus};
@@ -51,6 +51,11 @@ const MAX_JITTER: Duration = Duration::from_millis(50);
 pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !ctx.synced() {
         return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    // A copy older than the operator's own last write: that write's watch event wakes the
+    // Partner again, with the cache caught up.
+    if ctx.caches.own_writes.lags(&partner) {
+        return Ok(Action::await_change());
     }
     let started = std::time::Instant::now();
     let api: Api<Partner> =
@@ -121,24 +126,36 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
         };
         let version = pass.current.resource_version();
         let entitlements_written = pass.entitlements_written.clone();
+        // An email sent and not yet recorded is recorded by this write, and retried as such.
+        let unrecorded = pass.unrecorded.take();
+        let persistence = match unrecorded {
+            Some(_) => Persistence::Outcome,
+            None => Persistence::Recomputed,
+        };
         // Planned on the Partner as stored: a conflict plans again on what was written meanwhile.
         let transacted = world
-            .transact(
-                &mut pass.current,
-                Persistence::Recomputed,
-                |partner, status| {
-                    let plan =
-                        plan_for(ctx, partner, &at_tenant_name, entitlements_written.as_ref());
-                    status.clone_from(&plan.status);
-                    plan
-                },
-            )
+            .transact(&mut pass.current, persistence, |partner, status| {
+                let (recorded, told) = match &unrecorded {
+                    Some(sent) => {
+                        let (recorded, told) = sent.recorded_on(partner);
+                        (Some(recorded), told)
+                    }
+                    None => (None, None),
+                };
+                let partner = recorded.as_ref().unwrap_or(partner);
+                let plan = plan_for(ctx, partner, &at_tenant_name, entitlements_written.as_ref());
+                status.clone_from(&plan.status);
+                (plan, told)
+            })
             .await?;
         if transacted.written {
             crate::crash_points::pass("after-status-write");
         }
         pass.fresh |= pass.current.resource_version() != version;
-        let plan = transacted.value;
+        let (plan, told) = transacted.value;
+        if let Some(event) = told {
+            world.publish(&pass.current, &event).await;
+        }
         publish_events(&world, &pass.current, &plan).await;
         for effect in &plan.effects {
             if let Effect::DeliverWebhook(send) = effect {
@@ -157,6 +174,10 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
         };
         finish(ctx, cached, &pass.current, &plan);
         return Ok(action);
+    }
+    // The last step sent an email: it is recorded before giving up on settling.
+    if let Some(sent) = pass.unrecorded.take() {
+        write_outcome(&world, &mut pass.current, sent.outcome()).await?;
     }
     Err(Error::Unsettled)
 }
@@ -336,6 +357,7 @@ async fn delete(
         return Ok(Deleting::Waiting(Action::requeue(DELETION_RECHECK)));
     }
     record_next_deadline(ctx, partner, None);
+    ctx.caches.own_writes.forget(&ObjectRef::from_obj(partner));
     ctx.pacing.mail_slots.forget(&ObjectRef::from_obj(partner));
     ctx.recount(&partner.spec.distributor_ref.name);
     Ok(Deleting::Released(Box::new(current)))
