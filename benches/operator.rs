@@ -128,7 +128,18 @@ struct Operator {
 }
 
 impl Operator {
+    /// Every operator of a run shares the activation and ownership keys in the kubeconfig's
+    /// directory, as a Deployment's pods share them from a Secret: a restarted operator
+    /// recognises the tenants it made and the links it sent.
     fn start(kubeconfig: &std::path::Path, smtp: &SmtpSink) -> Self {
+        let keys = kubeconfig.parent().expect("a directory");
+        let (activation_key, ownership_key) =
+            (keys.join("activation.key"), keys.join("ownership.key"));
+        for (path, byte) in [(&activation_key, b'a'), (&ownership_key, b'o')] {
+            if !path.exists() {
+                std::fs::write(path, [byte; 48]).unwrap();
+            }
+        }
         // The webhook signing keys are in the kubeconfig's namespace, `default`.
         let metrics = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -145,6 +156,10 @@ impl Operator {
             .args(["--activation-addr", "127.0.0.1:0"])
             .args(["--activation-base-url", "https://portal.example/activate"])
             .args(["--webhook-secrets-namespace", "default"])
+            .arg("--activation-key-file")
+            .arg(&activation_key)
+            .arg("--ownership-key-file")
+            .arg(&ownership_key)
             // The receiver is in this process, on loopback.
             .args(["--webhook-allow-private-networks", "127.0.0.0/8"])
             .env(
