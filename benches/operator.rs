@@ -327,6 +327,38 @@ impl Server {
         }
     }
 
+    /// On kube-apiserver, the operator's requests so far by verb, resource and answer, most
+    /// frequent first (from the audit log, which records the status code).
+    fn operator_breakdown(&self) -> Vec<(String, usize)> {
+        let Server::Kube { plane, .. } = self else {
+            return Vec::new();
+        };
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for audited in plane.audited_requests() {
+            let ours = audited
+                .user_agent
+                .as_deref()
+                .is_some_and(|agent| agent.starts_with("partner-operator/"));
+            let Some(request) = audited.request.filter(|_| ours) else {
+                continue;
+            };
+            if matches!(request.verb.as_str(), "watch" | "list") {
+                continue;
+            }
+            let resource = match &request.subresource {
+                Some(sub) => format!("{}/{sub}", request.resource),
+                None => request.resource.clone(),
+            };
+            let code = audited.code.map_or("-".to_string(), |c| c.to_string());
+            *counts
+                .entry(format!("{} {resource} {code}", request.verb))
+                .or_default() += 1;
+        }
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1));
+        counts
+    }
+
     fn log(&self) -> Vec<RecordedRequest> {
         match self {
             Server::Sandbox(s) => s.log().entries(),
@@ -710,6 +742,12 @@ async fn main() {
         "s",
         percentile(&baseline_latencies, 99.0),
     );
+    for (request, count) in server.operator_breakdown() {
+        println!(
+            "  per partner: {request:<40} {:>8.3}",
+            count as f64 / partners as f64
+        );
+    }
     figure(
         "onboarding: writes per partner",
         operator_writes as f64 / partners as f64,
