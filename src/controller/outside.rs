@@ -148,6 +148,9 @@ impl Outside for Kube<'_> {
         if found == Tenant::Terminating {
             return Err(Error::TenantTerminating(tenant_namespace_of(partner)));
         }
+        if found.is_owned() {
+            ctx.caches.own_writes.made_tenant(partner);
+        }
         Ok(found)
     }
 

@@ -24,6 +24,11 @@ use crate::api::Partner;
 pub struct OwnWrites {
     /// Per Partner: the uid written and the resourceVersion the write returned.
     written: Mutex<HashMap<ObjectRef<Partner>, (String, u64)>>,
+    /// Per Partner: the uid whose tenant namespace the operator made or found its own. The
+    /// Namespace cache trails too: a tenant it does not show yet is looked up, not taken to be
+    /// missing (which would say "creating the tenant namespace" on a Partner whose tenant is
+    /// there, and write that twice).
+    tenants: Mutex<HashMap<ObjectRef<Partner>, String>>,
 }
 
 impl OwnWrites {
@@ -45,10 +50,33 @@ impl OwnWrites {
         cached.uid().as_ref() == Some(uid) && version(cached).is_some_and(|v| v < *last)
     }
 
+    /// The operator made `partner`'s tenant namespace, or found it its own.
+    pub fn made_tenant(&self, partner: &Partner) {
+        let Some(uid) = partner.uid() else {
+            return;
+        };
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        tenants.insert(ObjectRef::from_obj(partner), uid);
+    }
+
+    /// Whether the operator made `partner`'s tenant (this Partner's, by uid) and has not seen
+    /// it gone since.
+    pub fn tenant_made(&self, partner: &Partner) -> bool {
+        let tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        tenants.get(&ObjectRef::from_obj(partner)) == partner.uid().as_ref()
+    }
+
+    /// `partner`'s tenant was looked up and is not there.
+    pub fn tenant_gone(&self, partner: &ObjectRef<Partner>) {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        tenants.remove(partner);
+    }
+
     /// The Partner is gone: nothing more is kept of it.
     pub fn forget(&self, partner: &ObjectRef<Partner>) {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         written.remove(partner);
+        self.tenant_gone(partner);
     }
 }
 
@@ -80,5 +108,19 @@ mod tests {
         assert!(!writes.lags(&at("opaque", "u")));
         writes.forget(&ObjectRef::from_obj(&at("10", "u")));
         assert!(!writes.lags(&at("9", "u")));
+    }
+
+    #[test]
+    fn a_tenant_made_is_remembered_for_that_partner_until_seen_gone() {
+        let writes = OwnWrites::default();
+        assert!(!writes.tenant_made(&at("1", "u")));
+        writes.made_tenant(&at("1", "u"));
+        assert!(writes.tenant_made(&at("2", "u")));
+        assert!(
+            !writes.tenant_made(&at("2", "another")),
+            "a Partner made again"
+        );
+        writes.tenant_gone(&ObjectRef::from_obj(&at("1", "u")));
+        assert!(!writes.tenant_made(&at("2", "u")));
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -267,7 +268,8 @@ fn cached_entitlements(ctx: &Context, partner: &Partner) -> Option<BTreeMap<Stri
 }
 
 /// What the cache shows at the tenant's name; for a tenant of an earlier version without its
-/// proof, under `--prove-existing-tenants`, what it is once proven.
+/// proof, under `--prove-existing-tenants`, what it is once proven; for a tenant the operator
+/// made that the Namespace cache does not show yet, what a read finds.
 async fn cached_or_proven(ctx: &Context, pass: &mut Pass) -> Result<Tenant, Error> {
     let cached = cached_tenant(ctx, &pass.current);
     let proven = tenant::prove_if_earlier(
@@ -280,7 +282,20 @@ async fn cached_or_proven(ctx: &Context, pass: &mut Pass) -> Result<Tenant, Erro
     if let Some(found) = &proven {
         pass.tenant_found = Some(found.clone());
     }
-    Ok(proven.unwrap_or_else(|| cached_tenant_state(ctx, &pass.current)))
+    let state = proven.unwrap_or_else(|| cached_tenant_state(ctx, &pass.current));
+    let own_writes = &ctx.caches.own_writes;
+    if state != Tenant::Absent || !own_writes.tenant_made(&pass.current) {
+        return Ok(state);
+    }
+    let found = Api::<Namespace>::all(ctx.client.clone())
+        .get_opt(&tenant_namespace_of(&pass.current))
+        .await?;
+    let found = tenant::classify(found.as_ref(), &pass.current, &ctx.settings.ownership.key);
+    if !found.is_owned() {
+        own_writes.tenant_gone(&ObjectRef::from_obj(&pass.current));
+    }
+    pass.tenant_found = Some(found.clone());
+    Ok(found)
 }
 
 /// What the cache shows at the tenant's name.
