@@ -21,9 +21,10 @@
 //!   included), each SMTP command also by lettre's timeout.
 //! - Before reuse, a connection idle for less than [`IDLE_LIMIT`] is asked for a NOOP: one the
 //!   server dropped meanwhile fails it, and the message goes over a new connection instead.
-//!   Nothing of the message was sent, so it cannot arrive twice; once `DATA` was sent, a
-//!   failure is returned, never retried here (the lifecycle sends again, with the same
-//!   Message-ID). Connections idle for longer are closed with QUIT when a send next looks
+//!   Nothing of the message was sent, so it cannot arrive twice. A failure after that (a
+//!   server that drops the connection right after the NOOP included) is returned, never
+//!   retried here: once `DATA` was sent the message may have arrived, and the lifecycle
+//!   decides whether to send it again (with the same Message-ID). Connections idle for longer are closed with QUIT when a send next looks
 //!   for one, without being tried: servers drop idle clients (RFC 5321 lets them after five
 //!   minutes, many do sooner), and one a firewall forgot may never answer. Until then they are
 //!   at most `max_connections` quiet sockets.
@@ -199,7 +200,7 @@ impl SmtpConnections {
         self.deadline / 4
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, feature = "sandbox"))]
     fn idle_count(&self) -> usize {
         lock(&self.idle).len()
     }

@@ -109,8 +109,8 @@ impl MailerConfig {
     /// - `timeout`: seconds (`10`, `10s`) one message may take in all, connecting included;
     ///   10 by default.
     /// - `from`: the sender; `--mail-from` sets it too (see [`MailerConfig::with_from`]).
-    /// - `max_connections`: SMTP connections open at once, which is also how many emails are
-    ///   sent at once; 4 by default.
+    /// - `max_connections`: SMTP connections open at once, in use or kept for the next
+    ///   message, which is also how many emails are sent at once; 4 by default.
     pub fn from_url(url: &str, insecure_plaintext: bool) -> Result<Self, ConfigError> {
         // The URL may hold a password, so no error below quotes it: only the part at fault.
         let parsed = url::Url::parse(url).map_err(|err| ConfigError::Url(err.to_string()))?;
