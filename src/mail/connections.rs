@@ -18,7 +18,7 @@
 //!   reconciliation) is dropped with the send, which closes its socket: the next message opens
 //!   a new one. Nothing is closed on a task of its own.
 //! - Each message is bounded by the whole-delivery deadline (checking, closing and connecting
-//!   included), each SMTP command also by lettre's timeout.
+//!   included); connecting is also bounded by lettre's timeout, the same duration.
 //! - Before reuse, a connection idle for less than [`IDLE_LIMIT`] is asked for a NOOP: one the
 //!   server dropped meanwhile fails it, and the message goes over a new connection instead.
 //!   Nothing of the message was sent, so it cannot arrive twice. A failure after that (a
@@ -58,8 +58,8 @@ pub(super) struct Server {
     /// The name given in EHLO: this machine's, computed once.
     pub hello: ClientId,
     pub credentials: Option<Credentials>,
-    /// lettre's bound on each command (and on connecting).
-    pub command_timeout: Duration,
+    /// lettre's bound on connecting (its async client bounds no other step: the deadline does).
+    pub connect_timeout: Duration,
 }
 
 impl Server {
@@ -72,7 +72,7 @@ impl Server {
         };
         let mut connection = AsyncSmtpConnection::connect_tokio1(
             (self.host.as_str(), self.port),
-            Some(self.command_timeout),
+            Some(self.connect_timeout),
             &self.hello,
             implicit_tls,
             None,

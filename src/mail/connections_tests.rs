@@ -25,7 +25,7 @@ fn server(sink: &SmtpSink) -> Server {
         tls: Tls::None,
         hello: ClientId::Domain("localhost".into()),
         credentials: None,
-        command_timeout: DEADLINE,
+        connect_timeout: DEADLINE,
     }
 }
 

@@ -46,8 +46,8 @@ pub struct MailerConfig {
     pub security: Security,
     pub username: Option<String>,
     password: Option<String>,
-    /// The longest one message may take, connecting included (also the bound on each SMTP
-    /// command).
+    /// The longest one message may take, connecting included (also lettre's bound on
+    /// connecting).
     pub timeout: Duration,
     pub from: Mailbox,
     /// Most connections open at once, in use or kept idle: also how many emails are sent at
@@ -392,7 +392,7 @@ impl Header for EventHeader {
 /// each kept for the next message once its message was accepted.
 pub struct Mailer {
     /// Each message is bounded by the whole-delivery deadline `config.timeout`: lettre's own
-    /// timeout covers each command, not every wait (a server that accepts the connection and
+    /// timeout covers connecting, not every wait (a server that accepts the connection and
     /// never greets would hold a send forever).
     connections: SmtpConnections,
     templates: Templates,
@@ -428,7 +428,7 @@ impl Mailer {
             tls,
             hello: ClientId::default(),
             credentials,
-            command_timeout: config.timeout,
+            connect_timeout: config.timeout,
         };
         Ok(Self {
             connections: SmtpConnections::new(server, config.timeout, config.max_connections),
