@@ -19,15 +19,16 @@
 //!   a new one. Nothing is closed on a task of its own.
 //! - Each message is bounded by the whole-delivery deadline (checking, closing and connecting
 //!   included); connecting is also bounded by lettre's timeout, the same duration.
-//! - Before reuse, a connection idle for less than [`IDLE_LIMIT`] is asked for a NOOP: one the
-//!   server dropped meanwhile fails it, and the message goes over a new connection instead.
-//!   Nothing of the message was sent, so it cannot arrive twice. A failure after that (a
-//!   server that drops the connection right after the NOOP included) is returned, never
-//!   retried here: once `DATA` was sent the message may have arrived, and the lifecycle
-//!   decides whether to send it again (with the same Message-ID). Connections idle for longer are closed with QUIT when a send next looks
-//!   for one, without being tried: servers drop idle clients (RFC 5321 lets them after five
-//!   minutes, many do sooner), and one a firewall forgot may never answer. Until then they are
-//!   at most `max_connections` quiet sockets.
+//! - Before reuse, a connection idle for less than [`IDLE_LIMIT`] is asked for a NOOP (given
+//!   a quarter of the deadline): one the server dropped meanwhile fails it, and the message
+//!   goes over a new connection instead. Nothing of the message was sent, so it cannot arrive
+//!   twice. A failure after that (a server that drops the connection right after the NOOP
+//!   included) is returned, never retried here: once `DATA` was sent the message may have
+//!   arrived, and the lifecycle decides whether to send it again (with the same Message-ID).
+//!   Connections idle for longer are closed with QUIT when a send next looks for one, without
+//!   being tried: servers drop idle clients (RFC 5321 lets them after five minutes, many do
+//!   sooner), and one a firewall forgot may never answer. Until then they are at most
+//!   `max_connections` quiet sockets.
 //!
 //! Errors are lettre's, classified by [`MailError::from_smtp`]. The credentials go to the
 //! server alone: no error or log line here holds them.
