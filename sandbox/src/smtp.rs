@@ -10,7 +10,8 @@
 //!
 //! Faults a mail provider has can be switched on: the whole server down (421), a recipient
 //! refused at RCPT with a chosen code, a server that accepts connections and never answers, and
-//! one that answers every command slowly. It counts the connections open at once.
+//! one that answers every command slowly, and one that closes the connection after each message.
+//! It counts the connections it accepted, those open and the most open at once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -155,6 +156,8 @@ struct Shared {
     silent: AtomicBool,
     /// How long each reply waits, in milliseconds.
     reply_delay_ms: std::sync::atomic::AtomicU64,
+    /// Whether the connection is closed after each message accepted.
+    one_message_per_connection: AtomicBool,
     /// The connections open, and the most open at once.
     connections: Mutex<Connections>,
     outbox: Option<Outbox>,
@@ -321,6 +324,7 @@ impl SmtpSink {
             hang: AtomicBool::new(false),
             silent: AtomicBool::new(false),
             reply_delay_ms: std::sync::atomic::AtomicU64::new(0),
+            one_message_per_connection: AtomicBool::new(false),
             connections: Mutex::default(),
             outbox,
         });
@@ -412,6 +416,26 @@ impl SmtpSink {
         lock(&self.shared.connections).peak
     }
 
+    /// The connections accepted so far, closed ones included.
+    pub fn accepted_connections(&self) -> u64 {
+        lock(&self.shared.connections).next
+    }
+
+    /// The connections open now (those the client closed are not).
+    pub fn open_connections(&self) -> usize {
+        let mut connections = lock(&self.shared.connections);
+        connections.forget_closed();
+        connections.open.len()
+    }
+
+    /// While on, the connection is closed right after each message is confirmed: what a client
+    /// sees from a server that takes one message per connection, or drops idle clients early.
+    pub fn set_one_message_per_connection(&self, on: bool) {
+        self.shared
+            .one_message_per_connection
+            .store(on, Ordering::SeqCst);
+    }
+
     /// As [`SmtpSink::leave_unconfirmed`], but the connection hangs after the data, saying
     /// nothing for a minute before it closes: the client's timeout decides.
     pub fn hang_unconfirmed(&self, count: u32) {
@@ -469,6 +493,20 @@ struct Connections {
     peak: usize,
 }
 
+impl Connections {
+    /// Those the client has closed (the kernel has its FIN) are not open any more.
+    fn forget_closed(&mut self) {
+        self.open.retain(|_, socket| {
+            let mut byte = [0u8; 1];
+            match socket.peek(&mut byte) {
+                Ok(0) => false,
+                Ok(_) => true,
+                Err(err) => err.kind() == io::ErrorKind::WouldBlock,
+            }
+        });
+    }
+}
+
 /// One open connection, counted while it lives.
 struct OpenConnection {
     shared: Arc<Shared>,
@@ -479,15 +517,7 @@ impl OpenConnection {
     fn count(shared: &Arc<Shared>, stream: &TcpStream) -> Self {
         use std::os::fd::AsFd;
         let mut connections = lock(&shared.connections);
-        // Those the client has closed (the kernel has its FIN) are not open any more.
-        connections.open.retain(|_, socket| {
-            let mut byte = [0u8; 1];
-            match socket.peek(&mut byte) {
-                Ok(0) => false,
-                Ok(_) => true,
-                Err(err) => err.kind() == io::ErrorKind::WouldBlock,
-            }
-        });
+        connections.forget_closed();
         let id = connections.next;
         connections.next += 1;
         if let Ok(fd) = stream.as_fd().try_clone_to_owned() {
@@ -776,6 +806,13 @@ impl Session {
             return Err(Stop::Quit);
         }
         self.reply(&format!("250 2.0.0 OK queued as {id}")).await?;
+        if self
+            .shared
+            .one_message_per_connection
+            .load(Ordering::SeqCst)
+        {
+            return Err(Stop::Quit);
+        }
         Ok(())
     }
 

@@ -1,16 +1,19 @@
-//! Sending one lifecycle email over SMTP with lettre.
+//! Sending one lifecycle email over SMTP with lettre, over connections kept between messages
+//! (the `connections` module says why, and how a server that hangs stays contained).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lettre::Message;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::extension::ClientId;
 use percent_encoding::percent_decode_str;
 
+use super::connections::{Server, SmtpConnections};
 use super::templates::{EmailVars, TemplateError, Templates, one_line};
 use crate::api::EmailEvent;
 
@@ -43,11 +46,12 @@ pub struct MailerConfig {
     pub security: Security,
     pub username: Option<String>,
     password: Option<String>,
-    /// The longest one message may take, connecting included (also the bound on each SMTP
-    /// command).
+    /// The longest one message may take, connecting included (also lettre's bound on
+    /// connecting).
     pub timeout: Duration,
     pub from: Mailbox,
-    /// Most connections open at once: also how many emails are sent at once.
+    /// Most connections open at once, in use or kept idle: also how many emails are sent at
+    /// once.
     pub max_connections: u32,
 }
 
@@ -105,8 +109,8 @@ impl MailerConfig {
     /// - `timeout`: seconds (`10`, `10s`) one message may take in all, connecting included;
     ///   10 by default.
     /// - `from`: the sender; `--mail-from` sets it too (see [`MailerConfig::with_from`]).
-    /// - `max_connections`: SMTP connections open at once, which is also how many emails are
-    ///   sent at once; 4 by default.
+    /// - `max_connections`: SMTP connections open at once, in use or kept for the next
+    ///   message, which is also how many emails are sent at once; 4 by default.
     pub fn from_url(url: &str, insecure_plaintext: bool) -> Result<Self, ConfigError> {
         // The URL may hold a password, so no error below quotes it: only the part at fault.
         let parsed = url::Url::parse(url).map_err(|err| ConfigError::Url(err.to_string()))?;
@@ -332,7 +336,7 @@ impl MailError {
         !self.is_permanent()
     }
 
-    fn from_smtp(err: lettre::transport::smtp::Error) -> Self {
+    pub(super) fn from_smtp(err: lettre::transport::smtp::Error) -> Self {
         let message = error_chain(&err);
         match err.status() {
             Some(code) if err.is_permanent() => Self::Rejected {
@@ -384,20 +388,15 @@ impl Header for EventHeader {
     }
 }
 
-/// Sends lifecycle emails through one SMTP server, over at most `max_connections` connections.
+/// Sends lifecycle emails through one SMTP server, over at most `max_connections` connections,
+/// each kept for the next message once its message was accepted.
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Each message is bounded by the whole-delivery deadline `config.timeout`: lettre's own
+    /// timeout covers connecting, not every wait (a server that accepts the connection and
+    /// never greets would hold a send forever).
+    connections: SmtpConnections,
     templates: Templates,
     from: Mailbox,
-    /// Bounds a whole delivery: lettre's own timeout covers each command, not every wait
-    /// (a server that accepts the connection and never greets would hold a send forever).
-    deadline: std::time::Duration,
-    /// One permit per SMTP connection. Each message has a connection of its own, closed when
-    /// the send ends or is given up (lettre's pool keeps, or closes on tasks of its own,
-    /// connections whose send was given up, so with it more than `max_connections` could be
-    /// open against a server that hangs; emails are few and rate-limited, so a connection per
-    /// message costs little).
-    connections: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for Mailer {
@@ -419,21 +418,22 @@ impl Mailer {
             Security::StartTls => Tls::Required(tls(&config.host)?),
             Security::Plaintext => Tls::None,
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
-            .port(config.port)
-            .tls(tls)
-            .timeout(Some(config.timeout));
-        if let (Some(user), Some(password)) = (&config.username, &config.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
+        let credentials = match (&config.username, &config.password) {
+            (Some(user), Some(password)) => Some(Credentials::new(user.clone(), password.clone())),
+            _ => None,
+        };
+        let server = Server {
+            host: config.host,
+            port: config.port,
+            tls,
+            hello: ClientId::default(),
+            credentials,
+            connect_timeout: config.timeout,
+        };
         Ok(Self {
-            transport: builder.build(),
+            connections: SmtpConnections::new(server, config.timeout, config.max_connections),
             templates,
             from: config.from,
-            deadline: config.timeout,
-            connections: tokio::sync::Semaphore::new(
-                usize::try_from(config.max_connections).unwrap_or(usize::MAX),
-            ),
         })
     }
 
@@ -442,19 +442,7 @@ impl Mailer {
     /// configured sender; `Reply-To` is the distributor's public reply address when it set one.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
         let message = self.build(email)?;
-        // Waiting for a connection is not the message's time: the bound starts once it has one.
-        let _connection = self
-            .connections
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        match tokio::time::timeout(self.deadline, self.transport.send(message)).await {
-            Ok(result) => result.map(|_| ()).map_err(MailError::from_smtp),
-            Err(_) => Err(MailError::Timeout(format!(
-                "no answer within {:?}",
-                self.deadline
-            ))),
-        }
+        self.connections.send(&message).await
     }
 
     fn build(&self, email: &OutgoingEmail) -> Result<Message, MailError> {

@@ -804,3 +804,84 @@ async fn every_email_says_exactly_what_happens() {
         );
     }
 }
+
+/// `count` activations, each to an address of its own.
+fn activations(count: usize) -> Vec<OutgoingEmail> {
+    (0..count)
+        .map(|n| email(EmailEvent::Activation, &[&format!("owner{n}@acme.example")]))
+        .collect()
+}
+
+#[tokio::test]
+async fn messages_share_at_most_max_connections() {
+    let sink = sink(None).await;
+    let mailer = mailer_for(
+        &format!("{}?max_connections=2", sink.url()),
+        Templates::built_in(),
+    );
+    let emails = activations(40);
+    // Half at once, then half one after the other.
+    let (at_once, in_turn) = emails.split_at(20);
+    let results = futures::future::join_all(at_once.iter().map(|e| mailer.send(e))).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for email in in_turn {
+        mailer.send(email).await.unwrap();
+    }
+    assert_eq!(sink.wait_for(40, WAIT).await.unwrap().len(), 40);
+    eprintln!(
+        "{} messages over {} SMTP connections (at most {} open at once)",
+        emails.len(),
+        sink.accepted_connections(),
+        sink.peak_connections()
+    );
+    assert!(sink.peak_connections() <= 2, "{}", sink.peak_connections());
+    assert!(
+        sink.accepted_connections() <= 2,
+        "{} connections for 40 messages",
+        sink.accepted_connections()
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_closes_between_messages_is_survived() {
+    let sink = sink(None).await;
+    sink.set_one_message_per_connection(true);
+    let mailer = mailer(&sink);
+    for email in &activations(3) {
+        mailer.send(email).await.unwrap();
+    }
+    let received = sink.wait_for(3, WAIT).await.unwrap();
+    assert_eq!(received.len(), 3, "each once");
+    assert_eq!(sink.accepted_connections(), 3);
+
+    // Kept again once the server keeps them.
+    sink.set_one_message_per_connection(false);
+    for email in &activations(3) {
+        mailer.send(email).await.unwrap();
+    }
+    assert_eq!(sink.wait_for(6, WAIT).await.unwrap().len(), 6);
+    assert_eq!(sink.accepted_connections(), 4);
+}
+
+#[tokio::test]
+async fn a_send_given_up_midway_leaves_no_connection_to_reuse() {
+    let sink = sink(None).await;
+    let mailer = mailer(&sink);
+    let emails = activations(3);
+    mailer.send(&emails[0]).await.unwrap();
+    // The server takes the next message and never confirms it; the caller gives the send up
+    // once the message is there, as a deleted Partner's reconciliation does.
+    sink.hang_unconfirmed(1);
+    tokio::select! {
+        result = mailer.send(&emails[1]) => panic!("confirmed: {result:?}"),
+        received = sink.wait_for(2, WAIT) => assert_eq!(received.unwrap().len(), 2),
+    }
+    mailer.send(&emails[2]).await.unwrap();
+    assert_eq!(sink.wait_for(3, WAIT).await.unwrap().len(), 3);
+    assert_eq!(
+        sink.accepted_connections(),
+        2,
+        "the third message went over a new connection"
+    );
+    assert_eq!(sink.open_connections(), 1, "the given-up one is closed");
+}
