@@ -18,8 +18,8 @@ use tracing::{info, warn};
 use super::executor::{Next, Pass, carry_out, write_outcome};
 use super::outside::{Kube, Outside, cached_tenant};
 use super::{Context, FINALIZER};
-use crate::api::{Counted, Partner, PartnerStatus};
-use crate::lifecycle::{self, Effect, Observation, Outcome, Plan};
+use crate::api::{Counted, Partner};
+use crate::lifecycle::{self, Effect, Observation, Plan};
 use crate::mail::MailError;
 use crate::status::Persistence;
 use crate::tenant::{self, Tenant, tenant_namespace_of};
@@ -353,12 +353,7 @@ async fn delete(
         // The name derived from the Partner, whatever the status says; the namespace is
         // deleted only if it is this Partner's (`tenant::delete` checks).
         let found = tenant::delete(&ctx.client, partner, &ctx.settings.ownership).await?;
-        let outcome = Outcome::TenantDeleted {
-            partner,
-            found: &found,
-            waiting: !plan.releases(),
-        };
-        if let Some(event) = lifecycle::record_outcome(&mut PartnerStatus::default(), &outcome) {
+        if let Some(event) = plan.tenant_deleted(partner, &found) {
             world.publish(partner, &event).await;
         }
     }

@@ -31,6 +31,13 @@ impl DeletionPlan {
     pub fn releases(&self) -> bool {
         self.deliveries.is_empty()
     }
+
+    /// The Event that tells what deleting the tenant found. While the Partner is kept for its
+    /// webhook deliveries it is looked at again, so only a deletion made now is told.
+    pub fn tenant_deleted(&self, partner: &Partner, found: &Tenant) -> Option<PartnerEvent> {
+        let told = self.releases() || matches!(found, Tenant::Owned(_));
+        told.then(|| deprovisioned(partner, found)).flatten()
+    }
 }
 
 /// One step of the deletion chain.
@@ -224,6 +231,24 @@ mod tests {
             plan.status.billing.unwrap().ended_at,
             Some(t0() + chrono::Duration::hours(1))
         );
+    }
+
+    #[test]
+    fn a_tenant_deleted_as_the_partner_goes_is_told_whatever_was_found() {
+        let p = partner();
+        let releasing = plan_deletion(&p, None, t0());
+        for (found, told) in [
+            (Tenant::Owned("u".into()), true),
+            (Tenant::Terminating, true),
+            (Tenant::Taken, true),
+            (Tenant::Absent, false),
+        ] {
+            assert_eq!(
+                releasing.tenant_deleted(&p, &found).is_some(),
+                told,
+                "{found:?}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! [`super::Observation`].
 //!
 //! The reconciler carries out a plan's effects; each result that must not be lost (an email
-//! accepted, refused or held back, a webhook event delivered or failed, a tenant deleted) comes
+//! accepted, refused or held back, a webhook event delivered or failed) comes
 //! back here as an [`Outcome`], and [`record_outcome`] says how the status records it and
 //! which Event tells it. The status change is written before anything else happens, so a
 //! crash never repeats an effect whose result was recorded.
@@ -10,9 +10,8 @@
 use chrono::{DateTime, Utc};
 
 use super::emails::{self, RateLimit};
-use super::{Email, PartnerEvent, WebhookSend, deletion, webhooks};
-use crate::api::{Partner, PartnerStatus};
-use crate::tenant::Tenant;
+use super::{Email, PartnerEvent, WebhookSend, webhooks};
+use crate::api::PartnerStatus;
 
 /// The result of one effect.
 #[derive(Clone, Copy, Debug)]
@@ -39,14 +38,6 @@ pub enum Outcome<'a> {
         error: &'a str,
         at: DateTime<Utc>,
     },
-    /// Deleting the Partner's tenant found `found` (see [`Tenant`]); `waiting`: the Partner is
-    /// kept for its webhook deliveries, and looked at again, so only a deletion made now is
-    /// told.
-    TenantDeleted {
-        partner: &'a Partner,
-        found: &'a Tenant,
-        waiting: bool,
-    },
 }
 
 /// Records `outcome` in `status`; the Event that tells it, if any.
@@ -68,15 +59,6 @@ pub fn record_outcome(status: &mut PartnerStatus, outcome: &Outcome) -> Option<P
             None
         }
         Outcome::WebhookFailed { send, error, at } => webhooks::failed(status, send, error, at),
-        Outcome::TenantDeleted {
-            partner,
-            found,
-            waiting,
-        } => {
-            let told = !waiting || matches!(found, Tenant::Owned(_));
-            told.then(|| deletion::deprovisioned(partner, found))
-                .flatten()
-        }
     }
 }
 
@@ -140,31 +122,5 @@ mod tests {
         let first = record_outcome(&mut status, &outcome);
         assert_eq!(first.map(|e| e.reason), Some(EventReason::EmailRateLimited));
         assert_eq!(record_outcome(&mut status, &outcome), None);
-    }
-
-    #[test]
-    fn a_tenant_deleted_while_waiting_is_told_only_when_deleted_now() {
-        let p = partner();
-        let mut status = PartnerStatus::default();
-        let owned = Tenant::Owned(Default::default());
-        for (found, waiting, told) in [
-            (&owned, true, true),
-            (&Tenant::Terminating, true, false),
-            (&Tenant::Terminating, false, true),
-            (&Tenant::Taken, false, true),
-            (&Tenant::Absent, false, false),
-        ] {
-            let outcome = Outcome::TenantDeleted {
-                partner: &p,
-                found,
-                waiting,
-            };
-            assert_eq!(
-                record_outcome(&mut status, &outcome).is_some(),
-                told,
-                "{found:?} waiting={waiting}"
-            );
-        }
-        assert_eq!(status, PartnerStatus::default());
     }
 }

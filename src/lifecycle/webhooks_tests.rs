@@ -250,6 +250,14 @@ fn a_deleted_partner_is_kept_until_its_webhook_events_are_delivered() {
     assert_eq!(deleting.events[0].reason, EventReason::BillingEnded);
     let ready = find_condition(&deleting.status.conditions, crate::api::types::READY).unwrap();
     assert_eq!(ready.reason, crate::lifecycle::reasons::WEBHOOKS_PENDING);
+    // Looked at again while it waits: only a tenant deleted now is told.
+    let owned = crate::tenant::Tenant::Owned("u".into());
+    assert!(deleting.tenant_deleted(&p, &owned).is_some());
+    assert!(
+        deleting
+            .tenant_deleted(&p, &crate::tenant::Tenant::Terminating)
+            .is_none()
+    );
     // Unbound, nobody is told and nothing waits.
     let unbound = crate::lifecycle::deletion::plan_deletion(&p, None, at);
     assert!(unbound.releases() && unbound.status.webhooks.is_empty());
