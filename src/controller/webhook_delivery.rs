@@ -178,9 +178,8 @@ async fn deliver_until_done(
             Ok(()) => delivered(&world, &mut current, send, &event, &labels).await,
             Err(err) => {
                 let at = Utc::now();
-                let over = failed(&world, &mut current, send, &delivery, err, &labels).await;
                 delivery.first_failed_at.get_or_insert(at);
-                over
+                failed(&world, &mut current, send, &delivery, err, at, &labels).await
             }
         };
         if over {
@@ -260,6 +259,7 @@ async fn failed(
     send: &WebhookSend,
     delivery: &WebhookDelivery,
     err: crate::webhooks::DeliveryError,
+    at: chrono::DateTime<Utc>,
     labels: &EndpointLabels,
 ) -> bool {
     let ctx = world.ctx;
@@ -268,7 +268,7 @@ async fn failed(
         .webhook_attempts_failed
         .get_or_create(labels)
         .inc();
-    let (error, at) = (err.to_string(), Utc::now());
+    let error = err.to_string();
     info!(partner = %ObjectRef::from_obj(&*current), event = %send.record.id, endpoint = %send.endpoint.name, attempts = delivery.attempts + 1, %error, "webhook delivery failed");
     let outcome = Outcome::WebhookFailed {
         send,
