@@ -76,9 +76,11 @@ pub async fn transact<T>(
 ) -> kube::Result<Transacted<T>> {
     let (mut conflicts, mut errors, mut wait) = (0, 0, FIRST_WAIT);
     loop {
-        let mut status = partner.status.clone().unwrap_or_default();
+        let stored = partner.status.clone().unwrap_or_default();
+        let mut status = stored.clone();
         let value = change(partner, &mut status);
-        if partner.status.as_ref() == Some(&status) {
+        // No status and an empty one are the same: nothing to write.
+        if status == stored {
             return Ok(Transacted {
                 value,
                 written: false,
