@@ -57,7 +57,7 @@ pub struct Caches {
     pub index: PartnerIndex,
     pub listed: Arc<Listed>,
     /// What the operator last wrote of each Partner's status: how far the Partner cache lags.
-    pub own_writes: OwnWrites,
+    pub own_writes: Arc<OwnWrites>,
 }
 
 /// Where effects and reports go besides the API server's objects: mail, webhooks, metrics,

@@ -46,6 +46,11 @@ pub(super) struct Pass {
     pub mail_slot: Option<MailSlot>,
     /// An email the mail server accepted, recorded by the next plan's status write.
     pub unrecorded: Option<Unrecorded>,
+    /// Whether this reconciliation tried to make a new tenant before writing the status that
+    /// records it (see `partner::create_tenant_first`).
+    pub tenant_first_tried: bool,
+    /// The instant the next plan is made at, if not now (see `partner::create_tenant_first`).
+    pub planned_at: Option<DateTime<Utc>>,
 }
 
 /// An email the mail server accepted and the status does not say yet. The next plan is made on
@@ -83,6 +88,8 @@ impl Pass {
             entitlements_written: None,
             mail_slot: None,
             unrecorded: None,
+            tenant_first_tried: false,
+            planned_at: None,
         }
     }
 }

@@ -22,6 +22,7 @@
 mod backoff;
 mod context;
 mod deadlines;
+mod delivered;
 mod distributor;
 mod events;
 mod executor;
@@ -55,6 +56,7 @@ use tracing::{info, warn};
 pub use context::Context;
 use context::{Caches, Listed, Watched};
 pub use index::PartnerIndex;
+use own_writes::OwnWrites;
 pub use recipient_rate::DEFAULT_PER_HOUR as DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR;
 use unreadable::{Regarding, Report, UnreadableNames};
 
@@ -159,7 +161,9 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         unreadable_reports,
     );
     let (namespaces, namespace_events) = watch_namespaces(&client, &listed);
-    let (entitlements, entitlement_events) = watch_entitlements(&client, &listed);
+    let own_writes = Arc::new(OwnWrites::default());
+    let (entitlements, entitlement_events) =
+        watch_entitlements(&client, &listed, own_writes.clone());
     let caches = Caches {
         partners: partners.clone(),
         distributors: distributors.store.clone(),
@@ -168,7 +172,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         entitlements,
         index: index.clone(),
         listed,
-        own_writes: Default::default(),
+        own_writes,
     };
     let (ctx, wakes) = context(&client, &config, caches);
     let _deliveries = webhook_delivery::AbortDeliveries(ctx.clone());
@@ -365,6 +369,7 @@ fn watch_namespaces(
 fn watch_entitlements(
     client: &Client,
     listed: &Arc<Listed>,
+    own_writes: Arc<OwnWrites>,
 ) -> (
     Store<ConfigMap>,
     impl Stream<Item = watcher::Result<ConfigMap>> + Send + 'static,
@@ -378,7 +383,17 @@ fn watch_entitlements(
         trim_for_cache(cm);
         cm.metadata.labels = None;
     });
-    cached(events, listed.clone(), Watched::Entitlements, |_| {})
+    cached(
+        events,
+        listed.clone(),
+        Watched::Entitlements,
+        move |event| match event {
+            Event::Apply(cm) | Event::InitApply(cm) | Event::Delete(cm) => {
+                own_writes.entitlements_seen(&cm.namespace().unwrap_or_default());
+            }
+            Event::Init | Event::InitDone => {}
+        },
+    )
 }
 
 /// The receiving ends of what the context's parts send to the controllers.

@@ -150,6 +150,10 @@ impl Outside for Kube<'_> {
         }
         if found.is_owned() {
             ctx.caches.own_writes.made_tenant(partner);
+            if let Some(data) = tenant::entitlements_data(partner, &status) {
+                let namespace = tenant_namespace_of(partner);
+                ctx.caches.own_writes.wrote_entitlements(&namespace, data);
+            }
         }
         Ok(found)
     }

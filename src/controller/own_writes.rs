@@ -12,7 +12,7 @@
 //! lag. Anything else is never taken to lag, and the resourceVersion precondition keeps every
 //! write safe either way.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use kube::ResourceExt;
@@ -29,6 +29,11 @@ pub struct OwnWrites {
     /// missing (which would say "creating the tenant namespace" on a Partner whose tenant is
     /// there, and write that twice).
     tenants: Mutex<HashMap<ObjectRef<Partner>, String>>,
+    /// Per tenant namespace: the `entitlements` data the operator wrote there last, until the
+    /// cache has an event of that ConfigMap again. A reconciliation in between (a Partner
+    /// woken for its mail slot, say) would otherwise compare with a cache that does not show
+    /// the write yet and write the same data again.
+    entitlements: Mutex<HashMap<String, BTreeMap<String, String>>>,
 }
 
 impl OwnWrites {
@@ -70,6 +75,26 @@ impl OwnWrites {
     pub fn tenant_gone(&self, partner: &ObjectRef<Partner>) {
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
         tenants.remove(partner);
+    }
+
+    /// The operator wrote `data` into the `entitlements` of tenant `namespace`.
+    pub fn wrote_entitlements(&self, namespace: &str, data: BTreeMap<String, String>) {
+        let mut entitlements = self.entitlements.lock().unwrap_or_else(|p| p.into_inner());
+        entitlements.insert(namespace.to_string(), data);
+    }
+
+    /// What the operator wrote into the `entitlements` of tenant `namespace`, if the cache has
+    /// had no event of that ConfigMap since.
+    pub fn entitlements(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        let entitlements = self.entitlements.lock().unwrap_or_else(|p| p.into_inner());
+        entitlements.get(namespace).cloned()
+    }
+
+    /// The cache has an event of the `entitlements` of tenant `namespace` (the operator's own
+    /// write, or anyone's later): from now on the cache says what is there.
+    pub fn entitlements_seen(&self, namespace: &str) {
+        let mut entitlements = self.entitlements.lock().unwrap_or_else(|p| p.into_inner());
+        entitlements.remove(namespace);
     }
 
     /// The Partner is gone: nothing more is kept of it.
@@ -122,5 +147,17 @@ mod tests {
         );
         writes.tenant_gone(&ObjectRef::from_obj(&at("1", "u")));
         assert!(!writes.tenant_made(&at("2", "u")));
+    }
+
+    #[test]
+    fn entitlements_written_stand_until_the_cache_has_an_event_of_them() {
+        let writes = OwnWrites::default();
+        assert_eq!(writes.entitlements("t1"), None);
+        let data = BTreeMap::from([("level".to_string(), "Trial".to_string())]);
+        writes.wrote_entitlements("t1", data.clone());
+        assert_eq!(writes.entitlements("t1"), Some(data));
+        assert_eq!(writes.entitlements("t2"), None);
+        writes.entitlements_seen("t1");
+        assert_eq!(writes.entitlements("t1"), None);
     }
 }

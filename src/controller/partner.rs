@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::executor::{Next, Pass, carry_out, write_outcome};
 use super::outside::{Kube, Outside, cached_tenant};
@@ -133,6 +133,22 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
             Some(_) => Persistence::Outcome,
             None => Persistence::Recomputed,
         };
+        let tenant_first =
+            unrecorded.is_none() && !pass.tenant_first_tried && at_tenant_name == Tenant::Absent;
+        let delivered = ctx.outputs.webhooks.delivered.of(&pass.current);
+        let now = pass
+            .planned_at
+            .take()
+            .unwrap_or_else(|| ctx.clock.timestamp());
+        let plan_at_now = |partner: &Partner| {
+            plan_for(
+                ctx,
+                partner,
+                &at_tenant_name,
+                entitlements_written.as_ref(),
+                now,
+            )
+        };
         // Planned on the Partner as stored: a conflict plans again on what was written meanwhile.
         let transacted = world
             .transact(&mut pass.current, persistence, |partner, status| {
@@ -144,16 +160,33 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
                     None => (None, None),
                 };
                 let partner = recorded.as_ref().unwrap_or(partner);
-                let plan = plan_for(ctx, partner, &at_tenant_name, entitlements_written.as_ref());
-                status.clone_from(&plan.status);
-                (plan, told)
+                let mut plan = plan_at_now(partner);
+                // Webhook deliveries ride along with a write made anyway, or go on their own
+                // once due.
+                if !delivered.is_empty() && (delivered.due() || plan.status != *status) {
+                    let partner = delivered.recorded_on(partner);
+                    plan = plan_at_now(&partner);
+                }
+                let creates_tenant = tenant_first && plan.effects.iter().any(is_tenant);
+                if !creates_tenant {
+                    status.clone_from(&plan.status);
+                }
+                (plan, told, creates_tenant)
             })
             .await?;
         if transacted.written {
             crate::crash_points::pass("after-status-write");
+            settle_deliveries(ctx, &pass.current);
         }
         pass.fresh |= pass.current.resource_version() != version;
-        let (plan, told) = transacted.value;
+        let (plan, told, creates_tenant) = transacted.value;
+        if creates_tenant {
+            create_tenant_first(&world, &mut pass, &plan).await;
+            // Planned at the same instant, the status written next provisions the tenant just
+            // made at the time it was planned (its trial's end is in its `entitlements`).
+            pass.planned_at = Some(now);
+            continue;
+        }
         if let Some(event) = told {
             world.publish(&pass.current, &event).await;
         }
@@ -183,12 +216,56 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
     Err(Error::Unsettled)
 }
 
+/// Forgets the webhook deliveries `written` records, and has the Distributor's pending counts
+/// follow.
+fn settle_deliveries(ctx: &Context, written: &Partner) {
+    if ctx.outputs.webhooks.delivered.settle(written) {
+        ctx.recount(&written.spec.distributor_ref.name);
+    }
+}
+
+fn is_tenant(effect: &Effect) -> bool {
+    matches!(effect, Effect::EnsureTenant { .. })
+}
+
+/// A new tenant is made before the status that records it is written: one write then says
+/// both that it is provisioned and what follows (written first, "creating the tenant" would be
+/// replaced at once by a second write). The tenant's name and ownership come from the
+/// Partner's metadata, never from its status, so nothing depends on the order; a crash in
+/// between finds the tenant made and records it. Should the tenant fail, the plan's status is
+/// written as before and the tenant tried again after it, so the failure is told there.
+async fn create_tenant_first(world: &Kube<'_>, pass: &mut Pass, plan: &Plan) {
+    pass.tenant_first_tried = true;
+    let Some(Effect::EnsureTenant { restore_activation }) =
+        plan.effects.iter().find(|e| is_tenant(e))
+    else {
+        return;
+    };
+    let mut planned = pass.current.clone();
+    planned.status = Some(plan.status.clone());
+    match world
+        .ensure_tenant(&planned, restore_activation.as_ref())
+        .await
+    {
+        Ok(found) => {
+            if found.is_owned() {
+                pass.entitlements_written = tenant::entitlements_data(&planned, &plan.status);
+            }
+            pass.tenant_found = Some(found);
+        }
+        Err(err) => {
+            debug!(partner = %ObjectRef::from_obj(&pass.current), error = %err, "tenant not made before its status; written after it");
+        }
+    }
+}
+
 /// The plan for `partner` as the caches, and what this reconciliation found and wrote, show it.
 fn plan_for(
     ctx: &Context,
     partner: &Partner,
     at_tenant_name: &Tenant,
     entitlements_written: Option<&BTreeMap<String, String>>,
+    now: DateTime<Utc>,
 ) -> Plan {
     let distributor = ctx
         .caches
@@ -203,7 +280,7 @@ fn plan_for(
         tenant_taken: *at_tenant_name == Tenant::Taken,
         entitlements: entitlements_written.or(cached_entitlements.as_ref()),
         default_activation_base_url: ctx.settings.activation_base_url.as_deref(),
-        now: ctx.clock.timestamp(),
+        now,
     })
 }
 
@@ -258,9 +335,14 @@ fn look_again(ctx: &Context, plan: &Plan) -> Action {
     }
 }
 
-/// The `data` of the tenant's `entitlements` ConfigMap as the cache has it.
+/// The `data` of the tenant's `entitlements` ConfigMap as the operator last wrote it, if the
+/// cache has not caught up with that write yet; else as the cache has it.
 fn cached_entitlements(ctx: &Context, partner: &Partner) -> Option<BTreeMap<String, String>> {
-    let reference = ObjectRef::new(tenant::ENTITLEMENTS).within(&tenant_namespace_of(partner));
+    let namespace = tenant_namespace_of(partner);
+    if let Some(written) = ctx.caches.own_writes.entitlements(&namespace) {
+        return Some(written);
+    }
+    let reference = ObjectRef::new(tenant::ENTITLEMENTS).within(&namespace);
     ctx.caches
         .entitlements
         .get(&reference)
@@ -341,14 +423,19 @@ async fn delete(
     let world = Kube { ctx, api };
     let now = world.now();
     let mut current = partner.clone();
-    let plan = world
+    let delivered = ctx.outputs.webhooks.delivered.of(partner);
+    let transacted = world
         .transact(&mut current, Persistence::Outcome, |partner, status| {
-            let plan = lifecycle::plan_deletion(partner, bound.as_deref(), now);
+            let partner = delivered.recorded_on(partner);
+            let plan = lifecycle::plan_deletion(&partner, bound.as_deref(), now);
             status.clone_from(&plan.status);
             plan
         })
-        .await?
-        .value;
+        .await?;
+    if transacted.written {
+        settle_deliveries(ctx, &current);
+    }
+    let plan = transacted.value;
     if plan.delete_tenant {
         // The name derived from the Partner, whatever the status says; the namespace is
         // deleted only if it is this Partner's (`tenant::delete` checks).
@@ -369,6 +456,10 @@ async fn delete(
     record_next_deadline(ctx, partner, None);
     ctx.caches.own_writes.forget(&ObjectRef::from_obj(partner));
     ctx.pacing.mail_slots.forget(&ObjectRef::from_obj(partner));
+    ctx.outputs
+        .webhooks
+        .delivered
+        .forget(&ObjectRef::from_obj(partner));
     ctx.recount(&partner.spec.distributor_ref.name);
     Ok(Deleting::Released(Box::new(current)))
 }

@@ -9,8 +9,9 @@
 //!   endpoint cannot take the connections of the others;
 //! - checks, at each attempt, that the Partner is still bound to the Distributor and rebuilds
 //!   the event from its facts (a record that matches none is never sent);
-//! - POSTs the signed event, and on a 2xx records the delivery in the Partner's status (which
-//!   wakes the Partner, whose next plan hands on its next event);
+//! - POSTs the signed event, and on a 2xx leaves the delivery with the Partner's reconciler,
+//!   which records it with its next status write ([`super::delivered`]) and then hands on the
+//!   Partner's next event;
 //! - on a failure records the attempt (a Warning Event on the first), waits out an exponential
 //!   backoff in real time, and tries again, until `retryHours` after the first failure, when
 //!   the event is given up on (a Warning Event) and the next one goes.
@@ -18,6 +19,8 @@
 //! At most one delivery per Partner and endpoint is in flight, which keeps each endpoint's view
 //! of a Partner in order. Everything that must survive a restart is in the status: a crash
 //! before the delivery is recorded sends the event again with the same id (at least once).
+//! A failed attempt is recorded by the task itself, at once: its backoff and its Warning must
+//! outlive a crash, and failures are rare.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -31,6 +34,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::Context;
+use super::delivered::{Delivered, RECORD_WITHIN, pending};
 use super::executor::write_outcome;
 use super::outside::Kube;
 use crate::api::{Distributor, Partner, WebhookDelivery, WebhookEndpoint};
@@ -65,6 +69,8 @@ pub struct WebhookDeliveries {
     /// The delivery tasks: they end with the operator ([`AbortDeliveries`]), as a crash ends
     /// them, never outliving the controllers that started them.
     tasks: Mutex<JoinSet<()>>,
+    /// Deliveries made and not yet recorded in their Partner's status.
+    pub delivered: Delivered,
 }
 
 /// Ends every delivery in flight when dropped: with the controllers, whether they stop or the
@@ -95,6 +101,7 @@ impl WebhookDeliveries {
             completed: Mutex::default(),
             per_endpoint: Mutex::default(),
             tasks: Mutex::default(),
+            delivered: Delivered::default(),
         }
     }
 
@@ -111,6 +118,12 @@ impl WebhookDeliveries {
                 return;
             }
         }
+        if this
+            .delivered
+            .holds(partner, &send.record.id, &send.endpoint.name)
+        {
+            return;
+        }
         if !this.in_flight.lock().unwrap().insert(key.clone()) {
             return;
         }
@@ -120,9 +133,14 @@ impl WebhookDeliveries {
         let (ctx, send) = (ctx.clone(), send.clone());
         tasks.spawn(async move {
             let place = ctx.outputs.webhooks.place(&send).acquire_owned().await;
-            deliver_until_done(&ctx, &reference, &send).await;
+            let done = deliver_until_done(&ctx, &reference, &send).await;
             drop(place);
             ctx.outputs.webhooks.in_flight.lock().unwrap().remove(&key);
+            // A delivery waits for a status write to ride along with; if none came, the
+            // Partner writes it on its own then.
+            if done == Done::Delivered {
+                tokio::time::sleep(RECORD_WITHIN).await;
+            }
             let _ = ctx.outputs.webhooks.wakes.send(reference);
         });
     }
@@ -144,12 +162,21 @@ impl WebhookDeliveries {
     }
 }
 
+/// How a delivery task ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Done {
+    /// The endpoint has the event; the reconciler records it.
+    Delivered,
+    /// Given up on (recorded), or no longer wanted.
+    Over,
+}
+
 /// Attempts `send` until it is delivered, given up on, or no longer wanted.
 async fn deliver_until_done(
     ctx: &Arc<Context>,
     reference: &ObjectRef<Partner>,
     send: &WebhookSend,
-) {
+) -> Done {
     let labels = EndpointLabels {
         distributor: send.distributor.clone(),
         endpoint: send.endpoint.name.clone(),
@@ -161,29 +188,27 @@ async fn deliver_until_done(
         }
         ctx.pacing.deadlines_first(&ctx.clock).await;
         let Some((partner, distributor, event)) = still_wanted(ctx, reference, send) else {
-            return;
+            return Done::Over;
         };
         let Some(endpoint) = distributor.spec.webhooks.endpoint(&send.endpoint.name) else {
-            return;
+            return Done::Over;
         };
         let outcome = attempt(ctx, &partner, &distributor, &event, endpoint).await;
         crate::crash_points::pass("after-webhook");
+        let Err(err) = outcome else {
+            delivered(ctx, &partner, send, &event, &labels);
+            return Done::Delivered;
+        };
         let api: Api<Partner> = Api::namespaced(
             ctx.client.clone(),
             reference.namespace.as_deref().unwrap_or_default(),
         );
         let world = Kube { ctx, api: &api };
         let mut current = (*partner).clone();
-        let over = match outcome {
-            Ok(()) => delivered(&world, &mut current, send, &event, &labels).await,
-            Err(err) => {
-                let at = Utc::now();
-                delivery.first_failed_at.get_or_insert(at);
-                failed(&world, &mut current, send, &delivery, err, at, &labels).await
-            }
-        };
-        if over {
-            return;
+        let at = Utc::now();
+        delivery.first_failed_at.get_or_insert(at);
+        if failed(&world, &mut current, send, &delivery, err, at, &labels).await {
+            return Done::Over;
         }
         // Tried again after a backoff, with the same id (at least once).
         delivery.attempts += 1;
@@ -216,16 +241,15 @@ fn still_wanted(
     Some((partner, distributor, event))
 }
 
-/// The endpoint has the event: recorded (whether the delivery is over: a delivery that could
-/// not be recorded is sent again).
-async fn delivered(
-    world: &Kube<'_>,
-    current: &mut Partner,
+/// The endpoint has the event: left with the Partner's reconciler to record
+/// ([`super::delivered`]).
+fn delivered(
+    ctx: &Context,
+    partner: &Partner,
     send: &WebhookSend,
     event: &WebhookEvent,
     labels: &EndpointLabels,
-) -> bool {
-    let ctx = world.ctx;
+) {
     ctx.outputs
         .metrics
         .webhooks_delivered
@@ -236,19 +260,15 @@ async fn delivered(
         .metrics
         .webhook_delivery_delay
         .observe(delay.max(0) as f64 / 1000.0);
-    debug!(partner = %ObjectRef::from_obj(&*current), event = %send.record.id, endpoint = %send.endpoint.name, "webhook delivered");
-    let outcome = Outcome::WebhookDelivered {
-        id: &send.record.id,
-        endpoint: &send.endpoint.name,
-    };
-    if let Err(err) = write_outcome(world, current, outcome).await {
-        warn!(partner = %ObjectRef::from_obj(&*current), error = %err, "could not record a webhook delivery");
-        return false;
-    }
+    let reference = ObjectRef::from_obj(partner);
+    debug!(partner = %reference, event = %send.record.id, endpoint = %send.endpoint.name, "webhook delivered");
+    ctx.outputs.webhooks.delivered.add(
+        &reference,
+        &partner.uid().unwrap_or_default(),
+        &send.record.id,
+        &send.endpoint.name,
+    );
     ctx.outputs.webhooks.completed(send);
-    // The Distributor's pending gauges and condition follow.
-    ctx.recount(&send.distributor);
-    true
 }
 
 /// An attempt failed: recorded (whether the delivery is over: given up on, `retryHours` after
@@ -340,16 +360,6 @@ async fn attempt(
             &keys,
         )
         .await
-}
-
-/// Whether `partner`'s status still has event `id` pending for `endpoint`.
-fn pending(partner: &Partner, id: &str, endpoint: &str) -> bool {
-    partner.status.as_ref().is_some_and(|s| {
-        s.webhooks
-            .iter()
-            .filter(|r| r.id == id)
-            .any(|r| r.pending.iter().any(|p| p.endpoint == endpoint))
-    })
 }
 
 /// What is left of the wait after the last failed attempt, if any.
