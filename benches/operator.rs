@@ -306,6 +306,30 @@ impl Server {
         }
     }
 
+    /// With `APISERVER_PROFILE` set, on kube-apiserver: a CPU profile of the API server over the
+    /// first `PROFILE_SECONDS` (40) of the onboarding, from its `/debug/pprof`, written to that
+    /// file (read it with `go tool pprof -top <file>`).
+    fn profile_cpu(&self, client: &Client) -> Option<tokio::task::JoinHandle<()>> {
+        let path = std::env::var_os("APISERVER_PROFILE")?;
+        if !matches!(self, Self::Kube { .. }) {
+            return None;
+        }
+        let seconds = env_or("PROFILE_SECONDS", 40);
+        let client = client.clone();
+        Some(tokio::spawn(async move {
+            let request = http::Request::get(format!("/debug/pprof/profile?seconds={seconds}"))
+                .body(Vec::new())
+                .unwrap();
+            let mut body = Vec::new();
+            let mut stream = client.request_stream(request).await.unwrap();
+            futures::AsyncReadExt::read_to_end(&mut stream, &mut body)
+                .await
+                .unwrap();
+            std::fs::write(&path, &body).unwrap();
+            println!("API server CPU profile: {} bytes in {path:?}", body.len());
+        }))
+    }
+
     fn clear_log(&mut self) {
         match self {
             Server::Sandbox(s) => s.log().clear(),
@@ -357,6 +381,37 @@ impl Server {
         let mut counts: Vec<_> = counts.into_iter().collect();
         counts.sort_by_key(|c| std::cmp::Reverse(c.1));
         counts
+    }
+
+    /// With `TRACE=<partner name>`, on kube-apiserver: the operator's requests about that
+    /// Partner and its tenant, in order (to see which write comes from where).
+    fn trace(&self) {
+        let (Server::Kube { plane, .. }, Ok(name)) = (self, std::env::var("TRACE")) else {
+            return;
+        };
+        let tenant = format!("-{name}-");
+        for audited in plane.audited_requests() {
+            let ours = audited
+                .user_agent
+                .as_deref()
+                .is_some_and(|agent| agent.starts_with("partner-operator/"));
+            let Some(r) = audited.request.filter(|_| ours) else {
+                continue;
+            };
+            let about = r.name.as_deref() == Some(name.as_str())
+                || r.name.as_deref().is_some_and(|n| n.contains(&tenant))
+                || r.namespace.as_deref().is_some_and(|n| n.contains(&tenant));
+            if about && !matches!(r.verb.as_str(), "watch" | "list") {
+                println!(
+                    "  trace {name}: {} {}{} {} {}",
+                    r.verb,
+                    r.resource,
+                    r.subresource.map(|s| format!("/{s}")).unwrap_or_default(),
+                    r.name.unwrap_or_default(),
+                    audited.code.map_or("-".into(), |c| c.to_string()),
+                );
+            }
+        }
     }
 
     fn log(&self) -> Vec<RecordedRequest> {
@@ -610,6 +665,7 @@ async fn main() {
     // 1. Bulk onboarding.
     server.clear_log();
     let api_cpu_before = server.api_cpu_seconds();
+    let profile = server.profile_cpu(&client);
     let started = Instant::now();
     let names: Vec<_> = (0..partners)
         .map(|i| {
@@ -637,6 +693,10 @@ async fn main() {
     })
     .await;
     let events_in = started.elapsed().as_secs_f64();
+    if let Some(profile) = profile {
+        profile.await.unwrap();
+    }
+    server.trace();
     let api_cpu = server
         .api_cpu_seconds()
         .zip(api_cpu_before)
