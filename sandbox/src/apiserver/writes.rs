@@ -11,7 +11,7 @@ use super::kinds::{Kind, NAMESPACES};
 use super::resources::ResourceType;
 use super::routing::{Request, json_response, parse_body};
 use super::store::{Write, Written};
-use super::{events, ownership, patch, validation};
+use super::{ownership, validation};
 use crate::admission::{FieldError, FieldErrorReason, UnknownFieldPolicy};
 
 /// Why a computed write could not be stored: the object changed, or went, meanwhile.
@@ -102,7 +102,7 @@ impl Request<'_> {
         }
     }
 
-    fn check_type(&self, object: &Value) -> Result<(), ApiError> {
+    pub(super) fn check_type(&self, object: &Value) -> Result<(), ApiError> {
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
         let kind = object["kind"].as_str().unwrap_or_default();
         if (!api_version.is_empty() && api_version != self.resource.api_version())
@@ -160,6 +160,8 @@ impl Request<'_> {
                 .collect();
             metadata["name"] = json!(format!("{prefix}{suffix}"));
         }
+        // What the server sets on every write is owned by the writer, as on kube-apiserver.
+        Kind::of(self.resource).prepare(&mut object);
         let now = self.now();
         let update = ownership::Update {
             manager: &self.manager(),
@@ -177,7 +179,7 @@ impl Request<'_> {
         self.create_object(object)
     }
 
-    fn create_object(&self, mut object: Value) -> ApiResult {
+    pub(super) fn create_object(&self, mut object: Value) -> ApiResult {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -185,6 +187,11 @@ impl Request<'_> {
         let kind = Kind::of(self.resource);
         let mut errors = validation::name(&name, kind.has_dns_label_names());
         errors.extend(validation::labels_and_annotations(&object["metadata"]));
+        errors.extend(validation::finalizers(
+            &object["metadata"],
+            self.resource.validator.is_none(),
+        ));
+        errors.extend(validation::owner_references(&object["metadata"]));
         if !errors.is_empty() {
             return Err(ApiError::invalid(self.resource, &name, &errors));
         }
@@ -254,6 +261,7 @@ impl Request<'_> {
                 }
                 Ok(Write::Put(object))
             })?;
+        super::gc::written(self.state, self.resource, written.object());
         Ok(json_response(
             StatusCode::CREATED,
             written.object(),
@@ -283,6 +291,7 @@ impl Request<'_> {
                 )
             })?;
             if !self.query.dry_run {
+                self.state.store.serve(&resource.key());
                 self.state.registry.insert(resource);
             }
         }
@@ -296,169 +305,6 @@ impl Request<'_> {
             ],
         });
         Ok(())
-    }
-
-    pub(super) fn update(&self, body: &[u8], content_type: &str) -> ApiResult {
-        let object = parse_body(body, content_type)?;
-        self.check_type(&object)?;
-        if object["metadata"]["name"]
-            .as_str()
-            .is_some_and(|n| n != self.name())
-        {
-            return Err(ApiError::bad_request(
-                "the name of the object does not match the name on the URL",
-            ));
-        }
-        if let Some(given) = object["metadata"]["namespace"].as_str()
-            && !given.is_empty()
-            && given != self.namespace()
-        {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
-        let expected_version = object["metadata"]["resourceVersion"]
-            .as_str()
-            .filter(|v| !v.is_empty())
-            .map(str::to_string);
-        if expected_version.is_none() && self.resource.validator.is_some() {
-            // Custom resources allow no unconditional update.
-            return Err(ApiError::invalid(
-                self.resource,
-                self.name(),
-                &[FieldError {
-                    field: "metadata.resourceVersion".into(),
-                    reason: FieldErrorReason::Invalid,
-                    message: "metadata.resourceVersion: Invalid value: 0: must be specified for an update".into(),
-                }],
-            ));
-        }
-        let resource = self.resource;
-        let name = self.name();
-        self.write_existing(
-            |current| {
-                // A uid in the object is a precondition, as kube-apiserver takes it.
-                if let Some(uid) = object["metadata"]["uid"].as_str()
-                    && !uid.is_empty()
-                    && current["metadata"]["uid"].as_str() != Some(uid)
-                {
-                    return Err(ApiError::uid_precondition_failed(
-                        resource,
-                        name,
-                        current["metadata"]["uid"].as_str().unwrap_or_default(),
-                        uid,
-                    ));
-                }
-                Ok(object.clone())
-            },
-            expected_version,
-        )
-    }
-
-    pub(super) fn patch(&self, body: &[u8], content_type: &str) -> ApiResult {
-        let content_type = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        if content_type == "application/strategic-merge-patch+json"
-            && self.resource.validator.is_some()
-        {
-            // Custom resources have no patch strategies to merge by.
-            return Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"
-            )));
-        }
-        let patch_body = parse_body(body, &content_type)?;
-        if content_type == "application/apply-patch+yaml" {
-            if self
-                .query
-                .field_manager
-                .as_deref()
-                .is_none_or(str::is_empty)
-            {
-                return Err(ApiError::invalid_request(
-                    "PatchOptions.meta.k8s.io",
-                    "fieldManager",
-                    "fieldManager: Required value: is required for apply patch",
-                ));
-            }
-            if let Some(given) = patch_body["metadata"]["name"].as_str()
-                && given != self.name()
-            {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({given}) does not match the name on the URL ({})",
-                    self.name()
-                )));
-            }
-        }
-        if content_type == "application/apply-patch+yaml"
-            && self
-                .state
-                .store
-                .get(&self.key(), self.namespace(), self.name())
-                .is_none()
-        {
-            self.check_type(&patch_body)?;
-            // kube-apiserver authorizes an apply that creates the object for `create` as well
-            // as `patch`; the log says so, so that an RBAC check built on it asks for both.
-            self.state
-                .log
-                .record_implied("create", self.target, self.user_agent);
-            let mut object = patch_body.clone();
-            object["metadata"]["name"] = json!(self.name());
-            let manager = self.query.field_manager.clone().unwrap_or_default();
-            object["metadata"]["managedFields"] = json!([{
-                "manager": manager, "operation": "Apply", "apiVersion": self.resource.api_version(),
-                "time": self.now(), "fieldsType": "FieldsV1", "fieldsV1": patch::fields_of(&patch_body),
-            }]);
-            return self.create_object(object);
-        }
-        let manager = self.query.field_manager.clone().unwrap_or_default();
-        let now = self.now();
-        let api_version = self.resource.api_version();
-        self.write_existing(
-            |current| {
-                let mut object = if self.events_v1 {
-                    events::to_events_v1(current)
-                } else {
-                    current.clone()
-                };
-                match content_type.as_str() {
-                    "application/json-patch+json" => {
-                        patch::json(&mut object, &patch_body).map_err(|e| {
-                            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the JSON patch could not be applied: {e}"))
-                        })?;
-                    }
-                    "application/merge-patch+json" => patch::merge(&mut object, &patch_body),
-                    "application/strategic-merge-patch+json" if self.resource.validator.is_none() => {
-                        patch::strategic(&mut object, &patch_body)
-                    }
-                    "application/apply-patch+yaml" => {
-                        let apply = ownership::Apply {
-                            manager: &manager, api_version: &api_version, time: &now,
-                            subresource: self.target.subresource.as_deref(), force: self.query.force,
-                        };
-                        let (others, previous) = apply.check(current, &patch_body).map_err(|conflicts| {
-                            ApiError::apply_conflicts(conflicts.message(), json!(conflicts.causes()))
-                        })?;
-                        patch::apply(&mut object, &patch_body, previous.as_ref());
-                        object["metadata"]["managedFields"] = apply.record(others, &patch_body, &object, current);
-                    }
-                    other => {
-                        return Err(ApiError::unsupported_media_type(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"),
-                        ));
-                    }
-                }
-                if self.events_v1 {
-                    object = events::to_core(&object);
-                }
-                Ok(object)
-            },
-            // As in kube-apiserver, a resourceVersion in the patch is a precondition.
-            patch_body["metadata"]["resourceVersion"].as_str().map(str::to_string),
-        )
     }
 
     /// Updates an existing object: `change` computes the new object from the current one. Applies
@@ -518,7 +364,8 @@ impl Request<'_> {
                     let mut object = (**object).clone();
                     let _ = self.register_crd(&mut object);
                 }
-                _ => {}
+                Written::Stored(object) => super::gc::written(self.state, self.resource, object),
+                Written::Unchanged(_) => {}
             }
             return Ok(json_response(StatusCode::OK, written.object(), &warnings));
         }
@@ -580,6 +427,7 @@ impl Request<'_> {
             },
             None => {}
         }
+        Kind::of(resource).prepare(&mut object);
         if !self.apply {
             let now = self.now();
             let update = ownership::Update {
@@ -592,6 +440,11 @@ impl Request<'_> {
             set_managed_fields(&mut object, entries);
         }
         let mut errors = validation::labels_and_annotations(&object["metadata"]);
+        errors.extend(validation::finalizers(
+            &object["metadata"],
+            resource.validator.is_none(),
+        ));
+        errors.extend(validation::owner_references(&object["metadata"]));
         errors.extend(validation::finalizers_while_deleting(current, &object));
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, name, &errors));

@@ -109,3 +109,11 @@ pub(super) async fn field_validation_builtin(http: Http, ns: String) -> Value {
         "default": [default.outcome(), default.warnings.len(), default.body.get("spec").is_some()],
     })
 }
+
+/// The message of a CEL rule that fails: the value, then the rule's message.
+pub(super) async fn cel_rule_messages(http: Http, ns: String) -> Value {
+    let mut object = partner("cel");
+    object["spec"]["organizationName"] = json!("   ");
+    let created = http.post(&partners(&ns), object).await;
+    json!([created.outcome(), created.body["message"]])
+}
