@@ -53,7 +53,7 @@ pub(super) fn columns(resource: &ResourceType) -> Option<Vec<Column>> {
     if resource.validator.is_some() {
         return None;
     }
-    let age = Column::new("Age", |o, now| age(o, now));
+    let age = Column::new("Age", age);
     let mut columns = match (resource.group.as_str(), resource.kind.as_str()) {
         ("", "Namespace") => vec![Column::new("Status", |o, _| o["status"]["phase"].clone())],
         ("", "ConfigMap") => vec![Column::new("Data", |o, _| count(&o["data"]))],

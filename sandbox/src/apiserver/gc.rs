@@ -160,7 +160,7 @@ enum Owner {
     Unresolvable,
     /// No such object, or another one of that name (another uid).
     Absent,
-    Present(Located),
+    Present(Box<Located>),
 }
 
 /// The owner `owner_ref` names, looked up in the dependent's namespace (a cluster-scoped
@@ -185,7 +185,7 @@ fn resolve(state: &ServerState, owner_ref: &Value, namespace: Option<&str>) -> O
     let name = owner_ref["name"].as_str().unwrap_or_default();
     match state.store.get(&resource.key(), namespace, name) {
         Some(object) if object["metadata"]["uid"] == owner_ref["uid"] => {
-            Owner::Present(Located::of(&resource, object))
+            Owner::Present(Box::new(Located::of(&resource, object)))
         }
         _ => Owner::Absent,
     }

@@ -198,7 +198,7 @@ pub(super) async fn handle(
     }
     let resource = match resource_of(&state, &target) {
         Ok(resource) => resource,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -356,11 +356,11 @@ fn record_and_draw_fault(
 
 /// The resource type a path addresses, or the answer for a path that addresses none (a
 /// discovery document, or a 404).
-fn resource_of(state: &ServerState, target: &Target) -> Result<ResourceType, Response> {
+fn resource_of(state: &ServerState, target: &Target) -> Result<ResourceType, Box<Response>> {
     if let Some(plural) = &target.plural
         && let Some(error) = unserved(&target.group, plural)
     {
-        return Err(error.into_response());
+        return Err(Box::new(error.into_response()));
     }
     if state
         .registry
@@ -368,24 +368,26 @@ fn resource_of(state: &ServerState, target: &Target) -> Result<ResourceType, Res
         .is_none()
     {
         // A group/version nobody serves is no API path at all: Go's mux answers, not a Status.
-        return Err((StatusCode::NOT_FOUND, "404 page not found\n").into_response());
+        return Err(Box::new(
+            (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
+        ));
     }
     let Some(plural) = &target.plural else {
-        return Err(
+        return Err(Box::new(
             match discovery::resource_list(&state.registry, &target.group, &target.version) {
                 Some(list) => axum::Json(list).into_response(),
                 None => ApiError::no_such_resource().into_response(),
             },
-        );
+        ));
     };
     let resource = state
         .registry
         .get(&target.group, &target.version, plural)
-        .ok_or_else(|| ApiError::no_such_resource().into_response())?;
+        .ok_or_else(|| Box::new(ApiError::no_such_resource().into_response()))?;
     if let Some(sub) = &target.subresource
         && !(sub == "status" && resource.status_subresource)
     {
-        return Err(ApiError::no_such_resource().into_response());
+        return Err(Box::new(ApiError::no_such_resource().into_response()));
     }
     Ok(resource)
 }
