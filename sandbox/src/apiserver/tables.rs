@@ -186,6 +186,15 @@ fn events_table(
         column("Count", 1),
         column("Name", 1),
     ];
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|event| event_row(event, now, include))
+        .collect();
+    document(columns, rows, resource_version)
+}
+
+/// One row of `kubectl get events`.
+fn event_row(event: &Value, now: DateTime<Utc>, include: Include) -> Value {
     let age = |times: &[&Value]| {
         times
             .iter()
@@ -196,64 +205,58 @@ fn events_table(
                 |t| human_age(t.with_timezone(&Utc), now),
             )
     };
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|event| {
-            let last_seen = age(&[
-                &event["series"]["lastObservedTime"],
-                &event["lastTimestamp"],
-                &event["eventTime"],
-            ]);
-            let first_seen = age(&[&event["firstTimestamp"], &event["eventTime"]]);
-            let involved = &event["involvedObject"];
-            let object = format!(
-                "{}/{}",
-                involved["kind"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_ascii_lowercase(),
-                involved["name"].as_str().unwrap_or_default()
-            );
-            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-            let source = if text(&event["source"]["component"]).is_empty() {
-                [
-                    text(&event["reportingComponent"]),
-                    text(&event["reportingInstance"]),
-                ]
-            } else {
-                [
-                    text(&event["source"]["component"]),
-                    text(&event["source"]["host"]),
-                ]
-            };
-            let source = source
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(", ");
-            let count = event["series"]["count"]
-                .as_i64()
-                .or_else(|| event["count"].as_i64())
-                .unwrap_or(1);
-            row(
-                json!([
-                    last_seen,
-                    event["type"],
-                    event["reason"],
-                    object,
-                    text(&involved["fieldPath"]),
-                    source,
-                    event["message"],
-                    first_seen,
-                    count,
-                    event["metadata"]["name"]
-                ]),
-                event,
-                include,
-            )
-        })
-        .collect();
-    document(columns, rows, resource_version)
+    let last_seen = age(&[
+        &event["series"]["lastObservedTime"],
+        &event["lastTimestamp"],
+        &event["eventTime"],
+    ]);
+    let first_seen = age(&[&event["firstTimestamp"], &event["eventTime"]]);
+    let involved = &event["involvedObject"];
+    let object = format!(
+        "{}/{}",
+        involved["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        involved["name"].as_str().unwrap_or_default()
+    );
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let source = if text(&event["source"]["component"]).is_empty() {
+        [
+            text(&event["reportingComponent"]),
+            text(&event["reportingInstance"]),
+        ]
+    } else {
+        [
+            text(&event["source"]["component"]),
+            text(&event["source"]["host"]),
+        ]
+    };
+    let source = source
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let count = event["series"]["count"]
+        .as_i64()
+        .or_else(|| event["count"].as_i64())
+        .unwrap_or(1);
+    row(
+        json!([
+            last_seen,
+            event["type"],
+            event["reason"],
+            object,
+            text(&involved["fieldPath"]),
+            source,
+            event["message"],
+            first_seen,
+            count,
+            event["metadata"]["name"]
+        ]),
+        event,
+        include,
+    )
 }
 
 #[cfg(test)]

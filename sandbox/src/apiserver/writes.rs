@@ -179,6 +179,51 @@ impl Request<'_> {
         self.create_object(object)
     }
 
+    /// What kube-apiserver checks of any object's metadata besides its name.
+    fn metadata_errors(&self, object: &Value) -> Vec<FieldError> {
+        let metadata = &object["metadata"];
+        let mut errors = validation::labels_and_annotations(metadata);
+        errors.extend(validation::finalizers(
+            metadata,
+            self.resource.validator.is_none(),
+        ));
+        errors.extend(validation::owner_references(metadata));
+        errors
+    }
+
+    /// The namespace a new object goes in: the request's, which must exist and not be
+    /// terminating, and which the object may name only as it is; none for a cluster-scoped one.
+    fn place(&self, object: &mut Value, name: &str) -> Result<String, ApiError> {
+        if !self.resource.namespaced {
+            if let Some(meta) = object["metadata"].as_object_mut() {
+                meta.remove("namespace");
+            }
+            return Ok(String::new());
+        }
+        let namespace = self.namespace().to_string();
+        if let Some(body_ns) = object["metadata"]["namespace"].as_str()
+            && !body_ns.is_empty()
+            && body_ns != namespace
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        match self.state.store.get(NAMESPACES, "", &namespace) {
+            None => return Err(ApiError::namespace_not_found(&namespace)),
+            Some(ns) if !ns["metadata"]["deletionTimestamp"].is_null() => {
+                return Err(ApiError::namespace_terminating(
+                    self.resource,
+                    name,
+                    &namespace,
+                ));
+            }
+            Some(_) => {}
+        }
+        object["metadata"]["namespace"] = json!(namespace);
+        Ok(namespace)
+    }
+
     pub(super) fn create_object(&self, mut object: Value) -> ApiResult {
         let name = object["metadata"]["name"]
             .as_str()
@@ -186,44 +231,11 @@ impl Request<'_> {
             .to_string();
         let kind = Kind::of(self.resource);
         let mut errors = validation::name(&name, kind.has_dns_label_names());
-        errors.extend(validation::labels_and_annotations(&object["metadata"]));
-        errors.extend(validation::finalizers(
-            &object["metadata"],
-            self.resource.validator.is_none(),
-        ));
-        errors.extend(validation::owner_references(&object["metadata"]));
+        errors.extend(self.metadata_errors(&object));
         if !errors.is_empty() {
             return Err(ApiError::invalid(self.resource, &name, &errors));
         }
-        let namespace = if self.resource.namespaced {
-            let namespace = self.namespace().to_string();
-            if let Some(body_ns) = object["metadata"]["namespace"].as_str()
-                && !body_ns.is_empty()
-                && body_ns != namespace
-            {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-            match self.state.store.get(NAMESPACES, "", &namespace) {
-                None => return Err(ApiError::namespace_not_found(&namespace)),
-                Some(ns) if !ns["metadata"]["deletionTimestamp"].is_null() => {
-                    return Err(ApiError::namespace_terminating(
-                        self.resource,
-                        &name,
-                        &namespace,
-                    ));
-                }
-                Some(_) => {}
-            }
-            object["metadata"]["namespace"] = json!(namespace);
-            namespace
-        } else {
-            if let Some(meta) = object["metadata"].as_object_mut() {
-                meta.remove("namespace");
-            }
-            String::new()
-        };
+        let namespace = self.place(&mut object, &name)?;
         if self.resource.status_subresource {
             // As kube-apiserver's create strategies: a new object's status is the server's.
             match kind.status_on_create() {
@@ -371,15 +383,14 @@ impl Request<'_> {
         }
     }
 
-    /// What `change` makes of `current`, admitted: the write to make, and admission's warnings.
-    fn next_version(
+    /// `object` with what a write may not change taken from `current`: the server's own
+    /// fields, and the status or everything but it (as the write goes to `/status` or not).
+    fn what_the_write_may_change(
         &self,
         current: &Value,
-        change: &impl Fn(&Value) -> Result<Value, ApiError>,
-    ) -> Result<(Write, Vec<String>), ApiError> {
-        let resource = self.resource;
-        let name = self.name();
-        let mut object = change(current)?;
+        mut object: Value,
+    ) -> Result<Value, ApiError> {
+        let (resource, name) = (self.resource, self.name());
         object["apiVersion"] = current["apiVersion"].clone();
         object["kind"] = current["kind"].clone();
         // Fields the server owns.
@@ -427,6 +438,19 @@ impl Request<'_> {
             },
             None => {}
         }
+        Ok(object)
+    }
+
+    /// What `change` makes of `current`, admitted: the write to make, and admission's warnings.
+    fn next_version(
+        &self,
+        current: &Value,
+        change: &impl Fn(&Value) -> Result<Value, ApiError>,
+    ) -> Result<(Write, Vec<String>), ApiError> {
+        let resource = self.resource;
+        let name = self.name();
+        let object = change(current)?;
+        let mut object = self.what_the_write_may_change(current, object)?;
         Kind::of(resource).prepare(&mut object);
         if !self.apply {
             let now = self.now();
@@ -439,12 +463,7 @@ impl Request<'_> {
             let entries = update.record(Some(current), &object);
             set_managed_fields(&mut object, entries);
         }
-        let mut errors = validation::labels_and_annotations(&object["metadata"]);
-        errors.extend(validation::finalizers(
-            &object["metadata"],
-            resource.validator.is_none(),
-        ));
-        errors.extend(validation::owner_references(&object["metadata"]));
+        let mut errors = self.metadata_errors(&object);
         errors.extend(validation::finalizers_while_deleting(current, &object));
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, name, &errors));
