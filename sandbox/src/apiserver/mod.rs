@@ -21,6 +21,7 @@ mod builtin_tables;
 mod controllers;
 mod deletion;
 mod discovery;
+mod duplicates;
 mod errors;
 mod events;
 mod gc;

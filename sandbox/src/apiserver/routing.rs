@@ -216,6 +216,10 @@ pub(super) async fn handle(
         (resource, body, content_type)
     };
     note_owners(&state, &body);
+    let duplicates = match duplicates_in(&resource, verb, &query, &content_type, &body) {
+        Ok(duplicates) => duplicates,
+        Err(error) => return error.into_response(),
+    };
     let request = Request {
         apply: verb == "patch" && content_type.starts_with("application/apply-patch"),
         events_v1,
@@ -225,9 +229,10 @@ pub(super) async fn handle(
         query: &query,
         user_agent,
     };
-    let response = request
+    let mut response = request
         .dispatch(verb, wants_table(&headers), &body, &content_type)
         .unwrap_or_else(IntoResponse::into_response);
+    warn_of_duplicates(&mut response, &duplicates);
     if verb == "delete" && !query.dry_run && response.status().is_success() {
         controllers::after_delete(&state, &resource, &target);
     }
@@ -283,6 +288,52 @@ fn unserved(group: &str, plural: &str) -> Option<ApiError> {
                 "the sandbox does not serve {plural}: it serves the kinds the operator and its chart use; run `partner-operator sandbox --kube-apiserver DIR` for a complete API server"
             ))
         })
+}
+
+/// The fields a created or replaced object's JSON gives twice: refused under
+/// `fieldValidation=Strict` as kube-apiserver refuses them, to warn of otherwise (none under
+/// `Ignore`).
+fn duplicates_in(
+    resource: &ResourceType,
+    verb: &str,
+    query: &Query,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Vec<String>, ApiError> {
+    if !matches!(verb, "create" | "update") || !content_type.contains("json") {
+        return Ok(vec![]);
+    }
+    let duplicates = super::duplicates::duplicate_fields(body);
+    match query.field_validation.as_deref() {
+        _ if duplicates.is_empty() => Ok(duplicates),
+        Some("Ignore") => Ok(vec![]),
+        Some("Strict") => {
+            let fields: Vec<String> = duplicates
+                .iter()
+                .map(|f| format!("duplicate field {f:?}"))
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                fields.join(", "),
+                kind = resource.kind,
+                version = resource.version,
+            )))
+        }
+        _ => Ok(duplicates),
+    }
+}
+
+/// A write that went through despite fields given twice says so, as kube-apiserver does.
+fn warn_of_duplicates(response: &mut Response, duplicates: &[String]) {
+    if !response.status().is_success() {
+        return;
+    }
+    for field in duplicates {
+        let warning = format!("299 - \"duplicate field \\\"{field}\\\"\"");
+        if let Ok(value) = HeaderValue::from_str(&warning) {
+            response.headers_mut().append("Warning", value);
+        }
+    }
 }
 
 /// Whether the client asks for a `Table` (`kubectl get`).

@@ -126,35 +126,6 @@ pub(super) async fn unserved_kinds(http: Http, ns: String) -> Value {
     json!({"pods": pods.outcome(), "jobs": jobs.outcome()})
 }
 
-/// A JSON body that gives a key twice: under `fieldValidation=Strict` kube-apiserver refuses
-/// it naming the field; otherwise the last value is kept.
-pub(super) async fn duplicate_json_keys(http: Http, ns: String) -> Value {
-    let body = |name: &str| {
-        Value::String(format!(
-            r#"{{"metadata":{{"name":"{name}"}},"data":{{"k":"1","k":"2"}}}}"#
-        ))
-    };
-    let post = |query: &'static str, name: &'static str| {
-        let http = http.clone();
-        let path = format!("{}{query}", cms(&ns));
-        let body = body(name);
-        async move {
-            let reply = http
-                .call(
-                    Method::POST,
-                    &path,
-                    "application/json",
-                    "application/json",
-                    Some(&body),
-                )
-                .await;
-            json!([reply.outcome(), reply.body["data"], reply.body["message"]])
-        }
-    };
-    json!({"strict": post("?fieldValidation=Strict", "strict").await,
-        "default": post("", "lenient").await})
-}
-
 /// `managedFields` mark a map a manager created with a `"."` entry (`f:labels: {".": {}}`).
 pub(super) async fn managed_fields_own_their_maps(http: Http, ns: String) -> Value {
     let mut object = cm("labelled", json!({"k": "v"}));

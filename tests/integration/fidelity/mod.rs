@@ -155,7 +155,7 @@ fn all_probes() -> Vec<Probe> {
         cel_rule_messages,
         namespace_terminating_conditions = "namespace-conditions",
         unserved_kinds = "unserved-kinds",
-        duplicate_json_keys = "duplicate-keys",
+        duplicate_json_keys,
         managed_fields_own_their_maps = "managed-fields-dot",
     ]
 }

@@ -117,3 +117,32 @@ pub(super) async fn cel_rule_messages(http: Http, ns: String) -> Value {
     let created = http.post(&partners(&ns), object).await;
     json!([created.outcome(), created.body["message"]])
 }
+
+/// A JSON body that gives a key twice: under `fieldValidation=Strict` kube-apiserver refuses
+/// it naming the field; otherwise the last value is kept.
+pub(super) async fn duplicate_json_keys(http: Http, ns: String) -> Value {
+    let body = |name: &str| {
+        Value::String(format!(
+            r#"{{"metadata":{{"name":"{name}"}},"data":{{"k":"1","k":"2"}}}}"#
+        ))
+    };
+    let post = |query: &'static str, name: &'static str| {
+        let http = http.clone();
+        let path = format!("{}{query}", cms(&ns));
+        let body = body(name);
+        async move {
+            let reply = http
+                .call(
+                    Method::POST,
+                    &path,
+                    "application/json",
+                    "application/json",
+                    Some(&body),
+                )
+                .await;
+            json!([reply.outcome(), reply.body["data"], reply.body["message"]])
+        }
+    };
+    json!({"strict": post("?fieldValidation=Strict", "strict").await,
+        "default": post("", "lenient").await})
+}
