@@ -77,22 +77,52 @@ impl FieldError {
         }
     }
 
-    /// A failed CEL rule: `path: Invalid value: "<type>": <rule's message>`.
+    /// A failed CEL rule, as kube-apiserver words it: `path: Invalid value: <value>: <rule's
+    /// message>` (the value left out for an object or a list), or by the rule's `reason`
+    /// (`Forbidden`, `Required value`, `Duplicate value`).
     pub(super) fn from_cel(error: &kube_cel::ValidationError, object: &Value) -> Self {
-        let value_type = lookup(object, &error.field_path).map_or("object", type_name);
+        let value = lookup(object, &error.field_path)
+            .filter(|v| !v.is_object() && !v.is_array())
+            .map(go_value);
         let message = if error.message.is_empty() {
             format!("failed rule: {}", error.rule)
         } else {
             error.message.clone()
         };
+        let (reason, body) = match error.reason.as_deref() {
+            Some("FieldValueForbidden") => {
+                (FieldErrorReason::Forbidden, format!("Forbidden: {message}"))
+            }
+            Some("FieldValueRequired") => (
+                FieldErrorReason::Required,
+                format!("Required value: {message}"),
+            ),
+            Some("FieldValueDuplicate") => (
+                FieldErrorReason::Duplicate,
+                format!("Duplicate value: {}", value.unwrap_or_default()),
+            ),
+            _ => (
+                FieldErrorReason::Invalid,
+                match value {
+                    Some(value) => format!("Invalid value: {value}: {message}"),
+                    None => format!("Invalid value: {message}"),
+                },
+            ),
+        };
         Self {
             field: error.field_path.clone(),
-            reason: FieldErrorReason::Invalid,
-            message: format!(
-                "{}: Invalid value: \"{value_type}\": {message}",
-                display_path(&error.field_path)
-            ),
+            reason,
+            message: format!("{}: {body}", display_path(&error.field_path)),
         }
+    }
+}
+
+/// A scalar as Go's `%q` and `%v` print it in a field error.
+fn go_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Null => "null".into(),
+        other => other.to_string(),
     }
 }
 

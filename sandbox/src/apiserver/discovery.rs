@@ -7,12 +7,15 @@ use serde_json::{Value, json};
 use super::kinds::Kind;
 use super::resources::{Registry, ResourceType};
 
-/// The Kubernetes version the server speaks.
-pub const KUBERNETES_VERSION: &str = "v1.32.0";
+/// The Kubernetes version the server speaks: the kube-apiserver it is measured against
+/// (`hack/kube-assets/go.mod`), so that a client's version checks and skew warnings read the
+/// same on both.
+pub const KUBERNETES_VERSION: &str = "v1.37.2";
 
 pub fn version() -> Value {
     json!({
-        "major": "1", "minor": "32", "gitVersion": KUBERNETES_VERSION,
+        "major": "1", "minor": "37", "emulationMajor": "1", "emulationMinor": "37",
+        "minCompatibilityMajor": "1", "minCompatibilityMinor": "36", "gitVersion": KUBERNETES_VERSION,
         "gitCommit": "partner-operator-sandbox", "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z", "goVersion": "none", "compiler": "rustc",
         "platform": "linux/amd64",

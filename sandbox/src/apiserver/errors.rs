@@ -30,7 +30,7 @@ impl ApiError {
         }
     }
     /// 404, every one of them: what is missing, in kube-apiserver's words.
-    fn not_found_because(message: impl Into<String>) -> Self {
+    pub fn not_found_because(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)
     }
     /// 404 for an object that does not exist.
@@ -100,9 +100,22 @@ impl ApiError {
             "Invalid",
             format!("{kind} \"\" is invalid: {message}"),
         );
+        // The cause names its field apart, and its reason by the kind of error.
+        let detail = message
+            .strip_prefix(&format!("{field}: "))
+            .unwrap_or(message);
+        let reason = [
+            ("Required value", "FieldValueRequired"),
+            ("Unsupported value", "FieldValueNotSupported"),
+            ("Forbidden", "FieldValueForbidden"),
+            ("Too long", "FieldValueTooLong"),
+        ]
+        .iter()
+        .find(|(prefix, _)| detail.starts_with(prefix))
+        .map_or("FieldValueInvalid", |(_, reason)| reason);
         error.details = Some(
             json!({"kind": kind.split('.').next().unwrap_or(kind), "group": "meta.k8s.io",
-            "causes": [{"reason": "FieldValueRequired", "message": message, "field": field}]}),
+            "causes": [{"reason": reason, "message": detail, "field": field}]}),
         );
         error
     }
@@ -152,6 +165,42 @@ impl ApiError {
             "reason": "NamespaceTerminating", "field": "metadata.namespace",
             "message": format!("namespace {namespace} is being terminated"),
         }]}));
+        error
+    }
+    /// 403 for a delete of a Namespace the cluster cannot do without (`default`,
+    /// `kube-system`, `kube-public`), as kube-apiserver's NamespaceLifecycle admission refuses it.
+    pub fn namespace_undeletable(name: &str) -> Self {
+        let mut error = Self::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+        );
+        error.details = Some(json!({"name": name, "kind": "namespaces"}));
+        error
+    }
+    /// 410 for a watch from a version older than the server still has the changes after.
+    pub fn expired(requested: u64, oldest: u64) -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
+    }
+    /// 410 for a list at a version whose objects are no longer kept.
+    pub fn expired_list(message: &str) -> Self {
+        Self::new(StatusCode::GONE, "Expired", message)
+    }
+    /// 504 for a read at a version the server has not reached, as kube-apiserver answers once
+    /// its watch cache has waited for it in vain; the client is to retry a second later.
+    pub fn resource_version_too_large(requested: u64, current: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!("Timeout: Too large resource version: {requested}, current: {current}"),
+        );
+        error.details = Some(json!({"causes": [{"reason": "ResourceVersionTooLarge",
+            "message": "Too large resource version"}], "retryAfterSeconds": 1}));
+        error.retry_after = Some(1);
         error
     }
     fn with_details(mut self, resource: &ResourceType, name: &str) -> Self {

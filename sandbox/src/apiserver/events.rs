@@ -7,6 +7,9 @@ use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
+use super::errors::ApiError;
+use super::resources::{Registry, ResourceType};
+use super::routing::parse_body;
 use crate::admission::{FieldError, FieldErrorReason};
 
 /// `(events.k8s.io/v1 field, core v1 field)`.
@@ -39,6 +42,32 @@ fn convert(object: &Value, api_version: &str, from_new: bool) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// A request to `events.k8s.io/v1` Events as one to the core Events they are stored as: the
+/// core resource, and for a create or an update the body converted (a new Event validated in
+/// the new schema first) and its content type with it.
+pub(super) fn to_core_request(
+    registry: &Registry,
+    resource: &ResourceType,
+    verb: &str,
+    body: Bytes,
+    content_type: &str,
+) -> Result<(ResourceType, Bytes, String), ApiError> {
+    let core = registry
+        .get("", "v1", "events")
+        .expect("core Events are served");
+    if !matches!(verb, "create" | "update") {
+        return Ok((core, body, content_type.to_string()));
+    }
+    let event = parse_body(&body, content_type)?;
+    let errors = validate_new(&event);
+    if verb == "create" && !errors.is_empty() {
+        let name = event["metadata"]["name"].as_str().unwrap_or_default();
+        return Err(ApiError::invalid(resource, name, &errors));
+    }
+    let body = Bytes::from(serde_json::to_vec(&to_core(&event)).expect("serializes"));
+    Ok((core, body, "application/json".into()))
 }
 
 /// An `events.k8s.io/v1` Event as the core Event it is stored as.

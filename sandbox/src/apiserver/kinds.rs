@@ -11,6 +11,9 @@ use super::resources::ResourceType;
 /// The key Namespaces are stored under (see [`ResourceType::key`]).
 pub(super) const NAMESPACES: &str = "/v1/namespaces";
 
+/// The label kube-apiserver gives every Namespace: its name.
+const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 /// A kind with behaviour of its own, or `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -19,6 +22,7 @@ pub(super) enum Kind {
     Secret,
     Deployment,
     Service,
+    ServiceAccount,
     /// An `events.k8s.io/v1` Event: served in that schema, stored as the core Event it stands for.
     EventsV1Event,
     Other,
@@ -32,6 +36,7 @@ impl Kind {
             ("", "Secret") => Kind::Secret,
             ("apps", "Deployment") => Kind::Deployment,
             ("", "Service") => Kind::Service,
+            ("", "ServiceAccount") => Kind::ServiceAccount,
             ("events.k8s.io", "Event") => Kind::EventsV1Event,
             _ => Kind::Other,
         }
@@ -54,6 +59,12 @@ impl Kind {
     /// and they go, with their objects, once it is removed.
     pub fn defines_resources(self) -> bool {
         self == Kind::CustomResourceDefinition
+    }
+
+    /// Whether a delete that removed the object answers with the object, as kube-apiserver's
+    /// registries of these kinds do; the others answer with a `Status` naming it.
+    pub fn returns_deleted_object(self) -> bool {
+        matches!(self, Kind::Namespace | Kind::Service | Kind::ServiceAccount)
     }
 
     /// Whether `deletecollection` is served: kube-apiserver does not offer it for Namespaces.
@@ -79,6 +90,20 @@ impl Kind {
             if object["spec"]["finalizers"].is_null() {
                 object["spec"]["finalizers"] = json!(["kubernetes"]);
             }
+        }
+        self.prepare(object);
+    }
+
+    /// What the server sets on every write of an admitted object, whatever the client sent: a
+    /// Namespace is labelled with its name (`kubernetes.io/metadata.name`), so that a
+    /// namespace selector can pick a namespace by name.
+    pub fn prepare(self, object: &mut Value) {
+        if self == Kind::Namespace {
+            let name = object["metadata"]["name"].clone();
+            if !object["metadata"]["labels"].is_object() {
+                object["metadata"]["labels"] = json!({});
+            }
+            object["metadata"]["labels"][NAME_LABEL] = name;
         }
     }
 

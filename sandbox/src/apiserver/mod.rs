@@ -17,13 +17,17 @@
 //! What sets some built-in kinds apart is in `kinds`; what kube-controller-manager would do
 //! after a delete is in `controllers`. Objects live in `store`, resource types in `resources`.
 
+mod builtin_tables;
 mod controllers;
 mod deletion;
 mod discovery;
+mod duplicates;
 mod errors;
 mod events;
+mod gc;
 mod json_path;
 mod kinds;
+mod list_options;
 mod ownership;
 mod patch;
 mod protobuf;
@@ -33,6 +37,7 @@ mod routing;
 mod selectors;
 mod store;
 mod tables;
+mod updates;
 mod validation;
 mod watch;
 mod writes;
@@ -66,6 +71,9 @@ pub(crate) struct ServerState {
     /// Whether any object was written with `ownerReferences`: only then is there garbage to
     /// collect when an object is deleted.
     owners_seen: std::sync::atomic::AtomicBool,
+    /// The state itself, for work a request leaves to the server's controllers, which run
+    /// after it has been answered.
+    this: std::sync::Weak<ServerState>,
 }
 
 /// One request a client made, as the request log records it.
@@ -196,14 +204,22 @@ impl ApiServer {
         now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static,
     ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        let state = Arc::new(ServerState {
+        let state = Arc::new_cyclic(|this| ServerState {
             store: store::Store::default(),
             registry: resources::Registry::with_builtins(),
             now: Arc::new(now),
             faults: Faults::default(),
             log: RequestLog::default(),
             owners_seen: Default::default(),
+            this: this.clone(),
         });
+        // The built-in kinds are served from the start, as a new cluster's kube-apiserver
+        // serves them from the first revision: their watch histories hold every change.
+        for (_, resources) in state.registry.group_versions() {
+            for resource in resources {
+                state.store.serve(&resource.key());
+            }
+        }
         let server = Self::with_state(listener, state.clone());
         for namespace in ["default", "kube-system", "kube-public"] {
             server

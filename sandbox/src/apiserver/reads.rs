@@ -2,6 +2,8 @@
 //! kubectl's `Table`.
 
 use axum::response::IntoResponse;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::errors::{ApiError, ApiResult};
@@ -11,6 +13,7 @@ use super::tables;
 
 impl Request<'_> {
     pub(super) fn get(&self, wants_table: bool) -> ApiResult {
+        self.check_version_reached()?;
         let object = self
             .state
             .store
@@ -22,10 +25,33 @@ impl Request<'_> {
                 &[object],
                 self.state.store.revision(),
                 (self.state.now)(),
+                self.include()?,
             );
             return Ok(axum::Json(table).into_response());
         }
         Ok(axum::Json(&*object).into_response())
+    }
+
+    /// A read at a `resourceVersion` is served once the server has reached it: kube-apiserver's
+    /// watch cache waits a few seconds for it, then answers 504. Here every write is already
+    /// seen, so a version ahead of the store's is one that does not exist yet.
+    fn check_version_reached(&self) -> Result<(), ApiError> {
+        let requested = self
+            .query
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let current = self.state.store.revision();
+        if requested > current {
+            return Err(ApiError::resource_version_too_large(requested, current));
+        }
+        Ok(())
+    }
+
+    /// What a `Table`'s rows carry of their objects (`includeObject`).
+    pub(super) fn include(&self) -> Result<tables::Include, ApiError> {
+        tables::Include::parse(self.query.include_object.as_deref()).map_err(ApiError::bad_request)
     }
 
     pub(super) fn selectors(&self) -> Result<(LabelSelector, FieldSelector), ApiError> {
@@ -46,25 +72,11 @@ impl Request<'_> {
 
     pub(super) fn list(&self, wants_table: bool) -> ApiResult {
         let (labels, fields) = self.selectors()?;
-        // Pagination: the continue token is the `namespace/name` of the last item returned; the
-        // store lists in (namespace, name) order, and a page resumes after that pair.
-        let after = match &self.query.continue_token {
-            None => None,
-            Some(token) => {
-                let key = hex::decode(token)
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .ok_or_else(|| ApiError::bad_request("invalid continue token"))?;
-                let (namespace, name) = key
-                    .split_once('/')
-                    .ok_or_else(|| ApiError::bad_request("invalid continue token"))?;
-                Some((namespace.to_string(), name.to_string()))
-            }
-        };
-        let (items, revision) = self
-            .state
-            .store
-            .list(&self.key(), self.target.namespace.as_deref());
+        self.check_list_options(false)?;
+        self.check_version_reached()?;
+        let page = self.continue_from()?;
+        let (items, revision) = self.snapshot(page.as_ref().map(|p| p.version))?;
+        let after = page.map(|p| (p.namespace, p.name));
         let mut matching = items
             .into_iter()
             .filter(|o| {
@@ -79,21 +91,25 @@ impl Request<'_> {
         };
         let mut list_meta = json!({"resourceVersion": revision.to_string()});
         if let Some(next) = matching.next() {
-            let last = object_key(items.last().unwrap_or(&next));
-            list_meta["continue"] = json!(hex::encode(last));
+            let last = items.last().unwrap_or(&next);
+            list_meta["continue"] = json!(continue_token(revision, last));
             // As kube-apiserver: counted only for a list without selectors.
             if labels.is_empty() && fields.is_empty() {
                 list_meta["remainingItemCount"] = json!(1 + matching.count());
             }
         }
         if wants_table {
-            return Ok(axum::Json(tables::table(
+            // A Table carries the list's metadata, the continue token with it: `kubectl get`
+            // asks for 500 rows at a time and follows it for the rest.
+            let mut table = tables::table(
                 self.resource,
                 &items,
                 revision,
                 (self.state.now)(),
-            ))
-            .into_response());
+                self.include()?,
+            );
+            table["metadata"] = list_meta;
+            return Ok(axum::Json(table).into_response());
         }
         let list = json!({
             "kind": format!("{}List", self.resource.kind),
@@ -103,6 +119,69 @@ impl Request<'_> {
         });
         Ok(axum::Json(list).into_response())
     }
+
+    /// The objects a list reads and the version they are at: the current ones, or those of
+    /// an earlier version (a continued list's first page, `resourceVersionMatch=Exact`),
+    /// 410 once the changes since that version are no longer kept.
+    fn snapshot(&self, continued_at: Option<u64>) -> Result<(Vec<Arc<Value>>, u64), ApiError> {
+        let exact = (self.query.resource_version_match.as_deref() == Some("Exact"))
+            .then(|| self.query.resource_version.as_deref()?.parse::<u64>().ok())
+            .flatten();
+        let namespace = self.target.namespace.as_deref();
+        let Some(version) = continued_at.or(exact) else {
+            return Ok(self.state.store.list(&self.key(), namespace));
+        };
+        match self.state.store.list_at(&self.key(), namespace, version) {
+            Ok(items) => Ok((items, version)),
+            Err(_) if continued_at.is_some() => Err(ApiError::expired_list(CONTINUE_EXPIRED)),
+            Err(_) => Err(ApiError::expired_list(
+                "The resourceVersion for the provided list is too old.",
+            )),
+        }
+    }
+
+    /// Pagination: the continue token is the version of the first page and the
+    /// `namespace/name` of the last item returned; the store lists in (namespace, name) order,
+    /// and a page resumes after that pair, as the objects were at that version.
+    fn continue_from(&self) -> Result<Option<Page>, ApiError> {
+        let Some(token) = &self.query.continue_token else {
+            return Ok(None);
+        };
+        let invalid = || ApiError::bad_request("invalid continue token");
+        let key = hex::decode(token)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(invalid)?;
+        let mut parts = key.splitn(3, '/');
+        let (Some(version), Some(namespace), Some(name)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        Ok(Some(Page {
+            version: version.parse().map_err(|_| invalid())?,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }))
+    }
+}
+
+/// kube-apiserver's words for a continue token whose version is no longer kept.
+const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
+
+/// Where a continued list resumes.
+struct Page {
+    version: u64,
+    namespace: String,
+    name: String,
+}
+
+fn continue_token(version: u64, last: &Value) -> String {
+    hex::encode(format!(
+        "{version}/{}/{}",
+        last["metadata"]["namespace"].as_str().unwrap_or_default(),
+        last["metadata"]["name"].as_str().unwrap_or_default()
+    ))
 }
 
 /// `(namespace, name)`: the order the store lists objects in.
@@ -110,13 +189,5 @@ fn object_pair(object: &Value) -> (&str, &str) {
     (
         object["metadata"]["namespace"].as_str().unwrap_or_default(),
         object["metadata"]["name"].as_str().unwrap_or_default(),
-    )
-}
-
-fn object_key(object: &Value) -> String {
-    format!(
-        "{}/{}",
-        object["metadata"]["namespace"].as_str().unwrap_or_default(),
-        object["metadata"]["name"].as_str().unwrap_or_default()
     )
 }

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::errors::ApiError;
+use super::errors::{ApiError, ApiResult};
 use super::kinds::Kind;
 use super::resources::ResourceType;
 use super::{ServerState, controllers, discovery, events};
@@ -43,7 +43,8 @@ fn parse_path(registry: &super::resources::Registry, path: &str) -> Option<Targe
         ["namespaces", ns, plural, tail @ ..]
             if registry
                 .get(&target.group, &target.version, plural)
-                .is_some_and(|r| r.namespaced) =>
+                .is_some_and(|r| r.namespaced)
+                || unserved(&target.group, plural).is_some() =>
         {
             target.namespace = Some(ns.to_string());
             let mut all = vec![*plural];
@@ -86,6 +87,9 @@ pub(super) struct Query {
     pub send_initial_events: bool,
     pub dry_run_given: Option<String>,
     pub force: bool,
+    pub include_object: Option<String>,
+    pub propagation_policy: Option<String>,
+    pub resource_version_match: Option<String>,
 }
 
 fn parse_query(uri: &Uri) -> Query {
@@ -109,6 +113,11 @@ fn parse_query(uri: &Uri) -> Query {
             }
             "force" => query.force = value == "true",
             "sendInitialEvents" => query.send_initial_events = value == "true",
+            "includeObject" => query.include_object = Some(value),
+            "propagationPolicy" => query.propagation_policy = Some(value),
+            "resourceVersionMatch" => {
+                query.resource_version_match = Some(value).filter(|v| !v.is_empty())
+            }
             _ => {}
         }
     }
@@ -117,7 +126,21 @@ fn parse_query(uri: &Uri) -> Query {
 
 impl Query {
     /// A request option with a value kube-apiserver does not accept.
-    fn invalid_option(&self) -> Option<ApiError> {
+    fn invalid_option(&self, verb: &str) -> Option<ApiError> {
+        if let Some(manager) = &self.field_manager
+            && manager.len() > 128
+        {
+            let options = match verb {
+                "patch" => "PatchOptions.meta.k8s.io",
+                "update" => "UpdateOptions.meta.k8s.io",
+                _ => "CreateOptions.meta.k8s.io",
+            };
+            return Some(ApiError::invalid_request(
+                options,
+                "fieldManager",
+                "fieldManager: Too long: may not be more than 128 bytes",
+            ));
+        }
         if let Some(value) = &self.dry_run_given
             && value != "All"
         {
@@ -151,132 +174,52 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    match path.as_str() {
-        "/version" => return axum::Json(discovery::version()).into_response(),
-        "/healthz" | "/readyz" | "/livez" => return "ok".into_response(),
-        "/api" => return axum::Json(discovery::api_versions()).into_response(),
-        "/apis" => return axum::Json(discovery::api_groups(&state.registry)).into_response(),
-        "/openapi/v3" => {
-            return axum::Json(discovery::openapi_v3_index(&state.registry)).into_response();
-        }
-        _ => {}
-    }
-    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
-        return match discovery::openapi_v3(&state.registry, gv) {
-            Some(doc) => axum::Json(doc).into_response(),
-            None => ApiError::no_such_resource().into_response(),
-        };
+    if let Some(response) = serve_fixed_path(&state, &path) {
+        return response;
     }
     let Some(target) = parse_path(&state.registry, &path) else {
         return ApiError::no_such_resource().into_response();
     };
     let query = parse_query(&uri);
-    if let Some(error) = query.invalid_option() {
+    let verb = verb_of(&method, &target, &query);
+    if let Some(error) = query.invalid_option(verb) {
         return error.into_response();
     }
-    let verb = match (&method, &target.name, query.watch) {
-        (&Method::GET, _, true) => "watch",
-        (&Method::GET, Some(_), _) => "get",
-        (&Method::GET, None, _) => "list",
-        (&Method::POST, _, _) => "create",
-        (&Method::PUT, _, _) => "update",
-        (&Method::PATCH, _, _) => "patch",
-        (&Method::DELETE, Some(_), _) => "delete",
-        (&Method::DELETE, None, _) => "deletecollection",
-        _ => "unknown",
-    };
     let user_agent = headers
-        .get(axum::http::header::USER_AGENT)
+        .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let mut lost_response = None;
-    if let Some(plural) = &target.plural {
-        state.log.record(verb, &target, user_agent);
-        let resource = match &target.subresource {
-            Some(sub) => format!("{plural}/{sub}"),
-            None => plural.clone(),
-        };
-        match state.faults.roll(verb, &resource) {
+    if target.plural.is_some() {
+        match record_and_draw_fault(&state, verb, &target, user_agent) {
             Some(fault) if fault.lose_response => lost_response = Some(fault.status),
             Some(fault) => return ApiError::injected(fault.status).into_response(),
             None => {}
         }
     }
-    if state
-        .registry
-        .resources_of(&target.group, &target.version)
-        .is_none()
-    {
-        // A group/version nobody serves is no API path at all: Go's mux answers, not a Status.
-        return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
-    }
-    let Some(plural) = target.plural.clone() else {
-        return match discovery::resource_list(&state.registry, &target.group, &target.version) {
-            Some(list) => axum::Json(list).into_response(),
-            None => ApiError::no_such_resource().into_response(),
-        };
+    let resource = match resource_of(&state, &target) {
+        Ok(resource) => resource,
+        Err(response) => return *response,
     };
-    let Some(resource) = state.registry.get(&target.group, &target.version, &plural) else {
-        return ApiError::no_such_resource().into_response();
-    };
-    let mut content_type = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
     // events.k8s.io/v1 Events are stored as core Events: converted in here, and out below.
     let events_v1 = Kind::of(&resource) == Kind::EventsV1Event;
-    let (resource, body) = if events_v1 {
-        let core = state
-            .registry
-            .get("", "v1", "events")
-            .expect("core Events are served");
-        let body = if matches!(verb, "create" | "update") {
-            let event = match parse_body(&body, &content_type) {
-                Ok(event) => event,
-                Err(e) => return e.into_response(),
-            };
-            let errors = events::validate_new(&event);
-            if verb == "create" && !errors.is_empty() {
-                let name = event["metadata"]["name"].as_str().unwrap_or_default();
-                return ApiError::invalid(&resource, name, &errors).into_response();
-            }
-            content_type = "application/json".into();
-            Bytes::from(serde_json::to_vec(&events::to_core(&event)).expect("serializes"))
-        } else {
-            body
-        };
-        (core, body)
+    let (resource, body, content_type) = if events_v1 {
+        match events::to_core_request(&state.registry, &resource, verb, body, &content_type) {
+            Ok(converted) => converted,
+            Err(error) => return error.into_response(),
+        }
     } else {
-        (resource, body)
+        (resource, body, content_type)
     };
-    let wants_table = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"));
-    if let Some(sub) = &target.subresource
-        && !(sub == "status" && resource.status_subresource)
-    {
-        return ApiError::no_such_resource().into_response();
-    }
-    // The uid of what a delete removes, for the garbage collector.
-    let deleted_uid = (verb == "delete")
-        .then(|| {
-            state.store.get(
-                &resource.key(),
-                target.namespace.as_deref().unwrap_or_default(),
-                target.name.as_deref().unwrap_or_default(),
-            )
-        })
-        .flatten()
-        .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_string));
-    if body
-        .windows(b"ownerReferences".len())
-        .any(|w| w == b"ownerReferences")
-    {
-        state
-            .owners_seen
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+    note_owners(&state, &body);
+    let duplicates = match duplicates_in(&resource, verb, &query, &content_type, &body) {
+        Ok(duplicates) => duplicates,
+        Err(error) => return error.into_response(),
+    };
     let request = Request {
         apply: verb == "patch" && content_type.starts_with("application/apply-patch"),
         events_v1,
@@ -286,24 +229,12 @@ pub(super) async fn handle(
         query: &query,
         user_agent,
     };
-    let result = match verb {
-        "watch" => request.watch(wants_table),
-        "get" => request.get(wants_table),
-        "list" => request.list(wants_table),
-        "create" => request.create(&body, &content_type),
-        "update" => request.update(&body, &content_type),
-        "patch" => request.patch(&body, &content_type),
-        "delete" => request.delete(&body),
-        "deletecollection" => request.delete_collection(&body),
-        _ => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "method not allowed",
-        )),
-    };
-    let response = result.unwrap_or_else(IntoResponse::into_response);
-    if verb == "delete" && !query.dry_run && response.status() == StatusCode::OK {
-        controllers::after_delete(&state, &resource, &target, deleted_uid);
+    let mut response = request
+        .dispatch(verb, wants_table(&headers), &body, &content_type)
+        .unwrap_or_else(IntoResponse::into_response);
+    warn_of_duplicates(&mut response, &duplicates);
+    if verb == "delete" && !query.dry_run && response.status().is_success() {
+        controllers::after_delete(&state, &resource, &target);
     }
     if let Some(code) = lost_response {
         // Carried out; the client is told it failed.
@@ -313,6 +244,203 @@ pub(super) async fn handle(
         return events::convert_response(response, verb == "watch").await;
     }
     response
+}
+
+/// Resources of a Kubernetes cluster the sandbox does not serve: a client that asks for one by
+/// its path (a typed client; kubectl finds them missing from discovery) is told so, and where
+/// to get them, rather than a bare 404.
+const UNSERVED: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "pods",
+            "nodes",
+            "endpoints",
+            "persistentvolumeclaims",
+            "persistentvolumes",
+            "replicationcontrollers",
+            "resourcequotas",
+            "limitranges",
+            "podtemplates",
+        ],
+    ),
+    (
+        "apps",
+        &[
+            "statefulsets",
+            "replicasets",
+            "daemonsets",
+            "controllerrevisions",
+        ],
+    ),
+    ("batch", &["jobs", "cronjobs"]),
+    ("autoscaling", &["horizontalpodautoscalers"]),
+    ("discovery.k8s.io", &["endpointslices"]),
+    ("storage.k8s.io", &["storageclasses"]),
+];
+
+fn unserved(group: &str, plural: &str) -> Option<ApiError> {
+    UNSERVED
+        .iter()
+        .any(|(g, plurals)| *g == group && plurals.contains(&plural))
+        .then(|| {
+            ApiError::not_found_because(format!(
+                "the sandbox does not serve {plural}: it serves the kinds the operator and its chart use; run `partner-operator sandbox --kube-apiserver DIR` for a complete API server"
+            ))
+        })
+}
+
+/// The fields a created or replaced object's JSON gives twice: refused under
+/// `fieldValidation=Strict` as kube-apiserver refuses them, to warn of otherwise (none under
+/// `Ignore`).
+fn duplicates_in(
+    resource: &ResourceType,
+    verb: &str,
+    query: &Query,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Vec<String>, ApiError> {
+    if !matches!(verb, "create" | "update") || !content_type.contains("json") {
+        return Ok(vec![]);
+    }
+    let duplicates = super::duplicates::duplicate_fields(body);
+    match query.field_validation.as_deref() {
+        _ if duplicates.is_empty() => Ok(duplicates),
+        Some("Ignore") => Ok(vec![]),
+        Some("Strict") => {
+            let fields: Vec<String> = duplicates
+                .iter()
+                .map(|f| format!("duplicate field {f:?}"))
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                fields.join(", "),
+                kind = resource.kind,
+                version = resource.version,
+            )))
+        }
+        _ => Ok(duplicates),
+    }
+}
+
+/// A write that went through despite fields given twice says so, as kube-apiserver does.
+fn warn_of_duplicates(response: &mut Response, duplicates: &[String]) {
+    if !response.status().is_success() {
+        return;
+    }
+    for field in duplicates {
+        let warning = format!("299 - \"duplicate field \\\"{field}\\\"\"");
+        if let Ok(value) = HeaderValue::from_str(&warning) {
+            response.headers_mut().append("Warning", value);
+        }
+    }
+}
+
+/// Whether the client asks for a `Table` (`kubectl get`).
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
+}
+
+/// Notes that some object was written with `ownerReferences`: only then has the garbage
+/// collector work to do.
+fn note_owners(state: &ServerState, body: &[u8]) {
+    if body
+        .windows(b"ownerReferences".len())
+        .any(|w| w == b"ownerReferences")
+    {
+        state
+            .owners_seen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The paths that name no resource: version, health, discovery roots, OpenAPI.
+fn serve_fixed_path(state: &ServerState, path: &str) -> Option<Response> {
+    let json = |value: Value| Some(axum::Json(value).into_response());
+    match path {
+        "/version" => return json(discovery::version()),
+        "/healthz" | "/readyz" | "/livez" => return Some("ok".into_response()),
+        "/api" => return json(discovery::api_versions()),
+        "/apis" => return json(discovery::api_groups(&state.registry)),
+        "/openapi/v3" => return json(discovery::openapi_v3_index(&state.registry)),
+        _ => {}
+    }
+    let gv = path.strip_prefix("/openapi/v3/")?;
+    Some(match discovery::openapi_v3(&state.registry, gv) {
+        Some(doc) => axum::Json(doc).into_response(),
+        None => ApiError::no_such_resource().into_response(),
+    })
+}
+
+fn verb_of(method: &Method, target: &Target, query: &Query) -> &'static str {
+    match (method, &target.name, query.watch) {
+        (&Method::GET, _, true) => "watch",
+        (&Method::GET, Some(_), _) => "get",
+        (&Method::GET, None, _) => "list",
+        (&Method::POST, _, _) => "create",
+        (&Method::PUT, _, _) => "update",
+        (&Method::PATCH, _, _) => "patch",
+        (&Method::DELETE, Some(_), _) => "delete",
+        (&Method::DELETE, None, _) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// Records a request to a resource in the request log, and draws the faults a test set.
+fn record_and_draw_fault(
+    state: &ServerState,
+    verb: &str,
+    target: &Target,
+    user_agent: Option<&str>,
+) -> Option<super::Fault> {
+    let plural = target.plural.as_deref().unwrap_or_default();
+    state.log.record(verb, target, user_agent);
+    let resource = match &target.subresource {
+        Some(sub) => format!("{plural}/{sub}"),
+        None => plural.to_string(),
+    };
+    state.faults.roll(verb, &resource)
+}
+
+/// The resource type a path addresses, or the answer for a path that addresses none (a
+/// discovery document, or a 404).
+fn resource_of(state: &ServerState, target: &Target) -> Result<ResourceType, Box<Response>> {
+    if let Some(plural) = &target.plural
+        && let Some(error) = unserved(&target.group, plural)
+    {
+        return Err(Box::new(error.into_response()));
+    }
+    if state
+        .registry
+        .resources_of(&target.group, &target.version)
+        .is_none()
+    {
+        // A group/version nobody serves is no API path at all: Go's mux answers, not a Status.
+        return Err(Box::new(
+            (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
+        ));
+    }
+    let Some(plural) = &target.plural else {
+        return Err(Box::new(
+            match discovery::resource_list(&state.registry, &target.group, &target.version) {
+                Some(list) => axum::Json(list).into_response(),
+                None => ApiError::no_such_resource().into_response(),
+            },
+        ));
+    };
+    let resource = state
+        .registry
+        .get(&target.group, &target.version, plural)
+        .ok_or_else(|| Box::new(ApiError::no_such_resource().into_response()))?;
+    if let Some(sub) = &target.subresource
+        && !(sub == "status" && resource.status_subresource)
+    {
+        return Err(Box::new(ApiError::no_such_resource().into_response()));
+    }
+    Ok(resource)
 }
 
 /// One request to a resource, as its verbs see it.
@@ -345,6 +473,9 @@ static NO_OPTIONS: Query = Query {
     send_initial_events: false,
     dry_run_given: None,
     force: false,
+    include_object: None,
+    propagation_policy: None,
+    resource_version_match: None,
 };
 
 pub(super) fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
@@ -377,6 +508,33 @@ pub(super) fn json_response(code: StatusCode, value: &Value, warnings: &[String]
         }
     }
     response
+}
+
+impl Request<'_> {
+    /// Hands the request to its verb.
+    fn dispatch(
+        &self,
+        verb: &str,
+        wants_table: bool,
+        body: &[u8],
+        content_type: &str,
+    ) -> ApiResult {
+        match verb {
+            "watch" => self.watch(wants_table),
+            "get" => self.get(wants_table),
+            "list" => self.list(wants_table),
+            "create" => self.create(body, content_type),
+            "update" => self.update(body, content_type),
+            "patch" => self.patch(body, content_type),
+            "delete" => self.delete(body),
+            "deletecollection" => self.delete_collection(body),
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "method not allowed",
+            )),
+        }
+    }
 }
 
 impl<'a> Request<'a> {

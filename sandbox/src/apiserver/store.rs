@@ -1,21 +1,28 @@
 //! Object storage with kube-apiserver's versioning and watch semantics.
 //!
 //! One global, monotonically increasing `resourceVersion` (as etcd's revision); every write is
-//! recorded in a bounded per-resource history so a watch can resume from a version, and answered
-//! with 410 Gone once that version was compacted away. Watchers get events through a bounded
-//! broadcast channel: a watcher that falls behind is cut off (its stream ends and it relists), so
-//! a slow client never stalls writers, as with the real server.
+//! recorded in a per-resource history, kept as kube-apiserver's watch cache keeps it, so a watch
+//! can resume from a version, and is answered with 410 Gone for a version from before the
+//! resource was served or whose changes the history has let go. Watchers get events through a
+//! bounded broadcast channel: a watcher that falls behind is cut off (its stream ends and it
+//! relists), so a slow client never stalls writers, as with the real server.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-/// Events kept per resource for watches that resume from a version.
-const HISTORY_PER_RESOURCE: usize = 20_000;
+/// kube-apiserver's watch cache: it starts with room for 100 changes of a resource, doubles
+/// that (up to 102,400) while the oldest change it holds is younger than 75 s, halves it again
+/// once the newest quarter is older, and lets the oldest change go when it is full. A watch
+/// from before the oldest change it holds gets 410 Gone, and the client relists.
+const HISTORY_MIN: usize = 100;
+const HISTORY_MAX: usize = 100 * 1024;
+const HISTORY_FRESH: Duration = Duration::from_secs(75);
 /// Events a watcher may lag behind before it is cut off.
 const WATCH_BUFFER: usize = 4_096;
 
@@ -28,10 +35,13 @@ pub struct Change {
     pub resource_version: u64,
     pub kind: ChangeKind,
     pub object: Arc<Value>,
-    /// The object before a modification, so a selector-filtered watch can see an object leave.
+    /// The object before a modification or a deletion, so a selector-filtered watch can see an
+    /// object leave, and a list can be served as it was at an earlier version.
     pub previous: Option<Arc<Value>>,
     /// The object as JSON, encoded once for every watcher that sends it.
     encoded: Arc<OnceLock<Bytes>>,
+    /// When it was recorded, for the history's window.
+    at: Instant,
 }
 
 impl Change {
@@ -43,6 +53,7 @@ impl Change {
             object,
             previous: None,
             encoded: Arc::default(),
+            at: Instant::now(),
         }
     }
 
@@ -70,14 +81,51 @@ impl ChangeKind {
     }
 }
 
-#[derive(Default)]
 struct Table {
     /// `(namespace, name)` -> object; the namespace is empty for cluster-scoped objects.
     objects: BTreeMap<(String, String), Arc<Value>>,
     history: VecDeque<Change>,
-    /// Versions up to this one are no longer in `history`.
+    /// How many changes `history` holds before it lets the oldest go.
+    capacity: usize,
+    /// A watch from a version before this one gets 410 Gone: the changes after it are no
+    /// longer all in `history`.
     compacted_through: u64,
     watchers: Option<broadcast::Sender<Change>>,
+}
+
+impl Table {
+    /// A resource served from `revision` on: its history starts there.
+    fn starting_at(revision: u64) -> Self {
+        Self {
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            capacity: HISTORY_MIN,
+            compacted_through: revision,
+            watchers: None,
+        }
+    }
+
+    /// Records a change in the history, resized as kube-apiserver's watch cache resizes.
+    fn record(&mut self, change: Change) {
+        if self.history.len() >= self.capacity {
+            let age = |i: usize| change.at.duration_since(self.history[i].at);
+            if age(0) < HISTORY_FRESH {
+                self.capacity = (self.capacity * 2).min(HISTORY_MAX);
+            } else if age(self.history.len() - self.capacity / 4) > HISTORY_FRESH {
+                self.capacity = (self.capacity / 2).max(HISTORY_MIN);
+            }
+        }
+        let mut dropped = false;
+        while self.history.len() >= self.capacity {
+            self.history.pop_front();
+            dropped = true;
+        }
+        self.history.push_back(change);
+        if dropped {
+            let oldest = self.history.front().expect("just pushed").resource_version;
+            self.compacted_through = self.compacted_through.max(oldest - 1);
+        }
+    }
 }
 
 /// The whole store. Cheap to clone.
@@ -100,9 +148,12 @@ pub enum WatchStart {
     Replay(Vec<Change>),
 }
 
-/// A watch request for a version that was compacted away.
+/// A watch request for a version whose changes are no longer all kept: the oldest version a
+/// watch may start from.
 #[derive(Debug)]
-pub struct Gone;
+pub struct Gone {
+    pub oldest: u64,
+}
 
 impl Store {
     /// The current revision (the resourceVersion of the latest write).
@@ -137,6 +188,46 @@ impl Store {
             },
         };
         (items, inner.revision)
+    }
+
+    /// Objects of a resource as they were at `version`, in `(namespace, name)` order: the
+    /// current ones with the changes since undone. `Gone` once those changes are no longer all
+    /// kept (as etcd answers for a compacted revision).
+    pub fn list_at(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        version: u64,
+    ) -> Result<Vec<Arc<Value>>, Gone> {
+        let inner = self.inner.lock().unwrap();
+        let Some(table) = inner.tables.get(resource) else {
+            return Ok(vec![]);
+        };
+        if version < table.compacted_through {
+            return Err(Gone {
+                oldest: table.compacted_through,
+            });
+        }
+        let mut objects = table.objects.clone();
+        for change in table.history.iter().rev() {
+            if change.resource_version <= version {
+                break;
+            }
+            let meta = &change.object["metadata"];
+            let key = (
+                meta["namespace"].as_str().unwrap_or_default().to_string(),
+                meta["name"].as_str().unwrap_or_default().to_string(),
+            );
+            match &change.previous {
+                Some(previous) => objects.insert(key, previous.clone()),
+                None => objects.remove(&key),
+            };
+        }
+        Ok(objects
+            .into_iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|wanted| wanted == ns))
+            .map(|(_, object)| object)
+            .collect())
     }
 
     /// Whether any object of any resource lives in `namespace`.
@@ -191,7 +282,10 @@ impl Store {
         let revision = inner.revision;
         object["metadata"]["resourceVersion"] = Value::String(revision.to_string());
         let object = Arc::new(object);
-        let table = inner.tables.entry(resource.to_string()).or_default();
+        let table = inner
+            .tables
+            .entry(resource.to_string())
+            .or_insert_with(|| Table::starting_at(0));
         match kind {
             ChangeKind::Deleted => {
                 table.objects.remove(&key);
@@ -204,14 +298,11 @@ impl Store {
             resource_version: revision,
             kind,
             object: object.clone(),
-            previous: current.filter(|_| kind == ChangeKind::Modified),
+            previous: current,
             encoded: Arc::default(),
+            at: Instant::now(),
         };
-        table.history.push_back(change.clone());
-        while table.history.len() > HISTORY_PER_RESOURCE {
-            let dropped = table.history.pop_front().expect("non-empty");
-            table.compacted_through = dropped.resource_version;
-        }
+        table.record(change.clone());
         if let Some(watchers) = &table.watchers {
             let _ = watchers.send(change);
         }
@@ -231,10 +322,17 @@ impl Store {
     ) -> Result<(WatchStart, broadcast::Receiver<Change>, u64), Gone> {
         let mut inner = self.inner.lock().unwrap();
         let revision = inner.revision;
-        let table = inner.tables.entry(resource.to_string()).or_default();
+        let table = inner
+            .tables
+            .entry(resource.to_string())
+            .or_insert_with(|| Table::starting_at(revision));
         let start = match from {
             None => WatchStart::Snapshot(table.objects.values().cloned().collect()),
-            Some(version) if version < table.compacted_through => return Err(Gone),
+            Some(version) if version < table.compacted_through => {
+                return Err(Gone {
+                    oldest: table.compacted_through,
+                });
+            }
             Some(version) if version > revision => WatchStart::Replay(vec![]),
             Some(version) => WatchStart::Replay(
                 table
@@ -250,6 +348,23 @@ impl Store {
             .get_or_insert_with(|| broadcast::channel(WATCH_BUFFER).0)
             .subscribe();
         Ok((start, receiver, revision))
+    }
+
+    /// Starts the history of a resource now being served (a built-in kind as the server
+    /// starts, a custom resource as its CRD is created): a watch from an earlier version gets
+    /// 410 Gone, as from kube-apiserver, whose watch cache for it starts at that point.
+    pub fn serve(&self, resource: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        let revision = inner.revision;
+        inner
+            .tables
+            .entry(resource.to_string())
+            .or_insert_with(|| Table::starting_at(revision));
+    }
+
+    /// Forgets a resource no longer served (its CRD is gone, and its objects with it).
+    pub fn forget(&self, resource: &str) {
+        self.inner.lock().unwrap().tables.remove(resource);
     }
 
     /// Forgets all history: every watch resuming from an earlier version gets 410 Gone.
@@ -291,5 +406,77 @@ impl Written {
         match self {
             Self::Stored(o) | Self::Deleted(o) | Self::Unchanged(o) => o,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn put(store: &Store, name: &str, data: &str) -> u64 {
+        let object = json!({"metadata": {"namespace": "ns", "name": name}, "data": data});
+        let written = store
+            .write("/v1/configmaps", "ns", name, |_| {
+                Ok::<_, ()>(Write::Put(object))
+            })
+            .unwrap();
+        written.object()["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    fn names_and_data(objects: &[Arc<Value>]) -> Vec<(String, String)> {
+        objects
+            .iter()
+            .map(|o| {
+                (
+                    o["metadata"]["name"].as_str().unwrap().to_string(),
+                    o["data"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_list_at_an_earlier_version_undoes_the_changes_since() {
+        let store = Store::default();
+        store.serve("/v1/configmaps");
+        put(&store, "a", "1");
+        let at = put(&store, "b", "1");
+        put(&store, "a", "2");
+        put(&store, "c", "1");
+        store
+            .write("/v1/configmaps", "ns", "b", |_| Ok::<_, ()>(Write::Delete))
+            .unwrap();
+        let then = store.list_at("/v1/configmaps", Some("ns"), at).unwrap();
+        assert_eq!(
+            names_and_data(&then),
+            [("a".into(), "1".into()), ("b".into(), "1".into())]
+        );
+        store.compact();
+        assert!(store.list_at("/v1/configmaps", Some("ns"), at).is_err());
+    }
+
+    #[test]
+    fn a_watch_from_before_the_resource_was_served_is_gone() {
+        let store = Store::default();
+        put(&store, "elsewhere", "1");
+        store.serve("/v1/secrets");
+        assert!(store.watch("/v1/secrets", Some(0)).is_err());
+        assert!(store.watch("/v1/secrets", Some(1)).is_ok());
+    }
+
+    #[test]
+    fn the_history_grows_while_its_oldest_change_is_fresh() {
+        let store = Store::default();
+        store.serve("/v1/configmaps");
+        for i in 0..(HISTORY_MIN * 3) {
+            put(&store, &format!("o{i}"), "1");
+        }
+        // Every change is seconds old at most: none was let go.
+        assert!(store.watch("/v1/configmaps", Some(0)).is_ok());
     }
 }

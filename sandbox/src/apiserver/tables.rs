@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::builtin_tables;
 use super::json_path::json_path;
 use super::resources::ResourceType;
 
@@ -49,84 +50,109 @@ fn cell(value: Vec<Value>, type_: &str, now: DateTime<Utc>) -> Value {
     }
 }
 
+/// What each row of a `Table` carries of its object: the `includeObject` option.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Include {
+    /// Nothing (`None`): the row's `object` is null.
+    Nothing,
+    /// The object's metadata as `PartialObjectMetadata`, kube-apiserver's default.
+    #[default]
+    Metadata,
+    /// The whole object (`Object`): what `kubectl get --sort-by` sorts on.
+    Object,
+}
+
+impl Include {
+    /// The option's value; an unknown one is refused in kube-apiserver's words.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value.unwrap_or_default() {
+            "" | "Metadata" => Ok(Self::Metadata),
+            "Object" => Ok(Self::Object),
+            "None" => Ok(Self::Nothing),
+            other => Err(format!(
+                "Unable to convert to Table as requested: includeObject: Invalid value: {other:?}: must be 'Metadata', 'Object', 'None', or empty"
+            )),
+        }
+    }
+}
+
 /// A `meta.k8s.io/v1` `Table` of `objects` with the resource's printer columns.
 pub fn table(
     resource: &ResourceType,
     objects: &[std::sync::Arc<Value>],
     resource_version: u64,
     now: DateTime<Utc>,
+    include: Include,
 ) -> Value {
     if resource.group.is_empty() && resource.kind == "Event" {
-        return events_table(objects, resource_version, now);
+        return events_table(objects, resource_version, now, include);
     }
-    let mut columns = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}),
-    ];
+    let name = json!({"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0});
+    if let Some(builtin) = builtin_tables::columns(resource) {
+        let mut columns = vec![name];
+        columns.extend(builtin.iter().map(builtin_tables::Column::definition));
+        let rows = objects
+            .iter()
+            .map(|object| {
+                let mut cells = vec![object["metadata"]["name"].clone()];
+                cells.extend(builtin.iter().map(|c| (c.cell)(object, now)));
+                row(json!(cells), object, include)
+            })
+            .collect();
+        return document(columns, rows, resource_version);
+    }
+    custom_table(resource, objects, resource_version, now, include, name)
+}
+
+/// A custom resource's `Table`: its CRD's printer columns, else its age (a date).
+fn custom_table(
+    resource: &ResourceType,
+    objects: &[std::sync::Arc<Value>],
+    resource_version: u64,
+    now: DateTime<Utc>,
+    include: Include,
+    name: Value,
+) -> Value {
+    let mut columns = vec![name];
     let mut paths: Vec<(String, String)> = Vec::new();
     if resource.printer_columns.is_empty() {
-        let extra: &[(&str, &str, &str)] = match resource.kind.as_str() {
-            "Namespace" => &[("Status", "string", ".status.phase")],
-            "ConfigMap" => &[("Data", "string", "#data")],
-            "Secret" => &[("Type", "string", ".type"), ("Data", "string", "#data")],
-            "Lease" => &[("Holder", "string", ".spec.holderIdentity")],
-            _ => &[],
-        };
-        for (name, type_, path) in extra {
-            columns.push(json!({"name": name, "type": type_, "format": "", "description": "", "priority": 0}));
-            paths.push((path.to_string(), type_.to_string()));
-        }
-        // Built-in tables type their Age column as a string (it is printed, not a timestamp);
-        // a CRD's default one is a date.
-        let age_type = if resource.validator.is_some() {
-            "date"
-        } else {
-            "string"
-        };
         columns.push(
-            json!({"name": "Age", "type": age_type, "format": "", "description": "", "priority": 0}),
+            json!({"name": "Age", "type": "date", "format": "", "description": "", "priority": 0}),
         );
         paths.push((".metadata.creationTimestamp".into(), "date".into()));
-    } else {
-        for column in &resource.printer_columns {
-            columns.push(json!({
-                "name": column.name, "type": column.type_, "format": column.format.clone().unwrap_or_default(),
-                "description": column.description.clone().unwrap_or_default(), "priority": column.priority.unwrap_or(0),
-            }));
-            paths.push((column.json_path.clone(), column.type_.clone()));
-        }
+    }
+    for column in &resource.printer_columns {
+        columns.push(json!({
+            "name": column.name, "type": column.type_, "format": column.format.clone().unwrap_or_default(),
+            "description": column.description.clone().unwrap_or_default(), "priority": column.priority.unwrap_or(0),
+        }));
+        paths.push((column.json_path.clone(), column.type_.clone()));
     }
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
             let mut cells = vec![object["metadata"]["name"].clone()];
             for (path, type_) in &paths {
-                cells.push(if let Some(field) = path.strip_prefix('#') {
-                    json!(
-                        object
-                            .get(field)
-                            .and_then(Value::as_object)
-                            .map_or(0, |m| m.len())
-                    )
-                } else {
-                    cell(json_path(object, path), type_, now)
-                });
+                cells.push(cell(json_path(object, path), type_, now));
             }
-            row(json!(cells), &object["metadata"])
+            row(json!(cells), object, include)
         })
         .collect();
     document(columns, rows, resource_version)
 }
 
-/// One row of a `Table`, with the object's metadata as `PartialObjectMetadata`.
-fn row(cells: Value, metadata: &Value) -> Value {
-    json!({
-        "cells": cells,
-        "object": {
+/// One row of a `Table`, with as much of its object as `include` asks for.
+fn row(cells: Value, object: &Value, include: Include) -> Value {
+    let object = match include {
+        Include::Nothing => Value::Null,
+        Include::Metadata => json!({
             "kind": "PartialObjectMetadata",
             "apiVersion": "meta.k8s.io/v1",
-            "metadata": metadata,
-        },
-    })
+            "metadata": object["metadata"],
+        }),
+        Include::Object => object.clone(),
+    };
+    json!({"cells": cells, "object": object})
 }
 
 /// A `meta.k8s.io/v1` `Table` of `rows` under `columns`.
@@ -145,6 +171,7 @@ fn events_table(
     objects: &[std::sync::Arc<Value>],
     resource_version: u64,
     now: DateTime<Utc>,
+    include: Include,
 ) -> Value {
     let column = |name: &str, priority: u8| json!({"name": name, "type": "string", "format": "", "description": "", "priority": priority});
     let columns = vec![
@@ -159,6 +186,15 @@ fn events_table(
         column("Count", 1),
         column("Name", 1),
     ];
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|event| event_row(event, now, include))
+        .collect();
+    document(columns, rows, resource_version)
+}
+
+/// One row of `kubectl get events`.
+fn event_row(event: &Value, now: DateTime<Utc>, include: Include) -> Value {
     let age = |times: &[&Value]| {
         times
             .iter()
@@ -169,63 +205,58 @@ fn events_table(
                 |t| human_age(t.with_timezone(&Utc), now),
             )
     };
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|event| {
-            let last_seen = age(&[
-                &event["series"]["lastObservedTime"],
-                &event["lastTimestamp"],
-                &event["eventTime"],
-            ]);
-            let first_seen = age(&[&event["firstTimestamp"], &event["eventTime"]]);
-            let involved = &event["involvedObject"];
-            let object = format!(
-                "{}/{}",
-                involved["kind"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_ascii_lowercase(),
-                involved["name"].as_str().unwrap_or_default()
-            );
-            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-            let source = if text(&event["source"]["component"]).is_empty() {
-                [
-                    text(&event["reportingComponent"]),
-                    text(&event["reportingInstance"]),
-                ]
-            } else {
-                [
-                    text(&event["source"]["component"]),
-                    text(&event["source"]["host"]),
-                ]
-            };
-            let source = source
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(", ");
-            let count = event["series"]["count"]
-                .as_i64()
-                .or_else(|| event["count"].as_i64())
-                .unwrap_or(1);
-            row(
-                json!([
-                    last_seen,
-                    event["type"],
-                    event["reason"],
-                    object,
-                    text(&involved["fieldPath"]),
-                    source,
-                    event["message"],
-                    first_seen,
-                    count,
-                    event["metadata"]["name"]
-                ]),
-                &event["metadata"],
-            )
-        })
-        .collect();
-    document(columns, rows, resource_version)
+    let last_seen = age(&[
+        &event["series"]["lastObservedTime"],
+        &event["lastTimestamp"],
+        &event["eventTime"],
+    ]);
+    let first_seen = age(&[&event["firstTimestamp"], &event["eventTime"]]);
+    let involved = &event["involvedObject"];
+    let object = format!(
+        "{}/{}",
+        involved["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        involved["name"].as_str().unwrap_or_default()
+    );
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let source = if text(&event["source"]["component"]).is_empty() {
+        [
+            text(&event["reportingComponent"]),
+            text(&event["reportingInstance"]),
+        ]
+    } else {
+        [
+            text(&event["source"]["component"]),
+            text(&event["source"]["host"]),
+        ]
+    };
+    let source = source
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let count = event["series"]["count"]
+        .as_i64()
+        .or_else(|| event["count"].as_i64())
+        .unwrap_or(1);
+    row(
+        json!([
+            last_seen,
+            event["type"],
+            event["reason"],
+            object,
+            text(&involved["fieldPath"]),
+            source,
+            event["message"],
+            first_seen,
+            count,
+            event["metadata"]["name"]
+        ]),
+        event,
+        include,
+    )
 }
 
 #[cfg(test)]

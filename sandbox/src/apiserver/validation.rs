@@ -255,13 +255,88 @@ fn forbidden(field: &str, detail: &str) -> FieldError {
     }
 }
 
-/// The checks of the core kinds the sandbox validates: data keys of Secrets and ConfigMaps, and
-/// their immutability.
+fn required(field: &str, detail: &str) -> FieldError {
+    let message = match detail {
+        "" => format!("{field}: Required value"),
+        detail => format!("{field}: Required value: {detail}"),
+    };
+    FieldError {
+        field: field.to_string(),
+        reason: FieldErrorReason::Required,
+        message,
+    }
+}
+
+/// Finalizer names: qualified names; for the built-in kinds also either one of Kubernetes'
+/// own (`kubernetes`, `orphan`, `foregroundDeletion`) or with a domain prefix.
+pub fn finalizers(metadata: &Value, builtin: bool) -> Vec<FieldError> {
+    let mut errors = vec![];
+    for (i, name) in metadata["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .enumerate()
+    {
+        for problem in qualified_name_problems(name) {
+            errors.push(invalid("metadata.finalizers", name, &problem));
+        }
+        if builtin
+            && !name.contains('/')
+            && !matches!(name, "kubernetes" | "orphan" | "foregroundDeletion")
+        {
+            errors.push(invalid(
+                &format!("metadata.finalizers[{i}]"),
+                name,
+                "name is neither a standard finalizer name nor is it fully qualified",
+            ));
+        }
+    }
+    errors
+}
+
+/// Owner references: each names its owner's apiVersion, kind, name and uid.
+pub fn owner_references(metadata: &Value) -> Vec<FieldError> {
+    let mut errors = vec![];
+    for (i, owner) in metadata["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for field in ["apiVersion", "kind", "name", "uid"] {
+            if owner[field].as_str().is_none_or(str::is_empty) {
+                errors.push(required(
+                    &format!("metadata.ownerReferences[{i}].{field}"),
+                    "must not be empty",
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// The checks of the built-in kinds the sandbox validates: data keys of Secrets and
+/// ConfigMaps, their size and immutability, the keys a TLS Secret must have, and a Service's
+/// ports.
 pub fn builtin(kind: &str, core: bool, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    match (core, kind) {
+        (true, "Service") => return service(object),
+        (false, "Deployment") => return deployment(object),
+        (false, "CustomResourceDefinition") => return crd_name(object),
+        _ => {}
+    }
     if !core || !matches!(kind, "Secret" | "ConfigMap") {
         return vec![];
     }
-    let mut errors = vec![];
+    let mut errors = data_size(kind, object);
+    if kind == "Secret" && object["type"] == "kubernetes.io/tls" {
+        for key in ["tls.crt", "tls.key"] {
+            if object["data"].get(key).is_none() {
+                errors.push(required(&format!("data[{key}]"), ""));
+            }
+        }
+    }
     for field in ["data", "binaryData"] {
         for key in object[field]
             .as_object()
@@ -298,6 +373,96 @@ pub fn builtin(kind: &str, core: bool, object: &Value, old: Option<&Value>) -> V
         }
     }
     errors
+}
+
+/// A Deployment selects its Pods, and its Pod template carries the labels it selects by.
+fn deployment(object: &Value) -> Vec<FieldError> {
+    let selector = &object["spec"]["selector"];
+    let labels = &object["spec"]["template"]["metadata"]["labels"];
+    let mut errors = vec![];
+    if !selector.is_object() {
+        errors.push(required("spec.selector", ""));
+    }
+    let selected = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    if !selector.is_object() || !selected {
+        let field = "spec.template.metadata.labels";
+        errors.push(FieldError {
+            field: field.into(),
+            reason: FieldErrorReason::Invalid,
+            message: format!(
+                "{field}: Invalid value: {}: `selector` does not match template `labels`",
+                serde_json::to_string(labels.as_object().unwrap_or(&Default::default()))
+                    .unwrap_or_default()
+            ),
+        });
+    }
+    errors
+}
+
+/// A CRD is named after what it defines: `<plural>.<group>`.
+fn crd_name(object: &Value) -> Vec<FieldError> {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let spec = &object["spec"];
+    let expected = format!(
+        "{}.{}",
+        spec["names"]["plural"].as_str().unwrap_or_default(),
+        spec["group"].as_str().unwrap_or_default()
+    );
+    if name == expected {
+        return vec![];
+    }
+    vec![invalid(
+        "metadata.name",
+        name,
+        "must be spec.names.plural+\".\"+spec.group",
+    )]
+}
+
+/// A Service has ports, unless it is headless or an ExternalName.
+fn service(object: &Value) -> Vec<FieldError> {
+    let spec = &object["spec"];
+    let exempt = spec["clusterIP"] == "None" || spec["type"] == "ExternalName";
+    if !exempt && spec["ports"].as_array().is_none_or(Vec::is_empty) {
+        return vec![required("spec.ports", "")];
+    }
+    vec![]
+}
+
+/// ConfigMaps and Secrets hold at most 1 MiB of keys and values (a Secret's values decoded),
+/// as etcd's object size limit would have it.
+fn data_size(kind: &str, object: &Value) -> Vec<FieldError> {
+    use base64::Engine as _;
+    const MAX: usize = 1024 * 1024;
+    let decoded = |v: &Value| {
+        let text = v.as_str().unwrap_or_default();
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_or(text.len(), |d| d.len())
+    };
+    let mut total = 0;
+    for (field, encoded) in [("data", kind == "Secret"), ("binaryData", true)] {
+        for (key, value) in object[field].as_object().into_iter().flatten() {
+            let value_len = match encoded {
+                true => decoded(value),
+                false => value.as_str().map_or(0, str::len),
+            };
+            total += key.len() + value_len;
+        }
+    }
+    if total <= MAX {
+        return vec![];
+    }
+    // kube-apiserver names no field for a ConfigMap (`[]`), and `data` for a Secret.
+    let field = if kind == "Secret" { "data" } else { "[]" };
+    vec![FieldError {
+        field: field.to_string(),
+        reason: FieldErrorReason::TooLong,
+        message: format!("{field}: Too long: may not be more than {MAX} bytes"),
+    }]
 }
 
 #[cfg(test)]

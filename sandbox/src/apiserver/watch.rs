@@ -1,12 +1,13 @@
 //! Watch: the initial events (a snapshot, or the history since a resourceVersion; 410 Gone
-//! once it is compacted), then live changes as seen through the selectors, bookmarks, and the
-//! timeout, one JSON line per event.
+//! once it is no longer kept), then live changes as seen through the selectors, bookmarks when
+//! asked for and when kube-apiserver would send them, and the timeout, one JSON line per event.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -16,9 +17,22 @@ use super::routing::Request;
 use super::store::{Change, ChangeKind, WatchStart};
 use super::tables;
 
+/// How often kube-apiserver sends a bookmark to a watch that allows them: about every minute,
+/// and 2 s and 1 s before the watch's timeout, so the client resumes from as late a version
+/// as it can; and only one newer than where the watch started.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
+const BOOKMARK_BEFORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether a watch sees an object: in its namespace, and matched by its selectors.
+type Filter = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
+/// How a watch writes an object: as stored, or as a `Table` of one row (`as=Table`).
+type Encode = Arc<dyn Fn(&Arc<Value>) -> Value + Send + Sync>;
+
 impl Request<'_> {
     pub(super) fn watch(&self, wants_table: bool) -> ApiResult {
-        let (labels, fields) = self.selectors()?;
+        self.check_list_options(true)?;
+        let filter = self.watch_filter()?;
+        let encode = self.watch_encoding(wants_table)?;
         let from = match self.query.resource_version.as_deref() {
             _ if self.query.send_initial_events => None,
             None | Some("0") => None,
@@ -27,80 +41,30 @@ impl Request<'_> {
                     .map_err(|_| ApiError::bad_request("invalid resourceVersion"))?,
             ),
         };
-        let namespace = self.target.namespace.clone();
-        let in_scope = move |o: &Value| {
-            namespace
-                .as_deref()
-                .is_none_or(|ns| o["metadata"]["namespace"].as_str() == Some(ns))
-        };
-        let matches = move |o: &Value| in_scope(o) && labels.matches(o) && fields.matches(o);
-        let event = |type_: &str, object: &Value| {
-            watch_event(type_, &serde_json::to_vec(object).expect("serializes"))
-        };
-        let (start, mut receiver, start_revision) = match self.state.store.watch(&self.key(), from)
-        {
+        let (start, receiver, start_revision) = match self.state.store.watch(&self.key(), from) {
             Ok(watch) => watch,
-            Err(_) => {
-                let gone = ApiError::new(
-                    StatusCode::GONE,
-                    "Expired",
-                    format!(
-                        "too old resource version: {} ({})",
-                        from.unwrap_or(0),
-                        self.state.store.revision()
-                    ),
-                );
-                let line = event("ERROR", &gone.status_body());
-                return Ok(Response::builder()
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(line))
-                    .expect("valid response"));
+            Err(gone) => {
+                // In the stream, as kube-apiserver sends it: the client relists.
+                let expired = ApiError::expired(from.unwrap_or(0), gone.oldest);
+                let line = event_line("ERROR", &expired.status_body());
+                return Ok(stream_response(Body::from(line)));
             }
         };
-        // `as=Table`: each event's object is a Table of one row; the first carries the columns.
-        let table = wants_table.then(|| {
-            let resource = self.resource.clone();
-            let now = self.state.now.clone();
-            let store = self.state.store.clone();
-            let headers_sent = std::sync::atomic::AtomicBool::new(false);
-            move |object: &Arc<Value>| {
-                let mut table = tables::table(
-                    &resource,
-                    std::slice::from_ref(object),
-                    store.revision(),
-                    now(),
-                );
-                if headers_sent.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    table["columnDefinitions"] = json!([]);
-                }
-                table
-            }
-        });
-        let line = move |change: &Change, matches: &dyn Fn(&Value) -> bool| {
-            let kind = watch_line_kind(change, matches)?;
-            Some(match &table {
-                Some(to_table) => event(kind, &to_table(&change.object)),
-                None => watch_event(kind, change.encoded_object()),
-            })
+        let mut initial: Vec<Bytes> = match start {
+            WatchStart::Snapshot(objects) => objects
+                .into_iter()
+                .filter_map(|o| line(&Change::added(o), &filter, &encode))
+                .collect(),
+            WatchStart::Replay(changes) => changes
+                .iter()
+                .filter_map(|c| line(c, &filter, &encode))
+                .collect(),
         };
-        let mut initial = Vec::new();
-        match start {
-            WatchStart::Snapshot(objects) => {
-                for object in objects.into_iter().filter(|o| matches(o)) {
-                    let change = Change::added(object);
-                    initial.extend(line(&change, &matches));
-                }
-            }
-            WatchStart::Replay(changes) => {
-                for change in changes {
-                    initial.extend(line(&change, &matches));
-                }
-            }
-        }
-        if self.query.send_initial_events && self.query.bookmarks {
+        if from.is_none() && self.query.bookmarks {
             // The end of the initial events, as a watch-list client (kube-rs streaming lists,
-            // client-go's reflector) waits for it.
-            initial.push(event(
+            // client-go's reflector) waits for it; kube-apiserver marks it for every watch that
+            // starts from the current objects and allows bookmarks.
+            initial.push(event_line(
                 "BOOKMARK",
                 &json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(),
                     "metadata": {"resourceVersion": start_revision.to_string(),
@@ -109,54 +73,192 @@ impl Request<'_> {
         }
         let timeout =
             Duration::from_secs(self.query.timeout_seconds.unwrap_or(1800).clamp(1, 3600));
-        let bookmarks = self.query.bookmarks;
-        let api_version = self.resource.api_version();
-        let kind = self.resource.kind.clone();
-        tracing::trace!(kind = %kind, ?from, initial = initial.len(), "watch started");
+        let bookmark = self.query.bookmarks.then(|| {
+            let (kind, api_version) = (self.resource.kind.clone(), self.resource.api_version());
+            Arc::new(move |version: u64| {
+                event_line(
+                    "BOOKMARK",
+                    &json!({"kind": kind, "apiVersion": api_version,
+                        "metadata": {"resourceVersion": version.to_string()}}),
+                )
+            }) as Bookmark
+        });
+        tracing::trace!(kind = %self.resource.kind, ?from, initial = initial.len(), "watch started");
         let live = async_stream(move |tx| async move {
-            let deadline = tokio::time::Instant::now() + timeout;
-            let mut ticker = tokio::time::interval(Duration::from_secs(1));
-            ticker.tick().await;
-            // The newest version this watch has passed on (or filtered out): a bookmark carries
-            // it, never the store's current revision, which may be ahead of changes still
-            // queued for a slow watcher (a client resuming from it would lose them).
-            let mut delivered = start_revision;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => return,
-                    _ = ticker.tick(), if bookmarks => {
-                        let bookmark = json!({"kind": kind, "apiVersion": api_version,
-                            "metadata": {"resourceVersion": delivered.to_string()}});
-                        if tx.send(event("BOOKMARK", &bookmark)).await.is_err() { return; }
-                    }
-                    change = receiver.recv() => match change {
-                        Ok(change) => {
-                            tracing::trace!(kind = %kind, rv = change.resource_version, "watch event");
-                            delivered = delivered.max(change.resource_version);
-                            if let Some(line) = line(&change, &matches)
-                                && tx.send(line).await.is_err()
-                            {
-                                return;
-                            }
-                        }
-                        // Lagged (a slow watcher) or closed (watches dropped): end the stream,
-                        // the client re-watches from its last version.
-                        Err(_) => return,
-                    },
-                }
-            }
+            let follow = Follow {
+                filter,
+                encode,
+                bookmark,
+                started_at: from.unwrap_or(start_revision),
+                delivered: start_revision,
+            };
+            follow.run(receiver, tx, timeout).await;
         });
         let stream = futures::stream::iter(initial.into_iter().map(Ok::<_, std::io::Error>))
             .chain(live.map(Ok));
-        Ok(Response::builder()
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from_stream(stream))
-            .expect("valid response"))
+        Ok(stream_response(Body::from_stream(stream)))
+    }
+
+    /// The watch's namespace and selectors, as one test of an object.
+    fn watch_filter(&self) -> Result<Filter, ApiError> {
+        let (labels, fields) = self.selectors()?;
+        let namespace = self.target.namespace.clone();
+        Ok(Arc::new(move |o: &Value| {
+            namespace
+                .as_deref()
+                .is_none_or(|ns| o["metadata"]["namespace"].as_str() == Some(ns))
+                && labels.matches(o)
+                && fields.matches(o)
+        }))
+    }
+
+    /// `None` for objects as stored; for `as=Table`, each event's object is a Table of one row,
+    /// and only the first carries the columns.
+    fn watch_encoding(&self, wants_table: bool) -> Result<Option<Encode>, ApiError> {
+        if !wants_table {
+            return Ok(None);
+        }
+        let include = self.include()?;
+        let resource = self.resource.clone();
+        let now = self.state.now.clone();
+        let store = self.state.store.clone();
+        let headers_sent = AtomicBool::new(false);
+        Ok(Some(Arc::new(move |object: &Arc<Value>| {
+            let mut table = tables::table(
+                &resource,
+                std::slice::from_ref(object),
+                store.revision(),
+                now(),
+                include,
+            );
+            if headers_sent.swap(true, Ordering::Relaxed) {
+                table["columnDefinitions"] = json!([]);
+            }
+            table
+        })))
     }
 }
 
+/// A bookmark at a version.
+type Bookmark = Arc<dyn Fn(u64) -> Bytes + Send + Sync>;
+
+/// A watch past its initial events: it passes on the changes it sees until its timeout.
+struct Follow {
+    filter: Filter,
+    encode: Option<Encode>,
+    bookmark: Option<Bookmark>,
+    /// The version the watch started from: a bookmark no newer is not sent.
+    started_at: u64,
+    /// The newest version this watch has passed on (or filtered out): a bookmark carries it,
+    /// never the store's current revision, which may be ahead of changes still queued for a
+    /// slow watcher (a client resuming from it would lose them).
+    delivered: u64,
+}
+
+impl Follow {
+    async fn run(
+        mut self,
+        mut receiver: tokio::sync::broadcast::Receiver<Change>,
+        tx: tokio::sync::mpsc::Sender<Bytes>,
+        timeout: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut next_bookmark = next_bookmark_time(tokio::time::Instant::now(), deadline);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = sleep_until_some(next_bookmark), if self.bookmark.is_some() => {
+                    let bookmark = self.bookmark.as_ref().expect("bookmarks are on");
+                    if self.delivered > self.started_at
+                        && tx.send(bookmark(self.delivered)).await.is_err()
+                    {
+                        return;
+                    }
+                    next_bookmark = next_bookmark_time(tokio::time::Instant::now(), deadline);
+                }
+                change = receiver.recv() => match change {
+                    Ok(change) => {
+                        self.delivered = self.delivered.max(change.resource_version);
+                        if let Some(line) = line(&change, &self.filter, &self.encode)
+                            && tx.send(line).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // Lagged (a slow watcher) or closed (watches dropped): end the stream, the
+                    // client re-watches from its last version.
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+}
+
+/// When kube-apiserver sends a watch its next bookmark: a minute from now, or 2 s and again
+/// 1 s before the deadline if that comes first; none once those have passed.
+fn next_bookmark_time(
+    now: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+) -> Option<tokio::time::Instant> {
+    let before_timeout = [BOOKMARK_BEFORE_TIMEOUT, BOOKMARK_BEFORE_TIMEOUT / 2]
+        .into_iter()
+        .filter_map(|ahead| deadline.checked_sub(ahead))
+        .find(|at| *at > now)?;
+    Some((now + BOOKMARK_EVERY).min(before_timeout))
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn stream_response(body: Body) -> Response {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .expect("valid response")
+}
+
+/// The watch line for a change, as seen through the watch's filter, if the watch sees it.
+fn line(change: &Change, filter: &Filter, encode: &Option<Encode>) -> Option<Bytes> {
+    let (kind, object) = seen_as(change, filter)?;
+    Some(match encode {
+        Some(encode) => event_line(kind, &encode(&object)),
+        None if Arc::ptr_eq(&object, &change.object) => encoded_line(kind, change.encoded_object()),
+        None => event_line(kind, &object),
+    })
+}
+
+/// What a watch filtered by `filter` sees of a change, as kube-apiserver's watch cache tells
+/// it: an object that starts matching is ADDED; one that stops matching is DELETED, carrying
+/// the object as it was when it last matched, at the change's resourceVersion.
+fn seen_as(change: &Change, filter: &Filter) -> Option<(&'static str, Arc<Value>)> {
+    let now = filter(&change.object);
+    let before = change.previous.as_deref().is_some_and(|p| filter(p));
+    match (change.kind, before, now) {
+        (ChangeKind::Modified, true, false) => {
+            let previous = change.previous.as_deref().expect("it matched before");
+            let mut left = previous.clone();
+            left["metadata"]["resourceVersion"] = json!(change.resource_version.to_string());
+            Some(("DELETED", Arc::new(left)))
+        }
+        (ChangeKind::Modified, false, true) => Some(("ADDED", change.object.clone())),
+        (_, _, true) => Some((change.kind.as_str(), change.object.clone())),
+        _ => None,
+    }
+}
+
+fn event_line(type_: &str, object: &Value) -> Bytes {
+    encoded_line(
+        type_,
+        &serde_json::to_vec(object).expect("serializes").into(),
+    )
+}
+
 /// One line of a watch: `{"type":...,"object":...}` and a newline, around an encoded object.
-fn watch_event(type_: &str, object: &[u8]) -> Bytes {
+fn encoded_line(type_: &str, object: &Bytes) -> Bytes {
     let mut line = Vec::with_capacity(object.len() + 32);
     line.extend_from_slice(b"{\"type\":\"");
     line.extend_from_slice(type_.as_bytes());
@@ -166,32 +268,13 @@ fn watch_event(type_: &str, object: &[u8]) -> Bytes {
     Bytes::from(line)
 }
 
-/// The watch line for a change, as seen through a filter: a modified object that stops matching
-/// is reported as deleted, one that starts matching as added.
-fn watch_line_kind(change: &Change, matches: &dyn Fn(&Value) -> bool) -> Option<&'static str> {
-    let now = matches(&change.object);
-    let before = change.previous.as_deref().is_some_and(matches);
-    Some(match (change.kind, before, now) {
-        (ChangeKind::Modified, true, false) => "DELETED",
-        (ChangeKind::Modified, false, true) => "ADDED",
-        (_, _, true) => change.kind.as_str(),
-        _ => return None,
-    })
-}
-
 /// A stream fed by a task, ending when the task returns or the client goes away.
 fn async_stream<F, Fut>(produce: F) -> impl futures::Stream<Item = Bytes>
 where
     F: FnOnce(tokio::sync::mpsc::Sender<Bytes>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(produce(tx));
-    tokio_stream_from(rx)
-}
-
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
-) -> impl futures::Stream<Item = Bytes> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

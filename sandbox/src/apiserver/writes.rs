@@ -11,7 +11,7 @@ use super::kinds::{Kind, NAMESPACES};
 use super::resources::ResourceType;
 use super::routing::{Request, json_response, parse_body};
 use super::store::{Write, Written};
-use super::{events, ownership, patch, validation};
+use super::{ownership, validation};
 use crate::admission::{FieldError, FieldErrorReason, UnknownFieldPolicy};
 
 /// Why a computed write could not be stored: the object changed, or went, meanwhile.
@@ -102,7 +102,7 @@ impl Request<'_> {
         }
     }
 
-    fn check_type(&self, object: &Value) -> Result<(), ApiError> {
+    pub(super) fn check_type(&self, object: &Value) -> Result<(), ApiError> {
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
         let kind = object["kind"].as_str().unwrap_or_default();
         if (!api_version.is_empty() && api_version != self.resource.api_version())
@@ -160,6 +160,8 @@ impl Request<'_> {
                 .collect();
             metadata["name"] = json!(format!("{prefix}{suffix}"));
         }
+        // What the server sets on every write is owned by the writer, as on kube-apiserver.
+        Kind::of(self.resource).prepare(&mut object);
         let now = self.now();
         let update = ownership::Update {
             manager: &self.manager(),
@@ -177,46 +179,63 @@ impl Request<'_> {
         self.create_object(object)
     }
 
-    fn create_object(&self, mut object: Value) -> ApiResult {
+    /// What kube-apiserver checks of any object's metadata besides its name.
+    fn metadata_errors(&self, object: &Value) -> Vec<FieldError> {
+        let metadata = &object["metadata"];
+        let mut errors = validation::labels_and_annotations(metadata);
+        errors.extend(validation::finalizers(
+            metadata,
+            self.resource.validator.is_none(),
+        ));
+        errors.extend(validation::owner_references(metadata));
+        errors
+    }
+
+    /// The namespace a new object goes in: the request's, which must exist and not be
+    /// terminating, and which the object may name only as it is; none for a cluster-scoped one.
+    fn place(&self, object: &mut Value, name: &str) -> Result<String, ApiError> {
+        if !self.resource.namespaced {
+            if let Some(meta) = object["metadata"].as_object_mut() {
+                meta.remove("namespace");
+            }
+            return Ok(String::new());
+        }
+        let namespace = self.namespace().to_string();
+        if let Some(body_ns) = object["metadata"]["namespace"].as_str()
+            && !body_ns.is_empty()
+            && body_ns != namespace
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        match self.state.store.get(NAMESPACES, "", &namespace) {
+            None => return Err(ApiError::namespace_not_found(&namespace)),
+            Some(ns) if !ns["metadata"]["deletionTimestamp"].is_null() => {
+                return Err(ApiError::namespace_terminating(
+                    self.resource,
+                    name,
+                    &namespace,
+                ));
+            }
+            Some(_) => {}
+        }
+        object["metadata"]["namespace"] = json!(namespace);
+        Ok(namespace)
+    }
+
+    pub(super) fn create_object(&self, mut object: Value) -> ApiResult {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_string();
         let kind = Kind::of(self.resource);
         let mut errors = validation::name(&name, kind.has_dns_label_names());
-        errors.extend(validation::labels_and_annotations(&object["metadata"]));
+        errors.extend(self.metadata_errors(&object));
         if !errors.is_empty() {
             return Err(ApiError::invalid(self.resource, &name, &errors));
         }
-        let namespace = if self.resource.namespaced {
-            let namespace = self.namespace().to_string();
-            if let Some(body_ns) = object["metadata"]["namespace"].as_str()
-                && !body_ns.is_empty()
-                && body_ns != namespace
-            {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-            match self.state.store.get(NAMESPACES, "", &namespace) {
-                None => return Err(ApiError::namespace_not_found(&namespace)),
-                Some(ns) if !ns["metadata"]["deletionTimestamp"].is_null() => {
-                    return Err(ApiError::namespace_terminating(
-                        self.resource,
-                        &name,
-                        &namespace,
-                    ));
-                }
-                Some(_) => {}
-            }
-            object["metadata"]["namespace"] = json!(namespace);
-            namespace
-        } else {
-            if let Some(meta) = object["metadata"].as_object_mut() {
-                meta.remove("namespace");
-            }
-            String::new()
-        };
+        let namespace = self.place(&mut object, &name)?;
         if self.resource.status_subresource {
             // As kube-apiserver's create strategies: a new object's status is the server's.
             match kind.status_on_create() {
@@ -254,6 +273,7 @@ impl Request<'_> {
                 }
                 Ok(Write::Put(object))
             })?;
+        super::gc::written(self.state, self.resource, written.object());
         Ok(json_response(
             StatusCode::CREATED,
             written.object(),
@@ -283,6 +303,7 @@ impl Request<'_> {
                 )
             })?;
             if !self.query.dry_run {
+                self.state.store.serve(&resource.key());
                 self.state.registry.insert(resource);
             }
         }
@@ -296,169 +317,6 @@ impl Request<'_> {
             ],
         });
         Ok(())
-    }
-
-    pub(super) fn update(&self, body: &[u8], content_type: &str) -> ApiResult {
-        let object = parse_body(body, content_type)?;
-        self.check_type(&object)?;
-        if object["metadata"]["name"]
-            .as_str()
-            .is_some_and(|n| n != self.name())
-        {
-            return Err(ApiError::bad_request(
-                "the name of the object does not match the name on the URL",
-            ));
-        }
-        if let Some(given) = object["metadata"]["namespace"].as_str()
-            && !given.is_empty()
-            && given != self.namespace()
-        {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
-        let expected_version = object["metadata"]["resourceVersion"]
-            .as_str()
-            .filter(|v| !v.is_empty())
-            .map(str::to_string);
-        if expected_version.is_none() && self.resource.validator.is_some() {
-            // Custom resources allow no unconditional update.
-            return Err(ApiError::invalid(
-                self.resource,
-                self.name(),
-                &[FieldError {
-                    field: "metadata.resourceVersion".into(),
-                    reason: FieldErrorReason::Invalid,
-                    message: "metadata.resourceVersion: Invalid value: 0: must be specified for an update".into(),
-                }],
-            ));
-        }
-        let resource = self.resource;
-        let name = self.name();
-        self.write_existing(
-            |current| {
-                // A uid in the object is a precondition, as kube-apiserver takes it.
-                if let Some(uid) = object["metadata"]["uid"].as_str()
-                    && !uid.is_empty()
-                    && current["metadata"]["uid"].as_str() != Some(uid)
-                {
-                    return Err(ApiError::uid_precondition_failed(
-                        resource,
-                        name,
-                        current["metadata"]["uid"].as_str().unwrap_or_default(),
-                        uid,
-                    ));
-                }
-                Ok(object.clone())
-            },
-            expected_version,
-        )
-    }
-
-    pub(super) fn patch(&self, body: &[u8], content_type: &str) -> ApiResult {
-        let content_type = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        if content_type == "application/strategic-merge-patch+json"
-            && self.resource.validator.is_some()
-        {
-            // Custom resources have no patch strategies to merge by.
-            return Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type})"
-            )));
-        }
-        let patch_body = parse_body(body, &content_type)?;
-        if content_type == "application/apply-patch+yaml" {
-            if self
-                .query
-                .field_manager
-                .as_deref()
-                .is_none_or(str::is_empty)
-            {
-                return Err(ApiError::invalid_request(
-                    "PatchOptions.meta.k8s.io",
-                    "fieldManager",
-                    "fieldManager: Required value: is required for apply patch",
-                ));
-            }
-            if let Some(given) = patch_body["metadata"]["name"].as_str()
-                && given != self.name()
-            {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({given}) does not match the name on the URL ({})",
-                    self.name()
-                )));
-            }
-        }
-        if content_type == "application/apply-patch+yaml"
-            && self
-                .state
-                .store
-                .get(&self.key(), self.namespace(), self.name())
-                .is_none()
-        {
-            self.check_type(&patch_body)?;
-            // kube-apiserver authorizes an apply that creates the object for `create` as well
-            // as `patch`; the log says so, so that an RBAC check built on it asks for both.
-            self.state
-                .log
-                .record_implied("create", self.target, self.user_agent);
-            let mut object = patch_body.clone();
-            object["metadata"]["name"] = json!(self.name());
-            let manager = self.query.field_manager.clone().unwrap_or_default();
-            object["metadata"]["managedFields"] = json!([{
-                "manager": manager, "operation": "Apply", "apiVersion": self.resource.api_version(),
-                "time": self.now(), "fieldsType": "FieldsV1", "fieldsV1": patch::fields_of(&patch_body),
-            }]);
-            return self.create_object(object);
-        }
-        let manager = self.query.field_manager.clone().unwrap_or_default();
-        let now = self.now();
-        let api_version = self.resource.api_version();
-        self.write_existing(
-            |current| {
-                let mut object = if self.events_v1 {
-                    events::to_events_v1(current)
-                } else {
-                    current.clone()
-                };
-                match content_type.as_str() {
-                    "application/json-patch+json" => {
-                        patch::json(&mut object, &patch_body).map_err(|e| {
-                            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the JSON patch could not be applied: {e}"))
-                        })?;
-                    }
-                    "application/merge-patch+json" => patch::merge(&mut object, &patch_body),
-                    "application/strategic-merge-patch+json" if self.resource.validator.is_none() => {
-                        patch::strategic(&mut object, &patch_body)
-                    }
-                    "application/apply-patch+yaml" => {
-                        let apply = ownership::Apply {
-                            manager: &manager, api_version: &api_version, time: &now,
-                            subresource: self.target.subresource.as_deref(), force: self.query.force,
-                        };
-                        let (others, previous) = apply.check(current, &patch_body).map_err(|conflicts| {
-                            ApiError::apply_conflicts(conflicts.message(), json!(conflicts.causes()))
-                        })?;
-                        patch::apply(&mut object, &patch_body, previous.as_ref());
-                        object["metadata"]["managedFields"] = apply.record(others, &patch_body, &object, current);
-                    }
-                    other => {
-                        return Err(ApiError::unsupported_media_type(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"),
-                        ));
-                    }
-                }
-                if self.events_v1 {
-                    object = events::to_core(&object);
-                }
-                Ok(object)
-            },
-            // As in kube-apiserver, a resourceVersion in the patch is a precondition.
-            patch_body["metadata"]["resourceVersion"].as_str().map(str::to_string),
-        )
     }
 
     /// Updates an existing object: `change` computes the new object from the current one. Applies
@@ -518,21 +376,21 @@ impl Request<'_> {
                     let mut object = (**object).clone();
                     let _ = self.register_crd(&mut object);
                 }
-                _ => {}
+                Written::Stored(object) => super::gc::written(self.state, self.resource, object),
+                Written::Unchanged(_) => {}
             }
             return Ok(json_response(StatusCode::OK, written.object(), &warnings));
         }
     }
 
-    /// What `change` makes of `current`, admitted: the write to make, and admission's warnings.
-    fn next_version(
+    /// `object` with what a write may not change taken from `current`: the server's own
+    /// fields, and the status or everything but it (as the write goes to `/status` or not).
+    fn what_the_write_may_change(
         &self,
         current: &Value,
-        change: &impl Fn(&Value) -> Result<Value, ApiError>,
-    ) -> Result<(Write, Vec<String>), ApiError> {
-        let resource = self.resource;
-        let name = self.name();
-        let mut object = change(current)?;
+        mut object: Value,
+    ) -> Result<Value, ApiError> {
+        let (resource, name) = (self.resource, self.name());
         object["apiVersion"] = current["apiVersion"].clone();
         object["kind"] = current["kind"].clone();
         // Fields the server owns.
@@ -580,6 +438,20 @@ impl Request<'_> {
             },
             None => {}
         }
+        Ok(object)
+    }
+
+    /// What `change` makes of `current`, admitted: the write to make, and admission's warnings.
+    fn next_version(
+        &self,
+        current: &Value,
+        change: &impl Fn(&Value) -> Result<Value, ApiError>,
+    ) -> Result<(Write, Vec<String>), ApiError> {
+        let resource = self.resource;
+        let name = self.name();
+        let object = change(current)?;
+        let mut object = self.what_the_write_may_change(current, object)?;
+        Kind::of(resource).prepare(&mut object);
         if !self.apply {
             let now = self.now();
             let update = ownership::Update {
@@ -591,7 +463,7 @@ impl Request<'_> {
             let entries = update.record(Some(current), &object);
             set_managed_fields(&mut object, entries);
         }
-        let mut errors = validation::labels_and_annotations(&object["metadata"]);
+        let mut errors = self.metadata_errors(&object);
         errors.extend(validation::finalizers_while_deleting(current, &object));
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, name, &errors));

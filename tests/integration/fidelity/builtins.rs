@@ -155,7 +155,8 @@ pub(super) async fn built_in_defaults(http: Http, ns: String) -> Value {
         )
         .await;
     json!({
-        "service": [service.outcome(), service.body["spec"]["type"], service.body["spec"]["ports"][0]["protocol"], service.body["spec"]["ports"][0]["targetPort"]],
+        "service": [service.outcome(), service.body["spec"]["type"], service.body["spec"]["ports"][0]["protocol"], service.body["spec"]["ports"][0]["targetPort"],
+            service.body["spec"]["clusterIP"].is_string()],
         "deployment": [deployment.outcome(), deployment.body["spec"]["replicas"], deployment.body["spec"]["strategy"]["type"],
             deployment.body["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"]],
     })

@@ -104,3 +104,20 @@ pub(super) async fn openapi_v3(http: Http, _ns: String) -> Value {
         "missing": http.get("/openapi/v3/apis/nothing.example/v1").await.code,
     })
 }
+
+/// `/version`: the Kubernetes version the server says it is, as clients check it.
+pub(super) async fn version(http: Http, _ns: String) -> Value {
+    let version = http.get("/version").await;
+    let body = &version.body;
+    json!([
+        version.code,
+        body["major"],
+        body["minor"],
+        body["gitVersion"],
+        body["gitTreeState"],
+        body["emulationMajor"],
+        body["emulationMinor"],
+        body["minCompatibilityMajor"],
+        body["minCompatibilityMinor"]
+    ])
+}

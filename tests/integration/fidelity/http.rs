@@ -40,6 +40,8 @@ impl Reply {
 #[derive(Clone)]
 pub(super) struct Http {
     pub(super) client: Client,
+    /// The same server without kube-rs's retries (see `client_without_retries`).
+    pub(super) once: Client,
 }
 
 impl Http {
@@ -88,8 +90,10 @@ impl Http {
             .map(|v| v.to_str().unwrap_or_default().to_string())
             .collect();
         let bytes = response.into_body().collect_bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            // A watch: one JSON document per line.
+        let watch = path.contains("watch=true");
+        let whole = serde_json::from_slice(&bytes).ok().filter(|_| !watch);
+        let body = whole.unwrap_or_else(|| {
+            // A watch: one JSON document per line (a list of one, for a single event).
             let events: Vec<Value> = String::from_utf8_lossy(&bytes)
                 .lines()
                 .filter(|l| !l.trim().is_empty())
@@ -113,6 +117,15 @@ impl Http {
             None,
         )
         .await
+    }
+
+    /// A GET whose 429, 503 or 504 comes back as it is, not retried.
+    pub(super) async fn get_once(&self, path: &str) -> Reply {
+        let once = Http {
+            client: self.once.clone(),
+            once: self.once.clone(),
+        };
+        once.get(path).await
     }
 
     pub(super) async fn get_as(&self, path: &str, accept: &str) -> Reply {

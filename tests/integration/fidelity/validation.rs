@@ -109,3 +109,40 @@ pub(super) async fn field_validation_builtin(http: Http, ns: String) -> Value {
         "default": [default.outcome(), default.warnings.len(), default.body.get("spec").is_some()],
     })
 }
+
+/// The message of a CEL rule that fails: the value, then the rule's message.
+pub(super) async fn cel_rule_messages(http: Http, ns: String) -> Value {
+    let mut object = partner("cel");
+    object["spec"]["organizationName"] = json!("   ");
+    let created = http.post(&partners(&ns), object).await;
+    json!([created.outcome(), created.body["message"]])
+}
+
+/// A JSON body that gives a key twice: under `fieldValidation=Strict` kube-apiserver refuses
+/// it naming the field; otherwise the last value is kept.
+pub(super) async fn duplicate_json_keys(http: Http, ns: String) -> Value {
+    let body = |name: &str| {
+        Value::String(format!(
+            r#"{{"metadata":{{"name":"{name}"}},"data":{{"k":"1","k":"2"}}}}"#
+        ))
+    };
+    let post = |query: &'static str, name: &'static str| {
+        let http = http.clone();
+        let path = format!("{}{query}", cms(&ns));
+        let body = body(name);
+        async move {
+            let reply = http
+                .call(
+                    Method::POST,
+                    &path,
+                    "application/json",
+                    "application/json",
+                    Some(&body),
+                )
+                .await;
+            json!([reply.outcome(), reply.body["data"], reply.body["message"]])
+        }
+    };
+    json!({"strict": post("?fieldValidation=Strict", "strict").await,
+        "default": post("", "lenient").await})
+}

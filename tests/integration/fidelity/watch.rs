@@ -166,3 +166,131 @@ pub(super) async fn watch_as_table(http: Http, ns: String) -> Value {
         .collect();
     json!({"code": watch.code, "events": events})
 }
+
+/// Where a watch may start from: a version from before the resource was served is too old
+/// (410 in the stream: the client relists), a recent one replays what came after it, and one
+/// the server has not reached yet waits for it.
+pub(super) async fn watch_start_versions(http: Http, ns: String) -> Value {
+    let first = http.post(&cms(&ns), cm("first", json!({}))).await.rv();
+    http.post(&cms(&ns), cm("second", json!({}))).await;
+    http.post(&partners(&ns), partner("p")).await;
+    let watch = |path: String| {
+        let http = http.clone();
+        async move {
+            let reply = http.get(&path).await;
+            let events: Vec<Value> = reply
+                .body
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    json!([
+                        e["type"],
+                        e["object"]["metadata"]["name"],
+                        e["object"]["code"],
+                        e["object"]["reason"]
+                    ])
+                })
+                .collect();
+            json!([reply.code, events])
+        }
+    };
+    json!({
+        "customResourceFromBeforeItsDefinition": watch(format!(
+            "{}?watch=true&resourceVersion=2&timeoutSeconds=1", partners(&ns))).await,
+        "recent": watch(format!(
+            "{}?watch=true&resourceVersion={first}&timeoutSeconds=1", cms(&ns))).await,
+        "future": watch(format!(
+            "{}?watch=true&resourceVersion=900000000&timeoutSeconds=1", cms(&ns))).await,
+    })
+}
+
+/// Bookmarks come only when allowed, and then not every second: right after the initial
+/// events of a watch from the current objects (marked as their end), about a minute apart,
+/// and 2 s before the watch's timeout, never one that is no newer than where the watch began.
+/// On Ingresses, which no other probe writes (a bookmark carries the resource's latest version).
+pub(super) async fn watch_bookmarks_when_allowed(http: Http, ns: String) -> Value {
+    let ingresses = format!("/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses");
+    let at = http.get(&ingresses).await.rv();
+    let watch = |query: String| {
+        let http = http.clone();
+        let path = format!("{ingresses}?watch=true&{query}");
+        async move {
+            let reply = http.get(&path).await;
+            let mut events: Vec<Value> = reply
+                .body
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| json!([e["type"], e["object"]["metadata"]["annotations"]]))
+                .collect();
+            // Near the timeout kube-apiserver sends one bookmark or two, as its timers fall.
+            events.dedup();
+            json!([reply.code, events])
+        }
+    };
+    let writer = {
+        let http = http.clone();
+        let ingresses = ingresses.clone();
+        tokio::spawn(async move {
+            // Time for the watches to open first: the write comes while they run.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            http.post(
+                &ingresses,
+                json!({"metadata": {"name": "web"}, "spec": {"defaultBackend":
+                {"service": {"name": "web", "port": {"number": 80}}}}}),
+            )
+            .await;
+        })
+    };
+    let (filtered_out, fresh, with_change, not_allowed) = tokio::join!(
+        watch(format!(
+            "resourceVersion={at}&timeoutSeconds=4&allowWatchBookmarks=true&labelSelector=none%3Dnone"
+        )),
+        watch("timeoutSeconds=1&allowWatchBookmarks=true&labelSelector=none%3Dnone".into()),
+        watch(format!(
+            "resourceVersion={at}&timeoutSeconds=5&allowWatchBookmarks=true"
+        )),
+        watch(format!("resourceVersion={at}&timeoutSeconds=5")),
+    );
+    writer.await.unwrap();
+    json!({"filteredOut": filtered_out, "fromNow": fresh, "withAChange": with_change, "notAllowed": not_allowed})
+}
+
+/// An object that stops matching a watch's selector is DELETED for that watch, carrying the
+/// object as it last matched (its old labels and data) at the version of the change.
+pub(super) async fn watch_object_leaving_a_selector(http: Http, ns: String) -> Value {
+    let mut object = cm("leaving", json!({"k": "before"}));
+    object["metadata"]["labels"] = json!({"watched": "yes"});
+    let start = http.post(&cms(&ns), object).await.rv();
+    let path = format!("{}/leaving", cms(&ns));
+    let left = http
+        .patch(
+            &path,
+            MERGE,
+            json!({"metadata": {"labels": {"watched": "no"}}, "data": {"k": "after"}}),
+        )
+        .await;
+    let watch = http
+        .get(&format!(
+            "{}?watch=true&resourceVersion={start}&timeoutSeconds=1&labelSelector=watched%3Dyes",
+            cms(&ns)
+        ))
+        .await;
+    let events: Vec<Value> = watch
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let object = &e["object"];
+            json!([
+                e["type"],
+                object["metadata"]["labels"],
+                object["data"],
+                object["metadata"]["resourceVersion"] == left.body["metadata"]["resourceVersion"]
+            ])
+        })
+        .collect();
+    json!([watch.code, events])
+}
