@@ -11,7 +11,7 @@
 use crate::support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -209,7 +209,7 @@ async fn action(browser: &WebDriver, name: &str, action: &str) {
         .await;
 }
 
-async fn add_through_the_form(browser: &WebDriver, shots: &PathBuf) {
+async fn add_through_the_form(browser: &WebDriver, shots: &Path) {
     browser.script("window.notReloaded = true", json!([])).await;
     browser.click("#add-partner").await;
     browser.type_into("#add-org", "Contoso IT Services").await;
@@ -251,7 +251,7 @@ async fn add_through_the_form(browser: &WebDriver, shots: &PathBuf) {
     browser.click("#dialog-add [data-close]").await;
 }
 
-async fn convert_and_switch(h: &Harness, browser: &WebDriver, shots: &PathBuf) {
+async fn convert_and_switch(h: &Harness, browser: &WebDriver, shots: &Path) {
     apply_as(
         h,
         "kubectl",
@@ -381,7 +381,7 @@ async fn partner_and_billing_pages(
     console: &Console,
     cookie: &str,
     browser: &WebDriver,
-    shots: &PathBuf,
+    shots: &Path,
 ) {
     let base = console.url.split("/?").next().unwrap();
     browser.open(&format!("{base}/")).await;

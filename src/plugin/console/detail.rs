@@ -31,7 +31,7 @@ fn emails(partner: &Partner) -> Vec<EmailLine> {
         .emails
         .iter()
         .map(|e| EmailLine {
-            event: serde_json::to_value(&e.event)
+            event: serde_json::to_value(e.event)
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default(),
@@ -49,6 +49,30 @@ fn emails(partner: &Partner) -> Vec<EmailLine> {
             },
         })
         .collect()
+}
+
+/// An Event as the page lists it.
+#[derive(Serialize)]
+struct EventRow {
+    at: String,
+    kind: String,
+    reason: String,
+    count: i32,
+    message: String,
+}
+
+fn event_rows(events: &Result<Vec<status::EventLine>, String>) -> Result<Vec<EventRow>, String> {
+    let lines = events.as_ref().map_err(Clone::clone)?;
+    Ok(lines
+        .iter()
+        .map(|(at, kind, reason, count, message)| EventRow {
+            at: exact(*at),
+            kind: kind.clone(),
+            reason: reason.clone(),
+            count: *count,
+            message: message.clone(),
+        })
+        .collect())
 }
 
 /// `GET /partners/{namespace}/{name}`.
@@ -73,24 +97,7 @@ pub async fn partner(
         .iter()
         .map(|m| (exact(m.at), m.what.clone()))
         .collect();
-    let events: Result<Vec<(String, String, String, i32, String)>, String> = view
-        .events
-        .as_ref()
-        .map(|lines| {
-            lines
-                .iter()
-                .map(|(at, t, reason, count, message)| {
-                    (
-                        exact(*at),
-                        t.clone(),
-                        reason.clone(),
-                        *count,
-                        message.clone(),
-                    )
-                })
-                .collect()
-        })
-        .map_err(Clone::clone);
+    let events = event_rows(&view.events);
     let problems: Vec<(String, String, String)> = view
         .problems
         .iter()
