@@ -8,7 +8,7 @@ use axum::response::Html;
 use minijinja::context;
 use serde::Serialize;
 
-use super::rows::{COLUMNS, PageRow, Query};
+use super::rows::{COLUMNS, PAGE_SIZE, PageRow, Query};
 use super::{Console, Scope};
 
 /// A column heading: its link sorts by it, the other way when it already does.
@@ -78,9 +78,42 @@ pub async fn partners(
     Html(render(&console, &query))
 }
 
+/// Which rows of the matching ones a page shows, and its links.
+#[derive(Serialize)]
+struct Paging {
+    /// From 1; 0 when nothing matches.
+    first: usize,
+    last: usize,
+    matching: usize,
+    previous: Option<String>,
+    next: Option<String>,
+    /// Whether this is the last page: a row that appears live is added to it.
+    room: bool,
+}
+
+/// The page of `rows` that `query` asks for.
+fn paginate(mut rows: Vec<PageRow>, query: &Query) -> (Vec<PageRow>, Paging) {
+    let matching = rows.len();
+    let pages = matching.div_ceil(PAGE_SIZE).max(1);
+    let page = query.page().min(pages);
+    let start = (page - 1) * PAGE_SIZE;
+    let end = (start + PAGE_SIZE).min(matching);
+    let shown: Vec<PageRow> = rows.drain(start..end).collect();
+    let paging = Paging {
+        first: if matching == 0 { 0 } else { start + 1 },
+        last: end,
+        matching,
+        previous: (page > 1).then(|| query.href(page - 1)),
+        next: (page < pages).then(|| query.href(page + 1)),
+        room: page == pages,
+    };
+    (shown, paging)
+}
+
 /// The Partners page for `query`.
 pub fn render(console: &Console, query: &Query) -> String {
     let (rows, total, distributors) = read_rows(console, query);
+    let (rows, paging) = paginate(rows, query);
     let sorted_by = COLUMNS
         .iter()
         .find(|(key, _)| *key == query.sort)
@@ -99,6 +132,8 @@ pub fn render(console: &Console, query: &Query) -> String {
             columns => columns(query),
             sorted_by => format!("sorted by {sorted_by}"),
             rows => rows,
+            paging => paging,
+            page_size => PAGE_SIZE,
             total => total,
             all => console.scope == Scope::All,
             namespace => &console.ctx.namespace,
@@ -146,8 +181,21 @@ mod tests {
         let started = std::time::Instant::now();
         let html = render(&console, &Query::default());
         let all = started.elapsed();
-        assert_eq!(html.matches("<tr id=\"row--partners--").count(), 10_000);
-        assert!(html.contains("Partner &lt;42&gt; &amp; Co"));
+        assert_eq!(html.matches("<tr id=\"row--partners--").count(), PAGE_SIZE);
+        assert!(html.contains("1–100 of 10000 partners"), "the count");
+        let last = render(
+            &console,
+            &Query {
+                page: "100".into(),
+                ..Query::default()
+            },
+        );
+        assert!(last.contains("9901–10000 of 10000 partners"));
+        assert!(
+            last.contains(r#"data-room="true""#),
+            "rows appear on the last page"
+        );
+        assert!(html.contains(r#"data-room="false""#));
         let started = std::time::Instant::now();
         let search = Query {
             q: "<42".into(),
@@ -157,7 +205,13 @@ mod tests {
         };
         let found = render(&console, &search);
         let searched = started.elapsed();
-        assert_eq!(found.matches("<tr id=\"row--").count(), 111);
+        assert_eq!(found.matches("<tr id=\"row--").count(), 100);
+        assert!(found.contains("1–100 of 111 partners (10000 in all)"));
+        let one = Query {
+            q: "<42>".into(),
+            ..Query::default()
+        };
+        assert!(render(&console, &one).contains("Partner &lt;42&gt; &amp; Co"));
         crate::plugin::output::note(&format!(
             "10,000 partners: the page in {} ms ({} KiB), a search in {} ms",
             all.as_millis(),

@@ -104,7 +104,13 @@ pub struct Query {
     pub sort: String,
     /// `1`: descending.
     pub desc: String,
+    /// The page, from 1 (default): [`PAGE_SIZE`] rows each.
+    pub page: String,
 }
+
+/// Rows on one page: a page of 10,000 rows is megabytes of HTML a browser takes seconds to lay
+/// out; a page of 100 arrives and shows at once, and the search finds any row.
+pub const PAGE_SIZE: usize = 100;
 
 /// The columns the page sorts by, with their headings.
 pub const COLUMNS: [(&str, &str); 8] = [
@@ -151,6 +157,25 @@ impl Query {
 
     pub fn descending(&self) -> bool {
         self.desc == "1"
+    }
+
+    /// The page asked for, from 1.
+    pub fn page(&self) -> usize {
+        self.page.parse().unwrap_or(1).max(1)
+    }
+
+    /// The same query on `page`, as a link.
+    pub fn href(&self, page: usize) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("q", &self.q)
+            .append_pair("level", &self.level)
+            .append_pair("sort", &self.sort)
+            .append_pair("desc", &self.desc);
+        if page > 1 {
+            query.append_pair("page", &page.to_string());
+        }
+        format!("/?{}", query.finish())
     }
 
     /// The rows of `partners` that pass, sorted (ties by namespace and name).

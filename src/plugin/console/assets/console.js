@@ -30,7 +30,9 @@ function live() {
       if (old.querySelector("details[open]")) return; // the user is choosing: keep it
       old.replaceWith(row);
     } else {
-      table.appendChild(row);
+      // A new row joins the last page while it has room; other pages show it once reloaded.
+      const box = table.closest("table").dataset;
+      if (box.room === "true" && table.rows.length < Number(box.pageSize)) table.appendChild(row);
     }
     count();
   });
