@@ -83,24 +83,29 @@ impl Console {
         support::http::request(self.addr, "GET", target, headers, "text/plain", "").await
     }
 
-    /// The session cookie the printed URL sets.
-    async fn cookie(&self) -> String {
-        let target = &self.url[self.url.find("/?").unwrap()..];
-        let welcome = self.get(target, &[]).await;
-        assert_eq!(welcome.status, 303, "{}", welcome.body);
-        assert_eq!(welcome.header("location"), Some("/"));
-        let set = welcome.header("set-cookie").unwrap().to_string();
-        assert!(
-            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
-            "{set}"
-        );
-        set.split(';').next().unwrap().to_string()
+    /// The printed URL's path and query.
+    fn target(&self) -> &str {
+        &self.url[self.url.find("/?").unwrap()..]
     }
 }
 
-/// The door refuses a request without the secret, with a foreign Host header, with a wrong
-/// secret, and a write without the CSRF token; with all of them, the page and a write pass.
-async fn door_refusals(console: &Console) -> (String, String) {
+/// The door, once the browser opened the printed URL: the URL works no more elsewhere but
+/// in the browser that has the cookie (a strict, script-proof one); a request without the
+/// cookie, with a wrong secret, or with a foreign Host is refused, and so is a write without
+/// the CSRF token or from another origin; with all of them, the page and a write pass.
+async fn door_refusals(console: &Console, browser: &WebDriver) -> String {
+    let cookie = browser
+        .cookies()
+        .await
+        .into_iter()
+        .find(|c| c.starts_with("partner_console_"))
+        .expect("the session cookie");
+    let spent = console.get(console.target(), &[]).await;
+    assert_eq!(spent.status, 403);
+    assert!(spent.body.contains("works once"), "{}", spent.body);
+    let again = console.get(console.target(), &[("Cookie", &cookie)]).await;
+    assert_eq!(again.status, 303);
+    assert_eq!(again.header("location"), Some("/"));
     let no_secret = console.get("/", &[]).await;
     assert_eq!(no_secret.status, 403);
     assert!(
@@ -110,7 +115,6 @@ async fn door_refusals(console: &Console) -> (String, String) {
     );
     let wrong = console.get("/?token=0000", &[]).await;
     assert_eq!(wrong.status, 403);
-    let cookie = console.cookie().await;
     let rebound = console
         .get("/", &[("Host", "attacker.example:80"), ("Cookie", &cookie)])
         .await;
@@ -148,7 +152,7 @@ async fn door_refusals(console: &Console) -> (String, String) {
             .unwrap()
             .contains("not found")
     );
-    (cookie, csrf)
+    cookie
 }
 
 /// Switches automatic upgrade of a Partner that does not exist, with `headers`.
@@ -499,13 +503,13 @@ async fn the_partners_page_in_a_browser(server: Server) {
         .await;
     h.apply(support::distributor("northwind", true)).await;
     let console = Console::start(&h, &h.server.kubeconfig_yaml()).await;
-    let (cookie, _) = door_refusals(&console).await;
     let shots = screenshots(server);
     let browser = WebDriver::start().await;
     browser.open(&console.url).await;
     browser
         .wait_text("h1#title", "the Partners page", |t| t == "Partners")
         .await;
+    let cookie = door_refusals(&console, &browser).await;
     add_through_the_form(&browser, &shots).await;
     convert_and_switch(&h, &browser, &shots).await;
     conflict_with_argo(&h, &browser).await;

@@ -4,11 +4,12 @@
 //! - **Host**: the `Host` header must be the bound address and port as the URL has it. A web
 //!   page elsewhere cannot rebind a name of its own to 127.0.0.1 and read the console as its
 //!   own origin (DNS rebinding): its requests carry its own name.
-//! - **Secret**: the printed URL holds a random secret, made anew each run. Opening it sets a
-//!   session cookie (`HttpOnly`: no script reads it; `SameSite=Strict`: no other site's page
-//!   sends it) and redirects to the page without the secret, so it leaves the address bar and
-//!   the history. Every other request needs the cookie. The secret may be opened again during
-//!   the run (a second tab, a reopened browser); it dies with the process.
+//! - **Secret**: the printed URL holds a random secret, made anew each run, that works once.
+//!   Opening it sets a session cookie (`HttpOnly`: no script reads it; `SameSite=Strict`: no
+//!   other site's page sends it) and redirects to the page without the secret, so it leaves
+//!   the address bar and the history. Every other request needs the cookie. The URL opened
+//!   again in the browser that has the cookie just goes to the page; anywhere else it is
+//!   refused, so a URL seen later (scrollback, shell history, a shared screen) opens nothing.
 //! - **CSRF**: a write (any method but GET and HEAD) needs the page's token in the
 //!   `X-CSRF-Token` header, which another origin cannot set without a CORS preflight the
 //!   console never grants, and an `Origin`, when sent, that is the console's own.
@@ -18,6 +19,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -37,6 +39,8 @@ pub struct Door {
     /// `127.0.0.1:8484`, as the URL and the Host header write it.
     host: String,
     secret: String,
+    /// Whether the secret was exchanged for the cookie already.
+    spent: AtomicBool,
     session: String,
     csrf: String,
 }
@@ -54,6 +58,7 @@ impl Door {
         Self {
             host: bound.to_string(),
             secret: random_hex(),
+            spent: AtomicBool::new(false),
             session: random_hex(),
             csrf: random_hex(),
         }
@@ -112,6 +117,11 @@ impl Door {
             .map(|(_, value)| value.into_owned())
     }
 
+    /// Whether `secret` is the secret, unspent; it is spent by this call.
+    fn spend(&self, secret: &str) -> bool {
+        same(secret, &self.secret) && !self.spent.swap(true, Ordering::SeqCst)
+    }
+
     /// The answer to the printed URL: the cookie, and the page without the secret.
     fn welcome(&self) -> Response {
         let cookie = format!(
@@ -145,12 +155,17 @@ pub async fn guard(State(console): State<Arc<Console>>, request: Request, next: 
         ));
     }
     if let Some(secret) = Door::secret_in(request.uri().query()) {
-        return if same(&secret, &door.secret) && request.method() == Method::GET {
+        return if request.method() != Method::GET {
+            refuse("refused: the console's URL is for a browser to open".into())
+        } else if door.has_session(headers) {
+            // This browser is in already (the URL opened twice, or prerendered).
+            (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response()
+        } else if door.spend(&secret) {
             door.welcome()
         } else {
             refuse(
-                "refused: this is not the secret of this run of the console; open the URL it \
-                 printed"
+                "refused: the console's URL works once, in one browser, and this one was opened \
+                 already (or is not this run's); restart `kubectl partner console` for a new one"
                     .into(),
             )
         };
@@ -249,6 +264,9 @@ mod tests {
         let url = d.url();
         let query = url.split_once('?').unwrap().1;
         assert_eq!(Door::secret_in(Some(query)).unwrap(), d.secret);
+        assert!(!d.spend("0000"));
+        assert!(d.spend(&d.secret.clone()), "the secret works once");
+        assert!(!d.spend(&d.secret.clone()));
         let welcome = d.welcome();
         assert_eq!(welcome.status(), StatusCode::SEE_OTHER);
         let cookie = welcome.headers()[header::SET_COOKIE].to_str().unwrap();

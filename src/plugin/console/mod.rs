@@ -143,7 +143,10 @@ pub async fn run(ctx: &Ctx, args: ConsoleArgs) -> Result<()> {
         Scope::All => "every namespace".to_string(),
     };
     putln!("Partner console ({what}) at {url}");
-    noteln!("Anyone with this URL acts with your Kubernetes credentials. Ctrl-C stops it.");
+    noteln!(
+        "The URL works once, in one browser, which then acts with your Kubernetes credentials. \
+         Ctrl-C stops the console."
+    );
     if !args.no_open {
         open_browser(&url);
     }

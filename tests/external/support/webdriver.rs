@@ -210,6 +210,25 @@ impl WebDriver {
         .await
     }
 
+    /// The browser's cookies for the current page, `name=value` each (`HttpOnly` ones too).
+    pub async fn cookies(&self) -> Vec<String> {
+        let cookies = self
+            .call("GET", &self.session("/cookie"), Value::Null)
+            .await;
+        cookies
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c["name"].as_str().unwrap(),
+                    c["value"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
     /// The page as a PNG, written to `path`.
     pub async fn screenshot(&self, path: &Path) {
         use base64::Engine;
