@@ -2,8 +2,8 @@
 //! running in-process: a partner added through the form becomes Ready on the page without a
 //! reload, a bad email is refused next to its field, Convert is offered for a trial only and
 //! converts it with a date, automatic upgrade is switched, a field an Argo CD manager owns is
-//! taken over only when asked, a partner is deleted by typing its name, and the month's billing
-//! is downloaded. On kube-apiserver, a user who may only read Partners is told which permission
+//! taken over only when asked, a Production subscription is renewed, an activation link
+//! resent, a partner is deleted by typing its name, and the month's billing is downloaded. On kube-apiserver, a user who may only read Partners is told which permission
 //! a write lacks. The door's refusals (no secret, a foreign Host, no CSRF token) are checked
 //! with plain HTTP requests. Each page's screenshot is saved under the test's target directory
 //! (`console-screenshots/<server>/`); the sandbox's are the ones in `docs/`.
@@ -311,6 +311,39 @@ async fn convert_and_switch(h: &Harness, browser: &WebDriver, shots: &Path) {
         .await;
 }
 
+/// Renew a Production subscription with a new date; ask for a new activation link.
+async fn renew_and_resend(browser: &WebDriver) {
+    action(browser, "litware", "renew").await;
+    browser
+        .script(
+            "document.getElementById('renew-expires').value = '2027-12-31'",
+            json!([]),
+        )
+        .await;
+    browser.click("#dialog-renew button[type=submit]").await;
+    browser
+        .wait_text(
+            &format!("{} .expires", row("litware")),
+            "the new date",
+            |t| t == "2027-12-31T00:00:00Z",
+        )
+        .await;
+    assert!(
+        browser
+            .find(&format!("{} button[data-action=\"renew\"]", row("adatum")))
+            .await
+            .is_none(),
+        "Renew is not offered for a trial"
+    );
+    action(browser, "adatum", "resend").await;
+    browser.click("#dialog-resend button[type=submit]").await;
+    browser
+        .wait_text("#announce", "the resend said", |t| {
+            t.contains("a new activation link is being sent to admin@adatum.example")
+        })
+        .await;
+}
+
 /// A field an Argo CD manager owns: the page names it and takes it over only when asked.
 async fn conflict_with_argo(h: &Harness, browser: &WebDriver) {
     apply_as(
@@ -513,6 +546,7 @@ async fn the_partners_page_in_a_browser(server: Server) {
     add_through_the_form(&browser, &shots).await;
     convert_and_switch(&h, &browser, &shots).await;
     conflict_with_argo(&h, &browser).await;
+    renew_and_resend(&browser).await;
     delete_by_typing_the_name(&browser).await;
     partner_and_billing_pages(&console, &cookie, &browser, &shots).await;
     if server == Server::Kube {
