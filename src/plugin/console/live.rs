@@ -42,12 +42,24 @@ fn row_event(console: &Console, query: &Query, key: &Key) -> Event {
     }
 }
 
-/// `GET /events`: the stream.
+/// `?unlisted=1`: the page was rendered before the watch's first list.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct Rendered {
+    pub unlisted: String,
+}
+
+/// `GET /events`: the stream. A page rendered before the first list reloads as soon as the
+/// list is there, even when it arrived before the page's stream did.
 pub async fn events(
     State(console): State<Arc<Console>>,
     QueryParams(query): QueryParams<Query>,
+    QueryParams(rendered): QueryParams<Rendered>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = BroadcastStream::new(console.store.subscribe());
+    let stale = rendered.unlisted == "1" && console.store.listed();
+    let first =
+        futures::stream::iter(stale.then(|| Ok(Event::default().event("reload").data("{}"))));
     let stream = changes.map(move |change| {
         Ok(match change {
             Ok(Change::Upserted(key)) | Ok(Change::Deleted(key)) => {
@@ -58,6 +70,8 @@ pub async fn events(
             }
         })
     });
-    let bounded = stream.take_until(tokio::time::sleep(STREAM_LIFETIME));
+    let bounded = first
+        .chain(stream)
+        .take_until(tokio::time::sleep(STREAM_LIFETIME));
     Sse::new(bounded).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

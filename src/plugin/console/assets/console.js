@@ -19,7 +19,9 @@ function count() {
 function live() {
   const table = document.querySelector("#partners tbody");
   if (!table) return;
-  const source = new EventSource("/events" + location.search);
+  const url = new URL("/events" + location.search, location.href);
+  if (table.closest("table").dataset.listed !== "true") url.searchParams.set("unlisted", "1");
+  const source = new EventSource(url);
   source.addEventListener("row", (event) => {
     const { id, html } = JSON.parse(event.data);
     const template = document.createElement("template");
