@@ -105,6 +105,20 @@ impl Console {
 
 /// Serves the console until Ctrl-C.
 pub async fn run(ctx: &Ctx, args: ConsoleArgs) -> Result<()> {
+    if ctx.force_conflicts {
+        return Err(Error(
+            "--force-conflicts: the console asks before each take-over (\"Take these fields \
+             over\" in the panel); start it without the flag"
+                .into(),
+        ));
+    }
+    if args.address.is_unspecified() {
+        return Err(Error(format!(
+            "--address {}: name the one address the browser will use (the console answers \
+             requests whose Host is that address only, against DNS rebinding)",
+            args.address
+        )));
+    }
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.address, args.port))
         .await
         .map_err(|e| {
