@@ -426,6 +426,13 @@ async fn partner_and_billing_pages(
         .wait_text("#count", "the count", |t| t == "1–3 of 3 partners")
         .await;
     browser.screenshot(&shots.join("partners.png")).await;
+    // Add partner offers the Distributors that accept the namespace.
+    assert!(
+        browser
+            .find("#add-distributor option[value=\"northwind\"]")
+            .await
+            .is_some()
+    );
     browser
         .open(&format!("{base}/partners/{NS}/contoso-it-services"))
         .await;

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use axum::extract::{Query as QueryParams, State};
 use axum::response::Html;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
 use minijinja::context;
 use serde::Serialize;
 
@@ -58,16 +60,38 @@ pub fn scope_line(console: &Console) -> String {
     }
 }
 
-/// The rows, the total and the Distributors' names, read from the store at `now`.
-pub fn read_rows(console: &Console, query: &Query) -> (Vec<PageRow>, usize, Vec<String>) {
+/// The rows, the total, and the names of the Distributors that accept `namespace` (every
+/// one when the namespace could not be read), read from the store at now.
+pub fn read_rows(
+    console: &Console,
+    query: &Query,
+    namespace: Option<&Namespace>,
+) -> (Vec<PageRow>, usize, Vec<String>) {
     let now = crate::plugin::now().unwrap_or_else(|_| chrono::Utc::now());
     console.store.read(|partners, distributors| {
+        let accepting = distributors
+            .iter()
+            .filter(|(_, d)| namespace.is_none_or(|ns| crate::binding::namespace_allowed(d, ns)))
+            .map(|(name, _)| name.clone())
+            .collect();
         (
             query.rows(partners, distributors, now),
             partners.len(),
-            distributors.keys().cloned().collect(),
+            accepting,
         )
     })
+}
+
+/// The namespace Add partner creates in, for its Distributors; none when the user may not read
+/// it (or the API server is slow to say).
+async fn add_namespace(console: &Console) -> Option<Namespace> {
+    let api = Api::<Namespace>::all(console.ctx.client.clone());
+    let read = api.get_opt(&console.ctx.namespace);
+    tokio::time::timeout(std::time::Duration::from_secs(2), read)
+        .await
+        .ok()?
+        .ok()
+        .flatten()
 }
 
 /// `GET /`: the Partners page.
@@ -75,7 +99,8 @@ pub async fn partners(
     State(console): State<Arc<Console>>,
     QueryParams(query): QueryParams<Query>,
 ) -> Html<String> {
-    Html(render(&console, &query))
+    let namespace = add_namespace(&console).await;
+    Html(render(&console, &query, namespace.as_ref()))
 }
 
 /// Which rows of the matching ones a page shows, and its links.
@@ -111,8 +136,8 @@ fn paginate(mut rows: Vec<PageRow>, query: &Query) -> (Vec<PageRow>, Paging) {
 }
 
 /// The Partners page for `query`.
-pub fn render(console: &Console, query: &Query) -> String {
-    let (rows, total, distributors) = read_rows(console, query);
+pub fn render(console: &Console, query: &Query, namespace: Option<&Namespace>) -> String {
+    let (rows, total, distributors) = read_rows(console, query, namespace);
     let (rows, paging) = paginate(rows, query);
     let sorted_by = COLUMNS
         .iter()
@@ -179,7 +204,7 @@ mod tests {
         let console = Console::unconnected(Scope::Namespace("partners".into()));
         console.store.replace((0..10_000).map(partner).collect());
         let started = std::time::Instant::now();
-        let html = render(&console, &Query::default());
+        let html = render(&console, &Query::default(), None);
         let all = started.elapsed();
         assert_eq!(html.matches("<tr id=\"row--partners--").count(), PAGE_SIZE);
         assert!(html.contains("1–100 of 10000 partners"), "the count");
@@ -189,6 +214,7 @@ mod tests {
                 page: "100".into(),
                 ..Query::default()
             },
+            None,
         );
         assert!(last.contains("9901–10000 of 10000 partners"));
         assert!(
@@ -203,7 +229,7 @@ mod tests {
             desc: "1".into(),
             ..Query::default()
         };
-        let found = render(&console, &search);
+        let found = render(&console, &search, None);
         let searched = started.elapsed();
         assert_eq!(found.matches("<tr id=\"row--").count(), 100);
         assert!(found.contains("1–100 of 111 partners (10000 in all)"));
@@ -211,7 +237,7 @@ mod tests {
             q: "<42>".into(),
             ..Query::default()
         };
-        assert!(render(&console, &one).contains("Partner &lt;42&gt; &amp; Co"));
+        assert!(render(&console, &one, None).contains("Partner &lt;42&gt; &amp; Co"));
         crate::plugin::output::note(&format!(
             "10,000 partners: the page in {} ms ({} KiB), a search in {} ms",
             all.as_millis(),
