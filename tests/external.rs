@@ -10,6 +10,8 @@ mod support;
 mod browser;
 #[path = "external/chaos.rs"]
 mod chaos;
+#[path = "external/console.rs"]
+mod console;
 #[path = "external/e2e_walkthrough.rs"]
 mod e2e_walkthrough;
 #[path = "external/helm_chart.rs"]

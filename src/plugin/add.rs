@@ -6,7 +6,9 @@ use kube::api::Api;
 use serde_json::json;
 
 use super::story::{facts, facts_lines};
-use super::{Ctx, Error, Progress, Result, WaitArgs, api_error, dates, observed, output};
+use super::{
+    Ctx, Error, Progress, Refusal, Result, WaitArgs, api_error, dates, names, observed, output,
+};
 use crate::api::{Partner, find_condition, grammar, types};
 use crate::lifecycle::reasons;
 
@@ -59,40 +61,79 @@ fn check_org(org: &str) -> Result<()> {
     }
 }
 
-pub async fn run(ctx: &Ctx, args: AddArgs) -> Result<()> {
-    check_org(&args.org)?;
-    grammar::parse_email(&args.email)
-        .map_err(|e| Error(format!("--email: {:?} is {e}", args.email)))?;
-    let expires = args
+/// A Partner to create: what the portal's "Add partner" form and `add`'s flags say.
+#[derive(Clone, Debug, Default)]
+pub struct NewPartner {
+    pub name: String,
+    pub org: String,
+    pub email: String,
+    /// None: the one Distributor that accepts the namespace.
+    pub distributor: Option<String>,
+    pub no_auto_upgrade: bool,
+    pub production: bool,
+    pub expires: Option<String>,
+}
+
+/// A refused argument: the spec field it would be written to, and the line naming its flag.
+fn argument(field: &str, line: String) -> Refusal {
+    Refusal::Argument {
+        field: field.to_string(),
+        line,
+    }
+}
+
+/// Checks `new` and creates it by server-side apply: what `add` does before it waits, and
+/// what the console's Apply does.
+pub async fn create(ctx: &Ctx, new: &NewPartner) -> std::result::Result<Partner, Refusal> {
+    names::check("NAME", "Partner", &new.name, names::Kind::Subdomain)
+        .map_err(|e| argument("metadata.name", e.0))?;
+    check_org(&new.org).map_err(|e| argument("spec.organizationName", e.0))?;
+    grammar::parse_email(&new.email).map_err(|e| {
+        argument(
+            "spec.notificationEmail",
+            format!("--email: {:?} is {e}", new.email),
+        )
+    })?;
+    let expires = new
         .expires
         .as_deref()
         .map(|value| dates::parse_future_date("--expires", value, ctx.now))
-        .transpose()?;
-    let name = &args.name;
-    let distributor = match &args.distributor {
-        Some(d) => d.clone(),
-        None => accepting_distributor(ctx).await?,
+        .transpose()
+        .map_err(|e| argument("spec.subscription.expirationDate", e))?;
+    let name = &new.name;
+    let distributor = match &new.distributor {
+        Some(d) => {
+            names::check("--distributor", "Distributor", d, names::Kind::Subdomain)
+                .map_err(|e| argument("spec.distributorRef.name", e.0))?;
+            d.clone()
+        }
+        None => accepting_distributor(ctx)
+            .await
+            .map_err(|e| argument("spec.distributorRef.name", e.0))?,
     };
     let existing = ctx
         .partners()
         .get_opt(name)
         .await
-        .map_err(|e| api_error(&format!("partner {}", ctx.qualified(name)), e))?;
+        .map_err(|e| Refusal::from_api(&format!("partner {}", ctx.qualified(name)), e))?;
     if existing.is_some() {
-        return Err(Error(format!(
-            "partner {name:?} already exists in namespace {:?}",
-            ctx.namespace
-        )));
+        return Err(argument(
+            "metadata.name",
+            format!(
+                "partner {name:?} already exists in namespace {:?}",
+                ctx.namespace
+            ),
+        ));
     }
     let mut changes: Vec<(&[&str], serde_json::Value)> = vec![
-        (&["spec", "organizationName"], json!(args.org)),
-        (&["spec", "notificationEmail"], json!(args.email)),
+        (&["spec", "organizationName"], json!(new.org)),
+        (&["spec", "notificationEmail"], json!(new.email)),
         (&["spec", "distributorRef", "name"], json!(distributor)),
     ];
-    if args.no_auto_upgrade {
+    if new.no_auto_upgrade {
         changes.push((&["spec", "subscription", "autoUpgrade"], json!(false)));
     }
-    if args.production {
+    if new.production {
         changes.push((&["spec", "subscription", "level"], json!("Production")));
     }
     if let Some(at) = expires {
@@ -101,7 +142,21 @@ pub async fn run(ctx: &Ctx, args: AddArgs) -> Result<()> {
             json!(dates::exact(at)),
         ));
     }
-    ctx.apply(name, None, &changes, false).await?;
+    ctx.try_apply(name, None, &changes, false).await
+}
+
+pub async fn run(ctx: &Ctx, args: AddArgs) -> Result<()> {
+    let new = NewPartner {
+        name: args.name.clone(),
+        org: args.org,
+        email: args.email,
+        distributor: args.distributor,
+        no_auto_upgrade: args.no_auto_upgrade,
+        production: args.production,
+        expires: args.expires,
+    };
+    let created = create(ctx, &new).await?;
+    let name = &new.name;
     output::out(&format!("partner {} created\n", ctx.qualified(name)));
     if !args.wait.wait {
         return Ok(());
@@ -109,7 +164,7 @@ pub async fn run(ctx: &Ctx, args: AddArgs) -> Result<()> {
     let partner = ctx
         .wait_for(name, args.wait.timeout, |p| ready_or_failed(ctx, p))
         .await?;
-    let distributor = ctx.distributor(&distributor).await;
+    let distributor = ctx.distributor(&created.spec.distributor_ref.name).await;
     output::out(&facts_lines(&facts(
         &partner,
         distributor.as_ref(),
@@ -142,7 +197,7 @@ fn ready_or_failed(ctx: &Ctx, partner: &Partner) -> Progress<Partner> {
 }
 
 /// The one Distributor that accepts Partners from the namespace.
-async fn accepting_distributor(ctx: &Ctx) -> Result<String> {
+pub async fn accepting_distributor(ctx: &Ctx) -> Result<String> {
     let unknown = |why: String| {
         Error(format!(
             "--distributor: cannot tell which Distributor accepts namespace {:?} ({why}); name it",

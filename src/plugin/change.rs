@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::dates::{exact, exact_and_relative, parse_future_date};
 use super::output::{noteln, putln};
-use super::{Ctx, Error, Progress, Result, WaitArgs, api_error, observed, ssa};
+use super::{Ctx, Error, Progress, Refusal, Result, WaitArgs, observed, ssa};
 use crate::api::{Partner, SubscriptionLevel, find_condition, types};
 use crate::lifecycle::reasons;
 
@@ -84,38 +84,48 @@ fn ready_message(partner: &Partner) -> String {
         .unwrap_or_else(|| "no Ready condition".into())
 }
 
-pub async fn convert(ctx: &Ctx, args: ConvertArgs) -> Result<()> {
-    let name = &args.name;
-    let partner = ctx.partner(name).await?;
+/// Checks that `partner` may be converted, and writes the conversion (with `expires`, when
+/// Production ends): what `convert` does before it waits, and the console's Convert.
+pub async fn request_conversion(
+    ctx: &Ctx,
+    partner: &Partner,
+    expires: Option<&str>,
+) -> std::result::Result<Partner, Refusal> {
+    let name = partner.metadata.name.as_deref().unwrap_or_default();
     let q = ctx.qualified(name);
-    match level_of(&partner) {
+    match level_of(partner) {
         SubscriptionLevel::Trial => {}
-        SubscriptionLevel::Expired if !was_production(&partner) => {}
+        SubscriptionLevel::Expired if !was_production(partner) => {}
         SubscriptionLevel::Production => {
             return Err(Error(format!(
                 "partner {q} cannot be converted: its subscription level is Production, not \
                  Trial (`kubectl partner renew {name} --expires DATE` sets a new expiration date)"
-            )));
+            ))
+            .into());
         }
         SubscriptionLevel::Expired => {
             return Err(Error(format!(
                 "partner {q} cannot be converted: its Production subscription expired, it is no \
                  trial (`kubectl partner renew {name} --expires DATE` renews it)"
-            )));
+            ))
+            .into());
         }
         SubscriptionLevel::Pending => {
             return Err(Error(format!(
                 "partner {q} cannot be converted: its subscription level is Pending, not Trial \
                  ({})",
-                ready_message(&partner)
-            )));
+                ready_message(partner)
+            ))
+            .into());
         }
     }
-    let expires = args
-        .expires
-        .as_deref()
+    let expires = expires
         .map(|v| parse_future_date("--expires", v, ctx.now))
-        .transpose()?;
+        .transpose()
+        .map_err(|line| Refusal::Argument {
+            field: "spec.subscription.expirationDate".into(),
+            line,
+        })?;
     let mut changes: Vec<(&[&str], serde_json::Value)> =
         vec![(&["spec", "subscription", "level"], json!("Production"))];
     if let Some(at) = expires {
@@ -124,7 +134,14 @@ pub async fn convert(ctx: &Ctx, args: ConvertArgs) -> Result<()> {
             json!(exact(at)),
         ));
     }
-    ctx.apply(name, Some(&partner), &changes, false).await?;
+    ctx.try_apply(name, Some(partner), &changes, false).await
+}
+
+pub async fn convert(ctx: &Ctx, args: ConvertArgs) -> Result<()> {
+    let name = &args.name;
+    let partner = ctx.partner(name).await?;
+    let q = ctx.qualified(name);
+    request_conversion(ctx, &partner, args.expires.as_deref()).await?;
     if !args.wait.wait {
         putln!("partner {q}: conversion to Production requested");
         return Ok(());
@@ -172,18 +189,28 @@ fn print_production(status: &crate::api::PartnerStatus, now: DateTime<Utc>) {
     }
 }
 
+/// Writes `spec.subscription.autoUpgrade`: `auto-upgrade`'s write, and the console's.
+pub async fn set_auto_upgrade(
+    ctx: &Ctx,
+    partner: &Partner,
+    on: bool,
+) -> std::result::Result<Partner, Refusal> {
+    let name = partner.metadata.name.as_deref().unwrap_or_default();
+    ctx.try_apply(
+        name,
+        Some(partner),
+        &[(&["spec", "subscription", "autoUpgrade"], json!(on))],
+        false,
+    )
+    .await
+}
+
 pub async fn auto_upgrade(ctx: &Ctx, args: AutoUpgradeArgs) -> Result<()> {
     let name = &args.name;
     let partner = ctx.partner(name).await?;
     let q = ctx.qualified(name);
     let on = args.value == OnOff::On;
-    ctx.apply(
-        name,
-        Some(&partner),
-        &[(&["spec", "subscription", "autoUpgrade"], json!(on))],
-        false,
-    )
-    .await?;
+    set_auto_upgrade(ctx, &partner, on).await?;
     let word = if on { "on" } else { "off" };
     let status = partner.status.clone().unwrap_or_default();
     match (level_of(&partner), &status.trial) {
@@ -206,36 +233,42 @@ pub async fn auto_upgrade(ctx: &Ctx, args: AutoUpgradeArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn renew(ctx: &Ctx, args: RenewArgs) -> Result<()> {
-    let name = &args.name;
-    let partner = ctx.partner(name).await?;
+/// Checks that `partner` may be renewed and writes its new expiration date `expires`: what
+/// `renew` does before it waits, and the console's Renew. The date written.
+pub async fn request_renewal(
+    ctx: &Ctx,
+    partner: &Partner,
+    expires: &str,
+) -> std::result::Result<DateTime<Utc>, Refusal> {
+    let name = partner.metadata.name.as_deref().unwrap_or_default();
     let q = ctx.qualified(name);
-    let level = level_of(&partner);
+    let level = level_of(partner);
     match level {
         SubscriptionLevel::Production => {}
-        SubscriptionLevel::Expired if was_production(&partner) => {}
+        SubscriptionLevel::Expired if was_production(partner) => {}
         SubscriptionLevel::Expired => {
             return Err(Error(format!(
                 "partner {q} cannot be renewed: its trial expired, it never was in Production \
                  (`kubectl partner convert {name}` converts it)"
-            )));
+            ))
+            .into());
         }
         _ => {
             return Err(Error(format!(
                 "partner {q} cannot be renewed: its subscription level is {level}, not Production \
                  (`kubectl partner convert {name} --expires DATE` converts a trial)"
-            )));
+            ))
+            .into());
         }
     }
-    let until = parse_future_date("--expires", &args.expires, ctx.now)?;
-    let periods_before = partner
-        .status
-        .as_ref()
-        .and_then(|s| s.billing.as_ref())
-        .map_or(0, |b| b.periods.len().max(1));
-    ctx.apply(
+    let until =
+        parse_future_date("--expires", expires, ctx.now).map_err(|line| Refusal::Argument {
+            field: "spec.subscription.expirationDate".into(),
+            line,
+        })?;
+    ctx.try_apply(
         name,
-        Some(&partner),
+        Some(partner),
         &[(
             &["spec", "subscription", "expirationDate"],
             json!(exact(until)),
@@ -243,6 +276,20 @@ pub async fn renew(ctx: &Ctx, args: RenewArgs) -> Result<()> {
         false,
     )
     .await?;
+    Ok(until)
+}
+
+pub async fn renew(ctx: &Ctx, args: RenewArgs) -> Result<()> {
+    let name = &args.name;
+    let partner = ctx.partner(name).await?;
+    let q = ctx.qualified(name);
+    let level = level_of(&partner);
+    let periods_before = partner
+        .status
+        .as_ref()
+        .and_then(|s| s.billing.as_ref())
+        .map_or(0, |b| b.periods.len().max(1));
+    let until = request_renewal(ctx, &partner, &args.expires).await?;
     if !args.wait.wait {
         putln!("partner {q}: Production until {} requested", exact(until));
         return Ok(());
@@ -282,27 +329,42 @@ pub async fn renew(ctx: &Ctx, args: RenewArgs) -> Result<()> {
 /// handled it.
 const RESEND_FIELD: &str = "spec.activation.resendRequest";
 
-pub async fn resend_activation(ctx: &Ctx, args: ResendArgs) -> Result<()> {
-    let name = &args.name;
-    let partner = ctx.partner(name).await?;
+/// Checks that `partner` awaits activation and writes a resend request: what
+/// `resend-activation` does before it waits, and the console's Resend. The request written.
+pub async fn request_resend(ctx: &Ctx, partner: &Partner) -> std::result::Result<String, Refusal> {
+    let name = partner.metadata.name.as_deref().unwrap_or_default();
     let q = ctx.qualified(name);
     let status = partner.status.clone().unwrap_or_default();
     if find_condition(&status.conditions, types::ACTIVATED).is_some_and(|c| c.status == "True") {
         return Err(Error(format!(
             "partner {q} is already activated: there is no activation email to resend"
-        )));
+        ))
+        .into());
     }
     let request = exact(ctx.now);
-    // Read and written as plain JSON: the field may be newer than this build's types.
-    let resource = ApiResource::erase::<Partner>(&());
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &resource);
+    let api = dynamic_partners(ctx);
     let current = api
         .get(name)
         .await
-        .map_err(|e| api_error(&format!("partner {q}"), e))?;
+        .map_err(|e| Refusal::from_api(&format!("partner {q}"), e))?;
     let current = serde_json::to_value(&current).expect("an object serializes");
     write_resend_request(ctx, &api, name, &q, &current, &request).await?;
+    Ok(request)
+}
+
+/// Partners read and written as plain JSON: the resend field may be newer than this build's
+/// types.
+fn dynamic_partners(ctx: &Ctx) -> Api<DynamicObject> {
+    let resource = ApiResource::erase::<Partner>(&());
+    Api::namespaced_with(ctx.client.clone(), &ctx.namespace, &resource)
+}
+
+pub async fn resend_activation(ctx: &Ctx, args: ResendArgs) -> Result<()> {
+    let name = &args.name;
+    let partner = ctx.partner(name).await?;
+    let q = ctx.qualified(name);
+    let request = request_resend(ctx, &partner).await?;
+    let api = dynamic_partners(ctx);
     if !args.wait.wait {
         putln!("partner {q}: activation resend requested ({request})");
         return Ok(());
@@ -327,7 +389,7 @@ async fn write_resend_request(
     q: &str,
     current: &serde_json::Value,
     request: &str,
-) -> Result<()> {
+) -> std::result::Result<(), Refusal> {
     let config = ssa::applied_config(
         name,
         &ctx.namespace,
@@ -347,7 +409,8 @@ async fn write_resend_request(
         Ok(object) => serde_json::to_value(&object).expect("an object serializes"),
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let conflicts = ssa::conflicts(&status);
-            return Err(Error(ssa::conflict_line(q, &conflicts)));
+            let line = ssa::conflict_line(q, &conflicts);
+            return Err(Refusal::Conflict { conflicts, line });
         }
         // The embedded server answers 400 (unknown field, strict validation); kube-apiserver
         // cannot even build the apply's typed object and answers 500 (`.spec.activation: field
@@ -362,12 +425,17 @@ async fn write_resend_request(
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            return Err(unsupported(&format!(": {first}")));
+            return Err(unsupported(&format!(": {first}")).into());
         }
-        Err(e) => return Err(api_error(&format!("the API server refused partner {q}"), e)),
+        Err(e) => {
+            return Err(Refusal::from_api(
+                &format!("the API server refused partner {q}"),
+                e,
+            ));
+        }
     };
     if written["spec"]["activation"]["resendRequest"] != json!(request) {
-        return Err(unsupported(": the API server dropped the field"));
+        return Err(unsupported(": the API server dropped the field").into());
     }
     Ok(())
 }

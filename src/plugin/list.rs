@@ -22,7 +22,7 @@ pub struct ListArgs {
 }
 
 /// One line of the list.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
     pub namespace: String,

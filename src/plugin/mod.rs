@@ -16,16 +16,18 @@
 // Printing goes through `output` alone.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-mod add;
+pub(crate) mod add;
 pub mod billing;
-mod change;
+pub(crate) mod change;
+pub mod console;
 pub mod dates;
-mod list;
+pub(crate) mod list;
 pub mod names;
 pub mod output;
-mod report;
+mod refusal;
+pub(crate) mod report;
 pub mod ssa;
-mod status;
+pub(crate) mod status;
 pub mod story;
 pub mod table;
 
@@ -38,6 +40,8 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
+
+pub use refusal::Refusal;
 
 use crate::api::{Distributor, Partner};
 
@@ -101,6 +105,9 @@ pub enum Command {
     ResendActivation(change::ResendArgs),
     /// Billable partner-days per SKU of a Distributor for a month.
     Billing(report::BillingArgs),
+    /// Serve the Partners page on loopback, over your own kubeconfig credentials: add,
+    /// convert, renew and delete partners, follow their trials, download billing.
+    Console(console::ConsoleArgs),
 }
 
 /// `--wait`: `--wait` and `--wait=true` wait, `--wait=false` does not.
@@ -180,6 +187,7 @@ pub fn api_error(what: &str, err: kube::Error) -> Error {
 }
 
 /// What every command works with.
+#[derive(Clone)]
 pub struct Ctx {
     pub client: Client,
     /// The namespace Partners are in (the flag, else the context's).
@@ -260,6 +268,19 @@ impl Ctx {
         changes: &[(&[&str], serde_json::Value)],
         strict: bool,
     ) -> Result<Partner> {
+        self.try_apply(name, current, changes, strict)
+            .await
+            .map_err(Error::from)
+    }
+
+    /// [`Ctx::apply`], its refusal kept apart by kind (what the console shows by the field).
+    pub async fn try_apply(
+        &self,
+        name: &str,
+        current: Option<&Partner>,
+        changes: &[(&[&str], serde_json::Value)],
+        strict: bool,
+    ) -> std::result::Result<Partner, Refusal> {
         let current = current.map(|p| serde_json::to_value(p).expect("a Partner serializes"));
         let config = ssa::applied_config(name, &self.namespace, current.as_ref(), changes);
         let mut params = PatchParams::apply(ssa::FIELD_MANAGER);
@@ -268,29 +289,26 @@ impl Ctx {
             params.field_validation = Some(kube::api::ValidationDirective::Strict);
         }
         let api = self.partners();
+        let what = format!("the API server refused partner {}", self.qualified(name));
         let refused = match api.patch(name, &params, &Patch::Apply(&config)).await {
             Ok(partner) => return Ok(partner),
             Err(kube::Error::Api(status)) if status.code == 409 => status,
-            Err(e) => {
-                return Err(api_error(
-                    &format!("the API server refused partner {}", self.qualified(name)),
-                    e,
-                ));
-            }
+            Err(e) => return Err(Refusal::from_api(&what, e)),
         };
         let conflicts = ssa::conflicts(&refused);
         if conflicts.is_empty() {
-            return Err(Error(format!(
+            return Err(Refusal::Other(Error(format!(
                 "{}: {}",
                 self.qualified(name),
                 refused.message
-            )));
+            ))));
         }
         let defaults_only = current
             .as_ref()
             .is_some_and(|c| ssa::only_undeclared_defaults(c, &conflicts));
         if !defaults_only {
-            return Err(Error(ssa::conflict_line(&self.qualified(name), &conflicts)));
+            let line = ssa::conflict_line(&self.qualified(name), &conflicts);
+            return Err(Refusal::Conflict { conflicts, line });
         }
         for conflict in &conflicts {
             output::note(&format!(
@@ -302,12 +320,7 @@ impl Ctx {
         params.force = true;
         api.patch(name, &params, &Patch::Apply(&config))
             .await
-            .map_err(|e| {
-                api_error(
-                    &format!("the API server refused partner {}", self.qualified(name)),
-                    e,
-                )
-            })
+            .map_err(|e| Refusal::from_api(&what, e))
     }
 
     /// Waits until `check` says the Partner is done (`Ok(Some)`), failed (`Err`), or
@@ -376,7 +389,7 @@ pub fn observed(partner: &Partner) -> bool {
 }
 
 /// Now: [`NOW_ENV`] when set, else the system clock.
-fn now() -> Result<DateTime<Utc>> {
+pub(crate) fn now() -> Result<DateTime<Utc>> {
     match std::env::var(NOW_ENV) {
         Ok(value) => crate::api::grammar::parse_date_time(&value)
             .map_err(|e| Error(format!("{NOW_ENV}={value:?}: {e}"))),
@@ -398,5 +411,6 @@ pub async fn main(cli: Cli) -> Result<()> {
         Command::Renew(args) => change::renew(&ctx, args).await,
         Command::ResendActivation(args) => change::resend_activation(&ctx, args).await,
         Command::Billing(args) => report::run(&ctx, args).await,
+        Command::Console(args) => console::run(&ctx, args).await,
     }
 }

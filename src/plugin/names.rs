@@ -75,6 +75,8 @@ impl Command {
             Self::Renew(args) => vec![partner(&args.name)],
             Self::ResendActivation(args) => vec![partner(&args.name)],
             Self::Billing(args) => vec![distributor("DISTRIBUTOR", &args.distributor)],
+            // The console checks each name a page sends before it goes into a path.
+            Self::Console(_) => vec![],
         }
     }
 

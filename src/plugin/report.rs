@@ -26,11 +26,9 @@ pub enum BillingOutput {
     Json,
 }
 
-pub async fn run(ctx: &Ctx, args: BillingArgs) -> Result<()> {
-    let month = match &args.month {
-        Some(value) => Month::parse(value)?,
-        None => Month::of(ctx.now),
-    };
+/// The month's report of `distributor`, from every Partner the user may list: what `billing`
+/// prints and the console's Billing page shows.
+pub async fn billing(ctx: &Ctx, distributor: &str, month: Month) -> Result<super::billing::Report> {
     let partners = Api::<Partner>::all(ctx.client.clone())
         .list(&Default::default())
         .await
@@ -40,15 +38,22 @@ pub async fn run(ctx: &Ctx, args: BillingArgs) -> Result<()> {
         p.status
             .as_ref()
             .and_then(|s| s.billing.as_ref())
-            .is_some_and(|b| b.billed_to == args.distributor)
+            .is_some_and(|b| b.billed_to == distributor)
     });
-    if !billed_here && ctx.distributor(&args.distributor).await.is_none() {
+    if !billed_here && ctx.distributor(distributor).await.is_none() {
         return Err(Error(format!(
-            "distributor {:?} not found (and no Partner is billed to it)",
-            args.distributor
+            "distributor {distributor:?} not found (and no Partner is billed to it)"
         )));
     }
-    let report = report(&args.distributor, &partners, month, ctx.now);
+    Ok(report(distributor, &partners, month, ctx.now))
+}
+
+pub async fn run(ctx: &Ctx, args: BillingArgs) -> Result<()> {
+    let month = match &args.month {
+        Some(value) => Month::parse(value)?,
+        None => Month::of(ctx.now),
+    };
+    let report = billing(ctx, &args.distributor, month).await?;
     match args.output {
         BillingOutput::Table => put!("{}", report.table()),
         BillingOutput::Csv => put!("{}", report.csv()),

@@ -20,8 +20,21 @@ pub struct StatusArgs {
     pub events: usize,
 }
 
-pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
-    let partner = ctx.partner(&args.name).await?;
+/// What `status` tells of a Partner, gathered: the console's Partner page shows the same.
+pub struct StatusView {
+    pub partner: crate::api::Partner,
+    pub facts: Vec<(&'static str, String)>,
+    pub story: Vec<story::Moment>,
+    pub next: Vec<String>,
+    /// The conditions that say something is wrong (see [`problems`]).
+    pub problems: Vec<crate::api::Condition>,
+    pub webhooks_waiting: Vec<String>,
+    pub events: std::result::Result<Vec<EventLine>, String>,
+}
+
+/// Reads the Partner, its Distributor, its namespace and its latest `events` Events.
+pub async fn gather(ctx: &Ctx, name: &str, events: usize) -> Result<StatusView> {
+    let partner = ctx.partner(name).await?;
     let distributor = ctx.distributor(&partner.spec.distributor_ref.name).await;
     let status = partner.status.clone().unwrap_or_default();
     // Whether the namespace may bind: from its labels when readable, else as the operator last
@@ -41,47 +54,57 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
         namespace_allowed,
         now: ctx.now,
     };
+    let next = story::outlook(&world);
+    Ok(StatusView {
+        facts: facts(&partner, distributor.as_ref(), ctx.now),
+        story: story::history(&partner),
+        next,
+        problems: problems(&status).into_iter().cloned().collect(),
+        webhooks_waiting: webhooks_waiting(&status),
+        events: recent_events(ctx, &partner, events).await,
+        partner,
+    })
+}
+
+pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<()> {
+    let view = gather(ctx, &args.name, args.events).await?;
     let mut out = format!("Partner {}\n", ctx.qualified(&args.name));
-    out.push_str(&facts_lines(&facts(
-        &partner,
-        distributor.as_ref(),
-        ctx.now,
-    )));
+    out.push_str(&facts_lines(&view.facts));
     out.push_str("\nStory:\n");
-    for moment in story::history(&partner) {
+    for moment in &view.story {
         out.push_str(&format!("  {}  {}\n", exact(moment.at), moment.what));
     }
     out.push_str("\nNext:\n");
-    for line in story::outlook(&world) {
+    for line in &view.next {
         out.push_str(&format!("  {line}\n"));
     }
-    out.push_str(&conditions_not_true(&status));
-    let waiting = webhooks_waiting(&status);
-    if !waiting.is_empty() {
+    out.push_str(&conditions_not_true(&view.problems));
+    if !view.webhooks_waiting.is_empty() {
         out.push_str("\nWebhook events not delivered yet:\n");
-        for line in waiting {
+        for line in &view.webhooks_waiting {
             out.push_str(&format!("  {line}\n"));
         }
     }
-    out.push_str(&events_section(
-        recent_events(ctx, &partner, args.events).await,
-    ));
+    out.push_str(&events_section(view.events));
     put!("{out}");
     Ok(())
 }
 
 /// The conditions that are not True, but for a partner that has not activated yet (no
 /// problem; an expired link is, and is said).
-fn conditions_not_true(status: &crate::api::PartnerStatus) -> String {
-    let mut out = String::new();
+pub fn problems(status: &crate::api::PartnerStatus) -> Vec<&crate::api::Condition> {
     let awaiting = |c: &&crate::api::Condition| {
         c.type_ == types::ACTIVATED && c.reason == crate::lifecycle::reasons::AWAITING_ACTIVATION
     };
-    let not_true: Vec<_> = status
+    status
         .conditions
         .iter()
         .filter(|c| c.status != "True" && !awaiting(c))
-        .collect();
+        .collect()
+}
+
+fn conditions_not_true(not_true: &[crate::api::Condition]) -> String {
+    let mut out = String::new();
     if !not_true.is_empty() {
         out.push_str("\nConditions not True:\n");
         for c in not_true {
@@ -145,7 +168,8 @@ fn webhooks_waiting(status: &crate::api::PartnerStatus) -> Vec<String> {
         .collect()
 }
 
-type EventLine = (DateTime<Utc>, String, String, i32, String);
+/// An Event: when, type, reason, count, message.
+pub type EventLine = (DateTime<Utc>, String, String, i32, String);
 
 /// The Partner's latest Events, oldest first.
 async fn recent_events(

@@ -15,27 +15,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 use support::process::{KillOnDrop, Sandbox, examples, stdout};
+use support::webdriver::browser_and_driver;
 use support::{Patience, Seen, eventually_blocking};
 
-/// The browser and its WebDriver, from `hack/browser.sh`: Debian's `chromium` and
-/// `chromedriver` (installed on first use when the tests run as root), or the ones
-/// `PARTNER_OPERATOR_BROWSER` and `PARTNER_OPERATOR_WEBDRIVER` name. Fails with the script's
-/// one line (the exact command to run) when neither can be had.
-fn browser_and_driver() -> (String, String) {
-    let script = support::project("hack/browser.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .output()
-        .expect("bash runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{}", stderr.trim());
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut lines = stdout.lines().map(str::to_string);
-    let browser = lines.next().expect("hack/browser.sh prints the browser");
-    let driver = lines.next().expect("hack/browser.sh prints the driver");
-    (browser, driver)
-}
 /// The W3C WebDriver element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 

@@ -21,6 +21,7 @@ pub mod scenarios;
 pub mod servers;
 #[path = "../../support/wait.rs"]
 pub mod wait;
+pub mod webdriver;
 #[path = "../../support/webhooks.rs"]
 pub mod webhooks;
 
