@@ -3,10 +3,11 @@
 use clap::{Args, ValueEnum};
 use kube::api::Api;
 
-use super::billing::{Month, report};
+use super::billing::{Month, with_statement};
 use super::output::{self, put};
 use super::{Ctx, Error, Result, api_error};
-use crate::api::Partner;
+use crate::api::{BillingStatement, Partner};
+use crate::statements::naming;
 
 #[derive(Args, Debug)]
 pub struct BillingArgs {
@@ -31,24 +32,31 @@ pub async fn run(ctx: &Ctx, args: BillingArgs) -> Result<()> {
         Some(value) => Month::parse(value)?,
         None => Month::of(ctx.now),
     };
-    let partners = Api::<Partner>::all(ctx.client.clone())
-        .list(&Default::default())
-        .await
-        .map_err(|e| api_error("listing partners", e))?
-        .items;
-    let billed_here = partners.iter().any(|p| {
-        p.status
-            .as_ref()
-            .and_then(|s| s.billing.as_ref())
-            .is_some_and(|b| b.billed_to == args.distributor)
-    });
+    let parts = statement_parts(ctx, &args.distributor, month).await?;
+    // A closed month is read from its statement alone.
+    let partners = if parts.iter().any(|p| p.spec.closed) {
+        vec![]
+    } else {
+        Api::<Partner>::all(ctx.client.clone())
+            .list(&Default::default())
+            .await
+            .map_err(|e| api_error("listing partners", e))?
+            .items
+    };
+    let billed_here = !parts.is_empty()
+        || partners.iter().any(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.billing.as_ref())
+                .is_some_and(|b| b.billed_to == args.distributor)
+        });
     if !billed_here && ctx.distributor(&args.distributor).await.is_none() {
         return Err(Error(format!(
             "distributor {:?} not found (and no Partner is billed to it)",
             args.distributor
         )));
     }
-    let report = report(&args.distributor, &partners, month, ctx.now);
+    let report = with_statement(&args.distributor, &partners, &parts, month, ctx.now);
     match args.output {
         BillingOutput::Table => put!("{}", report.table()),
         BillingOutput::Csv => put!("{}", report.csv()),
@@ -57,4 +65,24 @@ pub async fn run(ctx: &Ctx, args: BillingArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The parts of `distributor`'s statement of `month` (none when the month has none).
+async fn statement_parts(
+    ctx: &Ctx,
+    distributor: &str,
+    month: Month,
+) -> Result<Vec<BillingStatement>> {
+    let params = kube::api::ListParams::default().labels(&naming::selector(distributor, month));
+    let listed = Api::<BillingStatement>::all(ctx.client.clone())
+        .list(&params)
+        .await;
+    let mut parts = match listed {
+        Ok(list) => list.items,
+        // A cluster whose CRDs predate statements: the Partners alone.
+        Err(kube::Error::Api(status)) if status.code == 404 => vec![],
+        Err(e) => return Err(api_error("listing billing statements", e)),
+    };
+    parts.retain(|s| s.spec.distributor == distributor && s.spec.month == month.to_string());
+    Ok(parts)
 }
