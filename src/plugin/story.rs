@@ -323,5 +323,15 @@ mod tests {
         );
         assert_eq!(activation_word(&partner()), "-");
         assert_eq!(activation_word(&settled), "sent");
+        // The link expired unused: said so, not "sent".
+        let mut expired = settled.clone();
+        let status = expired.status.as_mut().unwrap();
+        let activated = status
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == crate::api::types::ACTIVATED)
+            .expect("an Activated condition");
+        activated.reason = crate::lifecycle::reasons::ACTIVATION_LINK_EXPIRED.into();
+        assert_eq!(activation_word(&expired), "link expired");
     }
 }

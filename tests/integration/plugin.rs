@@ -457,7 +457,7 @@ async fn a_partners_life_through_the_plugin(server: Server) {
     let list = kubectl.ok(&h, &["list"]).await;
     assert_eq!(
         lines(&list)[1],
-        "contoso Contoso IT Services northwind Expired sent expired off -"
+        "contoso Contoso IT Services northwind Expired link expired expired off -"
     );
 
     // Day 16: the expired trial converted by hand, without a date.
