@@ -47,6 +47,7 @@ mod tests {
                 activation: Default::default(),
                 email: Default::default(),
                 webhooks: Default::default(),
+                branding: Default::default(),
             },
         )
     }

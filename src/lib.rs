@@ -16,6 +16,7 @@
 //!   SMTP server on loopback (from the `partner-sandbox` crate, the test ground) with the operator
 //!   (only with the default `sandbox` feature);
 //! - [`shutdown`]: one shutdown signal that many tasks wait for;
+//! - [`statements`]: monthly billing statements that outlive the Partners they list;
 //! - [`telemetry`]: structured logging;
 //! - [`tenant`]: a Partner's tenant namespace, entitlements and activation secret;
 
@@ -35,6 +36,7 @@ pub mod plugin;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod shutdown;
+pub mod statements;
 pub mod status;
 pub mod telemetry;
 pub mod tenant;

@@ -126,7 +126,10 @@ pub async fn run(
                 metrics.clone(),
                 ownership_key.clone(),
                 service,
-            );
+            )
+            .with_page(crate::activation::page::PageTemplate::load(
+                options.templates_dir.as_deref(),
+            )?);
             Some(serve_activation(service.addr, state, &stop).await?)
         }
         None => None,

@@ -38,6 +38,8 @@ mod plugin_safety;
 mod policy;
 #[path = "integration/sandbox_command.rs"]
 mod sandbox_command;
+#[path = "integration/statements.rs"]
+mod statements;
 #[path = "integration/tenant_convergence.rs"]
 mod tenant_convergence;
 #[path = "integration/tenant_isolation.rs"]

@@ -35,7 +35,8 @@ pub(super) async fn link(
     let outcome = service.decide(client, &tenant, &token, commit).await;
     service.count(&outcome, commit);
     access_log(&method, &uri, &outcome, client);
-    let mut response = (outcome.status(), page_headers(), outcome.page().render()).into_response();
+    let page = service.page.render(&outcome.page());
+    let mut response = (outcome.status(), page_headers(), page).into_response();
     retry_after(&mut response, &outcome);
     response
 }
@@ -120,7 +121,8 @@ fn page_headers() -> [(header::HeaderName, &'static str); 6] {
         (header::X_FRAME_OPTIONS, "DENY"),
         (
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            // The Distributor's logo, loaded by the partner's browser (never by the operator).
+            "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'; frame-ancestors 'none'",
         ),
     ]
 }

@@ -122,6 +122,8 @@ pub struct Service {
     /// Secret of their own, activates nobody's Partner.
     ownership: crate::tenant::OwnershipKey,
     max_connections: usize,
+    /// The page's template: built in, or `activation-page.html` in `--templates-dir`.
+    page: page::PageTemplate,
 }
 
 impl Service {
@@ -142,7 +144,14 @@ impl Service {
             directory: Directory::default(),
             ownership,
             max_connections: options.max_connections,
+            page: page::PageTemplate::default(),
         }
+    }
+
+    /// Serves the page from `template` rather than the built-in one.
+    pub fn with_page(mut self, template: page::PageTemplate) -> Self {
+        self.page = template;
+        self
     }
 
     /// Keeps the tenant directory current; run it beside [`serve`].

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 
-use super::page::Page;
+use super::page::{Brand, Page};
 
 /// What a request came to.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,11 +23,14 @@ pub(super) enum Outcome {
     Unavailable,
 }
 
-/// Who the page names: the partner's and the distributor's organizations.
+/// Who the page names: the partner's organization, and the distributor as its branding
+/// presents it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct Names {
     pub(super) organization: String,
+    /// The distributor's display name (its organization name when it sets none).
     pub(super) distributor: String,
+    pub(super) branding: crate::api::Branding,
 }
 
 impl Outcome {
@@ -93,13 +96,38 @@ impl Outcome {
     }
 
     pub(super) fn page(&self) -> Page {
-        let (title, paragraphs, form) = match self {
+        let (title, paragraphs, form) = self.texts();
+        Page {
+            outcome: self.word(),
+            title,
+            paragraphs,
+            form,
+            brand: self.names().map(Brand::of),
+        }
+    }
+
+    /// The names the outcome knows, when it knows the tenant.
+    fn names(&self) -> Option<&Names> {
+        match self {
+            Self::Activated(n, _)
+            | Self::AlreadyActivated(n, _)
+            | Self::MayActivate(n, _)
+            | Self::Expired(n)
+            | Self::Superseded(n) => Some(n),
+            Self::Unknown | Self::RateLimited(_) | Self::Unavailable => None,
+        }
+    }
+
+    /// The page's title, paragraphs, and whether it offers the Activate button. The page
+    /// speaks to the person who opened the link, for the partner they act for.
+    fn texts(&self) -> (String, Vec<String>, bool) {
+        match self {
             Self::MayActivate(n, expires) => (
                 "Activate your tenant".to_string(),
                 vec![
                     format!(
-                        "{} is ready to activate its tenant with {}.",
-                        n.organization, n.distributor
+                        "Your tenant with {} is ready for {}: activate it to start using it.",
+                        n.distributor, n.organization
                     ),
                     match expires {
                         Some(at) => format!(
@@ -115,19 +143,19 @@ impl Outcome {
                 true,
             ),
             Self::Activated(n, _) => (
-                "Tenant activated".into(),
+                "Your tenant is activated".into(),
                 vec![format!(
-                    "{} activated its tenant with {}. You can close this page.",
-                    n.organization, n.distributor
+                    "You activated your tenant with {} for {}. You can close this page.",
+                    n.distributor, n.organization
                 )],
                 false,
             ),
             Self::AlreadyActivated(n, at) => (
-                "Already activated".into(),
+                "Your tenant is already activated".into(),
                 vec![format!(
-                    "The tenant of {} with {} was activated on {}.",
-                    n.organization,
+                    "Your tenant with {} for {} was activated on {}. There is nothing more to do.",
                     n.distributor,
+                    n.organization,
                     instant(*at)
                 )],
                 false,
@@ -140,7 +168,7 @@ impl Outcome {
             Self::Superseded(n) => (
                 "This link was replaced".into(),
                 vec![format!(
-                    "{} sent a newer activation link: use the one in the most recent email.",
+                    "{} sent you a newer activation link: use the one in the most recent email.",
                     n.distributor
                 )],
                 false,
@@ -160,12 +188,17 @@ impl Outcome {
                 vec!["The activation service cannot answer now. Try again in a minute.".into()],
                 false,
             ),
-        };
-        Page {
-            outcome: self.word(),
-            title,
-            paragraphs,
-            form,
+        }
+    }
+}
+
+impl Brand {
+    fn of(names: &Names) -> Self {
+        Self {
+            name: names.distributor.clone(),
+            logo_url: names.branding.logo_url.clone(),
+            support_email: names.branding.support_email.clone(),
+            support_url: names.branding.support_url.clone(),
         }
     }
 }

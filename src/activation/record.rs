@@ -20,7 +20,8 @@ use crate::tenant::{
 };
 
 impl Service {
-    /// The organizations a page names (the distributor's by its name when it cannot be read).
+    /// Who a page names: the partner's organization, and the distributor as its branding
+    /// presents it (by its name alone when it cannot be read).
     pub(super) async fn names(&self, partner: &Partner) -> Names {
         let name = &partner.spec.distributor_ref.name;
         // A list by name: the operator's role lists and watches Distributors, and gets none.
@@ -28,12 +29,22 @@ impl Service {
             .list(&ListParams::default().fields(&format!("metadata.name={name}")))
             .await
             .ok()
-            .and_then(|list| list.items.into_iter().next())
-            .map(|d| d.spec.organization_name)
-            .unwrap_or_else(|| name.clone());
+            .and_then(|list| list.items.into_iter().next());
+        let Some(distributor) = distributor else {
+            return Names {
+                organization: partner.spec.organization_name.clone(),
+                distributor: name.clone(),
+                branding: Default::default(),
+            };
+        };
+        let branding = distributor.spec.branding;
         Names {
             organization: partner.spec.organization_name.clone(),
-            distributor,
+            distributor: branding
+                .display_name
+                .clone()
+                .unwrap_or(distributor.spec.organization_name),
+            branding,
         }
     }
 

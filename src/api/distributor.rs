@@ -90,6 +90,46 @@ pub struct DistributorSpec {
     /// CloudEvents, delivered at least once, in order per partner.
     #[serde(default)]
     pub webhooks: super::WebhookPolicy,
+
+    /// How the activation page presents this distributor to its partners: a name, a logo and
+    /// where to ask for help.
+    #[serde(default, skip_serializing_if = "Branding::is_empty")]
+    pub branding: Branding,
+}
+
+/// What the activation page shows of the distributor. Every field is optional: without them
+/// the page names the distributor by `organizationName` and offers no contact.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Branding {
+    /// The name partners know the distributor or its product by, shown as the page's heading
+    /// (default: `organizationName`). Same rules as `organizationName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::organization_name_schema")]
+    pub display_name: Option<String>,
+
+    /// A logo shown at the top of the page, at a fixed size (at most 160 by 48 pixels). The
+    /// partner's browser loads it; the operator never fetches it. `https://` only, without a
+    /// user part, quotes, angle brackets or a backslash, at most 2048 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r#"^https://[^\s@\\"'<>]+$"#))]
+    pub logo_url: Option<String>,
+
+    /// Where partners write for help, shown on every page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::email_schema")]
+    pub support_email: Option<String>,
+
+    /// A support page, shown on every page. `https://` only, the same rules as `logoUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r#"^https://[^\s@\\"'<>]+$"#))]
+    pub support_url: Option<String>,
+}
+
+impl Branding {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 impl Distributor {
@@ -110,6 +150,7 @@ impl Distributor {
                 activation: ActivationPolicy::default(),
                 email: EmailPolicy::default(),
                 webhooks: super::WebhookPolicy::default(),
+                branding: Branding::default(),
             },
             status: None,
         }

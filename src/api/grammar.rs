@@ -84,6 +84,19 @@ pub fn parse_email(value: &str) -> Result<lettre::Address, GrammarError> {
     lettre::Address::from_str(value).map_err(|_| GrammarError::Email)
 }
 
+/// An instant as Kubernetes writes one: RFC 3339 in UTC with `Z` (`2027-03-01T09:00:00Z`),
+/// fractions of a second only when it has some. Every date the operator writes (conditions,
+/// Event messages, the tenant's entitlements) reads the same as those in `status`.
+pub trait Zulu {
+    fn zulu(&self) -> String;
+}
+
+impl Zulu for DateTime<Utc> {
+    fn zulu(&self) -> String {
+        self.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
+}
+
 /// Adds [`DATE_TIME_PATTERN`] beside every `format: date-time` in a schema, `status` and
 /// `metav1.Condition` fields included: whoever can write a Partner's status is held to the
 /// grammar as well.

@@ -1,5 +1,6 @@
 //! The custom resources users write: [`Distributor`] (cluster-scoped) and [`Partner`]
-//! (namespaced), group `partner-operator.io`, version `v1alpha1`.
+//! (namespaced), and the one the operator writes for them, [`BillingStatement`]
+//! (cluster-scoped); group `partner-operator.io`, version `v1alpha1`.
 //!
 //! Every rule that can be checked at admission lives in the generated schema (types, required
 //! fields, enums, patterns, lengths, formats) or in a CEL `x-kubernetes-validations` rule whose
@@ -12,12 +13,14 @@ pub mod distributor;
 pub mod grammar;
 pub mod partner;
 pub mod selector;
+pub mod statement;
 pub mod webhooks;
 
 pub use conditions::*;
 pub use decoded::Decoded;
 pub use distributor::*;
 pub use partner::*;
+pub use statement::*;
 pub use webhooks::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -41,9 +44,9 @@ pub const DISTRIBUTOR_LABEL: &str = "partner-operator.io/distributor";
 pub(crate) const ORGANIZATION_NAME_PATTERN: &str =
     r"^(?:[^=\p{Cc}\p{Cf}\p{Zl}\p{Zp}]|=+[^=?\p{Cc}\p{Cf}\p{Zl}\p{Zp}])*=*$";
 
-/// Both CRDs, in the order they are printed by `partner-operator crds`.
+/// The CRDs, in the order they are printed by `partner-operator crds`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Distributor::crd(), Partner::crd()]
+    vec![Distributor::crd(), Partner::crd(), BillingStatement::crd()]
         .into_iter()
         .map(|crd| {
             let mut crd = serde_json::to_value(crd).expect("a CRD serializes");

@@ -61,7 +61,7 @@ pub struct Caches {
 }
 
 /// Where effects and reports go besides the API server's objects: mail, webhooks, metrics,
-/// the Distributor controller's recounts, Events' reporting instance.
+/// the Distributor controller's recounts, the billing statements, Events' reporting instance.
 pub struct Outputs {
     pub mailer: Arc<Mailer>,
     pub metrics: Arc<Metrics>,
@@ -69,6 +69,8 @@ pub struct Outputs {
     pub webhooks: WebhookDeliveries,
     /// Tells the Distributor controller that one of its Partners changed in a way it counts.
     recounts: Recounts,
+    /// Keeps the monthly billing statements; a deleted Partner is recorded here.
+    pub statements: crate::statements::StatementWriter,
     /// `reportingInstance` of our Events: the pod's name when there is one.
     instance: String,
 }
@@ -81,6 +83,7 @@ impl Context {
         distributor_triggers: UnboundedSender<ObjectRef<Distributor>>,
         mail_slots: Arc<MailSlots>,
         webhook_wakes: UnboundedSender<ObjectRef<Partner>>,
+        statements: crate::statements::StatementWriter,
     ) -> Self {
         Self {
             client: client.clone(),
@@ -102,6 +105,7 @@ impl Context {
                     webhook_wakes,
                 ),
                 recounts: Recounts::new(distributor_triggers),
+                statements,
                 instance: std::env::var("POD_NAME").unwrap_or_else(|_| "partner-operator".into()),
             },
         }

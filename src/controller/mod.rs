@@ -16,6 +16,9 @@
 //! - the Partner reconciler, which tells the Distributor controller when a count may have moved;
 //! - the webhook deliveries, each of which wakes its Partner when it is over.
 //!
+//! Beside them, the statement writer ([`crate::statements`]) counts the cached Partners into
+//! each Distributor's monthly billing statement.
+//!
 //! No periodic resync: a Partner is requeued at its next deadline (plus a little jitter), and
 //! errors back off exponentially up to a cap, per Partner.
 
@@ -35,6 +38,7 @@ mod pacing;
 mod partner;
 mod recipient_rate;
 mod recounts;
+mod statement_source;
 mod unreadable;
 mod webhook_delivery;
 
@@ -410,6 +414,15 @@ struct Wakes {
 /// parts send to the controllers.
 fn context(client: &Client, config: &OperatorConfig, caches: Caches) -> (Arc<Context>, Wakes) {
     let (distributor_triggers, recounts) = tokio::sync::mpsc::unbounded_channel();
+    let statements = crate::statements::StatementWriter::start(
+        crate::statements::KubeStore::new(client.clone()),
+        statement_source::CachedPartners {
+            partners: caches.partners.clone(),
+            distributors: caches.distributors.clone(),
+            listed: caches.listed.clone(),
+        },
+        config.clock.clone(),
+    );
     let (mail_wakes, mail) = tokio::sync::mpsc::unbounded_channel();
     let (webhook_wakes, webhooks) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Context::new(
@@ -419,6 +432,7 @@ fn context(client: &Client, config: &OperatorConfig, caches: Caches) -> (Arc<Con
         distributor_triggers,
         mail_slots(config, mail_wakes),
         webhook_wakes,
+        statements,
     );
     let wakes = Wakes {
         recounts,

@@ -40,6 +40,8 @@ pub enum Error {
     Unsettled,
     #[error("tenant namespace {0} is being deleted; it is created again once it is gone")]
     TenantTerminating(String),
+    #[error("billing statement: {0}")]
+    Statement(#[from] crate::statements::StoreError),
 }
 
 /// Plans per reconciliation at most; each step performs effects that the next plan sees.
@@ -453,6 +455,8 @@ async fn delete(
         }
         return Ok(Deleting::Waiting(Action::requeue(DELETION_RECHECK)));
     }
+    // Its billing is in the month's statement before the Partner can go.
+    ctx.outputs.statements.record_deleted(&current).await?;
     record_next_deadline(ctx, partner, None);
     ctx.caches.own_writes.forget(&ObjectRef::from_obj(partner));
     ctx.pacing.mail_slots.forget(&ObjectRef::from_obj(partner));

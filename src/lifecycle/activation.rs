@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::draft::ProvisionedDraft;
 use super::emails;
 use super::reasons::{self, EventReason};
+use crate::api::grammar::Zulu;
 use crate::api::{EmailEvent, EmailRecord, Recipient, find_condition, types};
 
 /// Activation emails kept in `status.emails` beyond the first: a link older than these stops
@@ -39,7 +40,7 @@ pub(super) fn resend(d: &mut ProvisionedDraft) {
             EventReason::ResendRefused,
             format!(
                 "spec.activation.resendRequest {request:?} refused: the tenant was activated at {}",
-                at.to_rfc3339()
+                at.zulu()
             ),
         );
         return;
@@ -132,7 +133,7 @@ pub(super) fn condition(d: &mut ProvisionedDraft) {
             .is_some_and(|c| c.reason == reasons::RESEND_REFUSED)
             && request.is_some()
             && request == activation.resend_handled.as_deref();
-        let at = at.to_rfc3339();
+        let at = at.zulu();
         let (reason, message) = match (refused_now || refused_before, request) {
             (true, Some(request)) => (
                 reasons::RESEND_REFUSED,
@@ -163,7 +164,7 @@ pub(super) fn condition(d: &mut ProvisionedDraft) {
             format!(
                 "the activation link expired at {}: set spec.activation.resendRequest to a new \
                  value to send a new one",
-                expires.to_rfc3339()
+                expires.zulu()
             ),
         );
     } else {
@@ -174,7 +175,7 @@ pub(super) fn condition(d: &mut ProvisionedDraft) {
             reasons::AWAITING_ACTIVATION,
             format!(
                 "waiting for the partner to open the activation link (valid until {})",
-                expires.to_rfc3339()
+                expires.zulu()
             ),
         );
     }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::draft::ProvisionedDraft;
 use super::reasons::{self, EventReason};
+use crate::api::grammar::Zulu;
 use crate::api::{
     EmailEvent, EmailHoldReason, EmailRecord, SubscriptionLevel, find_condition, types,
 };
@@ -118,7 +119,7 @@ fn conversion_refused(d: &ProvisionedDraft) -> Option<NotReady> {
             format!(
                 "spec.subscription.expirationDate {} lies in the past: not converted to \
                  Production",
-                date.to_rfc3339()
+                date.zulu()
             ),
         )
     })

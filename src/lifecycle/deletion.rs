@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::reasons::EventReason;
 use super::{PartnerEvent, WebhookSend, webhooks};
+use crate::api::grammar::Zulu;
 use crate::api::{DeletionPolicy, Distributor, Partner, PartnerStatus};
 use crate::tenant::{Tenant, tenant_namespace_of};
 
@@ -144,7 +145,7 @@ fn let_go(
             message: format!(
                 "billing to {} ended on {}: the Partner was deleted",
                 billing.billed_to,
-                now.to_rfc3339()
+                now.zulu()
             ),
         });
     }

@@ -19,6 +19,7 @@ pub fn distributor() -> Distributor {
             activation: ActivationPolicy::default(),
             email: EmailPolicy::default(),
             webhooks: WebhookPolicy::default(),
+            branding: Default::default(),
         },
     );
     d.spec.activation.base_url = Some("https://portal.example/activate".into());

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use super::draft::{Draft, ProvisionedDraft};
 use super::emails;
 use super::reasons::EventReason;
+use crate::api::grammar::Zulu;
 use crate::api::{
     BillingPeriod, BillingStatus, EmailEvent, ProductionReason, ProductionStatus, RequestedLevel,
     SubscriptionLevel,
@@ -43,10 +44,7 @@ pub(super) fn convert(d: &mut ProvisionedDraft, reason: ProductionReason, since:
     emails::record(d, EmailEvent::Converted);
     d.event(
         EventReason::ConvertedToProduction,
-        format!(
-            "converted to Production ({reason:?}) on {}",
-            since.to_rfc3339()
-        ),
+        format!("converted to Production ({reason:?}) on {}", since.zulu()),
     );
     start_billing(d, since);
 }
@@ -79,7 +77,7 @@ fn start_billing<P>(d: &mut Draft<P>, since: DateTime<Utc>) {
     let message = format!(
         "billing to {} started on {}",
         billing.billed_to,
-        billing.started_at.to_rfc3339()
+        billing.started_at.zulu()
     );
     d.event(EventReason::BillingStarted, message);
 }
@@ -140,15 +138,15 @@ pub(super) fn renew(d: &mut ProvisionedDraft) {
         EventReason::ProductionRenewed,
         format!(
             "Production renewed on {} until {}",
-            now.to_rfc3339(),
-            until.to_rfc3339()
+            now.zulu(),
+            until.zulu()
         ),
     );
     d.event(
         EventReason::BillingStarted,
         format!(
             "billing to {billed_to} started on {}: a new billing period",
-            now.to_rfc3339()
+            now.zulu()
         ),
     );
 }
@@ -181,7 +179,7 @@ pub(super) fn expire(d: &mut ProvisionedDraft) {
         d,
         ends,
         EventReason::ProductionExpired,
-        format!("Production subscription expired on {}", ends.to_rfc3339()),
+        format!("Production subscription expired on {}", ends.zulu()),
         "",
     );
 }
@@ -199,7 +197,7 @@ pub(super) fn end_unbound<P>(d: &mut Draft<P>, why: &str) {
         d,
         now,
         EventReason::ProductionEndedUnbound,
-        format!("Production ended on {}: {why}", now.to_rfc3339()),
+        format!("Production ended on {}: {why}", now.zulu()),
         ": the Partner is no longer bound to it",
     );
 }
@@ -226,7 +224,7 @@ fn end<P>(
         EventReason::BillingEnded,
         format!(
             "billing to {billed_to} ended on {}{billing_note}",
-            at.to_rfc3339()
+            at.zulu()
         ),
     );
 }

@@ -5,6 +5,7 @@ use chrono::Duration;
 use super::draft::ProvisionedDraft;
 use super::reasons::EventReason;
 use super::{emails, production};
+use crate::api::grammar::Zulu;
 use crate::api::{EmailEvent, RequestedLevel, SubscriptionLevel};
 
 /// While in Trial its end follows the spec: `expirationDate` if the owner set one, else
@@ -30,11 +31,11 @@ pub(super) fn bound_end(d: &mut ProvisionedDraft) {
                     format!(
                         "spec.subscription.expirationDate {} lies outside the trial the \
                          Distributor grants ({} to {}, trial.days {}): the trial ends on {}",
-                        date.to_rfc3339(),
-                        trial.started_at.to_rfc3339(),
-                        longest.to_rfc3339(),
+                        date.zulu(),
+                        trial.started_at.zulu(),
+                        longest.zulu(),
                         policy.days,
-                        bounded.to_rfc3339()
+                        bounded.zulu()
                     ),
                 );
             }
@@ -79,7 +80,7 @@ pub(super) fn end_or_convert(d: &mut ProvisionedDraft) {
         emails::record(d, EmailEvent::TrialExpired);
         d.event(
             EventReason::TrialExpired,
-            format!("trial ended on {} without conversion", ends_at.to_rfc3339()),
+            format!("trial ended on {} without conversion", ends_at.zulu()),
         );
     }
 }
@@ -112,12 +113,12 @@ pub(super) fn notice(d: &mut ProvisionedDraft) {
     let (event, message) = if auto_upgrade(d) {
         (
             EmailEvent::UpgradeNotice,
-            format!("trial converts to Production on {}", ends_at.to_rfc3339()),
+            format!("trial converts to Production on {}", ends_at.zulu()),
         )
     } else {
         (
             EmailEvent::ExpiryNotice,
-            format!("trial expires on {}", ends_at.to_rfc3339()),
+            format!("trial expires on {}", ends_at.zulu()),
         )
     };
     emails::record(d, event);

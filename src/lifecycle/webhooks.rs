@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 
 use super::draft::Draft;
 use super::{Effect, EventReason, PartnerEvent};
+use crate::api::grammar::Zulu;
 use crate::api::{
     Distributor, Partner, PartnerStatus, WebhookDelivery, WebhookEndpoint, WebhookEventType,
     WebhookRecord,
@@ -80,7 +81,7 @@ pub fn record_deletion(status: &mut PartnerStatus, now: DateTime<Utc>) -> Option
         reason: EventReason::BillingEnded,
         message: format!(
             "billing to {billed_to} ended on {}: the Partner was deleted",
-            now.to_rfc3339()
+            now.zulu()
         ),
     };
     Some(ended)

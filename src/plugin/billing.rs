@@ -7,103 +7,30 @@
 //! is `[startedAt, endedAt)`: one that ends at midnight does not count the day that starts then;
 //! a period still open counts up to now (the report says when it is still running). A Partner's
 //! days count for each SKU in its `status.skus` (the SKUs it has now: the API keeps no history
-//! of SKU changes). Only Partners that exist are counted: a deleted Partner's periods are
-//! deleted with it.
+//! of SKU changes). A Partner deleted during the month is read from the month's
+//! `BillingStatement`, where the operator wrote its billing before letting it go; a closed
+//! month is read from its statement alone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashSet;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::dates::exact;
-use crate::api::{BillingPeriod, Partner};
+use crate::api::{BillingStatement, Partner, StatementPartner};
+use crate::statements::compose::{entry_of, totals};
+pub use crate::statements::days::{Month, billed_days, periods_of};
 
-/// A calendar month, `YYYY-MM`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Month {
-    pub first: NaiveDate,
-}
-
-impl Month {
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let refused = || format!("--month: {value:?} is not a month of the form 2027-03");
-        if value.len() != 7 {
-            return Err(refused());
-        }
-        NaiveDate::parse_from_str(&format!("{value}-01"), "%Y-%m-%d")
-            .map(|first| Self { first })
-            .map_err(|_| refused())
-    }
-
-    /// The month `at` falls in (UTC).
-    pub fn of(at: DateTime<Utc>) -> Self {
-        Self {
-            first: at.date_naive().with_day(1).expect("day 1"),
-        }
-    }
-
-    pub fn start(self) -> DateTime<Utc> {
-        self.first.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
-    }
-
-    /// The first instant of the next month.
-    pub fn end(self) -> DateTime<Utc> {
-        let next = if self.first.month() == 12 {
-            NaiveDate::from_ymd_opt(self.first.year() + 1, 1, 1)
-        } else {
-            NaiveDate::from_ymd_opt(self.first.year(), self.first.month() + 1, 1)
-        };
-        next.expect("a month")
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc()
-    }
-}
-
-impl std::fmt::Display for Month {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.first.format("%Y-%m"))
-    }
-}
-
-/// The UTC days of `month` some period covers, up to `now` for a period still open.
-pub fn billed_days(
-    periods: &[BillingPeriod],
-    month: Month,
-    now: DateTime<Utc>,
-) -> BTreeSet<NaiveDate> {
-    let mut days = BTreeSet::new();
-    for period in periods {
-        let start = period.started_at.max(month.start());
-        let end = period.ended_at.unwrap_or(now).min(month.end());
-        if start >= end {
-            continue;
-        }
-        // The last day touched is the one holding the period's last instant.
-        let last = (end - Duration::nanoseconds(1)).date_naive();
-        let mut day = start.date_naive();
-        while day <= last {
-            days.insert(day);
-            day = day.succ_opt().expect("a next day");
-        }
-    }
-    days
-}
-
-/// A Partner's billing periods: `status.billing.periods`, or the one period `startedAt` ..
-/// `endedAt` of a status written before periods were kept.
-pub fn periods_of(partner: &Partner) -> Vec<BillingPeriod> {
-    let Some(billing) = partner.status.as_ref().and_then(|s| s.billing.as_ref()) else {
-        return vec![];
-    };
-    if billing.periods.is_empty() {
-        vec![BillingPeriod {
-            started_at: billing.started_at,
-            ended_at: billing.ended_at,
-        }]
-    } else {
-        billing.periods.clone()
-    }
+/// Where a report's Partners come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Source {
+    /// The Partners that exist: the month has no statement (deleted Partners are missing).
+    Partners,
+    /// The Partners that exist, and the Partners of the month's open statement that do not
+    /// (deleted ones).
+    PartnersAndStatement,
+    /// The month's closed statement alone: final.
+    ClosedStatement,
 }
 
 /// The month's bill for one Distributor.
@@ -116,6 +43,7 @@ pub struct Report {
     pub complete: bool,
     /// The instant open periods were counted up to.
     pub counted_until: String,
+    pub source: Source,
     pub skus: Vec<SkuLine>,
     pub partners: Vec<PartnerLine>,
 }
@@ -132,6 +60,7 @@ pub struct SkuLine {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartnerLine {
+    pub uid: String,
     pub namespace: String,
     pub name: String,
     pub organization: String,
@@ -140,6 +69,8 @@ pub struct PartnerLine {
     pub first_day: Option<NaiveDate>,
     pub last_day: Option<NaiveDate>,
     pub periods: Vec<PeriodLine>,
+    /// The Partner was deleted: its line comes from the statement.
+    pub deleted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -149,58 +80,85 @@ pub struct PeriodLine {
     pub ended_at: Option<String>,
 }
 
-/// The report of `distributor` for `month`: every Partner billed to it (by
-/// `status.billing.billedTo`) at least one day of the month.
+/// The report of `distributor` for `month` from the Partners that exist: every Partner billed
+/// to it (by `status.billing.billedTo`) at least one day of the month.
 pub fn report(distributor: &str, partners: &[Partner], month: Month, now: DateTime<Utc>) -> Report {
-    let mut lines = vec![];
-    let mut skus: BTreeMap<String, SkuLine> = BTreeMap::new();
-    for partner in partners {
-        let Some(status) = partner.status.as_ref() else {
-            continue;
-        };
-        if status.billing.as_ref().map(|b| b.billed_to.as_str()) != Some(distributor) {
-            continue;
-        }
-        let periods = periods_of(partner);
-        let days = billed_days(&periods, month, now);
-        if days.is_empty() {
-            continue;
-        }
-        for sku in &status.skus {
-            let line = skus.entry(sku.0.clone()).or_insert_with(|| SkuLine {
-                sku: sku.0.clone(),
-                partners: 0,
-                partner_days: 0,
-            });
-            line.partners += 1;
-            line.partner_days += days.len();
-        }
-        lines.push(PartnerLine {
-            namespace: partner.metadata.namespace.clone().unwrap_or_default(),
-            name: partner.metadata.name.clone().unwrap_or_default(),
-            organization: partner.spec.organization_name.clone(),
-            skus: status.skus.iter().map(|s| s.0.clone()).collect(),
-            days: days.len(),
-            first_day: days.first().copied(),
-            last_day: days.last().copied(),
-            periods: periods
+    with_statement(distributor, partners, &[], month, now)
+}
+
+/// The report of `distributor` for `month` from its statement's `parts` and the Partners that
+/// exist: a closed statement alone (it is final), else the Partners counted now and the
+/// statement's Partners that no longer exist.
+pub fn with_statement(
+    distributor: &str,
+    partners: &[Partner],
+    parts: &[BillingStatement],
+    month: Month,
+    now: DateTime<Utc>,
+) -> Report {
+    let closed = parts.iter().any(|p| p.spec.closed);
+    let mut entries: Vec<StatementPartner> = vec![];
+    if !closed {
+        entries.extend(
+            partners
                 .iter()
-                .map(|p| PeriodLine {
-                    started_at: exact(p.started_at),
-                    ended_at: p.ended_at.map(exact),
-                })
-                .collect(),
-        });
+                .filter(|p| billed_to(p) == Some(distributor))
+                .filter_map(|p| entry_of(p, month, now, false)),
+        );
     }
-    lines.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    let complete = now >= month.end();
+    let live: HashSet<String> = entries.iter().map(|e| e.uid.clone()).collect();
+    let recorded = parts.iter().flat_map(|p| &p.spec.partners);
+    entries.extend(recorded.filter(|e| !live.contains(&e.uid)).cloned());
+    let skus = totals(&entries)
+        .into_iter()
+        .map(|t| SkuLine {
+            sku: t.sku,
+            partners: t.partners as usize,
+            partner_days: t.partner_days as usize,
+        })
+        .collect();
+    let mut lines: Vec<PartnerLine> = entries.iter().map(line_of).collect();
+    lines.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
+    let complete = closed || now >= month.end();
     Report {
         distributor: distributor.to_string(),
         month: month.to_string(),
         complete,
         counted_until: exact(if complete { month.end() } else { now }),
-        skus: skus.into_values().collect(),
+        source: match (closed, parts.is_empty()) {
+            (true, _) => Source::ClosedStatement,
+            (false, false) => Source::PartnersAndStatement,
+            (false, true) => Source::Partners,
+        },
+        skus,
         partners: lines,
+    }
+}
+
+fn billed_to(partner: &Partner) -> Option<&str> {
+    let billing = partner.status.as_ref()?.billing.as_ref()?;
+    Some(billing.billed_to.as_str())
+}
+
+fn line_of(entry: &StatementPartner) -> PartnerLine {
+    PartnerLine {
+        uid: entry.uid.clone(),
+        namespace: entry.namespace.clone(),
+        name: entry.name.clone(),
+        organization: entry.organization.clone(),
+        skus: entry.skus.clone(),
+        days: entry.days as usize,
+        first_day: Some(entry.first_day),
+        last_day: Some(entry.last_day),
+        periods: entry
+            .periods
+            .iter()
+            .map(|p| PeriodLine {
+                started_at: exact(p.started_at),
+                ended_at: p.ended_at.map(exact),
+            })
+            .collect(),
+        deleted: entry.deleted,
     }
 }
 
@@ -217,6 +175,15 @@ impl Report {
                 format!("to date, counted until {}", self.counted_until)
             }
         );
+        out.push_str(match self.source {
+            Source::ClosedStatement => "Read from the month's closed BillingStatement: final.\n\n",
+            Source::PartnersAndStatement => {
+                "From the Partners, and the month's BillingStatement for Partners deleted since.\n\n"
+            }
+            Source::Partners => {
+                "From the Partners that exist: the month has no BillingStatement, so Partners deleted since are missing.\n\n"
+            }
+        });
         let mut rows = vec![vec![
             "SKU".to_string(),
             "PARTNERS".into(),
@@ -242,9 +209,14 @@ impl Report {
         ]];
         for line in &self.partners {
             let day = |d: Option<NaiveDate>| d.map_or("-".to_string(), |d| d.to_string());
+            let name = if line.deleted {
+                format!("{} (deleted)", line.name)
+            } else {
+                line.name.clone()
+            };
             rows.push(vec![
                 line.namespace.clone(),
-                line.name.clone(),
+                name,
                 line.organization.clone(),
                 line.days.to_string(),
                 day(line.first_day),
@@ -263,7 +235,7 @@ impl Report {
     /// One row per Partner and SKU, with a header: what a spreadsheet pivots.
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "month,distributor,sku,namespace,partner,organization,days,first_day,last_day\n",
+            "month,distributor,sku,namespace,partner,organization,days,first_day,last_day,uid,deleted\n",
         );
         for line in &self.partners {
             for sku in &line.skus {
@@ -279,6 +251,8 @@ impl Report {
                         line.days.to_string(),
                         day(line.first_day),
                         day(line.last_day),
+                        line.uid.clone(),
+                        line.deleted.to_string(),
                     ]
                     .map(|field| csv_field(&field))
                     .join(","),
@@ -302,6 +276,7 @@ fn csv_field(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::BillingPeriod;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -318,74 +293,11 @@ mod tests {
         Month::parse("2027-03").unwrap()
     }
 
-    #[test]
-    fn months_parse_and_bound() {
-        assert_eq!(march().start(), at("2027-03-01T00:00:00Z"));
-        assert_eq!(march().end(), at("2027-04-01T00:00:00Z"));
-        assert_eq!(
-            Month::parse("2027-12").unwrap().end(),
-            at("2028-01-01T00:00:00Z")
-        );
-        assert_eq!(Month::of(at("2027-03-31T23:59:59Z")), march());
-        for bad in ["2027-3", "2027-13", "2027-03-01", "March", ""] {
-            assert_eq!(
-                Month::parse(bad),
-                Err(format!(
-                    "--month: {bad:?} is not a month of the form 2027-03"
-                ))
-            );
-        }
-    }
-
-    #[test]
-    fn a_started_utc_day_counts_whole_and_once() {
-        let now = at("2027-05-01T00:00:00Z");
-        // From the 15th at 09:00 to the end of the month: 17 days (15..31).
-        let converted = [period("2027-03-15T09:00:00Z", None)];
-        assert_eq!(billed_days(&converted, march(), now).len(), 17);
-        // Ended at midnight: the day that starts then does not count.
-        let to_midnight = [period("2027-03-10T12:00:00Z", Some("2027-03-12T00:00:00Z"))];
-        assert_eq!(billed_days(&to_midnight, march(), now).len(), 2);
-        // One second into a day counts the day.
-        let a_second = [period("2027-03-10T23:59:59Z", Some("2027-03-11T00:00:01Z"))];
-        assert_eq!(billed_days(&a_second, march(), now).len(), 2);
-        // Expired on the 20th at 10:00, renewed the same day: the 20th counts once.
-        let renewed = [
-            period("2027-03-01T00:00:00Z", Some("2027-03-20T10:00:00Z")),
-            period("2027-03-20T15:00:00Z", None),
-        ];
-        assert_eq!(billed_days(&renewed, march(), now).len(), 31);
-        // A period over before the month, or after it, counts nothing; a period spanning it
-        // counts every day.
-        let outside = [
-            period("2027-01-01T00:00:00Z", Some("2027-03-01T00:00:00Z")),
-            period("2027-04-01T00:00:00Z", None),
-        ];
-        assert!(billed_days(&outside, march(), now).is_empty());
-        let spanning = [period("2027-02-01T00:00:00Z", Some("2027-05-01T00:00:00Z"))];
-        assert_eq!(billed_days(&spanning, march(), now).len(), 31);
-        // A zero-length period counts nothing.
-        let empty = [period("2027-03-05T00:00:00Z", Some("2027-03-05T00:00:00Z"))];
-        assert!(billed_days(&empty, march(), now).is_empty());
-    }
-
-    #[test]
-    fn an_open_period_counts_up_to_now() {
-        let open = [period("2027-03-15T09:00:00Z", None)];
-        // On the 20th at 08:00: the 15th to the 20th (the 20th has started).
-        assert_eq!(
-            billed_days(&open, march(), at("2027-03-20T08:00:00Z")).len(),
-            6
-        );
-        // Before the month, nothing.
-        assert!(billed_days(&open, march(), at("2027-02-20T08:00:00Z")).is_empty());
-    }
-
     fn partner(name: &str, billed_to: &str, skus: &[&str], periods: Vec<BillingPeriod>) -> Partner {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "partner-operator.io/v1alpha1",
             "kind": "Partner",
-            "metadata": {"name": name, "namespace": "partners"},
+            "metadata": {"name": name, "namespace": "partners", "uid": format!("uid-{name}")},
             "spec": {
                 "organizationName": format!("{name}, Inc."),
                 "notificationEmail": "a@b.example",
@@ -466,10 +378,10 @@ mod tests {
         assert_eq!(
             csv.lines().collect::<Vec<_>>(),
             [
-                "month,distributor,sku,namespace,partner,organization,days,first_day,last_day",
-                "2027-03,northwind,ESSENTIALS,partners,contoso,\"contoso, Inc.\",17,2027-03-15,2027-03-31",
-                "2027-03,northwind,GOVERNANCE,partners,contoso,\"contoso, Inc.\",17,2027-03-15,2027-03-31",
-                "2027-03,northwind,ESSENTIALS,partners,litware,\"litware, Inc.\",10,2027-03-01,2027-03-10",
+                "month,distributor,sku,namespace,partner,organization,days,first_day,last_day,uid,deleted",
+                "2027-03,northwind,ESSENTIALS,partners,contoso,\"contoso, Inc.\",17,2027-03-15,2027-03-31,uid-contoso,false",
+                "2027-03,northwind,GOVERNANCE,partners,contoso,\"contoso, Inc.\",17,2027-03-15,2027-03-31,uid-contoso,false",
+                "2027-03,northwind,ESSENTIALS,partners,litware,\"litware, Inc.\",10,2027-03-01,2027-03-10,uid-litware,false",
             ]
         );
         let table = report.table();
@@ -483,5 +395,81 @@ mod tests {
                 .table()
                 .contains("to date, counted until 2027-03-20T08:00:00Z")
         );
+    }
+
+    fn statement(
+        partners: &[Partner],
+        deleted: &[&str],
+        now: &str,
+        closed: bool,
+    ) -> BillingStatement {
+        let entries = partners
+            .iter()
+            .filter_map(|p| {
+                let gone = deleted.contains(&p.metadata.name.as_deref().unwrap());
+                entry_of(p, march(), at(now), gone)
+            })
+            .collect();
+        let counting = crate::statements::compose::Counting::at(march(), at(now), closed);
+        let spec =
+            crate::statements::compose::compose("northwind", march(), &[], entries, counting);
+        crate::statements::store::new_statement(spec.into_iter().next().unwrap())
+    }
+
+    #[test]
+    fn a_deleted_partner_is_read_from_the_statement_and_a_closed_month_from_it_alone() {
+        let contoso = partner(
+            "contoso",
+            "northwind",
+            &["ESSENTIALS"],
+            vec![period("2027-03-15T09:00:00Z", None)],
+        );
+        let litware = partner(
+            "litware",
+            "northwind",
+            &["ESSENTIALS"],
+            vec![period("2027-03-01T00:00:00Z", Some("2027-03-10T12:00:00Z"))],
+        );
+        // litware deleted on the 10th: only the statement has it.
+        let open = statement(
+            std::slice::from_ref(&litware),
+            &["litware"],
+            "2027-03-10T12:00:00Z",
+            false,
+        );
+        let now = at("2027-03-20T08:00:00Z");
+        let mid = with_statement(
+            "northwind",
+            std::slice::from_ref(&contoso),
+            &[open],
+            march(),
+            now,
+        );
+        assert_eq!(mid.source, Source::PartnersAndStatement);
+        assert_eq!(
+            mid.partners
+                .iter()
+                .map(|p| (p.name.as_str(), p.days, p.deleted))
+                .collect::<Vec<_>>(),
+            [("contoso", 6, false), ("litware", 10, true)]
+        );
+        assert_eq!(mid.skus[0].partner_days, 16);
+        assert!(mid.table().contains("litware (deleted)"), "{}", mid.table());
+        // Closed: the statement alone, whatever the Partners say now.
+        let closed = statement(
+            &[contoso.clone(), litware],
+            &["litware"],
+            "2027-04-01T01:00:00Z",
+            true,
+        );
+        let mut renamed = contoso;
+        renamed.spec.organization_name = "Changed since".into();
+        let april = at("2027-04-20T00:00:00Z");
+        let final_ = with_statement("northwind", &[renamed], &[closed], march(), april);
+        assert_eq!(final_.source, Source::ClosedStatement);
+        assert!(final_.complete);
+        assert_eq!(final_.skus[0].partner_days, 17 + 10);
+        assert_eq!(final_.partners[0].organization, "contoso, Inc.");
+        assert!(final_.table().contains("closed BillingStatement: final"));
     }
 }

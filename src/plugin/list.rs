@@ -66,7 +66,8 @@ pub fn row(
         level: level.to_string(),
         activation: activation_word(partner).to_string(),
         days_left: days,
-        expires_at: status.expires_at.map(exact),
+        // Once Expired, when it expired: the end of the last billing period, else of the trial.
+        expires_at: status.expires_at.or_else(|| expired_at(&status)).map(exact),
         auto_upgrade: match auto_upgrade(partner, distributor).0 {
             Some(true) => "on",
             Some(false) => "off",
@@ -81,6 +82,15 @@ pub fn row(
         tenant: status.tenant.map(|t| t.namespace),
         ready,
     }
+}
+
+/// When an Expired Partner's level ended: its last billing period's end, else its trial's.
+fn expired_at(status: &crate::api::PartnerStatus) -> Option<chrono::DateTime<chrono::Utc>> {
+    if status.subscription_level != Some(SubscriptionLevel::Expired) {
+        return None;
+    }
+    let billing_end = status.billing.as_ref().and_then(|b| b.ended_at);
+    billing_end.or_else(|| status.trial.as_ref().map(|t| t.ends_at))
 }
 
 pub fn render(rows: &[Row], all_namespaces: bool, wide: bool) -> String {
@@ -177,4 +187,44 @@ pub async fn run(ctx: &Ctx, args: ListArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expired(status: serde_json::Value) -> Partner {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "partner-operator.io/v1alpha1",
+            "kind": "Partner",
+            "metadata": {"name": "contoso", "namespace": "partners"},
+            "spec": {
+                "organizationName": "Contoso",
+                "notificationEmail": "a@b.example",
+                "distributorRef": {"name": "northwind"},
+            },
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_expired_partner_shows_when_it_expired() {
+        let now = "2027-04-01T00:00:00Z".parse().unwrap();
+        let trial = expired(serde_json::json!({
+            "subscriptionLevel": "Expired",
+            "trial": {"startedAt": "2027-03-01T09:00:00Z", "endsAt": "2027-03-15T09:00:00Z"},
+        }));
+        let row = row(&trial, None, now);
+        assert_eq!(row.expires_at.as_deref(), Some("2027-03-15T09:00:00Z"));
+        assert_eq!(row.days_left, "expired");
+        let production = expired(serde_json::json!({
+            "subscriptionLevel": "Expired",
+            "trial": {"startedAt": "2027-01-01T09:00:00Z", "endsAt": "2027-01-15T09:00:00Z"},
+            "billing": {"billedTo": "northwind", "startedAt": "2027-01-15T09:00:00Z",
+                        "endedAt": "2027-03-10T00:00:00Z"},
+        }));
+        let row = super::row(&production, None, now);
+        assert_eq!(row.expires_at.as_deref(), Some("2027-03-10T00:00:00Z"));
+    }
 }

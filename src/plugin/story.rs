@@ -91,6 +91,22 @@ mod tests {
     }
 
     #[test]
+    fn a_conversion_by_hand_is_told_as_the_trials_early_end() {
+        let d = distributor(true);
+        let trial = lived(&partner(), &d, t0());
+        let mut converted = trial.clone();
+        converted.spec.subscription.level = crate::api::RequestedLevel::Production;
+        let converted = lived(&converted, &d, t0() + Duration::days(2));
+        let story: Vec<String> = history(&converted).into_iter().map(|m| m.what).collect();
+        assert!(
+            story.iter().any(|line| line.ends_with(
+                "provisioned; a trial, ended early by the conversion at 2027-03-03T09:00:00Z"
+            )),
+            "{story:?}"
+        );
+    }
+
+    #[test]
     fn a_fresh_trial_tells_the_notice_then_the_conversion() {
         let d = distributor(true);
         let p = lived(&partner(), &d, t0());
@@ -323,5 +339,15 @@ mod tests {
         );
         assert_eq!(activation_word(&partner()), "-");
         assert_eq!(activation_word(&settled), "sent");
+        // The link expired unused: said so, not "sent".
+        let mut expired = settled.clone();
+        let status = expired.status.as_mut().unwrap();
+        let activated = status
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == crate::api::types::ACTIVATED)
+            .expect("an Activated condition");
+        activated.reason = crate::lifecycle::reasons::ACTIVATION_LINK_EXPIRED.into();
+        assert_eq!(activation_word(&expired), "link expired");
     }
 }

@@ -62,6 +62,8 @@ impl Started {
                 "               --activation-addr {OWN_ACTIVATION} --activation-base-url {} \\",
                 sandbox_activation_base_url(OWN_ACTIVATION.parse().expect("an address"))
             ));
+            // Else `run` serves /metrics on 0.0.0.0:8080, open to the network.
+            lines.push(format!("               --metrics-addr {OWN_METRICS} \\"));
             lines.push(format!(
                 "               --webhook-secrets-namespace {SANDBOX_OPERATOR_NAMESPACE} \\"
             ));
@@ -69,7 +71,7 @@ impl Started {
                 .push("               --webhook-allow-private-networks 127.0.0.0/8,::1/128".into());
         }
         lines.push(format!(
-            "next         export KUBECONFIG={kubeconfig}; kubectl apply -f examples/; kubectl get partners -A -w"
+            "next         export KUBECONFIG={kubeconfig}; kubectl apply -f examples/; kubectl get partners -n northwind-partners -w"
         ));
         lines.push("stop         Ctrl-C".into());
         lines.join("\n")
@@ -79,6 +81,8 @@ impl Started {
 /// Where the summary of `--without-operator` has the operator run separately serve its
 /// activation service.
 const OWN_ACTIVATION: &str = "127.0.0.1:8081";
+/// Where that operator serves `/metrics`: loopback, as the sandbox's own does.
+const OWN_METRICS: &str = "127.0.0.1:8080";
 
 #[cfg(test)]
 mod tests {
@@ -104,6 +108,11 @@ mod tests {
             "{summary}"
         );
         assert!(summary.contains("export KUBECONFIG=/tmp/s/kubeconfig"));
+        // The namespace the README watches, as the README does.
+        assert!(
+            summary.contains("kubectl get partners -n northwind-partners -w"),
+            "{summary}"
+        );
         assert!(summary.contains("messages in /tmp/s/outbox"));
         assert!(summary.contains("a fresh outbox each run"));
         assert!(summary.contains("/tmp/s/outbox.previous"));
@@ -131,5 +140,6 @@ mod tests {
             ),
             "{alone}"
         );
+        assert!(alone.contains("--metrics-addr 127.0.0.1:8080"), "{alone}");
     }
 }

@@ -34,6 +34,7 @@ pub use activation::{
 pub use naming::*;
 pub use ownership::{OWNERSHIP_PROOF_ANNOTATION, Ownership, OwnershipKey, presented_proof};
 
+use crate::api::grammar::Zulu;
 use crate::api::{Partner, PartnerStatus};
 
 /// The field manager of every write the operator makes.
@@ -312,10 +313,7 @@ pub fn entitlements_data(
             ("skus", skus.join(",")),
             (
                 "expiresAt",
-                status
-                    .expires_at
-                    .map(|at| at.to_rfc3339())
-                    .unwrap_or_default(),
+                status.expires_at.map(|at| at.zulu()).unwrap_or_default(),
             ),
         ]
         .map(|(key, value)| (key.to_string(), value)),
@@ -412,7 +410,7 @@ async fn apply_activation(
         "type": "Opaque",
         "stringData": {
             "tokenSha256": token_hash(issued.token),
-            "expiresAt": issued.expires_at.to_rfc3339(),
+            "expiresAt": issued.expires_at.zulu(),
             "supersededSha256": issued.superseded.join(","),
         },
     });

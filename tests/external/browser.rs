@@ -66,6 +66,7 @@ impl Browser {
                         "--no-sandbox",
                         "--disable-gpu",
                         "--disable-dev-shm-usage",
+                        "--window-size=900,640",
                         format!("--user-data-dir={}", browser._profile.path().display()),
                     ],
                 },
@@ -192,28 +193,57 @@ impl Drop for Browser {
     }
 }
 
-/// The activation link in contoso's activation `.eml`, decoded from its text part.
-fn link_in_outbox(outbox: &Path) -> String {
-    eventually_blocking("contoso's activation .eml", Patience::WALKTHROUGH, || {
-        let emails: Vec<_> = std::fs::read_dir(outbox)
-            .map(|dir| dir.map(|e| e.unwrap().path()).collect())
-            .unwrap_or_default();
-        emails
-            .iter()
-            .filter(|p| p.to_string_lossy().ends_with("-activation.eml"))
-            .find_map(|path| {
-                let raw = std::fs::read(path).unwrap();
-                let message = mail_parser::MessageParser::default().parse(&raw)?;
-                let to = message.to()?.first()?.address()?.to_string();
-                (to == "admin@contoso.example").then(|| message.body_text(0).unwrap().into_owned())
-            })
-            .and_then(|text| {
-                text.split_whitespace()
-                    .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("/activate?"))
-                    .map(str::to_string)
-            })
-            .ok_or_else(|| format!("{emails:?}"))
-    })
+/// The activation links mailed to `to` so far, oldest first, each decoded from the text part of
+/// its activation `.eml`; waits for at least `count`.
+fn links_in_outbox(outbox: &Path, to: &str, count: usize) -> Vec<String> {
+    eventually_blocking(
+        format!("{count} activation .eml to {to}"),
+        Patience::WALKTHROUGH,
+        || {
+            let mut emails: Vec<_> = std::fs::read_dir(outbox)
+                .map(|dir| dir.map(|e| e.unwrap().path()).collect())
+                .unwrap_or_default();
+            emails.sort();
+            let links: Vec<String> = emails
+                .iter()
+                .filter(|p| p.to_string_lossy().ends_with("-activation.eml"))
+                .filter_map(|path| {
+                    let raw = std::fs::read(path).unwrap();
+                    let message = mail_parser::MessageParser::default().parse(&raw)?;
+                    let address = message.to()?.first()?.address()?.to_string();
+                    (address == to).then(|| message.body_text(0).unwrap().into_owned())
+                })
+                .filter_map(|text| {
+                    text.split_whitespace()
+                        .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("/activate?"))
+                        .map(str::to_string)
+                })
+                .collect();
+            if links.len() >= count {
+                Ok(links)
+            } else {
+                Err(format!("{emails:?}"))
+            }
+        },
+    )
+}
+
+impl Browser {
+    /// Saves what the browser shows as `<name>.png`: into `PARTNER_OPERATOR_SCREENSHOTS` when
+    /// set (`docs/screenshots` refreshes the README's), else under the target directory.
+    fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let encoded = self.call("GET", &self.session("/screenshot"), Value::Null);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().expect("a base64 PNG"))
+            .expect("base64");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let dir = std::env::var_os("PARTNER_OPERATOR_SCREENSHOTS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
 }
 
 #[test]
@@ -221,24 +251,36 @@ fn a_partner_activates_in_a_browser_from_the_emailed_link() {
     let sandbox = Sandbox::start(&[]);
     stdout(&sandbox.kubectl(&["apply", "-f", examples().to_str().unwrap()]));
     sandbox.wait_for_ready_examples();
-    let link = link_in_outbox(&sandbox.dir.path().join("outbox"));
+    let outbox = sandbox.dir.path().join("outbox");
+    let link = links_in_outbox(&outbox, "admin@contoso.example", 1).remove(0);
 
     let browser = Browser::start();
     browser.open(&link);
     browser.wait_for_heading("Activate your tenant");
     let page = browser.call("GET", &browser.session("/source"), Value::Null);
+    let page = page.as_str().unwrap();
     assert!(
-        page.as_str()
-            .unwrap()
-            .contains("Contoso IT Services is ready to activate its tenant"),
+        page.contains("Your tenant with Northwind Distribution is ready for Contoso IT Services"),
         "{page}"
     );
+    // The distributor's name heads the page; its support contact (the example's) closes it.
+    let brand = browser.find("#brand").expect("the distributor's name");
+    assert_eq!(browser.text(&brand), "Northwind Distribution");
+    let support = browser.find("footer#support").expect("the support contact");
+    assert!(
+        browser
+            .text(&support)
+            .contains("partners@northwind.example"),
+        "{page}"
+    );
+    browser.screenshot("activation-page");
     let button = browser
         .find("button#activate")
         .expect("the Activate button");
     assert_eq!(browser.text(&button), "Activate");
     browser.click(&button);
-    browser.wait_for_heading("Tenant activated");
+    browser.wait_for_heading("Your tenant is activated");
+    browser.screenshot("activation-activated");
 
     stdout(&sandbox.kubectl(&[
         "wait",
@@ -250,5 +292,22 @@ fn a_partner_activates_in_a_browser_from_the_emailed_link() {
     ]));
     // Opened again, the link says it was used.
     browser.open(&link);
-    browser.wait_for_heading("Already activated");
+    browser.wait_for_heading("Your tenant is already activated");
+    browser.screenshot("activation-already-activated");
+
+    // fabrikam asks for a new link: the first one says it was replaced.
+    let first = links_in_outbox(&outbox, "it@fabrikam.example", 1).remove(0);
+    stdout(&sandbox.kubectl(&[
+        "patch",
+        "partner/fabrikam",
+        "-n",
+        "northwind-partners",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"activation":{"resendRequest":"again"}}}"#,
+    ]));
+    links_in_outbox(&outbox, "it@fabrikam.example", 2);
+    browser.open(&first);
+    browser.wait_for_heading("This link was replaced");
+    browser.screenshot("activation-replaced");
 }

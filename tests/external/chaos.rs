@@ -10,6 +10,7 @@
 //! - every tenant's entitlements say what its Partner's status says;
 //! - automatic billing started at the trial's end, exactly;
 //! - deleted Partners' tenants are gone, and they got no email after their deletion;
+//! - the billed Partner deleted is in its month's billing statement, its entry final;
 //! - no activation token and no SMTP password in the operator's logs.
 //!
 //! `CHAOS_SEEDS` runs more seeds (default: one); each seed takes about a minute.
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use chrono::{SubsecRound, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use partner_operator::api::{Partner, SubscriptionLevel};
+use partner_operator::api::{BillingStatement, Partner, SubscriptionLevel};
 use partner_operator::clock::Clock;
 use partner_sandbox::apiserver::FaultRule;
 use partner_sandbox::smtp::SmtpSink;
@@ -169,6 +170,7 @@ async fn one_run(server: Server, seed: u64) {
     let mut kills = 0;
     let (mut converted, mut deleted, mut outage) = (false, false, false);
     let mut deleted_names = vec![];
+    let mut billed_uid = None;
     let mut mailed_when_gone = HashMap::new();
     while began.elapsed() < CHAOS {
         // Every other operator also dies where a crash does the most harm.
@@ -191,8 +193,18 @@ async fn one_run(server: Server, seed: u64) {
             }
             converted = true;
         }
-        if !deleted && began.elapsed() > Duration::from_secs(9) {
-            for name in ["p01", "p05"] {
+        // A trial and a Partner billed since its conversion are deleted; the latter once its
+        // billing shows, so that its statement must have it.
+        let billed = if !deleted && began.elapsed() > Duration::from_secs(9) {
+            let p03 = retried(|| partners.get("p03")).await;
+            let billing = p03.status.as_ref().and_then(|s| s.billing.as_ref());
+            billing.and(p03.metadata.uid)
+        } else {
+            None
+        };
+        if let Some(uid) = billed {
+            billed_uid = Some(uid);
+            for name in ["p01", "p03"] {
                 let params = DeleteParams::default();
                 retried(|| partners.delete(name, &params)).await;
                 expected.remove(name);
@@ -230,6 +242,10 @@ async fn one_run(server: Server, seed: u64) {
         kills += 1;
     }
     smtp.set_down(false);
+    assert!(
+        deleted,
+        "p03 was never billed during the chaos, so never deleted"
+    );
     if let Backend::Sandbox(sandbox) = &backend {
         sandbox.clear_faults();
     }
@@ -376,6 +392,23 @@ async fn one_run(server: Server, seed: u64) {
         )
         .await;
     }
+    // The billed Partner deleted is in its month's statement (this month's, or last month's
+    // when the run crossed a month's end), its entry final.
+    let billed_uid = billed_uid.expect("the deleted Partner's uid");
+    let statements = Api::<BillingStatement>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let entries: Vec<_> = statements
+        .iter()
+        .flat_map(|s| &s.spec.partners)
+        .filter(|e| e.uid == billed_uid)
+        .collect();
+    assert!(
+        !entries.is_empty() && entries.iter().all(|e| e.deleted && e.days >= 1),
+        "p03 in the statements: {entries:?}"
+    );
     // Entitlements say what the status says; billing started at the deadline.
     for p in partners.list(&Default::default()).await.unwrap().items {
         let name = p.metadata.name.clone().unwrap();

@@ -248,7 +248,7 @@ fn activate_contoso(target: &Target, outbox: &Path) {
     let page = curl(&["-s", &link]);
     assert!(
         page.contains(
-            "Contoso IT Services is ready to activate its tenant with Northwind Distribution."
+            "Your tenant with Northwind Distribution is ready for Contoso IT Services: activate it to start using it."
         ),
         "{page}"
     );

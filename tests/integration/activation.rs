@@ -23,6 +23,7 @@ crate::on_both_servers!(
     an_expired_link_is_gone_and_a_resend_brings_a_new_one,
     an_activation_survives_a_restart_and_a_crash_between_its_writes,
     tenants_are_looked_up_without_listing_namespaces,
+    the_page_speaks_for_the_distributor,
 );
 
 const NAMESPACE: &str = "northwind-partners";
@@ -553,4 +554,59 @@ async fn tenants_are_looked_up_without_listing_namespaces(server: Server) {
         .filter(|r| r.resource == "secrets" && r.verb == "get")
         .count();
     assert_eq!(secrets, 11, "{requests:#?}");
+}
+
+/// The Distributor's branding on the page: its display name in the heading and the texts, its
+/// logo at a fixed size, its support contact; a logo over plain http is refused at admission.
+async fn the_page_speaks_for_the_distributor(server: Server) {
+    let (h, addr) = start(server, |_| {}).await;
+    h.northwind(true).await;
+    let distributors = h.distributors();
+    let branding = |logo: &str| {
+        Patch::Merge(json!({"spec": {"branding": {
+            "displayName": "Northwind Partner Cloud",
+            "logoUrl": logo,
+            "supportEmail": "partners@northwind.example",
+        }}}))
+    };
+    let refused = distributors
+        .patch(
+            "northwind",
+            &PatchParams::default(),
+            &branding("http://northwind.example/logo.png"),
+        )
+        .await
+        .expect_err("an http logo is refused");
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.code == 422 && s.message.contains("spec.branding.logoUrl")),
+        "{refused:?}"
+    );
+    distributors
+        .patch(
+            "northwind",
+            &PatchParams::default(),
+            &branding("https://northwind.example/logo.png"),
+        )
+        .await
+        .expect("branded");
+    h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
+    h.wait_emails(1).await;
+    let email = h
+        .emails_of("activation")
+        .pop()
+        .expect("an activation email");
+    let (target, _, _) = link(&email);
+    let page = get(addr, &target).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for expected in [
+        "<h1 id=\"outcome\" data-outcome=\"valid\">Activate your tenant</h1>",
+        "Your tenant with Northwind Partner Cloud is ready for contoso IT Services",
+        "<span id=\"brand\">Northwind Partner Cloud</span>",
+        r#"<img src="https:&#x2f;&#x2f;northwind.example&#x2f;logo.png" alt="Northwind Partner Cloud" width="160" height="48">"#,
+        "mailto:partners@northwind.example",
+    ] {
+        assert!(page.body.contains(expected), "{expected} in {}", page.body);
+    }
+    let policy = page.header("content-security-policy").unwrap_or_default();
+    assert!(policy.contains("img-src https:;"), "{policy}");
 }

@@ -457,7 +457,7 @@ async fn a_partners_life_through_the_plugin(server: Server) {
     let list = kubectl.ok(&h, &["list"]).await;
     assert_eq!(
         lines(&list)[1],
-        "contoso Contoso IT Services northwind Expired sent expired off -"
+        "contoso Contoso IT Services northwind Expired link expired expired off -"
     );
 
     // Day 16: the expired trial converted by hand, without a date.
@@ -554,12 +554,13 @@ async fn a_partners_life_through_the_plugin(server: Server) {
             &["billing", "northwind", "--month", "2027-03", "-o", "csv"],
         )
         .await;
+    let contoso_uid = uid(&h.partners(NS).get("contoso").await.unwrap());
     assert_eq!(
         csv.lines().take(3).collect::<Vec<_>>(),
         [
-            "month,distributor,sku,namespace,partner,organization,days,first_day,last_day",
-            "2027-03,northwind,ESSENTIALS,northwind-partners,contoso,Contoso IT Services,15,2027-03-17,2027-03-31",
-            "2027-03,northwind,GOVERNANCE,northwind-partners,contoso,Contoso IT Services,15,2027-03-17,2027-03-31",
+            "month,distributor,sku,namespace,partner,organization,days,first_day,last_day,uid,deleted".to_string(),
+            format!("2027-03,northwind,ESSENTIALS,northwind-partners,contoso,Contoso IT Services,15,2027-03-17,2027-03-31,{contoso_uid},false"),
+            format!("2027-03,northwind,GOVERNANCE,northwind-partners,contoso,Contoso IT Services,15,2027-03-17,2027-03-31,{contoso_uid},false"),
         ]
     );
     assert_eq!(csv.lines().count(), 7, "{csv}");

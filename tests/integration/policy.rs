@@ -55,7 +55,8 @@ async fn expiration_dates_are_held_to_the_trial_policy(server: Server) {
     let tenant = status.tenant.unwrap().namespace;
     assert_eq!(
         entitlements(&h, &tenant).await.unwrap()["expiresAt"],
-        (start + Duration::days(14)).to_rfc3339()
+        // As Kubernetes writes instants: with `Z`, as in the status.
+        (start + Duration::days(14)).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     );
 
     // Each says why, once, as a Warning naming the field.

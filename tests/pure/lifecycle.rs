@@ -36,6 +36,7 @@ fn distributor(days: u32, notice: u32, auto: bool) -> Distributor {
             activation: ActivationPolicy::default(),
             email: EmailPolicy::default(),
             webhooks: WebhookPolicy::default(),
+            branding: Default::default(),
         },
     );
     d.metadata.uid = Some("dist-uid".into());

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::api::grammar::Zulu;
 use crate::api::{EmailEvent, EmailHold, EmailHoldReason, PartnerStatus};
 use crate::lifecycle::reasons::EventReason;
 use crate::lifecycle::{Email, PartnerEvent};
@@ -90,13 +91,13 @@ pub fn rate_limited(
             email.distributor,
             email.rate_limit.messages,
             email.rate_limit.window_minutes,
-            until.to_rfc3339()
+            until.zulu()
         ),
         RateLimit::Recipient { per_hour } => format!(
             "{} was sent {per_hour} activation emails within the hour, the most the operator \
              sends one address ({RECIPIENT_LIMIT_FLAG}); next room at {}",
             email.to.join(", "),
-            until.to_rfc3339()
+            until.zulu()
         ),
     };
     record.last_error = Some(why.clone());

@@ -69,8 +69,9 @@ fn override_from<'a>(dir: &'a Path, sources: &mut [Source<'a>]) -> Result<(), Te
             source,
         })?;
         let file = entry.file_name().to_string_lossy().into_owned();
-        // Kubernetes mounts a ConfigMap with hidden `..data` links and directories.
-        if file.starts_with('.') || entry.path().is_dir() {
+        // Kubernetes mounts a ConfigMap with hidden `..data` links and directories; the
+        // activation page's template is read by the activation service.
+        if file.starts_with('.') || entry.path().is_dir() || file == crate::activation::page::FILE {
             continue;
         }
         let Some(slot) = sources.iter_mut().find(|source| source.name == file) else {

@@ -28,8 +28,13 @@ pub fn auto_upgrade(
 /// or a refusal for good), `failing`, `pending`, or `-` before there is a tenant.
 pub fn activation_word(partner: &Partner) -> &'static str {
     let status = status_of(partner);
-    if find_condition(&status.conditions, types::ACTIVATED).is_some_and(|c| c.status == "True") {
+    let activated = find_condition(&status.conditions, types::ACTIVATED);
+    if activated.is_some_and(|c| c.status == "True") {
         return "activated";
+    }
+    // Sent, but the link stopped working: a resend request brings a new one.
+    if activated.is_some_and(|c| c.reason == crate::lifecycle::reasons::ACTIVATION_LINK_EXPIRED) {
+        return "link expired";
     }
     if status
         .activation

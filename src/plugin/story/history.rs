@@ -61,9 +61,18 @@ fn onboarding(
         }
     }
     if let Some(tenant) = &status.tenant {
-        let trial = match &status.trial {
-            Some(trial) => format!("; trial until {}", exact(trial.ends_at)),
-            None => String::new(),
+        let converted_by_hand = status.production.as_ref().filter(|p| {
+            p.reason == crate::api::ProductionReason::Manual
+                && status.trial.as_ref().is_some_and(|t| t.ends_at == p.since)
+        });
+        let trial = match (&status.trial, converted_by_hand) {
+            // The conversion ended the trial early: its end is the conversion, not a plan.
+            (Some(trial), Some(_)) => format!(
+                "; a trial, ended early by the conversion at {}",
+                exact(trial.ends_at)
+            ),
+            (Some(trial), None) => format!("; trial until {}", exact(trial.ends_at)),
+            (None, _) => String::new(),
         };
         say(
             tenant.provisioned_at,
