@@ -53,7 +53,13 @@ pub async fn billing(ctx: &Ctx, distributor: &str, month: Month) -> Result<super
             "distributor {distributor:?} not found (and no Partner is billed to it)"
         )));
     }
-    Ok(with_statement(distributor, &partners, &parts, month, ctx.now))
+    Ok(with_statement(
+        distributor,
+        &partners,
+        &parts,
+        month,
+        ctx.now,
+    ))
 }
 
 pub async fn run(ctx: &Ctx, args: BillingArgs) -> Result<()> {
