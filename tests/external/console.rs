@@ -470,7 +470,7 @@ async fn partner_and_billing_pages(
     let lines: Vec<&str> = csv.body.lines().collect();
     assert_eq!(
         lines[0],
-        "month,distributor,sku,namespace,partner,organization,days,first_day,last_day"
+        "month,distributor,sku,namespace,partner,organization,days,first_day,last_day,uid,deleted"
     );
     assert!(
         lines
