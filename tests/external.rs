@@ -18,5 +18,7 @@ mod e2e_walkthrough;
 mod helm_chart;
 #[path = "external/helm_real.rs"]
 mod helm_real;
+#[path = "external/observability.rs"]
+mod observability;
 #[path = "external/rbac.rs"]
 mod rbac;

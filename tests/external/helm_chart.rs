@@ -82,7 +82,11 @@ fn every_option() -> Value {
         "watchNamespace": "northwind-partners",
         "templatesConfigMap": "email-templates",
         "webhooks": {"allowPrivateNetworks": ["10.96.0.0/12", "fd00:40::/64"]},
-        "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}},
+        "metrics": {
+            "serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}},
+            "grafanaDashboard": {"enabled": true, "annotations": {"grafana_folder": "Partners"}},
+            "prometheusRule": {"enabled": true, "labels": {"release": "prometheus"}},
+        },
         "podDisruptionBudget": {"enabled": true},
         "networkPolicy": {
             "enabled": true,
@@ -347,6 +351,8 @@ fn every_option_renders_its_objects() {
     let kinds = kinds(&manifests);
     for kind in [
         "ServiceMonitor",
+        "ConfigMap",
+        "PrometheusRule",
         "PodDisruptionBudget",
         "NetworkPolicy",
         "Ingress",
@@ -539,6 +545,14 @@ const SERVICE_MONITOR_CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","ki
 "versions":[{"name":"v1","served":true,"storage":true,
 "schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
 
+/// The Prometheus Operator's PrometheusRule, schemaless like the ServiceMonitor above.
+const PROMETHEUS_RULE_CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
+"metadata":{"name":"prometheusrules.monitoring.coreos.com"},
+"spec":{"group":"monitoring.coreos.com","scope":"Namespaced",
+"names":{"kind":"PrometheusRule","plural":"prometheusrules","singular":"prometheusrule","listKind":"PrometheusRuleList"},
+"versions":[{"name":"v1","served":true,"storage":true,
+"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
+
 /// The Gateway API's HTTPRoute, schemaless like the ServiceMonitor above.
 const HTTP_ROUTE_CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
 "metadata":{"name":"httproutes.gateway.networking.k8s.io"},
@@ -610,8 +624,9 @@ async fn rendered_manifests_apply_to_the_api_server_with_kubectl() {
     let monitor: Value = serde_json::from_str(SERVICE_MONITOR_CRD).unwrap();
     let namespace =
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
+    let rule: Value = serde_json::from_str(PROMETHEUS_RULE_CRD).unwrap();
     let route: Value = serde_json::from_str(HTTP_ROUTE_CRD).unwrap();
-    let setup = kubectl(apply("setup.yaml", vec![monitor, route, namespace])).await;
+    let setup = kubectl(apply("setup.yaml", vec![monitor, rule, route, namespace])).await;
     assert!(
         setup.status.success(),
         "{}",
@@ -757,7 +772,7 @@ fn rendered_objects_are_valid_kubernetes_types() {
     };
     use k8s_openapi::api::{
         apps::v1::Deployment,
-        core::v1::{Secret, Service, ServiceAccount},
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
         networking::v1::{Ingress, NetworkPolicy},
         policy::v1::PodDisruptionBudget,
         rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
@@ -777,6 +792,7 @@ fn rendered_objects_are_valid_kubernetes_types() {
             "Service" => unchanged::<Service>(object),
             "ServiceAccount" => unchanged::<ServiceAccount>(object),
             "Secret" => unchanged::<Secret>(object),
+            "ConfigMap" => unchanged::<ConfigMap>(object),
             "ClusterRole" => unchanged::<ClusterRole>(object),
             "ClusterRoleBinding" => unchanged::<ClusterRoleBinding>(object),
             "Role" => unchanged::<Role>(object),
@@ -790,10 +806,10 @@ fn rendered_objects_are_valid_kubernetes_types() {
             }
             // Not built-in types: their CRDs belong to the Prometheus Operator and the
             // Gateway API.
-            "ServiceMonitor" | "HTTPRoute" => continue,
+            "ServiceMonitor" | "PrometheusRule" | "HTTPRoute" => continue,
             other => panic!("{other}: a kind this test does not know; add it"),
         }
         checked.insert(kind.to_string());
     }
-    assert_eq!(checked.len(), 13, "{checked:?}");
+    assert_eq!(checked.len(), 14, "{checked:?}");
 }

@@ -12,6 +12,7 @@ pub mod logs;
 pub mod metrics;
 #[path = "../../support/process.rs"]
 pub mod process;
+pub mod promtool;
 #[path = "../../support/python.rs"]
 pub mod python;
 #[path = "../../support/read.rs"]
