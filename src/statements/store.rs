@@ -50,6 +50,12 @@ pub trait StatementStore: Send + Sync + 'static {
         month: Month,
     ) -> impl Future<Output = Result<Vec<BillingStatement>, StoreError>> + Send;
 
+    /// Every part of every Distributor's statements of `months`, in one read.
+    fn of_months(
+        &self,
+        months: &[Month],
+    ) -> impl Future<Output = Result<Vec<BillingStatement>, StoreError>> + Send;
+
     /// Creates `statement` (no `resourceVersion`) or replaces it (guarded by its
     /// `resourceVersion`), and returns it as stored.
     fn save(
@@ -98,6 +104,15 @@ impl StatementStore for KubeStore {
         Ok(parts)
     }
 
+    async fn of_months(&self, months: &[Month]) -> Result<Vec<BillingStatement>, StoreError> {
+        let months: Vec<String> = months.iter().map(Month::to_string).collect();
+        let selector = format!("{} in ({})", naming::MONTH_LABEL, months.join(","));
+        let params = ListParams::default().labels(&selector);
+        let mut all = self.api.list(&params).await?.items;
+        all.retain(|s| months.contains(&s.spec.month));
+        Ok(all)
+    }
+
     async fn save(&self, statement: BillingStatement) -> Result<BillingStatement, StoreError> {
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
@@ -120,6 +135,8 @@ pub struct MemoryStore {
     objects: Arc<Mutex<BTreeMap<String, BillingStatement>>>,
     /// Saves made, successful or not.
     pub saves: Arc<Mutex<usize>>,
+    /// Reads made (each stands for one request to the API server).
+    pub reads: Arc<Mutex<usize>>,
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -137,12 +154,26 @@ impl StatementStore for MemoryStore {
         distributor: &str,
         month: Month,
     ) -> Result<Vec<BillingStatement>, StoreError> {
+        *self.reads.lock().unwrap() += 1;
         Ok(self
             .objects
             .lock()
             .unwrap()
             .values()
             .filter(|s| s.spec.distributor == distributor && s.spec.month == month.to_string())
+            .cloned()
+            .collect())
+    }
+
+    async fn of_months(&self, months: &[Month]) -> Result<Vec<BillingStatement>, StoreError> {
+        *self.reads.lock().unwrap() += 1;
+        let months: Vec<String> = months.iter().map(Month::to_string).collect();
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| months.contains(&s.spec.month))
             .cloned()
             .collect())
     }

@@ -162,6 +162,10 @@ impl<S: StatementStore, P: Source> Task<S, P> {
             .into_iter()
             .chain(this_month.keys().cloned())
             .collect();
+        if let Err(err) = self.load(&distributors, [month, previous]).await {
+            warn!(error = %err, "could not read the billing statements");
+            return;
+        }
         for distributor in distributors {
             let fresh = this_month.remove(&distributor).unwrap_or_default();
             let counting = Counting::at(month, now, false);
@@ -251,6 +255,34 @@ impl<S: StatementStore, P: Source> Task<S, P> {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// Reads the statements of `months` of every Distributor in one list, unless all of them
+    /// are known: a restarted operator would otherwise list each Distributor's two months on
+    /// its first count, requests on a cluster otherwise idle.
+    async fn load(
+        &mut self,
+        distributors: &BTreeSet<String>,
+        months: [Month; 2],
+    ) -> Result<(), StoreError> {
+        let keys: Vec<(String, Month)> = distributors
+            .iter()
+            .flat_map(|d| months.map(|m| (d.clone(), m)))
+            .filter(|key| !self.known.contains_key(key))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let all = self.store.of_months(&months).await?;
+        for (distributor, month) in keys {
+            let parts = all
+                .iter()
+                .filter(|s| s.spec.distributor == distributor && s.spec.month == month.to_string())
+                .cloned()
+                .collect();
+            self.known.insert((distributor, month), parts);
+        }
+        Ok(())
     }
 
     /// The parts as last known, else as stored.

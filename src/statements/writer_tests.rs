@@ -89,8 +89,14 @@ async fn partners_are_counted_in_one_write_per_tick_and_none_when_nothing_change
     assert_eq!(statement(&store, "southwind.2027-03").partner_count, 0);
     let written = saves(&store);
     assert_eq!(written, 2);
+    assert_eq!(
+        *store.reads.lock().unwrap(),
+        1,
+        "every Distributor's two months are read in one list"
+    );
     tokio::time::sleep(TICK * 3).await;
     assert_eq!(saves(&store), written, "nothing changed, nothing written");
+    assert_eq!(*store.reads.lock().unwrap(), 1, "and never read again");
     // A day passes: contoso's running period adds a day, in one write.
     clock.advance(chrono::Duration::days(1));
     settle().await;
