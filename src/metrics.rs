@@ -79,6 +79,16 @@ pub struct PartnerLabels {
     pub name: String,
 }
 
+/// A Partner in Trial: its Distributor, and whether the trial converts to Production by
+/// itself at its end (`"true"`) or expires (`"false"`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrialLabels {
+    pub namespace: String,
+    pub name: String,
+    pub distributor: String,
+    pub auto_upgrade: &'static str,
+}
+
 /// Every metric the operator exports, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -97,6 +107,12 @@ pub struct Metrics {
     /// `EmailRefused`).
     pub emails_held: Family<ReasonLabels, Counter>,
     pub next_deadline: Family<PartnerLabels, Gauge<f64, AtomicU64>>,
+    /// When each trial ends, with whether it converts then: which trials end soon, and which
+    /// of them will be billed.
+    pub trial_end: Family<TrialLabels, Gauge<f64, AtomicU64>>,
+    /// The labels each Partner's trial end was last exported under, so a change (automatic
+    /// upgrade turned off, say) or the trial's end removes the old series.
+    trial_end_labels: std::sync::Mutex<std::collections::HashMap<PartnerLabels, TrialLabels>>,
     /// Partners with an email to send, waiting for a mail slot: above zero for long, email is
     /// what the operator is behind on.
     pub emails_waiting: Gauge,
@@ -150,6 +166,8 @@ impl Metrics {
             emails_rate_limited: Family::default(),
             emails_held: Family::default(),
             next_deadline: Family::default(),
+            trial_end: Family::default(),
+            trial_end_labels: Default::default(),
             emails_waiting: Gauge::default(),
             unreadable_partners: Gauge::default(),
             unreadable_distributors: Gauge::default(),
@@ -242,6 +260,11 @@ impl Metrics {
             "partner_next_deadline_timestamp_seconds",
             "When the operator next acts on a Partner (notice, trial end, expiry), as a Unix timestamp",
             self.next_deadline.clone(),
+        );
+        self.registry.register(
+            "partner_trial_end_timestamp_seconds",
+            "When a Partner's trial ends, as a Unix timestamp, per distributor and whether it then converts to Production by itself",
+            self.trial_end.clone(),
         );
         self.registry.register(
             "emails_waiting",
@@ -343,6 +366,46 @@ impl Metrics {
         }
     }
 
+    /// Exports the end of `namespace`/`name`'s trial (`None`: it is not in Trial), removing the
+    /// series it had under other labels.
+    pub fn set_trial_end(
+        &self,
+        namespace: &str,
+        name: &str,
+        trial: Option<(&str, bool, DateTime<Utc>)>,
+    ) {
+        let partner = PartnerLabels {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        let mut exported = self
+            .trial_end_labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let labels = trial.map(|(distributor, auto_upgrade, _)| TrialLabels {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            distributor: distributor.to_string(),
+            auto_upgrade: if auto_upgrade { "true" } else { "false" },
+        });
+        if let Some(before) = exported.get(&partner)
+            && Some(before) != labels.as_ref()
+        {
+            self.trial_end.remove(before);
+        }
+        match (labels, trial) {
+            (Some(labels), Some((_, _, at))) => {
+                self.trial_end
+                    .get_or_create(&labels)
+                    .set(at.timestamp_millis() as f64 / 1000.0);
+                exported.insert(partner, labels);
+            }
+            _ => {
+                exported.remove(&partner);
+            }
+        }
+    }
+
     /// Metrics with one series in every family, so that the exposition, which leaves out a
     /// family until it has a series, names every metric the operator can serve: what the
     /// chart's dashboard and alerting rules are checked against. A family missing here makes
@@ -352,6 +415,7 @@ impl Metrics {
         let metrics = Self::new();
         metrics.observe_reconcile("partner", Duration::ZERO, true);
         metrics.set_next_deadline("ns", "partner", Some(DateTime::UNIX_EPOCH));
+        metrics.set_trial_end("ns", "partner", Some(("d", true, DateTime::UNIX_EPOCH)));
         let (distributor, sku) = ("d".to_string(), "sku".to_string());
         let level = LevelLabels {
             distributor: distributor.clone(),
@@ -496,6 +560,27 @@ mod tests {
             "{text}"
         );
         metrics.set_next_deadline("ns", "contoso", None);
+        assert!(!metrics.encode().contains("contoso"));
+    }
+
+    #[test]
+    fn a_trial_end_moves_to_its_new_labels_and_goes_with_the_trial() {
+        let metrics = Metrics::new();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        metrics.set_trial_end("ns", "contoso", Some(("northwind", true, at)));
+        let series = |auto: &str| {
+            format!(
+                r#"partner_operator_partner_trial_end_timestamp_seconds{{namespace="ns",name="contoso",distributor="northwind",auto_upgrade="{auto}"}} 1800000000.0"#
+            )
+        };
+        assert!(metrics.encode().contains(&series("true")));
+        // Automatic upgrade turned off: one series, under the new labels.
+        metrics.set_trial_end("ns", "contoso", Some(("northwind", false, at)));
+        let text = metrics.encode();
+        assert!(text.contains(&series("false")), "{text}");
+        assert!(!text.contains(&series("true")), "{text}");
+        // Converted: no trial, no series.
+        metrics.set_trial_end("ns", "contoso", None);
         assert!(!metrics.encode().contains("contoso"));
     }
 

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use super::executor::{Next, Pass, carry_out, write_outcome};
 use super::outside::{Kube, Outside, cached_tenant};
 use super::{Context, FINALIZER};
-use crate::api::{Counted, Partner};
+use crate::api::{Counted, Partner, SubscriptionLevel};
 use crate::lifecycle::{self, Effect, Observation, Plan};
 use crate::mail::MailError;
 use crate::status::Persistence;
@@ -308,14 +308,35 @@ fn finish(ctx: &Context, before: &Partner, after: &Partner, plan: &Plan) {
     }
 }
 
-/// The Partner's next deadline (`None`: it has none), where mail slots and metrics read it.
+/// The Partner's next deadline (`None`: it has none, or it is gone), where mail slots and
+/// metrics read it; and its trial's end, for the metrics (a trial's end is always a deadline).
 fn record_next_deadline(ctx: &Context, partner: &Partner, at: Option<DateTime<Utc>>) {
     ctx.pacing.deadlines.set(&ObjectRef::from_obj(partner), at);
-    ctx.outputs.metrics.set_next_deadline(
-        &partner.namespace().unwrap_or_default(),
-        &partner.name_any(),
-        at,
-    );
+    let (namespace, name) = (partner.namespace().unwrap_or_default(), partner.name_any());
+    ctx.outputs.metrics.set_next_deadline(&namespace, &name, at);
+    let trial = at.and_then(|_| trial_end(ctx, partner));
+    let trial = trial
+        .as_ref()
+        .map(|(distributor, auto, end)| (distributor.as_str(), *auto, *end));
+    ctx.outputs.metrics.set_trial_end(&namespace, &name, trial);
+}
+
+/// A Partner in Trial: its Distributor, whether the trial converts by itself (the Partner's
+/// `subscription.autoUpgrade`, else the Distributor's `trial.autoUpgrade`), and its end.
+fn trial_end(ctx: &Context, partner: &Partner) -> Option<(String, bool, DateTime<Utc>)> {
+    let status = partner.status.as_ref()?;
+    if status.subscription_level != Some(SubscriptionLevel::Trial) {
+        return None;
+    }
+    let end = status.trial.as_ref()?.ends_at;
+    let distributor = &partner.spec.distributor_ref.name;
+    let default = ctx
+        .caches
+        .distributors
+        .get(&ObjectRef::new(distributor))
+        .is_none_or(|d| d.spec.trial.auto_upgrade);
+    let auto = partner.spec.subscription.auto_upgrade.unwrap_or(default);
+    Some((distributor.clone(), auto, end))
 }
 
 /// When the plan says to look again: after `recheck_after`, at its next deadline (plus a little

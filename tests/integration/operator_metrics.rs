@@ -48,6 +48,18 @@ async fn metrics_follow_the_lifecycle(server: Server) {
         "{metrics}"
     );
     assert_eq!(sample(&metrics, trials), Some(2.0), "{metrics}");
+    // Each trial's end, with whether it converts then (fabrikam has autoUpgrade off).
+    let trial_ends_at = (start_time() + chrono::Duration::days(14)).timestamp() as f64;
+    for (name, auto) in [("contoso", "true"), ("fabrikam", "false")] {
+        let series = format!(
+            r#"partner_operator_partner_trial_end_timestamp_seconds{{namespace="northwind-partners",name="{name}",distributor="northwind",auto_upgrade="{auto}"}}"#
+        );
+        let at = sample(&metrics, &series).unwrap_or_else(|| panic!("{series}\n{metrics}"));
+        assert!(
+            (at - trial_ends_at).abs() < 60.0,
+            "{series}: {at}\n{metrics}"
+        );
+    }
     assert_eq!(
         sample(
             &metrics,
@@ -119,6 +131,10 @@ async fn metrics_follow_the_lifecycle(server: Server) {
     ] {
         assert_eq!(sample(&metrics, series), Some(value), "{series}\n{metrics}");
     }
+    assert!(
+        !metrics.contains("partner_operator_partner_trial_end_timestamp_seconds{"),
+        "no trial is left:\n{metrics}"
+    );
     // Neither Partner has a deadline left: no series for them.
     assert!(
         !metrics.contains("partner_operator_partner_next_deadline_timestamp_seconds{"),
