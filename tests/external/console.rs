@@ -13,9 +13,7 @@ use crate::support;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use partner_operator::plugin::NOW_ENV;
 use serde_json::{Value, json};
 use support::webdriver::WebDriver;
@@ -498,20 +496,7 @@ async fn forbidden_write(h: &Harness, browser: &WebDriver) {
     ] {
         h.apply(object).await;
     }
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(h.client.clone(), NS)
-        .create_token_request("viewer", &PostParams::default(), &request)
-        .await
-        .expect("TokenRequest")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
+    let token = support::harness::service_account_token(&h.client, NS, "viewer").await;
     let support::Backend::Kube(kube) = &h.server else {
         unreachable!("RBAC is kube-apiserver's")
     };

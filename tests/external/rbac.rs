@@ -12,10 +12,9 @@ use crate::support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, PostParams};
 use partner_operator::leader::LeaderElection;
@@ -82,20 +81,7 @@ async fn the_operator_runs_a_whole_trial_with_only_the_charts_rbac() {
     let username = format!("system:serviceaccount:{NAMESPACE}:{account}");
 
     // A token for the ServiceAccount, as the kubelet would project it into the pod.
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(h.client.clone(), NAMESPACE)
-        .create_token_request(&account, &PostParams::default(), &request)
-        .await
-        .expect("TokenRequest")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
+    let token = support::harness::service_account_token(&h.client, NAMESPACE, &account).await;
     let client = plane(&h).client_for_token(&token, Some("partner-operator"));
 
     // The policies take effect a moment after they are stored.
@@ -483,20 +469,8 @@ async fn the_operator_cannot_read_the_smtp_secret() {
                 }
             }
         }
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                expiration_seconds: Some(3600),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let token = Api::<ServiceAccount>::namespaced(h.client.clone(), NAMESPACE)
-            .create_token_request(&account.unwrap(), &PostParams::default(), &request)
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.token)
-            .unwrap();
+        let token =
+            support::harness::service_account_token(&h.client, NAMESPACE, &account.unwrap()).await;
         let client = plane(&h).client_for_token(&token, Some("partner-operator"));
         let api: Api<Secret> = Api::namespaced(client, NAMESPACE);
         eventually(

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use partner_operator::api::Partner;
@@ -19,6 +20,25 @@ use super::{Backend, Patience, Seen, Server, eventually, logs};
 
 pub const START: &str = "2027-03-01T09:00:00Z";
 pub const PORTAL: &str = "https://portal.example/activate";
+
+/// A token for ServiceAccount `account` in `namespace`, valid for an hour, as the kubelet would
+/// project it into a pod (kube-apiserver only: the sandbox has no TokenRequest).
+pub async fn service_account_token(client: &Client, namespace: &str, account: &str) -> String {
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_token_request(account, &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest")
+        .status
+        .and_then(|s| s.token)
+        .expect("a token")
+}
 
 pub fn start_time() -> DateTime<Utc> {
     START.parse().unwrap()

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use kube::{Api, Client};
+use kube::Client;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -133,8 +133,6 @@ impl Receiver {
 /// client is the administrator's, and what is tested is what the operator does with what such
 /// a user can write.
 pub async fn client_with_role(h: &super::Harness, namespace: &str, rules: Value) -> Client {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::ServiceAccount;
     let plane = match &h.server {
         super::Backend::Kube(k) => &k.plane,
         super::Backend::Sandbox(_) => return h.client.clone(),
@@ -152,19 +150,6 @@ pub async fn client_with_role(h: &super::Harness, namespace: &str, rules: Value)
     ] {
         h.apply(object).await;
     }
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(h.client.clone(), namespace)
-        .create_token_request(account, &Default::default(), &request)
-        .await
-        .expect("TokenRequest")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
+    let token = super::harness::service_account_token(&h.client, namespace, account).await;
     plane.client_for_token(&token, Some("limited-user"))
 }
