@@ -487,6 +487,15 @@ pub struct EmailFacts {
 }
 
 impl Partner {
+    /// Whether its trial converts to Production by itself at its end: its own
+    /// `subscription.autoUpgrade`, else its Distributor's `trial.autoUpgrade` (`policy`).
+    pub fn auto_upgrade(&self, policy: &super::TrialPolicy) -> bool {
+        self.spec
+            .subscription
+            .auto_upgrade
+            .unwrap_or(policy.auto_upgrade)
+    }
+
     /// A Partner that carries only `metadata`: what stands in the operator's cache, index and
     /// Events for one whose body cannot be read ([`super::Decoded::Unreadable`]), so it can be
     /// taken out of them and named. Nothing reconciles it.

@@ -46,14 +46,9 @@ pub(super) fn bound_end(d: &mut ProvisionedDraft) {
     d.status.trial = Some(trial);
 }
 
-/// Whether the trial converts to Production by itself at its end: the Partner's
-/// `subscription.autoUpgrade`, else the Distributor's `trial.autoUpgrade`.
+/// Whether the trial converts to Production by itself at its end.
 fn auto_upgrade(d: &ProvisionedDraft) -> bool {
-    d.partner
-        .spec
-        .subscription
-        .auto_upgrade
-        .unwrap_or(d.distributor().spec.trial.auto_upgrade)
+    d.partner.auto_upgrade(&d.distributor().spec.trial)
 }
 
 /// A trial ends in one of three ways: converted by hand (`level: Production`, which beats
