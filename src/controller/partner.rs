@@ -122,66 +122,12 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
     let world = Kube { ctx, api };
     let mut pass = Pass::new(cached);
     for _ in 0..MAX_STEPS {
-        // What is at the tenant's name: found by this reconciliation, else as the cache shows.
-        let at_tenant_name = match pass.tenant_found.clone() {
-            Some(found) => found,
-            None => cached_or_proven(ctx, &mut pass).await?,
-        };
-        let version = pass.current.resource_version();
-        let entitlements_written = pass.entitlements_written.clone();
-        // An email sent and not yet recorded is recorded by this write, and retried as such.
-        let unrecorded = pass.unrecorded.take();
-        let persistence = match unrecorded {
-            Some(_) => Persistence::Outcome,
-            None => Persistence::Recomputed,
-        };
-        let tenant_first =
-            unrecorded.is_none() && !pass.tenant_first_tried && at_tenant_name == Tenant::Absent;
-        let delivered = ctx.outputs.webhooks.delivered.of(&pass.current);
-        let now = pass
-            .planned_at
-            .take()
-            .unwrap_or_else(|| ctx.clock.timestamp());
-        let plan_at_now = |partner: &Partner| {
-            plan_for(
-                ctx,
-                partner,
-                &at_tenant_name,
-                entitlements_written.as_ref(),
-                now,
-            )
-        };
-        // Planned on the Partner as stored: a conflict plans again on what was written meanwhile.
-        let transacted = world
-            .transact(&mut pass.current, persistence, |partner, status| {
-                let (recorded, told) = match &unrecorded {
-                    Some(sent) => {
-                        let (recorded, told) = sent.recorded_on(partner);
-                        (Some(recorded), told)
-                    }
-                    None => (None, None),
-                };
-                let partner = recorded.as_ref().unwrap_or(partner);
-                let mut plan = plan_at_now(partner);
-                // Webhook deliveries ride along with a write made anyway, or go on their own
-                // once due.
-                if !delivered.is_empty() && (delivered.due() || plan.status != *status) {
-                    let partner = delivered.recorded_on(partner);
-                    plan = plan_at_now(&partner);
-                }
-                let creates_tenant = tenant_first && plan.effects.iter().any(is_tenant);
-                if !creates_tenant {
-                    status.clone_from(&plan.status);
-                }
-                (plan, told, creates_tenant)
-            })
-            .await?;
-        if transacted.written {
-            crate::crash_points::pass("after-status-write");
-            settle_deliveries(ctx, &pass.current);
-        }
-        pass.fresh |= pass.current.resource_version() != version;
-        let (plan, told, creates_tenant) = transacted.value;
+        let Written {
+            plan,
+            told,
+            creates_tenant,
+            now,
+        } = plan_and_write(&world, &mut pass).await?;
         if creates_tenant {
             create_tenant_first(&world, &mut pass, &plan).await;
             // Planned at the same instant, the status written next provisions the tenant just
@@ -216,6 +162,89 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
         write_outcome(&world, &mut pass.current, sent.outcome()).await?;
     }
     Err(Error::Unsettled)
+}
+
+/// One step's plan, as written (or left unwritten, for a tenant made first).
+struct Written {
+    plan: Plan,
+    /// The Event of the email this write recorded sent.
+    told: Option<lifecycle::PartnerEvent>,
+    /// The plan makes a new tenant, before its status is written.
+    creates_tenant: bool,
+    /// The instant it was planned at.
+    now: DateTime<Utc>,
+}
+
+/// Plans on the Partner as stored and writes the plan's status (a conflict plans again on what
+/// was written meanwhile), with the email this reconciliation sent and the webhook deliveries
+/// waiting for a write recorded in it.
+async fn plan_and_write(world: &Kube<'_>, pass: &mut Pass) -> Result<Written, Error> {
+    let ctx = world.ctx;
+    // What is at the tenant's name: found by this reconciliation, else as the cache shows.
+    let at_tenant_name = match pass.tenant_found.clone() {
+        Some(found) => found,
+        None => cached_or_proven(ctx, pass).await?,
+    };
+    let version = pass.current.resource_version();
+    let entitlements_written = pass.entitlements_written.clone();
+    // An email sent and not yet recorded is recorded by this write, and retried as such.
+    let unrecorded = pass.unrecorded.take();
+    let persistence = match unrecorded {
+        Some(_) => Persistence::Outcome,
+        None => Persistence::Recomputed,
+    };
+    let tenant_first =
+        unrecorded.is_none() && !pass.tenant_first_tried && at_tenant_name == Tenant::Absent;
+    let delivered = ctx.outputs.webhooks.delivered.of(&pass.current);
+    let now = pass
+        .planned_at
+        .take()
+        .unwrap_or_else(|| ctx.clock.timestamp());
+    let plan_at_now = |partner: &Partner| {
+        plan_for(
+            ctx,
+            partner,
+            &at_tenant_name,
+            entitlements_written.as_ref(),
+            now,
+        )
+    };
+    let transacted = world
+        .transact(&mut pass.current, persistence, |partner, status| {
+            let (recorded, told) = match &unrecorded {
+                Some(sent) => {
+                    let (recorded, told) = sent.recorded_on(partner);
+                    (Some(recorded), told)
+                }
+                None => (None, None),
+            };
+            let partner = recorded.as_ref().unwrap_or(partner);
+            let mut plan = plan_at_now(partner);
+            // Webhook deliveries ride along with a write made anyway, or go on their own once
+            // due.
+            if !delivered.is_empty() && (delivered.due() || plan.status != *status) {
+                let partner = delivered.recorded_on(partner);
+                plan = plan_at_now(&partner);
+            }
+            let creates_tenant = tenant_first && plan.effects.iter().any(is_tenant);
+            if !creates_tenant {
+                status.clone_from(&plan.status);
+            }
+            (plan, told, creates_tenant)
+        })
+        .await?;
+    if transacted.written {
+        crate::crash_points::pass("after-status-write");
+        settle_deliveries(ctx, &pass.current);
+    }
+    pass.fresh |= pass.current.resource_version() != version;
+    let (plan, told, creates_tenant) = transacted.value;
+    Ok(Written {
+        plan,
+        told,
+        creates_tenant,
+        now,
+    })
 }
 
 /// Forgets the webhook deliveries `written` records, and has the Distributor's pending counts
@@ -321,8 +350,8 @@ fn record_next_deadline(ctx: &Context, partner: &Partner, at: Option<DateTime<Ut
     ctx.outputs.metrics.set_trial_end(&namespace, &name, trial);
 }
 
-/// A Partner in Trial: its Distributor, whether the trial converts by itself (the Partner's
-/// `subscription.autoUpgrade`, else the Distributor's `trial.autoUpgrade`), and its end.
+/// A Partner in Trial: its Distributor, whether the trial converts by itself (a Distributor
+/// not in the cache counts with the default policy), and its end.
 fn trial_end(ctx: &Context, partner: &Partner) -> Option<(String, bool, DateTime<Utc>)> {
     let status = partner.status.as_ref()?;
     if status.subscription_level != Some(SubscriptionLevel::Trial) {
@@ -330,13 +359,13 @@ fn trial_end(ctx: &Context, partner: &Partner) -> Option<(String, bool, DateTime
     }
     let end = status.trial.as_ref()?.ends_at;
     let distributor = &partner.spec.distributor_ref.name;
-    let default = ctx
+    let policy = ctx
         .caches
         .distributors
         .get(&ObjectRef::new(distributor))
-        .is_none_or(|d| d.spec.trial.auto_upgrade);
-    let auto = partner.spec.subscription.auto_upgrade.unwrap_or(default);
-    Some((distributor.clone(), auto, end))
+        .map(|d| d.spec.trial.clone())
+        .unwrap_or_default();
+    Some((distributor.clone(), partner.auto_upgrade(&policy), end))
 }
 
 /// When the plan says to look again: after `recheck_after`, at its next deadline (plus a little
