@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -29,12 +30,20 @@ pub struct OwnWrites {
     /// missing (which would say "creating the tenant namespace" on a Partner whose tenant is
     /// there, and write that twice).
     tenants: Mutex<HashMap<ObjectRef<Partner>, String>>,
-    /// Per tenant namespace: the `entitlements` data the operator wrote there last, until the
-    /// cache has an event of that ConfigMap again. A reconciliation in between (a Partner
-    /// woken for its mail slot, say) would otherwise compare with a cache that does not show
-    /// the write yet and write the same data again.
-    entitlements: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    /// Per tenant namespace: the `entitlements` data the operator wrote there last, and when,
+    /// until the cache has an event of that ConfigMap again or [`ENTITLEMENTS_MEMORY`] has
+    /// passed. A reconciliation in between (a Partner woken for its mail slot, say) would
+    /// otherwise compare with a cache that does not show the write yet and write the same data
+    /// again. The bound makes it converge should an event have come before the write was
+    /// remembered (the ConfigMap deleted at once, say).
+    entitlements: Mutex<HashMap<String, (Entitlements, Instant)>>,
 }
+
+/// The `data` of an `entitlements` ConfigMap.
+type Entitlements = BTreeMap<String, String>;
+
+/// How long the entitlements the operator wrote stand for what the cache shows, at most.
+const ENTITLEMENTS_MEMORY: Duration = Duration::from_secs(30);
 
 impl OwnWrites {
     /// The operator wrote `partner` (as the API server returned it).
@@ -80,14 +89,17 @@ impl OwnWrites {
     /// The operator wrote `data` into the `entitlements` of tenant `namespace`.
     pub fn wrote_entitlements(&self, namespace: &str, data: BTreeMap<String, String>) {
         let mut entitlements = self.entitlements.lock().unwrap_or_else(|p| p.into_inner());
-        entitlements.insert(namespace.to_string(), data);
+        entitlements.insert(namespace.to_string(), (data, Instant::now()));
     }
 
     /// What the operator wrote into the `entitlements` of tenant `namespace`, if the cache has
     /// had no event of that ConfigMap since.
     pub fn entitlements(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
         let entitlements = self.entitlements.lock().unwrap_or_else(|p| p.into_inner());
-        entitlements.get(namespace).cloned()
+        entitlements
+            .get(namespace)
+            .filter(|(_, at)| at.elapsed() < ENTITLEMENTS_MEMORY)
+            .map(|(data, _)| data.clone())
     }
 
     /// The cache has an event of the `entitlements` of tenant `namespace` (the operator's own
@@ -159,5 +171,16 @@ mod tests {
         assert_eq!(writes.entitlements("t2"), None);
         writes.entitlements_seen("t1");
         assert_eq!(writes.entitlements("t1"), None);
+    }
+
+    #[test]
+    fn entitlements_written_stand_no_longer_than_their_bound() {
+        let writes = OwnWrites::default();
+        let data = BTreeMap::from([("level".to_string(), "Trial".to_string())]);
+        writes.wrote_entitlements("t1", data);
+        for (_, at) in writes.entitlements.lock().unwrap().values_mut() {
+            *at -= ENTITLEMENTS_MEMORY;
+        }
+        assert_eq!(writes.entitlements("t1"), None, "the cache says again");
     }
 }
