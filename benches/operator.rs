@@ -358,22 +358,12 @@ impl Server {
             return Vec::new();
         };
         let mut counts: HashMap<String, usize> = HashMap::new();
-        for audited in plane.audited_requests() {
-            let ours = audited
-                .user_agent
-                .as_deref()
-                .is_some_and(|agent| agent.starts_with("partner-operator/"));
-            let Some(request) = audited.request.filter(|_| ours) else {
-                continue;
-            };
-            if matches!(request.verb.as_str(), "watch" | "list") {
-                continue;
-            }
+        for (request, code) in operator_audited(plane) {
             let resource = match &request.subresource {
                 Some(sub) => format!("{}/{sub}", request.resource),
                 None => request.resource.clone(),
             };
-            let code = audited.code.map_or("-".to_string(), |c| c.to_string());
+            let code = code.map_or("-".to_string(), |c| c.to_string());
             *counts
                 .entry(format!("{} {resource} {code}", request.verb))
                 .or_default() += 1;
@@ -390,25 +380,18 @@ impl Server {
             return;
         };
         let tenant = format!("-{name}-");
-        for audited in plane.audited_requests() {
-            let ours = audited
-                .user_agent
-                .as_deref()
-                .is_some_and(|agent| agent.starts_with("partner-operator/"));
-            let Some(r) = audited.request.filter(|_| ours) else {
-                continue;
-            };
+        for (r, code) in operator_audited(plane) {
             let about = r.name.as_deref() == Some(name.as_str())
                 || r.name.as_deref().is_some_and(|n| n.contains(&tenant))
                 || r.namespace.as_deref().is_some_and(|n| n.contains(&tenant));
-            if about && !matches!(r.verb.as_str(), "watch" | "list") {
+            if about {
                 println!(
                     "  trace {name}: {} {}{} {} {}",
                     r.verb,
                     r.resource,
                     r.subresource.map(|s| format!("/{s}")).unwrap_or_default(),
                     r.name.unwrap_or_default(),
-                    audited.code.map_or("-".into(), |c| c.to_string()),
+                    code.map_or("-".into(), |c| c.to_string()),
                 );
             }
         }
@@ -422,6 +405,19 @@ impl Server {
             }
         }
     }
+}
+
+/// The operator's requests in kube-apiserver's audit log, watches and lists left out, each with
+/// the status code it was answered.
+fn operator_audited(plane: &ControlPlane) -> impl Iterator<Item = (RecordedRequest, Option<u16>)> {
+    plane.audited_requests().into_iter().filter_map(|audited| {
+        let ours = audited
+            .user_agent
+            .as_deref()
+            .is_some_and(|agent| agent.starts_with("partner-operator/"));
+        let request = audited.request.filter(|_| ours)?;
+        (!matches!(request.verb.as_str(), "watch" | "list")).then_some((request, audited.code))
+    })
 }
 
 /// CPU seconds process `pid` used so far (user + system), from `/proc/<pid>/stat`.
