@@ -53,7 +53,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -431,11 +431,9 @@ impl Service {
                 Err(err) => return Err(err),
             };
         // From the Partner's metadata, never from its status (which others may write).
-        let tenant_id = partner
-            .uid()
-            .and_then(|uid| Uuid::parse_str(&crate::tenant::tenant_id(&uid)).ok());
+        let tenant_id = Uuid::parse_str(&crate::tenant::tenant_id_of(&partner)).ok();
         let agrees = self.proven(tenant)
-            && partner.uid().as_deref() == Some(tenant.owner_uid.as_str())
+            && crate::tenant::tenant_owner_uid(&partner) == tenant.owner_uid
             && tenant_namespace_of(&partner) == tenant.namespace
             && tenant_id == Some(id);
         Ok(agrees.then_some(partner))

@@ -138,7 +138,7 @@ impl Service {
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
             Err(err) => return Err(err),
         };
-        if partner.uid().as_ref() != Some(owner)
+        if crate::tenant::tenant_owner_uid(&partner) != owner.as_str()
             || secret.namespace().as_deref() != Some(tenant_namespace_of(&partner).as_str())
         {
             return Ok(false);

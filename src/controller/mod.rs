@@ -23,6 +23,7 @@
 //! errors back off exponentially up to a cap, per Partner.
 
 mod backoff;
+mod claim;
 mod context;
 mod deadlines;
 mod delivered;

@@ -150,7 +150,8 @@ impl Outside for Kube<'_> {
         }
         if found.is_owned() {
             ctx.caches.own_writes.made_tenant(partner);
-            if let Some(data) = tenant::entitlements_data(partner, &status) {
+            if let Some(data) = tenant::tenant_data(partner, &status, &ctx.settings.ownership.key)
+            {
                 let namespace = tenant_namespace_of(partner);
                 ctx.caches.own_writes.wrote_entitlements(&namespace, data);
             }
@@ -258,7 +259,7 @@ fn superseded_hashes(
 fn token(ctx: &Context, partner: &Partner, message_id: &str) -> String {
     ctx.settings
         .activation_key
-        .token(&partner.uid().unwrap_or_default(), message_id)
+        .token(crate::tenant::tenant_owner_uid(partner), message_id)
 }
 
 /// The Namespace by the name of the Partner's tenant (derived from the Partner, not read from

@@ -77,8 +77,17 @@ pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Actio
             Deleting::Released(current) => Arc::new(*current),
             Deleting::Waiting(action) => return Ok(action),
         };
-        // The finalizer is added before anything else is done, and removed once the deletion
-        // released the Partner.
+        // The finalizer (with the uid the tenant is made for) is added before anything else is
+        // done, and removed once the deletion released the Partner.
+        let Some(claimed) = super::claim::claim(&api, &partner, FINALIZER).await? else {
+            return Ok(Action::await_change());
+        };
+        let partner = if claimed.resource_version() == partner.resource_version() {
+            partner
+        } else {
+            ctx.caches.own_writes.wrote(&claimed);
+            Arc::new(claimed)
+        };
         finalizer(&api, FINALIZER, partner, |event| async {
             match event {
                 Finalizer::Apply(partner) => apply(&api, &partner, &ctx).await,
@@ -280,7 +289,8 @@ async fn create_tenant_first(world: &Kube<'_>, pass: &mut Pass, plan: &Plan) {
     {
         Ok(found) => {
             if found.is_owned() {
-                pass.entitlements_written = tenant::entitlements_data(&planned, &plan.status);
+                pass.entitlements_written =
+                    tenant::tenant_data(&planned, &plan.status, &world.ctx.settings.ownership.key);
             }
             pass.tenant_found = Some(found);
         }
@@ -302,14 +312,17 @@ fn plan_for(
         .caches
         .distributors
         .get(&ObjectRef::new(&partner.spec.distributor_ref.name));
-    let cached_entitlements = cached_entitlements(ctx, partner);
+    let cached_entitlements = entitlements_written
+        .cloned()
+        .or_else(|| cached_entitlements(ctx, partner))
+        .map(|data| proven_record(ctx, partner, data));
     lifecycle::plan(&Observation {
         partner,
         distributor: distributor.as_deref(),
         namespace_allowed: ctx.namespace_allows(partner, distributor.as_deref()),
         tenant_exists: at_tenant_name.is_owned(),
         tenant_taken: *at_tenant_name == Tenant::Taken,
-        entitlements: entitlements_written.or(cached_entitlements.as_ref()),
+        entitlements: cached_entitlements.as_ref(),
         default_activation_base_url: ctx.settings.activation_base_url.as_deref(),
         now,
     })
@@ -399,6 +412,23 @@ fn cached_entitlements(ctx: &Context, partner: &Partner) -> Option<BTreeMap<Stri
         .entitlements
         .get(&reference)
         .map(|cm| cm.data.clone().unwrap_or_default())
+}
+
+/// The tenant's `entitlements` data as observed, with its lifecycle record only if the record
+/// is under the operator's proof (a record somebody else wrote or changed is never believed:
+/// the plan writes it again from the status).
+fn proven_record(
+    ctx: &Context,
+    partner: &Partner,
+    data: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let tenant = tenant_namespace_of(partner);
+    let (data, proven) =
+        tenant::record::verified(data, partner, &tenant, &ctx.settings.ownership.key);
+    if !proven {
+        debug!(partner = %ObjectRef::from_obj(partner), %tenant, "the tenant's lifecycle record is not under the operator's proof: not believed, written again");
+    }
+    data
 }
 
 /// What the cache shows at the tenant's name; for a tenant of an earlier version without its
@@ -504,6 +534,10 @@ async fn delete(
             world.deliver_webhook(&current, send);
         }
         return Ok(Deleting::Waiting(Action::requeue(DELETION_RECHECK)));
+    }
+    // A retained tenant is released before the Partner can go: no Partner resumes it.
+    if !plan.delete_tenant {
+        tenant::release(&ctx.client, partner, &ctx.settings.ownership, now).await?;
     }
     // Its billing is in the month's statement before the Partner can go.
     ctx.outputs.statements.record_deleted(&current).await?;

@@ -129,7 +129,8 @@ fn let_go(
         plan.events.push(PartnerEvent {
             reason: EventReason::TenantRetained,
             message: format!(
-                "tenant namespace {namespace} kept (spec.tenant.deletionPolicy: Retain)"
+                "tenant namespace {namespace} kept (spec.tenant.deletionPolicy: Retain) and \
+                 released: no Partner resumes it"
             ),
         });
     }

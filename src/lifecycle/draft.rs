@@ -94,8 +94,11 @@ impl<'a, P> Draft<'a, P> {
         }
     }
 
+    /// The uid the Partner's tenant was made for ([`crate::tenant::tenant_owner_uid`]): what
+    /// its tenant id, Message-IDs and activation tokens are made from, so a Partner restored
+    /// with a new uid keeps them.
     pub(super) fn uid(&self) -> &'a str {
-        self.partner.metadata.uid.as_deref().unwrap_or_default()
+        crate::tenant::tenant_owner_uid(self.partner)
     }
 
     pub(super) fn event(&mut self, reason: EventReason, message: String) {

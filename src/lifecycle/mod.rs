@@ -52,6 +52,7 @@ mod outcome;
 mod production;
 mod provision;
 pub mod reasons;
+mod resume;
 mod simulate;
 mod trial;
 pub mod webhooks;
@@ -222,10 +223,13 @@ enum Flow {
     Stop,
 }
 
-/// Bound: the tenant's name is the Partner's, and nobody else holds it.
-const TENANT_NAME: [BoundStep; 2] = [
-    provision::correct_tenant_status,
+/// Bound: nobody else holds the tenant's name; a restored Partner waits for its tenant; what
+/// the status lost is taken from the tenant's record; the tenant's name is the Partner's.
+const TENANT_NAME: [BoundStep; 4] = [
     provision::refuse_taken_name,
+    resume::await_restore,
+    resume::resume,
+    provision::correct_tenant_status,
 ];
 
 /// Provisioned: the level's transitions, in the order a Partner lives (the trial's end bound,

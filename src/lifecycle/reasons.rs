@@ -5,6 +5,9 @@
 pub const DISTRIBUTOR_NOT_FOUND: &str = "DistributorNotFound";
 pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
 pub const TENANT_NAMESPACE_TAKEN: &str = "TenantNamespaceTaken";
+/// A Partner restored with a new uid whose tenant (or the tenant's record) is not there yet:
+/// nothing is provisioned or mailed until it is restored, or the Partner is onboarded anew.
+pub const AWAITING_TENANT_RESTORE: &str = "AwaitingTenantRestore";
 pub const PROVISIONING: &str = "Provisioning";
 pub const ACTIVATION_PENDING: &str = "ActivationPending";
 pub const EMAIL_DELIVERY_FAILED: &str = "EmailDeliveryFailed";
@@ -64,6 +67,11 @@ pub enum EventReason {
     ExpirationDateLimited,
     TenantDeprovisioned,
     TenantRetained,
+    /// The status lacked what the tenant's lifecycle record keeps (a restore, a status wiped):
+    /// taken from the record, nothing sent again.
+    ResumedFromTenantRecord,
+    /// A restored Partner waits for its tenant (see [`AWAITING_TENANT_RESTORE`]).
+    AwaitingTenantRestore,
     /// The partner activated its tenant through the emailed link.
     Activated,
     /// A resend request came after the tenant was activated.
@@ -106,6 +114,8 @@ impl EventReason {
             Self::ExpirationDateLimited => "ExpirationDateLimited",
             Self::TenantDeprovisioned => "TenantDeprovisioned",
             Self::TenantRetained => "TenantRetained",
+            Self::ResumedFromTenantRecord => "ResumedFromTenantRecord",
+            Self::AwaitingTenantRestore => "AwaitingTenantRestore",
             Self::Activated => "Activated",
             Self::ResendRefused => "ResendRefused",
             Self::Unreadable => "Unreadable",
@@ -132,6 +142,7 @@ impl EventReason {
         matches!(
             self,
             Self::TenantNamespaceTaken
+                | Self::AwaitingTenantRestore
                 | Self::EmailDeliveryFailed
                 | Self::EmailRateLimited
                 | Self::RecipientNotAllowed
@@ -165,6 +176,7 @@ mod tests {
         use EventReason::*;
         for reason in [
             TenantNamespaceTaken,
+            AwaitingTenantRestore,
             EmailDeliveryFailed,
             TrialExpired,
             ProductionEndedUnbound,
@@ -185,6 +197,7 @@ mod tests {
             ProductionExpired,
             TenantDeprovisioned,
             TenantRetained,
+            ResumedFromTenantRecord,
             Activated,
         ] {
             assert!(!reason.is_warning(), "{reason}");

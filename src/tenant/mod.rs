@@ -27,12 +27,14 @@ use serde_json::json;
 mod activation;
 pub mod naming;
 pub mod ownership;
+pub mod record;
 
 pub use activation::{
     ACTIVATION_KEY_MIN_BYTES, ActivationKey, activation_link, link_base, token_hash,
 };
 pub use naming::*;
 pub use ownership::{OWNERSHIP_PROOF_ANNOTATION, Ownership, OwnershipKey, presented_proof};
+pub use record::TenantRecord;
 
 use crate::api::grammar::Zulu;
 use crate::api::{Partner, PartnerStatus};
@@ -100,9 +102,9 @@ pub fn classify(namespace: Option<&Namespace>, partner: &Partner, key: &Ownershi
     }
 }
 
-/// Whether `ns` carries `partner`'s uid in its ownership label.
+/// Whether `ns` carries, in its ownership label, the uid `partner`'s tenant was made for.
 fn labelled_for(ns: &Namespace, partner: &Partner) -> bool {
-    let uid = partner.uid().unwrap_or_default();
+    let uid = tenant_owner_uid(partner);
     !uid.is_empty()
         && ns
             .metadata
@@ -110,7 +112,7 @@ fn labelled_for(ns: &Namespace, partner: &Partner) -> bool {
             .as_ref()
             .and_then(|l| l.get(OWNER_UID_LABEL))
             .map(String::as_str)
-            == Some(uid.as_str())
+            == Some(uid)
 }
 
 /// Whether `ns` holds the operator's proof that it is `partner`'s tenant.
@@ -281,7 +283,7 @@ pub async fn ensure(
             "labels": labels,
             "annotations": tenant_annotations(partner),
         },
-        "data": entitlements_data(partner, status),
+        "data": tenant_data(partner, status, &ownership.key),
     });
     Api::<ConfigMap>::namespaced(client.clone(), &name)
         .patch(
@@ -293,7 +295,20 @@ pub async fn ensure(
     Ok(found)
 }
 
-/// What the tenant's `entitlements` ConfigMap holds for `status`: `None` before the tenant is
+/// What the tenant's `entitlements` ConfigMap holds for `status`, as written: the entitlements,
+/// the lifecycle record and its proof. `None` before the tenant is provisioned.
+pub fn tenant_data(
+    partner: &Partner,
+    status: &PartnerStatus,
+    key: &OwnershipKey,
+) -> Option<BTreeMap<String, String>> {
+    let mut data = entitlements_data(partner, status)?;
+    record::prove(&mut data, partner, &tenant_namespace_of(partner), key);
+    Some(data)
+}
+
+/// What the tenant's `entitlements` ConfigMap holds for `status`: the entitlements and the
+/// lifecycle record ([`record`]), not the record's proof. `None` before the tenant is
 /// provisioned.
 pub fn entitlements_data(
     partner: &Partner,
@@ -301,6 +316,7 @@ pub fn entitlements_data(
 ) -> Option<BTreeMap<String, String>> {
     let tenant = status.tenant.as_ref()?;
     let skus: Vec<&str> = status.skus.iter().map(|s| s.0.as_str()).collect();
+    let record = TenantRecord::of(status).map(|r| r.to_json());
     Some(BTreeMap::from(
         [
             ("tenantId", tenant.id.clone()),
@@ -315,6 +331,7 @@ pub fn entitlements_data(
                 "expiresAt",
                 status.expires_at.map(|at| at.zulu()).unwrap_or_default(),
             ),
+            (record::RECORD_KEY, record.unwrap_or_default()),
         ]
         .map(|(key, value)| (key.to_string(), value)),
     ))
@@ -458,6 +475,47 @@ pub async fn delete(
     }
 }
 
+/// The annotation a retained tenant gets when its Partner is deleted: when it was released.
+pub const RELEASED_ANNOTATION: &str = "partner-operator.io/released-at";
+
+/// Releases the tenant of a Partner deleted with `deletionPolicy: Retain`: the namespace keeps
+/// everything in it but loses the operator's ownership proof (and says when, in
+/// [`RELEASED_ANNOTATION`]), so no Partner ever resumes it, not even one created again under
+/// the same name from an export that carries [`TENANT_OWNER_UID_LABEL`] (it would bill from a
+/// period its deletion ended). Written only into a namespace that is this Partner's, with
+/// preconditions on what was checked. Returns what it found.
+pub async fn release(
+    client: &Client,
+    partner: &Partner,
+    ownership: &Ownership,
+    at: DateTime<Utc>,
+) -> kube::Result<Tenant> {
+    let api = Api::<Namespace>::all(client.clone());
+    let name = tenant_namespace_of(partner);
+    let live = api.get_opt(&name).await?;
+    let found = classify(live.as_ref(), partner, &ownership.key);
+    let (Tenant::Owned(_), Some(ns)) = (&found, live) else {
+        return Ok(found);
+    };
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": ns.metadata.resource_version,
+            "uid": ns.metadata.uid,
+            "annotations": {OWNERSHIP_PROOF_ANNOTATION: null, RELEASED_ANNOTATION: at.zulu()},
+        },
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.patch(&name, &params, &Patch::Merge(patch)).await {
+        Ok(_) => Ok(found),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Tenant::Absent),
+        // A 409 (changed meanwhile) is retried, and the namespace judged again.
+        Err(err) => Err(err),
+    }
+}
+
 /// The labels of a Partner's tenant objects, every value at most 63 characters.
 pub fn tenant_labels(partner: &Partner, tenant_id: &str) -> BTreeMap<String, String> {
     let mut labels: BTreeMap<String, String> = tenant_annotations(partner)
@@ -467,7 +525,7 @@ pub fn tenant_labels(partner: &Partner, tenant_id: &str) -> BTreeMap<String, Str
     labels.insert(TENANT_ID_LABEL.to_string(), label_value(tenant_id));
     labels.insert(
         OWNER_UID_LABEL.to_string(),
-        label_value(&partner.uid().unwrap_or_default()),
+        label_value(tenant_owner_uid(partner)),
     );
     labels
 }

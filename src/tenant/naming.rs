@@ -19,6 +19,42 @@ pub fn tenant_id(partner_uid: &str) -> String {
 /// sets it when it creates the namespace and acts only on a namespace where it matches.
 pub const OWNER_UID_LABEL: &str = "partner-operator.io/owner-uid";
 
+/// The label on a Partner that carries the uid its tenant was made for: its own uid, set by the
+/// operator when it first sees the Partner (in the write that adds its finalizer).
+///
+/// A restore (Velero, or `kubectl get -o yaml` applied elsewhere) gives a Partner a new uid,
+/// and everything derived from the uid would change with it: the tenant's name and id, the
+/// activation link, the Message-IDs. The label travels with the Partner, so the restored
+/// Partner keeps its tenant. It is no key to anything: whatever it says, the tenant is the
+/// Partner's only if that namespace carries the same uid in [`OWNER_UID_LABEL`] *and* the
+/// operator's proof for this Partner's namespace and name (see [`super::ownership`]). A
+/// Partner author who sets it to another value gets a tenant under another name, or a name
+/// somebody else holds (refused as taken); never another Partner's tenant.
+pub const TENANT_OWNER_UID_LABEL: &str = "partner-operator.io/tenant-owner-uid";
+
+/// The uid `partner`'s tenant is made for: its [`TENANT_OWNER_UID_LABEL`] when set, else its
+/// own uid.
+pub fn tenant_owner_uid(partner: &Partner) -> &str {
+    partner
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(TENANT_OWNER_UID_LABEL))
+        .map(String::as_str)
+        .filter(|uid| !uid.is_empty())
+        .unwrap_or_else(|| partner.metadata.uid.as_deref().unwrap_or_default())
+}
+
+/// Whether `partner` was restored from a backup (or moved): its tenant was made for another
+/// uid than its own.
+pub fn is_restored(partner: &Partner) -> bool {
+    partner
+        .metadata
+        .uid
+        .as_deref()
+        .is_some_and(|uid| !uid.is_empty() && tenant_owner_uid(partner) != uid)
+}
+
 /// Hex digits of the uid's hash that end a tenant namespace name (40 bits).
 const TENANT_SUFFIX_HEX: usize = 10;
 /// Longest readable prefix: 63 characters minus `-` and the suffix.
@@ -60,13 +96,19 @@ pub fn tenant_namespace(partner_namespace: &str, partner_name: &str, partner_uid
     format!("{prefix}-{suffix}")
 }
 
-/// The tenant namespace of `partner`, from its metadata only (see [`tenant_namespace`]).
+/// The tenant namespace of `partner`, from its metadata only (see [`tenant_namespace`]): of the
+/// uid its tenant was made for ([`tenant_owner_uid`]).
 pub fn tenant_namespace_of(partner: &Partner) -> String {
     tenant_namespace(
         partner.metadata.namespace.as_deref().unwrap_or_default(),
         partner.metadata.name.as_deref().unwrap_or_default(),
-        partner.metadata.uid.as_deref().unwrap_or_default(),
+        tenant_owner_uid(partner),
     )
+}
+
+/// The tenant id of `partner` (see [`tenant_id`]): of the uid its tenant was made for.
+pub fn tenant_id_of(partner: &Partner) -> String {
+    tenant_id(tenant_owner_uid(partner))
 }
 
 /// A label value for `value` (a Kubernetes name): itself when it fits the 63 characters a label

@@ -25,6 +25,8 @@ const PROOF_VERSION: &str = "v1:";
 
 /// What the HMAC is taken over first, so a proof can never pass for another of the key's uses.
 const DOMAIN: &[u8] = b"partner-operator.io/tenant-ownership/v1";
+/// The same for a tenant's lifecycle record.
+const RECORD_DOMAIN: &[u8] = b"partner-operator.io/tenant-record/v1";
 
 /// The fewest bytes a key may have.
 pub const OWNERSHIP_KEY_MIN_BYTES: usize = 32;
@@ -56,16 +58,14 @@ impl OwnershipKey {
         Ok(Self(bytes.to_vec().into()))
     }
 
-    fn mac(&self, partner_namespace: &str, partner_name: &str, tenant: &str) -> Hmac<Sha256> {
+    /// The HMAC over `domain` and `parts`, each ended by a NUL, which no Kubernetes name holds:
+    /// no two lists run together.
+    fn mac(&self, domain: &[u8], parts: &[&str]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
-        // Each part ends in a NUL, which no Kubernetes name holds: no two triples run together.
-        for part in [
-            DOMAIN,
-            partner_namespace.as_bytes(),
-            partner_name.as_bytes(),
-            tenant.as_bytes(),
-        ] {
-            mac.update(part);
+        mac.update(domain);
+        mac.update(&[0]);
+        for part in parts {
+            mac.update(part.as_bytes());
             mac.update(&[0]);
         }
         mac
@@ -74,8 +74,7 @@ impl OwnershipKey {
     /// The proof for the tenant namespace `tenant` of the Partner `partner_name` in
     /// `partner_namespace`: `v1:` and the HMAC in hex.
     pub fn proof(&self, partner_namespace: &str, partner_name: &str, tenant: &str) -> String {
-        let tag = self.mac(partner_namespace, partner_name, tenant).finalize();
-        format!("{PROOF_VERSION}{}", hex::encode(tag.into_bytes()))
+        self.sign(DOMAIN, &[partner_namespace, partner_name, tenant])
     }
 
     /// Whether `presented` is the proof for that tenant, compared in constant time.
@@ -86,15 +85,53 @@ impl OwnershipKey {
         tenant: &str,
         presented: &str,
     ) -> bool {
+        self.check(DOMAIN, &[partner_namespace, partner_name, tenant], presented)
+    }
+
+    /// The proof of a tenant's lifecycle record (see [`super::record`]): `record` is the
+    /// record's JSON as stored, in the tenant `tenant` of that Partner.
+    pub fn record_proof(
+        &self,
+        partner_namespace: &str,
+        partner_name: &str,
+        tenant: &str,
+        record: &str,
+    ) -> String {
+        self.sign(
+            RECORD_DOMAIN,
+            &[partner_namespace, partner_name, tenant, record],
+        )
+    }
+
+    /// Whether `presented` is the proof of that record, compared in constant time.
+    pub fn verify_record(
+        &self,
+        partner_namespace: &str,
+        partner_name: &str,
+        tenant: &str,
+        record: &str,
+        presented: &str,
+    ) -> bool {
+        self.check(
+            RECORD_DOMAIN,
+            &[partner_namespace, partner_name, tenant, record],
+            presented,
+        )
+    }
+
+    fn sign(&self, domain: &[u8], parts: &[&str]) -> String {
+        let tag = self.mac(domain, parts).finalize();
+        format!("{PROOF_VERSION}{}", hex::encode(tag.into_bytes()))
+    }
+
+    fn check(&self, domain: &[u8], parts: &[&str], presented: &str) -> bool {
         let Some(tag) = presented
             .strip_prefix(PROOF_VERSION)
             .and_then(|hex_tag| hex::decode(hex_tag).ok())
         else {
             return false;
         };
-        self.mac(partner_namespace, partner_name, tenant)
-            .verify_slice(&tag)
-            .is_ok()
+        self.mac(domain, parts).verify_slice(&tag).is_ok()
     }
 }
 

@@ -575,16 +575,27 @@ fn a_far_future_expiration_date_is_held_to_the_distributors_trial_days() {
 
 #[test]
 fn unbinding_a_production_partner_ends_billing_and_production_together() {
-    for unbind in [
-        (|w: &mut World| w.namespace_allowed = false) as fn(&mut World),
-        |w: &mut World| w.distributor = None,
+    for (unbind, grace) in [
+        (
+            (|w: &mut World| w.namespace_allowed = false) as fn(&mut World),
+            Duration::zero(),
+        ),
+        // A Distributor that does not exist may come back (a restore brings it after its
+        // Partners): Production waits ten minutes for it.
+        (|w: &mut World| w.distributor = None, Duration::minutes(10)),
     ] {
         let mut w = World::new(partner(), distributor(14, 3, true));
         w.at(t0() + Duration::days(14));
         assert_eq!(w.level(), SubscriptionLevel::Production);
-        let unbound_at = t0() + Duration::days(20);
-        w.now = unbound_at;
+        w.now = t0() + Duration::days(20);
         unbind(&mut w);
+        if grace > Duration::zero() {
+            let kept = w.reconcile_once(false);
+            assert_eq!(w.level(), SubscriptionLevel::Production);
+            assert_eq!(kept.next_review, Some(w.now + grace));
+        }
+        let unbound_at = t0() + Duration::days(20) + grace;
+        w.now = unbound_at;
         let plan = w.reconcile_once(false);
         assert_eq!(w.level(), SubscriptionLevel::Expired);
         assert_eq!(
@@ -864,6 +875,9 @@ fn the_operator_never_downgrades() {
     // the Partner reports it is unbound.
     w.distributor = None;
     w.at(t0() + Duration::days(41));
+    // Ten minutes for it to come back (a restore may bring it after its Partners).
+    assert_eq!(w.level(), SubscriptionLevel::Production);
+    w.at(t0() + Duration::days(41) + Duration::minutes(10));
     assert_eq!(w.level(), SubscriptionLevel::Expired);
     assert_eq!(
         w.ready(),
@@ -872,7 +886,10 @@ fn the_operator_never_downgrades() {
     let billing = w.status().billing.clone().unwrap();
     assert_eq!(
         (billing.started_at, billing.ended_at),
-        (t0() + Duration::days(14), Some(t0() + Duration::days(41)))
+        (
+            t0() + Duration::days(14),
+            Some(t0() + Duration::days(41) + Duration::minutes(10))
+        )
     );
 }
 
@@ -1259,7 +1276,17 @@ proptest! {
             // Production and an open billing period go together, and only while bound.
             let billing_open = status.billing.as_ref().is_some_and(|b| b.ended_at.is_none());
             prop_assert_eq!(level == SubscriptionLevel::Production, billing_open);
-            prop_assert!(level != SubscriptionLevel::Production || bound, "Production while unbound");
+            // A Distributor that does not exist may come back (a restore): Production waits
+            // ten minutes from when the Partner was first seen without it, no longer.
+            let distributor_may_return = w.distributor.is_none()
+                && find_condition(&status.conditions, types::DISTRIBUTOR_BOUND).is_some_and(|c| {
+                    c.reason == reasons::DISTRIBUTOR_NOT_FOUND
+                        && chrono_time(&c.last_transition_time) + Duration::minutes(10) > w.now
+                });
+            prop_assert!(
+                level != SubscriptionLevel::Production || bound || distributor_may_return,
+                "Production while unbound"
+            );
             // Nothing is provisioned, mailed or billed for a Partner that never bound.
             if level == SubscriptionLevel::Pending {
                 prop_assert!(w.sent.is_empty() && status.billing.is_none() && status.tenant.is_none());
