@@ -139,7 +139,11 @@ mod tests {
             json!("uid-0")
         );
         assert_eq!(doc["metadata"]["finalizers"], json!(["f"]));
-        let claimed = partner(json!({TENANT_OWNER_UID_LABEL: "uid-0"}), json!(["f"]), false);
+        let claimed = partner(
+            json!({TENANT_OWNER_UID_LABEL: "uid-0"}),
+            json!(["f"]),
+            false,
+        );
         assert!(claim_patch(&claimed, "f").is_none());
         let deleting = partner(Value::Null, Value::Null, true);
         assert!(claim_patch(&deleting, "f").is_none());

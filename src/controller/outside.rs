@@ -150,8 +150,7 @@ impl Outside for Kube<'_> {
         }
         if found.is_owned() {
             ctx.caches.own_writes.made_tenant(partner);
-            if let Some(data) = tenant::tenant_data(partner, &status, &ctx.settings.ownership.key)
-            {
+            if let Some(data) = tenant::tenant_data(partner, &status, &ctx.settings.ownership.key) {
                 let namespace = tenant_namespace_of(partner);
                 ctx.caches.own_writes.wrote_entitlements(&namespace, data);
             }

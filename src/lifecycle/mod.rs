@@ -184,7 +184,9 @@ pub struct PartnerEvent {
 
 /// Decides what must happen for a Partner. Pure: same observation, same plan.
 pub fn plan(obs: &Observation) -> Plan {
-    let mut bound = match bind::bind(Draft::new(obs)) {
+    let mut draft = Draft::new(obs);
+    resume::resume(&mut draft);
+    let mut bound = match bind::bind(draft) {
         bind::Binding::Bound(bound) => bound,
         bind::Binding::Unbound(unbound) => return finish(unbound, None),
     };
@@ -223,12 +225,11 @@ enum Flow {
     Stop,
 }
 
-/// Bound: nobody else holds the tenant's name; a restored Partner waits for its tenant; what
-/// the status lost is taken from the tenant's record; the tenant's name is the Partner's.
-const TENANT_NAME: [BoundStep; 4] = [
+/// Bound: nobody else holds the tenant's name; a restored Partner without its tenant's record
+/// waits for it; the tenant's name is the Partner's.
+const TENANT_NAME: [BoundStep; 3] = [
     provision::refuse_taken_name,
     resume::await_restore,
-    resume::resume,
     provision::correct_tenant_status,
 ];
 

@@ -7,9 +7,9 @@
 //! newer: the record is written after it), except the tenant's provisioning and the trial's
 //! start, which are set once and which a status writer would move to lengthen a trial.
 
-use super::draft::BoundDraft;
-use super::reasons::{self, EventReason};
 use super::Flow;
+use super::draft::{BoundDraft, Draft};
+use super::reasons::{self, EventReason};
 use crate::api::grammar::Zulu;
 use crate::api::{SubscriptionLevel, find_condition, types};
 use crate::tenant::{TENANT_OWNER_UID_LABEL, TenantRecord, is_restored, tenant_namespace_of};
@@ -19,7 +19,7 @@ use crate::tenant::{TENANT_OWNER_UID_LABEL, TenantRecord, is_restored, tenant_na
 const RESTORE_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The record the observed tenant holds (proven when it was observed).
-fn record(d: &BoundDraft) -> Option<TenantRecord> {
+fn record<P>(d: &Draft<P>) -> Option<TenantRecord> {
     if !d.obs.tenant_exists {
         return None;
     }
@@ -63,10 +63,11 @@ pub(super) fn await_restore(d: &mut BoundDraft) -> Flow {
 }
 
 /// Whatever the status lacks that the tenant's record keeps is taken from the record, said
-/// once in an Event (`ResumedFromTenantRecord`).
-pub(super) fn resume(d: &mut BoundDraft) -> Flow {
+/// once in an Event (`ResumedFromTenantRecord`). First of all, bound or not: what the Partner
+/// went through does not depend on its Distributor being there now.
+pub(super) fn resume<P>(d: &mut Draft<P>) {
     let Some(TenantRecord(record)) = record(d) else {
-        return Flow::Next;
+        return;
     };
     let now = d.now;
     let status = &mut d.status;
@@ -81,7 +82,10 @@ pub(super) fn resume(d: &mut BoundDraft) -> Flow {
         status.tenant.clone_from(&record.tenant);
     }
     if let (Some(tenant), Some(recorded)) = (status.tenant.as_mut(), record.tenant.as_ref())
-        && take("tenant.provisionedAt", tenant.provisioned_at != recorded.provisioned_at)
+        && take(
+            "tenant.provisionedAt",
+            tenant.provisioned_at != recorded.provisioned_at,
+        )
     {
         tenant.provisioned_at = recorded.provisioned_at;
     }
@@ -103,7 +107,10 @@ pub(super) fn resume(d: &mut BoundDraft) -> Flow {
     ) {
         d.level = recorded_level;
     }
-    if take("expiresAt", status.expires_at.is_none() && record.expires_at.is_some()) {
+    if take(
+        "expiresAt",
+        status.expires_at.is_none() && record.expires_at.is_some(),
+    ) {
         status.expires_at = record.expires_at;
     }
     resume_activation(status, &record, now, &mut take);
@@ -113,10 +120,16 @@ pub(super) fn resume(d: &mut BoundDraft) -> Flow {
     ) {
         status.upgrade_notice_sent_at = record.upgrade_notice_sent_at;
     }
-    if take("production", status.production.is_none() && record.production.is_some()) {
+    if take(
+        "production",
+        status.production.is_none() && record.production.is_some(),
+    ) {
         status.production.clone_from(&record.production);
     }
-    if take("billing", status.billing.is_none() && record.billing.is_some()) {
+    if take(
+        "billing",
+        status.billing.is_none() && record.billing.is_some(),
+    ) {
         status.billing.clone_from(&record.billing);
     }
     let lost: Vec<_> = record
@@ -152,7 +165,6 @@ pub(super) fn resume(d: &mut BoundDraft) -> Flow {
             ),
         );
     }
-    Flow::Next
 }
 
 /// The activation: the record's when the status has none; its activation and last resend
@@ -184,6 +196,12 @@ fn resume_activation(
         "activation.resendHandled",
         activation.resend_handled.is_none() && recorded.resend_handled.is_some(),
     ) {
-        activation.resend_handled.clone_from(&recorded.resend_handled);
+        activation
+            .resend_handled
+            .clone_from(&recorded.resend_handled);
     }
 }
+
+#[cfg(test)]
+#[path = "resume_tests.rs"]
+mod tests;

@@ -85,7 +85,11 @@ impl OwnershipKey {
         tenant: &str,
         presented: &str,
     ) -> bool {
-        self.check(DOMAIN, &[partner_namespace, partner_name, tenant], presented)
+        self.check(
+            DOMAIN,
+            &[partner_namespace, partner_name, tenant],
+            presented,
+        )
     }
 
     /// The proof of a tenant's lifecycle record (see [`super::record`]): `record` is the

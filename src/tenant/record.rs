@@ -220,7 +220,10 @@ mod tests {
             ),
         ]);
         prove(&mut data, &p, tenant, &key);
-        assert_eq!(verified(data.clone(), &p, tenant, &key), (data.clone(), true));
+        assert_eq!(
+            verified(data.clone(), &p, tenant, &key),
+            (data.clone(), true)
+        );
         let stripped = BTreeMap::from([("level".to_string(), "Trial".to_string())]);
         // Another tenant, another key, a changed record, no proof.
         assert_eq!(
@@ -243,7 +246,10 @@ mod tests {
             (stripped.clone(), false)
         );
         forged.remove(RECORD_PROOF_KEY);
-        assert_eq!(verified(forged, &p, tenant, &key), (stripped.clone(), false));
+        assert_eq!(
+            verified(forged, &p, tenant, &key),
+            (stripped.clone(), false)
+        );
         assert_eq!(
             verified(stripped.clone(), &p, tenant, &key),
             (stripped, true)

@@ -1133,6 +1133,11 @@ enum Step {
     ToggleNamespace,
     /// The next tenant write is lost after the status that asked for it was written.
     LoseTenantWrite,
+    /// Somebody empties the status (or sets `tenant: null`), while the tenant keeps its record.
+    WipeStatus { tenant_only: bool },
+    /// The Partner is restored from a backup: a new uid, the label of the uid its tenant was
+    /// made for, with or without its status; the tenant as it was.
+    Restore { with_status: bool },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -1147,6 +1152,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::ToggleDistributor),
         1 => Just(Step::ToggleNamespace),
         1 => Just(Step::LoseTenantWrite),
+        1 => any::<bool>().prop_map(|tenant_only| Step::WipeStatus { tenant_only }),
+        1 => any::<bool>().prop_map(|with_status| Step::Restore { with_status }),
     ]
 }
 
@@ -1185,6 +1192,8 @@ proptest! {
         let mut facts_by_id = std::collections::HashMap::<String, Option<EmailFacts>>::new();
         let mut last_rank = 0;
         let mut was_production = false;
+        let mut restores = 0;
+        let mut trial_started: Option<DateTime<Utc>> = None;
         for step in steps {
             let mut crash = false;
             match step {
@@ -1212,8 +1221,27 @@ proptest! {
                     w.distributor = if w.distributor.is_some() { None } else { Some(dist.clone()) };
                 }
                 Step::ToggleNamespace => w.namespace_allowed = !w.namespace_allowed,
+                // The fault never loses both: a status wiped while the tenant holds its record.
+                Step::WipeStatus { tenant_only } if w.entitlements.is_some() => {
+                    if tenant_only {
+                        w.partner.status.as_mut().unwrap().tenant = None;
+                    } else {
+                        w.partner.status = None;
+                    }
+                }
+                Step::WipeStatus { .. } => {}
+                Step::Restore { with_status } => {
+                    let owner = tenant::tenant_owner_uid(&w.partner).to_string();
+                    w.partner.metadata.labels.get_or_insert_default().insert(tenant::TENANT_OWNER_UID_LABEL.into(), owner);
+                    restores += 1;
+                    w.partner.metadata.uid = Some(format!("restored-{restores}"));
+                    // Without its status only where the tenant keeps its record.
+                    if !with_status && w.entitlements.is_some() {
+                        w.partner.status = None;
+                    }
+                }
             }
-            if !matches!(step, Step::Advance(_) | Step::Crash | Step::DeleteTenant | Step::ToggleDistributor | Step::ToggleNamespace | Step::LoseTenantWrite) {
+            if !matches!(step, Step::Advance(_) | Step::Crash | Step::DeleteTenant | Step::ToggleDistributor | Step::ToggleNamespace | Step::LoseTenantWrite | Step::WipeStatus { .. } | Step::Restore { .. }) {
                 let g = w.partner.metadata.generation.unwrap_or(1);
                 w.partner.metadata.generation = Some(g + 1);
             }
@@ -1235,6 +1263,11 @@ proptest! {
             let level = status.subscription_level.unwrap();
             // The level never goes down.
             prop_assert!(rank(level) >= last_rank, "level went down to {level:?}");
+            // A trial starts once, whatever the status lost.
+            if let Some(trial) = &status.trial {
+                let first = *trial_started.get_or_insert(trial.started_at);
+                prop_assert_eq!(trial.started_at, first, "the trial started again");
+            }
             last_rank = rank(level);
             if level == SubscriptionLevel::Production {
                 was_production = true;
