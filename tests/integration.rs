@@ -36,6 +36,8 @@ mod plugin;
 mod plugin_safety;
 #[path = "integration/policy.rs"]
 mod policy;
+#[path = "integration/restore.rs"]
+mod restore;
 #[path = "integration/sandbox_command.rs"]
 mod sandbox_command;
 #[path = "integration/statements.rs"]

@@ -144,6 +144,7 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
             pass.planned_at = Some(now);
             continue;
         }
+        resume_activation(&world, &mut pass, &plan).await?;
         if let Some(event) = told {
             world.publish(&pass.current, &event).await;
         }
@@ -173,6 +174,35 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
     Err(Error::Unsettled)
 }
 
+/// An activation the plan resumed from the tenant's record is written as the activation
+/// service writes it, under its field manager (the operator's own writes neither apply nor
+/// remove `activation.activatedAt`). Only then: nothing else makes a plan say a Partner is
+/// activated that its status does not.
+async fn resume_activation(world: &Kube<'_>, pass: &mut Pass, plan: &Plan) -> Result<(), Error> {
+    let activated_at = |status: Option<&crate::api::PartnerStatus>| {
+        status
+            .and_then(|s| s.activation.as_ref())
+            .and_then(|a| a.activated_at)
+    };
+    let Some(at) = activated_at(Some(&plan.status)) else {
+        return Ok(());
+    };
+    if activated_at(pass.current.status.as_ref()).is_some() {
+        return Ok(());
+    }
+    crate::status::transact(
+        world.api,
+        &mut pass.current,
+        crate::status::Writer::ActivationService,
+        Persistence::Outcome,
+        |_, status| {
+            status.activation.get_or_insert_default().activated_at = Some(at);
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// One step's plan, as written (or left unwritten, for a tenant made first).
 struct Written {
     plan: Plan,
@@ -196,6 +226,7 @@ async fn plan_and_write(world: &Kube<'_>, pass: &mut Pass) -> Result<Written, Er
     };
     let version = pass.current.resource_version();
     let entitlements_written = pass.entitlements_written.clone();
+    let tenant_just_made = pass.tenant_made_first;
     // An email sent and not yet recorded is recorded by this write, and retried as such.
     let unrecorded = pass.unrecorded.take();
     let persistence = match unrecorded {
@@ -214,7 +245,7 @@ async fn plan_and_write(world: &Kube<'_>, pass: &mut Pass) -> Result<Written, Er
             ctx,
             partner,
             &at_tenant_name,
-            entitlements_written.as_ref(),
+            (entitlements_written.as_ref(), tenant_just_made),
             now,
         )
     };
@@ -289,6 +320,7 @@ async fn create_tenant_first(world: &Kube<'_>, pass: &mut Pass, plan: &Plan) {
     {
         Ok(found) => {
             if found.is_owned() {
+                pass.tenant_made_first = true;
                 pass.entitlements_written =
                     tenant::tenant_data(&planned, &plan.status, &world.ctx.settings.ownership.key);
             }
@@ -305,7 +337,7 @@ fn plan_for(
     ctx: &Context,
     partner: &Partner,
     at_tenant_name: &Tenant,
-    entitlements_written: Option<&BTreeMap<String, String>>,
+    (entitlements_written, tenant_just_made): (Option<&BTreeMap<String, String>>, bool),
     now: DateTime<Utc>,
 ) -> Plan {
     let distributor = ctx
@@ -323,6 +355,7 @@ fn plan_for(
         tenant_exists: at_tenant_name.is_owned(),
         tenant_taken: *at_tenant_name == Tenant::Taken,
         entitlements: cached_entitlements.as_ref(),
+        tenant_just_made,
         default_activation_base_url: ctx.settings.activation_base_url.as_deref(),
         now,
     })

@@ -59,6 +59,21 @@ impl Harness {
         }
     }
 
+    /// Fresh servers for a restore of what `source` runs: the operator's keys as `source`'s
+    /// Secrets would carry them to the new cluster, and its clock at `source`'s time. No
+    /// operator yet.
+    pub async fn start_servers_restoring(server: Server, source: &Harness) -> Self {
+        let mut servers = harness::Harness::start_servers(server).await;
+        servers.activation_key = source.activation_key.clone();
+        servers.ownership_key = source.ownership_key.clone();
+        servers.clock.set(source.clock.now());
+        Self {
+            servers,
+            operator: None,
+            metrics_addr: None,
+        }
+    }
+
     pub fn start_operator(&mut self) {
         self.start_operator_with(self.run_options());
     }
