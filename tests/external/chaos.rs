@@ -1,6 +1,6 @@
 //! Chaos, in a short form: the release binary's `run` as its own process, SIGKILLed and
 //! restarted every one to three seconds while trials end, Partners are converted by hand and
-//! deleted, the SMTP server goes down, leaves messages unconfirmed and hangs after the data, and
+//! deleted, statuses are wiped, the SMTP server goes down, leaves messages unconfirmed and hangs after the data, and
 //! (on the sandbox, which can inject them) writes fail or land with their response lost and
 //! watches are cut; every other operator also dies at the crash points (after a status write,
 //! after an email went out and before its delivery is recorded). Then one last operator
@@ -11,6 +11,7 @@
 //! - automatic billing started at the trial's end, exactly;
 //! - deleted Partners' tenants are gone, and they got no email after their deletion;
 //! - the billed Partner deleted is in its month's billing statement, its entry final;
+//! - a Partner whose status was emptied (or its tenant set to null) kept its trial;
 //! - no activation token and no SMTP password in the operator's logs.
 //!
 //! `CHAOS_SEEDS` runs more seeds (default: one); each seed takes about a minute.
@@ -44,6 +45,44 @@ const CHAOS: Duration = Duration::from_secs(25);
 /// The operator authenticates to the SMTP server; the password must never reach its logs.
 const SMTP_USER: &str = "chaos-user";
 const SMTP_PASSWORD: &str = "chaos-pw-7Qx2v9Lk";
+
+/// Empties the status of `p07` and sets `p08`'s `tenant` to null, each only if its tenant's
+/// `entitlements` hold the lifecycle record with its trial (the fault loses the status, never
+/// both); returns the trial start each had.
+async fn wipe_statuses(
+    client: &kube::Client,
+    partners: &Api<Partner>,
+) -> BTreeMap<String, chrono::DateTime<Utc>> {
+    let mut wiped = BTreeMap::new();
+    for (name, patch) in [
+        ("p07", json!({"status": null})),
+        ("p08", json!({"status": {"tenant": null}})),
+    ] {
+        let Ok(p) = partners.get(name).await else {
+            continue;
+        };
+        let tenant = partner_operator::tenant::tenant_namespace_of(&p);
+        let record = Api::<ConfigMap>::namespaced(client.clone(), &tenant)
+            .get_opt("entitlements")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|cm| cm.data)
+            .and_then(|data| partner_operator::tenant::TenantRecord::read(&data));
+        let Some(started_at) = record.and_then(|r| r.0.trial).map(|t| t.started_at) else {
+            continue;
+        };
+        let patch = Patch::Merge(&patch);
+        if partners
+            .patch_status(name, &PatchParams::default(), &patch)
+            .await
+            .is_ok()
+        {
+            wiped.insert(name.to_string(), started_at);
+        }
+    }
+    wiped
+}
 
 /// The operator as a process of its own, logging to a file it appends to, serving `/metrics`
 /// on `metrics`.
@@ -172,6 +211,7 @@ async fn one_run(server: Server, seed: u64) {
     let mut deleted_names = vec![];
     let mut billed_uid = None;
     let mut mailed_when_gone = HashMap::new();
+    let mut wiped_trials = BTreeMap::new();
     while began.elapsed() < CHAOS {
         // Every other operator also dies where a crash does the most harm.
         let crash_points = if kills % 2 == 1 {
@@ -211,6 +251,11 @@ async fn one_run(server: Server, seed: u64) {
                 deleted_names.push(name.to_string());
             }
             deleted = true;
+        }
+        // Somebody empties one status and sets another's tenant to null, while their tenants
+        // hold their records: each resumes from its record, its trial as it was.
+        if wiped_trials.is_empty() && began.elapsed() > Duration::from_secs(8) {
+            wiped_trials = wipe_statuses(&client, &partners).await;
         }
         // The SMTP server hangs after the data of the next two messages (the operator's
         // timeout is 2 s); on the sandbox, every watch is cut.
@@ -296,6 +341,16 @@ async fn one_run(server: Server, seed: u64) {
         },
     )
     .await;
+    assert!(!wiped_trials.is_empty(), "no status was wiped");
+    for (name, started_at) in &wiped_trials {
+        let p = partners.get(name).await.unwrap();
+        let trial = p.status.and_then(|s| s.trial);
+        assert_eq!(
+            trial.map(|t| t.started_at),
+            Some(*started_at),
+            "{name}'s trial after its status was wiped"
+        );
+    }
     for name in &deleted_names {
         let gone = partners.get_opt(name).await.unwrap().is_none();
         assert!(gone, "{name} still there");
