@@ -521,7 +521,22 @@ async fn deletion_honours_the_deletion_policy(server: Server) {
             .is_none()
     })
     .await;
-    assert!(namespaces.get_opt(kept_tenant).await.unwrap().is_some());
+    // The retained tenant is kept, released: without the operator's proof, so that no Partner
+    // resumes it (not even one created again from an export that carries its uid).
+    let kept_ns = namespaces
+        .get_opt(kept_tenant)
+        .await
+        .unwrap()
+        .expect("kept");
+    let annotations = kept_ns.metadata.annotations.unwrap_or_default();
+    assert!(
+        !annotations.contains_key(partner_operator::tenant::OWNERSHIP_PROOF_ANNOTATION),
+        "{annotations:?}"
+    );
+    assert!(
+        annotations.contains_key(partner_operator::tenant::RELEASED_ANNOTATION),
+        "{annotations:?}"
+    );
     h.wait_distributor("northwind", "no partners", |d| {
         d.status
             .as_ref()

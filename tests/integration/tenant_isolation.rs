@@ -22,6 +22,7 @@ crate::on_both_servers!(
     a_long_distributor_name_is_served,
     a_namespace_forged_with_the_ownership_label_is_taken,
     a_tenant_without_its_proof_is_taken_until_proven_again,
+    a_forged_lifecycle_record_is_never_believed,
 );
 
 const OWNER: &str = "partner-operator.io/owner-uid";
@@ -591,5 +592,103 @@ async fn never_written(h: &Harness, name: &str, version: &str) {
     assert!(
         secrets.get_opt("activation").await.unwrap().is_none(),
         "{name}"
+    );
+}
+
+/// The tenant's lifecycle record is believed only under the operator's proof: one edited in
+/// the tenant (whose own workloads may write there) is written again from the status, and a
+/// Partner whose status is then wiped resumes from the true record; a namespace the operator
+/// never made, forged with the ownership label and a record, is taken, never resumed.
+async fn a_forged_lifecycle_record_is_never_believed(server: Server) {
+    use partner_operator::tenant::TENANT_OWNER_UID_LABEL;
+    use partner_operator::tenant::record::{RECORD_KEY, RECORD_PROOF_KEY};
+    const NS: &str = "northwind-partners";
+    let h = Harness::start(server).await;
+    h.northwind(true).await;
+    h.apply(partner(NS, "contoso", "northwind")).await;
+    let contoso = h.wait_partner(NS, "contoso", "Ready", is_ready).await;
+    let tenant = tenant_of(&h, &contoso).await;
+    let trial = contoso.status.clone().unwrap().trial.unwrap();
+    let configmaps = Api::<ConfigMap>::namespaced(h.client.clone(), &tenant);
+    let data = configmaps.get("entitlements").await.unwrap().data.unwrap();
+    let true_record = data[RECORD_KEY].clone();
+    let later = (trial.started_at + chrono::Duration::days(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let forged = true_record.replace(
+        &trial
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        &later,
+    );
+    assert_ne!(forged, true_record);
+    configmaps
+        .patch(
+            "entitlements",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {RECORD_KEY: forged}})),
+        )
+        .await
+        .unwrap();
+    eventually("the record written again", Patience::RECONCILE, || async {
+        let data = configmaps.get("entitlements").await.unwrap().data.unwrap();
+        data[RECORD_KEY] == true_record
+    })
+    .await;
+    h.partners(NS)
+        .patch_status(
+            "contoso",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": null})),
+        )
+        .await
+        .unwrap();
+    let resumed = h
+        .wait_partner(NS, "contoso", "resumed", |p| {
+            p.status.as_ref().and_then(|s| s.tenant.as_ref()).is_some()
+        })
+        .await;
+    assert_eq!(resumed.status.unwrap().trial, Some(trial));
+
+    // A namespace made by someone else for a Partner that will claim it (its label says its
+    // tenant was made for `forged-uid`), with the ownership label, a proof and a record.
+    let claimed = "forged-uid";
+    let name = partner_operator::tenant::tenant_namespace(NS, "fabrikam", claimed);
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {
+        "name": name,
+        "labels": {OWNER: claimed},
+        "annotations": {OWNERSHIP_PROOF_ANNOTATION: format!("v1:{}", "0".repeat(64))},
+    }}))
+    .unwrap();
+    namespaces(&h)
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let record = json!({"subscriptionLevel": "Production", "tenant": {"id": "x", "namespace": name,
+        "provisionedAt": "2020-01-01T00:00:00Z"}});
+    h.apply(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "entitlements", "namespace": name, "labels": {OWNER: claimed}},
+        "data": {RECORD_KEY: record.to_string(), RECORD_PROOF_KEY: format!("v1:{}", "0".repeat(64))},
+    }))
+    .await;
+    let mut fabrikam = partner(NS, "fabrikam", "northwind");
+    fabrikam["metadata"]["labels"] = json!({TENANT_OWNER_UID_LABEL: claimed});
+    h.apply(fabrikam).await;
+    let p = h
+        .wait_partner(NS, "fabrikam", "TenantNamespaceTaken", reports_taken)
+        .await;
+    let status = p.status.unwrap();
+    assert!(status.tenant.is_none(), "{status:?}");
+    assert_ne!(
+        status.subscription_level,
+        Some(partner_operator::api::SubscriptionLevel::Production)
+    );
+    h.settled().await;
+    assert!(
+        !h.smtp
+            .received()
+            .iter()
+            .any(|m| m.to.iter().any(|t| t.contains("fabrikam"))),
+        "a Partner whose tenant name is taken got mail"
     );
 }
