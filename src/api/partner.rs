@@ -83,6 +83,32 @@ pub struct PartnerSpec {
     /// Requests about the activation link.
     #[serde(default, skip_serializing_if = "ActivationRequest::is_empty")]
     pub activation: ActivationRequest,
+
+    /// A partner onboarded elsewhere (the distributor's existing portal, another cluster)
+    /// that the operator takes over without an email: read once, when its tenant is
+    /// provisioned, and owned by the operator from then on. Cannot be changed or removed once
+    /// set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf")
+        .message("spec.import cannot be changed once set"))]
+    pub import: Option<ImportSpec>,
+}
+
+/// What a partner onboarded elsewhere already has (see `spec.import`). The trial's end, or the
+/// end of Production, is `spec.subscription.expirationDate`, as for any Partner.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportSpec {
+    /// `Trial` or `Production`.
+    pub level: RequestedLevel,
+    /// When its trial started, or when it entered Production; default: the import. A date in
+    /// the future counts as the import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Whether it already activated its tenant. Either way no activation email is sent at the
+    /// import (`spec.activation.resendRequest` sends one).
+    #[serde(default)]
+    pub activated: bool,
 }
 
 /// Requests about the activation link, made declaratively.
@@ -326,6 +352,8 @@ pub enum ProductionReason {
     AutoUpgrade,
     /// An expired Production subscription was given a new `expirationDate` in the future.
     Renewal,
+    /// Taken over in Production from elsewhere (`spec.import`).
+    Imported,
 }
 
 /// Billing of a partner to its distributor: the current (or last) billing period, and every
@@ -510,6 +538,7 @@ impl Partner {
                 distributor_ref: DistributorRef {
                     name: String::new(),
                 },
+                import: None,
                 subscription: Subscription::default(),
                 tenant: TenantPolicy::default(),
                 activation: ActivationRequest::default(),

@@ -48,6 +48,7 @@ mod distributor;
 mod draft;
 mod effects;
 pub mod emails;
+mod import;
 mod outcome;
 mod production;
 mod provision;
@@ -230,17 +231,21 @@ enum Flow {
 }
 
 /// Bound: nobody else holds the tenant's name; a restored Partner without its tenant's record
-/// waits for it; the tenant's name is the Partner's.
-const TENANT_NAME: [BoundStep; 3] = [
+/// waits for it; one that looks like a rebuild from Git is held; the tenant's name is the
+/// Partner's.
+const TENANT_NAME: [BoundStep; 4] = [
     provision::refuse_taken_name,
     resume::await_restore,
+    import::hold_suspected_rebuild,
     provision::correct_tenant_status,
 ];
 
-/// Provisioned: the level's transitions, in the order a Partner lives (the trial's end bound,
+/// Provisioned: the level's transitions, in the order a Partner lives (what an import was told
+/// elsewhere, the trial's end bound,
 /// the activation email, a resend, the activation, the trial's end or conversion, the notice
 /// before it, an expired trial converted, Production renewed or ended), then the level settled.
-const LIFE: [ProvisionedStep; 10] = [
+const LIFE: [ProvisionedStep; 11] = [
+    import::sent_elsewhere,
     trial::bound_end,
     emails::record_activation,
     activation::resend,

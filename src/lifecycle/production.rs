@@ -64,7 +64,7 @@ pub(super) fn start_in_production<P>(d: &mut Draft<P>) {
 }
 
 /// Starts billing at `since` (once: a `startedAt` already set never changes) and says so.
-fn start_billing<P>(d: &mut Draft<P>, since: DateTime<Utc>) {
+pub(super) fn start_billing<P>(d: &mut Draft<P>, since: DateTime<Utc>) {
     let billing = d.status.billing.get_or_insert_with(|| BillingStatus {
         billed_to: d.partner.spec.distributor_ref.name.clone(),
         started_at: since,

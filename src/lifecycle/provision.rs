@@ -2,7 +2,7 @@
 
 use super::draft::{BoundDraft, Provisioned, ProvisionedDraft};
 use super::reasons::{self, EventReason};
-use super::{Flow, production};
+use super::{Effect, Flow, import, production};
 use crate::api::{
     RequestedLevel, SubscriptionLevel, TenantStatus, TrialStatus, find_condition, types,
 };
@@ -61,6 +61,17 @@ pub(super) fn provision(mut d: BoundDraft) -> ProvisionedDraft {
             namespace: namespace.clone(),
             provisioned_at: d.now,
         });
+        if import::importing(&d).is_some() {
+            // Said first: the provisioning comes before the billing it may start.
+            d.event(EventReason::TenantProvisioned, String::new());
+            let at = d.effects.len() - 1;
+            let said = import::take_over(&mut d).unwrap_or_default();
+            if let Some(Effect::Event(event)) = d.effects.get_mut(at) {
+                event.message = format!("tenant {namespace} provisioned; {said}");
+            }
+            let distributor = d.distributor();
+            return d.into_phase(Provisioned { distributor });
+        }
         let production = d.partner.spec.subscription.level == RequestedLevel::Production
             && production::may_convert_by_hand(&mut d);
         let started = if production {

@@ -8,6 +8,9 @@ pub const TENANT_NAMESPACE_TAKEN: &str = "TenantNamespaceTaken";
 /// A Partner restored with a new uid whose tenant (or the tenant's record) is not there yet:
 /// nothing is provisioned or mailed until it is restored, or the Partner is onboarded anew.
 pub const AWAITING_TENANT_RESTORE: &str = "AwaitingTenantRestore";
+/// A Partner first seen with an `expirationDate` in the past and no tenant: held as a likely
+/// rebuild from Git rather than onboarded (see `lifecycle::import`).
+pub const SUSPECTED_REBUILD: &str = "SuspectedRebuild";
 pub const PROVISIONING: &str = "Provisioning";
 pub const ACTIVATION_PENDING: &str = "ActivationPending";
 pub const EMAIL_DELIVERY_FAILED: &str = "EmailDeliveryFailed";
@@ -72,6 +75,8 @@ pub enum EventReason {
     ResumedFromTenantRecord,
     /// A restored Partner waits for its tenant (see [`AWAITING_TENANT_RESTORE`]).
     AwaitingTenantRestore,
+    /// A Partner held as a likely rebuild from Git (see [`SUSPECTED_REBUILD`]).
+    SuspectedRebuild,
     /// The partner activated its tenant through the emailed link.
     Activated,
     /// A resend request came after the tenant was activated.
@@ -116,6 +121,7 @@ impl EventReason {
             Self::TenantRetained => "TenantRetained",
             Self::ResumedFromTenantRecord => "ResumedFromTenantRecord",
             Self::AwaitingTenantRestore => "AwaitingTenantRestore",
+            Self::SuspectedRebuild => "SuspectedRebuild",
             Self::Activated => "Activated",
             Self::ResendRefused => "ResendRefused",
             Self::Unreadable => "Unreadable",
@@ -143,6 +149,7 @@ impl EventReason {
             self,
             Self::TenantNamespaceTaken
                 | Self::AwaitingTenantRestore
+                | Self::SuspectedRebuild
                 | Self::EmailDeliveryFailed
                 | Self::EmailRateLimited
                 | Self::RecipientNotAllowed
@@ -177,6 +184,7 @@ mod tests {
         for reason in [
             TenantNamespaceTaken,
             AwaitingTenantRestore,
+            SuspectedRebuild,
             EmailDeliveryFailed,
             TrialExpired,
             ProductionEndedUnbound,

@@ -55,6 +55,7 @@ fn partner() -> Partner {
             subscription: Subscription::default(),
             tenant: TenantPolicy::default(),
             activation: Default::default(),
+            import: None,
         },
     );
     p.metadata.namespace = Some("northwind-partners".into());
@@ -526,6 +527,19 @@ fn a_backdated_expiration_date_ends_the_trial_when_it_starts_never_before() {
     let mut p = partner();
     p.spec.subscription.expiration_date = Some(Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap());
     let mut w = World::new(p, distributor(14, 3, true));
+    // Created so, it is held: a re-apply from Git of a partner that lived before looks like
+    // this, and onboarding it would mail it a trial that ends at once.
+    w.settle();
+    assert_eq!(w.level(), SubscriptionLevel::Pending);
+    assert_eq!(
+        w.ready(),
+        ("False".into(), reasons::SUSPECTED_REBUILD.into())
+    );
+    assert_eq!(w.events, [EventReason::SuspectedRebuild]);
+    assert!(w.sent.is_empty() && w.status().tenant.is_none());
+    // Its owner changes the spec (here: nothing but the generation moves): onboarded then.
+    w.partner.metadata.generation = Some(2);
+    w.events.clear();
     w.settle();
     assert_eq!(w.level(), SubscriptionLevel::Production);
     let trial = w.status().trial.clone().unwrap();

@@ -147,6 +147,7 @@ fn billing_periods(status: &PartnerStatus, say: &mut impl FnMut(DateTime<Utc>, S
             "Production renewed"
         } else {
             match status.production.as_ref().map(|p| p.reason) {
+                Some(ProductionReason::Imported) => "taken over in Production (imported)",
                 _ if status.trial.is_none() => "started in Production (created as Production)",
                 Some(ProductionReason::AutoUpgrade) => {
                     "converted to Production automatically at the trial's end (auto-upgrade)"
