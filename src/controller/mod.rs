@@ -359,11 +359,20 @@ fn watch_namespaces(
 ) {
     let api: Api<Namespace> = Api::all(client.clone());
     let events = kube::runtime::watcher(api, watch_config()).modify(|ns: &mut Namespace| {
-        // Of the annotations, only a tenant's ownership proof is read.
-        let proof = crate::tenant::presented_proof(ns).map(str::to_string);
+        // Of the annotations, only a tenant's ownership proof and its release are read.
+        let kept: std::collections::BTreeMap<String, String> = ns
+            .metadata
+            .annotations
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(key, _)| {
+                key == crate::tenant::OWNERSHIP_PROOF_ANNOTATION
+                    || key == crate::tenant::RELEASED_ANNOTATION
+            })
+            .collect();
         trim_for_cache(ns);
-        ns.metadata.annotations = proof
-            .map(|proof| [(crate::tenant::OWNERSHIP_PROOF_ANNOTATION.to_string(), proof)].into());
+        ns.metadata.annotations = (!kept.is_empty()).then_some(kept);
     });
     cached(events, listed.clone(), Watched::Namespaces, |_| {})
 }

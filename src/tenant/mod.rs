@@ -89,17 +89,26 @@ impl Tenant {
 }
 
 /// Whether `namespace` belongs to `partner`, and in what state: its ownership label carries
-/// the Partner's uid and it holds the operator's proof for this Partner and this name.
+/// the uid the Partner's tenant was made for, it holds the operator's proof for this Partner
+/// and this name, and it was not released.
 pub fn classify(namespace: Option<&Namespace>, partner: &Partner, key: &OwnershipKey) -> Tenant {
     let Some(ns) = namespace else {
         return Tenant::Absent;
     };
-    let owned = labelled_for(ns, partner) && proven(ns, partner, key);
+    let owned = labelled_for(ns, partner) && proven(ns, partner, key) && !released(ns);
     match (owned, ns.metadata.deletion_timestamp.is_some()) {
         (false, _) => Tenant::Taken,
         (true, true) => Tenant::Terminating,
         (true, false) => Tenant::Owned(ns.metadata.uid.clone().unwrap_or_default()),
     }
+}
+
+/// Whether `ns` is a tenant released when its Partner was deleted (see [`release`]).
+fn released(ns: &Namespace) -> bool {
+    ns.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(RELEASED_ANNOTATION))
 }
 
 /// Whether `ns` carries, in its ownership label, the uid `partner`'s tenant was made for.
@@ -479,11 +488,11 @@ pub async fn delete(
 pub const RELEASED_ANNOTATION: &str = "partner-operator.io/released-at";
 
 /// Releases the tenant of a Partner deleted with `deletionPolicy: Retain`: the namespace keeps
-/// everything in it but loses the operator's ownership proof (and says when, in
-/// [`RELEASED_ANNOTATION`]), so no Partner ever resumes it, not even one created again under
-/// the same name from an export that carries [`TENANT_OWNER_UID_LABEL`] (it would bill from a
-/// period its deletion ended). Written only into a namespace that is this Partner's, with
-/// preconditions on what was checked. Returns what it found.
+/// everything in it and is marked released ([`RELEASED_ANNOTATION`], when), so no Partner
+/// ever takes it again (see [`classify`]), not even one created again under the same name from
+/// an export that carries [`TENANT_OWNER_UID_LABEL`] (it would bill from a period its deletion
+/// ended). Written only into a namespace that is this Partner's, with preconditions on what
+/// was checked. Returns what it found.
 pub async fn release(
     client: &Client,
     partner: &Partner,
@@ -501,7 +510,7 @@ pub async fn release(
         "metadata": {
             "resourceVersion": ns.metadata.resource_version,
             "uid": ns.metadata.uid,
-            "annotations": {OWNERSHIP_PROOF_ANNOTATION: null, RELEASED_ANNOTATION: at.zulu()},
+            "annotations": {RELEASED_ANNOTATION: at.zulu()},
         },
     });
     let params = PatchParams {
