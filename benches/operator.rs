@@ -17,7 +17,9 @@
 //! 5. memory: the operator's peak RSS;
 //! 6. large annotations: `ANNOTATED` more Partners carrying `ANNOTATION_KB` kB of annotations
 //!    each (legal: the API server allows 256 kB), half in a namespace no Distributor binds, and
-//!    a fresh operator started over everything: its peak RSS (the chart's limit is 256 MiB).
+//!    a fresh operator started over everything: its peak RSS (the chart's limit is 256 MiB);
+//! 7. restore (run after 4, beside the settled fleet): everything backed up as Velero does and
+//!    created in a fresh API server with an operator running there (see `operator/restore.rs`).
 //!
 //! Every Distributor delivers webhooks to a receiver in this process (which verifies each
 //! signature): scenarios 1 and 4 also report how long the events took, from each transition to
@@ -52,6 +54,9 @@ use serde_json::json;
 /// As the binary: the API server here allocates per request too.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "operator/restore.rs"]
+mod restore;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_partner-operator");
 const BENCH_AGENT: &str = "operator-benchmark";
@@ -1001,6 +1006,9 @@ async fn main() {
         "-",
         None,
     );
+
+    // 7. Restore into a fresh API server (here, while the fleet is settled).
+    restore::run(&client, dir.path(), &webhooks).await;
 
     // 5. Memory.
     figure(

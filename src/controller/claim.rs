@@ -56,8 +56,8 @@ pub fn claim_patch(partner: &Partner, finalizer: &str) -> Option<Value> {
 }
 
 /// Claims `partner` (see [`claim_patch`]); returns it as written, or as it was when nothing
-/// needed writing. A patch whose test failed (the Partner changed meanwhile) returns `None`:
-/// the change's watch event brings the Partner back.
+/// needed writing; `None` when it is gone. A patch whose test failed (the Partner changed
+/// meanwhile) is an error, retried with backoff (the change's watch event may come first).
 pub async fn claim(
     api: &Api<Partner>,
     partner: &Partner,
@@ -76,8 +76,7 @@ pub async fn claim(
         .await
     {
         Ok(claimed) => Ok(Some(claimed)),
-        // The resourceVersion test failed (422 on kube-apiserver), or the Partner is gone.
-        Err(kube::Error::Api(status)) if matches!(status.code, 409 | 422 | 404) => Ok(None),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(err) => Err(err),
     }
 }

@@ -344,10 +344,11 @@ fn plan_for(
         .caches
         .distributors
         .get(&ObjectRef::new(&partner.spec.distributor_ref.name));
-    let cached_entitlements = entitlements_written
-        .cloned()
-        .or_else(|| cached_entitlements(ctx, partner))
-        .map(|data| proven_record(ctx, partner, data));
+    // What this reconciliation wrote is the operator's own; what the cache shows is believed
+    // only under the operator's proof.
+    let cached_entitlements = entitlements_written.cloned().or_else(|| {
+        cached_entitlements(ctx, partner).map(|data| proven_record(ctx, partner, data))
+    });
     lifecycle::plan(&Observation {
         partner,
         distributor: distributor.as_deref(),

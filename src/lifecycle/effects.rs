@@ -59,13 +59,11 @@ pub(super) fn tenant_effect<P>(d: &mut Draft<P>, bound: bool) -> Option<Effect> 
     if !wanted || tenant_current(d.obs, &d.status) {
         return None;
     }
+    // A tenant whose namespace is missing holds nothing, whatever a cache still shows of its
+    // entitlements: it is made again with the emailed link's token.
+    let remade = !d.obs.tenant_exists || d.obs.entitlements.is_none();
     Some(Effect::EnsureTenant {
-        restore_activation: d
-            .obs
-            .entitlements
-            .is_none()
-            .then(|| emails::sent_activation(&d.status))
-            .flatten(),
+        restore_activation: remade.then(|| emails::sent_activation(&d.status)).flatten(),
     })
 }
 

@@ -32,6 +32,22 @@ async fn expiration_dates_are_held_to_the_trial_policy(server: Server) {
         h.apply(p).await;
     }
 
+    // Backdated, as created: held as a likely rebuild from Git, nothing provisioned or mailed.
+    let held = h
+        .wait_partner(NAMESPACE, "backdated", "SuspectedRebuild", |p| {
+            condition(p, types::READY).is_some_and(|(_, r)| r == reasons::SUSPECTED_REBUILD)
+        })
+        .await;
+    assert!(held.status.unwrap().tenant.is_none());
+    // Its owner changes the spec: onboarded then.
+    h.partners(NAMESPACE)
+        .patch(
+            "backdated",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"subscription": {"autoUpgrade": true}}})),
+        )
+        .await
+        .unwrap();
     // Backdated: the trial ends the moment it starts; Production and billing start then, not in
     // the year 2000.
     let backdated = h
