@@ -41,7 +41,15 @@ impl Server {
                 Ok(Server::Embedded(server))
             }
             Some(assets) => {
-                let plane = ControlPlane::start(assets, &state_dir.join("control-plane"))
+                let dir = state_dir.join("control-plane");
+                // A cold start takes seconds on a busy machine: one line says what the wait is.
+                eprintln!(
+                    "starting etcd, kube-apiserver and kube-controller-manager from {}; waiting \
+                     for kube-apiserver to answer /readyz (their logs: {}/*.log)",
+                    assets.display(),
+                    dir.display()
+                );
+                let plane = ControlPlane::start(assets, &dir)
                     .await
                     .map_err(SandboxError::KubeApiserver)?;
                 // Dropping the plane on an error stops its processes.
