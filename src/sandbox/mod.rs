@@ -39,6 +39,7 @@ pub use summary::Started;
 
 use crate::clock::Clock;
 use crate::operator::{self, RunOptions};
+use crate::published_clock::PublishedClock;
 
 /// Where activation links point for Distributors that set no `spec.activation.baseUrl`: the
 /// sandbox's own activation service on loopback, over plain HTTP (`--activation-base-url`
@@ -111,6 +112,8 @@ pub enum SandboxError {
     WebhookKey(String),
     #[error("cannot store the tenant ownership key: {0}")]
     OwnershipKey(String),
+    #[error("cannot write the clock into the kubeconfig: {0}")]
+    Kubeconfig(String),
     #[error("cannot install the CRDs: {0}")]
     Crds(String),
     #[error("the operator stopped: {0}")]
@@ -160,11 +163,17 @@ pub async fn run(
     let ownership_key = keys::ownership_key(&server.client())
         .await
         .map_err(SandboxError::OwnershipKey)?;
-    write_atomically(&kubeconfig, &server.kubeconfig_yaml()).map_err(|source| {
-        SandboxError::StateDir {
-            path: kubeconfig.clone(),
-            source,
-        }
+    // A sped-up clock goes into the kubeconfig, where `kubectl partner` reads it.
+    let published_clock = (options.speed != 1.0).then(|| PublishedClock::of(&clock));
+    let kubeconfig_yaml = match &published_clock {
+        Some(published) => published
+            .publish_in(&server.kubeconfig_yaml())
+            .map_err(SandboxError::Kubeconfig)?,
+        None => server.kubeconfig_yaml(),
+    };
+    write_atomically(&kubeconfig, &kubeconfig_yaml).map_err(|source| SandboxError::StateDir {
+        path: kubeconfig.clone(),
+        source,
     })?;
     ready(&Started {
         kubeconfig: kubeconfig.clone(),
@@ -172,6 +181,7 @@ pub async fn run(
         outbox: outbox.clone(),
         smtp: smtp.addr(),
         speed: options.speed,
+        published_clock,
         operator: !options.without_operator,
         activation,
         webhooks: webhooks.url(),

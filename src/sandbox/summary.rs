@@ -3,7 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use chrono::SubsecRound;
+
 use super::{SANDBOX_OPERATOR_NAMESPACE, sandbox_activation_base_url};
+use crate::api::grammar::Zulu;
+use crate::published_clock::PublishedClock;
 
 /// What a started sandbox offers, for the lines printed at start.
 #[derive(Clone, Debug)]
@@ -14,6 +18,8 @@ pub struct Started {
     pub outbox: PathBuf,
     pub smtp: SocketAddr,
     pub speed: f64,
+    /// The sped-up clock, as the kubeconfig publishes it (none at real time).
+    pub published_clock: Option<PublishedClock>,
     /// Whether the operator runs (not with `--without-operator`).
     pub operator: bool,
     /// Where the activation service listens (with the operator).
@@ -52,6 +58,12 @@ impl Started {
         ));
         if self.operator {
             lines.push(format!("clock        {}x real time", self.speed));
+            if let Some(clock) = &self.published_clock {
+                lines.push(format!(
+                    "             {} at start; in the kubeconfig too, where kubectl partner reads it",
+                    clock.reads.trunc_subsecs(0).zulu()
+                ));
+            }
         } else {
             lines.push("operator     not started (--without-operator); to run your own:".into());
             lines.push(format!(
@@ -96,6 +108,11 @@ mod tests {
             outbox: "/tmp/s/outbox".into(),
             smtp: "127.0.0.1:2525".parse().unwrap(),
             speed: 86400.0,
+            published_clock: Some(PublishedClock {
+                wall: "2026-12-07T02:00:00Z".parse().unwrap(),
+                reads: "2026-12-07T02:00:00Z".parse().unwrap(),
+                speed: 86400.0,
+            }),
             operator: true,
             activation: Some("127.0.0.1:8081".parse().unwrap()),
             webhooks: "http://127.0.0.1:8082/webhooks".into(),
@@ -117,6 +134,10 @@ mod tests {
         assert!(summary.contains("a fresh outbox each run"));
         assert!(summary.contains("/tmp/s/outbox.previous"));
         assert!(summary.contains("86400x"));
+        assert!(
+            summary.contains("2026-12-07T02:00:00Z at start; in the kubeconfig too"),
+            "{summary}"
+        );
         assert!(
             summary.contains("http://127.0.0.1:8081/activate"),
             "{summary}"
