@@ -27,6 +27,8 @@ pub struct Started {
     /// Where the webhook receiver takes deliveries, and where it keeps them.
     pub webhooks: String,
     pub webhooks_dir: PathBuf,
+    /// The examples' address, when the receiver stands in for it (its port was taken).
+    pub webhooks_stand_in: Option<SocketAddr>,
 }
 
 impl Started {
@@ -56,6 +58,16 @@ impl Started {
             self.webhooks,
             self.webhooks_dir.display()
         ));
+        if let Some(examples) = self.webhooks_stand_in.filter(|_| !self.operator) {
+            lines.push(format!(
+                "             {examples} was taken: point the Distributor's endpoint at the address above"
+            ));
+        } else if let Some(examples) = self.webhooks_stand_in {
+            lines.push(format!(
+                "             {examples} was taken: the operator delivers what the examples send \
+                 to http://{examples}/webhooks here"
+            ));
+        }
         if self.operator {
             lines.push(format!("clock        {}x real time", self.speed));
             if let Some(clock) = &self.published_clock {
@@ -117,6 +129,7 @@ mod tests {
             activation: Some("127.0.0.1:8081".parse().unwrap()),
             webhooks: "http://127.0.0.1:8082/webhooks".into(),
             webhooks_dir: "/tmp/s/webhooks".into(),
+            webhooks_stand_in: None,
         };
         let summary = started.summary();
         assert!(
@@ -143,6 +156,20 @@ mod tests {
             "{summary}"
         );
         assert!(!summary.contains("partner-operator run"));
+        assert!(!summary.contains("was taken"), "{summary}");
+        let elsewhere = Started {
+            webhooks: "http://127.0.0.1:40001/webhooks".into(),
+            webhooks_stand_in: Some("127.0.0.1:8082".parse().unwrap()),
+            ..started.clone()
+        }
+        .summary();
+        assert!(
+            elsewhere.contains(
+                "127.0.0.1:8082 was taken: the operator delivers what the examples send to \
+                 http://127.0.0.1:8082/webhooks here"
+            ),
+            "{elsewhere}"
+        );
 
         let alone = Started {
             operator: false,
