@@ -803,3 +803,80 @@ fn webhook_events(dir: &Path) -> std::collections::BTreeMap<String, Vec<String>>
     }
     events
 }
+
+crate::on_both_servers_blocking!(the_readme_as_written);
+
+/// The README's walkthrough, its commands taken from the README itself and run in order in one
+/// bash (see [`support::reader`]), from a directory laid out as the clone's root: `.sandbox`
+/// is the state directory of the sandbox the quick start started, `examples/` the project's.
+/// What each step prints is what the README says it prints.
+fn the_readme_as_written(server: Server) {
+    let sandbox = Sandbox::start_on(server, &[]);
+    let root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(sandbox.dir.path(), root.path().join(".sandbox")).unwrap();
+    std::os::unix::fs::symlink(examples(), root.path().join("examples")).unwrap();
+    let readme = std::fs::read_to_string(support::read::project("README.md")).unwrap();
+    let blocks = support::reader::shell_blocks(&readme, "## Walkthrough");
+    assert_eq!(blocks.len(), 3, "{blocks:?}");
+    let (printed, output) = support::reader::run(root.path(), &blocks);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the README's commands failed:\n{}\n{stderr}",
+        printed.join("\n")
+    );
+
+    // Applied, and watched until all three are READY True; litware is created in Production.
+    let applied = &printed[0];
+    assert!(
+        applied.contains("distributor.partner-operator.io/northwind created"),
+        "{applied}"
+    );
+    for name in ["contoso", "fabrikam", "litware"] {
+        let ready = applied.lines().any(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            columns.first() == Some(&name) && columns[columns.len() - 2] == "True"
+        });
+        assert!(ready, "{name} never READY True:\n{applied}");
+    }
+    assert!(
+        applied
+            .lines()
+            .any(|l| l.starts_with("litware") && l.contains("Production")),
+        "{applied}"
+    );
+
+    // The Distributor, contoso's Events, the outbox and the activation email, decoded.
+    let looked = &printed[1];
+    assert!(looked.contains("northwind"), "{looked}");
+    for reason in ["TenantProvisioned", "ActivationSent"] {
+        assert!(looked.contains(reason), "{reason}:\n{looked}");
+    }
+    assert!(looked.contains("-activation.eml"), "{looked}");
+    assert!(looked.contains("-activation.txt"), "{looked}");
+    assert!(looked.contains("To: admin@contoso.example"), "{looked}");
+
+    // The page, activated once (200), refused again (409), and the condition met.
+    let activated = &printed[2];
+    assert!(activated.contains("Activate your tenant"), "{activated}");
+    let codes: Vec<&str> = activated
+        .lines()
+        .filter(|l| matches!(l.trim(), "200" | "409"))
+        .collect();
+    assert_eq!(codes, ["200", "409"], "{activated}");
+    assert!(
+        activated.contains("partner.partner-operator.io/contoso condition met"),
+        "{activated}"
+    );
+    let (header, rows) = table(
+        activated
+            .rsplit("condition met")
+            .next()
+            .unwrap()
+            .trim_start(),
+    );
+    // Counted from the end: the organization's name has spaces.
+    assert_eq!(header[header.len() - 3], "ACTIVATED", "{activated}");
+    let contoso = row(&rows, "contoso");
+    assert!(contoso[contoso.len() - 3].ends_with('Z'), "{activated}");
+}
