@@ -1,8 +1,11 @@
 //! A document's commands, run as a reader runs them: the fenced `sh` blocks of one section of a
 //! Markdown file, in order, in one bash, from a directory laid out like the clone's root. What
 //! the document says to stop by hand (a watch "Ctrl-C once all three are READY True") is
-//! stopped when what it waits for is there. So a test of the document cannot drift from it: the
-//! commands are the document's own.
+//! stopped when what it waits for is there; a command the document says is refused (its
+//! comment starts with `# refused`) must fail. A block that starts the sandbox (`cargo run --
+//! sandbox ...`) is a [`Step::Sandbox`] for the test to carry out, and `cargo install` is the
+//! build the test already has. So a test of the document cannot drift from it: the commands
+//! are the document's own.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -37,6 +40,49 @@ pub fn shell_blocks(markdown: &str, heading: &str) -> Vec<String> {
     blocks
 }
 
+/// What a reader does next: start the sandbox (its arguments after `sandbox`, but for
+/// `--state-dir`), or run a block of commands in the second terminal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    Sandbox(Vec<String>),
+    Shell(String),
+}
+
+/// `blocks` as steps: `cargo run -- sandbox ...` starts the sandbox; `cargo install` lines are
+/// left out (the test runs the binaries it built).
+pub fn steps(blocks: &[String]) -> Vec<Step> {
+    let mut steps = vec![];
+    for block in blocks {
+        if let Some(line) = block
+            .lines()
+            .find(|l| l.trim_start().starts_with("cargo run -- sandbox"))
+        {
+            let command = line.split('#').next().unwrap_or_default();
+            let mut args = command.split_whitespace().skip(4).map(str::to_string);
+            let mut kept = vec![];
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--state-dir" => {
+                        args.next();
+                    }
+                    _ => kept.push(arg),
+                }
+            }
+            steps.push(Step::Sandbox(kept));
+            continue;
+        }
+        let shell: String = block
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("cargo install "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if !shell.trim().is_empty() {
+            steps.push(Step::Shell(shell));
+        }
+    }
+    steps
+}
+
 /// The marker printed before block `n` (from 1), to cut the output by block.
 fn marker(n: usize) -> String {
     format!(">>> block {n}")
@@ -67,34 +113,39 @@ __until_ready() {
 
 /// The script that runs `blocks` in order, each after its marker, stopping at the first
 /// command that fails. A line whose comment says to press Ctrl-C runs until what it waits for
-/// is there ([`UNTIL_READY`]).
+/// is there ([`UNTIL_READY`]); one whose comment says it is refused must fail.
 pub fn script(blocks: &[String]) -> String {
     let mut script = format!("set -euo pipefail\n{UNTIL_READY}\n");
     for (i, block) in blocks.iter().enumerate() {
         script.push_str(&format!("echo '{}'\n", marker(i + 1)));
         for line in block.lines() {
-            match line.split_once("# Ctrl-C") {
-                Some((command, _)) => {
-                    script.push_str(&format!("__until_ready {}\n", command.trim()));
-                }
-                None => {
-                    script.push_str(line);
-                    script.push('\n');
-                }
+            if let Some((command, _)) = line.split_once("# Ctrl-C") {
+                script.push_str(&format!("__until_ready {}\n", command.trim()));
+            } else if let Some((command, _)) = line.split_once("# refused") {
+                let command = command.trim();
+                script.push_str(&format!(
+                    "if {command}; then echo 'not refused: {}' >&2; exit 1; fi\n",
+                    command.replace('\'', "")
+                ));
+            } else {
+                script.push_str(line);
+                script.push('\n');
             }
         }
     }
     script
 }
 
-/// Runs `blocks` in one bash in `root`, stdin closed; the output of each block (by its
-/// marker), and the whole run.
-pub fn run(root: &Path, blocks: &[String]) -> (Vec<String>, Output) {
+/// Runs `blocks` in one bash in `root`, stdin closed, after `prelude` (what the reader's
+/// terminal holds from before: its exports) and with `path` as `PATH`; the output of each
+/// block (by its marker), and the whole run.
+pub fn run(root: &Path, prelude: &str, path: &str, blocks: &[String]) -> (Vec<String>, Output) {
     let output = Command::new("bash")
         .arg("-c")
-        .arg(script(blocks))
+        .arg(format!("{prelude}\n{}", script(blocks)))
         .current_dir(root)
         .env_remove("KUBECONFIG")
+        .env("PATH", path)
         .stdin(Stdio::null())
         .output()
         .expect("bash runs");
@@ -126,5 +177,25 @@ fn a_sections_shell_blocks_in_order_and_a_watch_stopped() {
     assert!(
         script.contains("\n__until_ready kubectl get x -w\n"),
         "{script}"
+    );
+    let refused = super::reader::script(&["kubectl x --past   # refused: no\n".to_string()]);
+    assert!(
+        refused.contains(
+            "if kubectl x --past; then echo 'not refused: kubectl x --past' >&2; exit 1; fi"
+        ),
+        "{refused}"
+    );
+    let steps = steps(&[
+        "cargo run -- sandbox --state-dir .sandbox --speed 86400\n".to_string(),
+        "cargo install --locked --path . --bin kubectl-partner\nkubectl plugin list   # x\n"
+            .to_string(),
+        "cargo install --path .\n".to_string(),
+    ]);
+    assert_eq!(
+        steps,
+        [
+            Step::Sandbox(vec!["--speed".into(), "86400".into()]),
+            Step::Shell("kubectl plugin list   # x\n".into()),
+        ]
     );
 }
