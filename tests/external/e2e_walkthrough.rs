@@ -948,7 +948,6 @@ fn the_walkthrough_page_as_written(server: Server) {
         }
     }
     flush(&mut pending, &mut prelude);
-    drop(flush);
     drop(sandbox);
 
     for expected in [
