@@ -42,16 +42,23 @@ impl Server {
             }
             Some(assets) => {
                 let dir = state_dir.join("control-plane");
-                // A cold start takes seconds on a busy machine: one line says what the wait is.
-                eprintln!(
-                    "starting etcd, kube-apiserver and kube-controller-manager from {}; waiting \
-                     for kube-apiserver to answer /readyz (their logs: {}/*.log)",
-                    assets.display(),
-                    dir.display()
-                );
-                let plane = ControlPlane::start(assets, &dir)
-                    .await
-                    .map_err(SandboxError::KubeApiserver)?;
+                let start = ControlPlane::start(assets, &dir);
+                tokio::pin!(start);
+                // A cold start takes seconds on a busy machine: once it is more than a moment,
+                // one line says what the wait is (a refusal at once stays a one-line error).
+                let plane = tokio::select! {
+                    started = &mut start => started,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                        eprintln!(
+                            "starting etcd, kube-apiserver and kube-controller-manager from {}; \
+                             waiting for kube-apiserver to answer /readyz (their logs: {}/*.log)",
+                            assets.display(),
+                            dir.display()
+                        );
+                        start.await
+                    }
+                }
+                .map_err(SandboxError::KubeApiserver)?;
                 // Dropping the plane on an error stops its processes.
                 plane
                     .install_crds(&crate::api::crds())
