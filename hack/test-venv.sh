@@ -4,8 +4,9 @@
 # the machine's Python: helm-python-sdk drives Helm's Go library for tests/external/helm_chart.rs, and
 # standardwebhooks verifies webhook signatures in tests/integration/webhooks.rs (an implementation of the
 # scheme independent of the operator's). Created on first
-# use (python3 -m venv, then pip, quietly: their output shows only when they fail); a changed
-# pin reinstalls. Concurrent callers wait on one lock. The last line printed is the venv's python.
+# use (python3 -m venv, then pip, quietly: when one fails, one line says what could not be
+# installed and why, and where pip's whole output is); a changed pin reinstalls. Concurrent
+# callers wait on one lock. The last line printed is the venv's python.
 #
 #   PARTNER_OPERATOR_TEST_VENV  where the venv lives (default: target/test-venv in the project)
 set -euo pipefail
@@ -19,24 +20,29 @@ mkdir -p "$(dirname "$venv")"
 exec 9>"$venv.lock"
 flock 9
 
-# Runs a command with its output kept, printed (to stderr) only if it fails.
+# Runs a command with its output kept; if it fails, prints one line to stderr: `what` could not
+# be done, and the last line the command printed (pip's own error), then returns 1. The whole
+# output is left in $venv.log.
 quietly() {
-  local log
-  log="$(mktemp)"
-  if ! "$@" >"$log" 2>&1; then
-    echo "test-venv: $* failed:" >&2
-    cat "$log" >&2
-    rm -f "$log"
+  local what="$1"
+  shift
+  if ! "$@" >"$venv.log" 2>&1; then
+    local last
+    last="$(grep -v '^\s*$' "$venv.log" | tail -n 1)"
+    echo "test-venv: could not install $what: ${last:-no output} (the whole output: $venv.log)" >&2
     return 1
   fi
-  rm -f "$log"
 }
 
 if [[ "$(cat "$venv/wheels" 2>/dev/null)" != "${wheels[*]}" ]] || ! "$python" -c "import helm_python, standardwebhooks" >/dev/null 2>&1; then
   if [[ ! -x "$python" ]]; then
-    quietly python3 -m venv "$venv"
+    quietly "a virtual environment (python3 -m venv $venv; on Debian, apt-get install python3-venv)" \
+      python3 -m venv "$venv"
   fi
-  quietly "$python" -m pip install --quiet --disable-pip-version-check --no-input "${wheels[@]}"
+  # One wheel at a time, so the line says which could not be installed.
+  for wheel in "${wheels[@]}"; do
+    quietly "$wheel" "$python" -m pip install --quiet --disable-pip-version-check --no-input "$wheel"
+  done
   echo "${wheels[*]}" >"$venv/wheels"
 fi
 echo "$python"

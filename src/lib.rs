@@ -33,6 +33,7 @@ pub mod mail;
 pub mod metrics;
 pub mod operator;
 pub mod plugin;
+pub mod published_clock;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod shutdown;

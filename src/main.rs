@@ -250,6 +250,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         metrics_addr: Some(args.metrics_addr),
         webhook_secrets_namespace: args.webhook_secrets_namespace,
         webhook_allow_private_networks: args.webhook_allow_private_networks,
+        webhook_stand_in: None,
         activation_service: Some(partner_operator::activation::ServiceOptions {
             addr: args.activation_addr,
             trusted_proxies: args.activation_trusted_proxies,

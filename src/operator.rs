@@ -63,6 +63,10 @@ pub struct RunOptions {
     /// link-local, ...): a receiver in the cluster, or on this machine. Empty: public
     /// addresses only.
     pub webhook_allow_private_networks: Vec<ipnet::IpNet>,
+    /// A loopback address whose webhook deliveries go to another (the sandbox's receiver,
+    /// standing in for the examples' port when that was taken): `(for, at)`. Never set by
+    /// `run`.
+    pub webhook_stand_in: Option<(SocketAddr, SocketAddr)>,
     /// Activation emails to one recipient address in any hour, across Partners and
     /// Distributors (0: no limit).
     pub email_per_recipient_per_hour: u32,
@@ -247,10 +251,21 @@ fn operator_config(
         readiness,
         concurrency: options.concurrency,
         webhook_secrets_namespace,
-        webhook_egress: crate::webhooks::EgressPolicy::allowing(
-            options.webhook_allow_private_networks,
+        webhook_egress: stand_in(
+            crate::webhooks::EgressPolicy::allowing(options.webhook_allow_private_networks),
+            options.webhook_stand_in,
         ),
         email_per_recipient_per_hour: options.email_per_recipient_per_hour,
+    }
+}
+
+fn stand_in(
+    policy: crate::webhooks::EgressPolicy,
+    stand_in: Option<(SocketAddr, SocketAddr)>,
+) -> crate::webhooks::EgressPolicy {
+    match stand_in {
+        Some((for_, at)) => policy.standing_in(for_, at),
+        None => policy,
     }
 }
 

@@ -110,6 +110,9 @@ impl PageTemplate {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| AutoEscape::Html);
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // The page ends its last line, as a file does: `curl` of it leaves the prompt, or the
+        // next command's output, on a line of its own.
+        env.set_keep_trailing_newline(true);
         env.add_template_owned(FILE, text).map_err(invalid)?;
         let template = Self { env: Arc::new(env) };
         for page in samples() {

@@ -50,13 +50,21 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
         "regarding": partner.object_ref(&()),
     }))
     .expect("a valid Event");
-    match api.create(&PostParams::default(), &event).await {
+    let create = PostParams {
+        field_manager: Some(crate::tenant::FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api.create(&create, &event).await {
         Err(kube::Error::Api(status)) if status.code == 409 => {
             // Seen before: count it, as an Event series does.
             let existing = api.get(&name).await?;
             let count = existing.series.as_ref().map_or(1, |s| s.count) + 1;
             let series = json!({"series": {"count": count, "lastObservedTime": event_time}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(series))
+            let params = PatchParams {
+                field_manager: Some(crate::tenant::FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            };
+            api.patch(&name, &params, &Patch::Merge(series))
                 .await
                 .map(drop)
         }

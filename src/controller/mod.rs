@@ -30,6 +30,7 @@ mod delivered;
 mod distributor;
 mod events;
 mod executor;
+mod finalizer;
 mod index;
 mod mail_rate;
 mod mail_slots;

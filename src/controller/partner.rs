@@ -10,12 +10,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::executor::{Next, Pass, carry_out, write_outcome};
+use super::finalizer::finalizer;
 use super::outside::{Kube, Outside, cached_tenant};
 use super::{Context, FINALIZER};
 use crate::api::{Counted, Partner, SubscriptionLevel};

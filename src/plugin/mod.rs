@@ -44,6 +44,7 @@ use kube::{Client, Config};
 pub use refusal::Refusal;
 
 use crate::api::{Distributor, Partner};
+use crate::published_clock::PublishedClock;
 
 /// Set to an RFC 3339 instant, the instant the plugin takes as now (default: the system
 /// clock): for a sandbox whose clock runs ahead (`--speed`, a test's clock), or a report that
@@ -207,9 +208,15 @@ impl Ctx {
             Some(path) => {
                 let kubeconfig = Kubeconfig::read_from(path)
                     .map_err(|e| Error(format!("--kubeconfig {}: {e}", path.display())))?;
+                read_clock(&kubeconfig, global.context.as_deref());
                 Config::from_custom_kubeconfig(kubeconfig, &options).await
             }
-            None => Config::from_kubeconfig(&options).await,
+            None => {
+                if let Ok(kubeconfig) = Kubeconfig::read() {
+                    read_clock(&kubeconfig, global.context.as_deref());
+                }
+                Config::from_kubeconfig(&options).await
+            }
         }
         .map_err(|e| Error(format!("kubeconfig: {e}")))?;
         let namespace = global
@@ -388,12 +395,26 @@ pub fn observed(partner: &Partner) -> bool {
         && generation.is_some()
 }
 
-/// Now: [`NOW_ENV`] when set, else the system clock.
+/// The clock the kubeconfig's cluster publishes (a sandbox run with `--speed`), if any: read
+/// once, with the kubeconfig, as a process talks to one cluster.
+static PUBLISHED_CLOCK: std::sync::OnceLock<PublishedClock> = std::sync::OnceLock::new();
+
+/// Keeps the clock `kubeconfig` publishes for `context`'s cluster, for [`now`].
+fn read_clock(kubeconfig: &Kubeconfig, context: Option<&str>) {
+    if let Some(clock) = PublishedClock::from_kubeconfig(kubeconfig, context) {
+        let _ = PUBLISHED_CLOCK.set(clock);
+    }
+}
+
+/// Now: [`NOW_ENV`] when set, else the clock the cluster's kubeconfig entry publishes (the
+/// sandbox's, sped up), else the system clock.
 pub(crate) fn now() -> Result<DateTime<Utc>> {
     match std::env::var(NOW_ENV) {
         Ok(value) => crate::api::grammar::parse_date_time(&value)
             .map_err(|e| Error(format!("{NOW_ENV}={value:?}: {e}"))),
-        Err(_) => Ok(Utc::now()),
+        Err(_) => Ok(PUBLISHED_CLOCK
+            .get()
+            .map_or_else(Utc::now, PublishedClock::now)),
     }
 }
 

@@ -146,12 +146,14 @@ pub fn conflicts(status: &kube::core::Status) -> Vec<Conflict> {
     found
 }
 
-/// Whether every conflict is a value nobody declared: the conflicting manager wrote by update
-/// (`kubectl apply` without `--server-side`, `kubectl create`), and the object's
-/// `kubectl.kubernetes.io/last-applied-configuration` does not hold the field. kube-apiserver
-/// records the defaults it fills in under the manager of the write that created the object, so
-/// a Partner made by `kubectl apply -f` "owns" its defaulted `spec.subscription.level`; but no
-/// `kubectl apply` of that configuration will set it back, so taking it over fights nobody.
+/// Whether every conflict is a value nobody declared: the conflicting manager is `kubectl
+/// apply` without `--server-side` ([`CLIENT_SIDE_APPLY`], which writes by update), and the
+/// object's `kubectl.kubernetes.io/last-applied-configuration` (what that manager declared)
+/// does not hold the field. kube-apiserver records the defaults it fills in under the manager
+/// of the write that created the object, so a Partner made by `kubectl apply -f` "owns" its
+/// defaulted `spec.subscription.level`; but no `kubectl apply` of that configuration will set
+/// it back, so taking it over fights nobody. Any other manager (`kubectl patch`, `kubectl
+/// edit`, a controller) set its fields on purpose, and the annotation says nothing of them.
 pub fn only_undeclared_defaults(object: &Value, conflicts: &[Conflict]) -> bool {
     let Some(applied) =
         object["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
@@ -163,13 +165,18 @@ pub fn only_undeclared_defaults(object: &Value, conflicts: &[Conflict]) -> bool 
     let managers = object["metadata"]["managedFields"].as_array();
     !conflicts.is_empty()
         && conflicts.iter().all(|conflict| {
-            let by_update_only = managers.into_iter().flatten().all(|entry| {
-                entry["manager"] != conflict.manager.as_str() || entry["operation"] == "Update"
-            });
+            let by_update_only = conflict.manager == CLIENT_SIDE_APPLY
+                && managers.into_iter().flatten().all(|entry| {
+                    entry["manager"] != conflict.manager.as_str() || entry["operation"] == "Update"
+                });
             let path: Vec<String> = conflict.field.split('.').map(String::from).collect();
             by_update_only && get(&applied, &path).is_none()
         })
 }
+
+/// The field manager of `kubectl apply` without `--server-side`: the one manager whose
+/// declarations `last-applied-configuration` records.
+const CLIENT_SIDE_APPLY: &str = "kubectl-client-side-apply";
 
 /// The one line that refuses to take fields over.
 pub fn conflict_line(partner: &str, conflicts: &[Conflict]) -> String {
@@ -309,6 +316,17 @@ mod tests {
             &object(Some(applied), "Apply"),
             &defaulted
         ));
+        // Set by `kubectl patch`: on purpose, though the annotation does not hold it.
+        let patched = json!({"metadata": {
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied},
+            "managedFields": [{"manager": "kubectl-patch", "operation": "Update",
+                "fieldsV1": {"f:spec": {"f:subscription": {"f:expirationDate": {}}}}}],
+        }});
+        let by_patch = vec![Conflict {
+            field: "spec.subscription.expirationDate".into(),
+            manager: "kubectl-patch".into(),
+        }];
+        assert!(!only_undeclared_defaults(&patched, &by_patch));
         // Without kubectl's record of what was declared, nothing is known to be a default.
         assert!(!only_undeclared_defaults(
             &object(None, "Update"),

@@ -55,13 +55,22 @@ pub async fn gather(ctx: &Ctx, name: &str, events: usize) -> Result<StatusView> 
         now: ctx.now,
     };
     let next = story::outlook(&world);
+    let read = read_events(ctx, &partner).await;
+    let mut told = story::history(&partner);
+    if let Ok((_, seen)) = &read {
+        told.extend(story::told_by_events(&partner, seen));
+        told.sort_by_key(|m| m.at);
+    }
     Ok(StatusView {
         facts: facts(&partner, distributor.as_ref(), ctx.now),
-        story: story::history(&partner),
+        story: told,
         next,
         problems: problems(&status).into_iter().cloned().collect(),
         webhooks_waiting: webhooks_waiting(&status),
-        events: recent_events(ctx, &partner, events).await,
+        events: read.map(|(mut lines, _)| {
+            let skip = lines.len().saturating_sub(events);
+            lines.split_off(skip)
+        }),
         partner,
     })
 }
@@ -171,12 +180,12 @@ fn webhooks_waiting(status: &crate::api::PartnerStatus) -> Vec<String> {
 /// An Event: when, type, reason, count, message.
 pub type EventLine = (DateTime<Utc>, String, String, i32, String);
 
-/// The Partner's latest Events, oldest first.
-async fn recent_events(
+/// The Partner's Events, oldest first: as lines (at their latest), and as first seen (for the
+/// story).
+async fn read_events(
     ctx: &Ctx,
     partner: &crate::api::Partner,
-    limit: usize,
-) -> std::result::Result<Vec<EventLine>, String> {
+) -> std::result::Result<(Vec<EventLine>, Vec<story::Seen>), String> {
     let uid = partner.metadata.uid.clone().unwrap_or_default();
     let api: Api<Event> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let list = api
@@ -186,6 +195,25 @@ async fn recent_events(
     let micro = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime| {
         DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond() as u32)
     };
+    let seen: Vec<story::Seen> = list
+        .items
+        .iter()
+        .filter_map(|e| {
+            let first = [
+                e.event_time.as_ref().and_then(micro),
+                e.first_timestamp.as_ref().map(chrono_time),
+                e.metadata.creation_timestamp.as_ref().map(chrono_time),
+            ]
+            .into_iter()
+            .flatten()
+            .next()?;
+            Some(story::Seen {
+                first,
+                reason: e.reason.clone().unwrap_or_default(),
+                message: e.message.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
     let mut events: Vec<EventLine> = list
         .items
         .into_iter()
@@ -218,8 +246,7 @@ async fn recent_events(
         })
         .collect();
     events.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
-    let skip = events.len().saturating_sub(limit);
-    Ok(events.split_off(skip))
+    Ok((events, seen))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `kubectl partner status`: a Partner's story so far and its next step.
 //!
-//! The story is read from the status (every transition leaves a timestamp there). The next step
+//! The story is read from the status (every transition leaves a timestamp there), and from
+//! the Events for what the status no longer keeps ([`told_by_events`]). The next step
 //! is not guessed: it is what the operator's own pure lifecycle ([`crate::lifecycle::plan`])
 //! decides when it looks at the Partner at its next deadline, carried forward as if every write
 //! succeeded ([`crate::lifecycle::simulate`]), so `status` says what the operator will really
@@ -10,6 +11,7 @@
 mod facts;
 mod history;
 mod outlook;
+mod told;
 mod waiting;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +19,7 @@ use chrono::{DateTime, Utc};
 pub use facts::{activation_word, auto_upgrade, facts, facts_lines};
 pub use history::history;
 pub use outlook::outlook;
+pub use told::{Seen, told_by_events};
 
 use crate::api::{Distributor, Partner, PartnerStatus};
 

@@ -25,6 +25,7 @@ mod server;
 mod state_dir;
 mod summary;
 
+use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,7 @@ pub use summary::Started;
 
 use crate::clock::Clock;
 use crate::operator::{self, RunOptions};
+use crate::published_clock::PublishedClock;
 
 /// Where activation links point for Distributors that set no `spec.activation.baseUrl`: the
 /// sandbox's own activation service on loopback, over plain HTTP (`--activation-base-url`
@@ -111,6 +113,8 @@ pub enum SandboxError {
     WebhookKey(String),
     #[error("cannot store the tenant ownership key: {0}")]
     OwnershipKey(String),
+    #[error("cannot write the clock into the kubeconfig: {0}")]
+    Kubeconfig(String),
     #[error("cannot install the CRDs: {0}")]
     Crds(String),
     #[error("the operator stopped: {0}")]
@@ -137,6 +141,7 @@ pub async fn run(
     set_aside(&webhooks_dir)?;
     let webhook_key = keys::new_webhook_key();
     let webhooks = start_webhooks(options.webhook_port, &webhook_key, &webhooks_dir).await?;
+    let webhook_stand_in = stand_in_for_examples(options.webhook_port, webhooks.addr());
 
     // The port is found (and a busy one refused) now, for the summary and the links; the
     // operator listens on it once it starts.
@@ -160,11 +165,17 @@ pub async fn run(
     let ownership_key = keys::ownership_key(&server.client())
         .await
         .map_err(SandboxError::OwnershipKey)?;
-    write_atomically(&kubeconfig, &server.kubeconfig_yaml()).map_err(|source| {
-        SandboxError::StateDir {
-            path: kubeconfig.clone(),
-            source,
-        }
+    // A sped-up clock goes into the kubeconfig, where `kubectl partner` reads it.
+    let published_clock = (options.speed != 1.0).then(|| PublishedClock::of(&clock));
+    let kubeconfig_yaml = match &published_clock {
+        Some(published) => published
+            .publish_in(&server.kubeconfig_yaml())
+            .map_err(SandboxError::Kubeconfig)?,
+        None => server.kubeconfig_yaml(),
+    };
+    write_atomically(&kubeconfig, &kubeconfig_yaml).map_err(|source| SandboxError::StateDir {
+        path: kubeconfig.clone(),
+        source,
     })?;
     ready(&Started {
         kubeconfig: kubeconfig.clone(),
@@ -172,9 +183,11 @@ pub async fn run(
         outbox: outbox.clone(),
         smtp: smtp.addr(),
         speed: options.speed,
+        published_clock,
         operator: !options.without_operator,
         activation,
         webhooks: webhooks.url(),
+        webhooks_stand_in: webhook_stand_in.map(|(for_, _)| for_),
         webhooks_dir,
     });
 
@@ -184,7 +197,9 @@ pub async fn run(
             Ok(())
         }
         false => {
-            let run_options = operator_options(&options, &smtp, activation, clock, ownership_key);
+            let mut run_options =
+                operator_options(&options, &smtp, activation, clock, ownership_key);
+            run_options.webhook_stand_in = webhook_stand_in;
             operator::run(server.client(), run_options, shutdown)
                 .await
                 .map_err(SandboxError::from)
@@ -218,15 +233,31 @@ async fn start_smtp(port: u16, outbox: &Path) -> Result<SmtpSink, SandboxError> 
 }
 
 /// The webhook receiver on `127.0.0.1:port`, verifying with `key` and keeping what it receives
-/// in `dir`.
+/// in `dir`. On a shared machine the examples' port ([`SANDBOX_WEBHOOK_PORT`]) may be someone
+/// else's: then the receiver takes any free port, and the operator delivers what is addressed
+/// to the examples' port there (see [`stand_in_for_examples`]).
 async fn start_webhooks(port: u16, key: &str, dir: &Path) -> Result<WebhookSink, SandboxError> {
-    WebhookSink::start(
-        (Ipv4Addr::LOCALHOST, port).into(),
-        key,
-        Some(dir.to_path_buf()),
-    )
-    .await
+    let start = |port: u16| {
+        WebhookSink::start(
+            (Ipv4Addr::LOCALHOST, port).into(),
+            key,
+            Some(dir.to_path_buf()),
+        )
+    };
+    match start(port).await {
+        Err(source) if port == SANDBOX_WEBHOOK_PORT && source.kind() == ErrorKind::AddrInUse => {
+            start(0).await
+        }
+        started => started,
+    }
     .map_err(|source| SandboxError::Webhooks { port, source })
+}
+
+/// When the receiver is not on the examples' port though asked for it (it was taken): the
+/// examples' address, and the receiver's that stands in for it.
+fn stand_in_for_examples(port: u16, receiver: SocketAddr) -> Option<(SocketAddr, SocketAddr)> {
+    let examples = SocketAddr::from((Ipv4Addr::LOCALHOST, SANDBOX_WEBHOOK_PORT));
+    (port == SANDBOX_WEBHOOK_PORT && receiver != examples).then_some((examples, receiver))
 }
 
 /// The settings of the sandbox's own operator: against its SMTP server, serving activation on
@@ -260,6 +291,7 @@ fn operator_options(
         webhook_secrets_namespace: Some(SANDBOX_OPERATOR_NAMESPACE.into()),
         // Its own receiver is on loopback; nothing else private is reached.
         webhook_allow_private_networks: crate::webhooks::EgressPolicy::loopback(),
+        webhook_stand_in: None,
         email_per_recipient_per_hour: crate::controller::DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR,
     }
 }

@@ -41,9 +41,24 @@ impl Server {
                 Ok(Server::Embedded(server))
             }
             Some(assets) => {
-                let plane = ControlPlane::start(assets, &state_dir.join("control-plane"))
-                    .await
-                    .map_err(SandboxError::KubeApiserver)?;
+                let dir = state_dir.join("control-plane");
+                let start = ControlPlane::start(assets, &dir);
+                tokio::pin!(start);
+                // A cold start takes seconds on a busy machine: once it is more than a moment,
+                // one line says what the wait is (a refusal at once stays a one-line error).
+                let plane = tokio::select! {
+                    started = &mut start => started,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                        eprintln!(
+                            "starting etcd, kube-apiserver and kube-controller-manager from {}; \
+                             waiting for kube-apiserver to answer /readyz (their logs: {}/*.log)",
+                            assets.display(),
+                            dir.display()
+                        );
+                        start.await
+                    }
+                }
+                .map_err(SandboxError::KubeApiserver)?;
                 // Dropping the plane on an error stops its processes.
                 plane
                     .install_crds(&crate::api::crds())

@@ -3,7 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use chrono::SubsecRound;
+
 use super::{SANDBOX_OPERATOR_NAMESPACE, sandbox_activation_base_url};
+use crate::api::grammar::Zulu;
+use crate::published_clock::PublishedClock;
 
 /// What a started sandbox offers, for the lines printed at start.
 #[derive(Clone, Debug)]
@@ -14,6 +18,8 @@ pub struct Started {
     pub outbox: PathBuf,
     pub smtp: SocketAddr,
     pub speed: f64,
+    /// The sped-up clock, as the kubeconfig publishes it (none at real time).
+    pub published_clock: Option<PublishedClock>,
     /// Whether the operator runs (not with `--without-operator`).
     pub operator: bool,
     /// Where the activation service listens (with the operator).
@@ -21,6 +27,8 @@ pub struct Started {
     /// Where the webhook receiver takes deliveries, and where it keeps them.
     pub webhooks: String,
     pub webhooks_dir: PathBuf,
+    /// The examples' address, when the receiver stands in for it (its port was taken).
+    pub webhooks_stand_in: Option<SocketAddr>,
 }
 
 impl Started {
@@ -50,8 +58,24 @@ impl Started {
             self.webhooks,
             self.webhooks_dir.display()
         ));
+        if let Some(examples) = self.webhooks_stand_in.filter(|_| !self.operator) {
+            lines.push(format!(
+                "             {examples} was taken: point the Distributor's endpoint at the address above"
+            ));
+        } else if let Some(examples) = self.webhooks_stand_in {
+            lines.push(format!(
+                "             {examples} was taken: the operator delivers what the examples send \
+                 to http://{examples}/webhooks here"
+            ));
+        }
         if self.operator {
             lines.push(format!("clock        {}x real time", self.speed));
+            if let Some(clock) = &self.published_clock {
+                lines.push(format!(
+                    "             {} at start; in the kubeconfig too, where kubectl partner reads it",
+                    clock.reads.trunc_subsecs(0).zulu()
+                ));
+            }
         } else {
             lines.push("operator     not started (--without-operator); to run your own:".into());
             lines.push(format!(
@@ -96,10 +120,16 @@ mod tests {
             outbox: "/tmp/s/outbox".into(),
             smtp: "127.0.0.1:2525".parse().unwrap(),
             speed: 86400.0,
+            published_clock: Some(PublishedClock {
+                wall: "2026-12-07T02:00:00Z".parse().unwrap(),
+                reads: "2026-12-07T02:00:00Z".parse().unwrap(),
+                speed: 86400.0,
+            }),
             operator: true,
             activation: Some("127.0.0.1:8081".parse().unwrap()),
             webhooks: "http://127.0.0.1:8082/webhooks".into(),
             webhooks_dir: "/tmp/s/webhooks".into(),
+            webhooks_stand_in: None,
         };
         let summary = started.summary();
         assert!(
@@ -118,10 +148,28 @@ mod tests {
         assert!(summary.contains("/tmp/s/outbox.previous"));
         assert!(summary.contains("86400x"));
         assert!(
+            summary.contains("2026-12-07T02:00:00Z at start; in the kubeconfig too"),
+            "{summary}"
+        );
+        assert!(
             summary.contains("http://127.0.0.1:8081/activate"),
             "{summary}"
         );
         assert!(!summary.contains("partner-operator run"));
+        assert!(!summary.contains("was taken"), "{summary}");
+        let elsewhere = Started {
+            webhooks: "http://127.0.0.1:40001/webhooks".into(),
+            webhooks_stand_in: Some("127.0.0.1:8082".parse().unwrap()),
+            ..started.clone()
+        }
+        .summary();
+        assert!(
+            elsewhere.contains(
+                "127.0.0.1:8082 was taken: the operator delivers what the examples send to \
+                 http://127.0.0.1:8082/webhooks here"
+            ),
+            "{elsewhere}"
+        );
 
         let alone = Started {
             operator: false,

@@ -84,8 +84,11 @@ where
         "metadata": {"resourceVersion": written.resource_version()},
         "status": removal,
     });
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    api.patch_status(&name, &params, &Patch::Merge(patch)).await
 }
 
 /// Applies only the fields of `status` at `paths` on `object`, under `manager`, with `object`'s

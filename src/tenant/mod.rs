@@ -191,10 +191,11 @@ async fn prove_existing(
         },
     });
     let api = Api::<Namespace>::all(client.clone());
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-    {
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    match api.patch(&name, &params, &Patch::Merge(patch)).await {
         Ok(proven) => {
             tracing::info!(namespace = %name, "a tenant of an earlier version given its ownership proof");
             Ok(classify(Some(&proven), partner, &ownership.key))

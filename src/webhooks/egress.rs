@@ -21,6 +21,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EgressPolicy {
     allowed: Vec<IpNet>,
+    /// A loopback address another stands in for (see [`EgressPolicy::standing_in`]).
+    stand_in: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// Why a `--webhook-allow-private-networks` entry was refused.
@@ -36,7 +38,29 @@ impl EgressPolicy {
 
     /// Public addresses and `allowed`.
     pub fn allowing(allowed: Vec<IpNet>) -> Self {
-        Self { allowed }
+        Self {
+            allowed,
+            stand_in: None,
+        }
+    }
+
+    /// Deliveries addressed to loopback `for_` (an IP literal and port in the URL) go to
+    /// loopback `at` instead: the sandbox's webhook receiver, when the port the examples deliver
+    /// to was taken by someone else's. Nothing else is redirected, and only between loopback
+    /// addresses: set by the sandbox alone, never from the command line.
+    pub fn standing_in(mut self, for_: SocketAddr, at: SocketAddr) -> Self {
+        if for_.ip().is_loopback() && at.ip().is_loopback() {
+            self.stand_in = Some((for_, at));
+        }
+        self
+    }
+
+    /// Where a delivery to `addr` goes: `addr`, or the address standing in for it.
+    pub fn destination(&self, addr: SocketAddr) -> SocketAddr {
+        match self.stand_in {
+            Some((for_, at)) if for_ == addr => at,
+            _ => addr,
+        }
     }
 
     /// Loopback allowed (IPv4 and IPv6): for a receiver on this machine, as the sandbox's.

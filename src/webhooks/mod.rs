@@ -80,18 +80,39 @@ pub struct Sender {
     http: reqwest::Client,
     https_resolver: GuardedResolver,
     http_resolver: GuardedResolver,
+    policy: std::sync::Arc<EgressPolicy>,
 }
 
 impl Sender {
     pub fn new(policy: EgressPolicy) -> Self {
         let policy = std::sync::Arc::new(policy);
         let https_resolver = GuardedResolver::new(policy.clone(), false);
-        let http_resolver = GuardedResolver::new(policy, true);
+        let http_resolver = GuardedResolver::new(policy.clone(), true);
         Self {
             https: client(&https_resolver, true),
             http: client(&http_resolver, false),
             https_resolver,
             http_resolver,
+            policy,
+        }
+    }
+
+    /// Points `url` at the address standing in for its own, if one does
+    /// ([`EgressPolicy::standing_in`]).
+    fn stand_in(&self, url: &mut reqwest::Url) {
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip),
+            _ => return,
+        };
+        let Some(port) = url.port_or_known_default() else {
+            return;
+        };
+        let addr = std::net::SocketAddr::new(ip, port);
+        let at = self.policy.destination(addr);
+        if at != addr {
+            let _ = url.set_ip_host(at.ip());
+            let _ = url.set_port(Some(at.port()));
         }
     }
 
@@ -106,7 +127,8 @@ impl Sender {
         body: Vec<u8>,
         keys: &SigningKeys,
     ) -> Result<(), DeliveryError> {
-        let url = reqwest::Url::parse(url).map_err(|_| DeliveryError::Unreachable)?;
+        let mut url = reqwest::Url::parse(url).map_err(|_| DeliveryError::Unreachable)?;
+        self.stand_in(&mut url);
         let (client, resolver) = match url.scheme() {
             "https" => (&self.https, &self.https_resolver),
             "http" => (&self.http, &self.http_resolver),
@@ -279,6 +301,28 @@ mod tests {
             words(post(&sender, &format!("https://127.0.0.1:{closed}/")).await),
             "unreachable"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stand_in_takes_the_deliveries_to_the_address_it_stands_in_for() {
+        let (at, answered) = listener(Some(ANSWER_500)).await;
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let for_ = taken.local_addr().unwrap();
+        let policy = EgressPolicy::allowing(EgressPolicy::loopback())
+            .standing_in(for_, ([127, 0, 0, 1], at).into());
+        let sender = Sender::new(policy);
+        let words = post(&sender, &format!("http://{for_}/webhooks")).await;
+        assert_eq!(words.unwrap_err().to_string(), "HTTP 500");
+        assert_eq!(answered.load(Ordering::SeqCst), 1);
+        // Only that address: another port is delivered to as written.
+        let other = format!("http://127.0.0.1:{}/", for_.port() + 1);
+        assert_ne!(
+            post(&sender, &other).await.unwrap_err().to_string(),
+            "HTTP 500"
+        );
+        // Never towards a public address.
+        let public = EgressPolicy::public_only().standing_in(for_, "1.1.1.1:80".parse().unwrap());
+        assert_eq!(public.destination(for_), for_);
     }
 
     #[tokio::test]

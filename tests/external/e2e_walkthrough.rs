@@ -803,3 +803,187 @@ fn webhook_events(dir: &Path) -> std::collections::BTreeMap<String, Vec<String>>
     }
     events
 }
+
+crate::on_both_servers_blocking!(the_readme_as_written);
+
+/// The README's walkthrough, its commands taken from the README itself and run in order in one
+/// bash (see [`support::reader`]), from a directory laid out as the clone's root: `.sandbox`
+/// is the state directory of the sandbox the quick start started, `examples/` the project's.
+/// What each step prints is what the README says it prints.
+fn the_readme_as_written(server: Server) {
+    let sandbox = Sandbox::start_on(server, &[]);
+    let root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(sandbox.dir.path(), root.path().join(".sandbox")).unwrap();
+    std::os::unix::fs::symlink(examples(), root.path().join("examples")).unwrap();
+    let readme = std::fs::read_to_string(support::read::project("README.md")).unwrap();
+    let blocks = support::reader::shell_blocks(&readme, "## Walkthrough");
+    assert_eq!(blocks.len(), 3, "{blocks:?}");
+    let path = std::env::var("PATH").unwrap();
+    let (printed, output) = support::reader::run(root.path(), "", &path, &blocks);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the README's commands failed:\n{}\n{stderr}",
+        printed.join("\n")
+    );
+
+    // Applied, and watched until all three are READY True; litware is created in Production.
+    let applied = &printed[0];
+    assert!(
+        applied.contains("distributor.partner-operator.io/northwind created"),
+        "{applied}"
+    );
+    for name in ["contoso", "fabrikam", "litware"] {
+        let ready = applied.lines().any(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            columns.first() == Some(&name) && columns[columns.len() - 2] == "True"
+        });
+        assert!(ready, "{name} never READY True:\n{applied}");
+    }
+    assert!(
+        applied
+            .lines()
+            .any(|l| l.starts_with("litware") && l.contains("Production")),
+        "{applied}"
+    );
+
+    // The Distributor, contoso's Events, the outbox and the activation email, decoded.
+    let looked = &printed[1];
+    assert!(looked.contains("northwind"), "{looked}");
+    for reason in ["TenantProvisioned", "ActivationSent"] {
+        assert!(looked.contains(reason), "{reason}:\n{looked}");
+    }
+    assert!(looked.contains("-activation.eml"), "{looked}");
+    assert!(looked.contains("-activation.txt"), "{looked}");
+    assert!(looked.contains("To: admin@contoso.example"), "{looked}");
+
+    // The page, activated once (200), refused again (409), and the condition met.
+    let activated = &printed[2];
+    assert!(activated.contains("Activate your tenant"), "{activated}");
+    let codes: Vec<&str> = activated
+        .lines()
+        .filter(|l| matches!(l.trim(), "200" | "409"))
+        .collect();
+    assert_eq!(codes, ["200", "409"], "{activated}");
+    assert!(
+        activated.contains("partner.partner-operator.io/contoso condition met"),
+        "{activated}"
+    );
+    let (header, rows) = table(
+        activated
+            .rsplit("condition met")
+            .next()
+            .unwrap()
+            .trim_start(),
+    );
+    // Counted from the end: the organization's name has spaces.
+    assert_eq!(header[header.len() - 3], "ACTIVATED", "{activated}");
+    let contoso = row(&rows, "contoso");
+    assert!(contoso[contoso.len() - 3].ends_with('Z'), "{activated}");
+}
+
+crate::on_both_servers_blocking!(the_walkthrough_page_as_written);
+
+/// docs/walkthrough.md from top to bottom, its commands taken from the page and run as written
+/// (see [`support::reader`]): each `cargo run -- sandbox` block starts the sandbox with its
+/// arguments (the examples' webhook port asked for, as the command does: when another test
+/// holds it, the sandbox stands in for it), the rest runs in one bash per sandbox, in a
+/// directory laid out as the clone's root, with the plugin alone on `PATH` as `cargo install`
+/// leaves it. What the page says each step prints is checked in what they printed.
+fn the_walkthrough_page_as_written(server: Server) {
+    use support::reader::{self, Step};
+    let page = std::fs::read_to_string(support::read::project("docs/walkthrough.md")).unwrap();
+    let steps = reader::steps(&reader::shell_blocks(&page, "# Walkthrough"));
+    assert!(
+        matches!(steps.first(), Some(Step::Sandbox(_))),
+        "the page starts the sandbox first: {steps:?}"
+    );
+    let root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(examples(), root.path().join("examples")).unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_kubectl-partner"),
+        bin.path().join("kubectl-partner"),
+    )
+    .unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let mut sandbox: Option<Sandbox> = None;
+    let mut pending: Vec<String> = vec![];
+    let mut prelude = String::new();
+    let mut transcript = String::new();
+    let mut flush = |pending: &mut Vec<String>, prelude: &mut String| {
+        if pending.is_empty() {
+            return;
+        }
+        let (printed, output) = reader::run(root.path(), prelude, &path, pending);
+        transcript.push_str(&printed.join("\n"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "the page's commands failed:\n{transcript}\n{stderr}"
+        );
+        // What the second terminal keeps: its exports.
+        for line in pending.iter().flat_map(|b| b.lines()) {
+            if line.starts_with("export ") {
+                prelude.push_str(line);
+                prelude.push('\n');
+            }
+        }
+        pending.clear();
+    };
+    for step in steps {
+        match step {
+            Step::Sandbox(args) => {
+                flush(&mut pending, &mut prelude);
+                drop(sandbox.take());
+                let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+                args.extend(["--webhook-port", "8082"]);
+                let started = Sandbox::start_on(server, &args);
+                let link = root.path().join(".sandbox");
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(started.dir.path(), &link).unwrap();
+                sandbox = Some(started);
+            }
+            Step::Shell(block) => pending.push(block),
+        }
+    }
+    flush(&mut pending, &mut prelude);
+    drop(sandbox);
+
+    for expected in [
+        // The raw steps.
+        "distributor.partner-operator.io/northwind created",
+        "To: admin@contoso.example",
+        "partner.partner-operator.io/contoso condition met",
+        r#""status":"activated""#,
+        "partner.partner-operator.io/fabrikam patched",
+        "level: Trial",
+        "partner.partner-operator.io/adatum created",
+        r#"partner.partner-operator.io "contoso" deleted"#,
+        r#"partner.partner-operator.io "litware" deleted"#,
+        "northwind-partners-litware-",
+        // The plugin's.
+        "kubectl-partner",
+        "Partner northwind-partners/tailspin",
+        "partner northwind-partners/tailspin converted to Production",
+        // Two weeks at a day a second: contoso billed from its trial's end, told on the
+        // sandbox's clock, and the distributor's webhooks.
+        "condition met",
+        "startedAt",
+        "billing:      to northwind since",
+        "converted.json",
+    ] {
+        assert!(
+            transcript.contains(expected),
+            "{expected:?} in:\n{transcript}"
+        );
+    }
+    let adatum = transcript
+        .lines()
+        .find(|l| l.starts_with("adatum "))
+        .unwrap_or_default();
+    assert!(
+        adatum.contains("Trial") && adatum.contains("False"),
+        "{transcript}"
+    );
+}

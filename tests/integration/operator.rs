@@ -56,6 +56,29 @@ async fn happy_path_trial_notice_and_automatic_upgrade(server: Server) {
     ] {
         assert_eq!(condition(&p, type_).unwrap().0, "True", "{type_}");
     }
+    // The finalizer and the status are the operator's, by name, in managedFields.
+    let managers = p.metadata.managed_fields.clone().unwrap_or_default();
+    let finalizer_owner: Vec<_> = managers
+        .iter()
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0["f:metadata"].get("f:finalizers").is_some())
+        })
+        .map(|m| m.manager.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(finalizer_owner, ["partner-operator"], "{managers:?}");
+    // The test's own create names no manager ("unknown"); every write of the operator does.
+    let mut operators = managers.iter().filter(|m| {
+        m.fields_v1
+            .as_ref()
+            .is_some_and(|f| f.0.get("f:spec").is_none())
+    });
+    assert!(
+        operators.clone().count() >= 2
+            && operators.all(|m| m.manager.as_deref() == Some("partner-operator")),
+        "{managers:?}"
+    );
 
     // The tenant: a labelled namespace, entitlements, and only a hash of the token.
     let ns = Api::<Namespace>::all(h.client.clone())

@@ -720,6 +720,31 @@ async fn fields_of_other_managers_and_bad_input(server: Server) {
         server == Server::Kube,
         "{stderr}"
     );
+    // A date set with `kubectl patch` was set on purpose, though the last-applied
+    // configuration does not hold it: renewing refuses to take it over.
+    let patched = kubectl
+        .run(
+            &h,
+            &[
+                "patch",
+                "partner",
+                "adatum",
+                "-n",
+                NS,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"subscription":{"expirationDate":"2031-01-01T00:00:00Z"}}}"#,
+            ],
+        )
+        .await;
+    assert!(patched.status.success(), "{:?}", texts(&patched));
+    let refused = kubectl
+        .fails(&h, &["renew", "adatum", "--expires", "2032-01-01"])
+        .await;
+    assert!(
+        refused.contains("spec.subscription.expirationDate is managed by \"kubectl-patch\""),
+        "{refused}"
+    );
 
     // Bad input: one clear line and a non-zero exit.
     kubectl
@@ -818,10 +843,20 @@ async fn fields_of_other_managers_and_bad_input(server: Server) {
     // resend-activation writes spec.activation.resendRequest; while the Partner API lacks the
     // field, the API server refuses it and the plugin says so in one line.
     if api_has_resend_request() {
+        h.clock.advance(chrono::Duration::hours(1));
         let resent = kubectl.ok(&h, &["resend-activation", "fabrikam"]).await;
         assert!(
             resent.contains("activation email resent to admin@fabrikam.example"),
             "{resent}"
+        );
+        // The story keeps the first email, from its Event, beside the resend's.
+        let status = kubectl.ok(&h, &["status", "fabrikam"]).await;
+        assert!(
+            status.contains(
+                "activation email sent to admin@fabrikam.example (the first link; a resend \
+                 replaced it)"
+            ),
+            "{status}"
         );
     } else {
         let refused = kubectl.fails(&h, &["resend-activation", "fabrikam"]).await;

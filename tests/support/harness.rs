@@ -115,6 +115,7 @@ impl Harness {
             // The tests' webhook receivers listen on loopback: the operator is told so, as
             // the sandbox tells its own (a test of the refusal runs without it).
             webhook_allow_private_networks: partner_operator::webhooks::EgressPolicy::loopback(),
+            webhook_stand_in: None,
             email_per_recipient_per_hour:
                 partner_operator::controller::DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR,
         }

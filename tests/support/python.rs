@@ -11,30 +11,36 @@ use super::project;
 /// it on first use, as `.ci/run` does up front), so `cargo test` works on a fresh machine too,
 /// without installing into the machine's Python.
 pub fn python() -> String {
-    static PYTHON: OnceLock<String> = OnceLock::new();
+    // A failure is kept too: the script runs once per test binary, and every test that needs
+    // the wheels fails with the same one line.
+    static PYTHON: OnceLock<Result<String, String>> = OnceLock::new();
     PYTHON
-        .get_or_init(|| {
-            if let Ok(python) = std::env::var("PARTNER_OPERATOR_PYTHON") {
-                return python;
-            }
-            let script = project("hack/test-venv.sh");
-            let output = Command::new("bash")
-                .arg(&script)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .expect("bash runs");
-            if !output.status.success() {
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                let last = stderr.lines().rev().find(|line| !line.trim().is_empty());
-                panic!(
-                    "the tests' Python wheels (helm-python-sdk, standardwebhooks) could not be \
-                     installed into target/test-venv: {}; run {} to see the whole error",
-                    last.unwrap_or("no output").trim(),
-                    script.display()
-                );
-            }
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            stdout.lines().last().unwrap_or_default().trim().to_string()
-        })
+        .get_or_init(venv)
         .clone()
+        .unwrap_or_else(|line| panic!("{line}"))
+}
+
+/// The venv's python, or the one line `hack/test-venv.sh` printed: what could not be
+/// installed, and why.
+fn venv() -> Result<String, String> {
+    if let Ok(python) = std::env::var("PARTNER_OPERATOR_PYTHON") {
+        return Ok(python);
+    }
+    let script = project("hack/test-venv.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("bash runs");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let line = stderr.lines().rev().find(|line| !line.trim().is_empty());
+        return Err(format!(
+            "the tests' Python wheels: {}",
+            line.unwrap_or("hack/test-venv.sh failed without a word")
+                .trim()
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(stdout.lines().last().unwrap_or_default().trim().to_string())
 }

@@ -17,6 +17,7 @@ pub mod promtool;
 pub mod python;
 #[path = "../../support/read.rs"]
 pub mod read;
+pub mod reader;
 pub mod scenarios;
 #[path = "../../support/servers.rs"]
 pub mod servers;
