@@ -24,6 +24,7 @@ mod discovery;
 mod duplicates;
 mod errors;
 mod events;
+mod fieldset;
 mod gc;
 mod json_path;
 mod kinds;

@@ -162,20 +162,15 @@ impl Request<'_> {
         }
         // What the server sets on every write is owned by the writer, as on kube-apiserver.
         Kind::of(self.resource).prepare(&mut object);
-        let now = self.now();
-        let update = ownership::Update {
-            manager: &self.manager(),
-            api_version: &self.resource.api_version(),
-            time: &now,
-            subresource: None,
-        };
+        let (manager, api_version, now) = (self.manager(), self.resource.api_version(), self.now());
+        let writer = self.writer(&manager, &api_version, &now);
         let mut recorded = object.clone();
         if self.resource.status_subresource
             && let Some(map) = recorded.as_object_mut()
         {
             map.remove("status");
         }
-        set_managed_fields(&mut object, update.record(None, &recorded));
+        set_managed_fields(&mut object, writer.update(None, &recorded));
         self.create_object(object)
     }
 
@@ -453,14 +448,10 @@ impl Request<'_> {
         let mut object = self.what_the_write_may_change(current, object)?;
         Kind::of(resource).prepare(&mut object);
         if !self.apply {
-            let now = self.now();
-            let update = ownership::Update {
-                manager: &self.manager(),
-                api_version: &resource.api_version(),
-                time: &now,
-                subresource: self.target.subresource.as_deref(),
-            };
-            let entries = update.record(Some(current), &object);
+            let (manager, api_version, now) = (self.manager(), resource.api_version(), self.now());
+            let entries = self
+                .writer(&manager, &api_version, &now)
+                .update(Some(current), &object);
             set_managed_fields(&mut object, entries);
         }
         let mut errors = self.metadata_errors(&object);
@@ -487,6 +478,24 @@ impl Request<'_> {
             Write::Put(object)
         };
         Ok((write, warnings))
+    }
+}
+
+impl Request<'_> {
+    /// Who writes through this request, for `managedFields`.
+    pub(super) fn writer<'a>(
+        &'a self,
+        manager: &'a str,
+        api_version: &'a str,
+        now: &'a str,
+    ) -> ownership::Writer<'a> {
+        ownership::Writer {
+            manager,
+            api_version,
+            time: now,
+            subresource: self.target.subresource.as_deref(),
+            status_subresource: self.resource.status_subresource,
+        }
     }
 }
 
