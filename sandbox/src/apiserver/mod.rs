@@ -28,6 +28,7 @@ mod fieldset;
 mod gc;
 mod json_path;
 mod kinds;
+mod last_applied;
 mod list_options;
 mod ownership;
 mod patch;

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 
 use super::fieldset::{self, Comparison, FieldSet, Path};
-use super::patch;
+use super::{last_applied, patch};
 
 /// kube-apiserver keeps at most this many `Update` entries; older ones are merged.
 const MAX_UPDATE_MANAGERS: usize = 10;
@@ -371,7 +371,29 @@ impl Apply<'_> {
 
     /// `live` with `applied` merged in and the fields its manager stopped applying (and no one
     /// else owns) removed, its `managedFields` recorded; or the conflicts.
+    ///
+    /// An apply by `kubectl` that conflicts only over fields its last applied configuration
+    /// (the annotation of client-side apply) still holds takes them, as with `force`.
     pub fn apply(&self, live: &Value, applied: &Value) -> Result<Value, Conflicts> {
+        let mut result = self.apply_once(live, applied, self.force);
+        if self.writer.manager != last_applied::KUBECTL {
+            return result;
+        }
+        if let Err(conflicts) = &mut result
+            && let Some(forgiven) = last_applied::forgiven(live, self.writer.api_version)
+        {
+            conflicts.0.retain(|(_, path)| !forgiven.contains(path));
+            if conflicts.0.is_empty() {
+                result = self.apply_once(live, applied, true);
+            }
+        }
+        if let Ok(object) = &mut result {
+            last_applied::record(object, applied);
+        }
+        result
+    }
+
+    fn apply_once(&self, live: &Value, applied: &Value, force: bool) -> Result<Value, Conflicts> {
         let writer = &self.writer;
         let mut entries = decode(live["metadata"].get("managedFields")).unwrap_or_default();
         if entries.is_empty() {
@@ -395,7 +417,7 @@ impl Apply<'_> {
             fieldset::remove(&mut merged, &dropped, &owned);
         }
         let comparison = writer.compare(&live, &merged);
-        self.settle(&mut entries, &comparison)?;
+        settle(&mut entries, &comparison, force)?;
         let changed = merged != live;
         entries.push(Entry {
             time: match (changed, previous) {
@@ -411,30 +433,30 @@ impl Apply<'_> {
         }
         Ok(merged)
     }
+}
 
-    /// Takes from the other managers what the apply changed (with `force`) or removed; the
-    /// conflicts, without `force`.
-    fn settle(&self, entries: &mut [Entry], comparison: &Comparison) -> Result<(), Conflicts> {
-        let mut conflicts = vec![];
-        for entry in entries.iter_mut() {
-            let contested: Vec<Path> = entry
-                .fields
-                .intersection(&comparison.changed)
-                .cloned()
-                .collect();
-            if self.force {
-                entry.fields.retain(|p| !contested.contains(p));
-            } else {
-                conflicts.extend(contested.into_iter().map(|p| (entry.clone(), p)));
-            }
-            entry.fields.retain(|p| !comparison.removed.contains(p));
+/// Takes from the other managers what the apply changed (with `force`) or removed; the
+/// conflicts, without `force`.
+fn settle(entries: &mut [Entry], comparison: &Comparison, force: bool) -> Result<(), Conflicts> {
+    let mut conflicts = vec![];
+    for entry in entries.iter_mut() {
+        let contested: Vec<Path> = entry
+            .fields
+            .intersection(&comparison.changed)
+            .cloned()
+            .collect();
+        if force {
+            entry.fields.retain(|p| !contested.contains(p));
+        } else {
+            conflicts.extend(contested.into_iter().map(|p| (entry.clone(), p)));
         }
-        if conflicts.is_empty() {
-            return Ok(());
-        }
-        conflicts.sort_by(|(a, p), (b, q)| (a.identifier(), p).cmp(&(b.identifier(), q)));
-        Err(Conflicts(conflicts))
+        entry.fields.retain(|p| !comparison.removed.contains(p));
     }
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    conflicts.sort_by(|(a, p), (b, q)| (a.identifier(), p).cmp(&(b.identifier(), q)));
+    Err(Conflicts(conflicts))
 }
 
 /// The `managedFields` of an object an apply creates: its manager's entry alone.

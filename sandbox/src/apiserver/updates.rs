@@ -163,7 +163,7 @@ impl Request<'_> {
             force: self.query.force,
         };
         object["metadata"]["managedFields"] = ownership::created_by_apply(&apply, patch_body);
-        self.create_object(object)
+        self.create_object(object, false)
     }
 
     /// `current` with the patch applied, as its content type says.

@@ -162,16 +162,7 @@ impl Request<'_> {
         }
         // What the server sets on every write is owned by the writer, as on kube-apiserver.
         Kind::of(self.resource).prepare(&mut object);
-        let (manager, api_version, now) = (self.manager(), self.resource.api_version(), self.now());
-        let writer = self.writer(&manager, &api_version, &now);
-        let mut recorded = object.clone();
-        if self.resource.status_subresource
-            && let Some(map) = recorded.as_object_mut()
-        {
-            map.remove("status");
-        }
-        set_managed_fields(&mut object, writer.update(None, &recorded));
-        self.create_object(object)
+        self.create_object(object, true)
     }
 
     /// What kube-apiserver checks of any object's metadata besides its name.
@@ -219,7 +210,9 @@ impl Request<'_> {
         Ok(namespace)
     }
 
-    pub(super) fn create_object(&self, mut object: Value) -> ApiResult {
+    /// Creates `object`; with `record_creator`, its writer owns what it set (defaults included,
+    /// as kube-apiserver defaults a custom resource when it decodes it).
+    pub(super) fn create_object(&self, mut object: Value, record_creator: bool) -> ApiResult {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -241,6 +234,14 @@ impl Request<'_> {
             }
         }
         let (mut object, warnings) = self.admit(object, None)?;
+        if record_creator {
+            let (manager, api_version, now) =
+                (self.manager(), self.resource.api_version(), self.now());
+            let entries = self
+                .writer(&manager, &api_version, &now)
+                .update(None, &object);
+            set_managed_fields(&mut object, entries);
+        }
         let metadata = object["metadata"]
             .as_object_mut()
             .expect("metadata is an object");

@@ -564,3 +564,47 @@ pub(super) async fn ssa_sets_merge_as_sets(http: Http, ns: String) -> Value {
     json!({"again": [again.body["metadata"]["finalizers"], fields_of(&again.body, "controller"), fields_of(&again.body, "a")],
         "dropped": [dropped.body["metadata"]["finalizers"], managers(&dropped.body)]})
 }
+
+/// `kubectl apply --server-side` over an object `kubectl apply` made: the fields its
+/// last-applied annotation set, unchanged since, are taken without a conflict (not those
+/// another manager changed since), and the annotation follows the applied configuration.
+pub(super) async fn server_side_apply_after_client_side(http: Http, ns: String) -> Value {
+    let last = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "csa", "namespace": ns}, "data": {"a": "1", "b": "2"}});
+    let mut object = cm("csa", json!({"a": "1", "b": "2"}));
+    object["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": format!("{last}\n")});
+    http.post(
+        &format!("{}?fieldManager=kubectl-client-side-apply", cms(&ns)),
+        object,
+    )
+    .await;
+    let path = format!("{}/csa", cms(&ns));
+    http.patch(
+        &format!("{path}?fieldManager=editor"),
+        MERGE,
+        json!({"data": {"b": "3"}}),
+    )
+    .await;
+    let apply = |manager: &str, data: Value| {
+        let (http, url) = (http.clone(), format!("{path}?fieldManager={manager}"));
+        async move { http.patch(&url, APPLY, cm("csa", data)).await }
+    };
+    let other = apply("someone", json!({"a": "changed"})).await;
+    let edited = apply("kubectl", json!({"a": "changed", "b": "4"})).await;
+    let taken = apply("kubectl", json!({"a": "changed", "b": "3"})).await;
+    let annotation = |r: &Reply| {
+        let text =
+            r.body["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+        json!([
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            text.ends_with('\n')
+        ])
+    };
+    json!({"otherManager": other.outcome(), "changedSince": [edited.outcome(), edited.body["message"]],
+        "taken": [taken.outcome(), taken.body["data"], managers(&taken.body),
+            fields_of(&taken.body, "kubectl-client-side-apply"), annotation(&taken)]})
+}

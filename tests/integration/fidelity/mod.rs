@@ -121,7 +121,7 @@ fn all_probes() -> Vec<Probe> {
         chart_kinds,
         built_in_defaults = "builtin-defaults",
         crd_rule_cost_budget = "cel-cost-budget",
-        defaults_owned_by_the_creator = "defaults-field-manager",
+        defaults_owned_by_the_creator,
         garbage_collection,
         leases,
         secrets,
@@ -176,6 +176,7 @@ fn all_probes() -> Vec<Probe> {
         apply_conflicts_on_status,
         managed_fields_of_ports,
         ssa_sets_merge_as_sets,
+        server_side_apply_after_client_side,
     ]
 }
 
