@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use super::patch::merge_key;
+use crate::admission::CrdValidator;
 
 /// A field: its `FieldsV1` keys from the root.
 pub type Path = Vec<String>;
@@ -73,24 +74,55 @@ fn node_at<'a>(root: &'a mut Value, path: &[String]) -> &'a mut Value {
 pub enum ListKind {
     /// Replaced whole, owned as one field.
     Atomic,
-    /// Objects told apart by a key (`containers` by `name`).
-    Keyed(&'static str),
+    /// Objects told apart by their key fields (`containers` by `name`).
+    Keyed(Vec<String>),
     /// Scalars told apart by their value (`metadata.finalizers`).
     Set,
 }
 
-pub fn list_kind(path: &[String], items: &[Value]) -> ListKind {
-    if path == ["f:metadata", "f:finalizers"] {
-        return ListKind::Set;
-    }
-    merge_key(items).map_or(ListKind::Atomic, ListKind::Keyed)
+/// Where the shape of an object's fields comes from: the built-in kinds' patch strategies (as
+/// far as the sandbox knows them), or a custom resource's schema (`x-kubernetes-list-type`
+/// and `x-kubernetes-list-map-keys`; a list without them is atomic).
+#[derive(Clone, Copy)]
+pub enum Shapes<'a> {
+    Builtin,
+    Custom(&'a CrdValidator),
 }
 
-/// Label selectors are atomic: owned, compared and replaced whole.
-pub fn is_atomic_map(path: &[String]) -> bool {
-    path.last().is_some_and(|key| {
-        ["f:selector", "f:podSelector", "f:namespaceSelector"].contains(&key.as_str())
-    })
+impl Shapes<'_> {
+    /// The schema to follow at `path`: a custom resource's metadata is the built-ins' too.
+    fn schema_at(&self, path: &[String]) -> Option<&CrdValidator> {
+        match self {
+            Shapes::Custom(validator) if path.first().is_some_and(|k| k != "f:metadata") => {
+                Some(validator)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn list_kind(&self, path: &[String], items: &[Value]) -> ListKind {
+        if let Some(validator) = self.schema_at(path) {
+            return match validator.list_type(path) {
+                Some((list_type, keys)) if list_type == "map" => ListKind::Keyed(keys),
+                Some((list_type, _)) if list_type == "set" => ListKind::Set,
+                _ => ListKind::Atomic,
+            };
+        }
+        if path == ["f:metadata", "f:finalizers"] {
+            return ListKind::Set;
+        }
+        merge_key(items).map_or(ListKind::Atomic, |key| {
+            ListKind::Keyed(key_fields(key).into_iter().map(String::from).collect())
+        })
+    }
+
+    /// Label selectors of the built-ins are atomic: owned, compared and replaced whole.
+    pub fn is_atomic_map(&self, path: &[String]) -> bool {
+        self.schema_at(path).is_none()
+            && path.last().is_some_and(|key| {
+                ["f:selector", "f:podSelector", "f:namespaceSelector"].contains(&key.as_str())
+            })
+    }
 }
 
 /// The fields that tell a keyed list's items apart: ports by their number and protocol, as
@@ -113,10 +145,10 @@ fn key_value(item: &Value, field: &str) -> Value {
 
 pub fn item_key(kind: &ListKind, item: &Value) -> String {
     match kind {
-        ListKind::Keyed(key) => {
-            let id: Map<String, Value> = key_fields(key)
-                .into_iter()
-                .map(|field| (field.to_string(), key_value(item, field)))
+        ListKind::Keyed(keys) => {
+            let id: Map<String, Value> = keys
+                .iter()
+                .map(|field| (field.clone(), key_value(item, field)))
                 .collect();
             format!("k:{}", Value::Object(id))
         }
@@ -126,22 +158,22 @@ pub fn item_key(kind: &ListKind, item: &Value) -> String {
 
 /// The fields an applied configuration sets (structured-merge-diff's `ToFieldSet`): its leaves,
 /// empty maps, atomic lists, and the items of keyed lists and sets.
-pub fn of_applied(applied: &Value) -> FieldSet {
+pub fn of_applied(applied: &Value, shapes: Shapes) -> FieldSet {
     let mut out = FieldSet::new();
     if let Some(map) = applied.as_object() {
-        walk_applied_map(map, &mut vec![], &mut out);
+        walk_applied_map(map, &mut vec![], &mut out, shapes);
     }
     out
 }
 
-fn walk_applied_map(map: &Map<String, Value>, path: &mut Path, out: &mut FieldSet) {
+fn walk_applied_map(map: &Map<String, Value>, path: &mut Path, out: &mut FieldSet, shapes: Shapes) {
     for (key, value) in map {
         path.push(format!("f:{key}"));
         match value {
-            Value::Object(child) if !child.is_empty() && !is_atomic_map(path) => {
-                walk_applied_map(child, path, out)
+            Value::Object(child) if !child.is_empty() && !shapes.is_atomic_map(path) => {
+                walk_applied_map(child, path, out, shapes)
             }
-            Value::Array(items) => walk_applied_list(items, path, out),
+            Value::Array(items) => walk_applied_list(items, path, out, shapes),
             _ => {
                 out.insert(path.clone());
             }
@@ -150,8 +182,8 @@ fn walk_applied_map(map: &Map<String, Value>, path: &mut Path, out: &mut FieldSe
     }
 }
 
-fn walk_applied_list(items: &[Value], path: &mut Path, out: &mut FieldSet) {
-    let kind = list_kind(path, items);
+fn walk_applied_list(items: &[Value], path: &mut Path, out: &mut FieldSet, shapes: Shapes) {
+    let kind = shapes.list_kind(path, items);
     if let ListKind::Atomic = kind {
         out.insert(path.clone());
         return;
@@ -160,7 +192,7 @@ fn walk_applied_list(items: &[Value], path: &mut Path, out: &mut FieldSet) {
         path.push(item_key(&kind, item));
         out.insert(path.clone());
         if let (ListKind::Keyed(_), Some(map)) = (&kind, item.as_object()) {
-            walk_applied_map(map, path, out);
+            walk_applied_map(map, path, out, shapes);
         }
         path.pop();
     }
@@ -175,9 +207,9 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    pub fn of(old: &Value, new: &Value) -> Comparison {
+    pub fn of(old: &Value, new: &Value, shapes: Shapes) -> Comparison {
         let mut out = Comparison::default();
-        out.compare(Some(old), Some(new), &mut vec![]);
+        out.compare(Some(old), Some(new), &mut vec![], shapes);
         out
     }
 
@@ -188,11 +220,17 @@ impl Comparison {
         self
     }
 
-    fn compare(&mut self, old: Option<&Value>, new: Option<&Value>, path: &mut Path) {
+    fn compare(
+        &mut self,
+        old: Option<&Value>,
+        new: Option<&Value>,
+        path: &mut Path,
+        shapes: Shapes,
+    ) {
         match (old, new) {
             (None, None) => {}
             (Some(Value::Object(_)) | None, Some(Value::Object(_)) | None)
-                if descends(old, new, path) =>
+                if descends(old, new, path, shapes) =>
             {
                 let keys: BTreeSet<&String> = [old, new]
                     .into_iter()
@@ -206,6 +244,7 @@ impl Comparison {
                         old.and_then(|o| o.get(key)),
                         new.and_then(|n| n.get(key)),
                         path,
+                        shapes,
                     );
                     path.pop();
                 }
@@ -214,13 +253,19 @@ impl Comparison {
             (Some(Value::Array(_)) | None, Some(Value::Array(_)) | None)
                 if !both_empty(old, new) =>
             {
-                self.compare_lists(old, new, path);
+                self.compare_lists(old, new, path, shapes);
             }
             _ => self.leaf(old, new, path),
         }
     }
 
-    fn compare_lists(&mut self, old: Option<&Value>, new: Option<&Value>, path: &mut Path) {
+    fn compare_lists(
+        &mut self,
+        old: Option<&Value>,
+        new: Option<&Value>,
+        path: &mut Path,
+        shapes: Shapes,
+    ) {
         let items = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
         let (old_items, new_items) = (items(old), items(new));
         let sample = if old_items.is_empty() {
@@ -228,7 +273,7 @@ impl Comparison {
         } else {
             &old_items
         };
-        let kind = list_kind(path, sample);
+        let kind = shapes.list_kind(path, sample);
         if let ListKind::Atomic = kind {
             return self.leaf(old, new, path);
         }
@@ -252,7 +297,7 @@ impl Comparison {
             path.push(key);
             match kind {
                 ListKind::Set => self.leaf(before.as_ref(), after.as_ref(), path),
-                _ => self.compare(before.as_ref(), after.as_ref(), path),
+                _ => self.compare(before.as_ref(), after.as_ref(), path, shapes),
             }
             path.pop();
         }
@@ -296,8 +341,8 @@ impl Comparison {
 
 /// Whether a comparison goes into a map's fields: not when the map is atomic, nor when it is
 /// empty or absent on both sides (a leaf, then, as structured-merge-diff has it).
-fn descends(old: Option<&Value>, new: Option<&Value>, path: &[String]) -> bool {
-    !both_empty(old, new) && !is_atomic_map(path)
+fn descends(old: Option<&Value>, new: Option<&Value>, path: &[String], shapes: Shapes) -> bool {
+    !both_empty(old, new) && !shapes.is_atomic_map(path)
 }
 
 fn both_empty(old: Option<&Value>, new: Option<&Value>) -> bool {
@@ -404,7 +449,7 @@ mod tests {
     fn a_created_map_is_owned_with_a_dot() {
         let old = json!({"metadata": {"name": "x"}});
         let new = json!({"metadata": {"name": "x", "labels": {"a": "b"}, "finalizers": ["f"]}, "data": {"k": "v"}});
-        let changed = Comparison::of(&old, &new).changed;
+        let changed = Comparison::of(&old, &new, Shapes::Builtin).changed;
         assert_eq!(
             encode(&changed),
             json!({"f:data": {".": {}, "f:k": {}}, "f:metadata": {
@@ -417,7 +462,7 @@ mod tests {
         let applied = json!({"metadata": {"labels": {"a": "b"}, "annotations": {}},
             "spec": {"containers": [{"name": "web", "image": "x"}], "args": ["a"]}});
         assert_eq!(
-            encode(&of_applied(&applied)),
+            encode(&of_applied(&applied, Shapes::Builtin)),
             json!({"f:metadata": {"f:labels": {"f:a": {}}, "f:annotations": {}},
                 "f:spec": {"f:args": {}, "f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:image": {}, "f:name": {}}}}})
         );

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::fieldset::{self, Comparison, FieldSet};
+use super::fieldset::{self, Comparison, FieldSet, Shapes};
 
 const ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -25,13 +25,13 @@ fn annotation(object: &Value) -> Option<&str> {
 /// The fields an apply by `kubectl` may take without a conflict: those the last applied
 /// configuration set, with the values it set still live. `None` when `live` has no readable
 /// annotation for its `api_version`.
-pub fn forgiven(live: &Value, api_version: &str) -> Option<FieldSet> {
+pub fn forgiven(live: &Value, api_version: &str, shapes: Shapes) -> Option<FieldSet> {
     let last: Value = serde_json::from_str(annotation(live)?).ok()?;
     if last["apiVersion"].as_str() != Some(api_version) {
         return None;
     }
-    let comparison = Comparison::of(&last, live);
-    let mut fields = fieldset::of_applied(&last);
+    let comparison = Comparison::of(&last, live, shapes);
+    let mut fields = fieldset::of_applied(&last, shapes);
     fields.retain(|p| !comparison.changed.contains(p) && !comparison.removed.contains(p));
     Some(fields)
 }

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::fieldset::{self, Comparison, FieldSet, Path};
+use super::fieldset::{self, Comparison, FieldSet, Path, Shapes};
 use super::{last_applied, patch};
 
 /// kube-apiserver keeps at most this many `Update` entries; older ones are merged.
@@ -190,6 +190,7 @@ pub struct Writer<'a> {
     pub subresource: Option<&'a str>,
     /// Whether the resource has a status subresource (its status is written there only).
     pub status_subresource: bool,
+    pub shapes: Shapes<'a>,
 }
 
 impl Writer<'_> {
@@ -215,8 +216,12 @@ impl Writer<'_> {
     }
 
     fn compare(&self, old: &Value, new: &Value) -> Comparison {
-        Comparison::of(&without_managed_fields(old), &without_managed_fields(new))
-            .filtered(|p| self.counts(p))
+        Comparison::of(
+            &without_managed_fields(old),
+            &without_managed_fields(new),
+            self.shapes,
+        )
+        .filtered(|p| self.counts(p))
     }
 
     /// The managed fields after a create (`old` is `None`), update or patch made `new`: the
@@ -363,7 +368,7 @@ pub struct Apply<'a> {
 impl Apply<'_> {
     /// The fields `applied` sets that its manager owns.
     pub fn owned(&self, applied: &Value) -> FieldSet {
-        strip(fieldset::of_applied(applied))
+        strip(fieldset::of_applied(applied, self.writer.shapes))
             .into_iter()
             .filter(|p| self.writer.counts(p))
             .collect()
@@ -380,7 +385,8 @@ impl Apply<'_> {
             return result;
         }
         if let Err(conflicts) = &mut result
-            && let Some(forgiven) = last_applied::forgiven(live, self.writer.api_version)
+            && let Some(forgiven) =
+                last_applied::forgiven(live, self.writer.api_version, self.writer.shapes)
         {
             conflicts.0.retain(|(_, path)| !forgiven.contains(path));
             if conflicts.0.is_empty() {
@@ -409,7 +415,7 @@ impl Apply<'_> {
             .map(|i| entries.remove(i));
         let live = without_managed_fields(live);
         let mut merged = live.clone();
-        patch::apply(&mut merged, applied);
+        patch::apply(&mut merged, applied, writer.shapes);
         if let Some(previous) = &previous {
             let mut owned = mine.fields.clone();
             owned.extend(entries.iter().flat_map(|e| e.fields.iter().cloned()));
@@ -475,6 +481,7 @@ mod tests {
             time: "t",
             subresource: None,
             status_subresource: false,
+            shapes: Shapes::Builtin,
         }
     }
 

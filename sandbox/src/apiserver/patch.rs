@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::fieldset::{self, ListKind, Path};
+use super::fieldset::{self, ListKind, Path, Shapes};
 
 /// A list of objects whose items are merged by this key under strategic merge and apply
 /// (`containers` by `name`, `conditions` by `type`, ...), instead of being replaced whole.
@@ -113,13 +113,13 @@ fn strip_directives(value: &Value) -> Value {
 /// Server-side apply's merge of an applied configuration into the live object (as
 /// structured-merge-diff merges): maps merge, keyed lists item by item (by their list-map
 /// keys), sets as sets; label selectors and other lists are replaced whole.
-pub fn apply(target: &mut Value, applied: &Value) {
-    apply_at(target, applied, &mut vec![]);
+pub fn apply(target: &mut Value, applied: &Value, shapes: Shapes) {
+    apply_at(target, applied, &mut vec![], shapes);
 }
 
-fn apply_at(target: &mut Value, applied: &Value, path: &mut Path) {
+fn apply_at(target: &mut Value, applied: &Value, path: &mut Path, shapes: Shapes) {
     match (&mut *target, applied) {
-        (Value::Object(fields), Value::Object(applied)) if !fieldset::is_atomic_map(path) => {
+        (Value::Object(fields), Value::Object(applied)) if !shapes.is_atomic_map(path) => {
             for (key, value) in applied {
                 if value.is_null() {
                     fields.remove(key);
@@ -128,7 +128,7 @@ fn apply_at(target: &mut Value, applied: &Value, path: &mut Path) {
                 match fields.get_mut(key) {
                     Some(existing) => {
                         path.push(format!("f:{key}"));
-                        apply_at(existing, value, path);
+                        apply_at(existing, value, path, shapes);
                         path.pop();
                     }
                     None => {
@@ -143,7 +143,7 @@ fn apply_at(target: &mut Value, applied: &Value, path: &mut Path) {
             } else {
                 applied_items
             };
-            match fieldset::list_kind(path, sample) {
+            match shapes.list_kind(path, sample) {
                 ListKind::Atomic => *target = applied.clone(),
                 ListKind::Set => {
                     for item in applied_items {
@@ -161,7 +161,7 @@ fn apply_at(target: &mut Value, applied: &Value, path: &mut Path) {
                         {
                             Some(i) => {
                                 path.push(id);
-                                apply_at(&mut items[i], item, path);
+                                apply_at(&mut items[i], item, path, shapes);
                                 path.pop();
                             }
                             None => items.push(item.clone()),
@@ -205,6 +205,7 @@ mod tests {
             &mut live,
             &json!({"metadata": {"finalizers": ["c"]},
                 "spec": {"ports": [{"containerPort": 53}], "selector": {"x": "1"}}}),
+            Shapes::Builtin,
         );
         assert_eq!(
             live,

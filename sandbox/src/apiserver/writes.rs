@@ -11,7 +11,7 @@ use super::kinds::{Kind, NAMESPACES};
 use super::resources::ResourceType;
 use super::routing::{Request, json_response, parse_body};
 use super::store::{Write, Written};
-use super::{ownership, validation};
+use super::{fieldset, ownership, validation};
 use crate::admission::{FieldError, FieldErrorReason, UnknownFieldPolicy};
 
 /// Why a computed write could not be stored: the object changed, or went, meanwhile.
@@ -496,6 +496,10 @@ impl Request<'_> {
             time: now,
             subresource: self.target.subresource.as_deref(),
             status_subresource: self.resource.status_subresource,
+            shapes: match &self.resource.validator {
+                Some(validator) => fieldset::Shapes::Custom(validator),
+                None => fieldset::Shapes::Builtin,
+            },
         }
     }
 }

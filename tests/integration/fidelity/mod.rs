@@ -92,7 +92,7 @@ fn all_probes() -> Vec<Probe> {
         server_side_apply_managed_fields,
         server_side_apply_is_idempotent,
         server_side_apply_on_status,
-        server_side_apply_atomic_lists = "ssa-list-types",
+        server_side_apply_atomic_lists,
         create_with_server_owned_fields,
         updates_of_custom_resources,
         merge_json_and_strategic_patches,
