@@ -111,6 +111,9 @@ impl Shapes<'_> {
         if path == ["f:metadata", "f:finalizers"] {
             return ListKind::Set;
         }
+        if let Some(keys) = path.last().and_then(|field| builtin_list_keys(field)) {
+            return ListKind::Keyed(keys.iter().map(|k| k.to_string()).collect());
+        }
         merge_key(items).map_or(ListKind::Atomic, |key| {
             ListKind::Keyed(key_fields(key).into_iter().map(String::from).collect())
         })
@@ -120,8 +123,27 @@ impl Shapes<'_> {
     pub fn is_atomic_map(&self, path: &[String]) -> bool {
         self.schema_at(path).is_none()
             && path.last().is_some_and(|key| {
-                ["f:selector", "f:podSelector", "f:namespaceSelector"].contains(&key.as_str())
+                [
+                    "f:selector",
+                    "f:podSelector",
+                    "f:namespaceSelector",
+                    "f:labelSelector",
+                ]
+                .contains(&key.as_str())
             })
+    }
+}
+
+/// Lists of the built-ins keyed by fields other than the one [`merge_key`] would guess
+/// (volume mounts have a `name` too, but are told apart by their `mountPath`).
+fn builtin_list_keys(field: &str) -> Option<&'static [&'static str]> {
+    match field {
+        "f:volumeMounts" => Some(&["mountPath"]),
+        "f:volumeDevices" => Some(&["devicePath"]),
+        "f:ownerReferences" => Some(&["uid"]),
+        "f:hostAliases" => Some(&["ip"]),
+        "f:topologySpreadConstraints" => Some(&["topologyKey", "whenUnsatisfiable"]),
+        _ => None,
     }
 }
 

@@ -608,3 +608,70 @@ pub(super) async fn server_side_apply_after_client_side(http: Http, ns: String) 
         "taken": [taken.outcome(), taken.body["data"], managers(&taken.body),
             fields_of(&taken.body, "kubectl-client-side-apply"), annotation(&taken)]})
 }
+
+/// Lists of a custom resource as its schema types them: a map keyed by two fields merges item
+/// by item, a set value by value, a list without a type is atomic (a conflict, then replaced).
+pub(super) async fn ssa_list_types_of_custom_resources(http: Http, ns: String) -> Value {
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let crd = fidelity_crd(
+        "Listing",
+        None,
+        json!({
+            "byName": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name", "zone"],
+                "items": {"type": "object", "required": ["name", "zone"], "properties": {
+                    "name": {"type": "string"}, "zone": {"type": "string"}, "size": {"type": "integer"}}}},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "plain": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+        }),
+    );
+    let created = http.post(crds, crd).await;
+    let listings = format!("/apis/fidelity.example/v1/namespaces/{ns}/listings");
+    http.until(&listings, Patience::API_SERVER, |r| r.code == 200)
+        .await;
+    let apply = |manager: &str, spec: Value, force: bool| {
+        let (http, url) = (
+            http.clone(),
+            format!("{listings}/l?fieldManager={manager}&force={force}"),
+        );
+        let body = json!({"apiVersion": "fidelity.example/v1", "kind": "Listing",
+            "metadata": {"name": "l"}, "spec": spec});
+        async move { http.patch(&url, APPLY, body).await }
+    };
+    let spec = |zone: &str, tag: &str, plain: &str| json!({"byName": [{"name": "x", "zone": zone, "size": 1}], "tags": [tag], "plain": [{"name": plain}]});
+    let first = apply("a", spec("east", "t1", "p1"), false).await;
+    let conflict = apply("b", spec("west", "t2", "p2"), false).await;
+    let forced = apply("b", spec("west", "t2", "p2"), true).await;
+    let dropped = apply(
+        "a",
+        json!({"byName": [{"name": "x", "zone": "east", "size": 1}]}),
+        false,
+    )
+    .await;
+    http.delete(&format!("{crds}/listings.fidelity.example"))
+        .await;
+    json!({"crd": created.code, "first": [first.outcome(), fields_of(&first.body, "a")],
+        "conflict": [conflict.outcome(), conflict.body["message"]],
+        "forced": [forced.outcome(), forced.body["spec"], fields_of(&forced.body, "a"), fields_of(&forced.body, "b")],
+        "dropped": [dropped.outcome(), dropped.body["spec"]]})
+}
+
+/// Volume mounts, keyed by their path (two mounts of one volume are two items), and label
+/// selectors inside a pod template, atomic.
+pub(super) async fn managed_fields_of_mounts(http: Http, ns: String) -> Value {
+    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/web?fieldManager=m");
+    let mut body = deployment(json!([{"name": "web", "image": "nginx",
+        "volumeMounts": [{"name": "v", "mountPath": "/a"}, {"name": "v", "mountPath": "/b"}]}]));
+    body["spec"]["template"]["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}}]);
+    body["spec"]["template"]["spec"]["topologySpreadConstraints"] = json!([{"maxSkew": 1,
+        "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": {"app": "web"}}}]);
+    let applied = http.patch(&path, APPLY, body).await;
+    let template = &fields_of(&applied.body, "m")["Apply"]["f:spec"]["f:template"]["f:spec"];
+    json!([
+        applied.outcome(),
+        template["f:containers"],
+        template["f:volumes"],
+        template["f:topologySpreadConstraints"]
+    ])
+}

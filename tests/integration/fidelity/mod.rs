@@ -177,6 +177,8 @@ fn all_probes() -> Vec<Probe> {
         managed_fields_of_ports,
         ssa_sets_merge_as_sets,
         server_side_apply_after_client_side,
+        ssa_list_types_of_custom_resources,
+        managed_fields_of_mounts,
     ]
 }
 
