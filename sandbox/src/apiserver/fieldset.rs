@@ -111,6 +111,12 @@ impl Shapes<'_> {
         if path == ["f:metadata", "f:finalizers"] {
             return ListKind::Set;
         }
+        if path
+            .last()
+            .is_some_and(|field| BUILTIN_ATOMIC_LISTS.contains(&field.as_str()))
+        {
+            return ListKind::Atomic;
+        }
         if let Some(keys) = path.last().and_then(|field| builtin_list_keys(field)) {
             return ListKind::Keyed(keys.iter().map(|k| k.to_string()).collect());
         }
@@ -119,20 +125,27 @@ impl Shapes<'_> {
         })
     }
 
-    /// Label selectors of the built-ins are atomic: owned, compared and replaced whole.
+    /// Label selectors and RBAC role references of the built-ins are atomic: owned, compared
+    /// and replaced whole.
     pub fn is_atomic_map(&self, path: &[String]) -> bool {
         self.schema_at(path).is_none()
-            && path.last().is_some_and(|key| {
-                [
-                    "f:selector",
-                    "f:podSelector",
-                    "f:namespaceSelector",
-                    "f:labelSelector",
-                ]
-                .contains(&key.as_str())
-            })
+            && path
+                .last()
+                .is_some_and(|key| BUILTIN_ATOMIC_MAPS.contains(&key.as_str()))
     }
 }
+
+/// Objects the built-ins replace whole: label selectors, RBAC role references.
+const BUILTIN_ATOMIC_MAPS: [&str; 5] = [
+    "f:selector",
+    "f:podSelector",
+    "f:namespaceSelector",
+    "f:labelSelector",
+    "f:roleRef",
+];
+
+/// Lists of objects with a `name` that the built-ins replace whole (RBAC subjects).
+const BUILTIN_ATOMIC_LISTS: [&str; 1] = ["f:subjects"];
 
 /// Lists of the built-ins keyed by fields other than the one [`merge_key`] would guess
 /// (volume mounts have a `name` too, but are told apart by their `mountPath`).

@@ -675,3 +675,41 @@ pub(super) async fn managed_fields_of_mounts(http: Http, ns: String) -> Value {
         template["f:topologySpreadConstraints"]
     ])
 }
+
+/// A RoleBinding's `subjects` is atomic: another manager's different list conflicts, and with
+/// `force` replaces it.
+pub(super) async fn ssa_atomic_subjects(http: Http, ns: String) -> Value {
+    let path = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/rb");
+    let binding = |user: &str| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "rb"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]})
+    };
+    let first = http
+        .patch(&format!("{path}?fieldManager=a"), APPLY, binding("alice"))
+        .await;
+    let other = http
+        .patch(&format!("{path}?fieldManager=b"), APPLY, binding("bob"))
+        .await;
+    let forced = http
+        .patch(
+            &format!("{path}?fieldManager=b&force=true"),
+            APPLY,
+            binding("bob"),
+        )
+        .await;
+    let names = |r: &Reply| {
+        json!(
+            r.body["subjects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| s["name"].clone())
+                .collect::<Vec<_>>()
+        )
+    };
+    json!({"first": [first.outcome(), fields_of(&first.body, "a")],
+        "other": [other.outcome(), other.body["message"]],
+        "forced": [forced.outcome(), names(&forced), managers(&forced.body)]})
+}

@@ -179,6 +179,7 @@ fn all_probes() -> Vec<Probe> {
         server_side_apply_after_client_side,
         ssa_list_types_of_custom_resources,
         managed_fields_of_mounts,
+        ssa_atomic_subjects,
     ]
 }
 
