@@ -8,6 +8,7 @@
 //! fixing one forces the document to change.
 
 mod apply;
+mod apply_lists;
 mod builtins;
 mod crds;
 mod crud;
@@ -24,6 +25,7 @@ mod watch;
 mod writes;
 
 use apply::*;
+use apply_lists::*;
 use builtins::*;
 use crds::*;
 use crud::*;
