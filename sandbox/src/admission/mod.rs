@@ -121,6 +121,13 @@ impl CrdValidator {
         Self::new(schema)
     }
 
+    /// The `x-kubernetes-list-type` and `x-kubernetes-list-map-keys` of the list at `path` (in
+    /// `FieldsV1` keys: `f:spec`, `f:items`, `k:{...}` for an item), if the schema gives them.
+    pub fn list_type(&self, path: &[String]) -> Option<(String, Vec<String>)> {
+        let node = self.schema.at(path)?;
+        Some((node.list_type()?.to_string(), node.list_map_keys().to_vec()))
+    }
+
     /// Admits `object` (a create, or an update of `old`): prunes or rejects unknown fields,
     /// applies defaults, checks the schema, then the CEL rules (transition rules only on update,
     /// and only where the old object has the field).

@@ -49,6 +49,29 @@ pub(super) struct Schema {
 }
 
 impl Schema {
+    /// The node at a `FieldsV1` path (`f:` a property or map value, any other key an item).
+    pub(super) fn at(&self, path: &[String]) -> Option<&Schema> {
+        let mut node = self;
+        for key in path {
+            node = match key.strip_prefix("f:") {
+                Some(name) => node
+                    .properties
+                    .get(name)
+                    .or(node.additional_properties.as_deref())?,
+                None => node.items.as_deref()?,
+            };
+        }
+        Some(node)
+    }
+
+    pub(super) fn list_type(&self) -> Option<&str> {
+        self.list_type.as_deref()
+    }
+
+    pub(super) fn list_map_keys(&self) -> &[String] {
+        &self.list_map_keys
+    }
+
     /// Compiles a JSON schema node (and its children); `path` is for error messages only.
     pub(super) fn compile(json: &Value, path: &str) -> Result<Self, InvalidSchema> {
         let u64_of = |key: &str| json.get(key).and_then(Value::as_u64);

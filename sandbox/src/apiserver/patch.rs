@@ -1,11 +1,13 @@
 //! The patch types kube-apiserver accepts: JSON patch, JSON merge patch, strategic merge patch
 //! (for built-ins, as far as `kubectl apply` and `kubectl patch` need it) and server-side apply.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::fieldset::{self, ListKind, Path, Shapes};
 
 /// A list of objects whose items are merged by this key under strategic merge and apply
 /// (`containers` by `name`, `conditions` by `type`, ...), instead of being replaced whole.
-fn merge_key(items: &[Value]) -> Option<&'static str> {
+pub(super) fn merge_key(items: &[Value]) -> Option<&'static str> {
     ["name", "type", "containerPort", "port"]
         .into_iter()
         .find(|key| !items.is_empty() && items.iter().all(|item| item.get(*key).is_some()))
@@ -108,110 +110,67 @@ fn strip_directives(value: &Value) -> Value {
     }
 }
 
-/// The fields an applied configuration sets, in the `FieldsV1` format of `managedFields`
-/// (`{"f:spec": {"f:replicas": {}}}`; keyed list items as `k:{"name":"x"}`).
-pub fn fields_of(applied: &Value) -> Value {
-    match applied {
-        Value::Object(map) => {
-            let mut fields = Map::new();
-            for (key, value) in map {
-                if matches!(key.as_str(), "apiVersion" | "kind") {
+/// Server-side apply's merge of an applied configuration into the live object (as
+/// structured-merge-diff merges): maps merge, keyed lists item by item (by their list-map
+/// keys), sets as sets; label selectors and other lists are replaced whole.
+pub fn apply(target: &mut Value, applied: &Value, shapes: Shapes) {
+    apply_at(target, applied, &mut vec![], shapes);
+}
+
+fn apply_at(target: &mut Value, applied: &Value, path: &mut Path, shapes: Shapes) {
+    match (&mut *target, applied) {
+        (Value::Object(fields), Value::Object(applied)) if !shapes.is_atomic_map(path) => {
+            for (key, value) in applied {
+                if value.is_null() {
+                    fields.remove(key);
                     continue;
                 }
-                if key == "metadata" {
-                    let mut meta = Map::new();
-                    for meta_key in ["labels", "annotations", "finalizers"] {
-                        if let Some(v) = value.get(meta_key) {
-                            meta.insert(format!("f:{meta_key}"), fields_of(v));
+                match fields.get_mut(key) {
+                    Some(existing) => {
+                        path.push(format!("f:{key}"));
+                        apply_at(existing, value, path, shapes);
+                        path.pop();
+                    }
+                    None => {
+                        fields.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(applied_items)) => {
+            let sample = if applied_items.is_empty() {
+                &*items
+            } else {
+                applied_items
+            };
+            match shapes.list_kind(path, sample) {
+                ListKind::Atomic => *target = applied.clone(),
+                ListKind::Set => {
+                    for item in applied_items {
+                        if !items.contains(item) {
+                            items.push(item.clone());
                         }
                     }
-                    if !meta.is_empty() {
-                        fields.insert("f:metadata".into(), Value::Object(meta));
-                    }
-                    continue;
                 }
-                fields.insert(format!("f:{key}"), fields_of(value));
-            }
-            Value::Object(fields)
-        }
-        Value::Array(items) => match merge_key(items) {
-            Some(key) => Value::Object(
-                items
-                    .iter()
-                    .map(|item| {
-                        let id = serde_json::json!({ key: item[key] });
-                        (format!("k:{id}"), fields_of(item))
-                    })
-                    .collect(),
-            ),
-            None => Value::Object(Map::new()),
-        },
-        _ => Value::Object(Map::new()),
-    }
-}
-
-/// Server-side apply of `applied` by a field manager onto `live`: the applied fields are merged
-/// in (keyed lists item by item), and fields the same manager applied before but no longer
-/// applies are removed. Conflicts between managers are not detected: every apply acts as
-/// `force=true`.
-pub fn apply(live: &mut Value, applied: &Value, previously_owned: Option<&Value>) {
-    if let Some(previous) = previously_owned {
-        remove_dropped(live, previous, &fields_of(applied));
-    }
-    strategic(live, applied);
-}
-
-/// Removes from `live` the fields in `previous` that are not in `current`.
-fn remove_dropped(live: &mut Value, previous: &Value, current: &Value) {
-    let (Some(previous), Some(live_map)) = (previous.as_object(), live.as_object_mut()) else {
-        return;
-    };
-    for (field, sub_previous) in previous {
-        let sub_current = current.get(field);
-        if let Some(name) = field.strip_prefix("f:") {
-            match sub_current {
-                None => {
-                    live_map.remove(name);
-                }
-                Some(sub_current) => {
-                    if let Some(child) = live_map.get_mut(name) {
-                        if child.is_array() {
-                            remove_dropped_items(child, sub_previous, sub_current);
-                        } else {
-                            remove_dropped(child, sub_previous, sub_current);
+                kind @ ListKind::Keyed(_) => {
+                    for item in applied_items {
+                        let id = fieldset::item_key(&kind, item);
+                        match items
+                            .iter()
+                            .position(|i| fieldset::item_key(&kind, i) == id)
+                        {
+                            Some(i) => {
+                                path.push(id);
+                                apply_at(&mut items[i], item, path, shapes);
+                                path.pop();
+                            }
+                            None => items.push(item.clone()),
                         }
                     }
                 }
             }
         }
-    }
-}
-
-fn remove_dropped_items(live: &mut Value, previous: &Value, current: &Value) {
-    let Value::Array(items) = live else { return };
-    let Some(previous) = previous.as_object() else {
-        return;
-    };
-    for (field, sub_previous) in previous {
-        let Some(id) = field.strip_prefix("k:") else {
-            continue;
-        };
-        let Ok(Value::Object(id)) = serde_json::from_str::<Value>(id) else {
-            continue;
-        };
-        let Some((key, value)) = id.iter().next() else {
-            continue;
-        };
-        let position = items.iter().position(|item| item.get(key) == Some(value));
-        match (current.get(field), position) {
-            (None, Some(i)) => {
-                items.remove(i);
-            }
-            (Some(sub_current), Some(i)) => {
-                remove_dropped(&mut items[i], sub_previous, sub_current)
-            }
-            _ => {}
-        }
+        _ => *target = applied.clone(),
     }
 }
 
@@ -239,16 +198,19 @@ mod tests {
     }
 
     #[test]
-    fn apply_removes_what_the_manager_stopped_applying() {
-        let first = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"x": 1, "y": 2}});
-        let mut live = json!({"metadata": {"name": "n"}, "spec": {"z": 3}});
-        apply(&mut live, &first, None);
-        let owned = fields_of(&first);
-        let second = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"x": 5}});
-        apply(&mut live, &second, Some(&owned));
+    fn apply_merges_sets_and_ports_by_their_keys() {
+        let mut live = json!({"metadata": {"finalizers": ["a", "b"]},
+            "spec": {"ports": [{"containerPort": 53, "protocol": "UDP"}], "selector": {"x": "1", "y": "2"}}});
+        apply(
+            &mut live,
+            &json!({"metadata": {"finalizers": ["c"]},
+                "spec": {"ports": [{"containerPort": 53}], "selector": {"x": "1"}}}),
+            Shapes::Builtin,
+        );
         assert_eq!(
             live,
-            json!({"metadata": {"name": "n", "labels": {"a": "1"}}, "spec": {"x": 5, "z": 3}})
+            json!({"metadata": {"finalizers": ["a", "b", "c"]},
+                "spec": {"ports": [{"containerPort": 53, "protocol": "UDP"}, {"containerPort": 53}], "selector": {"x": "1"}}})
         );
     }
 }

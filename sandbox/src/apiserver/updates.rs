@@ -133,6 +133,9 @@ impl Request<'_> {
                 "invalid object type: {group}/{version}, Kind={kind}"
             )));
         }
+        if !patch_body["metadata"]["managedFields"].is_null() {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+        }
         if let Some(given) = patch_body["metadata"]["name"].as_str()
             && given != self.name()
         {
@@ -154,12 +157,13 @@ impl Request<'_> {
             .record_implied("create", self.target, self.user_agent);
         let mut object = patch_body.clone();
         object["metadata"]["name"] = json!(self.name());
-        let manager = self.query.field_manager.clone().unwrap_or_default();
-        object["metadata"]["managedFields"] = json!([{
-            "manager": manager, "operation": "Apply", "apiVersion": self.resource.api_version(),
-            "time": self.now(), "fieldsType": "FieldsV1", "fieldsV1": patch::fields_of(patch_body),
-        }]);
-        self.create_object(object)
+        let (manager, api_version, now) = (self.manager(), self.resource.api_version(), self.now());
+        let apply = ownership::Apply {
+            writer: self.writer(&manager, &api_version, &now),
+            force: self.query.force,
+        };
+        object["metadata"]["managedFields"] = ownership::created_by_apply(&apply, patch_body);
+        self.create_object(object, false)
     }
 
     /// `current` with the patch applied, as its content type says.
@@ -187,21 +191,15 @@ impl Request<'_> {
             "application/merge-patch+json" => patch::merge(&mut object, patch_body),
             STRATEGIC => patch::strategic(&mut object, patch_body),
             APPLY => {
-                let manager = self.query.field_manager.clone().unwrap_or_default();
-                let (now, api_version) = (self.now(), self.resource.api_version());
+                let (manager, api_version, now) =
+                    (self.manager(), self.resource.api_version(), self.now());
                 let apply = ownership::Apply {
-                    manager: &manager,
-                    api_version: &api_version,
-                    time: &now,
-                    subresource: self.target.subresource.as_deref(),
+                    writer: self.writer(&manager, &api_version, &now),
                     force: self.query.force,
                 };
-                let (others, previous) = apply.check(current, patch_body).map_err(|conflicts| {
+                object = apply.apply(&object, patch_body).map_err(|conflicts| {
                     ApiError::apply_conflicts(conflicts.message(), json!(conflicts.causes()))
                 })?;
-                patch::apply(&mut object, patch_body, previous.as_ref());
-                object["metadata"]["managedFields"] =
-                    apply.record(others, patch_body, &object, current);
             }
             other => {
                 return Err(ApiError::unsupported_media_type(format!(

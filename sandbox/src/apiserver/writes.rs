@@ -11,7 +11,7 @@ use super::kinds::{Kind, NAMESPACES};
 use super::resources::ResourceType;
 use super::routing::{Request, json_response, parse_body};
 use super::store::{Write, Written};
-use super::{ownership, validation};
+use super::{fieldset, ownership, validation};
 use crate::admission::{FieldError, FieldErrorReason, UnknownFieldPolicy};
 
 /// Why a computed write could not be stored: the object changed, or went, meanwhile.
@@ -162,21 +162,7 @@ impl Request<'_> {
         }
         // What the server sets on every write is owned by the writer, as on kube-apiserver.
         Kind::of(self.resource).prepare(&mut object);
-        let now = self.now();
-        let update = ownership::Update {
-            manager: &self.manager(),
-            api_version: &self.resource.api_version(),
-            time: &now,
-            subresource: None,
-        };
-        let mut recorded = object.clone();
-        if self.resource.status_subresource
-            && let Some(map) = recorded.as_object_mut()
-        {
-            map.remove("status");
-        }
-        set_managed_fields(&mut object, update.record(None, &recorded));
-        self.create_object(object)
+        self.create_object(object, true)
     }
 
     /// What kube-apiserver checks of any object's metadata besides its name.
@@ -224,7 +210,9 @@ impl Request<'_> {
         Ok(namespace)
     }
 
-    pub(super) fn create_object(&self, mut object: Value) -> ApiResult {
+    /// Creates `object`; with `record_creator`, its writer owns what it set (defaults included,
+    /// as kube-apiserver defaults a custom resource when it decodes it).
+    pub(super) fn create_object(&self, mut object: Value, record_creator: bool) -> ApiResult {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -246,6 +234,14 @@ impl Request<'_> {
             }
         }
         let (mut object, warnings) = self.admit(object, None)?;
+        if record_creator {
+            let (manager, api_version, now) =
+                (self.manager(), self.resource.api_version(), self.now());
+            let entries = self
+                .writer(&manager, &api_version, &now)
+                .update(None, &object);
+            set_managed_fields(&mut object, entries);
+        }
         let metadata = object["metadata"]
             .as_object_mut()
             .expect("metadata is an object");
@@ -453,14 +449,10 @@ impl Request<'_> {
         let mut object = self.what_the_write_may_change(current, object)?;
         Kind::of(resource).prepare(&mut object);
         if !self.apply {
-            let now = self.now();
-            let update = ownership::Update {
-                manager: &self.manager(),
-                api_version: &resource.api_version(),
-                time: &now,
-                subresource: self.target.subresource.as_deref(),
-            };
-            let entries = update.record(Some(current), &object);
+            let (manager, api_version, now) = (self.manager(), resource.api_version(), self.now());
+            let entries = self
+                .writer(&manager, &api_version, &now)
+                .update(Some(current), &object);
             set_managed_fields(&mut object, entries);
         }
         let mut errors = self.metadata_errors(&object);
@@ -487,6 +479,28 @@ impl Request<'_> {
             Write::Put(object)
         };
         Ok((write, warnings))
+    }
+}
+
+impl Request<'_> {
+    /// Who writes through this request, for `managedFields`.
+    pub(super) fn writer<'a>(
+        &'a self,
+        manager: &'a str,
+        api_version: &'a str,
+        now: &'a str,
+    ) -> ownership::Writer<'a> {
+        ownership::Writer {
+            manager,
+            api_version,
+            time: now,
+            subresource: self.target.subresource.as_deref(),
+            status_subresource: self.resource.status_subresource,
+            shapes: match &self.resource.validator {
+                Some(validator) => fieldset::Shapes::Custom(validator),
+                None => fieldset::Shapes::Builtin,
+            },
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! fixing one forces the document to change.
 
 mod apply;
+mod apply_lists;
 mod builtins;
 mod crds;
 mod crud;
@@ -16,6 +17,7 @@ mod discovery;
 mod gaps;
 mod http;
 mod lists;
+mod managed_fields;
 mod namespaces;
 mod protobuf;
 mod validation;
@@ -23,6 +25,7 @@ mod watch;
 mod writes;
 
 use apply::*;
+use apply_lists::*;
 use builtins::*;
 use crds::*;
 use crud::*;
@@ -31,6 +34,7 @@ use discovery::*;
 use gaps::*;
 use http::*;
 use lists::*;
+use managed_fields::*;
 use namespaces::*;
 use protobuf::*;
 use validation::*;
@@ -90,7 +94,7 @@ fn all_probes() -> Vec<Probe> {
         server_side_apply_managed_fields,
         server_side_apply_is_idempotent,
         server_side_apply_on_status,
-        server_side_apply_atomic_lists = "ssa-list-types",
+        server_side_apply_atomic_lists,
         create_with_server_owned_fields,
         updates_of_custom_resources,
         merge_json_and_strategic_patches,
@@ -119,7 +123,7 @@ fn all_probes() -> Vec<Probe> {
         chart_kinds,
         built_in_defaults = "builtin-defaults",
         crd_rule_cost_budget = "cel-cost-budget",
-        defaults_owned_by_the_creator = "defaults-field-manager",
+        defaults_owned_by_the_creator,
         garbage_collection,
         leases,
         secrets,
@@ -148,15 +152,36 @@ fn all_probes() -> Vec<Probe> {
         list_at_an_exact_past_version,
         continued_lists_are_a_snapshot,
         more_built_in_tables,
-        ssa_shared_field_ownership = "ssa-shared-fields",
-        managed_fields_reset = "managed-fields-writes",
+        ssa_shared_field_ownership,
+        managed_fields_reset,
         nulls_in_custom_resources = "crd-nulls",
         crd_schemas_refused = "crd-schema-checks",
         cel_rule_messages,
         namespace_terminating_conditions = "namespace-conditions",
         unserved_kinds = "unserved-kinds",
         duplicate_json_keys,
-        managed_fields_own_their_maps = "managed-fields-dot",
+        managed_fields_own_their_maps,
+        ssa_shared_field_dropped_by_both,
+        ssa_fields_taken_or_removed_by_updates,
+        managed_fields_reset_with_an_empty_entry,
+        managed_fields_migration,
+        managed_fields_written_badly,
+        apply_with_managed_fields,
+        managed_fields_of_an_apply,
+        apply_agreeing_without_a_change,
+        managed_fields_order,
+        update_managers_capped,
+        apply_conflict_messages,
+        ssa_shared_list_items,
+        apply_of_nothing,
+        create_with_managed_fields,
+        apply_conflicts_on_status,
+        managed_fields_of_ports,
+        ssa_sets_merge_as_sets,
+        server_side_apply_after_client_side,
+        ssa_list_types_of_custom_resources,
+        managed_fields_of_mounts,
+        ssa_atomic_subjects,
     ]
 }
 
