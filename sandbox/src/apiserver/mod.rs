@@ -27,6 +27,7 @@ mod events;
 mod gc;
 mod json_path;
 mod kinds;
+mod list_items;
 mod list_options;
 mod ownership;
 mod patch;

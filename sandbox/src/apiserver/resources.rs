@@ -92,6 +92,7 @@ impl ResourceType {
             selectable_fields: match kind {
                 "Secret" => vec!["type".into()],
                 "Namespace" => vec!["status.phase".into()],
+                "Service" => vec!["spec.clusterIP".into(), "spec.type".into()],
                 "Event" => [
                     "involvedObject.kind",
                     "involvedObject.namespace",
@@ -282,6 +283,8 @@ impl Registry {
                     | "Namespace"
                     | "Service"
                     | "ValidatingAdmissionPolicy"
+                    | "PodDisruptionBudget"
+                    | "Ingress"
             ) {
                 builtin.status_subresource = true;
             }
@@ -291,6 +294,7 @@ impl Registry {
                     | "CustomResourceDefinition"
                     | "PodDisruptionBudget"
                     | "NetworkPolicy"
+                    | "Ingress"
                     | "ValidatingAdmissionPolicy"
                     | "ValidatingAdmissionPolicyBinding"
             ) {

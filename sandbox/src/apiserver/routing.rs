@@ -147,7 +147,8 @@ impl Query {
             return Some(ApiError::invalid_request(
                 "CreateOptions.meta.k8s.io",
                 "dryRun",
-                &format!("dryRun: Unsupported value: {value:?}: supported values: \"All\""),
+                // The parameter may be given more than once: kube-apiserver shows the list.
+                &format!("dryRun: Unsupported value: [{value:?}]: supported values: \"All\""),
             ));
         }
         if let Some(value) = &self.field_validation
@@ -527,11 +528,13 @@ impl Request<'_> {
             "update" => self.update(body, content_type),
             "patch" => self.patch(body, content_type),
             "delete" => self.delete(body),
-            "deletecollection" => self.delete_collection(body),
+            "deletecollection" if Kind::of(self.resource).serves_deletecollection() => {
+                self.delete_collection(body)
+            }
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
-                "method not allowed",
+                "the server does not allow this method on the requested resource",
             )),
         }
     }

@@ -230,7 +230,11 @@ impl Request<'_> {
             .unwrap_or_default()
             .to_string();
         let kind = Kind::of(self.resource);
-        let mut errors = validation::name(&name, kind.has_dns_label_names());
+        let mut errors = validation::name(&name, kind.name_rule());
+        if kind == Kind::CustomResourceDefinition && !errors.is_empty() {
+            // kube-apiserver tells both what is wrong with the name and what it must be.
+            errors.extend(validation::crd_name(&object));
+        }
         errors.extend(self.metadata_errors(&object));
         if !errors.is_empty() {
             return Err(ApiError::invalid(self.resource, &name, &errors));

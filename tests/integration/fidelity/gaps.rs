@@ -38,17 +38,6 @@ pub(super) async fn managed_fields_reset(http: Http, ns: String) -> Value {
     json!([reset.outcome(), managers(&reset.body)])
 }
 
-/// A `null` for a field its schema does not make nullable: kube-apiserver drops it.
-pub(super) async fn nulls_in_custom_resources(http: Http, ns: String) -> Value {
-    let mut object = partner("nulls");
-    object["spec"]["activation"] = Value::Null;
-    let created = http.post(&partners(&ns), object).await;
-    json!([
-        created.outcome(),
-        created.body["spec"].get("activation").is_some()
-    ])
-}
-
 /// CRDs kube-apiserver refuses: a schema that is not structural, a CEL rule that does not
 /// compile.
 pub(super) async fn crd_schemas_refused(http: Http, _ns: String) -> Value {
@@ -80,40 +69,6 @@ pub(super) async fn crd_schemas_refused(http: Http, _ns: String) -> Value {
         )
         .await;
     json!({"notStructural": unstructured.outcome(), "ruleNotCompiling": bad_rule.outcome()})
-}
-
-/// A Namespace held in `Terminating` by an object's finalizer: kube-controller-manager says
-/// why in its conditions.
-pub(super) async fn namespace_terminating_conditions(http: Http, ns: String) -> Value {
-    let mut held = cm("held", json!({}));
-    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
-    http.post(&cms(&ns), held).await;
-    let path = format!("/api/v1/namespaces/{ns}");
-    http.delete(&path).await;
-    let conditions = |r: &Reply| {
-        let mut types: Vec<Value> = r.body["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| json!([c["type"], c["status"]]))
-            .collect();
-        types.sort_by_key(|t| t.to_string());
-        types
-    };
-    let stuck = http
-        .until(&path, Patience::API_SERVER, |r| {
-            conditions(r)
-                .iter()
-                .any(|c| c[0] == "NamespaceFinalizersRemaining" && c[1] == "True")
-        })
-        .await;
-    http.patch(
-        &format!("{}/held", cms(&ns)),
-        MERGE,
-        json!({"metadata": {"finalizers": null}}),
-    )
-    .await;
-    json!([stuck.body["status"]["phase"], conditions(&stuck)])
 }
 
 /// Kinds the sandbox does not serve (Pods, Jobs, ...): kube-apiserver lists them; the sandbox
