@@ -12,6 +12,7 @@
 mod defaulting;
 mod errors;
 mod numbers;
+pub mod schema_checks;
 mod structural;
 
 use std::sync::Mutex;

@@ -294,6 +294,10 @@ impl Request<'_> {
             .to_string();
         let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
             serde_json::from_value(object.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let errors = schema_errors(object);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(self.resource, &name, &errors));
+        }
         for version in crd.spec.versions.iter().filter(|v| v.served) {
             let resource = ResourceType::from_crd(&crd, &version.name).map_err(|e| {
                 ApiError::invalid(
@@ -512,4 +516,37 @@ fn spec_of(object: &Value) -> Value {
         map.remove("status");
     }
     object
+}
+
+/// What kube-apiserver refuses in a CRD's schemas, each error naming the field as it does: its
+/// internal form keeps one schema for all versions when they share it
+/// (`spec.validation.openAPIV3Schema`), else one per version.
+fn schema_errors(crd: &Value) -> Vec<FieldError> {
+    let versions = crd["spec"]["versions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let schema = |v: &Value| v["schema"]["openAPIV3Schema"].clone();
+    let shared = versions.windows(2).all(|w| schema(&w[0]) == schema(&w[1]));
+    if shared {
+        return versions
+            .first()
+            .map(|v| {
+                crate::admission::schema_checks::check(
+                    &schema(v),
+                    "spec.validation.openAPIV3Schema",
+                )
+            })
+            .unwrap_or_default();
+    }
+    versions
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| {
+            crate::admission::schema_checks::check(
+                &schema(v),
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+            )
+        })
+        .collect()
 }

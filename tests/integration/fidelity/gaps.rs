@@ -38,39 +38,6 @@ pub(super) async fn managed_fields_reset(http: Http, ns: String) -> Value {
     json!([reset.outcome(), managers(&reset.body)])
 }
 
-/// CRDs kube-apiserver refuses: a schema that is not structural, a CEL rule that does not
-/// compile.
-pub(super) async fn crd_schemas_refused(http: Http, _ns: String) -> Value {
-    let crd = |plural: &str, schema: Value| {
-        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": format!("{plural}.fidelity.example.com")},
-            "spec": {"group": "fidelity.example.com", "scope": "Namespaced",
-                "names": {"plural": plural, "kind": "Gap"},
-                "versions": [{"name": "v1", "served": true, "storage": true,
-                    "schema": {"openAPIV3Schema": schema}}]}})
-    };
-    let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
-    let unstructured = http
-        .post(
-            path,
-            crd(
-                "untyped",
-                json!({"type": "object", "properties": {"spec": {"properties": {"a": {"type": "string"}}}}}),
-            ),
-        )
-        .await;
-    let bad_rule = http
-        .post(
-            path,
-            crd(
-                "badrules",
-                json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.nope("}]}),
-            ),
-        )
-        .await;
-    json!({"notStructural": unstructured.outcome(), "ruleNotCompiling": bad_rule.outcome()})
-}
-
 /// Kinds the sandbox does not serve (Pods, Jobs, ...): kube-apiserver lists them; the sandbox
 /// answers 404 saying it does not serve them.
 pub(super) async fn unserved_kinds(http: Http, ns: String) -> Value {

@@ -56,6 +56,17 @@ impl Sample {
     async fn create(&self, http: &Http, ns: &str, x: &str) -> Reply {
         http.post(&self.collection(ns), self.object(ns, x)).await
     }
+
+    /// Creates the object `x` and reads it back once settled (a CRD once `Established`), for
+    /// a probe that writes it again at the version it read.
+    async fn create_settled(&'static self, http: &Http, ns: &str, x: &str) -> Reply {
+        let created = self.create(http, ns, x).await;
+        if self.plural != "customresourcedefinitions" {
+            return created;
+        }
+        settle(self, http, ns, x).await;
+        http.get(&self.item(ns, x)).await
+    }
 }
 
 fn meta(api_version: &str, kind: &str, name: &str) -> Value {
@@ -562,7 +573,7 @@ async fn table(s: &'static Sample, http: Http, ns: String) -> Value {
 }
 
 async fn update(s: &'static Sample, http: Http, ns: String) -> Value {
-    let created = s.create(&http, &ns, "a").await;
+    let created = s.create_settled(&http, &ns, "a").await;
     let mut object = created.body.clone();
     object["metadata"]["labels"]["updated"] = json!("yes");
     let updated = http.put(&s.item(&ns, "a"), object.clone()).await;
@@ -646,7 +657,7 @@ async fn dry_run(s: &'static Sample, http: Http, ns: String) -> Value {
         )
         .await;
     let after_dry = http.get(&path).await.code;
-    let created = s.create(&http, &ns, "a").await;
+    let created = s.create_settled(&http, &ns, "a").await;
     let mut changed = created.body.clone();
     changed["metadata"]["labels"]["dry"] = json!("run");
     let dry_put = http.put(&format!("{path}?dryRun=All"), changed).await;
