@@ -29,6 +29,7 @@ mod json_path;
 mod kinds;
 mod list_items;
 mod list_options;
+mod openapi_v2;
 mod ownership;
 mod patch;
 mod protobuf;

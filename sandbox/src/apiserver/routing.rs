@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::errors::{ApiError, ApiResult};
 use super::kinds::Kind;
 use super::resources::ResourceType;
-use super::{ServerState, controllers, discovery, events};
+use super::{ServerState, controllers, discovery, events, openapi_v2};
 
 /// What a request addresses, parsed from its path.
 #[derive(Debug, Default, Clone)]
@@ -175,6 +175,9 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
+    if path == "/openapi/v2" {
+        return openapi_v2::document(&headers);
+    }
     if let Some(response) = serve_fixed_path(&state, &path) {
         return response;
     }
