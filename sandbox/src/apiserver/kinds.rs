@@ -118,6 +118,20 @@ impl Kind {
         matches!(self, Kind::Namespace | Kind::Service | Kind::ServiceAccount)
     }
 
+    /// Whether a write to `/status` may change the metadata (labels, annotations) as well:
+    /// kube-apiserver's status strategies of these kinds keep it, those of Deployments,
+    /// admission policies and custom resources reset it.
+    pub fn status_writes_metadata(self) -> bool {
+        matches!(
+            self,
+            Kind::Service
+                | Kind::PodDisruptionBudget
+                | Kind::Ingress
+                | Kind::CustomResourceDefinition
+                | Kind::Namespace
+        )
+    }
+
     /// Whether `deletecollection` is served: kube-apiserver does not offer it for Namespaces.
     pub fn serves_deletecollection(self) -> bool {
         self != Kind::Namespace

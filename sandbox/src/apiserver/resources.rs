@@ -276,6 +276,14 @@ impl Registry {
             ),
         ];
         for builtin in &mut builtins {
+            // The categories `kubectl get all` and `kubectl get api-extensions` read.
+            builtin.categories = match builtin.kind.as_str() {
+                "Service" | "Deployment" => vec!["all".into()],
+                "CustomResourceDefinition"
+                | "ValidatingAdmissionPolicy"
+                | "ValidatingAdmissionPolicyBinding" => vec!["api-extensions".into()],
+                _ => vec![],
+            };
             if matches!(
                 builtin.kind.as_str(),
                 "Deployment"

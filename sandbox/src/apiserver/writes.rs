@@ -421,10 +421,15 @@ impl Request<'_> {
         }
         match self.target.subresource.as_deref() {
             Some("status") => {
-                // Only the status (and who manages it) changes through /status.
+                // Only the status (and who manages it) changes through /status; for some
+                // kinds the metadata too, as their registries' status strategies allow.
                 let status = object.get("status").cloned();
                 let managed = object["metadata"].get("managedFields").cloned();
+                let metadata = object["metadata"].clone();
                 object = current.clone();
+                if Kind::of(resource).status_writes_metadata() {
+                    object["metadata"] = metadata;
+                }
                 if let Some(managed) = managed {
                     object["metadata"]["managedFields"] = managed;
                 }

@@ -395,6 +395,8 @@ const BEHAVIOURS: &[(&str, Behaviour)] = &[
     }),
     ("generation", |s, h, ns| Box::pin(generation(s, h, ns))),
     ("delete", |s, h, ns| Box::pin(delete(s, h, ns))),
+    ("discovery", |s, h, ns| Box::pin(discovery_entry(s, h, ns))),
+    ("status", |s, h, ns| Box::pin(status_subresource(s, h, ns))),
 ];
 
 /// Probes of the sandbox that still differ, `(probe id, divergence id)`: see
@@ -404,6 +406,10 @@ const KNOWN: &[(&str, &str)] = &[
     ("svc_invalid_name", "service-name-order"),
     ("evv1_generation", "event-updates"),
     ("crd_generate_name", "crd-generate-name"),
+    ("sa_discovery", "unserved-subresources"),
+    ("svc_discovery", "unserved-subresources"),
+    ("deploy_discovery", "unserved-subresources"),
+    ("ns_discovery", "unserved-subresources"),
 ];
 
 /// One probe per served kind and behaviour.
@@ -835,4 +841,49 @@ pub(super) async fn json_patch_failed_test(http: Http, ns: String) -> Value {
         )
         .await;
     json!([failed.outcome(), failed.body["message"]])
+}
+
+/// The kind's entry in its group version's discovery document, as kubectl reads it to map
+/// `kubectl get <short name>` to a resource and to know what it may do with it.
+async fn discovery_entry(s: &'static Sample, http: Http, _ns: String) -> Value {
+    let document = http.get(s.api).await;
+    let entries: Vec<Value> = document.body["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["name"]
+                .as_str()
+                .is_some_and(|n| n == s.plural || n.starts_with(&format!("{}/", s.plural)))
+        })
+        .map(|r| {
+            let mut verbs: Vec<Value> = r["verbs"].as_array().cloned().unwrap_or_default();
+            verbs.sort_by_key(|v| v.to_string());
+            json!({"name": r["name"], "namespaced": r["namespaced"], "kind": r["kind"],
+                "singularName": r["singularName"], "verbs": verbs,
+                "shortNames": r["shortNames"], "categories": r["categories"]})
+        })
+        .collect();
+    json!([document.code, entries])
+}
+
+/// The `/status` subresource: served for kinds that have one, 404 for the others; whether a
+/// write there may change the labels differs by kind.
+async fn status_subresource(s: &'static Sample, http: Http, ns: String) -> Value {
+    s.create_settled(&http, &ns, "a").await;
+    let path = format!("{}/status", s.item(&ns, "a"));
+    let read = http.get(&path).await;
+    let patched = http
+        .patch(
+            &path,
+            MERGE,
+            json!({"metadata": {"labels": {"via": "status"}}}),
+        )
+        .await;
+    let after = http.get(&s.item(&ns, "a")).await;
+    json!({
+        "get": [read.outcome(), read.body["kind"]],
+        "patch": patched.outcome(),
+        "labelled": after.body["metadata"]["labels"]["via"],
+    })
 }
