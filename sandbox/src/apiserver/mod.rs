@@ -36,6 +36,7 @@ mod protobuf;
 mod reads;
 mod resources;
 mod routing;
+mod scale;
 mod selectors;
 mod store;
 mod tables;

@@ -441,6 +441,7 @@ fn resource_of(state: &ServerState, target: &Target) -> Result<ResourceType, Box
         .ok_or_else(|| Box::new(ApiError::no_such_resource().into_response()))?;
     if let Some(sub) = &target.subresource
         && !(sub == "status" && resource.status_subresource)
+        && !(sub == "scale" && Kind::of(&resource) == Kind::Deployment)
     {
         return Err(Box::new(ApiError::no_such_resource().into_response()));
     }
@@ -523,6 +524,9 @@ impl Request<'_> {
         body: &[u8],
         content_type: &str,
     ) -> ApiResult {
+        if self.target.subresource.as_deref() == Some("scale") {
+            return self.scale(verb, body, content_type);
+        }
         match verb {
             "watch" => self.watch(wants_table),
             "get" => self.get(wants_table),

@@ -408,7 +408,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("crd_generate_name", "crd-generate-name"),
     ("sa_discovery", "unserved-subresources"),
     ("svc_discovery", "unserved-subresources"),
-    ("deploy_discovery", "unserved-subresources"),
     ("ns_discovery", "unserved-subresources"),
 ];
 
@@ -466,7 +465,7 @@ async fn create(s: &'static Sample, http: Http, ns: String) -> Value {
 }
 
 async fn get(s: &'static Sample, http: Http, ns: String) -> Value {
-    let created = s.create(&http, &ns, "a").await;
+    let created = s.create_settled(&http, &ns, "a").await;
     let read = http.get(&s.item(&ns, "a")).await;
     let mut written = created.body.clone();
     let mut stored = read.body.clone();

@@ -192,6 +192,7 @@ fn named_probes() -> Vec<Probe> {
         rules_skipped_after_a_type_error,
         rule_fails_alone,
         json_patch_failed_test = "json-patch-test-message",
+        deployment_scale,
     ]
 }
 
