@@ -11,6 +11,8 @@
 
 mod defaulting;
 mod errors;
+mod numbers;
+pub mod schema_checks;
 mod structural;
 
 use std::sync::Mutex;
@@ -157,9 +159,19 @@ impl CrdValidator {
         defaulting::apply(&self.schema, &mut object);
         let mut errors = Vec::new();
         self.schema.validate(&object, "", &mut errors);
-        if errors.is_empty() {
-            // CEL rules see the defaulted objects, as in kube-apiserver. They are skipped when
-            // the schema checks failed, since the rules assume well-typed input.
+        if errors.iter().any(blocks_rules) {
+            // As kube-apiserver: the rules are not evaluated on an object of the wrong shape (a
+            // missing, mistyped, unsupported or oversized value), and it says so. Other value
+            // errors (a pattern, a bound) leave the rules to run.
+            if has_rules(&self.cel) {
+                errors.push(FieldError {
+                    field: "<nil>".into(),
+                    reason: FieldErrorReason::Invalid,
+                    message: "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+                });
+            }
+        } else {
+            // CEL rules see the defaulted objects, as in kube-apiserver.
             let mut old = old.cloned();
             if let Some(old) = old.as_mut() {
                 self.schema.prune(old);
@@ -177,20 +189,28 @@ impl CrdValidator {
                         .map(|failure| FieldError::from_cel(failure, &object)),
                 );
             }
-        } else if has_rules(&self.cel) {
-            // As kube-apiserver: the rules are not evaluated on an invalid object, and it says so.
-            errors.push(FieldError {
-                field: "<nil>".into(),
-                reason: FieldErrorReason::Invalid,
-                message: "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
-            });
         }
         if errors.is_empty() {
+            // Stored as kube-apiserver encodes it; the rules saw the numbers as sent.
+            numbers::integral_floats_as_integers(&mut object);
             Ok(Admitted { object, warnings })
         } else {
             Err(errors)
         }
     }
+}
+
+/// Whether a schema error keeps the CEL rules from running: kube-apiserver's `hasBlockingErr`
+/// (the rules assume a well-typed object of bounded size).
+fn blocks_rules(error: &FieldError) -> bool {
+    matches!(
+        error.reason,
+        FieldErrorReason::NotSupported
+            | FieldErrorReason::Required
+            | FieldErrorReason::TooLong
+            | FieldErrorReason::TooMany
+            | FieldErrorReason::TypeInvalid
+    )
 }
 
 /// Whether a schema has any CEL rule.

@@ -39,7 +39,7 @@ pub(super) struct Schema {
     exclusive_maximum: bool,
     multiple_of: Option<f64>,
     format: Option<String>,
-    nullable: bool,
+    pub(super) nullable: bool,
     int_or_string: bool,
     preserve_unknown_fields: bool,
     embedded_resource: bool,
@@ -234,6 +234,14 @@ impl Schema {
             && !type_matches(type_, value)
         {
             errors.push(self.type_error(value, path));
+            if type_ == "integer" && value.is_number() {
+                // kube-apiserver's format check of integers reports a fraction a second time.
+                errors.push(FieldError {
+                    field: "<nil>".into(),
+                    reason: FieldErrorReason::Invalid,
+                    message: format!("<nil>: Invalid value: \"\": Checked value must be of type integer (default format) in {path}"),
+                });
+            }
             return;
         }
         if let Some(allowed) = &self.enum_values
@@ -305,11 +313,11 @@ impl Schema {
         if let Some(format) = &self.format
             && !format_matches(format, s)
         {
-            errors.push(FieldError::invalid(
-                path,
-                value,
-                format_args!("must be of type {format}: {s:?}"),
-            ));
+            // A type error to kube-apiserver (its CEL rules are then not run).
+            let mut error =
+                FieldError::invalid(path, value, format_args!("must be of type {format}: {s:?}"));
+            error.reason = FieldErrorReason::TypeInvalid;
+            errors.push(error);
         }
     }
 

@@ -35,6 +35,13 @@ impl Column {
         }
     }
 
+    const fn integer(self) -> Self {
+        Self {
+            type_: "integer",
+            ..self
+        }
+    }
+
     const fn date(self) -> Self {
         Self {
             type_: "date",
@@ -80,6 +87,44 @@ pub(super) fn columns(resource: &ResourceType) -> Option<Vec<Column>> {
             ]);
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => return Some(crd_columns()),
+        ("policy", "PodDisruptionBudget") => vec![
+            Column::new("Min Available", |o, _| or_na(&o["spec"]["minAvailable"])),
+            Column::new("Max Unavailable", |o, _| {
+                or_na(&o["spec"]["maxUnavailable"])
+            }),
+            Column::new("Allowed Disruptions", |o, _| {
+                json!(o["status"]["disruptionsAllowed"].as_i64().unwrap_or(0))
+            })
+            .integer(),
+        ],
+        ("networking.k8s.io", "NetworkPolicy") => vec![Column::new("Pod-Selector", |o, _| {
+            json!(format_selector(&o["spec"]["podSelector"]))
+        })],
+        ("networking.k8s.io", "Ingress") => ingress_columns(),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => vec![
+            Column::new("Validations", |o, _| {
+                json!(o["spec"]["validations"].as_array().map_or(0, Vec::len))
+            })
+            .integer(),
+            Column::new("ParamKind", |o, _| {
+                let kind = &o["spec"]["paramKind"];
+                json!(match kind.is_object() {
+                    true => format!("{}/{}", text(&kind["apiVersion"]), text(&kind["kind"])),
+                    false => "<unset>".into(),
+                })
+            }),
+        ],
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => vec![
+            Column::new("PolicyName", |o, _| o["spec"]["policyName"].clone()),
+            Column::new("ParamRef", |o, _| {
+                let param = &o["spec"]["paramRef"];
+                json!(match (param.is_object(), text(&param["namespace"])) {
+                    (false, _) => "<unset>".to_string(),
+                    (true, "") => text(&param["name"]).to_string(),
+                    (true, ns) => format!("{ns}/{}", text(&param["name"])),
+                })
+            }),
+        ],
         _ => vec![],
     };
     columns.push(age);
@@ -119,6 +164,91 @@ fn format_labels(map: &Value) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// An int-or-string as the PodDisruptionBudget printer shows it: `N/A` when unset.
+fn or_na(value: &Value) -> Value {
+    match value {
+        Value::Null => json!("N/A"),
+        Value::String(s) => json!(s),
+        other => json!(other.to_string()),
+    }
+}
+
+/// A label selector as `metav1.FormatLabelSelector` prints it: `<none>` when it selects all.
+fn format_selector(selector: &Value) -> String {
+    let mut parts: Vec<String> = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", text(v)))
+        .collect();
+    for expression in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = text(&expression["key"]);
+        let values: Vec<&str> = expression["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
+        parts.push(match text(&expression["operator"]) {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            other => format!("{key} {other}"),
+        });
+    }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// The Ingress printer's columns: class, hosts (`*` for none, at most three), the load
+/// balancer's addresses, and the ports (443 too when there is TLS).
+fn ingress_columns() -> Vec<Column> {
+    vec![
+        Column::new("Class", |o, _| {
+            json!(o["spec"]["ingressClassName"].as_str().unwrap_or("<none>"))
+        }),
+        Column::new("Hosts", |o, _| {
+            let hosts: Vec<&str> = o["spec"]["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| text(&r["host"]))
+                .filter(|h| !h.is_empty())
+                .collect();
+            json!(match hosts.len() {
+                0 => "*".to_string(),
+                1..=3 => hosts.join(","),
+                n => format!("{} + {} more...", hosts[..3].join(","), n - 3),
+            })
+        }),
+        Column::new("Address", |o, _| {
+            let addresses: Vec<&str> = o["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    Some(text(&i["ip"]))
+                        .filter(|ip| !ip.is_empty())
+                        .unwrap_or(text(&i["hostname"]))
+                })
+                .collect();
+            json!(addresses.join(","))
+        }),
+        Column::new("Ports", |o, _| {
+            let tls = o["spec"]["tls"].as_array().is_some_and(|t| !t.is_empty());
+            json!(if tls { "80, 443" } else { "80" })
+        }),
+    ]
 }
 
 fn service_columns(age: Column) -> Vec<Column> {

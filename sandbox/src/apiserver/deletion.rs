@@ -65,15 +65,42 @@ impl DeleteOptions {
         current: &Value,
     ) -> Result<(), ApiError> {
         let name = current["metadata"]["name"].as_str().unwrap_or_default();
+        let stored = |field: &str| current["metadata"][field].as_str().unwrap_or_default();
         if let Some(uid) = &self.uid
-            && current["metadata"]["uid"].as_str() != Some(uid.as_str())
+            && stored("uid") != uid
         {
-            return Err(ApiError::conflict(resource, name));
+            if matches!(
+                Kind::of(resource),
+                Kind::Namespace | Kind::CustomResourceDefinition
+            ) {
+                // These registries check it themselves, in other words.
+                let mut error =
+                    ApiError::uid_precondition_failed(resource, name, uid, stored("uid"));
+                if Kind::of(resource) == Kind::CustomResourceDefinition {
+                    error.lowercase_precondition();
+                }
+                return Err(error);
+            }
+            return Err(ApiError::delete_precondition_failed(
+                resource,
+                name,
+                format!(
+                    "the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
+                    stored("uid")
+                ),
+            ));
         }
         if let Some(version) = &self.resource_version
-            && current["metadata"]["resourceVersion"].as_str() != Some(version.as_str())
+            && stored("resourceVersion") != version
         {
-            return Err(ApiError::conflict(resource, name));
+            return Err(ApiError::delete_precondition_failed(
+                resource,
+                name,
+                format!(
+                    "the ResourceVersion in the precondition ({version}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                    stored("resourceVersion")
+                ),
+            ));
         }
         Ok(())
     }
@@ -223,6 +250,13 @@ impl Request<'_> {
                 self.after_removal(object);
                 if kind.returns_deleted_object() {
                     return Ok(json_response(StatusCode::OK, object, &[]));
+                }
+                if kind.defines_resources() {
+                    // kube-apiserver answers with the CRD marked deleted while its custom
+                    // resources go; the sandbox has removed them already.
+                    let mut answer = (**object).clone();
+                    answer["metadata"]["deletionTimestamp"] = json!(now);
+                    return Ok(json_response(StatusCode::OK, &answer, &[]));
                 }
                 Ok(json_response(
                     StatusCode::OK,

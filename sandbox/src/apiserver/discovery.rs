@@ -76,6 +76,12 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             entry["categories"] = json!(resource.categories);
         }
         entries.push(entry);
+        if Kind::of(resource) == Kind::Deployment {
+            entries.push(json!({
+                "name": format!("{}/scale", resource.plural), "singularName": "", "namespaced": true,
+                "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],
+            }));
+        }
         if resource.status_subresource {
             entries.push(json!({
                 "name": format!("{}/status", resource.plural), "singularName": "", "namespaced": resource.namespaced,

@@ -91,6 +91,7 @@ impl ApiError {
         error.details = Some(
             json!({"name": name, "group": resource.group, "kind": resource.kind, "causes": causes}),
         );
+        omit_empty_group(&mut error.details);
         error
     }
     /// 422 for a request option (`fieldManager`, `dryRun`, ...) rather than the object.
@@ -144,6 +145,27 @@ impl ApiError {
             ),
         )
         .with_details(resource, name)
+    }
+    /// 409 for a delete whose preconditions the stored object does not meet: kube-apiserver's
+    /// storage names the kind (`Role.rbac.authorization.k8s.io`), not the resource.
+    pub fn delete_precondition_failed(resource: &ResourceType, name: &str, why: String) -> Self {
+        let mut error = Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                resource.qualified_kind()
+            ),
+        );
+        error.details = Some(json!({"name": name, "group": resource.group, "kind": resource.kind}));
+        omit_empty_group(&mut error.details);
+        error
+    }
+    /// The CRD registry's spelling of a failed precondition (`precondition failed: ...`).
+    pub fn lowercase_precondition(&mut self) {
+        self.message = self
+            .message
+            .replacen("Precondition failed", "precondition failed", 1);
     }
     /// 409 for a server-side apply that would take fields other managers own.
     pub fn apply_conflicts(message: String, causes: Value) -> Self {
@@ -206,6 +228,7 @@ impl ApiError {
     fn with_details(mut self, resource: &ResourceType, name: &str) -> Self {
         self.details =
             Some(json!({"name": name, "group": resource.group, "kind": resource.plural}));
+        omit_empty_group(&mut self.details);
         self
     }
     pub fn injected(code: u16) -> Self {
@@ -232,6 +255,16 @@ impl ApiError {
             status.as_object_mut().expect("object").remove("reason");
         }
         status
+    }
+}
+
+/// kube-apiserver leaves out an empty `details.group` (the core group), as it does any empty
+/// field of a `Status`.
+fn omit_empty_group(details: &mut Option<Value>) {
+    if let Some(Value::Object(map)) = details
+        && map.get("group").is_some_and(|g| g == "")
+    {
+        map.remove("group");
     }
 }
 

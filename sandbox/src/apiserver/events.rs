@@ -8,6 +8,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::errors::ApiError;
+use super::kinds::NameRule;
 use super::resources::{Registry, ResourceType};
 use super::routing::parse_body;
 use crate::admission::{FieldError, FieldErrorReason};
@@ -37,8 +38,19 @@ fn convert(object: &Value, api_version: &str, from_new: bool) -> Value {
     out.insert("apiVersion".into(), json!(api_version));
     for (new, core) in FIELDS {
         let (from, to) = if from_new { (new, core) } else { (core, new) };
-        if let Some(value) = object.get(*from).filter(|v| !v.is_null()) {
+        if let Some(value) = object.get(*from).filter(|v| !v.is_null() && *v != "") {
             out.insert(to.to_string(), value.clone());
+        }
+    }
+    if !from_new {
+        // The fields an `events.k8s.io/v1` Event always has, as kube-apiserver encodes them.
+        for (field, empty) in [
+            ("eventTime", Value::Null),
+            ("deprecatedSource", json!({})),
+            ("deprecatedFirstTimestamp", Value::Null),
+            ("deprecatedLastTimestamp", Value::Null),
+        ] {
+            out.entry(field).or_insert(empty);
         }
     }
     Value::Object(out)
@@ -61,6 +73,15 @@ pub(super) fn to_core_request(
         return Ok((core, body, content_type.to_string()));
     }
     let event = parse_body(&body, content_type)?;
+    let name = event["metadata"]["name"].as_str().unwrap_or_default();
+    if verb == "create" && !name.is_empty() {
+        // The new API checks names as most kinds do (core Events take any path segment), and
+        // names the kind without its group.
+        let errors = super::validation::name(name, NameRule::Subdomain);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(&core, name, &errors));
+        }
+    }
     let errors = validate_new(&event);
     if verb == "create" && !errors.is_empty() {
         let name = event["metadata"]["name"].as_str().unwrap_or_default();
@@ -106,6 +127,17 @@ fn convert_body(value: &mut Value) {
             value["apiVersion"] = json!("events.k8s.io/v1");
             for item in value["items"].as_array_mut().into_iter().flatten() {
                 *item = to_events_v1(item);
+            }
+            if let Some(items) = value["items"].as_array_mut() {
+                super::list_items::untype(items);
+            }
+        }
+        Some("Status") if value["details"]["kind"] == "events" => {
+            // Errors of the core Events the request went to, as the new API's.
+            value["details"]["group"] = json!("events.k8s.io");
+            if let Some(message) = value["message"].as_str() {
+                value["message"] =
+                    json!(message.replacen("events \"", "events.events.k8s.io \"", 1));
             }
         }
         _ => {
@@ -174,6 +206,9 @@ mod tests {
         assert_eq!(core["message"], "n");
         assert_eq!(core["involvedObject"]["name"], "p");
         assert_eq!(core["reportingComponent"], "c");
-        assert_eq!(to_events_v1(&core), new);
+        let back = to_events_v1(&core);
+        assert_eq!(back["note"], new["note"]);
+        assert_eq!(back["deprecatedCount"], new["deprecatedCount"]);
+        assert_eq!(back["deprecatedSource"], json!({}));
     }
 }

@@ -25,7 +25,28 @@ pub(super) enum Kind {
     ServiceAccount,
     /// An `events.k8s.io/v1` Event: served in that schema, stored as the core Event it stands for.
     EventsV1Event,
+    /// A core `v1` Event.
+    Event,
+    Lease,
+    PodDisruptionBudget,
+    Ingress,
+    /// Role, RoleBinding, ClusterRole, ClusterRoleBinding.
+    Rbac,
+    /// ValidatingAdmissionPolicy and its bindings.
+    AdmissionPolicy,
     Other,
+}
+
+/// How a kind's names are checked: kube-apiserver's validation differs by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum NameRule {
+    /// A DNS subdomain (`a.b-c`): most kinds.
+    Subdomain,
+    /// A DNS label (no dots): the name ends up in DNS names of its own (Namespaces, Services).
+    Label,
+    /// Anything that can be a URL path segment (no `/`, `%`, `.` or `..`): Events, RBAC kinds,
+    /// PodDisruptionBudgets.
+    PathSegment,
 }
 
 impl Kind {
@@ -38,14 +59,44 @@ impl Kind {
             ("", "Service") => Kind::Service,
             ("", "ServiceAccount") => Kind::ServiceAccount,
             ("events.k8s.io", "Event") => Kind::EventsV1Event,
+            ("", "Event") => Kind::Event,
+            ("coordination.k8s.io", "Lease") => Kind::Lease,
+            ("policy", "PodDisruptionBudget") => Kind::PodDisruptionBudget,
+            ("networking.k8s.io", "Ingress") => Kind::Ingress,
+            ("rbac.authorization.k8s.io", _) => Kind::Rbac,
+            ("admissionregistration.k8s.io", _) => Kind::AdmissionPolicy,
             _ => Kind::Other,
         }
     }
 
-    /// Names are DNS labels (no dots), where other kinds take DNS subdomains: a Namespace's name
-    /// ends up in DNS names of its own.
-    pub fn has_dns_label_names(self) -> bool {
-        self == Kind::Namespace
+    /// How names of this kind are checked.
+    pub fn name_rule(self) -> NameRule {
+        match self {
+            Kind::Namespace | Kind::Service => NameRule::Label,
+            Kind::Event | Kind::Rbac | Kind::PodDisruptionBudget => NameRule::PathSegment,
+            _ => NameRule::Subdomain,
+        }
+    }
+
+    /// Whether a PUT of an object that does not exist creates it (kube-apiserver's
+    /// `AllowCreateOnUpdate`): `kubectl replace` of a missing Role works, of a ConfigMap not.
+    pub fn creates_on_update(self) -> bool {
+        matches!(
+            self,
+            Kind::Event | Kind::EventsV1Event | Kind::Service | Kind::Lease | Kind::Rbac
+        )
+    }
+
+    /// Whether a PUT without `metadata.resourceVersion` overwrites whatever is stored
+    /// (`AllowUnconditionalUpdate`); the kinds that do not refuse it with 422.
+    pub fn allows_unconditional_update(self) -> bool {
+        !matches!(
+            self,
+            Kind::Lease
+                | Kind::PodDisruptionBudget
+                | Kind::AdmissionPolicy
+                | Kind::CustomResourceDefinition
+        )
     }
 
     /// Deleted in two steps, finalizers or not: marked `Terminating`, then emptied by the
@@ -67,6 +118,20 @@ impl Kind {
         matches!(self, Kind::Namespace | Kind::Service | Kind::ServiceAccount)
     }
 
+    /// Whether a write to `/status` may change the metadata (labels, annotations) as well:
+    /// kube-apiserver's status strategies of these kinds keep it, those of Deployments,
+    /// admission policies and custom resources reset it.
+    pub fn status_writes_metadata(self) -> bool {
+        matches!(
+            self,
+            Kind::Service
+                | Kind::PodDisruptionBudget
+                | Kind::Ingress
+                | Kind::CustomResourceDefinition
+                | Kind::Namespace
+        )
+    }
+
     /// Whether `deletecollection` is served: kube-apiserver does not offer it for Namespaces.
     pub fn serves_deletecollection(self) -> bool {
         self != Kind::Namespace
@@ -77,7 +142,11 @@ impl Kind {
     pub fn status_on_create(self) -> Option<Value> {
         match self {
             Kind::Deployment => Some(json!({})),
-            Kind::Service => Some(json!({"loadBalancer": {}})),
+            Kind::Service | Kind::Ingress => Some(json!({"loadBalancer": {}})),
+            Kind::PodDisruptionBudget => Some(
+                json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}),
+            ),
+            Kind::AdmissionPolicy => Some(json!({})),
             _ => None,
         }
     }
@@ -98,6 +167,9 @@ impl Kind {
     /// Namespace is labelled with its name (`kubernetes.io/metadata.name`), so that a
     /// namespace selector can pick a namespace by name.
     pub fn prepare(self, object: &mut Value) {
+        if self == Kind::Event {
+            event_fields(object);
+        }
         if self == Kind::Namespace {
             let name = object["metadata"]["name"].clone();
             if !object["metadata"]["labels"].is_object() {
@@ -134,6 +206,24 @@ impl Kind {
             }
         }
         Ok(())
+    }
+}
+
+/// The fields a core Event always has, as kube-apiserver encodes them (they are not
+/// `omitempty`): an empty `source`, no timestamps, no reporting controller.
+fn event_fields(event: &mut Value) {
+    let Some(map) = event.as_object_mut() else {
+        return;
+    };
+    for (field, empty) in [
+        ("source", json!({})),
+        ("firstTimestamp", Value::Null),
+        ("lastTimestamp", Value::Null),
+        ("eventTime", Value::Null),
+        ("reportingComponent", json!("")),
+        ("reportingInstance", json!("")),
+    ] {
+        map.entry(field).or_insert(empty);
     }
 }
 

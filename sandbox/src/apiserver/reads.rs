@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::errors::{ApiError, ApiResult};
+use super::list_items::Item;
 use super::routing::Request;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::tables;
@@ -59,12 +60,17 @@ impl Request<'_> {
             .map_err(ApiError::bad_request)?;
         let fields = FieldSelector::parse(self.query.field_selector.as_deref().unwrap_or(""))
             .map_err(ApiError::bad_request)?;
-        if let Some(field) = fields.fields().find(|f| {
-            !matches!(*f, "metadata.name" | "metadata.namespace")
-                && !self.resource.selectable_fields.iter().any(|s| s == f)
-        }) {
-            return Err(ApiError::bad_request(format!(
-                "field label not supported: {field}"
+        // Namespaces are not in a namespace: kube-apiserver refuses to select them by one.
+        let is_namespace = self.resource.kind == "Namespace" && self.resource.group.is_empty();
+        let supported = |f: &str| {
+            f == "metadata.name"
+                || (f == "metadata.namespace" && !is_namespace)
+                || self.resource.selectable_fields.iter().any(|s| s == f)
+        };
+        if let Some(field) = fields.fields().find(|f| !supported(f)) {
+            return Err(ApiError::bad_request(super::selectors::unsupported_field(
+                self.resource,
+                field,
             )));
         }
         Ok((labels, fields))
@@ -111,11 +117,15 @@ impl Request<'_> {
             table["metadata"] = list_meta;
             return Ok(axum::Json(table).into_response());
         }
+        if self.resource.validator.is_some() && list_meta.get("continue").is_none() {
+            // A custom resource list always says where to continue (nowhere, at the end).
+            list_meta["continue"] = json!("");
+        }
         let list = json!({
             "kind": format!("{}List", self.resource.kind),
             "apiVersion": self.resource.api_version(),
             "metadata": list_meta,
-            "items": items.iter().map(|o| &**o).collect::<Vec<_>>(),
+            "items": items.iter().map(|o| Item::of(self.resource, o)).collect::<Vec<_>>(),
         });
         Ok(axum::Json(list).into_response())
     }

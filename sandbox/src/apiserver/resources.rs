@@ -92,6 +92,7 @@ impl ResourceType {
             selectable_fields: match kind {
                 "Secret" => vec!["type".into()],
                 "Namespace" => vec!["status.phase".into()],
+                "Service" => vec!["spec.clusterIP".into(), "spec.type".into()],
                 "Event" => [
                     "involvedObject.kind",
                     "involvedObject.namespace",
@@ -275,6 +276,14 @@ impl Registry {
             ),
         ];
         for builtin in &mut builtins {
+            // The categories `kubectl get all` and `kubectl get api-extensions` read.
+            builtin.categories = match builtin.kind.as_str() {
+                "Service" | "Deployment" => vec!["all".into()],
+                "CustomResourceDefinition"
+                | "ValidatingAdmissionPolicy"
+                | "ValidatingAdmissionPolicyBinding" => vec!["api-extensions".into()],
+                _ => vec![],
+            };
             if matches!(
                 builtin.kind.as_str(),
                 "Deployment"
@@ -282,6 +291,8 @@ impl Registry {
                     | "Namespace"
                     | "Service"
                     | "ValidatingAdmissionPolicy"
+                    | "PodDisruptionBudget"
+                    | "Ingress"
             ) {
                 builtin.status_subresource = true;
             }
@@ -291,6 +302,7 @@ impl Registry {
                     | "CustomResourceDefinition"
                     | "PodDisruptionBudget"
                     | "NetworkPolicy"
+                    | "Ingress"
                     | "ValidatingAdmissionPolicy"
                     | "ValidatingAdmissionPolicyBinding"
             ) {

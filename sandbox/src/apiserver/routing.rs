@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::errors::{ApiError, ApiResult};
 use super::kinds::Kind;
 use super::resources::ResourceType;
-use super::{ServerState, controllers, discovery, events};
+use super::{ServerState, controllers, discovery, events, openapi_v2};
 
 /// What a request addresses, parsed from its path.
 #[derive(Debug, Default, Clone)]
@@ -147,7 +147,8 @@ impl Query {
             return Some(ApiError::invalid_request(
                 "CreateOptions.meta.k8s.io",
                 "dryRun",
-                &format!("dryRun: Unsupported value: {value:?}: supported values: \"All\""),
+                // The parameter may be given more than once: kube-apiserver shows the list.
+                &format!("dryRun: Unsupported value: [{value:?}]: supported values: \"All\""),
             ));
         }
         if let Some(value) = &self.field_validation
@@ -174,6 +175,9 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
+    if path == "/openapi/v2" {
+        return openapi_v2::document(&headers);
+    }
     if let Some(response) = serve_fixed_path(&state, &path) {
         return response;
     }
@@ -437,6 +441,7 @@ fn resource_of(state: &ServerState, target: &Target) -> Result<ResourceType, Box
         .ok_or_else(|| Box::new(ApiError::no_such_resource().into_response()))?;
     if let Some(sub) = &target.subresource
         && !(sub == "status" && resource.status_subresource)
+        && !(sub == "scale" && Kind::of(&resource) == Kind::Deployment)
     {
         return Err(Box::new(ApiError::no_such_resource().into_response()));
     }
@@ -519,6 +524,9 @@ impl Request<'_> {
         body: &[u8],
         content_type: &str,
     ) -> ApiResult {
+        if self.target.subresource.as_deref() == Some("scale") {
+            return self.scale(verb, body, content_type);
+        }
         match verb {
             "watch" => self.watch(wants_table),
             "get" => self.get(wants_table),
@@ -527,11 +535,13 @@ impl Request<'_> {
             "update" => self.update(body, content_type),
             "patch" => self.patch(body, content_type),
             "delete" => self.delete(body),
-            "deletecollection" => self.delete_collection(body),
+            "deletecollection" if Kind::of(self.resource).serves_deletecollection() => {
+                self.delete_collection(body)
+            }
             _ => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
-                "method not allowed",
+                "the server does not allow this method on the requested resource",
             )),
         }
     }

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use super::resources::ResourceType;
+
 /// A parsed `labelSelector`: every requirement must hold.
 #[derive(Debug, Default)]
 pub struct LabelSelector(Vec<Requirement>);
@@ -148,6 +150,20 @@ impl FieldSelector {
             };
             (actual == *value) == *equal
         })
+    }
+}
+
+/// What kube-apiserver says of a field selector naming a field the resource cannot be selected
+/// by: kinds with field selectors of their own (and custom resources) say it one way, the
+/// others list the two every kind has.
+pub(super) fn unsupported_field(resource: &ResourceType, field: &str) -> String {
+    let own_selectors = !resource.selectable_fields.is_empty() || resource.validator.is_some();
+    if own_selectors {
+        format!("field label not supported: {field}")
+    } else {
+        format!(
+            "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+        )
     }
 }
 

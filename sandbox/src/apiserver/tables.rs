@@ -184,7 +184,7 @@ fn events_table(
         column("Message", 0),
         column("First Seen", 1),
         column("Count", 1),
-        column("Name", 1),
+        json!({"name": "Name", "type": "string", "format": "name", "description": "", "priority": 1}),
     ];
     let rows: Vec<Value> = objects
         .iter()

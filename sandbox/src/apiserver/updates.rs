@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::errors::{ApiError, ApiResult};
+use super::kinds::Kind;
 use super::routing::{Request, parse_body};
 use super::{events, ownership, patch};
 use crate::admission::{FieldError, FieldErrorReason};
@@ -38,8 +39,18 @@ impl Request<'_> {
             .as_str()
             .filter(|v| !v.is_empty())
             .map(str::to_string);
-        if expected_version.is_none() && self.resource.validator.is_some() {
-            // Custom resources allow no unconditional update.
+        let kind = Kind::of(self.resource);
+        let exists = self
+            .state
+            .store
+            .get(&self.key(), self.namespace(), self.name())
+            .is_some();
+        if !exists && expected_version.is_none() && kind.creates_on_update() {
+            // As kube-apiserver's registries that allow create on update.
+            return self.create(body, content_type);
+        }
+        let unconditional = self.resource.validator.is_none() && kind.allows_unconditional_update();
+        if exists && expected_version.is_none() && !unconditional {
             return Err(ApiError::invalid(
                 self.resource,
                 self.name(),

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::kinds::NameRule;
 use crate::admission::{FieldError, FieldErrorReason};
 
 const QUALIFIED_NAME_MAX: usize = 63;
@@ -130,8 +131,8 @@ pub fn labels_and_annotations(metadata: &Value) -> Vec<FieldError> {
     errors
 }
 
-/// A name given on create.
-pub fn name(name: &str, dns_label: bool) -> Vec<FieldError> {
+/// A name given on create, checked as `rule` says for its kind.
+pub(super) fn name(name: &str, rule: NameRule) -> Vec<FieldError> {
     if name.is_empty() {
         return vec![FieldError {
             field: "metadata.name".into(),
@@ -139,21 +140,32 @@ pub fn name(name: &str, dns_label: bool) -> Vec<FieldError> {
             message: "metadata.name: Required value: name or generateName is required".into(),
         }];
     }
-    let valid = if dns_label {
-        is_dns_label(name)
-    } else {
-        is_dns_subdomain(name)
+    let problem = match rule {
+        NameRule::Subdomain => (!is_dns_subdomain(name)).then_some(SUBDOMAIN_ERROR),
+        // A name that would be a subdomain but for its dots is told so.
+        NameRule::Label if !is_dns_label(name) && is_dns_subdomain(name) => {
+            Some("must not contain dots")
+        }
+        NameRule::Label => (!is_dns_label(name)).then_some(LABEL_ERROR),
+        NameRule::PathSegment => path_segment_problem(name),
     };
-    if valid {
-        return vec![];
-    }
-    let detail = if dns_label {
-        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".to_string()
-    } else {
-        SUBDOMAIN_ERROR.to_string()
-    };
-    vec![invalid("metadata.name", name, &detail)]
+    problem
+        .map(|detail| vec![invalid("metadata.name", name, detail)])
+        .unwrap_or_default()
 }
+
+/// What makes `name` unusable as one segment of a URL path, in kube-apiserver's words.
+fn path_segment_problem(name: &str) -> Option<&'static str> {
+    match name {
+        "." => Some("may not be '.'"),
+        ".." => Some("may not be '..'"),
+        _ if name.contains('/') => Some("may not contain '/'"),
+        _ if name.contains('%') => Some("may not contain '%'"),
+        _ => None,
+    }
+}
+
+const LABEL_ERROR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 
 /// An object being deleted may lose finalizers, never gain one.
 pub fn finalizers_while_deleting(old: &Value, new: &Value) -> Vec<FieldError> {
@@ -404,7 +416,7 @@ fn deployment(object: &Value) -> Vec<FieldError> {
 }
 
 /// A CRD is named after what it defines: `<plural>.<group>`.
-fn crd_name(object: &Value) -> Vec<FieldError> {
+pub(super) fn crd_name(object: &Value) -> Vec<FieldError> {
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let spec = &object["spec"];
     let expected = format!(

@@ -218,7 +218,11 @@ impl Request<'_> {
             .unwrap_or_default()
             .to_string();
         let kind = Kind::of(self.resource);
-        let mut errors = validation::name(&name, kind.has_dns_label_names());
+        let mut errors = validation::name(&name, kind.name_rule());
+        if kind == Kind::CustomResourceDefinition && !errors.is_empty() {
+            // kube-apiserver tells both what is wrong with the name and what it must be.
+            errors.extend(validation::crd_name(&object));
+        }
         errors.extend(self.metadata_errors(&object));
         if !errors.is_empty() {
             return Err(ApiError::invalid(self.resource, &name, &errors));
@@ -286,6 +290,10 @@ impl Request<'_> {
             .to_string();
         let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
             serde_json::from_value(object.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let errors = schema_errors(object);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(self.resource, &name, &errors));
+        }
         for version in crd.spec.versions.iter().filter(|v| v.served) {
             let resource = ResourceType::from_crd(&crd, &version.name).map_err(|e| {
                 ApiError::invalid(
@@ -409,10 +417,15 @@ impl Request<'_> {
         }
         match self.target.subresource.as_deref() {
             Some("status") => {
-                // Only the status (and who manages it) changes through /status.
+                // Only the status (and who manages it) changes through /status; for some
+                // kinds the metadata too, as their registries' status strategies allow.
                 let status = object.get("status").cloned();
                 let managed = object["metadata"].get("managedFields").cloned();
+                let metadata = object["metadata"].clone();
                 object = current.clone();
+                if Kind::of(resource).status_writes_metadata() {
+                    object["metadata"] = metadata;
+                }
                 if let Some(managed) = managed {
                     object["metadata"]["managedFields"] = managed;
                 }
@@ -522,4 +535,37 @@ fn spec_of(object: &Value) -> Value {
         map.remove("status");
     }
     object
+}
+
+/// What kube-apiserver refuses in a CRD's schemas, each error naming the field as it does: its
+/// internal form keeps one schema for all versions when they share it
+/// (`spec.validation.openAPIV3Schema`), else one per version.
+fn schema_errors(crd: &Value) -> Vec<FieldError> {
+    let versions = crd["spec"]["versions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let schema = |v: &Value| v["schema"]["openAPIV3Schema"].clone();
+    let shared = versions.windows(2).all(|w| schema(&w[0]) == schema(&w[1]));
+    if shared {
+        return versions
+            .first()
+            .map(|v| {
+                crate::admission::schema_checks::check(
+                    &schema(v),
+                    "spec.validation.openAPIV3Schema",
+                )
+            })
+            .unwrap_or_default();
+    }
+    versions
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| {
+            crate::admission::schema_checks::check(
+                &schema(v),
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+            )
+        })
+        .collect()
 }

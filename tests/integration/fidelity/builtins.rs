@@ -264,3 +264,40 @@ pub(super) async fn immutable_config_maps(http: Http, ns: String) -> Value {
         .await;
     json!({"create": created.outcome(), "change": change.outcome()})
 }
+
+/// `kubectl scale deployment`: the Deployment's `autoscaling/v1` Scale, read, patched and
+/// replaced, and what it does to the Deployment.
+pub(super) async fn deployment_scale(http: Http, ns: String) -> Value {
+    let deployments = format!("/apis/apps/v1/namespaces/{ns}/deployments");
+    http.post(
+        &deployments,
+        json!({"metadata": {"name": "web"}, "spec": {"replicas": 1,
+            "selector": {"matchLabels": {"app": "web", "tier": "front"}},
+            "template": {"metadata": {"labels": {"app": "web", "tier": "front"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}),
+    )
+    .await;
+    let scale = format!("{deployments}/web/scale");
+    let read = http.get(&scale).await;
+    let patched = http
+        .patch(&scale, MERGE, json!({"spec": {"replicas": 3}}))
+        .await;
+    let after_patch = http.get(&format!("{deployments}/web")).await;
+    let mut replaced = patched.body.clone();
+    replaced["spec"]["replicas"] = json!(2);
+    let replaced = http.put(&scale, replaced).await;
+    let after_put = http.get(&format!("{deployments}/web")).await;
+    let missing = http.get(&format!("{deployments}/absent/scale")).await;
+    let not_scalable = http
+        .get(&format!("/api/v1/namespaces/{ns}/configmaps/x/scale"))
+        .await;
+    json!({
+        "read": [read.outcome(), read.body["kind"], read.body["apiVersion"], read.body["spec"],
+            read.body["status"]["selector"], read.body["metadata"]["name"]],
+        "patched": [patched.outcome(), patched.body["spec"]["replicas"], after_patch.body["spec"]["replicas"],
+            after_patch.body["metadata"]["generation"]],
+        "replaced": [replaced.outcome(), replaced.body["spec"]["replicas"], after_put.body["spec"]["replicas"]],
+        "missing": [missing.outcome(), missing.body["message"]],
+        "notScalable": not_scalable.outcome(),
+    })
+}

@@ -180,3 +180,76 @@ pub(super) async fn crd_updates_and_removal(http: Http, ns: String) -> Value {
         "recreated": recreated.outcome(), "objectsGone": [empty.outcome(), names(&empty)],
     })
 }
+
+/// A CRD of group `refused.example` whose versions have `schemas`; what creating it answers.
+async fn refused_crd(http: &Http, plural: &str, schemas: &[Value]) -> Value {
+    let versions: Vec<Value> = schemas
+        .iter()
+        .enumerate()
+        .map(|(i, schema)| {
+            json!({"name": format!("v{}", i + 1), "served": true, "storage": i == 0,
+                "schema": {"openAPIV3Schema": schema}})
+        })
+        .collect();
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.refused.example")},
+        "spec": {"group": "refused.example", "scope": "Namespaced",
+            "names": {"plural": plural, "kind": "Refused"}, "versions": versions}});
+    let created = http
+        .post(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            crd,
+        )
+        .await;
+    created.outcome()
+}
+
+/// A field without a `type`: the schema is not structural.
+pub(super) async fn crd_untyped_field(http: Http, _ns: String) -> Value {
+    let schema = json!({"type": "object", "properties": {"spec": {"properties": {"a": {"type": "string"}}}}});
+    refused_crd(&http, "untypedfields", &[schema]).await
+}
+
+/// List items without a `type`.
+pub(super) async fn crd_untyped_list_items(http: Http, _ns: String) -> Value {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "tags": {"type": "array", "items": {"maxLength": 3}}}}}});
+    refused_crd(&http, "untypeditems", &[schema]).await
+}
+
+/// A root that is not an object.
+pub(super) async fn crd_root_not_an_object(http: Http, _ns: String) -> Value {
+    refused_crd(&http, "stringroots", &[json!({"type": "string"})]).await
+}
+
+/// Fields that keep unknown fields or take an int or a string need no `type`.
+pub(super) async fn crd_exempt_untyped_fields(http: Http, _ns: String) -> Value {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "port": {"x-kubernetes-int-or-string": true},
+        "extra": {"x-kubernetes-preserve-unknown-fields": true}}}}});
+    let answer = refused_crd(&http, "exempts", &[schema]).await;
+    http.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/exempts.refused.example")
+        .await;
+    answer
+}
+
+/// A CEL rule at the root that does not compile.
+pub(super) async fn crd_rule_not_compiling(http: Http, _ns: String) -> Value {
+    let schema = json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.nope("}]});
+    refused_crd(&http, "badrules", &[schema]).await
+}
+
+/// A CEL rule deeper in the schema that does not compile, after one that does.
+pub(super) async fn crd_nested_rule_not_compiling(http: Http, _ns: String) -> Value {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": [{"rule": "true"}, {"rule": "self.a +"}],
+        "properties": {"a": {"type": "string"}}}}});
+    refused_crd(&http, "badnestedrules", &[schema]).await
+}
+
+/// Versions with schemas of their own: the error names the version's.
+pub(super) async fn crd_version_schema_refused(http: Http, _ns: String) -> Value {
+    let good = json!({"type": "object"});
+    let bad = json!({"type": "object", "properties": {"spec": {"properties": {}}}});
+    refused_crd(&http, "badversions", &[good, bad]).await
+}

@@ -16,10 +16,12 @@ mod deletion;
 mod discovery;
 mod gaps;
 mod http;
+mod kinds;
 mod lists;
 mod managed_fields;
 mod namespaces;
 mod protobuf;
+mod schemas;
 mod validation;
 mod watch;
 mod writes;
@@ -33,10 +35,12 @@ use deletion::*;
 use discovery::*;
 use gaps::*;
 use http::*;
+use kinds::json_patch_failed_test;
 use lists::*;
 use managed_fields::*;
 use namespaces::*;
 use protobuf::*;
+use schemas::*;
 use validation::*;
 use watch::*;
 use writes::*;
@@ -61,17 +65,17 @@ type ProbeFuture = Pin<Box<dyn Future<Output = Value> + Send>>;
 
 /// One behaviour: what it is called, and (if the sandbox still differs) the divergence's id.
 struct Probe {
-    id: &'static str,
+    id: String,
     known_divergence: Option<&'static str>,
-    run: fn(Http, String) -> ProbeFuture,
+    run: Box<dyn Fn(Http, String) -> ProbeFuture + Send + Sync>,
 }
 
 macro_rules! probes {
     ($($id:ident $(= $known:literal)?),* $(,)?) => {
         vec![$(Probe {
-            id: stringify!($id),
+            id: stringify!($id).to_string(),
             known_divergence: probes!(@known $($known)?),
-            run: |http, ns| Box::pin($id(http, ns)),
+            run: Box::new(|http, ns| Box::pin($id(http, ns))),
         }),*]
     };
     (@known) => { None };
@@ -80,6 +84,13 @@ macro_rules! probes {
 
 /// Divergences that remain, as listed in `docs/sandbox-fidelity.md`.
 fn all_probes() -> Vec<Probe> {
+    let mut probes = named_probes();
+    probes.extend(kinds::every_served_kind());
+    probes
+}
+
+/// The behaviours probed one function each.
+fn named_probes() -> Vec<Probe> {
     probes![
         crud_and_optimistic_concurrency,
         create_conflicts_and_missing_targets,
@@ -154,10 +165,16 @@ fn all_probes() -> Vec<Probe> {
         more_built_in_tables,
         ssa_shared_field_ownership,
         managed_fields_reset,
-        nulls_in_custom_resources = "crd-nulls",
-        crd_schemas_refused = "crd-schema-checks",
+        nulls_in_custom_resources,
+        crd_untyped_field,
+        crd_untyped_list_items,
+        crd_root_not_an_object,
+        crd_exempt_untyped_fields,
+        crd_rule_not_compiling,
+        crd_nested_rule_not_compiling,
+        crd_version_schema_refused,
         cel_rule_messages,
-        namespace_terminating_conditions = "namespace-conditions",
+        namespace_terminating_conditions,
         unserved_kinds = "unserved-kinds",
         duplicate_json_keys,
         managed_fields_own_their_maps,
@@ -182,6 +199,25 @@ fn all_probes() -> Vec<Probe> {
         ssa_list_types_of_custom_resources,
         managed_fields_of_mounts,
         ssa_atomic_subjects,
+        null_with_a_default,
+        null_without_a_default,
+        null_where_nullable,
+        null_object_with_defaults_inside,
+        null_list_item_with_a_default,
+        null_list_item_without_a_default,
+        whole_float_in_an_integer,
+        whole_float_read_by_a_rule = "cel-whole-floats",
+        fraction_in_an_integer,
+        whole_float_in_a_number,
+        fraction_in_a_number,
+        string_in_an_integer,
+        rules_run_after_a_pattern_error,
+        rules_run_after_a_bound_error,
+        rules_skipped_after_an_enum_error,
+        rules_skipped_after_a_type_error,
+        rule_fails_alone,
+        json_patch_failed_test = "json-patch-test-message",
+        deployment_scale,
     ]
 }
 
@@ -190,7 +226,7 @@ fn all_probes() -> Vec<Probe> {
 // ---------------------------------------------------------------------------------------------
 
 /// Runs every probe on `server`, each in a namespace of its own: `(id, value)`.
-async fn run_all(backend: &Backend, probes: &[Probe]) -> Vec<(&'static str, Value)> {
+async fn run_all<'p>(backend: &Backend, probes: &'p [Probe]) -> Vec<(&'p str, Value)> {
     let http = Http {
         client: backend.client(),
         once: client_without_retries(&backend.kubeconfig_yaml()).await,
@@ -208,7 +244,7 @@ async fn run_all(backend: &Backend, probes: &[Probe]) -> Vec<(&'static str, Valu
                 let value = tokio::time::timeout(Duration::from_secs(120), (probe.run)(http, ns))
                     .await
                     .unwrap_or_else(|_| json!("timed out"));
-                (probe.id, value)
+                (probe.id.as_str(), value)
             }
         });
         results.extend(futures::future::join_all(runs).await);
@@ -309,7 +345,8 @@ fn the_document_lists_exactly_the_known_divergences() {
         listed_set, known,
         "docs/sandbox-fidelity.md's table and the probes marked as known divergences"
     );
-    let ids: Vec<&str> = all_probes().iter().map(|p| p.id).collect();
+    let probes = all_probes();
+    let ids: Vec<&str> = probes.iter().map(|p| p.id.as_str()).collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
     assert_eq!(ids.len(), unique.len(), "probe ids are unique");
 }

@@ -60,3 +60,37 @@ pub(super) async fn undeletable_namespaces(http: Http, _ns: String) -> Value {
     }
     json!(answers)
 }
+
+/// A Namespace held in `Terminating` by an object's finalizer: kube-controller-manager says
+/// why in its conditions.
+pub(super) async fn namespace_terminating_conditions(http: Http, ns: String) -> Value {
+    let mut held = cm("held", json!({}));
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    http.post(&cms(&ns), held).await;
+    let path = format!("/api/v1/namespaces/{ns}");
+    http.delete(&path).await;
+    let conditions = |r: &Reply| {
+        let mut types: Vec<Value> = r.body["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| json!([c["type"], c["status"], c["reason"], c["message"]]))
+            .collect();
+        types.sort_by_key(|t| t.to_string());
+        types
+    };
+    let stuck = http
+        .until(&path, Patience::API_SERVER, |r| {
+            conditions(r)
+                .iter()
+                .any(|c| c[0] == "NamespaceFinalizersRemaining" && c[1] == "True")
+        })
+        .await;
+    http.patch(
+        &format!("{}/held", cms(&ns)),
+        MERGE,
+        json!({"metadata": {"finalizers": null}}),
+    )
+    .await;
+    json!([stuck.body["status"]["phase"], conditions(&stuck)])
+}
