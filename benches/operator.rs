@@ -11,7 +11,8 @@
 //!    kube-apiserver, also what the onboarding cost the API server and etcd in CPU per
 //!    Partner. The creates themselves are another client's writes: how long they took and
 //!    their p99, beside the same creates made before the operator started;
-//! 2. restart over the settled Partners: time to settle, writes and emails (both must be 0);
+//! 2. restart over the settled Partners (`RESTARTS` times): time to settle, the operator's and
+//!    the API server's CPU for it, writes and emails (both must be 0);
 //! 3. idle: requests (beyond watches) and CPU seconds per minute, over `IDLE_SECONDS`;
 //! 4. mass expiry: `EXPIRING` trials ending at the same instant, lateness of the conversion;
 //! 5. memory: the operator's peak RSS;
@@ -26,7 +27,7 @@
 //! its delivery, and how many went out a second.
 //!
 //! Environment: `PARTNERS` (10000), `DISTRIBUTORS` (10), `EXPIRING` (1000), `IDLE_SECONDS` (60),
-//! `ANNOTATED` (700), `ANNOTATION_KB` (250),
+//! `ANNOTATED` (700), `ANNOTATION_KB` (250), `RESTARTS` (1),
 //! `CONCURRENCY` (the operator's `--concurrency`, default its own), `SMTP_PARAMS` (query
 //! parameters of the operator's SMTP URL, e.g. `max_connections=16`), `APISERVER` (`sandbox`,
 //! the default, or `kube`: the real kube-apiserver and etcd from `KUBEBUILDER_ASSETS` or
@@ -60,6 +61,9 @@ mod restore;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_partner-operator");
 const BENCH_AGENT: &str = "operator-benchmark";
+/// The operator's count of Partner reconciliations: a restart has settled once it reaches the
+/// number of Partners.
+const RECONCILED: &str = r#"partner_operator_reconciliations_total{controller="partner"}"#;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -340,6 +344,13 @@ impl Server {
             Server::Sandbox(s) => s.log().clear(),
             Server::Kube { plane, cleared, .. } => *cleared = plane.requests().len(),
         }
+    }
+
+    /// CPU seconds the API server used so far. The sandbox runs in this process, with the
+    /// benchmark's own clients: a figure for a phase in which they are idle (a restart).
+    fn cpu_seconds(&self) -> f64 {
+        self.api_cpu_seconds()
+            .unwrap_or_else(|| cpu_seconds_of(std::process::id()))
     }
 
     /// CPU seconds kube-apiserver and etcd used so far; `None` on the sandbox, which runs in
@@ -845,46 +856,12 @@ async fn main() {
         None,
     );
 
-    // 2. Restart over settled Partners.
+    // 2. Restart over settled Partners (`RESTARTS` times).
     tokio::time::sleep(Duration::from_secs(2)).await; // let the Distributors' counts settle
-    operator.stop();
-    let emails_before = smtp.received().len();
-    server.clear_log();
-    let restarted = Instant::now();
-    let operator = Operator::start(&kubeconfig, &smtp);
-    let reconciled = r#"partner_operator_reconciliations_total{controller="partner"}"#;
-    loop {
-        if operator.metric(reconciled).await >= partners as f64 {
-            break;
-        }
-        assert!(
-            restarted.elapsed() < Duration::from_secs(300),
-            "restart never settled"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut operator = operator;
+    for _ in 0..env_or("RESTARTS", 1).max(1) {
+        operator = restart(operator, &mut server, &kubeconfig, &smtp, partners).await;
     }
-    let settled = restarted.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let log = server.log();
-    let writes: Vec<_> = operator_requests(&log).filter(|r| r.is_write()).collect();
-    figure(
-        "restart: seconds to settle",
-        settled,
-        "s",
-        "< 10",
-        Some(settled / 10.0),
-    );
-    figure("restart: writes", writes.len() as f64, "writes", "0", None);
-    if let Some(first) = writes.first() {
-        println!("  first write after restart: {first:?}");
-    }
-    figure(
-        "restart: emails",
-        (smtp.received().len() - emails_before) as f64,
-        "emails",
-        "0",
-        None,
-    );
 
     // 3. Idle.
     server.clear_log();
@@ -1062,7 +1039,7 @@ async fn main() {
     let operator = Operator::start(&kubeconfig, &smtp);
     let total = partners + expiring + annotated;
     let restarted = Instant::now();
-    while operator.metric(reconciled).await < total as f64 {
+    while operator.metric(RECONCILED).await < total as f64 {
         assert!(
             restarted.elapsed() < Duration::from_secs(300),
             "the annotated Partners were never all reconciled"
@@ -1077,4 +1054,59 @@ async fn main() {
         Some(operator.peak_rss_mib() / 200.0),
     );
     operator.stop();
+}
+
+/// Scenario 2: stops `operator` and starts a new one over the settled Partners; prints how long
+/// it took to reconcile every Partner, the CPU that cost the operator and the API server, and
+/// the writes and emails it made (both must be 0).
+async fn restart(
+    operator: Operator,
+    server: &mut Server,
+    kubeconfig: &std::path::Path,
+    smtp: &SmtpSink,
+    partners: usize,
+) -> Operator {
+    operator.stop();
+    let emails_before = smtp.received().len();
+    server.clear_log();
+    let api_cpu_before = server.cpu_seconds();
+    let restarted = Instant::now();
+    let operator = Operator::start(kubeconfig, smtp);
+    loop {
+        if operator.metric(RECONCILED).await >= partners as f64 {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(300),
+            "restart never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settled = restarted.elapsed().as_secs_f64();
+    let operator_cpu = operator.cpu_seconds();
+    let api_cpu = server.cpu_seconds() - api_cpu_before;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = server.log();
+    let writes: Vec<_> = operator_requests(&log).filter(|r| r.is_write()).collect();
+    figure(
+        "restart: seconds to settle",
+        settled,
+        "s",
+        "< 10",
+        Some(settled / 10.0),
+    );
+    figure("restart: operator CPU", operator_cpu, "cpu-s", "-", None);
+    figure("restart: API server CPU", api_cpu, "cpu-s", "-", None);
+    figure("restart: writes", writes.len() as f64, "writes", "0", None);
+    if let Some(first) = writes.first() {
+        println!("  first write after restart: {first:?}");
+    }
+    figure(
+        "restart: emails",
+        (smtp.received().len() - emails_before) as f64,
+        "emails",
+        "0",
+        None,
+    );
+    operator
 }

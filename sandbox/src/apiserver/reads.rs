@@ -2,7 +2,6 @@
 //! kubectl's `Table`.
 
 use axum::response::IntoResponse;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -10,6 +9,7 @@ use super::errors::{ApiError, ApiResult};
 use super::list_items::Item;
 use super::routing::Request;
 use super::selectors::{FieldSelector, LabelSelector};
+use super::store::{Page, PageQuery};
 use super::tables;
 
 impl Request<'_> {
@@ -77,33 +77,16 @@ impl Request<'_> {
     }
 
     pub(super) fn list(&self, wants_table: bool) -> ApiResult {
-        let (labels, fields) = self.selectors()?;
-        self.check_list_options(false)?;
-        self.check_version_reached()?;
-        let page = self.continue_from()?;
-        let (items, revision) = self.snapshot(page.as_ref().map(|p| p.version))?;
-        let after = page.map(|p| (p.namespace, p.name));
-        let mut matching = items
-            .into_iter()
-            .filter(|o| {
-                after
-                    .as_ref()
-                    .is_none_or(|(ns, name)| object_pair(o) > (ns.as_str(), name.as_str()))
-            })
-            .filter(|o| labels.matches(o) && fields.matches(o));
-        let items: Vec<_> = match self.query.limit.filter(|limit| *limit > 0) {
-            Some(limit) => matching.by_ref().take(limit).collect(),
-            None => matching.by_ref().collect(),
-        };
-        let mut list_meta = json!({"resourceVersion": revision.to_string()});
-        if let Some(next) = matching.next() {
-            let last = items.last().unwrap_or(&next);
-            list_meta["continue"] = json!(continue_token(revision, last));
-            // As kube-apiserver: counted only for a list without selectors.
-            if labels.is_empty() && fields.is_empty() {
-                list_meta["remainingItemCount"] = json!(1 + matching.count());
+        let page = self.page()?;
+        let mut list_meta = json!({"resourceVersion": page.revision.to_string()});
+        if let (true, Some(last)) = (page.more, page.items.last()) {
+            list_meta["continue"] = json!(continue_token(page.revision, last));
+            if let Some(rest) = page.rest {
+                list_meta["remainingItemCount"] = json!(rest);
             }
         }
+        let items = page.items;
+        let revision = page.revision;
         if wants_table {
             // A Table carries the list's metadata, the continue token with it: `kubectl get`
             // asks for 500 rows at a time and follows it for the rest.
@@ -130,30 +113,50 @@ impl Request<'_> {
         Ok(axum::Json(list).into_response())
     }
 
-    /// The objects a list reads and the version they are at: the current ones, or those of
-    /// an earlier version (a continued list's first page, `resourceVersionMatch=Exact`),
-    /// 410 once the changes since that version are no longer kept.
-    fn snapshot(&self, continued_at: Option<u64>) -> Result<(Vec<Arc<Value>>, u64), ApiError> {
-        let exact = (self.query.resource_version_match.as_deref() == Some("Exact"))
-            .then(|| self.query.resource_version.as_deref()?.parse::<u64>().ok())
-            .flatten();
-        let namespace = self.target.namespace.as_deref();
-        let Some(version) = continued_at.or(exact) else {
-            return Ok(self.state.store.list(&self.key(), namespace));
+    /// The page a list asks for: its selectors, version, continue token and limit.
+    fn page(&self) -> Result<Page, ApiError> {
+        let (labels, fields) = self.selectors()?;
+        self.check_list_options(false)?;
+        self.check_version_reached()?;
+        let continued = self.continue_from()?;
+        let query = PageQuery {
+            namespace: self.target.namespace.as_deref(),
+            at: continued
+                .as_ref()
+                .map(|p| p.version)
+                .or(self.exact_version()),
+            after: continued
+                .as_ref()
+                .map(|p| (p.namespace.as_str(), p.name.as_str())),
+            limit: self.query.limit.filter(|limit| *limit > 0),
+            // As kube-apiserver: counted only for a list without selectors.
+            count_rest: labels.is_empty() && fields.is_empty(),
         };
-        match self.state.store.list_at(&self.key(), namespace, version) {
-            Ok(items) => Ok((items, version)),
-            Err(_) if continued_at.is_some() => Err(ApiError::expired_list(CONTINUE_EXPIRED)),
-            Err(_) => Err(ApiError::expired_list(
-                "The resourceVersion for the provided list is too old.",
-            )),
-        }
+        self.state
+            .store
+            .list_page(&self.key(), &query, |o| {
+                labels.matches(o) && fields.matches(o)
+            })
+            .map_err(|_| match continued {
+                Some(_) => ApiError::expired_list(CONTINUE_EXPIRED),
+                None => {
+                    ApiError::expired_list("The resourceVersion for the provided list is too old.")
+                }
+            })
+    }
+
+    /// The version a first page is read at with `resourceVersionMatch=Exact`; a continued
+    /// page is read at its first page's (410 once the changes since are no longer kept).
+    fn exact_version(&self) -> Option<u64> {
+        (self.query.resource_version_match.as_deref() == Some("Exact"))
+            .then(|| self.query.resource_version.as_deref()?.parse::<u64>().ok())
+            .flatten()
     }
 
     /// Pagination: the continue token is the version of the first page and the
     /// `namespace/name` of the last item returned; the store lists in (namespace, name) order,
     /// and a page resumes after that pair, as the objects were at that version.
-    fn continue_from(&self) -> Result<Option<Page>, ApiError> {
+    fn continue_from(&self) -> Result<Option<Continued>, ApiError> {
         let Some(token) = &self.query.continue_token else {
             return Ok(None);
         };
@@ -168,7 +171,7 @@ impl Request<'_> {
         else {
             return Err(invalid());
         };
-        Ok(Some(Page {
+        Ok(Some(Continued {
             version: version.parse().map_err(|_| invalid())?,
             namespace: namespace.to_string(),
             name: name.to_string(),
@@ -180,7 +183,7 @@ impl Request<'_> {
 const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
 
 /// Where a continued list resumes.
-struct Page {
+struct Continued {
     version: u64,
     namespace: String,
     name: String,
@@ -192,12 +195,4 @@ fn continue_token(version: u64, last: &Value) -> String {
         last["metadata"]["namespace"].as_str().unwrap_or_default(),
         last["metadata"]["name"].as_str().unwrap_or_default()
     ))
-}
-
-/// `(namespace, name)`: the order the store lists objects in.
-fn object_pair(object: &Value) -> (&str, &str) {
-    (
-        object["metadata"]["namespace"].as_str().unwrap_or_default(),
-        object["metadata"]["name"].as_str().unwrap_or_default(),
-    )
 }

@@ -16,6 +16,10 @@ use axum::body::Bytes;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+mod page;
+
+pub use page::{Page, PageQuery};
+
 /// kube-apiserver's watch cache: it starts with room for 100 changes of a resource, doubles
 /// that (up to 102,400) while the oldest change it holds is younger than 75 s, halves it again
 /// once the newest quarter is older, and lets the oldest change go when it is full. A watch
@@ -188,46 +192,6 @@ impl Store {
             },
         };
         (items, inner.revision)
-    }
-
-    /// Objects of a resource as they were at `version`, in `(namespace, name)` order: the
-    /// current ones with the changes since undone. `Gone` once those changes are no longer all
-    /// kept (as etcd answers for a compacted revision).
-    pub fn list_at(
-        &self,
-        resource: &str,
-        namespace: Option<&str>,
-        version: u64,
-    ) -> Result<Vec<Arc<Value>>, Gone> {
-        let inner = self.inner.lock().unwrap();
-        let Some(table) = inner.tables.get(resource) else {
-            return Ok(vec![]);
-        };
-        if version < table.compacted_through {
-            return Err(Gone {
-                oldest: table.compacted_through,
-            });
-        }
-        let mut objects = table.objects.clone();
-        for change in table.history.iter().rev() {
-            if change.resource_version <= version {
-                break;
-            }
-            let meta = &change.object["metadata"];
-            let key = (
-                meta["namespace"].as_str().unwrap_or_default().to_string(),
-                meta["name"].as_str().unwrap_or_default().to_string(),
-            );
-            match &change.previous {
-                Some(previous) => objects.insert(key, previous.clone()),
-                None => objects.remove(&key),
-            };
-        }
-        Ok(objects
-            .into_iter()
-            .filter(|((ns, _), _)| namespace.is_none_or(|wanted| wanted == ns))
-            .map(|(_, object)| object)
-            .collect())
     }
 
     /// Whether any object of any resource lives in `namespace`.
@@ -426,38 +390,6 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap()
-    }
-
-    fn names_and_data(objects: &[Arc<Value>]) -> Vec<(String, String)> {
-        objects
-            .iter()
-            .map(|o| {
-                (
-                    o["metadata"]["name"].as_str().unwrap().to_string(),
-                    o["data"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_list_at_an_earlier_version_undoes_the_changes_since() {
-        let store = Store::default();
-        store.serve("/v1/configmaps");
-        put(&store, "a", "1");
-        let at = put(&store, "b", "1");
-        put(&store, "a", "2");
-        put(&store, "c", "1");
-        store
-            .write("/v1/configmaps", "ns", "b", |_| Ok::<_, ()>(Write::Delete))
-            .unwrap();
-        let then = store.list_at("/v1/configmaps", Some("ns"), at).unwrap();
-        assert_eq!(
-            names_and_data(&then),
-            [("a".into(), "1".into()), ("b".into(), "1".into())]
-        );
-        store.compact();
-        assert!(store.list_at("/v1/configmaps", Some("ns"), at).is_err());
     }
 
     #[test]
