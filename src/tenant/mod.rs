@@ -28,6 +28,7 @@ mod activation;
 pub mod naming;
 pub mod ownership;
 pub mod record;
+mod release;
 
 pub use activation::{
     ACTIVATION_KEY_MIN_BYTES, ActivationKey, activation_link, link_base, token_hash,
@@ -35,6 +36,8 @@ pub use activation::{
 pub use naming::*;
 pub use ownership::{OWNERSHIP_PROOF_ANNOTATION, Ownership, OwnershipKey, presented_proof};
 pub use record::TenantRecord;
+use release::released;
+pub use release::{RELEASED_ANNOTATION, release};
 
 use crate::api::grammar::Zulu;
 use crate::api::{Partner, PartnerStatus};
@@ -101,14 +104,6 @@ pub fn classify(namespace: Option<&Namespace>, partner: &Partner, key: &Ownershi
         (true, true) => Tenant::Terminating,
         (true, false) => Tenant::Owned(ns.metadata.uid.clone().unwrap_or_default()),
     }
-}
-
-/// Whether `ns` is a tenant released when its Partner was deleted (see [`release`]).
-fn released(ns: &Namespace) -> bool {
-    ns.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(RELEASED_ANNOTATION))
 }
 
 /// Whether `ns` carries, in its ownership label, the uid `partner`'s tenant was made for.
@@ -485,47 +480,6 @@ pub async fn delete(
     }
 }
 
-/// The annotation a retained tenant gets when its Partner is deleted: when it was released.
-pub const RELEASED_ANNOTATION: &str = "partner-operator.io/released-at";
-
-/// Releases the tenant of a Partner deleted with `deletionPolicy: Retain`: the namespace keeps
-/// everything in it and is marked released ([`RELEASED_ANNOTATION`], when), so no Partner
-/// ever takes it again (see [`classify`]), not even one created again under the same name from
-/// an export that carries [`TENANT_OWNER_UID_LABEL`] (it would bill from a period its deletion
-/// ended). Written only into a namespace that is this Partner's, with preconditions on what
-/// was checked. Returns what it found.
-pub async fn release(
-    client: &Client,
-    partner: &Partner,
-    ownership: &Ownership,
-    at: DateTime<Utc>,
-) -> kube::Result<Tenant> {
-    let api = Api::<Namespace>::all(client.clone());
-    let name = tenant_namespace_of(partner);
-    let live = api.get_opt(&name).await?;
-    let found = classify(live.as_ref(), partner, &ownership.key);
-    let (Tenant::Owned(_), Some(ns)) = (&found, live) else {
-        return Ok(found);
-    };
-    let patch = json!({
-        "metadata": {
-            "resourceVersion": ns.metadata.resource_version,
-            "uid": ns.metadata.uid,
-            "annotations": {RELEASED_ANNOTATION: at.zulu()},
-        },
-    });
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    match api.patch(&name, &params, &Patch::Merge(patch)).await {
-        Ok(_) => Ok(found),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Tenant::Absent),
-        // A 409 (changed meanwhile) is retried, and the namespace judged again.
-        Err(err) => Err(err),
-    }
-}
-
 /// The labels of a Partner's tenant objects, every value at most 63 characters.
 pub fn tenant_labels(partner: &Partner, tenant_id: &str) -> BTreeMap<String, String> {
     let mut labels: BTreeMap<String, String> = tenant_annotations(partner)
@@ -556,96 +510,5 @@ fn tenant_annotations(partner: &Partner) -> BTreeMap<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn partner(uid: &str) -> Partner {
-        serde_json::from_value(json!({
-            "apiVersion": "partner-operator.io/v1alpha1",
-            "kind": "Partner",
-            "metadata": {"name": "contoso", "namespace": "team-a", "uid": uid},
-            "spec": {
-                "organizationName": "P",
-                "notificationEmail": "a@p.example",
-                "distributorRef": {"name": "d"},
-            },
-        }))
-        .unwrap()
-    }
-
-    fn namespace(owner: Option<&str>, proof: Option<&str>, terminating: bool) -> Namespace {
-        serde_json::from_value(json!({
-            "metadata": {
-                "name": tenant_namespace_of(&partner("p-uid")),
-                "uid": "ns-uid",
-                "labels": owner.map(|o| json!({OWNER_UID_LABEL: o})).unwrap_or(json!({})),
-                "annotations": proof.map(|p| json!({OWNERSHIP_PROOF_ANNOTATION: p})).unwrap_or(json!({})),
-                "deletionTimestamp": terminating.then_some("2027-03-01T09:00:00Z"),
-            },
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn only_a_namespace_labelled_with_the_partners_uid_and_proven_is_its_tenant() {
-        let key = OwnershipKey::from_bytes(&[b'k'; 32]).unwrap();
-        let p = partner("p-uid");
-        let proof = proof_of(&p, &key);
-        let owned = namespace(Some("p-uid"), Some(&proof), false);
-        assert_eq!(
-            classify(Some(&owned), &p, &key),
-            Tenant::Owned("ns-uid".into())
-        );
-        assert_eq!(
-            classify(Some(&owned), &partner("other"), &key),
-            Tenant::Taken
-        );
-        assert_eq!(classify(Some(&owned), &partner(""), &key), Tenant::Taken);
-        // The label alone, as anyone who gets past the admission policy could set it.
-        for forged in [None, Some("v1:00"), Some(&proof[..proof.len() - 2])] {
-            let labelled = namespace(Some("p-uid"), forged, false);
-            assert_eq!(
-                classify(Some(&labelled), &p, &key),
-                Tenant::Taken,
-                "{forged:?}"
-            );
-        }
-        let other_key = OwnershipKey::from_bytes(&[b'o'; 32]).unwrap();
-        assert_eq!(classify(Some(&owned), &p, &other_key), Tenant::Taken);
-        assert_eq!(
-            classify(Some(&namespace(None, Some(&proof), false)), &p, &key),
-            Tenant::Taken
-        );
-        let going = namespace(Some("p-uid"), Some(&proof), true);
-        assert_eq!(classify(Some(&going), &p, &key), Tenant::Terminating);
-        assert_eq!(
-            classify(Some(&namespace(Some("p-uid"), None, true)), &p, &key),
-            Tenant::Taken
-        );
-        assert_eq!(classify(None, &p, &key), Tenant::Absent);
-    }
-
-    #[test]
-    fn labels_of_long_names_fit_and_the_annotations_keep_them_whole() {
-        let name = format!("{}.{}", "p".repeat(200), "q".repeat(52));
-        let partner: Partner = serde_json::from_value(json!({
-            "apiVersion": "partner-operator.io/v1alpha1",
-            "kind": "Partner",
-            "metadata": {"name": name, "namespace": "ns", "uid": "p-uid"},
-            "spec": {
-                "organizationName": "P",
-                "notificationEmail": "a@p.example",
-                "distributorRef": {"name": "d".repeat(253)},
-            },
-        }))
-        .unwrap();
-        let labels = tenant_labels(&partner, "tenant-id");
-        assert!(labels.values().all(|v| v.len() <= 63), "{labels:?}");
-        assert_eq!(labels[OWNER_UID_LABEL], "p-uid");
-        assert_eq!(labels[PARTNER_NAMESPACE_LABEL], "ns");
-        assert_eq!(labels[PARTNER_NAME_LABEL], label_value(&name));
-        let annotations = tenant_annotations(&partner);
-        assert_eq!(annotations[PARTNER_NAME_LABEL], name);
-        assert_eq!(annotations[TENANT_DISTRIBUTOR_LABEL], "d".repeat(253));
-    }
-}
+#[path = "mod_tests.rs"]
+mod tests;
