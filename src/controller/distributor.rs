@@ -51,13 +51,16 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
     let name = distributor.name_any();
     // The cache is written before the index, so it holds every Partner the index names; should
     // that ever not hold, a short count would be a needless write that a later count undoes,
-    // so look again shortly instead.
+    // so look again shortly instead. The same when the cache trails a status the operator
+    // wrote (the write that asked for this recount): counted on the older copy, the change
+    // would go uncounted until some later change asked again.
     let members = ctx.caches.index.of_distributor(&name);
     let found: Vec<_> = members
         .iter()
         .filter_map(|r| ctx.caches.partners.get(r))
         .collect();
-    if found.len() < members.len() {
+    let lagging = found.iter().any(|p| ctx.caches.own_writes.lags(p));
+    if found.len() < members.len() || lagging {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let members: Vec<Member> = found

@@ -49,9 +49,6 @@ pub(super) struct Pass {
     /// Whether this reconciliation tried to make a new tenant before writing the status that
     /// records it (see `partner::create_tenant_first`).
     pub tenant_first_tried: bool,
-    /// Whether it made it: the tenant's record is then this reconciliation's own plan, not a
-    /// status lost (see `lifecycle::Observation::tenant_just_made`).
-    pub tenant_made_first: bool,
     /// The instant the next plan is made at, if not now (see `partner::create_tenant_first`).
     pub planned_at: Option<DateTime<Utc>>,
 }
@@ -92,7 +89,6 @@ impl Pass {
             mail_slot: None,
             unrecorded: None,
             tenant_first_tried: false,
-            tenant_made_first: false,
             planned_at: None,
         }
     }
@@ -130,7 +126,11 @@ pub(super) async fn carry_out(
             Effect::Event(_) | Effect::DeliverWebhook(_) => None,
             Effect::EnsureTenant { restore_activation } => {
                 let found = world
-                    .ensure_tenant(&pass.current, restore_activation.as_ref())
+                    .ensure_tenant(
+                        &pass.current,
+                        restore_activation.as_ref(),
+                        pass.tenant_found.as_ref(),
+                    )
                     .await?;
                 let owned = found.is_owned();
                 pass.tenant_found = Some(found);

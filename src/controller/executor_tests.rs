@@ -90,10 +90,16 @@ impl Outside for Fake {
         Ok(Transacted { value, written })
     }
 
+    async fn make_tenant(&self, _: &Partner) -> Result<Tenant, Error> {
+        self.call("make tenant");
+        Ok(self.tenant.clone())
+    }
+
     async fn ensure_tenant(
         &self,
         _: &Partner,
         restore: Option<&ActivationToken>,
+        _: Option<&Tenant>,
     ) -> Result<Tenant, Error> {
         self.call(format!("ensure tenant (restore: {})", restore.is_some()));
         Ok(self.tenant.clone())

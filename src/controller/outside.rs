@@ -53,12 +53,17 @@ pub(super) trait Outside: Sync {
         persistence: Persistence,
         change: impl FnMut(&Partner, &mut PartnerStatus) -> T,
     ) -> kube::Result<Transacted<T>>;
+    /// Makes the tenant namespace only, before the status that records it; what it found at
+    /// the tenant's name.
+    async fn make_tenant(&self, partner: &Partner) -> Result<Tenant, Error>;
     /// Creates the tenant the status describes, or keeps it current (restoring an emailed
-    /// activation token); what it found at the tenant's name.
+    /// activation token); what it found at the tenant's name. `found` is what this
+    /// reconciliation already found there.
     async fn ensure_tenant(
         &self,
         partner: &Partner,
         restore: Option<&ActivationToken>,
+        found: Option<&Tenant>,
     ) -> Result<Tenant, Error>;
     /// Stores the activation token's hash in the tenant; what it found at the tenant's name.
     async fn store_activation(
@@ -112,10 +117,30 @@ impl Outside for Kube<'_> {
         Ok(transacted)
     }
 
+    async fn make_tenant(&self, partner: &Partner) -> Result<Tenant, Error> {
+        let ctx = self.ctx;
+        let cached = cached_tenant(ctx, partner);
+        let found = tenant::make(
+            &ctx.client,
+            partner,
+            cached.as_deref(),
+            &ctx.settings.ownership,
+        )
+        .await?;
+        if found == Tenant::Terminating {
+            return Err(Error::TenantTerminating(tenant_namespace_of(partner)));
+        }
+        if found.is_owned() {
+            ctx.caches.own_writes.made_tenant(partner);
+        }
+        Ok(found)
+    }
+
     async fn ensure_tenant(
         &self,
         partner: &Partner,
         restore: Option<&ActivationToken>,
+        found: Option<&Tenant>,
     ) -> Result<Tenant, Error> {
         let ctx = self.ctx;
         let status = partner.status.clone().unwrap_or_default();
@@ -138,7 +163,7 @@ impl Outside for Kube<'_> {
             &ctx.client,
             partner,
             &status,
-            cached.as_deref(),
+            (found, cached.as_deref()),
             &ctx.settings.ownership,
             issued,
         )

@@ -227,7 +227,6 @@ async fn plan_and_write(world: &Kube<'_>, pass: &mut Pass) -> Result<Written, Er
     };
     let version = pass.current.resource_version();
     let entitlements_written = pass.entitlements_written.clone();
-    let tenant_just_made = pass.tenant_made_first;
     // An email sent and not yet recorded is recorded by this write, and retried as such.
     let unrecorded = pass.unrecorded.take();
     let persistence = match unrecorded {
@@ -246,7 +245,7 @@ async fn plan_and_write(world: &Kube<'_>, pass: &mut Pass) -> Result<Written, Er
             ctx,
             partner,
             &at_tenant_name,
-            (entitlements_written.as_ref(), tenant_just_made),
+            entitlements_written.as_ref(),
             now,
         )
     };
@@ -300,35 +299,27 @@ fn is_tenant(effect: &Effect) -> bool {
     matches!(effect, Effect::EnsureTenant { .. })
 }
 
-/// A new tenant is made before the status that records it is written: one write then says
-/// both that it is provisioned and what follows (written first, "creating the tenant" would be
-/// replaced at once by a second write). The tenant's name and ownership come from the
-/// Partner's metadata, never from its status, so nothing depends on the order; a crash in
-/// between finds the tenant made and records it. Should the tenant fail, the plan's status is
+/// A new tenant's namespace is made before the status that records it is written: one write
+/// then says both that it is provisioned and what follows (written first, "creating the
+/// tenant" would be replaced at once by a second write). The tenant's name and ownership come
+/// from the Partner's metadata, never from its status, so nothing depends on the order; a
+/// crash in between finds the namespace made and records it.
+///
+/// Only the namespace: what goes into it (the entitlements and the lifecycle record, an
+/// emailed activation token) is written after the status, as the plan's first effect. The
+/// record says what the status held, so a Partner that resumes from it takes its emails as
+/// decided and sent; written before the status, it would hold an activation email that a
+/// status write lost before it was ever sent. Should the namespace fail, the plan's status is
 /// written as before and the tenant tried again after it, so the failure is told there.
 async fn create_tenant_first(world: &Kube<'_>, pass: &mut Pass, plan: &Plan) {
     pass.tenant_first_tried = true;
-    let Some(Effect::EnsureTenant { restore_activation }) =
-        plan.effects.iter().find(|e| is_tenant(e))
-    else {
+    if !plan.effects.iter().any(is_tenant) {
         return;
-    };
-    let mut planned = pass.current.clone();
-    planned.status = Some(plan.status.clone());
-    match world
-        .ensure_tenant(&planned, restore_activation.as_ref())
-        .await
-    {
-        Ok(found) => {
-            if found.is_owned() {
-                pass.tenant_made_first = true;
-                pass.entitlements_written =
-                    tenant::tenant_data(&planned, &plan.status, &world.ctx.settings.ownership.key);
-            }
-            pass.tenant_found = Some(found);
-        }
+    }
+    match world.make_tenant(&pass.current).await {
+        Ok(found) => pass.tenant_found = Some(found),
         Err(err) => {
-            debug!(partner = %ObjectRef::from_obj(&pass.current), error = %err, "tenant not made before its status; written after it");
+            debug!(partner = %ObjectRef::from_obj(&pass.current), error = %err, "tenant not made before its status; made after it");
         }
     }
 }
@@ -338,7 +329,7 @@ fn plan_for(
     ctx: &Context,
     partner: &Partner,
     at_tenant_name: &Tenant,
-    (entitlements_written, tenant_just_made): (Option<&BTreeMap<String, String>>, bool),
+    entitlements_written: Option<&BTreeMap<String, String>>,
     now: DateTime<Utc>,
 ) -> Plan {
     let distributor = ctx
@@ -357,7 +348,6 @@ fn plan_for(
         tenant_exists: at_tenant_name.is_owned(),
         tenant_taken: *at_tenant_name == Tenant::Taken,
         entitlements: cached_entitlements.as_ref(),
-        tenant_just_made,
         default_activation_base_url: ctx.settings.activation_base_url.as_deref(),
         now,
     })

@@ -54,7 +54,6 @@ pub fn observe<'a>(
         tenant_exists: partner.status.as_ref().is_some_and(|s| s.tenant.is_some()),
         tenant_taken: false,
         entitlements,
-        tenant_just_made: false,
         default_activation_base_url: None,
         now,
     }

@@ -96,10 +96,6 @@ pub struct Observation<'a> {
     /// none. The tenant is written whenever this differs from what the status says, so a write
     /// that was lost, or landed unseen, is made good from what is observed.
     pub entitlements: Option<&'a BTreeMap<String, String>>,
-    /// The tenant was made by this reconciliation, before the status that records it (see the
-    /// controller's `create_tenant_first`): the record it holds is this pass's own plan, not a
-    /// status lost, and nothing is resumed from it.
-    pub tenant_just_made: bool,
     /// The operator's `--activation-base-url`, for a Distributor that sets no
     /// `spec.activation.baseUrl`.
     pub default_activation_base_url: Option<&'a str>,

@@ -69,11 +69,6 @@ pub(super) fn resume<P>(d: &mut Draft<P>) {
     let Some(TenantRecord(record)) = record(d) else {
         return;
     };
-    // The tenant was just made, before the status that records it: the record is this
-    // pass's own plan.
-    if d.obs.tenant_just_made {
-        return;
-    }
     let now = d.now;
     let status = &mut d.status;
     let mut taken: Vec<&str> = Vec::new();

@@ -61,7 +61,6 @@ pub fn simulate(start: &Observation, max_plans: usize) -> Simulation {
             partner: &run.partner,
             tenant_exists: run.tenant_exists,
             entitlements: run.entitlements.as_ref(),
-            tenant_just_made: false,
             ..*start
         });
         run.carry_out(&plan, start);

@@ -237,11 +237,46 @@ async fn observe(
     judge(client, partner, live.as_ref(), ownership).await
 }
 
-/// Creates the tenant namespace if it is missing and keeps its `entitlements` current from
-/// `status`. Writes nothing unless the namespace is this Partner's; returns what it found.
+/// Creates the tenant namespace if it is missing, and nothing in it; returns what it found
+/// there. A new tenant's namespace is made before the status that records it (see
+/// `controller::partner::create_tenant_first`); what goes into it follows that status.
 ///
 /// `cached` is the tenant Namespace as the operator's cache has it: when it shows the namespace
-/// owned and live, no request is made for the namespace itself.
+/// owned and live, no request is made.
+pub async fn make(
+    client: &Client,
+    partner: &Partner,
+    cached: Option<&Namespace>,
+    ownership: &Ownership,
+) -> kube::Result<Tenant> {
+    if partner.uid().unwrap_or_default().is_empty() {
+        // Every object the API server stores has a uid; without one there is no owner.
+        return Ok(Tenant::Absent);
+    }
+    let found = match cached {
+        None => Tenant::Absent,
+        Some(_) => observe(client, partner, cached, ownership).await?,
+    };
+    match found {
+        Tenant::Absent => {
+            let labels = tenant_labels(partner, &tenant_id_of(partner));
+            create(
+                client,
+                partner,
+                &tenant_namespace_of(partner),
+                &labels,
+                ownership,
+            )
+            .await
+        }
+        other => Ok(other),
+    }
+}
+
+/// Creates the tenant namespace if it is missing ([`make`]) and keeps its `entitlements`
+/// current from `status`. Writes nothing unless the namespace is this Partner's; returns what
+/// it found. `found` is what this reconciliation already found at the tenant's name: a
+/// namespace it just made or found its own is not looked at again.
 ///
 /// `activation` (the token of a link already emailed, and its expiry) is stored first, before
 /// the entitlements: a tenant whose entitlements were missing may have lost its activation
@@ -251,31 +286,22 @@ pub async fn ensure(
     client: &Client,
     partner: &Partner,
     status: &PartnerStatus,
-    cached: Option<&Namespace>,
+    (found, cached): (Option<&Tenant>, Option<&Namespace>),
     ownership: &Ownership,
     activation: Option<IssuedToken<'_>>,
 ) -> kube::Result<Tenant> {
     let Some(tenant) = &status.tenant else {
         return Ok(Tenant::Absent);
     };
-    let uid = partner.uid().unwrap_or_default();
-    if uid.is_empty() {
-        // Every object the API server stores has a uid; without one there is no owner.
-        return Ok(Tenant::Absent);
+    let found = match found {
+        Some(owned @ Tenant::Owned(_)) => owned.clone(),
+        _ => make(client, partner, cached, ownership).await?,
+    };
+    if !found.is_owned() {
+        return Ok(found);
     }
     let name = tenant_namespace_of(partner);
     let labels = tenant_labels(partner, &tenant.id);
-    let found = match cached {
-        None => Tenant::Absent,
-        Some(_) => observe(client, partner, cached, ownership).await?,
-    };
-    let found = match found {
-        Tenant::Absent => create(client, partner, &name, &labels, ownership).await?,
-        other => other,
-    };
-    if !matches!(found, Tenant::Owned(_)) {
-        return Ok(found);
-    }
     if let Some(issued) = activation {
         apply_activation(client, partner, &tenant.id, issued).await?;
     }

@@ -90,9 +90,16 @@ async fn metrics_follow_the_lifecycle(server: Server) {
     })
     .await;
     h.wait_emails(10).await;
-    let metrics = scrape_until(
+    // Each transition is counted by a recount of its own, which may come a little later.
+    scrape_until(
         addr,
         r#"partner_operator_billable_partners{distributor="northwind"}"#,
+        1.0,
+    )
+    .await;
+    let metrics = scrape_until(
+        addr,
+        r#"partner_operator_partners{distributor="northwind",level="Expired"}"#,
         1.0,
     )
     .await;

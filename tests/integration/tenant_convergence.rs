@@ -208,3 +208,31 @@ async fn a_failed_activation_restore_is_made_again() {
     .await;
     wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
 }
+
+/// The tenant namespace is made, then the status write that records it fails: the next pass
+/// finds the namespace its own and provisions it, and the activation email decided in the lost
+/// write goes out, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_status_write_after_the_tenant_is_made_loses_no_email() {
+    let h = Harness::start(Server::Sandbox).await;
+    h.northwind(true).await;
+    h.server.sandbox().inject_fault(FaultRule {
+        verb: Some("patch".into()),
+        resource: Some("partners/status".into()),
+        share: 1.0,
+        status: 500,
+        limit: Some(1),
+        ..Default::default()
+    });
+    h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
+    let p = h
+        .wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
+        .await;
+    let emails = h.wait_emails(1).await;
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    assert_eq!(emails[0].event.as_deref(), Some("activation"));
+    h.settled().await;
+    assert_eq!(h.smtp.received().len(), 1, "sent once");
+    let tenant = p.status.unwrap().tenant.unwrap().namespace;
+    wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
+}

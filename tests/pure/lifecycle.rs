@@ -117,7 +117,6 @@ impl World {
             tenant_exists: self.tenant_exists,
             tenant_taken: self.tenant_taken,
             entitlements: self.entitlements.as_ref(),
-            tenant_just_made: false,
             default_activation_base_url: Some("https://portal.example/activate"),
             now: self.now,
         }

@@ -31,7 +31,6 @@ pub(super) fn look_at(world: &World, partner: &Partner, at: DateTime<Utc>) -> Si
             tenant_exists: status.tenant.is_some(),
             tenant_taken: false,
             entitlements: entitlements.as_ref(),
-            tenant_just_made: false,
             default_activation_base_url: Some("https://activation.invalid/"),
             now: at,
         },
