@@ -34,6 +34,10 @@ use crate::clock::Clock;
 
 /// How often the Partners are counted into the statements.
 pub const TICK: Duration = Duration::from_secs(5);
+/// How often the writer looks whether the caches are complete, until its first count: a
+/// restarted operator reads the statements it keeps while it settles, not later, when the
+/// cluster is otherwise idle.
+const UNTIL_SYNCED: Duration = Duration::from_millis(100);
 /// How long deletions are gathered into one write.
 pub const GATHER: Duration = Duration::from_millis(100);
 /// How long into a month the previous month's statement is closed.
@@ -126,14 +130,17 @@ impl<S: StatementStore, P: Source> Task<S, P> {
         let mut jumps = self.clock.jumps();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut until_synced = tokio::time::interval(UNTIL_SYNCED);
+        let mut counted = false;
         loop {
             tokio::select! {
-                _ = tick.tick() => self.count().await,
+                _ = tick.tick() => counted |= self.count().await,
+                _ = until_synced.tick(), if !counted => counted |= self.count().await,
                 changed = jumps.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    self.count().await;
+                    counted |= self.count().await;
                 }
                 record = records.recv() => {
                     let Some(first) = record else { return };
@@ -145,10 +152,10 @@ impl<S: StatementStore, P: Source> Task<S, P> {
     }
 
     /// Counts every Partner into its Distributor's statements, and closes last month's once
-    /// [`CLOSE_AFTER`] has passed.
-    async fn count(&mut self) {
+    /// [`CLOSE_AFTER`] has passed. Whether it counted: not before the caches are complete.
+    async fn count(&mut self) -> bool {
         if !self.source.synced() {
-            return;
+            return false;
         }
         let now = self.clock.timestamp();
         let month = Month::of(now);
@@ -164,7 +171,7 @@ impl<S: StatementStore, P: Source> Task<S, P> {
             .collect();
         if let Err(err) = self.load(&distributors, [month, previous]).await {
             warn!(error = %err, "could not read the billing statements");
-            return;
+            return true;
         }
         for distributor in distributors {
             let fresh = this_month.remove(&distributor).unwrap_or_default();
@@ -178,6 +185,7 @@ impl<S: StatementStore, P: Source> Task<S, P> {
                 .await;
         }
         self.known.retain(|(_, m), _| *m == month || *m == previous);
+        true
     }
 
     async fn write_logged(

@@ -8,14 +8,18 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 #[derive(Clone, Default)]
-struct Partners(Arc<Mutex<Vec<Arc<Partner>>>>);
+struct Partners {
+    list: Arc<Mutex<Vec<Arc<Partner>>>>,
+    /// The caches are still listing.
+    listing: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl Source for Partners {
     fn synced(&self) -> bool {
-        true
+        !self.listing.load(std::sync::atomic::Ordering::Relaxed)
     }
     fn partners(&self) -> Vec<Arc<Partner>> {
-        self.0.lock().unwrap().clone()
+        self.list.lock().unwrap().clone()
     }
     fn distributors(&self) -> Vec<String> {
         vec!["northwind".into(), "southwind".into()]
@@ -24,7 +28,7 @@ impl Source for Partners {
 
 impl Partners {
     fn set(&self, partners: Vec<Partner>) {
-        *self.0.lock().unwrap() = partners.into_iter().map(Arc::new).collect();
+        *self.list.lock().unwrap() = partners.into_iter().map(Arc::new).collect();
     }
 }
 
@@ -194,4 +198,30 @@ async fn a_month_is_closed_after_its_end_and_never_written_again() {
     let april = statement(&store, "northwind.2027-04");
     assert!(april.partners[0].deleted);
     assert_eq!(april.seat_days, 4);
+}
+
+/// The first count comes as soon as the caches are complete, not at the next tick: a
+/// restarted operator reads its statements while it settles.
+#[tokio::test(start_paused = true)]
+async fn the_first_count_follows_the_caches_being_complete() {
+    let clock = Clock::manual(at("2027-03-10T12:00:00Z"));
+    let store = MemoryStore::default();
+    let partners = Partners::default();
+    partners.set(vec![partner("u1", "contoso", "2027-03-05T09:00:00Z", None)]);
+    partners
+        .listing
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let _writer = StatementWriter::start(store.clone(), partners.clone(), clock);
+    tokio::time::sleep(TICK / 2).await;
+    assert_eq!(
+        *store.reads.lock().unwrap(),
+        0,
+        "nothing read while listing"
+    );
+    partners
+        .listing
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(UNTIL_SYNCED * 2).await;
+    assert_eq!(*store.reads.lock().unwrap(), 1, "read once complete");
+    assert_eq!(statement(&store, "northwind.2027-03").partner_count, 1);
 }
