@@ -56,9 +56,31 @@ pub fn claim_patch(partner: &Partner, finalizer: &str) -> Option<Value> {
 }
 
 /// Claims `partner` (see [`claim_patch`]); returns it as written, or as it was when nothing
-/// needed writing; `None` when it is gone. A patch whose test failed (the Partner changed
-/// meanwhile) is an error, retried with backoff (the change's watch event may come first).
+/// needed writing; `None` when it is gone. A patch whose test failed (the Partner changed since
+/// the copy it was made from: a cache that trails) is made once more from the Partner as read
+/// now; should that fail too, it is an error, retried with backoff.
 pub async fn claim(
+    api: &Api<Partner>,
+    partner: &Partner,
+    finalizer: &str,
+) -> kube::Result<Option<Partner>> {
+    match patch(api, partner, finalizer).await {
+        Err(kube::Error::Api(status)) if changed_meanwhile(status.code) => {
+            let Some(current) = api.get_opt(&partner.name_any()).await? else {
+                return Ok(None);
+            };
+            patch(api, &current, finalizer).await
+        }
+        other => other,
+    }
+}
+
+/// A failed `test` of the resourceVersion: 422 on kube-apiserver; 409 is a conflict.
+fn changed_meanwhile(code: u16) -> bool {
+    code == 409 || code == 422
+}
+
+async fn patch(
     api: &Api<Partner>,
     partner: &Partner,
     finalizer: &str,

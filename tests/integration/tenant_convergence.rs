@@ -236,3 +236,40 @@ async fn a_failed_status_write_after_the_tenant_is_made_loses_no_email() {
     let tenant = p.status.unwrap().tenant.unwrap().namespace;
     wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
 }
+
+/// The claim (the finalizer and the owner's uid) is refused as made from a changed Partner:
+/// it is made again at once from the Partner as read, not after a backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_refused_as_made_from_a_stale_copy_is_made_again_from_a_fresh_read() {
+    let h = Harness::start(Server::Sandbox).await;
+    h.northwind(true).await;
+    h.server.sandbox().inject_fault(FaultRule {
+        verb: Some("patch".into()),
+        resource: Some("partners".into()),
+        share: 1.0,
+        status: 409,
+        limit: Some(1),
+        ..Default::default()
+    });
+    h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
+    h.wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
+        .await;
+    let contoso: Vec<_> = h
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.resource == "partners"
+                && r.subresource.is_none()
+                && r.name.as_deref() == Some("contoso")
+                && r.user_agent.as_deref() == Some("partner-operator")
+                && matches!(r.verb.as_str(), "get" | "patch")
+        })
+        .map(|r| r.verb)
+        .collect();
+    assert_eq!(
+        contoso[..3],
+        ["patch", "get", "patch"],
+        "the refused claim, the read, the claim: {contoso:?}"
+    );
+}
