@@ -11,7 +11,11 @@ use super::Flow;
 use super::draft::{BoundDraft, Draft};
 use super::reasons::{self, EventReason};
 use crate::api::grammar::Zulu;
-use crate::api::{SubscriptionLevel, find_condition, types};
+use chrono::{DateTime, Utc};
+
+use crate::api::{
+    ActivationStatus, EmailRecord, PartnerStatus, SubscriptionLevel, find_condition, types,
+};
 use crate::tenant::{TENANT_OWNER_UID_LABEL, TenantRecord, is_restored, tenant_namespace_of};
 
 /// How soon a Partner waiting for its tenant's restore looks again, should no event of its
@@ -69,137 +73,139 @@ pub(super) fn resume<P>(d: &mut Draft<P>) {
     let Some(TenantRecord(record)) = record(d) else {
         return;
     };
-    let now = d.now;
+    let mut taken = Taken::default();
+    resume_tenant_and_trial(&mut d.status, &record, &mut taken);
+    let recorded_level = record.subscription_level.unwrap_or_default();
+    if taken.take(
+        "level",
+        d.level == SubscriptionLevel::Pending && recorded_level != SubscriptionLevel::Pending,
+    ) {
+        d.level = recorded_level;
+    }
     let status = &mut d.status;
-    let mut taken: Vec<&str> = Vec::new();
-    let mut take = |what: &'static str, lacking: bool| {
+    taken.fill("expiresAt", &mut status.expires_at, &record.expires_at);
+    resume_activation(status, &record, d.now, &mut taken);
+    taken.fill(
+        "upgradeNoticeSentAt",
+        &mut status.upgrade_notice_sent_at,
+        &record.upgrade_notice_sent_at,
+    );
+    taken.fill("production", &mut status.production, &record.production);
+    taken.fill("billing", &mut status.billing, &record.billing);
+    resume_emails(status, &record, d.now, &mut taken);
+    if taken.0.is_empty() {
+        return;
+    }
+    let until = d
+        .status
+        .trial
+        .as_ref()
+        .filter(|_| d.level == SubscriptionLevel::Trial)
+        .map(|t| format!(", trial started {}", t.started_at.zulu()))
+        .unwrap_or_default();
+    d.event(
+        EventReason::ResumedFromTenantRecord,
+        format!(
+            "resumed from the tenant's record ({}): level {}{until}; nothing already sent is \
+             sent again",
+            taken.0.join(", "),
+            d.level
+        ),
+    );
+}
+
+/// What a Partner took from its record, named as its Event says it.
+#[derive(Default)]
+struct Taken(Vec<&'static str>);
+
+impl Taken {
+    /// Notes `what` as taken when the status is `lacking` it; says whether it is.
+    fn take(&mut self, what: &'static str, lacking: bool) -> bool {
         if lacking {
-            taken.push(what);
+            self.0.push(what);
         }
         lacking
-    };
-    if take("tenant", status.tenant.is_none()) {
-        status.tenant.clone_from(&record.tenant);
     }
+
+    /// The recorded value of a field the status lacks.
+    fn fill<T: Clone>(&mut self, what: &'static str, field: &mut Option<T>, recorded: &Option<T>) {
+        if self.take(what, field.is_none() && recorded.is_some()) {
+            field.clone_from(recorded);
+        }
+    }
+}
+
+/// The tenant and the trial. Their times are set once, so the record's always stand: a status
+/// writer would move them to lengthen a trial.
+fn resume_tenant_and_trial(status: &mut PartnerStatus, record: &PartnerStatus, taken: &mut Taken) {
+    taken.fill("tenant", &mut status.tenant, &record.tenant);
     if let (Some(tenant), Some(recorded)) = (status.tenant.as_mut(), record.tenant.as_ref())
-        && take(
+        && taken.take(
             "tenant.provisionedAt",
             tenant.provisioned_at != recorded.provisioned_at,
         )
     {
         tenant.provisioned_at = recorded.provisioned_at;
     }
-    match (status.trial.as_mut(), record.trial.as_ref()) {
-        (None, Some(_)) => {
-            take("trial", true);
-            status.trial.clone_from(&record.trial);
-        }
-        (Some(trial), Some(recorded)) if trial.started_at != recorded.started_at => {
-            take("trial.startedAt", true);
-            trial.started_at = recorded.started_at;
-        }
-        _ => {}
+    taken.fill("trial", &mut status.trial, &record.trial);
+    if let (Some(trial), Some(recorded)) = (status.trial.as_mut(), record.trial.as_ref())
+        && taken.take("trial.startedAt", trial.started_at != recorded.started_at)
+    {
+        trial.started_at = recorded.started_at;
     }
-    let recorded_level = record.subscription_level.unwrap_or_default();
-    if take(
-        "level",
-        d.level == SubscriptionLevel::Pending && recorded_level != SubscriptionLevel::Pending,
-    ) {
-        d.level = recorded_level;
-    }
-    if take(
-        "expiresAt",
-        status.expires_at.is_none() && record.expires_at.is_some(),
-    ) {
-        status.expires_at = record.expires_at;
-    }
-    resume_activation(status, &record, now, &mut take);
-    if take(
-        "upgradeNoticeSentAt",
-        status.upgrade_notice_sent_at.is_none() && record.upgrade_notice_sent_at.is_some(),
-    ) {
-        status.upgrade_notice_sent_at = record.upgrade_notice_sent_at;
-    }
-    if take(
-        "production",
-        status.production.is_none() && record.production.is_some(),
-    ) {
-        status.production.clone_from(&record.production);
-    }
-    if take(
-        "billing",
-        status.billing.is_none() && record.billing.is_some(),
-    ) {
-        status.billing.clone_from(&record.billing);
-    }
+}
+
+/// The emails the record holds and the status does not: decided before, so taken as sent and
+/// never sent again (the record does not say when).
+fn resume_emails(
+    status: &mut PartnerStatus,
+    record: &PartnerStatus,
+    now: DateTime<Utc>,
+    taken: &mut Taken,
+) {
     let lost: Vec<_> = record
         .emails
         .iter()
         .filter(|e| !status.emails.iter().any(|s| s.message_id == e.message_id))
         .cloned()
         .collect();
-    if take("emails", !lost.is_empty()) {
-        // Decided before: taken as sent, never sent again (the record does not say when).
-        status
-            .emails
-            .extend(lost.into_iter().map(|e| crate::api::EmailRecord {
-                sent_at: Some(now),
-                ..e
-            }));
-    }
-    if !taken.is_empty() {
-        let until = d
-            .status
-            .trial
-            .as_ref()
-            .filter(|_| d.level == SubscriptionLevel::Trial)
-            .map(|t| format!(", trial started {}", t.started_at.zulu()))
-            .unwrap_or_default();
-        d.event(
-            EventReason::ResumedFromTenantRecord,
-            format!(
-                "resumed from the tenant's record ({}): level {}{until}; nothing already sent \
-                 is sent again",
-                taken.join(", "),
-                d.level
-            ),
-        );
+    if taken.take("emails", !lost.is_empty()) {
+        status.emails.extend(lost.into_iter().map(|e| EmailRecord {
+            sent_at: Some(now),
+            ..e
+        }));
     }
 }
 
 /// The activation: the record's when the status has none; its activation and last resend
 /// handled when the status lacks them.
 fn resume_activation(
-    status: &mut crate::api::PartnerStatus,
-    record: &crate::api::PartnerStatus,
-    now: chrono::DateTime<chrono::Utc>,
-    take: &mut impl FnMut(&'static str, bool) -> bool,
+    status: &mut PartnerStatus,
+    record: &PartnerStatus,
+    now: DateTime<Utc>,
+    taken: &mut Taken,
 ) {
     let Some(recorded) = record.activation.as_ref() else {
         return;
     };
     let Some(activation) = status.activation.as_mut() else {
-        take("activation", true);
-        status.activation = Some(crate::api::ActivationStatus {
+        taken.take("activation", true);
+        status.activation = Some(ActivationStatus {
             sent_at: recorded.message_id.as_ref().map(|_| now),
             ..recorded.clone()
         });
         return;
     };
-    if take(
+    taken.fill(
         "activation.activatedAt",
-        activation.activated_at.is_none() && recorded.activated_at.is_some(),
-    ) {
-        activation.activated_at = recorded.activated_at;
-    }
-    if take(
+        &mut activation.activated_at,
+        &recorded.activated_at,
+    );
+    taken.fill(
         "activation.resendHandled",
-        activation.resend_handled.is_none() && recorded.resend_handled.is_some(),
-    ) {
-        activation
-            .resend_handled
-            .clone_from(&recorded.resend_handled);
-    }
+        &mut activation.resend_handled,
+        &recorded.resend_handled,
+    );
 }
 
 #[cfg(test)]
