@@ -43,6 +43,37 @@ async fn facts(client: &Client) -> BTreeMap<String, Option<PartnerStatus>> {
         .collect()
 }
 
+/// Waits until the fleet is settled: every email sent and every webhook event delivered and
+/// recorded. The backup is taken then, so what the restore does again is the restore's own:
+/// an event still pending at the backup is delivered again after it (at least once, the same
+/// id), and the source's operator, still running, would deliver it too into the same receiver.
+async fn settled(client: &Client) {
+    let started = Instant::now();
+    loop {
+        let partners = Api::<Partner>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        let busy = partners
+            .items
+            .iter()
+            .filter(|p| {
+                p.status.as_ref().is_some_and(|s| {
+                    !s.webhooks.is_empty() || s.emails.iter().any(|e| e.sent_at.is_none())
+                })
+            })
+            .count();
+        if busy == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "restore: {busy} Partners still sending before the backup"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// `object` as a backup keeps it.
 fn stripped(object: impl serde::Serialize, api_version: &str, kind: &str) -> Value {
     let mut object = serde_json::to_value(object).unwrap();
@@ -138,6 +169,7 @@ async fn backup(client: &Client) -> Vec<Vec<Value>> {
 /// Runs the scenario against the fleet `source` holds; `keys` is where its operators' keys
 /// are, and `webhooks` the receiver its Distributors deliver to.
 pub async fn run(source: &Client, keys: &std::path::Path, webhooks: &WebhookSink) {
+    settled(source).await;
     let before = facts(source).await;
     let objects = backup(source).await;
     let target = Server::start().await;
