@@ -507,13 +507,7 @@ async fn injected_faults_and_the_request_log() {
         Some("x")
     );
     // A conflict is the caller's to handle.
-    server.inject_fault(FaultRule {
-        verb: Some("update".into()),
-        share: 1.0,
-        status: 409,
-        limit: Some(1),
-        ..Default::default()
-    });
+    server.inject_fault(FaultRule::once("update", 409));
     let current = api.get("x").await.unwrap();
     let error = api
         .replace("x", &PostParams::default(), &current)
@@ -540,14 +534,11 @@ async fn injected_faults_and_the_request_log() {
 
     // A lost response: the write lands, the client is told it failed; only the named resource.
     server.clear_faults();
-    server.inject_fault(FaultRule {
-        verb: Some("patch".into()),
-        resource: Some("configmaps".into()),
-        share: 1.0,
-        status: 500,
-        limit: Some(1),
-        lose_response: true,
-    });
+    server.inject_fault(
+        FaultRule::once("patch", 500)
+            .on("configmaps")
+            .losing_response(),
+    );
     let patch = Patch::Merge(json!({"data": {"lost": "yes"}}));
     let error = api
         .patch("x", &PatchParams::default(), &patch)

@@ -66,14 +66,11 @@ async fn a_lost_response_to_the_converting_status_write_still_converts_the_tenan
     let h = Harness::start(Server::Sandbox).await;
     let tenant = ready_contoso(&h).await;
     wait_entitlements_level(&h, &tenant, SubscriptionLevel::Trial).await;
-    h.server.sandbox().inject_fault(FaultRule {
-        verb: Some("patch".into()),
-        resource: Some("partners/status".into()),
-        share: 1.0,
-        status: 500,
-        limit: Some(1),
-        lose_response: true,
-    });
+    h.server.sandbox().inject_fault(
+        FaultRule::once("patch", 500)
+            .on("partners/status")
+            .losing_response(),
+    );
     h.clock.advance(Duration::days(14));
     h.wait_partner(NAMESPACE, "contoso", "Production", |p| {
         level(p) == SubscriptionLevel::Production
@@ -89,22 +86,12 @@ async fn lost_and_failed_tenant_writes_during_provisioning_are_made_good() {
     let h = Harness::start(Server::Sandbox).await;
     h.northwind(true).await;
     let sandbox = h.server.sandbox();
-    sandbox.inject_fault(FaultRule {
-        verb: Some("create".into()),
-        resource: Some("namespaces".into()),
-        share: 1.0,
-        status: 500,
-        limit: Some(1),
-        lose_response: true,
-    });
-    sandbox.inject_fault(FaultRule {
-        verb: Some("patch".into()),
-        resource: Some("configmaps".into()),
-        share: 1.0,
-        status: 500,
-        limit: Some(1),
-        ..Default::default()
-    });
+    sandbox.inject_fault(
+        FaultRule::once("create", 500)
+            .on("namespaces")
+            .losing_response(),
+    );
+    sandbox.inject_fault(FaultRule::once("patch", 500).on("configmaps"));
     h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
     let p = h
         .wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
@@ -174,14 +161,9 @@ async fn a_failed_activation_restore_is_made_again() {
     let h = Harness::start(Server::Sandbox).await;
     let tenant = ready_contoso(&h).await;
     let token = activation_token(&h.wait_emails(1).await[0]);
-    h.server.sandbox().inject_fault(FaultRule {
-        verb: Some("patch".into()),
-        resource: Some("secrets".into()),
-        share: 1.0,
-        status: 500,
-        limit: Some(1),
-        ..Default::default()
-    });
+    h.server
+        .sandbox()
+        .inject_fault(FaultRule::once("patch", 500).on("secrets"));
     Api::<k8s_openapi::api::core::v1::Namespace>::all(h.client.clone())
         .delete(&tenant, &DeleteParams::default())
         .await
@@ -216,14 +198,9 @@ async fn a_failed_activation_restore_is_made_again() {
 async fn a_failed_status_write_after_the_tenant_is_made_loses_no_email() {
     let h = Harness::start(Server::Sandbox).await;
     h.northwind(true).await;
-    h.server.sandbox().inject_fault(FaultRule {
-        verb: Some("patch".into()),
-        resource: Some("partners/status".into()),
-        share: 1.0,
-        status: 500,
-        limit: Some(1),
-        ..Default::default()
-    });
+    h.server
+        .sandbox()
+        .inject_fault(FaultRule::once("patch", 500).on("partners/status"));
     h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
     let p = h
         .wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
@@ -243,14 +220,9 @@ async fn a_failed_status_write_after_the_tenant_is_made_loses_no_email() {
 async fn a_claim_refused_as_made_from_a_stale_copy_is_made_again_from_a_fresh_read() {
     let h = Harness::start(Server::Sandbox).await;
     h.northwind(true).await;
-    h.server.sandbox().inject_fault(FaultRule {
-        verb: Some("patch".into()),
-        resource: Some("partners".into()),
-        share: 1.0,
-        status: 409,
-        limit: Some(1),
-        ..Default::default()
-    });
+    h.server
+        .sandbox()
+        .inject_fault(FaultRule::once("patch", 409).on("partners"));
     h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
     h.wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
         .await;

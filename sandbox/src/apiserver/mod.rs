@@ -164,6 +164,35 @@ pub struct FaultRule {
     pub lose_response: bool,
 }
 
+impl FaultRule {
+    /// The next request of `verb` is answered with `status`, once.
+    pub fn once(verb: &str, status: u16) -> Self {
+        Self {
+            verb: Some(verb.to_string()),
+            share: 1.0,
+            status,
+            limit: Some(1),
+            ..Self::default()
+        }
+    }
+
+    /// Only requests on `resource` (a plural, or `plural/subresource`).
+    pub fn on(self, resource: &str) -> Self {
+        Self {
+            resource: Some(resource.to_string()),
+            ..self
+        }
+    }
+
+    /// The request is carried out and its response lost (see [`FaultRule::lose_response`]).
+    pub fn losing_response(self) -> Self {
+        Self {
+            lose_response: true,
+            ..self
+        }
+    }
+}
+
 /// What a request that drew a fault gets.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fault {
