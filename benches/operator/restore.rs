@@ -16,7 +16,7 @@ use partner_operator::api::{Distributor, Partner, PartnerStatus};
 use partner_operator::tenant::{OWNER_UID_LABEL, TenantRecord};
 use partner_sandbox::smtp::SmtpSink;
 use partner_sandbox::webhooks::WebhookSink;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{BENCH_AGENT, Operator, Server, figure, wait_until};
 
@@ -74,26 +74,11 @@ async fn settled(client: &Client) {
     }
 }
 
-/// `object` as a backup keeps it.
+/// `object` as a backup keeps it by default: Velero restores no status.
 fn stripped(object: impl serde::Serialize, api_version: &str, kind: &str) -> Value {
-    let mut object = serde_json::to_value(object).unwrap();
-    object["apiVersion"] = json!(api_version);
-    object["kind"] = json!(kind);
-    let metadata = object["metadata"].as_object_mut().unwrap();
-    for field in [
-        "uid",
-        "resourceVersion",
-        "managedFields",
-        "creationTimestamp",
-        "generation",
-        "selfLink",
-    ] {
-        metadata.remove(field);
-    }
-    let fields = object.as_object_mut().unwrap();
-    fields.remove("status");
-    if kind == "Namespace" {
-        fields.remove("spec");
+    let mut object = partner_sandbox::backed_up(object, api_version, kind);
+    if let Some(fields) = object.as_object_mut() {
+        fields.remove("status");
     }
     object
 }

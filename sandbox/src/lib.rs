@@ -20,6 +20,40 @@ pub mod control_plane;
 pub mod smtp;
 pub mod webhooks;
 
+/// `object` as a backup keeps it (`kubectl get -o yaml`, Velero): typed, without what the API
+/// server sets on its own (uid, resourceVersion, managedFields, timestamps, generation); a
+/// Namespace without its status and with an empty spec. Anything else keeps its status: whether
+/// it is restored is the restore's choice.
+pub fn backed_up(
+    object: impl serde::Serialize,
+    api_version: &str,
+    kind: &str,
+) -> serde_json::Value {
+    let mut object = serde_json::to_value(object).expect("an object serializes");
+    object["apiVersion"] = serde_json::json!(api_version);
+    object["kind"] = serde_json::json!(kind);
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        for field in [
+            "uid",
+            "resourceVersion",
+            "managedFields",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "selfLink",
+        ] {
+            metadata.remove(field);
+        }
+    }
+    if kind == "Namespace" {
+        if let Some(fields) = object.as_object_mut() {
+            fields.remove("status");
+        }
+        object["spec"] = serde_json::json!({});
+    }
+    object
+}
+
 /// Creates `object` (any kind the server serves, found by discovery) as a client would.
 pub async fn create_object(client: &kube::Client, object: serde_json::Value) -> Result<(), String> {
     let type_meta: kube::core::TypeMeta =

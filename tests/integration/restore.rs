@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use partner_operator::api::{Distributor, PartnerStatus, RequestedLevel};
 use partner_operator::tenant::{OWNER_UID_LABEL, TENANT_OWNER_UID_LABEL, TenantRecord};
+use partner_sandbox::backed_up;
 use serde_json::{Value, json};
 use support::webhook_receiver::{KEYS_NAMESPACE, Receiver};
 use support::webhooks::{endpoint, new_key, store_key};
@@ -397,21 +398,13 @@ impl Backup {
                 .get(name)
                 .await
                 .unwrap();
-            namespaces.push(stripped(
-                serde_json::to_value(ns).unwrap(),
-                "v1",
-                "Namespace",
-            ));
+            namespaces.push(backed_up(ns, "v1", "Namespace"));
             let secrets = Api::<Secret>::namespaced(h.client.clone(), name)
                 .list(&ListParams::default())
                 .await
                 .unwrap();
             for secret in secrets.items {
-                contents.push(stripped(
-                    serde_json::to_value(secret).unwrap(),
-                    "v1",
-                    "Secret",
-                ));
+                contents.push(backed_up(secret, "v1", "Secret"));
             }
             let configmaps = Api::<ConfigMap>::namespaced(h.client.clone(), name)
                 .list(&ListParams::default())
@@ -422,11 +415,7 @@ impl Backup {
                 .into_iter()
                 .filter(|cm| cm.metadata.name.as_deref() != Some("kube-root-ca.crt"))
             {
-                contents.push(stripped(
-                    serde_json::to_value(cm).unwrap(),
-                    "v1",
-                    "ConfigMap",
-                ));
+                contents.push(backed_up(cm, "v1", "ConfigMap"));
             }
         }
         let api_version = "partner-operator.io/v1alpha1";
@@ -436,7 +425,7 @@ impl Backup {
             .unwrap()
             .items
             .into_iter()
-            .map(|d| stripped(serde_json::to_value(d).unwrap(), api_version, "Distributor"))
+            .map(|d| backed_up(d, api_version, "Distributor"))
             .collect();
         let partners: Vec<Value> = h
             .partners(NAMESPACE)
@@ -445,7 +434,7 @@ impl Backup {
             .unwrap()
             .items
             .into_iter()
-            .map(|p| stripped(serde_json::to_value(p).unwrap(), api_version, "Partner"))
+            .map(|p| backed_up(p, api_version, "Partner"))
             .collect();
         for p in &partners {
             assert!(
@@ -531,27 +520,4 @@ async fn create(h: &Harness, object: &Value) {
     if let Err(err) = h.server.apply_json(object.clone()).await {
         assert!(err.contains("already exists"), "{err}: {object}");
     }
-}
-
-/// `object` as a backup keeps it: what the API server sets on its own is left out.
-fn stripped(mut object: Value, api_version: &str, kind: &str) -> Value {
-    object["apiVersion"] = json!(api_version);
-    object["kind"] = json!(kind);
-    let metadata = object["metadata"].as_object_mut().unwrap();
-    for field in [
-        "uid",
-        "resourceVersion",
-        "managedFields",
-        "creationTimestamp",
-        "generation",
-        "deletionTimestamp",
-        "selfLink",
-    ] {
-        metadata.remove(field);
-    }
-    if kind == "Namespace" {
-        object.as_object_mut().unwrap().remove("status");
-        object["spec"] = json!({});
-    }
-    object
 }
