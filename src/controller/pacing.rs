@@ -113,6 +113,11 @@ impl Pacing {
         Ok(place)
     }
 
+    /// Whether some Partner's deadline is due and not yet reconciled.
+    pub fn deadlines_due(&self, clock: &Clock) -> bool {
+        self.deadlines.any_due(clock.timestamp())
+    }
+
     /// Waits while some Partner's deadline is due and not yet reconciled (bounded): a webhook
     /// delivery's status write would otherwise queue before the transitions that are late
     /// already.

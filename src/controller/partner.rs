@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::executor::{Next, Pass, carry_out, write_outcome};
 use super::finalizer::finalizer;
 use super::outside::{Kube, Outside, cached_tenant};
+use super::webhook_delivery::RIDE_ALONG_PATIENCE;
 use super::{Context, FINALIZER};
 use crate::api::{Counted, Partner, SubscriptionLevel};
 use crate::lifecycle::{self, Effect, Observation, Plan};
@@ -235,6 +236,16 @@ async fn plan_and_write(world: &Kube<'_>, pass: &mut Pass) -> Result<Written, Er
     };
     let tenant_first =
         unrecorded.is_none() && !pass.tenant_first_tried && at_tenant_name == Tenant::Absent;
+    // This write records an email sent: a webhook delivery on its first attempt (during
+    // onboarding, the one this reconciliation's previous write handed on) rides along with
+    // it, rather than being written on its own a moment later.
+    if unrecorded.is_some() {
+        let reference = ObjectRef::from_obj(&pass.current);
+        ctx.outputs
+            .webhooks
+            .first_attempts_over(&reference, RIDE_ALONG_PATIENCE)
+            .await;
+    }
     let delivered = ctx.outputs.webhooks.delivered.of(&pass.current);
     let now = pass
         .planned_at

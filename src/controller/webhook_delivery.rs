@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -52,6 +52,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A delivery just completed is not handed on again for this long: a plan made from a cache
 /// that does not show the outcome yet would otherwise send it twice.
 const COMPLETED_MEMORY: Duration = Duration::from_secs(60);
+/// How long a reconciliation about to write its Partner's status waits for a delivery's first
+/// attempt that is under way, so that the delivery's record rides along with that write.
+pub const RIDE_ALONG_PATIENCE: Duration = Duration::from_millis(500);
 
 /// The deliveries in flight, and what they are made with.
 pub struct WebhookDeliveries {
@@ -61,6 +64,10 @@ pub struct WebhookDeliveries {
     in_flight: Mutex<HashSet<(ObjectRef<Partner>, String)>>,
     /// (event id, endpoint) recently delivered or given up on.
     completed: Mutex<HashMap<(String, String), Instant>>,
+    /// Per Partner, its deliveries whose first attempt is under way (or about to be: a place
+    /// was free and no deadline was due when it was handed on), and what wakes those who wait
+    /// for them to be over.
+    first_attempts: Mutex<HashMap<ObjectRef<Partner>, (usize, Arc<Notify>)>>,
     /// A place in flight per (Distributor, endpoint).
     per_endpoint: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
     /// Wakes a Partner once its delivery task is over, so its next event is handed on: the
@@ -99,6 +106,7 @@ impl WebhookDeliveries {
             keys: SigningKeysCache::new(client, secrets_namespace),
             in_flight: Mutex::default(),
             completed: Mutex::default(),
+            first_attempts: Mutex::default(),
             per_endpoint: Mutex::default(),
             tasks: Mutex::default(),
             delivered: Delivered::default(),
@@ -127,13 +135,29 @@ impl WebhookDeliveries {
         if !this.in_flight.lock().unwrap().insert(key.clone()) {
             return;
         }
+        let place = this.place(send);
+        // A delivery that can go at once is waited for by the status write its record can ride
+        // along with (see [`WebhookDeliveries::first_attempts_over`]).
+        let first_attempt = (place.available_permits() > 0
+            && !ctx.pacing.deadlines_due(&ctx.clock))
+        .then(|| FirstAttempt::new(ctx, &reference));
+        let handed = Arc::new(partner.clone());
         let mut tasks = this.tasks.lock().unwrap();
         // Reap the finished ones.
         while tasks.try_join_next().is_some() {}
         let (ctx, send) = (ctx.clone(), send.clone());
         tasks.spawn(async move {
-            let place = ctx.outputs.webhooks.place(&send).acquire_owned().await;
-            let done = deliver_until_done(&ctx, &reference, &send).await;
+            let mut first_attempt = first_attempt;
+            let place = match place.clone().try_acquire_owned() {
+                Ok(place) => place,
+                Err(_) => {
+                    first_attempt.take();
+                    place.acquire_owned().await.expect("never closed")
+                }
+            };
+            let done =
+                deliver_until_done(&ctx, &reference, &handed, &send, &mut first_attempt).await;
+            drop(first_attempt);
             drop(place);
             ctx.outputs.webhooks.in_flight.lock().unwrap().remove(&key);
             // A delivery waits for a status write to ride along with; if none came, the
@@ -143,6 +167,28 @@ impl WebhookDeliveries {
             }
             let _ = ctx.outputs.webhooks.wakes.send(reference);
         });
+    }
+
+    /// Waits, at most `patience`, until no delivery of `partner` has its first attempt under
+    /// way: one that succeeds is then in [`Self::delivered`], for the status write that follows
+    /// to record.
+    pub async fn first_attempts_over(&self, partner: &ObjectRef<Partner>, patience: Duration) {
+        let Some(notify) = self
+            .first_attempts
+            .lock()
+            .unwrap()
+            .get(partner)
+            .map(|(_, notify)| notify.clone())
+        else {
+            return;
+        };
+        let over = notify.notified();
+        tokio::pin!(over);
+        over.as_mut().enable();
+        if !self.first_attempts.lock().unwrap().contains_key(partner) {
+            return;
+        }
+        let _ = tokio::time::timeout(patience, over).await;
     }
 
     fn place(&self, send: &WebhookSend) -> Arc<Semaphore> {
@@ -162,6 +208,38 @@ impl WebhookDeliveries {
     }
 }
 
+/// A delivery's first attempt under way, counted in [`WebhookDeliveries::first_attempts`]
+/// until dropped.
+struct FirstAttempt {
+    ctx: Arc<Context>,
+    partner: ObjectRef<Partner>,
+}
+
+impl FirstAttempt {
+    fn new(ctx: &Arc<Context>, partner: &ObjectRef<Partner>) -> Self {
+        let mut attempts = ctx.outputs.webhooks.first_attempts.lock().unwrap();
+        attempts.entry(partner.clone()).or_default().0 += 1;
+        Self {
+            ctx: ctx.clone(),
+            partner: partner.clone(),
+        }
+    }
+}
+
+impl Drop for FirstAttempt {
+    fn drop(&mut self) {
+        let mut attempts = self.ctx.outputs.webhooks.first_attempts.lock().unwrap();
+        let Some((count, notify)) = attempts.get_mut(&self.partner) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            notify.notify_waiters();
+            attempts.remove(&self.partner);
+        }
+    }
+}
+
 /// How a delivery task ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Done {
@@ -175,7 +253,9 @@ enum Done {
 async fn deliver_until_done(
     ctx: &Arc<Context>,
     reference: &ObjectRef<Partner>,
+    handed: &Partner,
     send: &WebhookSend,
+    first_attempt: &mut Option<FirstAttempt>,
 ) -> Done {
     let labels = EndpointLabels {
         distributor: send.distributor.clone(),
@@ -184,10 +264,15 @@ async fn deliver_until_done(
     let mut delivery = send.delivery.clone();
     loop {
         if let Some(wait) = backoff_left(&delivery) {
+            first_attempt.take();
             tokio::time::sleep(wait).await;
         }
-        ctx.pacing.deadlines_first(&ctx.clock).await;
-        let Some((partner, distributor, event)) = still_wanted(ctx, reference, send) else {
+        if ctx.pacing.deadlines_due(&ctx.clock) {
+            first_attempt.take();
+            ctx.pacing.deadlines_first(&ctx.clock).await;
+        }
+        let Some((partner, distributor, event)) = still_wanted(ctx, reference, handed, send)
+        else {
             return Done::Over;
         };
         let Some(endpoint) = distributor.spec.webhooks.endpoint(&send.endpoint.name) else {
@@ -199,6 +284,7 @@ async fn deliver_until_done(
             delivered(ctx, &partner, send, &event, &labels);
             return Done::Delivered;
         };
+        first_attempt.take();
         let api: Api<Partner> = Api::namespaced(
             ctx.client.clone(),
             reference.namespace.as_deref().unwrap_or_default(),
@@ -217,16 +303,26 @@ async fn deliver_until_done(
 }
 
 /// The Partner, its Distributor and the event, while the event is still to deliver: the
-/// Partner's cache says it is pending for the endpoint (not delivered meanwhile, the endpoint
-/// still listed, the Partner not gone); the Distributor is as it lists the endpoint now (its
+/// Partner's cache (or, while the cache trails the operator's last write, the copy the delivery
+/// was handed on with, if that is the write) says it is pending for the endpoint (not delivered
+/// meanwhile, the endpoint still listed, the Partner not gone); the Distributor is as it lists the endpoint now (its
 /// URL or key may have changed since the first attempt); and the event is rebuilt from the
 /// facts of a Partner bound to it (a record that matches none is dropped by the next plan).
 fn still_wanted(
     ctx: &Context,
     reference: &ObjectRef<Partner>,
+    handed: &Partner,
     send: &WebhookSend,
 ) -> Option<(Arc<Partner>, Arc<Distributor>, WebhookEvent)> {
-    let partner = ctx.caches.partners.get(reference)?;
+    let cached = ctx.caches.partners.get(reference)?;
+    let own_writes = &ctx.caches.own_writes;
+    let partner = if !own_writes.lags(&cached) {
+        cached
+    } else if cached.uid() == handed.uid() && !own_writes.lags(handed) {
+        Arc::new(handed.clone())
+    } else {
+        return None;
+    };
     if !pending(&partner, &send.record.id, &send.endpoint.name) {
         return None;
     }

@@ -1,16 +1,20 @@
-//! How the operator writes a status: by server-side apply under its field manager, so a field it
-//! stops applying goes away and fields other managers own are left alone.
+//! How the operator writes a status.
 //!
-//! Server-side apply removes a field the operator stops applying only if nobody else owns it.
-//! Someone else may: a status written by an earlier version of the operator with a merge patch
-//! (recorded under an `Update` manager), or `kubectl edit --subresource=status`. Such a field
-//! would stay for good (a seat count of a SKU no longer offered, an `expiresAt` of a level that
-//! ended), so whatever the written status holds beyond the desired one is removed by a merge
-//! patch right after, under the same precondition.
+//! The reconciler's writes ([`write_changes`]) are merge patches of what changed, with the
+//! resourceVersion of the copy the changes were computed from as a precondition: the stored
+//! status is then that copy's, so the patch leaves exactly the desired one, whoever wrote the
+//! fields it removes (an earlier version of the operator, `kubectl edit --subresource=status`).
+//! Only the changes are sent, and the API server merges them without server-side apply's field
+//! management: on kube-apiserver, with every Partner written twice during onboarding, the
+//! status writes are its largest cost (docs/performance.md).
+//!
+//! Writers without a precondition ([`write`], the Distributor's counts) apply the whole status
+//! by server-side apply under the operator's field manager, and remove what the written status
+//! holds beyond the desired one with a merge patch right after, under the same precondition.
 //!
 //! Some fields have another owner by design: `status.activation.activatedAt` is written by the
-//! activation service under its own field manager. The reconciler neither applies such a field
-//! (one owner per field) nor removes it: [`write_keeping`] names them.
+//! activation service under its own field manager ([`apply_only`]). The reconciler neither
+//! writes such a field (one owner per field) nor removes it: [`write_changes`] names them.
 
 use std::fmt::Debug;
 
@@ -23,8 +27,9 @@ use serde_json::{Map, Value, json};
 
 use crate::tenant::FIELD_MANAGER;
 
-/// Writes `status` on `object`. With `precondition`, only if `object`'s resourceVersion is
-/// still the stored one (else 409, and nothing is written).
+/// Writes `status` on `object` by server-side apply, and removes what the stored status holds
+/// beyond it. With `precondition`, only if `object`'s resourceVersion is still the stored one
+/// (else 409, and nothing is written).
 pub async fn write<K>(
     api: &Api<K>,
     object: &K,
@@ -35,27 +40,8 @@ where
     K: Resource<DynamicType = ()> + HasStatus + Clone + Debug + DeserializeOwned,
     K::Status: Serialize,
 {
-    write_keeping(api, object, status, precondition, &[]).await
-}
-
-/// As [`write`], but the fields at `others` (paths inside the status) belong to other field
-/// managers: they are left out of the apply and never removed.
-pub async fn write_keeping<K>(
-    api: &Api<K>,
-    object: &K,
-    status: &K::Status,
-    precondition: bool,
-    others: &[&[&str]],
-) -> kube::Result<K>
-where
-    K: Resource<DynamicType = ()> + HasStatus + Clone + Debug + DeserializeOwned,
-    K::Status: Serialize,
-{
     let name = object.name_any();
-    let mut desired = serde_json::to_value(status).expect("a status serializes");
-    for path in others {
-        take(&mut desired, path);
-    }
+    let desired = serde_json::to_value(status).expect("a status serializes");
     let mut metadata = json!({"name": name});
     if precondition {
         metadata["resourceVersion"] = json!(object.resource_version());
@@ -73,10 +59,7 @@ where
             &Patch::Apply(apply),
         )
         .await?;
-    let mut live = serde_json::to_value(written.status()).expect("a status serializes");
-    for path in others {
-        take(&mut live, path);
-    }
+    let live = serde_json::to_value(written.status()).expect("a status serializes");
     let Some(removal) = removal(&live, &desired) else {
         return Ok(written);
     };
@@ -84,11 +67,46 @@ where
         "metadata": {"resourceVersion": written.resource_version()},
         "status": removal,
     });
-    let params = PatchParams {
+    api.patch_status(&name, &operator_params(), &Patch::Merge(patch))
+        .await
+}
+
+/// Makes `object`'s status `status` (but the fields at `others`, paths inside the status, which
+/// belong to other writers and are left as stored) by a merge patch of the changes from
+/// `object`'s status, only if `object`'s resourceVersion is still the stored one (else 409,
+/// and nothing is written).
+pub async fn write_changes<K>(
+    api: &Api<K>,
+    object: &K,
+    status: &K::Status,
+    others: &[&[&str]],
+) -> kube::Result<K>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + Debug + DeserializeOwned,
+    K::Status: Serialize,
+{
+    let without_others = |status: Option<&K::Status>| {
+        let mut value = serde_json::to_value(status).expect("a status serializes");
+        for path in others {
+            take(&mut value, path);
+        }
+        value
+    };
+    let stored = without_others(object.status());
+    let desired = without_others(Some(status));
+    let patch = json!({
+        "metadata": {"resourceVersion": object.resource_version()},
+        "status": changes(&stored, &desired).unwrap_or_else(|| json!({})),
+    });
+    api.patch_status(&object.name_any(), &operator_params(), &Patch::Merge(patch))
+        .await
+}
+
+fn operator_params() -> PatchParams {
+    PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PatchParams::default()
-    };
-    api.patch_status(&name, &params, &Patch::Merge(patch)).await
+    }
 }
 
 /// Applies only the fields of `status` at `paths` on `object`, under `manager`, with `object`'s
@@ -160,6 +178,29 @@ fn take(value: &mut Value, path: &[&str]) {
     }
 }
 
+/// The merge patch that makes `stored` into `desired`: what differs, object by object (a list
+/// is replaced whole), and `null` for what `desired` no longer holds; `None` when they are the
+/// same.
+fn changes(stored: &Value, desired: &Value) -> Option<Value> {
+    let (Value::Object(stored), Value::Object(desired)) = (stored, desired) else {
+        return (stored != desired).then(|| desired.clone());
+    };
+    let mut patch = Map::new();
+    for (key, wanted) in desired {
+        let change = match stored.get(key) {
+            Some(was) => changes(was, wanted),
+            None => Some(wanted.clone()),
+        };
+        if let Some(change) = change {
+            patch.insert(key.clone(), change);
+        }
+    }
+    for key in stored.keys().filter(|key| !desired.contains_key(*key)) {
+        patch.insert(key.clone(), Value::Null);
+    }
+    (!patch.is_empty()).then_some(Value::Object(patch))
+}
+
 /// A merge patch that removes what `live` holds beyond `desired`, object by object; `None` when
 /// it holds nothing more. (Lists are atomic in these schemas: an apply replaces them whole.)
 fn removal(live: &Value, desired: &Value) -> Option<Value> {
@@ -206,6 +247,37 @@ mod tests {
     }
 
     #[test]
+    fn the_changes_patch_what_differs_and_remove_what_is_gone() {
+        let stored = json!({
+            "level": "Trial",
+            "billing": {"productionPartners": 0, "seats": {"ESSENTIALS": 0, "RETIRED": 1}},
+            "conditions": [{"type": "Ready", "status": "False"}, {"type": "Old"}],
+            "expiresAt": "2027-03-15T09:00:00Z",
+        });
+        let desired = json!({
+            "level": "Trial",
+            "billing": {"productionPartners": 0, "seats": {"ESSENTIALS": 2}},
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "activation": {"sentAt": "2027-03-01T09:00:00Z"},
+        });
+        let patch = changes(&stored, &desired).unwrap();
+        assert_eq!(
+            patch,
+            json!({
+                "billing": {"seats": {"ESSENTIALS": 2, "RETIRED": null}},
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "activation": {"sentAt": "2027-03-01T09:00:00Z"},
+                "expiresAt": null,
+            })
+        );
+        let mut merged = stored.clone();
+        json_patch::merge(&mut merged, &patch);
+        assert_eq!(merged, desired, "the patch makes the stored status the desired one");
+        assert_eq!(changes(&desired, &desired), None);
+        assert_eq!(changes(&Value::Null, &desired), Some(desired.clone()));
+    }
+
+    #[test]
     fn a_writer_of_a_few_fields_applies_those_alone() {
         let full = json!({"activation": {"activatedAt": "t", "sentAt": "x"}, "a": 1});
         let mut owned = json!({});
@@ -227,7 +299,7 @@ mod tests {
         for path in others {
             take(&mut live, path);
         }
-        assert_eq!(removal(&live, &desired), None);
+        assert_eq!(changes(&live, &desired), None);
         // Alone in its object, the object goes too (and is not removed as a whole either).
         let mut only = json!({"activation": {"activatedAt": "t"}, "a": 1});
         take(&mut only, others[0]);

@@ -4,8 +4,8 @@
 //! A transaction computes the new status from the latest Partner, writes it only if it differs,
 //! with the resourceVersion it was computed from as a precondition, and on a conflict reads the
 //! Partner again and computes again: no writer overwrites what another wrote meanwhile, and no
-//! write changes nothing. Each writer owns its own fields ([`Writer`]), as server-side apply's
-//! field managers record. How a status is applied is in [`apply`].
+//! write changes nothing. Each writer owns its own fields ([`Writer`]). How a status is
+//! written is in [`apply`].
 
 mod apply;
 
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use kube::{Api, ResourceExt};
 
-pub use apply::{write, write_keeping};
+pub use apply::write;
 
 use crate::api::{Partner, PartnerStatus};
 
@@ -125,7 +125,7 @@ async fn write_as(
 ) -> kube::Result<Partner> {
     match writer {
         Writer::Operator => {
-            write_keeping(api, partner, status, true, ACTIVATION_SERVICE_FIELDS).await
+            apply::write_changes(api, partner, status, ACTIVATION_SERVICE_FIELDS).await
         }
         Writer::ActivationService => {
             apply::apply_only(
