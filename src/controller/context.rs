@@ -152,7 +152,8 @@ impl Context {
         }
     }
 
-    /// Records a Kubernetes Event on `partner`. Events are best effort: a failure is logged,
+    /// Records a Kubernetes Event on `partner`, if its reason is one that is recorded
+    /// ([`crate::lifecycle::EventReason::is_recorded`]). Events are best effort: a failure is logged,
     /// never retried, and never fails the reconciliation.
     pub async fn publish(&self, partner: &Partner, event: &PartnerEvent) {
         if event.reason.holds_email() {
@@ -164,6 +165,9 @@ impl Context {
                 .emails_held
                 .get_or_create(&labels)
                 .inc();
+        }
+        if !event.reason.is_recorded() {
+            return;
         }
         let now = self.clock.now();
         let published = super::events::publish(

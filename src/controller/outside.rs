@@ -73,7 +73,8 @@ pub(super) trait Outside: Sync {
     ) -> Result<Tenant, Error>;
     /// Sends one email (with its activation link, if it carries one).
     async fn send_email(&self, partner: &Partner, email: &Email) -> Sending;
-    /// Hands a webhook event to its own delivery task; nothing waits for it.
+    /// Hands a webhook event to its own delivery task; nothing waits for it (but, briefly, a
+    /// status write its record can ride along with: [`super::webhook_delivery::RIDE_ALONG_PATIENCE`]).
     fn deliver_webhook(&self, partner: &Partner, send: &WebhookSend);
     /// Records an Event on the Partner, best effort.
     async fn publish(&self, partner: &Partner, event: &PartnerEvent);

@@ -67,7 +67,7 @@ pub struct WebhookDeliveries {
     /// Per Partner, its deliveries whose first attempt is under way (or about to be: a place
     /// was free and no deadline was due when it was handed on), and what wakes those who wait
     /// for them to be over.
-    first_attempts: Mutex<HashMap<ObjectRef<Partner>, (usize, Arc<Notify>)>>,
+    first_attempts: Mutex<HashMap<ObjectRef<Partner>, FirstAttempts>>,
     /// A place in flight per (Distributor, endpoint).
     per_endpoint: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
     /// Wakes a Partner once its delivery task is over, so its next event is handed on: the
@@ -208,6 +208,10 @@ impl WebhookDeliveries {
     }
 }
 
+/// How many of a Partner's deliveries have their first attempt under way, and what wakes those
+/// who wait for them to be over.
+type FirstAttempts = (usize, Arc<Notify>);
+
 /// A delivery's first attempt under way, counted in [`WebhookDeliveries::first_attempts`]
 /// until dropped.
 struct FirstAttempt {
@@ -271,8 +275,7 @@ async fn deliver_until_done(
             first_attempt.take();
             ctx.pacing.deadlines_first(&ctx.clock).await;
         }
-        let Some((partner, distributor, event)) = still_wanted(ctx, reference, handed, send)
-        else {
+        let Some((partner, distributor, event)) = still_wanted(ctx, reference, handed, send) else {
             return Done::Over;
         };
         let Some(endpoint) = distributor.spec.webhooks.endpoint(&send.endpoint.name) else {

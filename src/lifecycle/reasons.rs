@@ -142,6 +142,16 @@ impl EventReason {
         )
     }
 
+    /// Whether the Event is recorded as a Kubernetes Event. An onboarding's steps
+    /// (`TenantProvisioned`, `ActivationSent`) are told by the conditions of the same names and
+    /// by the status (when, to whom, which link); recorded as Events too, they were two of the
+    /// eight writes each onboarding cost the API server, whose budget is six, Events included
+    /// (docs/performance.md). Everything else (a transition a person may act on, billing, a
+    /// warning) is recorded.
+    pub const fn is_recorded(self) -> bool {
+        !matches!(self, Self::TenantProvisioned | Self::ActivationSent)
+    }
+
     /// Whether the Event is a Warning: something failed, was refused, or ended without the
     /// Partner's choice.
     pub const fn is_warning(self) -> bool {
@@ -209,6 +219,23 @@ mod tests {
             Activated,
         ] {
             assert!(!reason.is_warning(), "{reason}");
+        }
+    }
+
+    #[test]
+    fn an_onboarding_is_told_by_its_conditions_and_the_rest_by_events() {
+        use EventReason::*;
+        assert!(!TenantProvisioned.is_recorded());
+        assert!(!ActivationSent.is_recorded());
+        for reason in [
+            BillingStarted,
+            ConvertedToProduction,
+            TrialExpired,
+            Activated,
+            EmailDeliveryFailed,
+            TenantDeprovisioned,
+        ] {
+            assert!(reason.is_recorded(), "{reason}");
         }
     }
 }

@@ -1,14 +1,16 @@
 //! The lifecycle events told to the Distributor's webhook endpoints: which transitions are
 //! events, what each carries, and what a delivery's outcome changes in the status.
 //!
-//! Every transition the plan makes already says itself in an Event (`TenantProvisioned`,
-//! `ConvertedToProduction`, `BillingStarted`, ...): [`record`] reads those of this plan and
+//! Every transition the plan makes already says itself in an Event of the plan
+//! (`TenantProvisioned`, `ConvertedToProduction`, `BillingStarted`, ...; most are also recorded
+//! as Kubernetes Events, see [`super::EventReason::is_recorded`]): [`record`] reads those of this plan and
 //! records one [`WebhookRecord`] per webhook event, in the same status write as the transition
 //! (so no transition is written without its event, and a crash before the write plans both
 //! again, with the same id). [`deliver`] hands each endpoint the oldest event it does not have
 //! yet, one at a time per Partner and endpoint, so each endpoint sees a Partner's events in the
 //! order they happened. The delivery itself (signing, HTTP, retries) is the reconciler's, and
-//! never holds up the Partner's own work; its outcome comes back through [`delivered`] and
+//! never holds up the Partner's own work (a status write waits a moment for a first attempt
+//! under way, to record it); its outcome comes back through [`delivered`] and
 //! [`failed`].
 //!
 //! Only a Partner bound to its Distributor (the one whose `partnerNamespaces` select its

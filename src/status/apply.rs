@@ -272,7 +272,10 @@ mod tests {
         );
         let mut merged = stored.clone();
         json_patch::merge(&mut merged, &patch);
-        assert_eq!(merged, desired, "the patch makes the stored status the desired one");
+        assert_eq!(
+            merged, desired,
+            "the patch makes the stored status the desired one"
+        );
         assert_eq!(changes(&desired, &desired), None);
         assert_eq!(changes(&Value::Null, &desired), Some(desired.clone()));
     }

@@ -61,8 +61,20 @@ async fn a_restart_over_settled_partners_writes_and_mails_nothing(server: Server
     .await;
     let mailed = h.wait_emails(20).await.len();
     // Settled before the restart: the operator has looked at every Partner once more since
-    // its last email went out, so nothing is left half done for the next instance.
+    // its last email went out, and has written the Distributor's statement of the month, so
+    // nothing is left half done for the next instance.
     h.settled().await;
+    let statements: kube::Api<partner_operator::api::BillingStatement> =
+        kube::Api::all(h.client.clone());
+    eventually(
+        "northwind's statement of the month",
+        Patience::RECONCILE,
+        || async {
+            let listed = statements.list(&Default::default()).await;
+            listed.is_ok_and(|l| l.items.iter().any(|s| s.spec.distributor == "northwind"))
+        },
+    )
+    .await;
 
     h.kill_operator();
     h.server.clear_requests();

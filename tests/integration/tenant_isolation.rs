@@ -352,23 +352,23 @@ async fn a_long_partner_name_is_provisioned(server: Server) {
     }
     assert_ne!(tenants[0], tenants[1]);
     h.wait_emails(2).await;
-    // Its Events are recorded too (an Event's name starts with the Partner's).
+    for (name, (tenant, _)) in names.iter().zip(&tenants) {
+        delete_partner(&h, "northwind-partners", name).await;
+        wait_gone(&h, tenant).await;
+    }
+    // Its Events are recorded, long name and all (an Event's name starts with the Partner's):
+    // its deletion's.
     eventually("the long Partner's Events", Patience::RECONCILE, || async {
         events(
             &h,
             "northwind-partners",
-            EventReason::TenantProvisioned.as_str(),
+            EventReason::TenantDeprovisioned.as_str(),
         )
         .await
         .iter()
         .any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(names[1].as_str()))
     })
     .await;
-
-    for (name, (tenant, _)) in names.iter().zip(&tenants) {
-        delete_partner(&h, "northwind-partners", name).await;
-        wait_gone(&h, tenant).await;
-    }
 }
 
 /// A Distributor name of 253 characters: its Partners are provisioned (the tenant's labels fit,

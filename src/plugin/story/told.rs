@@ -1,7 +1,8 @@
-//! What only the Events still tell. The status keeps the last activation email alone, so the
-//! first one, whose link a resend replaced, and a resend refused because the tenant was
-//! activated, are told from the Partner's Events, for as long as the API server keeps them
-//! (an hour, by kube-apiserver's default).
+//! What only the Events still tell. The status keeps the last activation email alone, so a
+//! resend refused because the tenant was activated is told from the Partner's Events, for as
+//! long as the API server keeps them (an hour, by kube-apiserver's default); so is the first
+//! activation email, whose link a resend replaced, where an operator that recorded
+//! `ActivationSent` Events sent it (this one tells it by the `ActivationSent` condition alone).
 
 use chrono::{DateTime, Duration, Utc};
 
