@@ -18,6 +18,7 @@ use support::webhooks::{endpoint, new_key, store_key};
 use support::*;
 
 crate::on_both_servers!(
+    an_onboarding_costs_six_writes_its_webhook_record_included,
     a_trial_is_told_in_order_once_per_event,
     an_outage_500s_and_timeouts_lose_nothing_and_hold_up_nothing,
     a_crash_mid_delivery_sends_the_same_id_again,
@@ -121,6 +122,59 @@ fn delivering_failed(d: &Distributor) -> bool {
 
 fn delivering_fine(d: &Distributor) -> bool {
     webhooks_delivered(d).is_some_and(|(status, _, _)| status == "True")
+}
+
+/// The budget of an onboarding on the API server: the finalizer, the tenant's Namespace,
+/// `entitlements` and `activation` Secret, and two status writes (the email's intent, then
+/// the email sent, Ready and the webhook event's delivery together). No Event: the conditions
+/// tell an onboarding. (The Distributor's counts and statements are written per Distributor,
+/// a few times a minute at most however many Partners onboard, so they are not counted here.)
+async fn an_onboarding_costs_six_writes_its_webhook_record_included(server: Server) {
+    let (h, receiver) = started_with_receiver(server).await;
+    northwind_with_webhooks(&h, &receiver, json!({})).await;
+    h.settled().await;
+    h.server.clear_requests();
+    h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
+    h.wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
+        .await;
+    wait_events(&receiver, "contoso", &["provisioned"]).await;
+    // Longer than a delivery waits for a write to ride along with before it is written alone.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    h.settled().await;
+    let writes: Vec<String> = h
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.is_write() && r.user_agent.as_deref() == Some("partner-operator"))
+        .filter(|r| !matches!(r.resource.as_str(), "distributors" | "billingstatements"))
+        .map(|r| {
+            let subresource = r.subresource.as_deref().map(|s| format!("/{s}"));
+            format!(
+                "{} {}{}",
+                r.verb,
+                r.resource,
+                subresource.unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            "patch partners",
+            "create namespaces",
+            "patch partners/status",
+            "patch configmaps",
+            "patch secrets",
+            "patch partners/status",
+        ],
+        "{writes:#?}"
+    );
+    let status = h.partners(NAMESPACE).get_status("contoso").await.unwrap();
+    let webhooks = status.status.unwrap().webhooks;
+    assert!(
+        webhooks.iter().all(|r| r.pending.is_empty()),
+        "the delivery is recorded: {webhooks:#?}"
+    );
 }
 
 async fn a_trial_is_told_in_order_once_per_event(server: Server) {
