@@ -140,8 +140,7 @@ impl WebhookDeliveries {
         // along with (see [`WebhookDeliveries::first_attempts_over`]).
         let first_attempt = (place.available_permits() > 0
             && !ctx.pacing.deadlines_due(&ctx.clock))
-        .then(|| FirstAttempt::new(ctx, &reference));
-        let handed = Arc::new(partner.clone());
+        .then(|| FirstAttempt::new(ctx, partner));
         let mut tasks = this.tasks.lock().unwrap();
         // Reap the finished ones.
         while tasks.try_join_next().is_some() {}
@@ -155,8 +154,7 @@ impl WebhookDeliveries {
                     place.acquire_owned().await.expect("never closed")
                 }
             };
-            let done =
-                deliver_until_done(&ctx, &reference, &handed, &send, &mut first_attempt).await;
+            let done = deliver_until_done(&ctx, &reference, &send, &mut first_attempt).await;
             drop(first_attempt);
             drop(place);
             ctx.outputs.webhooks.in_flight.lock().unwrap().remove(&key);
@@ -213,19 +211,23 @@ impl WebhookDeliveries {
 type FirstAttempts = (usize, Arc<Notify>);
 
 /// A delivery's first attempt under way, counted in [`WebhookDeliveries::first_attempts`]
-/// until dropped.
+/// until dropped; with the Partner as the status write that handed the delivery on returned
+/// it, for while the cache trails that write.
 struct FirstAttempt {
     ctx: Arc<Context>,
     partner: ObjectRef<Partner>,
+    handed: Partner,
 }
 
 impl FirstAttempt {
-    fn new(ctx: &Arc<Context>, partner: &ObjectRef<Partner>) -> Self {
+    fn new(ctx: &Arc<Context>, handed: &Partner) -> Self {
+        let partner = ObjectRef::from_obj(handed);
         let mut attempts = ctx.outputs.webhooks.first_attempts.lock().unwrap();
         attempts.entry(partner.clone()).or_default().0 += 1;
         Self {
             ctx: ctx.clone(),
-            partner: partner.clone(),
+            partner,
+            handed: handed.clone(),
         }
     }
 }
@@ -257,7 +259,6 @@ enum Done {
 async fn deliver_until_done(
     ctx: &Arc<Context>,
     reference: &ObjectRef<Partner>,
-    handed: &Partner,
     send: &WebhookSend,
     first_attempt: &mut Option<FirstAttempt>,
 ) -> Done {
@@ -275,6 +276,7 @@ async fn deliver_until_done(
             first_attempt.take();
             ctx.pacing.deadlines_first(&ctx.clock).await;
         }
+        let handed = first_attempt.as_ref().map(|first| &first.handed);
         let Some((partner, distributor, event)) = still_wanted(ctx, reference, handed, send) else {
             return Done::Over;
         };
@@ -308,23 +310,23 @@ async fn deliver_until_done(
 /// The Partner, its Distributor and the event, while the event is still to deliver: the
 /// Partner's cache (or, while the cache trails the operator's last write, the copy the delivery
 /// was handed on with, if that is the write) says it is pending for the endpoint (not delivered
-/// meanwhile, the endpoint still listed, the Partner not gone); the Distributor is as it lists the endpoint now (its
-/// URL or key may have changed since the first attempt); and the event is rebuilt from the
-/// facts of a Partner bound to it (a record that matches none is dropped by the next plan).
+/// meanwhile, the endpoint still listed, the Partner not gone); the Distributor is as it lists
+/// the endpoint now (its URL or key may have changed since the first attempt); and the event is
+/// rebuilt from the facts of a Partner bound to it (a record that matches none is dropped by the next plan).
 fn still_wanted(
     ctx: &Context,
     reference: &ObjectRef<Partner>,
-    handed: &Partner,
+    handed: Option<&Partner>,
     send: &WebhookSend,
 ) -> Option<(Arc<Partner>, Arc<Distributor>, WebhookEvent)> {
     let cached = ctx.caches.partners.get(reference)?;
     let own_writes = &ctx.caches.own_writes;
-    let partner = if !own_writes.lags(&cached) {
-        cached
-    } else if cached.uid() == handed.uid() && !own_writes.lags(handed) {
-        Arc::new(handed.clone())
-    } else {
-        return None;
+    let partner = match handed {
+        _ if !own_writes.lags(&cached) => cached,
+        Some(handed) if cached.uid() == handed.uid() && !own_writes.lags(handed) => {
+            Arc::new(handed.clone())
+        }
+        _ => return None,
     };
     if !pending(&partner, &send.record.id, &send.endpoint.name) {
         return None;
