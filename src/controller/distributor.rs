@@ -22,7 +22,15 @@ use crate::metrics::{DistributorLabels, EndpointLabels, LevelLabels, SeatLabels}
 /// Partners (docs/performance.md). A count a second late is still current enough.
 const LAGGING_RECHECK: Duration = Duration::from_secs(1);
 
+/// A Distributor's count, on a worker of its own ([`super::on_workers`]).
 pub async fn reconcile(
+    distributor: Arc<Distributor>,
+    ctx: Arc<Context>,
+) -> Result<Action, kube::Error> {
+    super::on_workers::on_workers(reconcile_in_place(distributor, ctx)).await
+}
+
+async fn reconcile_in_place(
     distributor: Arc<Distributor>,
     ctx: Arc<Context>,
 ) -> Result<Action, kube::Error> {

@@ -53,7 +53,12 @@ const DELETION_RECHECK: Duration = Duration::from_secs(60);
 /// Added to every requeue at a deadline, so Partners that share a deadline spread a little.
 const MAX_JITTER: Duration = Duration::from_millis(50);
 
+/// A Partner's reconciliation, on a worker of its own ([`super::on_workers`]).
 pub async fn reconcile(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Action, Error> {
+    super::on_workers::on_workers(reconcile_in_place(partner, ctx)).await
+}
+
+async fn reconcile_in_place(partner: Arc<Partner>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !ctx.synced() {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }

@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use kube::runtime::reflector::ObjectRef;
@@ -37,6 +37,7 @@ use super::Context;
 use super::delivered::{Delivered, RECORD_WITHIN, pending};
 use super::executor::write_outcome;
 use super::outside::Kube;
+use super::recent::Recent;
 use crate::api::{Distributor, Partner, WebhookDelivery, WebhookEndpoint};
 use crate::lifecycle::webhooks::WebhookEvent;
 use crate::lifecycle::{self, EventReason, Outcome, WebhookSend};
@@ -63,7 +64,7 @@ pub struct WebhookDeliveries {
     /// (Partner, endpoint) with a delivery in flight.
     in_flight: Mutex<HashSet<(ObjectRef<Partner>, String)>>,
     /// (event id, endpoint) recently delivered or given up on.
-    completed: Mutex<HashMap<(String, String), Instant>>,
+    completed: Mutex<Recent<(String, String)>>,
     /// Per Partner, its deliveries whose first attempt is under way (or about to be: a place
     /// was free and no deadline was due when it was handed on), and what wakes those who wait
     /// for them to be over.
@@ -105,7 +106,7 @@ impl WebhookDeliveries {
             sender: Sender::new(egress),
             keys: SigningKeysCache::new(client, secrets_namespace),
             in_flight: Mutex::default(),
-            completed: Mutex::default(),
+            completed: Mutex::new(Recent::new(COMPLETED_MEMORY)),
             first_attempts: Mutex::default(),
             per_endpoint: Mutex::default(),
             tasks: Mutex::default(),
@@ -121,8 +122,7 @@ impl WebhookDeliveries {
         let key = (reference.clone(), send.endpoint.name.clone());
         {
             let mut completed = this.completed.lock().unwrap();
-            completed.retain(|_, at| at.elapsed() < COMPLETED_MEMORY);
-            if completed.contains_key(&(send.record.id.clone(), send.endpoint.name.clone())) {
+            if completed.contains(&(send.record.id.clone(), send.endpoint.name.clone())) {
                 return;
             }
         }
@@ -199,10 +199,10 @@ impl WebhookDeliveries {
     }
 
     fn completed(&self, send: &WebhookSend) {
-        self.completed.lock().unwrap().insert(
-            (send.record.id.clone(), send.endpoint.name.clone()),
-            Instant::now(),
-        );
+        self.completed
+            .lock()
+            .unwrap()
+            .note((send.record.id.clone(), send.endpoint.name.clone()));
     }
 }
 

@@ -9,13 +9,12 @@
 //! Errors follow kube-apiserver's field error format (`spec.skus[1]: Invalid value: ...`) and are
 //! all returned at once, as the API server aggregates them.
 
+mod cel_rules;
 mod defaulting;
 mod errors;
 mod numbers;
 pub mod schema_checks;
 mod structural;
-
-use std::sync::Mutex;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
@@ -75,10 +74,7 @@ pub enum InvalidSchema {
 /// The admission checks of one CRD version, compiled once.
 pub struct CrdValidator {
     schema: structural::Schema,
-    cel: kube_cel::CompiledSchema,
-    /// `kube_cel::Validator` holds a CEL context that is `Send` but not `Sync`: one per core,
-    /// so that admissions on different threads do not wait for each other.
-    evaluators: Vec<Mutex<kube_cel::Validator>>,
+    cel: cel_rules::CelRules,
 }
 
 impl std::fmt::Debug for CrdValidator {
@@ -91,19 +87,13 @@ impl CrdValidator {
     /// Compiles the checks of an `openAPIV3Schema`.
     pub fn new(schema: &JSONSchemaProps) -> Result<Self, InvalidSchema> {
         let json = serde_json::to_value(schema).expect("a schema always serializes");
-        let cel = kube_cel::compile_schema(&json);
-        if let Some(error) = cel.compilation_errors().first() {
-            return Err(InvalidSchema::Cel {
-                path: String::new(),
-                error: error.to_string(),
-            });
-        }
+        let cel = cel_rules::CelRules::compile(&json).map_err(|error| InvalidSchema::Cel {
+            path: String::new(),
+            error,
+        })?;
         Ok(Self {
             schema: structural::Schema::compile(&json, "")?,
             cel,
-            evaluators: (0..std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .map(|_| Mutex::new(kube_cel::Validator::new()))
-                .collect(),
         })
     }
 
@@ -163,7 +153,7 @@ impl CrdValidator {
             // As kube-apiserver: the rules are not evaluated on an object of the wrong shape (a
             // missing, mistyped, unsupported or oversized value), and it says so. Other value
             // errors (a pattern, a bound) leave the rules to run.
-            if has_rules(&self.cel) {
+            if self.cel.any() {
                 errors.push(FieldError {
                     field: "<nil>".into(),
                     reason: FieldErrorReason::Invalid,
@@ -177,12 +167,7 @@ impl CrdValidator {
                 self.schema.prune(old);
                 defaulting::apply(&self.schema, old);
             }
-            let evaluator = self
-                .evaluators
-                .iter()
-                .find_map(|e| e.try_lock().ok())
-                .unwrap_or_else(|| self.evaluators[0].lock().unwrap_or_else(|e| e.into_inner()));
-            if let Err(failures) = evaluator.validate_compiled(&self.cel, &object, old.as_ref()) {
+            if let Err(failures) = self.cel.evaluate(&object, old.as_ref()) {
                 errors.extend(
                     failures
                         .iter()
@@ -211,17 +196,6 @@ fn blocks_rules(error: &FieldError) -> bool {
             | FieldErrorReason::TooMany
             | FieldErrorReason::TypeInvalid
     )
-}
-
-/// Whether a schema has any CEL rule.
-fn has_rules(schema: &kube_cel::CompiledSchema) -> bool {
-    !schema.validations.is_empty()
-        || schema.properties.values().any(has_rules)
-        || schema.items.as_deref().is_some_and(has_rules)
-        || schema
-            .additional_properties
-            .as_deref()
-            .is_some_and(has_rules)
 }
 
 /// The message kube-apiserver puts in a 422 `Status`: `Kind.group "name" is invalid: ...`.

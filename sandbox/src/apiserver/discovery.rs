@@ -188,7 +188,7 @@ pub fn openapi_v3(registry: &Registry, path: &str) -> Option<Value> {
         let gvk =
             json!([{"group": resource.group, "version": resource.version, "kind": resource.kind}]);
         let component = component_name(resource);
-        let mut schema = resource.schema.clone().unwrap_or_else(
+        let mut schema = resource.schema.as_deref().cloned().unwrap_or_else(
             || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
         );
         if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {

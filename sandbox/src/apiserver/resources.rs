@@ -29,8 +29,9 @@ pub struct ResourceType {
     pub printer_columns: Vec<CustomResourceColumnDefinition>,
     /// Admission of custom resources; built-ins are stored as sent.
     pub validator: Option<Arc<CrdValidator>>,
-    /// The CRD's `openAPIV3Schema`, for OpenAPI documents (`kubectl explain`).
-    pub schema: Option<serde_json::Value>,
+    /// The CRD's `openAPIV3Schema`, for OpenAPI documents (`kubectl explain`). Shared: every
+    /// request takes a copy of its resource type.
+    pub schema: Option<Arc<serde_json::Value>>,
     /// Fields besides `metadata.name` and `metadata.namespace` a field selector may name.
     pub selectable_fields: Vec<String>,
 }
@@ -151,7 +152,7 @@ impl ResourceType {
                 .schema
                 .as_ref()
                 .and_then(|s| s.open_api_v3_schema.as_ref())
-                .map(|s| serde_json::to_value(s).expect("a schema serializes")),
+                .map(|s| Arc::new(serde_json::to_value(s).expect("a schema serializes"))),
             selectable_fields: served
                 .selectable_fields
                 .iter()
@@ -348,6 +349,12 @@ impl Registry {
             .iter()
             .map(|(gv, resources)| (gv.clone(), resources.values().cloned().collect()))
             .collect()
+    }
+
+    /// Whether `group/version` is served at all.
+    pub fn serves(&self, group: &str, version: &str) -> bool {
+        let inner = self.inner.read().unwrap();
+        inner.contains_key(&(group.to_string(), version.to_string()))
     }
 
     pub fn resources_of(&self, group: &str, version: &str) -> Option<Vec<ResourceType>> {

@@ -417,11 +417,7 @@ fn resource_of(state: &ServerState, target: &Target) -> Result<ResourceType, Box
     {
         return Err(Box::new(error.into_response()));
     }
-    if state
-        .registry
-        .resources_of(&target.group, &target.version)
-        .is_none()
-    {
+    if !state.registry.serves(&target.group, &target.version) {
         // A group/version nobody serves is no API path at all: Go's mux answers, not a Status.
         return Err(Box::new(
             (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
