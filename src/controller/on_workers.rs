@@ -2,8 +2,7 @@
 //!
 //! kube's controller polls every reconciliation it has started inside its own task, beside its
 //! watches and its scheduler: however many run at once, they share the one thread that task is
-//! on (at 10,000 Partners, that thread was busy all the time while the runtime's other worker
-//! waited). Spawned, each reconciliation runs on whichever worker is free.
+//! on. Spawned, each reconciliation runs on whichever worker is free (docs/performance.md).
 
 use std::future::Future;
 
