@@ -217,6 +217,7 @@ fn named_probes() -> Vec<Probe> {
         rules_skipped_after_a_type_error,
         rule_fails_alone,
         json_patch_failed_test = "json-patch-test-message",
+        rule_on_an_unchanged_value = "cel-ratcheting",
         deployment_scale,
     ]
 }
