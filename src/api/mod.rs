@@ -88,8 +88,10 @@ pub(crate) fn email_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schem
 
 /// An organization name has something to read: a character other than a space or separator
 /// (`Z*`; the controls are refused by [`ORGANIZATION_NAME_PATTERN`]). A name of spaces only
-/// would greet a partner in an email as nobody.
-pub(crate) const ORGANIZATION_NAME_VISIBLE_RULE: &str = r"self.matches('[^\\p{Z}]')";
+/// would greet a partner in an email as nobody. Said as "not only separators" rather than
+/// `matches('[^\\p{Z}]')`: the same answer, with a pattern of about twenty characters instead
+/// of all the others (the sandbox's CEL library compiles it at each call).
+pub(crate) const ORGANIZATION_NAME_VISIBLE_RULE: &str = r"!self.matches('^\\p{Z}*$')";
 
 /// Schema for `organizationName`.
 pub(crate) fn organization_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
