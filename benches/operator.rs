@@ -339,6 +339,27 @@ impl Server {
         }))
     }
 
+    /// On kube-apiserver, its requests to etcd so far by operation, for the Partners
+    /// (`etcd_requests_total` on its `/metrics`). An update whose copy from the watch cache was
+    /// older than etcd's is made again from a read of etcd: the reads beyond the clients' own
+    /// GETs are such retries.
+    async fn etcd_partner_requests(&self, client: &Client) -> HashMap<String, f64> {
+        if !matches!(self, Self::Kube { .. }) {
+            return HashMap::new();
+        }
+        let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+        let text = client.request_text(request).await.unwrap();
+        text.lines()
+            .filter(|line| line.starts_with("etcd_requests_total{"))
+            .filter(|line| line.contains("resource=\"partners\""))
+            .filter_map(|line| {
+                let operation = line.split("operation=\"").nth(1)?.split('"').next()?;
+                let value = line.rsplit(' ').next()?.parse().ok()?;
+                Some((operation.to_string(), value))
+            })
+            .collect()
+    }
+
     fn clear_log(&mut self) {
         match self {
             Server::Sandbox(s) => s.log().clear(),
@@ -677,6 +698,7 @@ async fn main() {
     // 1. Bulk onboarding.
     server.clear_log();
     let api_cpu_before = server.api_cpu_seconds();
+    let etcd_before = server.etcd_partner_requests(&client).await;
     let profile = server.profile_cpu(&client);
     let started = Instant::now();
     let names: Vec<_> = (0..partners)
@@ -709,6 +731,7 @@ async fn main() {
         profile.await.unwrap();
     }
     server.trace();
+    let etcd_after = server.etcd_partner_requests(&client).await;
     let api_cpu = server
         .api_cpu_seconds()
         .zip(api_cpu_before)
@@ -818,6 +841,15 @@ async fn main() {
         println!(
             "  per partner: {request:<40} {:>8.3}",
             count as f64 / partners as f64
+        );
+    }
+    let mut operations: Vec<_> = etcd_after.keys().collect();
+    operations.sort();
+    for operation in operations {
+        let count = etcd_after[operation] - etcd_before.get(operation).copied().unwrap_or(0.0);
+        println!(
+            "  per partner: etcd {operation:<35} {:>8.3}",
+            count / partners as f64
         );
     }
     figure(

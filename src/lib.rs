@@ -43,4 +43,5 @@ pub mod telemetry;
 pub mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod watch_progress;
 pub mod webhooks;

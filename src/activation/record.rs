@@ -186,6 +186,7 @@ impl Service {
             &mut current,
             Writer::ActivationService,
             Persistence::Outcome,
+            None,
             |_, status| {
                 status.activation.get_or_insert_default().activated_at = Some(at);
             },

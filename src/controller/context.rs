@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::lifecycle::PartnerEvent;
 use crate::mail::Mailer;
 use crate::metrics::{Metrics, Readiness};
+use crate::watch_progress::WatchProgress;
 
 pub struct Context {
     pub client: Client,
@@ -58,6 +59,9 @@ pub struct Caches {
     pub listed: Arc<Listed>,
     /// What the operator last wrote of each Partner's status: how far the Partner cache lags.
     pub own_writes: Arc<OwnWrites>,
+    /// How far the Partner watch has come: a status write waits for it to deliver the copy the
+    /// write was computed from.
+    pub watch_progress: Arc<WatchProgress>,
 }
 
 /// Where effects and reports go besides the API server's objects: mail, webhooks, metrics,

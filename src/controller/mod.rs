@@ -74,6 +74,7 @@ use crate::lifecycle::{EventReason, PartnerEvent};
 use crate::mail::Mailer;
 use crate::metrics::{Metrics, Readiness};
 use crate::shutdown::Shutdown;
+use crate::watch_progress::WatchProgress;
 
 /// The finalizer the operator puts on every Partner, so it can deprovision the tenant.
 pub const FINALIZER: &str = "partner-operator.io/tenant";
@@ -153,11 +154,13 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
     // Each Partner and each Distributor decodes on its own: one the operator cannot read is
     // reported and left out (`unreadable`), never failing the list for all the others.
     let (unreadable_reports, unreadable_rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch_progress = Arc::new(WatchProgress::default());
     let (partners, partner_events) = watch_partners(
         &client,
         &config,
         &index,
         &listed,
+        &watch_progress,
         unreadable_reports.clone(),
     );
     let unreadable_distributors = UnreadableNames::default();
@@ -181,6 +184,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         index: index.clone(),
         listed,
         own_writes,
+        watch_progress,
     };
     let (ctx, wakes) = context(&client, &config, caches);
     let _deliveries = webhook_delivery::AbortDeliveries(ctx.clone());
@@ -260,6 +264,7 @@ fn watch_partners(
     config: &OperatorConfig,
     index: &PartnerIndex,
     listed: &Arc<Listed>,
+    progress: &Arc<WatchProgress>,
     unreadable_reports: UnboundedSender<Report>,
 ) -> (
     Store<Partner>,
@@ -277,13 +282,20 @@ fn watch_partners(
     )
     .modify(trim_for_cache);
     let index = index.clone();
+    let progress = progress.clone();
     cached(
         events,
         listed.clone(),
         Watched::Partners,
         move |event| match event {
-            Event::Apply(p) | Event::InitApply(p) => index.insert(p),
-            Event::Delete(p) => index.remove(p),
+            Event::Apply(p) | Event::InitApply(p) => {
+                progress.delivered(p.resource_version().as_deref());
+                index.insert(p);
+            }
+            Event::Delete(p) => {
+                progress.delivered(p.resource_version().as_deref());
+                index.remove(p);
+            }
             Event::Init | Event::InitDone => {}
         },
     )

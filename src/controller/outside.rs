@@ -110,8 +110,15 @@ impl Outside for Kube<'_> {
         persistence: Persistence,
         change: impl FnMut(&Partner, &mut PartnerStatus) -> T,
     ) -> kube::Result<Transacted<T>> {
-        let transacted =
-            status::transact(self.api, partner, Writer::Operator, persistence, change).await?;
+        let transacted = status::transact(
+            self.api,
+            partner,
+            Writer::Operator,
+            persistence,
+            Some(&self.ctx.caches.watch_progress),
+            change,
+        )
+        .await?;
         if transacted.written {
             self.ctx.caches.own_writes.wrote(partner);
         }

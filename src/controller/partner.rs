@@ -202,6 +202,7 @@ async fn resume_activation(world: &Kube<'_>, pass: &mut Pass, plan: &Plan) -> Re
         &mut pass.current,
         crate::status::Writer::ActivationService,
         Persistence::Outcome,
+        Some(&world.ctx.caches.watch_progress),
         |_, status| {
             status.activation.get_or_insert_default().activated_at = Some(at);
         },

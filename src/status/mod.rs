@@ -16,6 +16,7 @@ use kube::{Api, ResourceExt};
 pub use apply::write;
 
 use crate::api::{Partner, PartnerStatus};
+use crate::watch_progress::WatchProgress;
 
 /// The activation service's field manager: it owns `status.activation.activatedAt`.
 pub const ACTIVATION_SERVICE_MANAGER: &str = "partner-operator-activation";
@@ -54,6 +55,9 @@ const MAX_CONFLICTS: u32 = 8;
 const MAX_ERRORS: u32 = 7;
 const FIRST_WAIT: Duration = Duration::from_millis(50);
 const MAX_WAIT: Duration = Duration::from_secs(2);
+/// How long a write waits for the Partner watch to deliver the copy it was computed from
+/// before it is made anyway (see [`WatchProgress`]).
+const WATCH_CACHE_PATIENCE: Duration = Duration::from_millis(500);
 
 /// What a transaction did.
 #[derive(Debug)]
@@ -66,12 +70,15 @@ pub struct Transacted<T> {
 
 /// Computes `change` on the latest status of `partner` and writes the result as `writer`, if it
 /// differs; `partner` is left as written (or as read after a conflict). The change may run more
-/// than once: it must depend only on what it is given.
+/// than once: it must depend only on what it is given. With `watch`, a write first waits for
+/// the watch to have delivered the copy it was computed from, so that the API server makes it
+/// once.
 pub async fn transact<T>(
     api: &Api<Partner>,
     partner: &mut Partner,
     writer: Writer,
     persistence: Persistence,
+    watch: Option<&WatchProgress>,
     mut change: impl FnMut(&Partner, &mut PartnerStatus) -> T,
 ) -> kube::Result<Transacted<T>> {
     let (mut conflicts, mut errors, mut wait) = (0, 0, FIRST_WAIT);
@@ -85,6 +92,11 @@ pub async fn transact<T>(
                 value,
                 written: false,
             });
+        }
+        if let Some(watch) = watch {
+            watch
+                .caught_up(partner.resource_version().as_deref(), WATCH_CACHE_PATIENCE)
+                .await;
         }
         let failure = match write_as(api, partner, &status, writer).await {
             Ok(written) => {
