@@ -28,7 +28,8 @@
 //!
 //! Environment: `PARTNERS` (10000), `DISTRIBUTORS` (10), `EXPIRING` (1000), `IDLE_SECONDS` (60),
 //! `ANNOTATED` (700), `ANNOTATION_KB` (250), `RESTARTS` (1),
-//! `CONCURRENCY` (the operator's `--concurrency`, default its own), `SMTP_PARAMS` (query
+//! `CONCURRENCY` (the operator's `--concurrency`, default its own), `REQUESTS_IN_FLIGHT` (its
+//! `--api-requests-in-flight`, default its own), `SMTP_PARAMS` (query
 //! parameters of the operator's SMTP URL, e.g. `max_connections=16`), `APISERVER` (`sandbox`,
 //! the default, or `kube`: the real kube-apiserver and etcd from `KUBEBUILDER_ASSETS` or
 //! `hack/kube-assets.sh`, as separate processes, with the operator's requests read from its
@@ -187,6 +188,9 @@ impl Operator {
             .stderr(Stdio::inherit());
         if let Ok(concurrency) = std::env::var("CONCURRENCY") {
             command.args(["--concurrency", &concurrency]);
+        }
+        if let Ok(in_flight) = std::env::var("REQUESTS_IN_FLIGHT") {
+            command.args(["--api-requests-in-flight", &in_flight]);
         }
         Self {
             child: command.spawn().expect("the operator starts"),

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod operator;
 pub mod plugin;
 pub mod published_clock;
+pub mod requests_in_flight;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod shutdown;

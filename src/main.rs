@@ -144,6 +144,10 @@ struct RunArgs {
     /// Partners reconciled at once.
     #[arg(long, default_value_t = 64)]
     concurrency: u16,
+    /// Requests to the API server in flight at once, watches aside: the others wait in the
+    /// operator, so that other clients' requests do not wait behind them.
+    #[arg(long, default_value_t = partner_operator::requests_in_flight::DEFAULT)]
+    api_requests_in_flight: usize,
     /// Reconcile only while holding a Lease, so that several replicas can run
     /// (`--leader-election=false`: this process alone reconciles).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -217,7 +221,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         axum::http::header::USER_AGENT,
         axum::http::HeaderValue::from_static(operator::USER_AGENT),
     ));
-    let client = kube::Client::try_from(config)
+    let client = operator::client(config, args.api_requests_in_flight)
         .map_err(|err| format!("no Kubernetes configuration (in-cluster or kubeconfig): {err}"))?;
     let activation_key = match &args.activation_key_file {
         None => None,

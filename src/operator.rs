@@ -19,6 +19,7 @@ use crate::controller::{self, OperatorConfig, StartError};
 use crate::leader::{self, LeaderElection, LeaderError};
 use crate::mail::{ConfigError, Mailer, MailerConfig, TemplateError, Templates};
 use crate::metrics::{Metrics, Readiness};
+use crate::requests_in_flight::RequestsInFlightLayer;
 use crate::shutdown::Shutdown;
 
 /// Connections to `/metrics`, `/healthz` and `/readyz` at once: a scraper and the kubelet's
@@ -97,6 +98,14 @@ pub enum RunError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// The operator's client of the API server from `config`, with at most `requests_in_flight`
+/// requests in flight besides its watches (see [`crate::requests_in_flight`]).
+pub fn client(config: kube::Config, requests_in_flight: usize) -> kube::Result<Client> {
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&RequestsInFlightLayer::new(requests_in_flight))
+        .build())
 }
 
 /// Checks the settings, then runs the operator until `shutdown` resolves.

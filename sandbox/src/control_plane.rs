@@ -310,13 +310,7 @@ impl ControlPlane {
 
     /// A kube-rs client that authenticates with `token`.
     pub fn client_for_token(&self, token: &str, user_agent: Option<&str>) -> kube::Client {
-        let kubeconfig =
-            kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml_for("user", token))
-                .expect("a kubeconfig we wrote parses");
-        let options = kube::config::KubeConfigOptions::default();
-        let mut config =
-            futures::executor::block_on(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
-                .expect("a kubeconfig with a token and a CA needs nothing external");
+        let mut config = self.config_for_token(token);
         if let Some(user_agent) = user_agent {
             config.headers.push((
                 axum::http::header::USER_AGENT,
@@ -324,6 +318,20 @@ impl ControlPlane {
             ));
         }
         kube::Client::try_from(config).expect("a client for the control plane")
+    }
+
+    /// The configuration of a kube-rs client with the admin identity.
+    pub fn config(&self) -> kube::Config {
+        self.config_for_token(&self.admin_token)
+    }
+
+    fn config_for_token(&self, token: &str) -> kube::Config {
+        let kubeconfig =
+            kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml_for("user", token))
+                .expect("a kubeconfig we wrote parses");
+        let options = kube::config::KubeConfigOptions::default();
+        futures::executor::block_on(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
+            .expect("a kubeconfig with a token and a CA needs nothing external")
     }
 
     /// Installs `crds` (the caller's custom resource definitions) by server-side apply and waits

@@ -41,6 +41,7 @@ pub use summary::Started;
 use crate::clock::Clock;
 use crate::operator::{self, RunOptions};
 use crate::published_clock::PublishedClock;
+use crate::requests_in_flight;
 
 /// Where activation links point for Distributors that set no `spec.activation.baseUrl`: the
 /// sandbox's own activation service on loopback, over plain HTTP (`--activation-base-url`
@@ -200,7 +201,9 @@ pub async fn run(
             let mut run_options =
                 operator_options(&options, &smtp, activation, clock, ownership_key);
             run_options.webhook_stand_in = webhook_stand_in;
-            operator::run(server.client(), run_options, shutdown)
+            let client = operator::client(server.client_config(), requests_in_flight::DEFAULT)
+                .expect("a client for the sandbox's own API server");
+            operator::run(client, run_options, shutdown)
                 .await
                 .map_err(SandboxError::from)
         }

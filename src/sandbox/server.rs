@@ -76,6 +76,14 @@ impl Server {
         }
     }
 
+    /// The configuration of a client with the admin identity.
+    pub fn client_config(&self) -> kube::Config {
+        match self {
+            Server::Embedded(server) => server.client_config(),
+            Server::Kube(plane) => plane.config(),
+        }
+    }
+
     pub fn url(&self) -> String {
         match self {
             Server::Embedded(server) => server.url(),

@@ -122,9 +122,13 @@ impl Harness {
     }
 
     /// Starts one more operator against the same servers (for leader election); its requests
-    /// carry `user_agent`.
+    /// carry `user_agent`. Its client is the one `partner-operator run` makes, requests in
+    /// flight bounded.
     pub fn spawn_operator_as(&self, user_agent: &str, options: RunOptions) -> Operator {
-        self.spawn_operator_with_client(self.server.client_with_user_agent(user_agent), options)
+        let config = self.server.client_config_with_user_agent(user_agent);
+        let client = operator::client(config, partner_operator::requests_in_flight::DEFAULT)
+            .expect("a client for the test's API server");
+        self.spawn_operator_with_client(client, options)
     }
 
     /// Starts one more operator that talks to the API server through `client` (one with a

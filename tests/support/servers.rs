@@ -64,12 +64,17 @@ impl Backend {
         }
     }
 
-    /// A client whose requests the log tells apart by `user_agent`.
-    pub fn client_with_user_agent(&self, user_agent: &str) -> Client {
-        match self {
-            Backend::Sandbox(s) => s.client_with_user_agent(user_agent),
-            Backend::Kube(k) => k.plane.client_with_user_agent(user_agent),
-        }
+    /// The configuration of a client whose requests the log tells apart by `user_agent`.
+    pub fn client_config_with_user_agent(&self, user_agent: &str) -> kube::Config {
+        let mut config = match self {
+            Backend::Sandbox(s) => s.client_config(),
+            Backend::Kube(k) => k.plane.config(),
+        };
+        config.headers.push((
+            http::header::USER_AGENT,
+            user_agent.parse().expect("a valid header value"),
+        ));
+        config
     }
 
     pub fn kubeconfig_yaml(&self) -> String {

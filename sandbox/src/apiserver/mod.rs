@@ -325,7 +325,8 @@ impl ApiServer {
         kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
     }
 
-    fn client_config(&self) -> kube::Config {
+    /// The configuration of a kube-rs client for this server.
+    pub fn client_config(&self) -> kube::Config {
         kube::Config::new(self.url().parse().expect("a valid URL"))
     }
 
