@@ -144,8 +144,8 @@ struct RunArgs {
     /// Partners reconciled at once.
     #[arg(long, default_value_t = 64)]
     concurrency: u16,
-    /// Requests to the API server in flight at once, watches aside: the others wait in the
-    /// operator, so that other clients' requests do not wait behind them.
+    /// Requests to the API server in flight at once, watches and the leader's Lease aside: the
+    /// others wait in the operator, so that other clients' requests do not wait behind them.
     #[arg(long, default_value_t = partner_operator::requests_in_flight::DEFAULT)]
     api_requests_in_flight: usize,
     /// Reconcile only while holding a Lease, so that several replicas can run

@@ -6,7 +6,9 @@
 //! while it onboards, and another client's writes would wait behind them
 //! (docs/performance.md). A few requests in flight keep the API server as busy as many do;
 //! the others wait here, in the operator, where they cost nobody else anything. A watch lasts
-//! as long as the operator does and holds no place.
+//! as long as the operator does and holds no place; neither does the leader's Lease, whose
+//! renewal must not wait behind a queue of reconciliations' writes (a leader that cannot renew
+//! in time steps down).
 //!
 //! A request holds its place until the API server's answer begins (its status and headers):
 //! by then the API server has done the request's work. It holds it [`HELD_AT_MOST`] at most: a
@@ -78,13 +80,13 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let watch = is_watch(&request);
+        let unbounded = is_watch(&request) || is_lease(&request);
         // The inner service's future does nothing until it is polled: the request is sent
         // once it has a place.
         let response = self.inner.call(request);
         let places = self.places.clone();
         Box::pin(async move {
-            if watch {
+            if unbounded {
                 return response.await;
             }
             let place = places.acquire_owned().await;
@@ -108,6 +110,14 @@ fn is_watch<B>(request: &Request<B>) -> bool {
             .split('&')
             .any(|pair| matches!(pair, "watch=true" | "watch=1"))
     })
+}
+
+/// Whether `request` is about a Lease (the leader election's).
+fn is_lease<B>(request: &Request<B>) -> bool {
+    request
+        .uri()
+        .path()
+        .starts_with("/apis/coordination.k8s.io/")
 }
 
 #[cfg(test)]
@@ -176,15 +186,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn watches_hold_no_place() {
+    async fn watches_and_the_lease_hold_no_place() {
         let slow = Slow::default();
         let service = RequestsInFlightLayer::new(1).layer(slow.clone());
         let uris = (0..5)
             .map(|i| format!("/api/v1/namespaces?watch=true&resourceVersion={i}"))
             .chain(["/api/v1/namespaces?limit=500".to_string()])
+            .chain([
+                "/apis/coordination.k8s.io/v1/namespaces/ops/leases/partner-operator".to_string(),
+            ])
             .collect();
         send_at_once(service, uris).await;
-        assert_eq!(slow.most.load(Ordering::SeqCst), 6);
+        assert_eq!(slow.most.load(Ordering::SeqCst), 7);
     }
 
     #[tokio::test(start_paused = true)]
