@@ -34,7 +34,7 @@ impl Default for WatchProgress {
 impl WatchProgress {
     /// The watch delivered an object at `version`.
     pub fn delivered(&self, version: Option<&str>) {
-        let Some(version) = integer(version) else {
+        let Some(version) = ordered(version) else {
             return;
         };
         self.newest.send_if_modified(|newest| {
@@ -49,7 +49,7 @@ impl WatchProgress {
     /// Waits until the watch has delivered `version` or a newer one, at most `patience`;
     /// whether it has.
     pub async fn caught_up(&self, version: Option<&str>, patience: Duration) -> bool {
-        let Some(version) = integer(version) else {
+        let Some(version) = ordered(version) else {
             return true;
         };
         let mut newest = self.newest.subscribe();
@@ -59,7 +59,9 @@ impl WatchProgress {
     }
 }
 
-fn integer(version: Option<&str>) -> Option<u64> {
+/// `version` as a number that grows with every write, if it is one (kube-apiserver's and the
+/// sandbox's are); `None` for a version clients may not order.
+pub fn ordered(version: Option<&str>) -> Option<u64> {
     version?.parse().ok()
 }
 

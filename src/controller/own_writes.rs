@@ -118,7 +118,7 @@ impl OwnWrites {
 }
 
 fn version(partner: &Partner) -> Option<u64> {
-    partner.resource_version()?.parse().ok()
+    crate::watch_progress::ordered(partner.resource_version().as_deref())
 }
 
 #[cfg(test)]
