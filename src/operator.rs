@@ -101,7 +101,7 @@ pub enum RunError {
 }
 
 /// The operator's client of the API server from `config`, with at most `requests_in_flight`
-/// requests in flight besides its watches (see [`crate::requests_in_flight`]).
+/// requests in flight besides its watches and its Lease (see [`crate::requests_in_flight`]).
 pub fn client(config: kube::Config, requests_in_flight: usize) -> kube::Result<Client> {
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&RequestsInFlightLayer::new(requests_in_flight))

@@ -1,4 +1,4 @@
-//! A bound on the operator's requests in flight to the API server, watches aside.
+//! A bound on the operator's requests in flight to the API server, watches and the Lease aside.
 //!
 //! The API server shares its CPU among the requests it is serving: every request in flight
 //! slows every other client's. Sixty-four reconciliations at once (which the operator needs
@@ -31,7 +31,7 @@ pub const DEFAULT: usize = 4;
 /// How long a request holds its place at most; it then goes on without one.
 pub const HELD_AT_MOST: Duration = Duration::from_secs(5);
 
-/// Bounds the requests in flight of the service it wraps, watches aside.
+/// Bounds the requests in flight of the service it wraps, watches and Leases aside.
 #[derive(Clone)]
 pub struct RequestsInFlightLayer {
     places: Arc<Semaphore>,
