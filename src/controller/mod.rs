@@ -44,29 +44,29 @@ mod recipient_rate;
 mod recounts;
 mod statement_source;
 mod unreadable;
+mod watches;
 mod webhook_delivery;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Future, Stream, StreamExt, TryStreamExt};
+use futures::{Future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::ListParams;
+use kube::runtime::Controller;
 use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::{Controller, WatchStreamExt, reflector};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
 use tracing::{info, warn};
 
 pub use context::Context;
-use context::{Caches, Listed, Watched};
+use context::{Caches, Listed};
 pub use index::PartnerIndex;
 use own_writes::OwnWrites;
 pub use recipient_rate::DEFAULT_PER_HOUR as DEFAULT_EMAILS_PER_RECIPIENT_PER_HOUR;
 use unreadable::{Regarding, Report, UnreadableNames};
+use watches::{watch_distributors, watch_entitlements, watch_namespaces, watch_partners};
 
 use crate::api::{Decoded, Distributor, Partner};
 use crate::clock::Clock;
@@ -82,9 +82,6 @@ pub const FINALIZER: &str = "partner-operator.io/tenant";
 /// How long the Distributor controller waits for more requests before it recounts (each new
 /// request restarts the wait: [`recounts`] paces them).
 const DISTRIBUTOR_DEBOUNCE: Duration = Duration::from_millis(200);
-
-/// Distributor changes the Distributor controller may lag behind before the watch waits for it.
-const DISTRIBUTOR_BUFFER: usize = 256;
 
 /// Everything the operator needs besides a Kubernetes client.
 pub struct OperatorConfig {
@@ -228,203 +225,6 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
     info!("controllers stopped");
 }
 
-/// A cache filled by `events`, and the objects they touch, as triggers of a controller.
-/// `observe` sees each event once the cache holds it; the end of the first complete list marks
-/// `watched` as listed.
-fn cached<K>(
-    events: impl Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
-    listed: Arc<Listed>,
-    watched: Watched,
-    mut observe: impl FnMut(&Event<K>) + Send + 'static,
-) -> (
-    Store<K>,
-    impl Stream<Item = watcher::Result<K>> + Send + 'static,
-)
-where
-    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-{
-    let (store, writer) = reflector::store();
-    let touched = reflector(writer, events)
-        .default_backoff()
-        .inspect_ok(move |event| {
-            observe(event);
-            if matches!(event, Event::InitDone) {
-                listed.mark(watched);
-            }
-        })
-        .touched_objects();
-    (store, touched)
-}
-
-/// Partners (in `--namespace`, if given): one watch feeds the cache (the reconciler reads it),
-/// the index (Distributor and namespace changes find their Partners) and the controller. The
-/// cache is written before the index, so every Partner the index names is in the cache.
-fn watch_partners(
-    client: &Client,
-    config: &OperatorConfig,
-    index: &PartnerIndex,
-    listed: &Arc<Listed>,
-    progress: &Arc<WatchProgress>,
-    unreadable_reports: UnboundedSender<Report>,
-) -> (
-    Store<Partner>,
-    impl Stream<Item = watcher::Result<Partner>> + Send + 'static,
-) {
-    let api: Api<Decoded<Partner>> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let events = unreadable::readable(
-        kube::runtime::watcher(api, watch_config()),
-        config.metrics.unreadable_partners.clone(),
-        UnreadableNames::default(),
-        unreadable_reports,
-    )
-    .modify(trim_for_cache);
-    let index = index.clone();
-    let progress = progress.clone();
-    cached(
-        events,
-        listed.clone(),
-        Watched::Partners,
-        move |event| match event {
-            Event::Apply(p) | Event::InitApply(p) => {
-                progress.delivered(p.resource_version().as_deref());
-                index.insert(p);
-            }
-            Event::Delete(p) => {
-                progress.delivered(p.resource_version().as_deref());
-                index.remove(p);
-            }
-            Event::Init | Event::InitDone => {}
-        },
-    )
-}
-
-/// What the Distributor watch feeds: a store both reconcilers read, the Distributor controller
-/// (every change, through the store's subscription) and the Partners of a Distributor whose
-/// spec changed or that went away.
-struct DistributorWatch<S> {
-    store: Store<Distributor>,
-    updates: ReflectHandle<Distributor>,
-    spec_changes: S,
-}
-
-/// Distributors. Only a new generation (or a deletion) reaches the Partners: status-only
-/// updates are filtered out, or every count update would wake every Partner of the
-/// Distributor. One with an unreadable spec is held out (its Partners held as they are, its
-/// name in `unreadable`), one with an unreadable status is read without it.
-fn watch_distributors(
-    client: &Client,
-    config: &OperatorConfig,
-    unreadable: UnreadableNames,
-    listed: &Arc<Listed>,
-    unreadable_reports: UnboundedSender<Report>,
-) -> DistributorWatch<impl Stream<Item = watcher::Result<Distributor>> + Send + 'static> {
-    let api: Api<Decoded<Distributor>> = Api::all(client.clone());
-    let (store, writer) = reflector::store_shared(DISTRIBUTOR_BUFFER);
-    let updates = writer.subscribe().expect("a shared store has subscribers");
-    let generations = Mutex::new(HashMap::<String, Option<i64>>::new());
-    let listed = listed.clone();
-    let spec_changes = reflector(
-        writer,
-        unreadable::readable(
-            kube::runtime::watcher(api, watch_config()),
-            config.metrics.unreadable_distributors.clone(),
-            unreadable,
-            unreadable_reports,
-        )
-        .modify(trim_for_cache),
-    )
-    .default_backoff()
-    .try_filter_map(move |event| {
-        let mut seen = generations.lock().unwrap();
-        let changed = match event {
-            Event::Apply(d) | Event::InitApply(d) => {
-                let generation = d.metadata.generation;
-                (seen.insert(d.name_any(), generation) != Some(generation)).then_some(d)
-            }
-            Event::Delete(d) => {
-                seen.remove(&d.name_any());
-                Some(d)
-            }
-            Event::InitDone => {
-                listed.mark(Watched::Distributors);
-                None
-            }
-            Event::Init => None,
-        };
-        futures::future::ready(Ok(changed))
-    });
-    DistributorWatch {
-        store,
-        updates,
-        spec_changes,
-    }
-}
-
-/// Namespaces: the store answers "may this namespace bind?" and "does the tenant exist?", and
-/// each change is a trigger.
-fn watch_namespaces(
-    client: &Client,
-    listed: &Arc<Listed>,
-) -> (
-    Store<Namespace>,
-    impl Stream<Item = watcher::Result<Namespace>> + Send + 'static,
-) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let events = kube::runtime::watcher(api, watch_config()).modify(|ns: &mut Namespace| {
-        // Of the annotations, only a tenant's ownership proof and its release are read.
-        let kept: std::collections::BTreeMap<String, String> = ns
-            .metadata
-            .annotations
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(key, _)| {
-                key == crate::tenant::OWNERSHIP_PROOF_ANNOTATION
-                    || key == crate::tenant::RELEASED_ANNOTATION
-            })
-            .collect();
-        trim_for_cache(ns);
-        ns.metadata.annotations = (!kept.is_empty()).then_some(kept);
-    });
-    cached(events, listed.clone(), Watched::Namespaces, |_| {})
-}
-
-/// The tenants' `entitlements` ConfigMaps (by name, and only those carrying a tenant's
-/// ownership label): compared with what each Partner's status says, so a tenant write that
-/// was lost is made again; a change or deletion wakes the tenant's Partner.
-fn watch_entitlements(
-    client: &Client,
-    listed: &Arc<Listed>,
-    own_writes: Arc<OwnWrites>,
-) -> (
-    Store<ConfigMap>,
-    impl Stream<Item = watcher::Result<ConfigMap>> + Send + 'static,
-) {
-    let api: Api<ConfigMap> = Api::all(client.clone());
-    let selected = watch_config()
-        .fields(&format!("metadata.name={}", crate::tenant::ENTITLEMENTS))
-        .labels(crate::tenant::OWNER_UID_LABEL);
-    let events = kube::runtime::watcher(api, selected).modify(|cm: &mut ConfigMap| {
-        // Only `data` is compared: ten thousand tenants' labels would be held for nothing.
-        trim_for_cache(cm);
-        cm.metadata.labels = None;
-    });
-    cached(
-        events,
-        listed.clone(),
-        Watched::Entitlements,
-        move |event| match event {
-            Event::Apply(cm) | Event::InitApply(cm) | Event::Delete(cm) => {
-                own_writes.entitlements_seen(&cm.namespace().unwrap_or_default());
-            }
-            Event::Init | Event::InitDone => {}
-        },
-    )
-}
-
 /// The receiving ends of what the context's parts send to the controllers.
 struct Wakes {
     /// Distributors to recount, from the Partner reconciler.
@@ -554,29 +354,6 @@ fn distributor_controller(
         .graceful_shutdown_on(shutdown.wait())
         .run(distributor::reconcile, distributor::error_policy, ctx)
         .for_each(|result| async move { log_outcome("distributor", result) })
-}
-
-/// What the caches keep of an object: not its `managedFields` nor its annotations. No decision
-/// reads them, and they are most of its size: kubectl's last-applied configuration repeats the
-/// whole object, and anyone who can write a Partner may give it 256 kB of annotations, which
-/// would otherwise be held for as long as the Partner exists, bound to a Distributor or not.
-fn trim_for_cache<K: kube::Resource>(object: &mut K) {
-    let meta = object.meta_mut();
-    meta.managed_fields = None;
-    meta.annotations = None;
-}
-
-/// Objects per page when a watch lists. A page's body is held whole while it is decoded: at
-/// kube's default of 500, a relist over 700 Partners carrying 250 kB of annotations each took
-/// the operator to 318 MiB (`benches/operator.rs`, scenario 6; 1,000 other Partners). With 100,
-/// and annotations dropped as each Partner is decoded ([`Decoded`]), 10,000 Partners and those
-/// 700 peak at 172 MiB (200 MiB with their tenants' entitlements watched), and a restart over
-/// 10,000 settles in 3.1–3.6 s (1.9 s at 500); 25 would save another 30 MiB for twice the
-/// requests.
-const LIST_PAGE_SIZE: u32 = 100;
-
-fn watch_config() -> watcher::Config {
-    watcher::Config::default().page_size(LIST_PAGE_SIZE)
 }
 
 /// Failures are logged by the error policies; what is left here is the runtime's own news.
