@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
@@ -157,9 +159,12 @@ impl Context {
     }
 
     /// Records a Kubernetes Event on `partner`, if its reason is one that is recorded
-    /// ([`crate::lifecycle::EventReason::is_recorded`]). Events are best effort: a failure is logged,
-    /// never retried, and never fails the reconciliation.
-    pub async fn publish(&self, partner: &Partner, event: &PartnerEvent) {
+    /// ([`crate::lifecycle::EventReason::is_recorded`]), dated now. Events are best effort: a
+    /// failure is logged, never retried, and never fails the reconciliation. So nothing waits
+    /// for one: it is created by a task of its own, which waits while a deadline is due, as a
+    /// webhook delivery does. A thousand trials ending at once are converted before their
+    /// Events take a place among the requests in flight.
+    pub fn publish(self: &Arc<Self>, partner: &Partner, event: &PartnerEvent) {
         if event.reason.holds_email() {
             let labels = crate::metrics::ReasonLabels {
                 reason: event.reason.as_str(),
@@ -173,19 +178,35 @@ impl Context {
         if !event.reason.is_recorded() {
             return;
         }
-        let now = self.clock.now();
-        let published = super::events::publish(
-            &self.client,
-            &self.outputs.instance,
-            partner,
-            event.reason,
-            &event.message,
-            now,
-        )
-        .await;
-        if let Err(err) = published {
-            warn!(reason = %event.reason, error = %err, "could not record an Event");
-        }
+        let at = self.clock.now();
+        // What an Event names of its Partner; not the Partner's spec and status.
+        let regarding = PartialObjectMeta::<Partner> {
+            types: None,
+            metadata: ObjectMeta {
+                name: partner.metadata.name.clone(),
+                namespace: partner.metadata.namespace.clone(),
+                uid: partner.metadata.uid.clone(),
+                resource_version: partner.metadata.resource_version.clone(),
+                ..ObjectMeta::default()
+            },
+            _phantom: std::marker::PhantomData,
+        };
+        let (ctx, event) = (self.clone(), event.clone());
+        tokio::spawn(async move {
+            ctx.pacing.deadlines_first(&ctx.clock).await;
+            let published = super::events::publish(
+                &ctx.client,
+                &ctx.outputs.instance,
+                &regarding,
+                event.reason,
+                &event.message,
+                at,
+            )
+            .await;
+            if let Err(err) = published {
+                warn!(reason = %event.reason, error = %err, "could not record an Event");
+            }
+        });
     }
 }
 

@@ -286,7 +286,7 @@ pub(super) async fn write_outcome(
         .await?
         .value;
     if let Some(event) = &event {
-        world.publish(current, event).await;
+        world.publish(current, event);
     }
     Ok(event)
 }

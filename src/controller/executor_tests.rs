@@ -119,7 +119,7 @@ impl Outside for Fake {
         self.call(format!("deliver {}", send.record.id));
     }
 
-    async fn publish(&self, _: &Partner, event: &PartnerEvent) {
+    fn publish(&self, _: &Partner, event: &PartnerEvent) {
         self.call(format!("event {}", event.reason));
     }
 }

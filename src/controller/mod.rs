@@ -292,7 +292,7 @@ fn report_unreadable(ctx: Arc<Context>, mut reports: UnboundedReceiver<Report>) 
                 message: report.note,
             };
             match &report.regarding {
-                Regarding::Partner(partner) => ctx.publish(partner, &event).await,
+                Regarding::Partner(partner) => ctx.publish(partner, &event),
                 Regarding::Distributor(distributor) => ctx.publish_on(distributor, &event).await,
             }
         }

@@ -76,8 +76,8 @@ pub(super) trait Outside: Sync {
     /// Hands a webhook event to its own delivery task; nothing waits for it (but, briefly, a
     /// status write its record can ride along with: [`super::webhook_delivery::RIDE_ALONG_PATIENCE`]).
     fn deliver_webhook(&self, partner: &Partner, send: &WebhookSend);
-    /// Records an Event on the Partner, best effort.
-    async fn publish(&self, partner: &Partner, event: &PartnerEvent);
+    /// Hands an Event on the Partner to be recorded, best effort; nothing waits for it.
+    fn publish(&self, partner: &Partner, event: &PartnerEvent);
 }
 
 /// The real world: the API server through the operator's client and caches, the mailer, the
@@ -239,8 +239,8 @@ impl Outside for Kube<'_> {
         WebhookDeliveries::start(self.ctx, partner, send);
     }
 
-    async fn publish(&self, partner: &Partner, event: &PartnerEvent) {
-        self.ctx.publish(partner, event).await;
+    fn publish(&self, partner: &Partner, event: &PartnerEvent) {
+        self.ctx.publish(partner, event);
     }
 }
 

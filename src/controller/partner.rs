@@ -153,9 +153,9 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
         }
         resume_activation(&world, &mut pass, &plan).await?;
         if let Some(event) = told {
-            world.publish(&pass.current, &event).await;
+            world.publish(&pass.current, &event);
         }
-        publish_events(&world, &pass.current, &plan).await;
+        publish_events(&world, &pass.current, &plan);
         for effect in &plan.effects {
             if let Effect::DeliverWebhook(send) = effect {
                 world.deliver_webhook(&pass.current, send);
@@ -370,17 +370,14 @@ fn plan_for(
     })
 }
 
-/// A transition's Events (e.g. ConvertedToProduction and BillingStarted) go out together.
-async fn publish_events(world: &impl Outside, partner: &Partner, plan: &Plan) {
-    let events = plan.effects.iter().filter_map(|effect| match effect {
-        Effect::Event(event) => Some(event),
-        _ => None,
-    });
-    futures::future::join_all(events.map(|event| {
-        info!(partner = %ObjectRef::from_obj(partner), reason = %event.reason, "{}", event.message);
-        world.publish(partner, event)
-    }))
-    .await;
+/// A transition's Events (e.g. ConvertedToProduction and BillingStarted), handed on together.
+fn publish_events(world: &impl Outside, partner: &Partner, plan: &Plan) {
+    for effect in &plan.effects {
+        if let Effect::Event(event) = effect {
+            info!(partner = %ObjectRef::from_obj(partner), reason = %event.reason, "{}", event.message);
+            world.publish(partner, event);
+        }
+    }
 }
 
 /// Metrics, and a recount of the Distributor when how this Partner counts there moved.
@@ -565,11 +562,11 @@ async fn delete(
         // deleted only if it is this Partner's (`tenant::delete` checks).
         let found = tenant::delete(&ctx.client, partner, &ctx.settings.ownership).await?;
         if let Some(event) = plan.tenant_deleted(partner, &found) {
-            world.publish(partner, &event).await;
+            world.publish(partner, &event);
         }
     }
     for event in &plan.events {
-        world.publish(&current, event).await;
+        world.publish(&current, event);
     }
     if !plan.releases() {
         for send in &plan.deliveries {

@@ -228,7 +228,7 @@ async fn a_refusal_for_good_waits_for_a_spec_change(server: Server) {
         reason(&refused, types::READY).as_deref(),
         Some(reasons::EMAIL_REFUSED)
     );
-    let warnings = events(&h, NAMESPACE, EventReason::EmailRefused.as_str()).await;
+    let warnings = events_told(&h, NAMESPACE, EventReason::EmailRefused.as_str()).await;
     assert_eq!(warnings.len(), 1, "one Warning says it");
     assert!(
         warnings[0]
@@ -285,7 +285,7 @@ async fn an_address_outside_the_allowed_domains_waits_until_allowed(server: Serv
         },
     )
     .await;
-    let warnings = events(&h, NAMESPACE, EventReason::RecipientNotAllowed.as_str()).await;
+    let warnings = events_told(&h, NAMESPACE, EventReason::RecipientNotAllowed.as_str()).await;
     assert_eq!(warnings.len(), 1);
     scrape::scrape_until(
         h.metrics_addr(),
@@ -360,11 +360,7 @@ async fn partners_created_and_deleted_in_a_loop_send_at_most_the_rate_limit(serv
         reason(&waiting, types::READY).as_deref(),
         Some(reasons::EMAIL_RATE_LIMITED)
     );
-    assert!(
-        !events(&h, NAMESPACE, EventReason::EmailRateLimited.as_str())
-            .await
-            .is_empty()
-    );
+    events_told(&h, NAMESPACE, EventReason::EmailRateLimited.as_str()).await;
     let scrape = scrape::scrape_until(
         h.metrics_addr(),
         r#"partner_operator_emails_held_total{reason="EmailRateLimited"}"#,
@@ -431,11 +427,19 @@ async fn one_address_is_sent_at_most_the_recipient_limit_across_partners(server:
         .filter(|m| m.to == [victim])
         .count();
     assert_eq!(to_victim, 3, "at most 3 an hour to one address");
-    let warnings = events(&h, NAMESPACE, EventReason::EmailRateLimited.as_str()).await;
-    let on_last: Vec<_> = warnings
-        .iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("loop29"))
-        .collect();
+    let on_last = eventually("a Warning on loop29", Patience::RECONCILE, || async {
+        let on_last: Vec<_> = events(&h, NAMESPACE, EventReason::EmailRateLimited.as_str())
+            .await
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("loop29"))
+            .collect();
+        if on_last.is_empty() {
+            Err(())
+        } else {
+            Ok(on_last)
+        }
+    })
+    .await;
     assert_eq!(on_last.len(), 1, "one Warning on the held Partner");
     let note = on_last[0].note.clone().unwrap_or_default();
     assert!(note.contains("--email-per-recipient-per-hour"), "{note}");

@@ -122,7 +122,7 @@ async fn an_smtp_outage_is_reported_then_delivered_exactly_once(server: Server) 
         condition(&p, types::READY).unwrap(),
         ("False".into(), reasons::EMAIL_DELIVERY_FAILED.into())
     );
-    let warnings = events(&h, "northwind-partners", reasons::EMAIL_DELIVERY_FAILED).await;
+    let warnings = events_told(&h, "northwind-partners", reasons::EMAIL_DELIVERY_FAILED).await;
     assert!(!warnings.is_empty(), "an Event reports the failure");
     let note = warnings[0].note.clone().unwrap_or_default();
     assert!(

@@ -77,11 +77,24 @@ async fn expiration_dates_are_held_to_the_trial_policy(server: Server) {
 
     // Each says why, once, as a Warning naming the field.
     for name in ["backdated", "far-future"] {
-        let limited: Vec<_> = events(&h, NAMESPACE, EventReason::ExpirationDateLimited.as_str())
-            .await
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .collect();
+        let limited = eventually(
+            format!("a Warning on {name}"),
+            Patience::RECONCILE,
+            || async {
+                let reason = EventReason::ExpirationDateLimited.as_str();
+                let limited: Vec<_> = events(&h, NAMESPACE, reason)
+                    .await
+                    .into_iter()
+                    .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+                    .collect();
+                if limited.is_empty() {
+                    Err(())
+                } else {
+                    Ok(limited)
+                }
+            },
+        )
+        .await;
         assert_eq!(limited.len(), 1, "{name}: {limited:?}");
         assert_eq!(limited[0].type_.as_deref(), Some("Warning"));
         let note = limited[0].note.clone().unwrap_or_default();
@@ -137,7 +150,7 @@ async fn unbinding_a_production_partner_ends_billing_and_entitlements(server: Se
         EventReason::ProductionEndedUnbound.as_str(),
         EventReason::BillingEnded.as_str(),
     ] {
-        let found = events(&h, NAMESPACE, reason).await;
+        let found = events_told(&h, NAMESPACE, reason).await;
         assert_eq!(found.len(), 1, "{reason}: {found:?}");
     }
 }

@@ -165,3 +165,21 @@ pub async fn entitlements(
         .unwrap()
         .map(|cm| cm.data.unwrap_or_default())
 }
+
+/// The Events in `namespace` with `reason`, once there is one: the operator records an Event
+/// in a task of its own, so it may come a moment after the status that tells the same.
+pub async fn events_told(
+    h: &Harness,
+    namespace: &str,
+    reason: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    wait::eventually(
+        format!("an Event {reason} in {namespace}"),
+        wait::Patience::RECONCILE,
+        || async {
+            let found = events(h, namespace, reason).await;
+            if found.is_empty() { Err(()) } else { Ok(found) }
+        },
+    )
+    .await
+}
