@@ -129,14 +129,11 @@ fn delivering_fine(d: &Distributor) -> bool {
 /// the email sent, Ready and the webhook event's delivery together). No Event: the conditions
 /// tell an onboarding. (The Distributor's counts and statements are written per Distributor,
 /// a few times a minute at most however many Partners onboard, so they are not counted here.)
-/// On kube-apiserver each of them is made once: none is first made on the watch cache's stale
-/// copy and then again from a read of etcd.
 async fn an_onboarding_costs_six_writes_its_webhook_record_included(server: Server) {
     let (h, receiver) = started_with_receiver(server).await;
     northwind_with_webhooks(&h, &receiver, json!({})).await;
     h.settled().await;
     h.server.clear_requests();
-    let etcd_reads_before = etcd_reads(&h.server, "partners").await;
     h.apply(partner(NAMESPACE, "contoso", "northwind")).await;
     h.wait_partner(NAMESPACE, "contoso", "Ready", is_ready)
         .await;
@@ -172,46 +169,12 @@ async fn an_onboarding_costs_six_writes_its_webhook_record_included(server: Serv
         ],
         "{writes:#?}"
     );
-    if let Some(before) = etcd_reads_before {
-        let etcd_reads = etcd_reads(&h.server, "partners").await.unwrap() - before;
-        // Every client's GET of a Partner may be read from etcd; no more.
-        let gets = h
-            .server
-            .requests()
-            .iter()
-            .filter(|r| r.resource == "partners" && r.verb == "get")
-            .count();
-        assert!(
-            etcd_reads <= gets as f64,
-            "{etcd_reads} reads of Partners from etcd for {gets} GETs: an update was made twice"
-        );
-    }
     let status = h.partners(NAMESPACE).get_status("contoso").await.unwrap();
     let webhooks = status.status.unwrap().webhooks;
     assert!(
         webhooks.iter().all(|r| r.pending.is_empty()),
         "the delivery is recorded: {webhooks:#?}"
     );
-}
-
-/// kube-apiserver's reads from etcd of `resource` so far (`etcd_requests_total`,
-/// operation `get`, on its `/metrics`); `None` on the sandbox, which has no etcd. Beyond the
-/// clients' own GETs, such a read is an update made again: one whose precondition its watch
-/// cache's copy could not meet.
-async fn etcd_reads(server: &Backend, resource: &str) -> Option<f64> {
-    let Backend::Kube(k) = server else {
-        return None;
-    };
-    let request = ::http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = k.plane.client().request_text(request).await.unwrap();
-    let wanted = format!("resource=\"{resource}\"");
-    let reads = text
-        .lines()
-        .filter(|line| line.starts_with("etcd_requests_total{"))
-        .filter(|line| line.contains("operation=\"get\"") && line.contains(&wanted))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    Some(reads)
 }
 
 async fn a_trial_is_told_in_order_once_per_event(server: Server) {
