@@ -15,9 +15,9 @@ use partner_operator::telemetry::{self, LogFormat};
 
 /// jemalloc, not glibc's malloc: the operator allocates and frees many small objects across
 /// its runtime's threads (decoded watch events, plans, status copies), and glibc's arenas hold
-/// much of what is freed. With jemalloc the peak is a seventh lower at 10,000 Partners and a
-/// sixth lower after a relist of Partners carrying large annotations, and onboarding is no
-/// slower (docs/performance.md, "jemalloc").
+/// much of what is freed. With jemalloc the peak is lower, at 10,000 Partners and with
+/// Partners carrying large annotations, and onboarding no slower (docs/performance.md,
+/// "Events off the conversion's path; jemalloc").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -143,14 +143,23 @@ impl Context {
 
     /// Records a Kubernetes Event on a Distributor, best effort as [`Context::publish`].
     pub async fn publish_on(&self, distributor: &Distributor, event: &PartnerEvent) {
-        let now = self.clock.now();
+        self.record(distributor, event, self.clock.now()).await;
+    }
+
+    /// Creates the Event (or counts it seen again); a failure is logged.
+    async fn record<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        regarding: &K,
+        event: &PartnerEvent,
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
         let published = super::events::publish(
             &self.client,
             &self.outputs.instance,
-            distributor,
+            regarding,
             event.reason,
             &event.message,
-            now,
+            at,
         )
         .await;
         if let Err(err) = published {
@@ -194,18 +203,7 @@ impl Context {
         let (ctx, event) = (self.clone(), event.clone());
         tokio::spawn(async move {
             ctx.pacing.deadlines_first(&ctx.clock).await;
-            let published = super::events::publish(
-                &ctx.client,
-                &ctx.outputs.instance,
-                &regarding,
-                event.reason,
-                &event.message,
-                at,
-            )
-            .await;
-            if let Err(err) = published {
-                warn!(reason = %event.reason, error = %err, "could not record an Event");
-            }
+            ctx.record(&regarding, &event, at).await;
         });
     }
 }
