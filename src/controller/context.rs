@@ -73,8 +73,9 @@ pub struct Outputs {
     pub metrics: Arc<Metrics>,
     /// The webhook deliveries in flight (see [`WebhookDeliveries`]).
     pub webhooks: WebhookDeliveries,
-    /// Tells the Distributor controller that one of its Partners changed in a way it counts.
-    recounts: Recounts,
+    /// Tells the Distributor controller that one of its Partners changed in a way it counts,
+    /// and paces its status writes.
+    pub recounts: Recounts,
     /// Keeps the monthly billing statements; a deleted Partner is recorded here.
     pub statements: crate::statements::StatementWriter,
     /// `reportingInstance` of our Events: the pod's name when there is one.

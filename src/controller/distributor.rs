@@ -90,6 +90,15 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
     let plan = lifecycle::plan_distributor(distributor, &members, now);
     export_metrics(ctx, distributor, &plan);
     export_webhook_metrics(ctx, distributor, &plan);
+    let changed = distributor.status.as_ref() != Some(&plan.status);
+    // A change is written (and its Event told) once its interval is over; the count then is
+    // the latest.
+    if let Some(wait) = changed
+        .then(|| ctx.outputs.recounts.write_wait(&name))
+        .flatten()
+    {
+        return Ok(Action::requeue(wait));
+    }
     if let Some((reason, message)) = &plan.event {
         let published = super::events::publish(
             &ctx.client,
@@ -104,9 +113,10 @@ async fn recount(distributor: &Distributor, ctx: &Context) -> Result<Action, kub
             tracing::warn!(error = %err, "could not record an Event");
         }
     }
-    if distributor.status.as_ref() != Some(&plan.status) {
+    if changed {
         let api = Api::<Distributor>::all(ctx.client.clone());
         crate::status::write(&api, distributor, &plan.status, false).await?;
+        ctx.outputs.recounts.wrote(&name);
     }
     Ok(Action::await_change())
 }

@@ -24,12 +24,15 @@ use crate::api::Distributor;
 /// every two Partners onboarded, with ten Distributors).
 pub const RECOUNT_EVERY: Duration = Duration::from_secs(2);
 
-/// The recount requests sent, and those held for the end of their interval.
+/// The recount requests sent, and those held for the end of their interval; and when each
+/// Distributor's status was last written.
 #[derive(Clone)]
 pub struct Recounts {
     triggers: UnboundedSender<ObjectRef<Distributor>>,
     /// Per Distributor: when a request was last sent, and whether one is held.
     sent: Arc<Mutex<HashMap<String, (Instant, bool)>>>,
+    /// Per Distributor: when its status was last written.
+    written: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Recounts {
@@ -37,7 +40,28 @@ impl Recounts {
         Self {
             triggers,
             sent: Arc::default(),
+            written: Arc::default(),
         }
+    }
+
+    /// How long a recount that would write `distributor`'s status waits first, if its last
+    /// write was less than [`RECOUNT_EVERY`] ago. Requests are paced, but each status write is
+    /// also a change of the Distributor that wakes its controller, which counts again (while
+    /// Partners onboard, the counts have always moved): unpaced, that loop wrote each
+    /// Distributor's status about once a second.
+    pub fn write_wait(&self, distributor: &str) -> Option<Duration> {
+        let written = self.written.lock().unwrap();
+        let next = *written.get(distributor)? + RECOUNT_EVERY;
+        next.checked_duration_since(Instant::now())
+            .filter(|wait| !wait.is_zero())
+    }
+
+    /// `distributor`'s status was written now.
+    pub fn wrote(&self, distributor: &str) {
+        self.written
+            .lock()
+            .unwrap()
+            .insert(distributor.to_string(), Instant::now());
     }
 
     /// Asks for a recount of `distributor`: now, or at the end of its interval.
@@ -96,5 +120,22 @@ mod tests {
         // A request after a quiet interval goes at once.
         recounts.request("northwind");
         assert_eq!(received.try_recv().unwrap().name, "northwind");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_status_is_written_at_most_once_an_interval() {
+        let (triggers, _received) = tokio::sync::mpsc::unbounded_channel();
+        let recounts = Recounts::new(triggers);
+        assert_eq!(recounts.write_wait("northwind"), None, "never written");
+        recounts.wrote("northwind");
+        assert_eq!(recounts.write_wait("northwind"), Some(RECOUNT_EVERY));
+        assert_eq!(recounts.write_wait("tailspin"), None, "per Distributor");
+        tokio::time::sleep(RECOUNT_EVERY / 4).await;
+        assert_eq!(
+            recounts.write_wait("northwind"),
+            Some(RECOUNT_EVERY * 3 / 4)
+        );
+        tokio::time::sleep(RECOUNT_EVERY).await;
+        assert_eq!(recounts.write_wait("northwind"), None);
     }
 }

@@ -128,7 +128,7 @@ fn delivering_fine(d: &Distributor) -> bool {
 /// `entitlements` and `activation` Secret, and two status writes (the email's intent, then
 /// the email sent, Ready and the webhook event's delivery together). No Event: the conditions
 /// tell an onboarding. (The Distributor's counts and statements are written per Distributor,
-/// a few times a minute at most however many Partners onboard, so they are not counted here.)
+/// at most once every 2 s each however many Partners onboard, so they are not counted here.)
 async fn an_onboarding_costs_six_writes_its_webhook_record_included(server: Server) {
     let (h, receiver) = started_with_receiver(server).await;
     northwind_with_webhooks(&h, &receiver, json!({})).await;
