@@ -427,18 +427,12 @@ async fn one_address_is_sent_at_most_the_recipient_limit_across_partners(server:
         .filter(|m| m.to == [victim])
         .count();
     assert_eq!(to_victim, 3, "at most 3 an hour to one address");
-    let on_last = eventually("a Warning on loop29", Patience::RECONCILE, || async {
-        let on_last: Vec<_> = events(&h, NAMESPACE, EventReason::EmailRateLimited.as_str())
-            .await
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("loop29"))
-            .collect();
-        if on_last.is_empty() {
-            Err(())
-        } else {
-            Ok(on_last)
-        }
-    })
+    let on_last = events_told_about(
+        &h,
+        NAMESPACE,
+        EventReason::EmailRateLimited.as_str(),
+        "loop29",
+    )
     .await;
     assert_eq!(on_last.len(), 1, "one Warning on the held Partner");
     let note = on_last[0].note.clone().unwrap_or_default();

@@ -77,24 +77,8 @@ async fn expiration_dates_are_held_to_the_trial_policy(server: Server) {
 
     // Each says why, once, as a Warning naming the field.
     for name in ["backdated", "far-future"] {
-        let limited = eventually(
-            format!("a Warning on {name}"),
-            Patience::RECONCILE,
-            || async {
-                let reason = EventReason::ExpirationDateLimited.as_str();
-                let limited: Vec<_> = events(&h, NAMESPACE, reason)
-                    .await
-                    .into_iter()
-                    .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-                    .collect();
-                if limited.is_empty() {
-                    Err(())
-                } else {
-                    Ok(limited)
-                }
-            },
-        )
-        .await;
+        let reason = EventReason::ExpirationDateLimited.as_str();
+        let limited = events_told_about(&h, NAMESPACE, reason, name).await;
         assert_eq!(limited.len(), 1, "{name}: {limited:?}");
         assert_eq!(limited[0].type_.as_deref(), Some("Warning"));
         let note = limited[0].note.clone().unwrap_or_default();

@@ -173,11 +173,38 @@ pub async fn events_told(
     namespace: &str,
     reason: &str,
 ) -> Vec<k8s_openapi::api::events::v1::Event> {
+    told(h, namespace, reason, None).await
+}
+
+/// The same, of the Events regarding the object named `name` alone.
+pub async fn events_told_about(
+    h: &Harness,
+    namespace: &str,
+    reason: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    told(h, namespace, reason, Some(name)).await
+}
+
+async fn told(
+    h: &Harness,
+    namespace: &str,
+    reason: &str,
+    name: Option<&str>,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
     wait::eventually(
-        format!("an Event {reason} in {namespace}"),
+        format!("an Event {reason} in {namespace} about {name:?}"),
         wait::Patience::RECONCILE,
         || async {
-            let found = events(h, namespace, reason).await;
+            let found: Vec<_> = events(h, namespace, reason)
+                .await
+                .into_iter()
+                .filter(|e| {
+                    name.is_none_or(|name| {
+                        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    })
+                })
+                .collect();
             if found.is_empty() { Err(()) } else { Ok(found) }
         },
     )
