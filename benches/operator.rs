@@ -601,6 +601,29 @@ fn count_of(received: &[ReceivedWebhook], type_: &str, subject_part: &str) -> us
         .count()
 }
 
+/// Prints the bytes of one stored Partner and of its parts, as the API server serves it (with
+/// `managedFields`): every write decodes, merges, validates and stores the whole object, and
+/// every watcher is sent it, so the API server's cost of a write follows this size.
+async fn stored_sizes(client: &Client, namespace: &str, name: &str) {
+    let path = format!("/apis/partner-operator.io/v1alpha1/namespaces/{namespace}/partners/{name}");
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.unwrap();
+    let object: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let size = |value: &serde_json::Value| serde_json::to_vec(value).unwrap().len();
+    println!("  stored partner: {} bytes", size(&object));
+    for (part, pointer) in [
+        ("metadata.managedFields", "/metadata/managedFields"),
+        ("spec", "/spec"),
+        ("status", "/status"),
+        ("status.conditions", "/status/conditions"),
+        ("status.emails", "/status/emails"),
+        ("status.webhooks", "/status/webhooks"),
+    ] {
+        let bytes = object.pointer(pointer).map_or(0, size);
+        println!("    of it, {part:<28} {bytes:>6} bytes");
+    }
+}
+
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -856,6 +879,7 @@ async fn main() {
             count / partners as f64
         );
     }
+    stored_sizes(&client, "d0-partners", "p0").await;
     figure(
         "onboarding: writes per partner",
         operator_writes as f64 / partners as f64,
@@ -1134,6 +1158,14 @@ async fn restart(
     figure("restart: operator CPU", operator_cpu, "cpu-s", "-", None);
     figure("restart: API server CPU", api_cpu, "cpu-s", "-", None);
     figure("restart: writes", writes.len() as f64, "writes", "0", None);
+    let reads = operator_requests(&log).filter(|r| r.verb == "get").count();
+    figure(
+        "restart: reads of one object",
+        reads as f64,
+        "reads",
+        "0",
+        None,
+    );
     if let Some(first) = writes.first() {
         println!("  first write after restart: {first:?}");
     }

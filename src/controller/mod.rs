@@ -28,6 +28,7 @@ mod context;
 mod deadlines;
 mod delivered;
 mod distributor;
+mod entitlements;
 mod events;
 mod executor;
 mod finalizer;

@@ -15,6 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::entitlements;
 use super::executor::{Next, Pass, carry_out, write_outcome};
 use super::finalizer::finalizer;
 use super::outside::{Kube, Outside, cached_tenant};
@@ -233,7 +234,13 @@ async fn plan_and_write(world: &Kube<'_>, pass: &mut Pass) -> Result<Written, Er
         None => cached_or_proven(ctx, pass).await?,
     };
     let version = pass.current.resource_version();
-    let entitlements_written = pass.entitlements_written.clone();
+    // What this reconciliation wrote is the operator's own; else as observed, in a tenant
+    // that is this Partner's (the plan looks at no other's).
+    let entitlements = match pass.entitlements_written.clone() {
+        Some(written) => Some(written),
+        None if at_tenant_name.is_owned() => entitlements::observed(ctx, &pass.current).await?,
+        None => None,
+    };
     // An email sent and not yet recorded is recorded by this write, and retried as such.
     let unrecorded = pass.unrecorded.take();
     let persistence = match unrecorded {
@@ -257,15 +264,8 @@ async fn plan_and_write(world: &Kube<'_>, pass: &mut Pass) -> Result<Written, Er
         .planned_at
         .take()
         .unwrap_or_else(|| ctx.clock.timestamp());
-    let plan_at_now = |partner: &Partner| {
-        plan_for(
-            ctx,
-            partner,
-            &at_tenant_name,
-            entitlements_written.as_ref(),
-            now,
-        )
-    };
+    let plan_at_now =
+        |partner: &Partner| plan_for(ctx, partner, &at_tenant_name, entitlements.as_ref(), now);
     let transacted = world
         .transact(&mut pass.current, persistence, |partner, status| {
             let (recorded, told) = match &unrecorded {
@@ -346,25 +346,20 @@ fn plan_for(
     ctx: &Context,
     partner: &Partner,
     at_tenant_name: &Tenant,
-    entitlements_written: Option<&BTreeMap<String, String>>,
+    entitlements: Option<&BTreeMap<String, String>>,
     now: DateTime<Utc>,
 ) -> Plan {
     let distributor = ctx
         .caches
         .distributors
         .get(&ObjectRef::new(&partner.spec.distributor_ref.name));
-    // What this reconciliation wrote is the operator's own; what the cache shows is believed
-    // only under the operator's proof.
-    let cached_entitlements = entitlements_written.cloned().or_else(|| {
-        cached_entitlements(ctx, partner).map(|data| proven_record(ctx, partner, data))
-    });
     lifecycle::plan(&Observation {
         partner,
         distributor: distributor.as_deref(),
         namespace_allowed: ctx.namespace_allows(partner, distributor.as_deref()),
         tenant_exists: at_tenant_name.is_owned(),
         tenant_taken: *at_tenant_name == Tenant::Taken,
-        entitlements: cached_entitlements.as_ref(),
+        entitlements,
         default_activation_base_url: ctx.settings.activation_base_url.as_deref(),
         now,
     })
@@ -437,37 +432,6 @@ fn look_again(ctx: &Context, plan: &Plan) -> Action {
         // No deadline, or a frozen clock that only a jump (which wakes every Partner) moves.
         None => Action::await_change(),
     }
-}
-
-/// The `data` of the tenant's `entitlements` ConfigMap as the operator last wrote it, if the
-/// cache has not caught up with that write yet; else as the cache has it.
-fn cached_entitlements(ctx: &Context, partner: &Partner) -> Option<BTreeMap<String, String>> {
-    let namespace = tenant_namespace_of(partner);
-    if let Some(written) = ctx.caches.own_writes.entitlements(&namespace) {
-        return Some(written);
-    }
-    let reference = ObjectRef::new(tenant::ENTITLEMENTS).within(&namespace);
-    ctx.caches
-        .entitlements
-        .get(&reference)
-        .map(|cm| cm.data.clone().unwrap_or_default())
-}
-
-/// The tenant's `entitlements` data as observed, with its lifecycle record only if the record
-/// is under the operator's proof (a record somebody else wrote or changed is never believed:
-/// the plan writes it again from the status).
-fn proven_record(
-    ctx: &Context,
-    partner: &Partner,
-    data: BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let tenant = tenant_namespace_of(partner);
-    let (data, proven) =
-        tenant::record::verified(data, partner, &tenant, &ctx.settings.ownership.key);
-    if !proven {
-        debug!(partner = %ObjectRef::from_obj(partner), %tenant, "the tenant's lifecycle record is not under the operator's proof: not believed, written again");
-    }
-    data
 }
 
 /// What the cache shows at the tenant's name; for a tenant of an earlier version without its

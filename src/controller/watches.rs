@@ -204,9 +204,11 @@ pub(super) fn watch_entitlements(
         .fields(&format!("metadata.name={}", crate::tenant::ENTITLEMENTS))
         .labels(crate::tenant::OWNER_UID_LABEL);
     let events = kube::runtime::watcher(api, selected).modify(|cm: &mut ConfigMap| {
-        // Only `data` is compared: ten thousand tenants' labels would be held for nothing.
+        // Only `data` is compared, by its digest: ten thousand tenants' labels and records
+        // would be held for nothing.
         trim_for_cache(cm);
         cm.metadata.labels = None;
+        super::entitlements::keep_digest(cm);
     });
     cached(
         events,

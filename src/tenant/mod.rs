@@ -338,6 +338,37 @@ pub fn tenant_data(
     Some(data)
 }
 
+/// The keys of an `entitlements` ConfigMap the operator writes ([`tenant_data`]); any other key
+/// is somebody else's, and never compared.
+pub const ENTITLEMENTS_KEYS: [&str; 8] = [
+    "tenantId",
+    "organization",
+    "distributor",
+    "level",
+    "skus",
+    "expiresAt",
+    record::RECORD_KEY,
+    record::RECORD_PROOF_KEY,
+];
+
+/// A digest of the operator's keys ([`ENTITLEMENTS_KEYS`]) of an `entitlements` ConfigMap's
+/// `data`: equal for two `data` exactly when they hold the same values under those keys.
+pub fn entitlements_digest(data: &BTreeMap<String, String>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for key in ENTITLEMENTS_KEYS {
+        match data.get(key) {
+            Some(value) => {
+                hash.update([1]);
+                hash.update((value.len() as u64).to_le_bytes());
+                hash.update(value.as_bytes());
+            }
+            None => hash.update([0]),
+        }
+    }
+    hash.finalize().into()
+}
+
 /// What the tenant's `entitlements` ConfigMap holds for `status`: the entitlements and the
 /// lifecycle record ([`record`]), not the record's proof. `None` before the tenant is
 /// provisioned.

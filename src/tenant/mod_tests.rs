@@ -89,3 +89,38 @@ fn labels_of_long_names_fit_and_the_annotations_keep_them_whole() {
     assert_eq!(annotations[PARTNER_NAME_LABEL], name);
     assert_eq!(annotations[TENANT_DISTRIBUTOR_LABEL], "d".repeat(253));
 }
+
+#[test]
+fn the_entitlements_digest_covers_every_key_the_operator_writes_and_no_other() {
+    let key = OwnershipKey::from_bytes(&[b'k'; 32]).unwrap();
+    let p = partner("p-uid");
+    let status: PartnerStatus = serde_json::from_value(json!({
+        "subscriptionLevel": "Trial",
+        "tenant": {"id": "t-1", "namespace": "n", "provisionedAt": "2027-03-01T09:00:00Z"},
+    }))
+    .unwrap();
+    let written = tenant_data(&p, &status, &key).unwrap();
+    let keys: Vec<&str> = written.keys().map(String::as_str).collect();
+    let mut operators = ENTITLEMENTS_KEYS.to_vec();
+    operators.sort_unstable();
+    assert_eq!(keys, operators);
+
+    let digest = entitlements_digest(&written);
+    let mut theirs = written.clone();
+    theirs.insert("addedByTheTenant".into(), "x".into());
+    assert_eq!(entitlements_digest(&theirs), digest);
+    for key in ENTITLEMENTS_KEYS {
+        let mut changed = written.clone();
+        changed.get_mut(key).unwrap().push('x');
+        assert_ne!(entitlements_digest(&changed), digest, "{key}");
+        let mut emptied = written.clone();
+        emptied.insert(key.to_string(), String::new());
+        let mut removed = written.clone();
+        removed.remove(key);
+        assert_ne!(
+            entitlements_digest(&emptied),
+            entitlements_digest(&removed),
+            "{key}"
+        );
+    }
+}
