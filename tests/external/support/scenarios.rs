@@ -1,6 +1,6 @@
 //! Scenarios several suites run the operator through.
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -9,7 +9,8 @@ use super::*;
 
 /// A whole trial with every kind of request the operator makes: onboarding through an SMTP
 /// outage (a Warning Event, seen again), an activation through the activation service (its page,
-/// then its API), a manual conversion, a notice, an automatic conversion, and deletions with
+/// then its API), the tenant's entitlements changed by somebody else and written back (read
+/// by name), a manual conversion, a notice, an automatic conversion, and deletions with
 /// both policies (the `Delete` tenant goes, the `Retain` tenant stays); every transition is
 /// delivered to a webhook endpoint, signed with a key the operator reads from a Secret in
 /// `keys_namespace` (its `--webhook-secrets-namespace`). Needs the operator running, its
@@ -113,6 +114,48 @@ pub async fn whole_trial(
     h.wait_partner("northwind-partners", "litware", "Activated", |p| {
         condition(p, types::ACTIVATED).is_some_and(|(s, _)| s == "True")
     })
+    .await;
+    // Somebody else (the tenant's own workloads, say) changes litware's entitlements once the
+    // operator has recorded the activation there: the operator reads them, and writes them
+    // back as its status says.
+    let litware = h
+        .partners("northwind-partners")
+        .get("litware")
+        .await
+        .unwrap();
+    let configmaps: Api<ConfigMap> = Api::namespaced(
+        h.client.clone(),
+        &partner_operator::tenant::tenant_namespace_of(&litware),
+    );
+    let entitlements = || async {
+        let cm = configmaps.get_opt("entitlements").await.unwrap();
+        cm.and_then(|cm| cm.data).unwrap_or_default()
+    };
+    eventually(
+        "litware's entitlements record the activation",
+        Patience::RECONCILE,
+        || async {
+            entitlements()
+                .await
+                .get("lifecycleRecord")
+                .is_some_and(|record| record.contains("activatedAt"))
+        },
+    )
+    .await;
+    let changed = json!({"data": {"level": "Production"}});
+    configmaps
+        .patch(
+            "entitlements",
+            &PatchParams::default(),
+            &Patch::Merge(changed),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "litware's entitlements written back",
+        Patience::RECONCILE,
+        || async { entitlements().await.get("level").map(String::as_str) == Some("Trial") },
+    )
     .await;
     h.partners("northwind-partners")
         .patch(
