@@ -55,8 +55,10 @@ pub struct Caches {
     /// Distributors whose spec the operator cannot read: not in `distributors`, yet not gone.
     pub unreadable_distributors: UnreadableNames,
     pub namespaces: Store<Namespace>,
-    /// The tenants' `entitlements` ConfigMaps.
+    /// The tenants' `entitlements` ConfigMaps (a digest of each, see `entitlements`).
     pub entitlements: Store<ConfigMap>,
+    /// The `entitlements` read by name, while the cache shows the version read.
+    pub entitlements_read: super::entitlements::Reads,
     pub index: PartnerIndex,
     pub listed: Arc<Listed>,
     /// What the operator last wrote of each Partner's status: how far the Partner cache lags.

@@ -7,11 +7,14 @@
 //! it holds just that: when the digests are equal, that data is what is observed, and it is
 //! under the operator's proof by construction. When they differ (a status the ConfigMap does
 //! not follow yet, a tenant restored or a status lost, a record somebody changed), the
-//! ConfigMap is read, and its record believed only under the operator's proof.
+//! ConfigMap is read, and its record believed only under the operator's proof. A read stands
+//! for as long as the cache shows the version read ([`Reads`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use tracing::debug;
@@ -41,8 +44,44 @@ pub(super) fn keep_digest(cm: &mut ConfigMap) {
 enum Known {
     /// The data the operator wrote there last, which the cache does not show yet.
     Written(BTreeMap<String, String>),
-    /// The digest of its data, as the cache has it.
-    Digest(String),
+    /// The digest of its data and its resourceVersion, as the cache has them.
+    Digest { digest: String, version: String },
+}
+
+/// The `entitlements` read by name, per tenant namespace, with the resourceVersion read. While
+/// the cache shows that version, the read stands for another: a difference that lasts (a
+/// Partner awaiting its tenant's restore, a tenant write that keeps failing) costs one read per
+/// version of the ConfigMap, not one per reconciliation. A digest that agrees again, or the
+/// Partner's deletion, forgets it.
+#[derive(Default)]
+pub struct Reads(Mutex<HashMap<String, Read>>);
+
+/// The resourceVersion read and the `data`.
+type Read = (String, BTreeMap<String, String>);
+
+impl Reads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Read>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The data read in `namespace`, if it was read at `version`.
+    fn at(&self, namespace: &str, version: &str) -> Option<BTreeMap<String, String>> {
+        let reads = self.lock();
+        let (read_at, data) = reads.get(namespace)?;
+        (read_at == version).then(|| data.clone())
+    }
+
+    fn keep(&self, namespace: &str, version: String, data: BTreeMap<String, String>) {
+        self.lock().insert(namespace.to_string(), (version, data));
+    }
+
+    /// Forgets what was read in `namespace`.
+    pub fn forget(&self, namespace: &str) {
+        let mut reads = self.lock();
+        if !reads.is_empty() {
+            reads.remove(namespace);
+        }
+    }
 }
 
 /// What is known of the tenant's `entitlements`, `None` when there are none.
@@ -54,7 +93,10 @@ fn known(ctx: &Context, partner: &Partner) -> Option<Known> {
     let reference = ObjectRef::new(tenant::ENTITLEMENTS).within(&namespace);
     let cached = ctx.caches.entitlements.get(&reference)?;
     let digest = cached.data.as_ref().and_then(|data| data.get(DIGEST_KEY));
-    Some(Known::Digest(digest.cloned().unwrap_or_default()))
+    Some(Known::Digest {
+        digest: digest.cloned().unwrap_or_default(),
+        version: cached.resource_version().unwrap_or_default(),
+    })
 }
 
 /// The tenant's `entitlements` data as observed, its lifecycle record only under the
@@ -63,19 +105,30 @@ pub(super) async fn observed(
     ctx: &Context,
     partner: &Partner,
 ) -> Result<Option<BTreeMap<String, String>>, Error> {
-    let digest = match known(ctx, partner) {
+    let (digest, version) = match known(ctx, partner) {
         None => return Ok(None),
         Some(Known::Written(data)) => return Ok(Some(proven_record(ctx, partner, data))),
-        Some(Known::Digest(digest)) => digest,
+        Some(Known::Digest { digest, version }) => (digest, version),
     };
+    let namespace = tenant_namespace_of(partner);
+    let reads = &ctx.caches.entitlements_read;
     if let Some(expected) = expected_by_status(ctx, partner, &digest) {
+        reads.forget(&namespace);
         return Ok(Some(expected));
     }
-    let namespace = tenant_namespace_of(partner);
+    if let Some(data) = reads.at(&namespace, &version) {
+        return Ok(Some(proven_record(ctx, partner, data)));
+    }
     let read = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace)
         .get_opt(tenant::ENTITLEMENTS)
         .await?;
-    Ok(read.map(|cm| proven_record(ctx, partner, cm.data.unwrap_or_default())))
+    Ok(read.map(|cm| {
+        let data = cm.data.unwrap_or_default();
+        if let Some(version) = cm.metadata.resource_version {
+            reads.keep(&namespace, version, data.clone());
+        }
+        proven_record(ctx, partner, data)
+    }))
 }
 
 /// What the status says the `entitlements` hold, if `digest` (hex) is of that.
@@ -118,6 +171,22 @@ mod tests {
             ),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_read_stands_while_the_cache_shows_the_version_read() {
+        let reads = Reads::default();
+        let data = BTreeMap::from([("level".to_string(), "Trial".to_string())]);
+        reads.keep("tenant-a", "7".into(), data.clone());
+        assert_eq!(reads.at("tenant-a", "7"), Some(data));
+        assert_eq!(
+            reads.at("tenant-a", "8"),
+            None,
+            "a newer version is read again"
+        );
+        assert_eq!(reads.at("tenant-b", "7"), None);
+        reads.forget("tenant-a");
+        assert_eq!(reads.at("tenant-a", "7"), None);
     }
 
     #[test]

@@ -179,6 +179,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: Shutdown) {
         unreadable_distributors,
         namespaces,
         entitlements,
+        entitlements_read: Default::default(),
         index: index.clone(),
         listed,
         own_writes,

@@ -144,7 +144,18 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
             told,
             creates_tenant,
             now,
-        } = plan_and_write(&world, &mut pass).await?;
+        } = match plan_and_write(&world, &mut pass).await {
+            Ok(written) => written,
+            Err(err) => {
+                // An email sent and not recorded yet (the write that records it was not
+                // reached: a read before it failed) is recorded before the retry, which would
+                // send it again.
+                if let Some(sent) = pass.unrecorded.take() {
+                    write_outcome(&world, &mut pass.current, sent.outcome()).await?;
+                }
+                return Err(err);
+            }
+        };
         if creates_tenant {
             create_tenant_first(&world, &mut pass, &plan).await;
             // Planned at the same instant, the status written next provisions the tenant just
@@ -546,6 +557,9 @@ async fn delete(
     ctx.outputs.statements.record_deleted(&current).await?;
     record_next_deadline(ctx, partner, None);
     ctx.caches.own_writes.forget(&ObjectRef::from_obj(partner));
+    ctx.caches
+        .entitlements_read
+        .forget(&tenant_namespace_of(partner));
     ctx.pacing.mail_slots.forget(&ObjectRef::from_obj(partner));
     ctx.outputs
         .webhooks
