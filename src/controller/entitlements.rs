@@ -40,7 +40,6 @@ pub(super) fn keep_digest(cm: &mut ConfigMap) {
 }
 
 /// What is known, without a request, of the tenant's `entitlements`.
-#[derive(Clone, Debug, PartialEq, Eq)]
 enum Known {
     /// The data the operator wrote there last, which the cache does not show yet.
     Written(BTreeMap<String, String>),
@@ -77,20 +76,17 @@ impl Reads {
 
     /// Forgets what was read in `namespace`.
     pub fn forget(&self, namespace: &str) {
-        let mut reads = self.lock();
-        if !reads.is_empty() {
-            reads.remove(namespace);
-        }
+        self.lock().remove(namespace);
     }
 }
 
-/// What is known of the tenant's `entitlements`, `None` when there are none.
-fn known(ctx: &Context, partner: &Partner) -> Option<Known> {
-    let namespace = tenant_namespace_of(partner);
-    if let Some(written) = ctx.caches.own_writes.entitlements(&namespace) {
+/// What is known of the `entitlements` in the tenant namespace `namespace`, `None` when there
+/// are none.
+fn known(ctx: &Context, namespace: &str) -> Option<Known> {
+    if let Some(written) = ctx.caches.own_writes.entitlements(namespace) {
         return Some(Known::Written(written));
     }
-    let reference = ObjectRef::new(tenant::ENTITLEMENTS).within(&namespace);
+    let reference = ObjectRef::new(tenant::ENTITLEMENTS).within(namespace);
     let cached = ctx.caches.entitlements.get(&reference)?;
     let digest = cached.data.as_ref().and_then(|data| data.get(DIGEST_KEY));
     Some(Known::Digest {
@@ -105,19 +101,20 @@ pub(super) async fn observed(
     ctx: &Context,
     partner: &Partner,
 ) -> Result<Option<BTreeMap<String, String>>, Error> {
-    let (digest, version) = match known(ctx, partner) {
+    let namespace = tenant_namespace_of(partner);
+    let proven = |data| proven_record(ctx, partner, &namespace, data);
+    let (digest, version) = match known(ctx, &namespace) {
         None => return Ok(None),
-        Some(Known::Written(data)) => return Ok(Some(proven_record(ctx, partner, data))),
+        Some(Known::Written(data)) => return Ok(Some(proven(data))),
         Some(Known::Digest { digest, version }) => (digest, version),
     };
-    let namespace = tenant_namespace_of(partner);
     let reads = &ctx.caches.entitlements_read;
     if let Some(expected) = expected_by_status(ctx, partner, &digest) {
         reads.forget(&namespace);
         return Ok(Some(expected));
     }
     if let Some(data) = reads.at(&namespace, &version) {
-        return Ok(Some(proven_record(ctx, partner, data)));
+        return Ok(Some(proven(data)));
     }
     let read = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace)
         .get_opt(tenant::ENTITLEMENTS)
@@ -127,7 +124,7 @@ pub(super) async fn observed(
         if let Some(version) = cm.metadata.resource_version {
             reads.keep(&namespace, version, data.clone());
         }
-        proven_record(ctx, partner, data)
+        proven(data)
     }))
 }
 
@@ -142,16 +139,17 @@ fn expected_by_status(
     (hex::encode(tenant::entitlements_digest(&expected)) == digest).then_some(expected)
 }
 
-/// `data` with its lifecycle record only if the record is under the operator's proof (a record
-/// somebody else wrote or changed is never believed: the plan writes it again from the status).
+/// `data` (of the tenant namespace `tenant`) with its lifecycle record only if the record is
+/// under the operator's proof (a record somebody else wrote or changed is never believed: the
+/// plan writes it again from the status).
 fn proven_record(
     ctx: &Context,
     partner: &Partner,
+    tenant: &str,
     data: BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let tenant = tenant_namespace_of(partner);
     let (data, proven) =
-        tenant::record::verified(data, partner, &tenant, &ctx.settings.ownership.key);
+        tenant::record::verified(data, partner, tenant, &ctx.settings.ownership.key);
     if !proven {
         debug!(partner = %ObjectRef::from_obj(partner), %tenant, "the tenant's lifecycle record is not under the operator's proof: not believed, written again");
     }

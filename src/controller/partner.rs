@@ -138,42 +138,46 @@ pub fn error_policy(partner: Arc<Partner>, error: &Error, ctx: Arc<Context>) -> 
 async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Result<Action, Error> {
     let world = Kube { ctx, api };
     let mut pass = Pass::new(cached);
+    let result = steps(&world, &mut pass, cached).await;
+    // An email sent and not recorded yet (the write that records it was not reached: a read
+    // before it failed, or the steps ran out) is recorded before the retry, which would send
+    // it again.
+    if result.is_err()
+        && let Some(sent) = pass.unrecorded.take()
+    {
+        write_outcome(&world, &mut pass.current, sent.outcome()).await?;
+    }
+    result
+}
+
+/// Plans, writes and carries out, step by step, until a plan leaves nothing to do now.
+async fn steps(world: &Kube<'_>, pass: &mut Pass, cached: &Partner) -> Result<Action, Error> {
+    let ctx = world.ctx;
     for _ in 0..MAX_STEPS {
         let Written {
             plan,
             told,
             creates_tenant,
             now,
-        } = match plan_and_write(&world, &mut pass).await {
-            Ok(written) => written,
-            Err(err) => {
-                // An email sent and not recorded yet (the write that records it was not
-                // reached: a read before it failed) is recorded before the retry, which would
-                // send it again.
-                if let Some(sent) = pass.unrecorded.take() {
-                    write_outcome(&world, &mut pass.current, sent.outcome()).await?;
-                }
-                return Err(err);
-            }
-        };
+        } = plan_and_write(world, pass).await?;
         if creates_tenant {
-            create_tenant_first(&world, &mut pass, &plan).await;
+            create_tenant_first(world, pass, &plan).await;
             // Planned at the same instant, the status written next provisions the tenant just
             // made at the time it was planned (its trial's end is in its `entitlements`).
             pass.planned_at = Some(now);
             continue;
         }
-        resume_activation(&world, &mut pass, &plan).await?;
+        resume_activation(world, pass, &plan).await?;
         if let Some(event) = told {
             world.publish(&pass.current, &event);
         }
-        publish_events(&world, &pass.current, &plan);
+        publish_events(world, &pass.current, &plan);
         for effect in &plan.effects {
             if let Effect::DeliverWebhook(send) = effect {
                 world.deliver_webhook(&pass.current, send);
             }
         }
-        let action = match carry_out(&world, &ctx.pacing, &mut pass, &plan).await? {
+        let action = match carry_out(world, &ctx.pacing, pass, &plan).await? {
             Next::PlanAgain => continue,
             Next::Done => {
                 ctx.pacing
@@ -185,10 +189,6 @@ async fn apply(api: &Api<Partner>, cached: &Partner, ctx: &Arc<Context>) -> Resu
         };
         finish(ctx, cached, &pass.current, &plan);
         return Ok(action);
-    }
-    // The last step sent an email: it is recorded before giving up on settling.
-    if let Some(sent) = pass.unrecorded.take() {
-        write_outcome(&world, &mut pass.current, sent.outcome()).await?;
     }
     Err(Error::Unsettled)
 }
